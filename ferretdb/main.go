@@ -1,0 +1,46 @@
+// Command lapor-ferretdb runs FerretDB v1 with its SQLite backend as an
+// embedded library: the upstream binary panics at start-up when built from
+// the module proxy (its version file is not part of the module).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+func main() {
+	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
+	dataDir := flag.String("data", "./var/ferretdb", "directory for the SQLite databases")
+	flag.Parse()
+
+	dir, err := filepath.Abs(*dataDir)
+	if err != nil {
+		log.Fatalf("data directory: %v", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		log.Fatalf("data directory: %v", err)
+	}
+
+	db, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: *listen},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + dir + "/",
+	})
+	if err != nil {
+		log.Fatalf("ferretdb: %v", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	fmt.Fprintf(os.Stderr, "ferretdb listening on %s, data in %s\n", *listen, dir)
+	db.Run(ctx)
+}

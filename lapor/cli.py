@@ -1,0 +1,143 @@
+"""`lapor`: try the system as a citizen or an operator from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Lapor command line: simulate SMS, look up complaints, check routing.")
+console = Console()
+
+NatsUrl = Annotated[str, typer.Option("--nats", envvar="NATS_URL", help="NATS server URL")]
+ApiUrl = Annotated[str, typer.Option("--api", envvar="LAPOR_API_URL", help="Intake HTTP base URL")]
+
+
+@app.command()
+def sms(
+    sender: Annotated[str, typer.Argument(help="Sender number, e.g. +6281234567890")],
+    text: Annotated[str, typer.Argument(help='SMS text, e.g. "BANJAR jalan rusak di ..."')],
+    nats_url: NatsUrl = "nats://127.0.0.1:4222",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply")] = 20.0,
+    gateway_id: Annotated[str | None, typer.Option(help="Gateway message id")] = None,
+) -> None:
+    """Publish a simulated SMS on lapor.inbound.sms and print the reply SMS."""
+    reply = asyncio.run(_send_sms(nats_url, sender, text, gateway_id, timeout))
+    if reply is None:
+        console.print(f"[red]no reply within {timeout:.0f}s[/red]")
+        raise typer.Exit(1)
+    console.print(f"[bold]Reply to {reply['to']}[/bold] ({reply.get('complaint_id') or '-'}):")
+    console.print(reply["text"])
+
+
+async def _send_sms(
+    nats_url: str, sender: str, text: str, gateway_id: str | None, timeout: float
+) -> dict[str, Any] | None:
+    import nats
+    import phonenumbers
+
+    from lapor.contracts import InboundSms, subjects
+
+    try:
+        expected_to = phonenumbers.format_number(
+            phonenumbers.parse(sender, "ID"), phonenumbers.PhoneNumberFormat.E164
+        )
+    except phonenumbers.NumberParseException:
+        expected_to = sender
+    nc = await nats.connect(nats_url, name="lapor-cli")
+    replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def on_reply(msg: Any) -> None:
+        body = json.loads(msg.data)
+        if body.get("to") == expected_to:
+            await replies.put(body)
+
+    # Listen before publishing so the reply cannot slip past.
+    await nc.subscribe(subjects.OUTBOUND_SMS, cb=on_reply)
+    message = InboundSms.model_validate(
+        {
+            "from": sender,
+            "to": "1708",
+            "text": text,
+            "gateway_id": gateway_id or f"cli-{uuid.uuid4().hex[:12]}",
+            "received_at": datetime.now().astimezone(),
+        }
+    )
+    js = nc.jetstream()
+    await js.publish(
+        subjects.INBOUND_SMS,
+        message.model_dump_json(by_alias=True).encode(),
+        headers={"Nats-Msg-Id": message.gateway_id},
+    )
+    try:
+        return await asyncio.wait_for(replies.get(), timeout)
+    except TimeoutError:
+        return None
+    finally:
+        await nc.close()
+
+
+@app.command()
+def status(
+    tracking_id: Annotated[str, typer.Argument(help="Tracking id from the SMS reply")],
+    api: ApiUrl = "http://127.0.0.1:8080",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON")] = False,
+) -> None:
+    """Show a complaint: state, agency, priority, deadlines and history."""
+    import httpx
+
+    response = httpx.get(f"{api}/api/v1/complaints/{tracking_id}", timeout=10)
+    if response.status_code == 404:
+        console.print(f"[red]no complaint {tracking_id}[/red]")
+        raise typer.Exit(1)
+    response.raise_for_status()
+    data = response.json()
+    if as_json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    console.print(
+        f"[bold]{data['tracking_id']}[/bold]  state [cyan]{data['state']}[/cyan]  "
+        f"agency {data['agency'] or '-'}  priority {data['priority'] or '-'}"
+    )
+    console.print(f"received {data['received_at']}")
+    for clock, due in data["deadlines"].items():
+        console.print(f"  deadline {clock:<15} {due or '-'}")
+    table = Table("at", "state", "actor", "reason")
+    for entry in data["history"]:
+        table.add_row(entry["at"], entry["state"] or "", entry["actor"], entry["reason"])
+    console.print(table)
+
+
+@app.command()
+def route(
+    text: Annotated[str | None, typer.Argument(help="Complaint text")] = None,
+    region: Annotated[str, typer.Option(help="Region id")] = "banjar",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    stdin: Annotated[bool, typer.Option("--stdin", help="One text per line from stdin")] = False,
+    data_dir: Annotated[Path, typer.Option(envvar="LAPOR_DATA_DIR")] = Path("data"),
+) -> None:
+    """Decide agency and priority for a text with exactly the router service's code."""
+    from services.router.domain import Router
+
+    router = Router.load(data_dir / "regions" / region)
+    texts = (line.rstrip("\n") for line in sys.stdin) if stdin else [text or ""]
+    for line in texts:
+        if stdin and not line.strip():
+            continue
+        decision = router.decide(line).as_json()
+        if as_json or stdin:
+            print(json.dumps(decision, ensure_ascii=False), flush=True)
+        else:
+            console.print(decision)
+
+
+if __name__ == "__main__":
+    app()

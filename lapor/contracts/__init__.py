@@ -1,0 +1,37 @@
+"""Message contracts shared by every Lapor service: subjects and payload models.
+
+This package is the public contract of the bus. It holds no behaviour beyond
+validation, so every service (and any outside channel) can depend on it.
+"""
+
+from lapor.contracts.events import (
+    AGENCY_OUT_OF_SCOPE,
+    Channel,
+    ComplaintReceived,
+    ComplaintRouted,
+    Deadlines,
+    DeadlinesSet,
+    Event,
+    InboundRejected,
+    Priority,
+    RejectionReason,
+    State,
+)
+from lapor.contracts.inbound import InboundSms
+from lapor.contracts.outbound import OutboundSms
+
+__all__ = [
+    "AGENCY_OUT_OF_SCOPE",
+    "Channel",
+    "ComplaintReceived",
+    "ComplaintRouted",
+    "Deadlines",
+    "DeadlinesSet",
+    "Event",
+    "InboundRejected",
+    "InboundSms",
+    "OutboundSms",
+    "Priority",
+    "RejectionReason",
+    "State",
+]

@@ -1,0 +1,106 @@
+"""Domain events published by the services on `lapor.event.*`.
+
+Every event carries a deterministic `event_id`; it doubles as the JetStream
+`Nats-Msg-Id`, so a re-publish is dropped by the server and a redelivery is
+recognised by the consumer.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+AGENCY_OUT_OF_SCOPE = "OUT_OF_SCOPE"
+
+
+class Priority(StrEnum):
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    WEB = "web"
+    OPEN311 = "open311"
+
+
+class State(StrEnum):
+    RECEIVED = "received"
+    TRIAGE = "triage"
+    ASSIGNED = "assigned"
+    IN_PROGRESS = "in_progress"
+    NEEDS_INFO = "needs_info"
+    RESPONDED = "responded"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+
+
+class RejectionReason(StrEnum):
+    MALFORMED = "malformed"
+    UNKNOWN_REGION = "unknown_region"
+    TOO_SHORT = "too_short"
+    RATE_LIMITED = "rate_limited"
+    UNSUPPORTED_COMMAND = "unsupported_command"
+    EMPTY = "empty"
+    BAD_TRACKING_ID = "bad_tracking_id"
+    BAD_RATING = "bad_rating"
+
+
+class Event(BaseModel):
+    event_id: str
+    occurred_at: AwareDatetime
+
+
+class ComplaintReceived(Event):
+    complaint_id: str
+    region: str
+    channel: Channel
+    text: str
+    received_at: AwareDatetime
+    reply_to: str | None = Field(
+        default=None, description="E.164 number for replies; only notify keeps it."
+    )
+    anonymous: bool = False
+    confidential: bool = False
+
+
+class ComplaintRouted(Event):
+    complaint_id: str
+    region: str
+    received_at: AwareDatetime
+    agency: str | None = Field(description="Agency code, OUT_OF_SCOPE, or None in triage.")
+    priority: Priority
+    category: str
+    confidence: float = Field(ge=0, le=1)
+    triage: bool
+    candidates: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+
+
+class Deadlines(BaseModel):
+    routing: datetime | None = None
+    first_response: datetime | None = None
+    answer: datetime | None = None
+
+
+class DeadlinesSet(Event):
+    complaint_id: str
+    region: str
+    agency: str | None
+    priority: Priority
+    state: State = Field(description="State the deadlines belong to (assigned or triage).")
+    received_at: AwareDatetime
+    deadlines: Deadlines
+    cause_event_id: str
+
+
+class InboundRejected(Event):
+    """Inbound message kept as a rejection record; the sender gets the reason."""
+
+    rejection_id: str
+    channel: Channel
+    reason: RejectionReason
+    detail: str = ""
+    reply_to: str | None = None
+    region: str | None = None

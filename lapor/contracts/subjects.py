@@ -1,0 +1,32 @@
+"""Subject names and the JetStream streams that keep them.
+
+Inbound subjects are written by outside channels (SMS gateway, web, partner
+systems); events are written by the services; outbound subjects are read by
+delivery connectors (the SMS gateway connector).
+"""
+
+from dataclasses import dataclass
+
+INBOUND_SMS = "lapor.inbound.sms"
+INBOUND_WEB = "lapor.inbound.web"
+
+COMPLAINT_RECEIVED = "lapor.event.complaint.received"
+COMPLAINT_ROUTED = "lapor.event.complaint.routed"
+COMPLAINT_DEADLINES = "lapor.event.complaint.deadlines"
+INBOUND_REJECTED = "lapor.event.inbound.rejected"
+
+OUTBOUND_SMS = "lapor.outbound.sms"
+OUTBOUND_SMS_STATUS = "lapor.outbound.sms.status"
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+
+
+# One stream per direction: inbound traffic, domain events, outbound messages.
+INBOUND_STREAM = StreamSpec("LAPOR_INBOUND", ("lapor.inbound.>",))
+EVENTS_STREAM = StreamSpec("LAPOR_EVENTS", ("lapor.event.>",))
+OUTBOUND_STREAM = StreamSpec("LAPOR_OUTBOUND", ("lapor.outbound.>",))
+STREAMS = (INBOUND_STREAM, EVENTS_STREAM, OUTBOUND_STREAM)

@@ -1,0 +1,31 @@
+"""Region descriptions shared by the services (data/regions/<region>/region.yaml)."""
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+
+
+class Region(BaseModel):
+    id: str
+    name: str
+    timezone: str
+    keywords: list[str] = Field(min_length=1)
+
+
+def load_regions(data_dir: Path) -> dict[str, Region]:
+    regions: dict[str, Region] = {}
+    for path in sorted((data_dir / "regions").glob("*/region.yaml")):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            regions[path.parent.name] = Region(id=path.parent.name, **raw)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+    if not regions:
+        raise ValueError(f"no region.yaml under {data_dir / 'regions'}")
+    return regions
+
+
+def region_keywords(regions: dict[str, Region]) -> dict[str, str]:
+    """Keyword (upper case) → region id, as the SMS parser expects."""
+    return {kw.upper(): region.id for region in regions.values() for kw in region.keywords}

@@ -1,0 +1,182 @@
+"""NATS JetStream wiring: streams, durable consumers, de-duplicated publishing, quarantine.
+
+Delivery rules every service gets from here:
+- a handler's message is acked only after the handler returned, i.e. after its
+  state is stored (`AckPolicy.NACK_ON_ERROR`); an exception means redelivery
+  with backoff, up to `MAX_DELIVER` attempts, then the dead-letter path;
+- a message that does not match its contract is never retried: it is stored
+  as a dead letter with the reason and acked (no crash loop);
+- every publish carries `Nats-Msg-Id`, so JetStream drops a re-publish.
+"""
+
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fast_depends.exceptions import ValidationError as ContractError
+from faststream import AckPolicy
+from faststream._internal.middlewares import BaseMiddleware
+from faststream.message import StreamMessage
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.prometheus import NatsPrometheusMiddleware
+from faststream.security import SASLPlaintext
+from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from lapor.contracts import subjects
+from lapor.runtime.settings import InfraSettings
+
+log = logging.getLogger(__name__)
+
+MAX_DELIVER = 8
+# Redelivery delays after a failed attempt; the server uses backoff[0] as ack wait,
+# so the first entry must exceed the slowest normal handler run.
+BACKOFF_S = [10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0]
+DUPLICATE_WINDOW_S = 2 * 3600.0
+STREAM_MAX_AGE_S = 30 * 24 * 3600.0
+
+_STREAMS: dict[str, JStream] = {
+    spec.name: JStream(
+        spec.name,
+        subjects=list(spec.subjects),
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        max_age=STREAM_MAX_AGE_S,
+    )
+    for spec in subjects.STREAMS
+}
+
+
+def stream_for(subject: str) -> JStream:
+    for spec in subjects.STREAMS:
+        if any(subject.startswith(pattern.removesuffix(">")) for pattern in spec.subjects):
+            return _STREAMS[spec.name]
+    raise ValueError(f"no stream covers subject {subject!r}")
+
+
+_CONTRACT_ERRORS = (
+    ContractError,
+    PydanticValidationError,
+    UnicodeDecodeError,
+    json.JSONDecodeError,
+)
+
+InvalidHandler = Callable[[StreamMessage[Any], Exception], Awaitable[None]]
+
+
+def quarantine_middleware(on_invalid: InvalidHandler) -> Callable[..., BaseMiddleware]:
+    """Turn contract violations into a stored dead letter instead of a redelivery loop."""
+
+    class Quarantine(BaseMiddleware):
+        async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+            try:
+                return await call_next(msg)
+            except _CONTRACT_ERRORS as exc:
+                await on_invalid(msg, exc)
+                return None
+
+    return Quarantine
+
+
+def create_broker(
+    infra: InfraSettings,
+    *,
+    service: str,
+    registry: CollectorRegistry,
+    on_invalid: InvalidHandler,
+) -> NatsBroker:
+    return NatsBroker(
+        infra.nats_url.split(","),
+        name=f"lapor-{service}",
+        security=(
+            SASLPlaintext(username=infra.nats_user, password=infra.nats_password or "")
+            if infra.nats_user
+            else None
+        ),
+        # Never give up on the server: a restart of NATS must not kill the service.
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        middlewares=[
+            NatsPrometheusMiddleware(registry=registry, app_name=service),
+            quarantine_middleware(on_invalid),
+        ],
+        graceful_timeout=20.0,
+        # Through our own handlers (JSON, phone masking); per-message lines at DEBUG.
+        logger=logging.getLogger("lapor.broker"),
+        log_level=logging.DEBUG,
+    )
+
+
+def durable(
+    broker: NatsBroker,
+    subject: str,
+    consumer: str,
+    *,
+    title: str | None = None,
+    description: str | None = None,
+    batch_size: int = 32,
+) -> Any:
+    """Decorator for a durable pull consumer with the project's redelivery policy."""
+    return broker.subscriber(
+        subject,
+        stream=stream_for(subject),
+        durable=consumer,
+        pull_sub=PullSub(batch_size=batch_size, timeout=2.0),
+        config=ConsumerConfig(
+            durable_name=consumer,
+            deliver_policy=DeliverPolicy.ALL,
+            max_deliver=MAX_DELIVER,
+            backoff=BACKOFF_S,
+            max_ack_pending=1000,
+        ),
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=title,
+        description=description,
+    )
+
+
+class EventPublisher:
+    """A publisher declared once, publishing with de-duplication by message id."""
+
+    def __init__(self, broker: NatsBroker, subject: str, schema: type[BaseModel], title: str):
+        self.subject = subject
+        self._publisher = broker.publisher(
+            subject, stream=stream_for(subject), schema=schema, title=title
+        )
+
+    async def publish(self, message: BaseModel, msg_id: str) -> bool:
+        """Publish and wait for JetStream's ack; returns False for a dropped duplicate."""
+        ack = await self._publisher.publish(
+            message.model_dump(mode="json", by_alias=True),
+            headers={"Nats-Msg-Id": msg_id},
+            timeout=10.0,
+        )
+        return not getattr(ack, "duplicate", False)
+
+
+def dead_letter_record(
+    service: str, msg: StreamMessage[Any], exc: Exception, reason: str
+) -> dict[str, Any]:
+    """A storable description of a message that could not be processed."""
+    raw: bytes = msg.body if isinstance(msg.body, bytes) else bytes(str(msg.body), "utf-8")
+    nats_msg = msg.raw_message
+    metadata = getattr(nats_msg, "metadata", None)
+    sequence = metadata.sequence.stream if metadata is not None else None
+    stream = metadata.stream if metadata is not None else None
+    return {
+        "_id": f"{stream}:{sequence}" if sequence is not None else msg.message_id,
+        "service": service,
+        "subject": getattr(nats_msg, "subject", None),
+        "stream": stream,
+        "stream_sequence": sequence,
+        "reason": reason,
+        "error": str(exc)[:2000],
+        "payload_b64": base64.b64encode(raw[:64_000]).decode("ascii"),
+        "stored_at": datetime.now(UTC),
+    }

@@ -1,0 +1,123 @@
+"""One bootstrap shape for every service: resources opened in the lifespan, a broker
+with the project's delivery policy, health/metrics HTTP, and an AsyncAPI factory."""
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from fastapi import APIRouter, FastAPI
+from faststream import FastStream
+from faststream.message import StreamMessage
+from faststream.nats import NatsBroker
+from faststream.specification import AsyncAPI
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from lapor.runtime.broker import create_broker, dead_letter_record
+from lapor.runtime.db import connect_database, database_ready
+from lapor.runtime.http import broker_running, create_http_app
+from lapor.runtime.logs import configure_logging
+from lapor.runtime.settings import ServiceSettings
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class Late(Generic[T]):
+    """A dependency that exists only once the lifespan has opened its resources."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._value: T | None = None
+
+    def set(self, value: T | None) -> None:
+        self._value = value
+
+    def get(self) -> T:
+        if self._value is None:
+            raise RuntimeError(f"{self._name} used before the service started")
+        return self._value
+
+
+@dataclass
+class Runtime:
+    """What a service's wiring receives: the broker to subscribe on and its resources."""
+
+    service: str
+    settings: ServiceSettings
+    broker: NatsBroker
+    registry: CollectorRegistry
+    db: Late[AsyncDatabase[dict[str, Any]]] = field(default_factory=lambda: Late("database"))
+
+
+Starter = Callable[[AsyncDatabase[dict[str, Any]]], Awaitable[Callable[[], Awaitable[None]] | None]]
+
+
+def build_runtime(service: str, settings: ServiceSettings) -> Runtime:
+    registry = CollectorRegistry()
+    db_box: Late[AsyncDatabase[dict[str, Any]]] = Late("database")
+
+    async def store_dead_letter(msg: StreamMessage[Any], exc: Exception) -> None:
+        record = dead_letter_record(service, msg, exc, reason="contract_violation")
+        log.warning("message violates its contract; kept as dead letter %s", record["_id"])
+        try:
+            await db_box.get()["dead_letters"].insert_one(record)
+        except Exception as store_exc:
+            if getattr(store_exc, "code", None) != 11000:
+                raise
+
+    broker = create_broker(
+        settings.infra, service=service, registry=registry, on_invalid=store_dead_letter
+    )
+    return Runtime(service, settings, broker, registry, db_box)
+
+
+def create_service_app(
+    runtime: Runtime,
+    *,
+    on_start: Starter,
+    routers: Sequence[APIRouter] = (),
+    description: str = "",
+) -> FastAPI:
+    """The service's ASGI app; the lifespan opens the database, then starts consuming."""
+    configure_logging(
+        runtime.service, runtime.settings.infra.log_level, runtime.settings.infra.log_format
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        client: AsyncMongoClient[dict[str, Any]]
+        client, db = connect_database(runtime.settings.infra, f"lapor-{runtime.service}")
+        runtime.db.set(db)
+        stop_background = await on_start(db)
+        try:
+            async with broker_running(runtime.broker):
+                log.info("%s started", runtime.service)
+                yield
+        finally:
+            if stop_background is not None:
+                await stop_background()
+            runtime.db.set(None)
+            await client.close()
+            log.info("%s stopped", runtime.service)
+
+    return create_http_app(
+        service=runtime.service,
+        broker=runtime.broker,
+        registry=runtime.registry,
+        ready_checks={"database": lambda: database_ready(runtime.db.get())},
+        lifespan=lifespan,
+        routers=routers,
+        description=description,
+    )
+
+
+def asyncapi_app(broker: NatsBroker, service: str, description: str) -> FastStream:
+    """A FastStream app used only to generate the AsyncAPI document from the code."""
+    return FastStream(
+        broker,
+        specification=AsyncAPI(title=f"Lapor {service}", version="1.0.0", description=description),
+    )

@@ -1,0 +1,3 @@
+from services.intake.wiring import main
+
+main()

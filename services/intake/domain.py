@@ -1,0 +1,155 @@
+"""Pure rules of the complaint record: what a new complaint is, how events change it.
+
+The record is a plain document; every change appends one history entry with
+time, actor, reason and the causing event id, and the current state is the
+state of the latest entry.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lapor.contracts import (
+    AGENCY_OUT_OF_SCOPE,
+    Channel,
+    ComplaintReceived,
+    ComplaintRouted,
+    DeadlinesSet,
+    State,
+)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change to a complaint: fields to set and the history entry that explains it."""
+
+    event_id: str
+    at: datetime
+    actor: str
+    state: State | None
+    reason: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def history_entry(self) -> dict[str, Any]:
+        # Entries that do not change the state (deadlines, notes) carry state None;
+        # the current state is the state of the latest entry that has one.
+        return {
+            "at": self.at,
+            "state": self.state.value if self.state else None,
+            "actor": self.actor,
+            "reason": self.reason,
+            "event_id": self.event_id,
+            **({"detail": self.detail} if self.detail else {}),
+        }
+
+
+def new_complaint(
+    *,
+    tracking_id: str,
+    region: str,
+    channel: Channel,
+    text: str,
+    received_at: datetime,
+    source_key: str,
+    phone_hash: str | None,
+    anonymous: bool,
+    confidential: bool,
+    truncated: bool,
+    stored_at: datetime,
+) -> dict[str, Any]:
+    received = Transition(
+        event_id=received_event_id(tracking_id),
+        at=stored_at,
+        actor=f"intake:{channel.value}",
+        state=State.RECEIVED,
+        reason="complaint stored",
+    )
+    return {
+        "_id": tracking_id,
+        "region": region,
+        "channel": channel.value,
+        "text": text,
+        "text_truncated": truncated,
+        "received_at": received_at,
+        "source_key": source_key,
+        "reporter": {"phone_hash": phone_hash},
+        "anonymous": anonymous,
+        "confidential": confidential,
+        "state": State.RECEIVED.value,
+        "agency": None,
+        "priority": None,
+        "category": None,
+        "deadlines": {"routing": None, "first_response": None, "answer": None},
+        "history": [received.history_entry()],
+        "updated_at": stored_at,
+    }
+
+
+def received_event_id(tracking_id: str) -> str:
+    return f"received:{tracking_id}"
+
+
+def received_event(doc: dict[str, Any], reply_to: str | None) -> ComplaintReceived:
+    return ComplaintReceived(
+        event_id=received_event_id(doc["_id"]),
+        occurred_at=doc["history"][0]["at"],
+        complaint_id=doc["_id"],
+        region=doc["region"],
+        channel=Channel(doc["channel"]),
+        text=doc["text"],
+        received_at=doc["received_at"],
+        reply_to=reply_to,
+        anonymous=doc["anonymous"],
+        confidential=doc["confidential"],
+    )
+
+
+def current_state(history: list[dict[str, Any]]) -> State:
+    for entry in reversed(sorted(history, key=lambda h: h["at"])):
+        if entry.get("state"):
+            return State(entry["state"])
+    return State.RECEIVED
+
+
+def routed_transition(event: ComplaintRouted) -> Transition:
+    if event.agency == AGENCY_OUT_OF_SCOPE and not event.triage:
+        state, reason = State.CLOSED, "out of LAPOR's scope"
+    elif event.triage:
+        state, reason = State.TRIAGE, "routing unsure: waiting for Diskominfo"
+    else:
+        state, reason = State.ASSIGNED, f"assigned to {event.agency}"
+    fields: dict[str, Any] = {
+        "agency": event.agency if not event.triage else None,
+        "priority": event.priority.value,
+        "category": event.category,
+        "routing": {
+            "confidence": event.confidence,
+            "candidates": event.candidates,
+            "reasons": event.reasons,
+        },
+    }
+    if state is State.CLOSED:
+        fields["outcome"] = "out_of_scope"
+    return Transition(
+        event_id=event.event_id,
+        at=event.occurred_at,
+        actor="router",
+        state=state,
+        reason=reason,
+        fields=fields,
+        detail={"confidence": event.confidence, "reasons": event.reasons[:10]},
+    )
+
+
+def deadlines_transition(event: DeadlinesSet) -> Transition:
+    deadlines = event.deadlines.model_dump()
+    return Transition(
+        event_id=event.event_id,
+        at=event.occurred_at,
+        actor="sla",
+        state=None,
+        reason="deadlines set",
+        fields={"deadlines": deadlines},
+        detail={k: v.isoformat() for k, v in deadlines.items() if v is not None},
+    )

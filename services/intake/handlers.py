@@ -1,0 +1,143 @@
+"""Intake's message handlers: plain async functions over explicit dependencies."""
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from lapor.contracts import (
+    Channel,
+    ComplaintRouted,
+    DeadlinesSet,
+    InboundRejected,
+    InboundSms,
+    RejectionReason,
+)
+from lapor.runtime.broker import EventPublisher
+from services.intake import domain
+from services.intake.phones import normalize_phone, phone_hash
+from services.intake.repository import ComplaintRepository
+from services.intake.sms import Invalid, NewComplaint, RegionKeywords, parse_sms
+from services.intake.tracking import new_tracking_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IntakeDeps:
+    repo: ComplaintRepository
+    received: EventPublisher
+    rejected: EventPublisher
+    region_keywords: RegionKeywords | Mapping[str, str]
+    phone_key: bytes
+    min_words: int = 3
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+async def handle_sms(sms: InboundSms, deps: IntakeDeps) -> None:
+    phone = normalize_phone(sms.sender)
+    sender_hash = phone_hash(phone, deps.phone_key) if phone else None
+    source_key = f"sms:{sms.gateway_id}"
+    parsed = parse_sms(sms.text, deps.region_keywords, min_words=deps.min_words)
+
+    if isinstance(parsed, NewComplaint):
+        complaint = await _store_complaint(
+            deps,
+            region=parsed.region,
+            channel=Channel.SMS,
+            text=parsed.text,
+            received_at=sms.received_at,
+            source_key=source_key,
+            phone_hash=sender_hash,
+            anonymous=parsed.anonymous,
+            confidential=parsed.confidential,
+            truncated=parsed.truncated,
+        )
+        await deps.received.publish(
+            domain.received_event(complaint, reply_to=phone),
+            msg_id=domain.received_event_id(complaint["_id"]),
+        )
+        log.info("complaint received", extra={"complaint_id": complaint["_id"]})
+        return
+
+    if isinstance(parsed, Invalid):
+        reason, detail = parsed.rejection_reason, parsed.detail
+    else:
+        # Citizen commands (CEK/BALAS/NILAI) are answered by the lifecycle
+        # handlers; until those exist the citizen is told plainly.
+        reason, detail = RejectionReason.UNSUPPORTED_COMMAND, type(parsed).__name__
+    await _reject(
+        deps,
+        channel=Channel.SMS,
+        source_key=source_key,
+        reason=reason,
+        detail=detail,
+        reply_to=phone,
+        phone_hash=sender_hash,
+        payload={"text": sms.text[:2000], "to": sms.to, "received_at": sms.received_at},
+    )
+
+
+async def handle_routed(event: ComplaintRouted, deps: IntakeDeps) -> None:
+    if await deps.repo.apply(event.complaint_id, domain.routed_transition(event)) is None:
+        raise LookupError(f"routed event for unknown complaint {event.complaint_id}")
+
+
+async def handle_deadlines(event: DeadlinesSet, deps: IntakeDeps) -> None:
+    if await deps.repo.apply(event.complaint_id, domain.deadlines_transition(event)) is None:
+        raise LookupError(f"deadlines for unknown complaint {event.complaint_id}")
+
+
+async def _store_complaint(deps: IntakeDeps, **fields: Any) -> dict[str, Any]:
+    # A fresh random id can collide with an existing one; try again with another.
+    for _ in range(5):
+        doc = domain.new_complaint(tracking_id=new_tracking_id(), stored_at=deps.clock(), **fields)
+        try:
+            stored, _created = await deps.repo.add_complaint(doc)
+        except DuplicateKeyError:
+            continue
+        return stored
+    raise RuntimeError("could not allocate a tracking id")
+
+
+async def _reject(
+    deps: IntakeDeps,
+    *,
+    channel: Channel,
+    source_key: str,
+    reason: RejectionReason,
+    detail: str,
+    reply_to: str | None,
+    phone_hash: str | None,
+    payload: dict[str, Any],
+) -> None:
+    now = deps.clock()
+    record, _ = await deps.repo.add_rejection(
+        {
+            "_id": f"REJ-{secrets.token_hex(6)}",
+            "source_key": source_key,
+            "channel": channel.value,
+            "reason": reason.value,
+            "detail": detail,
+            "reporter": {"phone_hash": phone_hash},
+            "payload": payload,
+            "stored_at": now,
+        }
+    )
+    await deps.rejected.publish(
+        InboundRejected(
+            event_id=f"rejected:{record['_id']}",
+            occurred_at=record["stored_at"],
+            rejection_id=record["_id"],
+            channel=channel,
+            reason=RejectionReason(record["reason"]),
+            detail=record["detail"],
+            reply_to=reply_to,
+        ),
+        msg_id=f"rejected:{record['_id']}",
+    )
+    log.info("inbound rejected: %s", reason.value, extra={"event_id": record["_id"]})

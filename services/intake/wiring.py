@@ -1,0 +1,109 @@
+"""Intake bootstrap: what it consumes, what it publishes, what it serves."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from faststream import FastStream
+from pymongo.asynchronous.database import AsyncDatabase
+
+from lapor.contracts import (
+    ComplaintReceived,
+    ComplaintRouted,
+    DeadlinesSet,
+    InboundRejected,
+    InboundSms,
+    subjects,
+)
+from lapor.regions import load_regions, region_keywords
+from lapor.runtime.broker import EventPublisher, durable
+from lapor.runtime.serve import serve
+from lapor.runtime.service import Late, Runtime, asyncapi_app, build_runtime, create_service_app
+from lapor.runtime.settings import InfraSettings, ServiceSettings
+from services.intake import api, handlers
+from services.intake.repository import ComplaintRepository
+from services.intake.settings import IntakeSettings
+from services.intake.sms import RegionKeywords
+
+DESCRIPTION = (
+    "Intake is the edge of Lapor: it receives complaints from SMS gateways and other "
+    "channels, stores them with a tracking id and records every lifecycle change."
+)
+
+
+def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, EventPublisher]:
+    broker = runtime.broker
+    publishers = {
+        "received": EventPublisher(
+            broker, subjects.COMPLAINT_RECEIVED, ComplaintReceived, "Complaint received"
+        ),
+        "rejected": EventPublisher(
+            broker, subjects.INBOUND_REJECTED, InboundRejected, "Inbound message rejected"
+        ),
+    }
+
+    @durable(
+        broker,
+        subjects.INBOUND_SMS,
+        "intake-sms",
+        title="Inbound SMS",
+        description=(
+            "An SMS sent by a citizen to the short code, published by the SMS gateway "
+            "(core NATS or JetStream). Text format: `<REGION> <complaint>`, e.g. "
+            "`BANJAR jalan rusak di depan pasar`."
+        ),
+    )
+    async def on_sms(sms: InboundSms) -> None:
+        await handlers.handle_sms(sms, deps.get())
+
+    @durable(broker, subjects.COMPLAINT_ROUTED, "intake-routed", title="Record routing")
+    async def on_routed(event: ComplaintRouted) -> None:
+        await handlers.handle_routed(event, deps.get())
+
+    @durable(broker, subjects.COMPLAINT_DEADLINES, "intake-deadlines", title="Record deadlines")
+    async def on_deadlines(event: DeadlinesSet) -> None:
+        await handlers.handle_deadlines(event, deps.get())
+
+    return publishers
+
+
+def create_app(settings: IntakeSettings | None = None) -> FastAPI:
+    settings = settings or IntakeSettings()  # type: ignore[call-arg]
+    runtime = build_runtime("intake", settings)
+    deps: Late[handlers.IntakeDeps] = Late("intake dependencies")
+    publishers = register(runtime, deps)
+    keywords = RegionKeywords(region_keywords(load_regions(settings.infra.data_dir)))
+
+    async def on_start(db: AsyncDatabase[dict[str, Any]]) -> None:
+        repo = ComplaintRepository(db)
+        await repo.ensure_indexes()
+        deps.set(
+            handlers.IntakeDeps(
+                repo=repo,
+                received=publishers["received"],
+                rejected=publishers["rejected"],
+                region_keywords=keywords,
+                phone_key=settings.phone_hash_key.get_secret_value().encode(),
+                min_words=settings.min_words,
+            )
+        )
+        return None
+
+    return create_service_app(
+        runtime,
+        on_start=on_start,
+        routers=[api.build_router(lambda: deps.get().repo)],
+        description=DESCRIPTION,
+    )
+
+
+def asyncapi() -> FastStream:
+    """`faststream docs gen --factory services.intake.wiring:asyncapi`"""
+    settings = ServiceSettings(infra=InfraSettings())
+    runtime = build_runtime("intake", settings)
+    register(runtime, Late("unused"))
+    return asyncapi_app(runtime.broker, "intake", DESCRIPTION)
+
+
+def main() -> None:
+    settings = IntakeSettings()  # type: ignore[call-arg]
+    serve(create_app(settings), settings)

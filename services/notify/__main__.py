@@ -1,0 +1,3 @@
+from services.notify.wiring import main
+
+main()

@@ -1,0 +1,64 @@
+"""Pure decisions of notify: who hears what, under which stable notification id."""
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from lapor.contracts import (
+    AGENCY_OUT_OF_SCOPE,
+    ComplaintRouted,
+    DeadlinesSet,
+    InboundRejected,
+    RejectionReason,
+)
+
+
+def notification_id(cause_event_id: str, recipient: str, template: str) -> str:
+    """Same cause, recipient and template → same id, so a redelivery never sends twice."""
+    digest = hashlib.sha256(f"{cause_event_id}|{recipient}|{template}".encode()).hexdigest()
+    return f"ntf-{digest[:24]}"
+
+
+@dataclass(frozen=True)
+class CitizenMessage:
+    template: str
+    values: dict[str, Any]
+    cause_event_id: str
+    complaint_id: str | None
+    region: str | None
+
+
+def acknowledgement(event: DeadlinesSet, agency_name: str) -> CitizenMessage:
+    template = "ack_triage" if event.agency is None else "ack"
+    values: dict[str, Any] = {
+        "tracking_id": event.complaint_id,
+        "answer_date": event.deadlines.answer,
+    }
+    if event.agency is not None:
+        values["agency_name"] = agency_name
+    return CitizenMessage(template, values, event.event_id, event.complaint_id, event.region)
+
+
+def out_of_scope_reply(event: ComplaintRouted, guidance: str) -> CitizenMessage | None:
+    if event.agency != AGENCY_OUT_OF_SCOPE or event.triage:
+        return None
+    return CitizenMessage(
+        "out_of_scope",
+        {"tracking_id": event.complaint_id, "guidance": guidance},
+        event.event_id,
+        event.complaint_id,
+        event.region,
+    )
+
+
+# Reasons without a text of their own get the general explanation of the format.
+_REJECTION_TEMPLATES = {
+    RejectionReason.UNKNOWN_REGION: "reject_unknown_region",
+    RejectionReason.TOO_SHORT: "reject_too_short",
+    RejectionReason.RATE_LIMITED: "reject_rate_limited",
+}
+
+
+def rejection_reply(event: InboundRejected) -> CitizenMessage:
+    template = _REJECTION_TEMPLATES.get(event.reason, "reject_malformed")
+    return CitizenMessage(template, {}, event.event_id, None, event.region)

@@ -1,0 +1,3 @@
+from services.router.wiring import main
+
+main()

@@ -1,0 +1,60 @@
+"""Router bootstrap: consumes received complaints, publishes routing decisions."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from faststream import FastStream
+from pymongo.asynchronous.database import AsyncDatabase
+
+from lapor.contracts import ComplaintReceived, ComplaintRouted, subjects
+from lapor.regions import load_regions
+from lapor.runtime.broker import EventPublisher, durable
+from lapor.runtime.serve import serve
+from lapor.runtime.service import Late, Runtime, asyncapi_app, build_runtime, create_service_app
+from lapor.runtime.settings import InfraSettings, ServiceSettings
+from services.router import handlers
+from services.router.domain import Router
+from services.router.settings import RouterSettings
+
+DESCRIPTION = "Router decides which agency handles a complaint and how urgent it is."
+
+
+def register(runtime: Runtime, deps: Late[handlers.RouterDeps]) -> EventPublisher:
+    routed = EventPublisher(
+        runtime.broker, subjects.COMPLAINT_ROUTED, ComplaintRouted, "Complaint routed"
+    )
+
+    @durable(runtime.broker, subjects.COMPLAINT_RECEIVED, "router-received", title="Route")
+    async def on_received(event: ComplaintReceived) -> None:
+        await handlers.handle_received(event, deps.get())
+
+    return routed
+
+
+def create_app(settings: RouterSettings | None = None) -> FastAPI:
+    settings = settings or RouterSettings()
+    runtime = build_runtime("router", settings)
+    deps: Late[handlers.RouterDeps] = Late("router dependencies")
+    routed = register(runtime, deps)
+    # Load and validate every region's rules before accepting any message.
+    routers = {
+        region: Router.load(settings.region_dir(region))
+        for region in load_regions(settings.infra.data_dir)
+    }
+
+    async def on_start(_db: AsyncDatabase[dict[str, Any]]) -> None:
+        deps.set(handlers.RouterDeps(routers=routers, routed=routed))
+
+    return create_service_app(runtime, on_start=on_start, description=DESCRIPTION)
+
+
+def asyncapi() -> FastStream:
+    """`faststream docs gen --factory services.router.wiring:asyncapi`"""
+    runtime = build_runtime("router", ServiceSettings(infra=InfraSettings()))
+    register(runtime, Late("unused"))
+    return asyncapi_app(runtime.broker, "router", DESCRIPTION)
+
+
+def main() -> None:
+    settings = RouterSettings()
+    serve(create_app(settings), settings)

@@ -1,0 +1,3 @@
+from services.sla.wiring import main
+
+main()

@@ -1,0 +1,25 @@
+import json
+import logging
+
+from lapor.runtime.logs import JsonFormatter, mask_phones
+
+
+def test_phone_numbers_are_masked_in_any_spelling() -> None:
+    for number in ("+6281234567890", "6281234567890", "081234567890", "0812-3456-7890"):
+        masked = mask_phones(f"sms from {number} stored")
+        assert number not in masked
+        assert "7890" not in masked
+
+
+def test_tracking_ids_and_dates_are_left_alone() -> None:
+    text = "complaint LPR-7K3M-9QX2 due 2026-12-14T16:00:00+08:00"
+    assert mask_phones(text) == text
+
+
+def test_json_log_line_carries_ids_and_no_phone() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "to %s", ("+6281234567890",), None)
+    record.complaint_id = "LPR-1"
+    line = json.loads(JsonFormatter("notify").format(record))
+    assert line["service"] == "notify"
+    assert line["complaint_id"] == "LPR-1"
+    assert "+6281234567890" not in line["msg"]
