@@ -7,6 +7,7 @@ validation, so every service (and any outside channel) can depend on it.
 from lapor.contracts.events import (
     AGENCY_OUT_OF_SCOPE,
     Channel,
+    CitizenCommandAnswered,
     ComplaintReceived,
     ComplaintRouted,
     Deadlines,
@@ -23,6 +24,7 @@ from lapor.contracts.outbound import OutboundSms
 __all__ = [
     "AGENCY_OUT_OF_SCOPE",
     "Channel",
+    "CitizenCommandAnswered",
     "ComplaintReceived",
     "ComplaintRouted",
     "Deadlines",

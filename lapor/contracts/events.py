@@ -7,6 +7,7 @@ recognised by the consumer.
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -104,3 +105,17 @@ class InboundRejected(Event):
     detail: str = ""
     reply_to: str | None = None
     region: str | None = None
+
+
+class CitizenCommandAnswered(Event):
+    """Intake's answer to a citizen command (CEK, BALAS, NILAI) for notify to send."""
+
+    command: Literal["status", "reply", "rating"]
+    found: bool = Field(description="False when the id is unknown or not the sender's.")
+    tracking_id: str
+    reply_to: str | None = None
+    region: str | None = None
+    state: State | None = None
+    agency: str | None = None
+    answer_due: datetime | None = None
+    score: int | None = Field(default=None, ge=1, le=5)

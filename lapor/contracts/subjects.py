@@ -14,6 +14,7 @@ COMPLAINT_RECEIVED = "lapor.event.complaint.received"
 COMPLAINT_ROUTED = "lapor.event.complaint.routed"
 COMPLAINT_DEADLINES = "lapor.event.complaint.deadlines"
 INBOUND_REJECTED = "lapor.event.inbound.rejected"
+CITIZEN_COMMAND_ANSWERED = "lapor.event.citizen.answered"
 
 OUTBOUND_SMS = "lapor.outbound.sms"
 OUTBOUND_SMS_STATUS = "lapor.outbound.sms.status"

@@ -10,8 +10,10 @@ Delivery rules every service gets from here:
 """
 
 import base64
+import contextlib
 import json
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +25,9 @@ from faststream.message import StreamMessage
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.prometheus import NatsPrometheusMiddleware
 from faststream.security import SASLPlaintext
+from nats.js.api import AckPolicy as AckPolicyJS
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType
+from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -40,22 +44,19 @@ BACKOFF_S = [10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0]
 DUPLICATE_WINDOW_S = 2 * 3600.0
 STREAM_MAX_AGE_S = 30 * 24 * 3600.0
 
-_STREAMS: dict[str, JStream] = {
-    spec.name: JStream(
-        spec.name,
-        subjects=list(spec.subjects),
-        storage=StorageType.FILE,
-        duplicate_window=DUPLICATE_WINDOW_S,
-        max_age=STREAM_MAX_AGE_S,
-    )
-    for spec in subjects.STREAMS
-}
-
 
 def stream_for(subject: str) -> JStream:
+    # A fresh declaration each time: FastStream marks a declaration as done after
+    # the first broker start, and tests run several brokers in one process.
     for spec in subjects.STREAMS:
         if any(subject.startswith(pattern.removesuffix(">")) for pattern in spec.subjects):
-            return _STREAMS[spec.name]
+            return JStream(
+                spec.name,
+                subjects=list(spec.subjects),
+                storage=StorageType.FILE,
+                duplicate_window=DUPLICATE_WINDOW_S,
+                max_age=STREAM_MAX_AGE_S,
+            )
     raise ValueError(f"no stream covers subject {subject!r}")
 
 
@@ -123,22 +124,48 @@ def durable(
     batch_size: int = 32,
 ) -> Any:
     """Decorator for a durable pull consumer with the project's redelivery policy."""
+    stream = stream_for(subject)
+    config = ConsumerConfig(
+        durable_name=consumer,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicyJS.EXPLICIT,
+        filter_subject=subject,
+        max_deliver=MAX_DELIVER,
+        backoff=BACKOFF_S,
+        max_ack_pending=1000,
+    )
+    _consumers.setdefault(broker, []).append((stream.name, config))
     return broker.subscriber(
         subject,
-        stream=stream_for(subject),
+        stream=stream,
         durable=consumer,
         pull_sub=PullSub(batch_size=batch_size, timeout=2.0),
-        config=ConsumerConfig(
-            durable_name=consumer,
-            deliver_policy=DeliverPolicy.ALL,
-            max_deliver=MAX_DELIVER,
-            backoff=BACKOFF_S,
-            max_ack_pending=1000,
-        ),
+        config=config,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=title,
         description=description,
     )
+
+
+# Consumer declarations per broker, applied by `declare_consumers` at start-up.
+_consumers: "weakref.WeakKeyDictionary[NatsBroker, list[tuple[str, ConsumerConfig]]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def declare_consumers(broker: NatsBroker) -> None:
+    """Create or update every durable consumer before consuming starts.
+
+    The server keeps an existing consumer's old settings when a client merely
+    subscribes to it; creating it again with the same name updates the
+    settings that may change (max_deliver, backoff, ...), so a new release
+    takes effect without deleting consumers and their position.
+    """
+    await broker.connect()
+    js = broker.config.connection_state.stream
+    for stream_name, config in _consumers.get(broker, []):
+        with contextlib.suppress(NotFoundError):
+            await js.add_consumer(stream_name, config=config)
 
 
 class EventPublisher:

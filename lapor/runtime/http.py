@@ -8,6 +8,8 @@ from fastapi import APIRouter, FastAPI, Response
 from faststream.nats import NatsBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from lapor.runtime.broker import declare_consumers
+
 ReadyCheck = Callable[[], Awaitable[bool]]
 
 
@@ -53,6 +55,7 @@ def create_http_app(
 @asynccontextmanager
 async def broker_running(broker: NatsBroker) -> AsyncIterator[None]:
     """Start consuming; on shutdown stop taking messages and let in-flight ones finish."""
+    await declare_consumers(broker)
     await broker.start()
     try:
         yield

@@ -20,7 +20,7 @@ from lapor.runtime.broker import create_broker, dead_letter_record
 from lapor.runtime.db import connect_database, database_ready
 from lapor.runtime.http import broker_running, create_http_app
 from lapor.runtime.logs import configure_logging
-from lapor.runtime.settings import ServiceSettings
+from lapor.runtime.settings import InfraSettings, ServiceSettings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -121,3 +121,9 @@ def asyncapi_app(broker: NatsBroker, service: str, description: str) -> FastStre
         broker,
         specification=AsyncAPI(title=f"Lapor {service}", version="1.0.0", description=description),
     )
+
+
+def docs_runtime(service: str) -> Runtime:
+    """A runtime with built-in defaults (not the environment), for document generation."""
+    settings = ServiceSettings.model_construct(infra=InfraSettings.model_construct())
+    return build_runtime(service, settings)

@@ -82,6 +82,7 @@ def new_complaint(
         "category": None,
         "deadlines": {"routing": None, "first_response": None, "answer": None},
         "history": [received.history_entry()],
+        "event_ids": [received.event_id],
         "updated_at": stored_at,
     }
 
@@ -152,4 +153,32 @@ def deadlines_transition(event: DeadlinesSet) -> Transition:
         reason="deadlines set",
         fields={"deadlines": deadlines},
         detail={k: v.isoformat() for k, v in deadlines.items() if v is not None},
+    )
+
+
+def filed_by(doc: dict[str, Any], phone_hash: str | None) -> bool:
+    """Only the number that filed a complaint may see its detail or act on it by SMS."""
+    return phone_hash is not None and doc.get("reporter", {}).get("phone_hash") == phone_hash
+
+
+def citizen_reply_transition(event_id: str, at: datetime, text: str) -> Transition:
+    return Transition(
+        event_id=event_id,
+        at=at,
+        actor="citizen",
+        state=None,
+        reason="citizen added information",
+        detail={"text": text},
+    )
+
+
+def rating_transition(event_id: str, at: datetime, score: int, comment: str) -> Transition:
+    return Transition(
+        event_id=event_id,
+        at=at,
+        actor="citizen",
+        state=None,
+        reason=f"citizen rated {score}/5",
+        fields={"rating": {"score": score, "comment": comment, "at": at}},
+        detail={"score": score},
     )

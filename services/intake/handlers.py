@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from lapor.contracts import (
     Channel,
+    CitizenCommandAnswered,
     ComplaintRouted,
     DeadlinesSet,
     InboundRejected,
@@ -21,7 +22,15 @@ from lapor.runtime.broker import EventPublisher
 from services.intake import domain
 from services.intake.phones import normalize_phone, phone_hash
 from services.intake.repository import ComplaintRepository
-from services.intake.sms import Invalid, NewComplaint, RegionKeywords, parse_sms
+from services.intake.sms import (
+    CitizenReply,
+    Invalid,
+    NewComplaint,
+    Rating,
+    RegionKeywords,
+    StatusQuery,
+    parse_sms,
+)
 from services.intake.tracking import new_tracking_id
 
 log = logging.getLogger(__name__)
@@ -32,6 +41,7 @@ class IntakeDeps:
     repo: ComplaintRepository
     received: EventPublisher
     rejected: EventPublisher
+    answered: EventPublisher
     region_keywords: RegionKeywords | Mapping[str, str]
     phone_key: bytes
     min_words: int = 3
@@ -64,22 +74,57 @@ async def handle_sms(sms: InboundSms, deps: IntakeDeps) -> None:
         log.info("complaint received", extra={"complaint_id": complaint["_id"]})
         return
 
-    if isinstance(parsed, Invalid):
-        reason, detail = parsed.rejection_reason, parsed.detail
-    else:
-        # Citizen commands (CEK/BALAS/NILAI) are answered by the lifecycle
-        # handlers; until those exist the citizen is told plainly.
-        reason, detail = RejectionReason.UNSUPPORTED_COMMAND, type(parsed).__name__
+    if not isinstance(parsed, Invalid):
+        await _answer_command(deps, parsed, source_key, phone, sender_hash)
+        return
+
     await _reject(
         deps,
         channel=Channel.SMS,
         source_key=source_key,
-        reason=reason,
-        detail=detail,
+        reason=parsed.rejection_reason,
+        detail=parsed.detail,
         reply_to=phone,
         phone_hash=sender_hash,
         payload={"text": sms.text[:2000], "to": sms.to, "received_at": sms.received_at},
     )
+
+
+async def _answer_command(
+    deps: IntakeDeps,
+    command: StatusQuery | CitizenReply | Rating,
+    source_key: str,
+    phone: str | None,
+    sender_hash: str | None,
+) -> None:
+    doc = await deps.repo.get(command.tracking_id)
+    found = doc is not None and domain.filed_by(doc, sender_hash)
+    # The gateway message id makes the change and the answer happen once.
+    event_id = f"command:{source_key}"
+    if found and doc is not None:
+        if isinstance(command, CitizenReply):
+            transition = domain.citizen_reply_transition(event_id, deps.clock(), command.text)
+            doc = await deps.repo.apply(command.tracking_id, transition) or doc
+        elif isinstance(command, Rating):
+            transition = domain.rating_transition(
+                event_id, deps.clock(), command.score, command.comment
+            )
+            doc = await deps.repo.apply(command.tracking_id, transition) or doc
+    kind = {StatusQuery: "status", CitizenReply: "reply", Rating: "rating"}[type(command)]
+    answer = CitizenCommandAnswered(
+        event_id=event_id,
+        occurred_at=deps.clock(),
+        command=kind,  # type: ignore[arg-type]
+        found=found,
+        tracking_id=command.tracking_id,
+        reply_to=phone,
+        region=doc["region"] if found and doc else None,
+        state=doc["state"] if found and doc else None,
+        agency=doc.get("agency") if found and doc else None,
+        answer_due=(doc.get("deadlines") or {}).get("answer") if found and doc else None,
+        score=command.score if isinstance(command, Rating) else None,
+    )
+    await deps.answered.publish(answer, msg_id=event_id)
 
 
 async def handle_routed(event: ComplaintRouted, deps: IntakeDeps) -> None:

@@ -1,5 +1,8 @@
 """Storage of complaints, rejection records and dead letters (MongoDB or FerretDB v1)."""
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,11 +15,38 @@ from services.intake.domain import Transition
 Document = dict[str, Any]
 
 
+class KeyedLock:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class ComplaintRepository:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.complaints = db["complaints"]
         self.rejections = db["rejections"]
         self.dead_letters = db["dead_letters"]
+        # FerretDB v1 (SQLite) applies an update as read-modify-write of the whole
+        # document without isolation: two concurrent updates of one complaint can
+        # lose one of them. Changes to one complaint are therefore serialised here.
+        # MongoDB does not need it; with several intake replicas on FerretDB the
+        # race remains between replicas.
+        self._writing = KeyedLock()
 
     async def ensure_indexes(self) -> None:
         await self.complaints.create_index("source_key", unique=True)
@@ -56,12 +86,24 @@ class ComplaintRepository:
         Returns the complaint after the change, the unchanged complaint if the
         transition was already applied, or None if there is no such complaint.
         """
+        async with self._writing.hold(complaint_id):
+            return await self._apply(complaint_id, transition)
+
+    async def _apply(self, complaint_id: str, transition: Transition) -> Document | None:
         changes: Document = {**transition.fields, "updated_at": datetime.now(UTC)}
         if transition.state is not None:
             changes["state"] = transition.state.value
+        # `event_ids` mirrors the history's event ids as a flat array: FerretDB v1
+        # does not apply `$ne` to a dotted path into an array of documents.
         updated = await self.complaints.find_one_and_update(
-            {"_id": complaint_id, "history.event_id": {"$ne": transition.event_id}},
-            {"$set": changes, "$push": {"history": transition.history_entry()}},
+            {"_id": complaint_id, "event_ids": {"$ne": transition.event_id}},
+            {
+                "$set": changes,
+                "$push": {
+                    "history": transition.history_entry(),
+                    "event_ids": transition.event_id,
+                },
+            },
             return_document=ReturnDocument.AFTER,
         )
         if updated is not None:

@@ -7,6 +7,7 @@ from faststream import FastStream
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lapor.contracts import (
+    CitizenCommandAnswered,
     ComplaintReceived,
     ComplaintRouted,
     DeadlinesSet,
@@ -17,8 +18,14 @@ from lapor.contracts import (
 from lapor.regions import load_regions, region_keywords
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.serve import serve
-from lapor.runtime.service import Late, Runtime, asyncapi_app, build_runtime, create_service_app
-from lapor.runtime.settings import InfraSettings, ServiceSettings
+from lapor.runtime.service import (
+    Late,
+    Runtime,
+    asyncapi_app,
+    build_runtime,
+    create_service_app,
+    docs_runtime,
+)
 from services.intake import api, handlers
 from services.intake.repository import ComplaintRepository
 from services.intake.settings import IntakeSettings
@@ -38,6 +45,12 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
         ),
         "rejected": EventPublisher(
             broker, subjects.INBOUND_REJECTED, InboundRejected, "Inbound message rejected"
+        ),
+        "answered": EventPublisher(
+            broker,
+            subjects.CITIZEN_COMMAND_ANSWERED,
+            CitizenCommandAnswered,
+            "Citizen command answered",
         ),
     }
 
@@ -81,6 +94,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 repo=repo,
                 received=publishers["received"],
                 rejected=publishers["rejected"],
+                answered=publishers["answered"],
                 region_keywords=keywords,
                 phone_key=settings.phone_hash_key.get_secret_value().encode(),
                 min_words=settings.min_words,
@@ -98,8 +112,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
 def asyncapi() -> FastStream:
     """`faststream docs gen --factory services.intake.wiring:asyncapi`"""
-    settings = ServiceSettings(infra=InfraSettings())
-    runtime = build_runtime("intake", settings)
+    runtime = docs_runtime("intake")
     register(runtime, Late("unused"))
     return asyncapi_app(runtime.broker, "intake", DESCRIPTION)
 

@@ -6,9 +6,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from lapor.directory import AgencyDirectory, load_directory
-
 from lapor.contracts import AGENCY_OUT_OF_SCOPE
+from lapor.directory import AgencyDirectory, load_directory
 from lapor.regions import Region
 from services.notify.templates import TemplateSet, format_date_id
 
@@ -34,8 +33,8 @@ class AgencyCatalog:
 
     def guidance(self, region: str, category: str | None = None) -> str:
         agency = self.directories[region].agency(AGENCY_OUT_OF_SCOPE)
-        specific = agency.categories.get(category) if category else None
-        return (getattr(specific, "guidance", None) or agency.guidance or "").strip()
+        specific = agency.guidance_for(category) if category else None
+        return (specific or agency.guidance or "").strip()
 
 
 class SmsRenderer:

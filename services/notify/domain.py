@@ -6,11 +6,13 @@ from typing import Any
 
 from lapor.contracts import (
     AGENCY_OUT_OF_SCOPE,
+    CitizenCommandAnswered,
     ComplaintRouted,
     DeadlinesSet,
     InboundRejected,
     RejectionReason,
 )
+from services.notify.templates import state_label
 
 
 def notification_id(cause_event_id: str, recipient: str, template: str) -> str:
@@ -62,3 +64,23 @@ _REJECTION_TEMPLATES = {
 def rejection_reply(event: InboundRejected) -> CitizenMessage:
     template = _REJECTION_TEMPLATES.get(event.reason, "reject_malformed")
     return CitizenMessage(template, {}, event.event_id, None, event.region)
+
+
+def command_reply(event: CitizenCommandAnswered, agency_name: str) -> CitizenMessage:
+    """The answer to CEK, BALAS or NILAI; an unknown or foreign id reveals nothing."""
+    values: dict[str, Any] = {"tracking_id": event.tracking_id}
+    if not event.found:
+        template = "status_not_found"
+    elif event.command == "status":
+        template = "status"
+        values |= {
+            "state_label": state_label(event.state or "received"),
+            "agency_name": agency_name,
+            "answer_date": event.answer_due or "-",
+        }
+    elif event.command == "reply":
+        template = "reply_received"
+    else:
+        template = "rating_received"
+        values["score"] = str(event.score)
+    return CitizenMessage(template, values, event.event_id, None, event.region)

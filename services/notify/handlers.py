@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from faststream.exceptions import NackMessage
 
 from lapor.contracts import (
+    CitizenCommandAnswered,
     ComplaintReceived,
     ComplaintRouted,
     DeadlinesSet,
@@ -70,6 +71,16 @@ async def handle_routed(event: ComplaintRouted, deps: NotifyDeps) -> None:
 async def handle_rejected(event: InboundRejected, deps: NotifyDeps) -> None:
     if event.reply_to:
         await _send_sms(deps, domain.rejection_reply(event), event.reply_to)
+
+
+async def handle_command_answered(event: CitizenCommandAnswered, deps: NotifyDeps) -> None:
+    if not event.reply_to:
+        return
+    if event.agency and event.region:
+        agency_name = deps.agencies.name_of(event.region, event.agency)
+    else:
+        agency_name = "Diskominfo (verifikasi)"
+    await _send_sms(deps, domain.command_reply(event, agency_name), event.reply_to)
 
 
 async def _to_citizen(deps: NotifyDeps, message: domain.CitizenMessage) -> None:

@@ -99,6 +99,8 @@ CONTRACT: Mapping[str, TemplateSpec] = MappingProxyType(
         "reject_rate_limited": _citizen(),
         "status": _citizen("tracking_id", "state_label", "agency_name", "answer_date"),
         "status_not_found": _citizen("tracking_id"),
+        "reply_received": _citizen("tracking_id"),
+        "rating_received": _citizen("tracking_id", "score"),
         "question": _citizen("tracking_id", "agency_name", "question"),
         "answer": _citizen("tracking_id", "agency_name", "answer", "reopen_until"),
         "closed": _citizen("tracking_id", "outcome_label", "reopen_until", optional=("note",)),

@@ -7,6 +7,7 @@ from faststream import FastStream
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lapor.contracts import (
+    CitizenCommandAnswered,
     ComplaintReceived,
     ComplaintRouted,
     DeadlinesSet,
@@ -17,8 +18,14 @@ from lapor.contracts import (
 from lapor.regions import load_regions
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.serve import serve
-from lapor.runtime.service import Late, Runtime, asyncapi_app, build_runtime, create_service_app
-from lapor.runtime.settings import InfraSettings, ServiceSettings
+from lapor.runtime.service import (
+    Late,
+    Runtime,
+    asyncapi_app,
+    build_runtime,
+    create_service_app,
+    docs_runtime,
+)
 from services.notify import handlers
 from services.notify.catalog import AgencyCatalog, SmsRenderer
 from services.notify.repository import NotificationRepository
@@ -49,6 +56,10 @@ def register(runtime: Runtime, deps: Late[handlers.NotifyDeps]) -> EventPublishe
     @durable(broker, subjects.INBOUND_REJECTED, "notify-rejected", title="Explain a rejection")
     async def on_rejected(event: InboundRejected) -> None:
         await handlers.handle_rejected(event, deps.get())
+
+    @durable(broker, subjects.CITIZEN_COMMAND_ANSWERED, "notify-commands", title="Answer commands")
+    async def on_command_answered(event: CitizenCommandAnswered) -> None:
+        await handlers.handle_command_answered(event, deps.get())
 
     return outbox
 
@@ -83,7 +94,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
 def asyncapi() -> FastStream:
     """`faststream docs gen --factory services.notify.wiring:asyncapi`"""
-    runtime = build_runtime("notify", ServiceSettings(infra=InfraSettings()))
+    runtime = docs_runtime("notify")
     register(runtime, Late("unused"))
     return asyncapi_app(runtime.broker, "notify", DESCRIPTION)
 

@@ -10,8 +10,14 @@ from lapor.contracts import ComplaintReceived, ComplaintRouted, subjects
 from lapor.regions import load_regions
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.serve import serve
-from lapor.runtime.service import Late, Runtime, asyncapi_app, build_runtime, create_service_app
-from lapor.runtime.settings import InfraSettings, ServiceSettings
+from lapor.runtime.service import (
+    Late,
+    Runtime,
+    asyncapi_app,
+    build_runtime,
+    create_service_app,
+    docs_runtime,
+)
 from services.router import handlers
 from services.router.domain import Router
 from services.router.settings import RouterSettings
@@ -50,7 +56,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
 
 def asyncapi() -> FastStream:
     """`faststream docs gen --factory services.router.wiring:asyncapi`"""
-    runtime = build_runtime("router", ServiceSettings(infra=InfraSettings()))
+    runtime = docs_runtime("router")
     register(runtime, Late("unused"))
     return asyncapi_app(runtime.broker, "router", DESCRIPTION)
 

@@ -10,8 +10,14 @@ from lapor.contracts import ComplaintRouted, DeadlinesSet, subjects
 from lapor.regions import load_regions
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.serve import serve
-from lapor.runtime.service import Late, Runtime, asyncapi_app, build_runtime, create_service_app
-from lapor.runtime.settings import InfraSettings, ServiceSettings
+from lapor.runtime.service import (
+    Late,
+    Runtime,
+    asyncapi_app,
+    build_runtime,
+    create_service_app,
+    docs_runtime,
+)
 from services.sla import handlers
 from services.sla.calendar import load_calendar
 from services.sla.policy import load_policy
@@ -56,7 +62,7 @@ def create_app(settings: SlaSettings | None = None) -> FastAPI:
 
 def asyncapi() -> FastStream:
     """`faststream docs gen --factory services.sla.wiring:asyncapi`"""
-    runtime = build_runtime("sla", ServiceSettings(infra=InfraSettings()))
+    runtime = docs_runtime("sla")
     register(runtime, Late("unused"))
     return asyncapi_app(runtime.broker, "sla", DESCRIPTION)
 

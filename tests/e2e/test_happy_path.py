@@ -169,3 +169,37 @@ async def _stream_message(nc: Any, subject: str, complaint_id: str) -> bytes:
                 return bytes(msg.data)
     finally:
         await sub.unsubscribe()
+
+
+async def test_citizen_checks_status_by_sms_and_strangers_learn_nothing(
+    stack: Stack, nc: Any, db: Any
+) -> None:
+    outbox = await Outbox().attach(nc)
+    sender, stranger = "+6281234500005", "+6281234500006"
+    payload = sms_payload(sender, "BANJAR lampu lalu lintas di simpang empat mati sejak kemarin")
+    await nc.publish(subjects.INBOUND_SMS, json.dumps(payload).encode())
+    doc = await eventually(lambda: _assigned(db, f"sms:{payload['gateway_id']}"))
+    await eventually(lambda: _async(outbox.to(sender)))
+
+    await nc.publish(
+        subjects.INBOUND_SMS, json.dumps(sms_payload(sender, f"CEK {doc['_id']}")).encode()
+    )
+    await nc.publish(
+        subjects.INBOUND_SMS, json.dumps(sms_payload(stranger, f"cek {doc['_id']}")).encode()
+    )
+    own = await eventually(lambda: _async(outbox.to(sender)[1:]))
+    foreign = await eventually(lambda: _async(outbox.to(stranger)))
+
+    assert doc["_id"] in own[0]["text"] and "Didisposisikan" in own[0]["text"]
+    assert "tidak ditemukan" in foreign[0]["text"]
+    assert "Didisposisikan" not in foreign[0]["text"]
+
+    await nc.publish(
+        subjects.INBOUND_SMS,
+        json.dumps(sms_payload(sender, f"NILAI {doc['_id']} 4 cepat ditanggapi")).encode(),
+    )
+    await eventually(lambda: _async(outbox.to(sender)[2:]))
+    rated = await db.complaints.find_one({"_id": doc["_id"]})
+    assert rated["rating"]["score"] == 4
+    assert rated["state"] == "assigned"
+    await outbox.detach()

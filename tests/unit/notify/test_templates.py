@@ -41,6 +41,7 @@ LONG_ANSWER = (
 ) * 4
 
 WORST_CASE: dict[str, str] = {
+    "score": "5",
     "tracking_id": TRACKING_ID,
     "agency_name": LONGEST_AGENCY,
     "answer_date": format_datetime_id(datetime(2026, 9, 30, 15, 59, tzinfo=UTC)),

@@ -1,0 +1,506 @@
+"""Pure routing: which agency handles a complaint, in which category, how urgent.
+
+No I/O beyond loading the region data once. Every agency in the directory is
+scored against the normalised text; a confident winner is assigned, a weak or
+contested result goes to triage with its candidates. Priority comes from the
+lexicon's urgency rules and never depends on who wins, so an urgent complaint
+stays urgent even when its agency is unclear.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from lapor.contracts import AGENCY_OUT_OF_SCOPE, Priority
+from lapor.directory import AgencyDirectory, DirectoryError, load_directory
+from services.router.text import (
+    Lexicon,
+    NormalizedText,
+    Normalizer,
+    UrgencyRule,
+    load_lexicon,
+    raw_words,
+)
+
+UNCLASSIFIED = "belum_terklasifikasi"
+_NEUTRAL = ""
+
+
+class Tier(Enum):
+    """How strongly one matched term points to its agency."""
+
+    PHRASE = "phrase"
+    ALIAS = "alias"
+    STRONG = "strong"
+    KEYWORD = "keyword"
+    WEAK = "weak"
+    RULE = "urgency rule"
+
+
+# A phrase is worth more than its words counted separately: it is the most
+# specific reading of the text. Aliases and strong words name the subject.
+PHRASE_WEIGHT_PER_WORD = 1.25
+WEIGHTS = {Tier.ALIAS: 2.0, Tier.STRONG: 2.0, Tier.KEYWORD: 1.0, Tier.WEAK: 0.4}
+TYPO_FACTOR = 0.8
+# What makes a complaint urgent is what it is about: "anak dicabuli guru" is a
+# child-protection case at a school, not a school case.
+URGENT_SUBJECT_BOOST = 1.5
+# A fired urgent rule with a known responder counts like one keyword for it.
+RULE_HINT_WEIGHT = 1.0
+# A trigger this close after a hypothetical marker ("kalau ada kebakaran",
+# "rawan banjir") describes a risk, not an event.
+HYPOTHETICAL_REACH = 3
+# Extra content words allowed between the words of a phrase.
+PHRASE_GAP = 1
+URGENCY_GAP = 3
+ANYWHERE = 1_000_000
+# Below this confidence a human decides.
+TRIAGE_BELOW = 0.5
+# strength = score / (score + STRENGTH_HALF): one weak word is never enough.
+STRENGTH_HALF = 0.5
+MAX_CANDIDATES = 3
+
+
+@dataclass(frozen=True)
+class Term:
+    agency: str
+    category: str
+    tier: Tier
+    text: str
+    stems: tuple[str, ...]
+
+    @property
+    def weight(self) -> float:
+        if len(self.stems) > 1:
+            return max(PHRASE_WEIGHT_PER_WORD * len(self.stems), WEIGHTS.get(self.tier, 0.0))
+        return WEIGHTS.get(self.tier, WEIGHTS[Tier.KEYWORD])
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One term found in one text."""
+
+    term: Term
+    tokens: frozenset[int]
+    typo: bool = False
+    score: float = 0.0
+    # How tightly and in which order the words were found: decides between
+    # overlapping phrase readings.
+    span: int = 1
+    in_order: bool = True
+
+    def scored(self, score: float) -> Hit:
+        return replace(self, score=score * (TYPO_FACTOR if self.typo else 1.0))
+
+
+@dataclass(frozen=True)
+class Decision:
+    agency: str | None
+    priority: Priority
+    category: str
+    confidence: float
+    triage: bool
+    candidates: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    guidance: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "agency": self.agency,
+            "priority": self.priority.value,
+            "category": self.category,
+            "confidence": self.confidence,
+            "triage": self.triage,
+            "candidates": list(self.candidates),
+            "reasons": list(self.reasons),
+            "guidance": self.guidance,
+        }
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """A normalised text with the lookups every matcher needs, built once per decision."""
+
+    text: NormalizedText
+    where: dict[str, list[int]]
+    typo_tokens: frozenset[int]
+
+    @classmethod
+    def of(cls, text: NormalizedText) -> _Scan:
+        where: dict[str, list[int]] = defaultdict(list)
+        for index, stem in enumerate(text.stems):
+            where[stem].append(index)
+        fixed = {understood for _, understood in text.corrections}
+        typos = frozenset(i for i, w in enumerate(text.words) if w in fixed) if fixed else frozenset()
+        return cls(text, dict(where), typos)
+
+    def quote(self, hit: Hit) -> str:
+        return " ".join(self.text.words[i] for i in sorted(hit.tokens))
+
+
+class PhraseIndex:
+    """Finds terms (one or more stems) in a scanned text.
+
+    Words of a multi-word term must all occur within `len(term) + gap`
+    content words, in any order: Indonesian SMS say both "lampu mati" and
+    "mati lampu".
+    """
+
+    def __init__(self, terms: Iterable[Term], gap: int) -> None:
+        self.gap = gap
+        self._by_first: dict[str, list[Term]] = defaultdict(list)
+        for term in terms:
+            self._by_first[term.stems[0]].append(term)
+
+    def find(self, scan: _Scan) -> Iterator[Hit]:
+        for stem in self._by_first.keys() & scan.where.keys():
+            for term in self._by_first[stem]:
+                found = self._locate(term.stems, scan)
+                if found is not None:
+                    tokens, span, in_order = found
+                    yield Hit(term, tokens, bool(tokens & scan.typo_tokens), 0.0, span, in_order)
+
+    def _locate(
+        self, stems: tuple[str, ...], scan: _Scan
+    ) -> tuple[frozenset[int], int, bool] | None:
+        where, positions = scan.where, scan.text.positions
+        if any(s not in where for s in stems):
+            return None
+        if len(stems) == 1:
+            return frozenset(where[stems[0]][:1]), 1, True
+        # Anchor on the rarest word and take the nearest free occurrence of each
+        # other word: linear in practice, where trying every combination is not.
+        anchor = min(range(len(stems)), key=lambda k: len(where[stems[k]]))
+        best: tuple[int, bool, tuple[int, ...]] | None = None
+        for start in where[stems[anchor]]:
+            combo = self._nearest(stems, anchor, start, scan)
+            if combo is None:
+                continue
+            spots = [positions[i] for i in combo]
+            candidate = (max(spots) - min(spots) + 1, list(combo) != sorted(combo), combo)
+            if best is None or candidate[:2] < best[:2]:
+                best = candidate
+        if best is None or best[0] > len(stems) + self.gap:
+            return None
+        span, reversed_order, combo = best
+        return frozenset(combo), span, not reversed_order
+
+    @staticmethod
+    def _nearest(
+        stems: tuple[str, ...], anchor: int, start: int, scan: _Scan
+    ) -> tuple[int, ...] | None:
+        positions = scan.text.positions
+        combo = [start] * len(stems)
+        used = {start}
+        for k, stem in enumerate(stems):
+            if k == anchor:
+                continue
+            free = [i for i in scan.where[stem] if i not in used]
+            if not free:
+                return None
+            pick = min(free, key=lambda i: (abs(positions[i] - positions[start]), abs(i - start)))
+            combo[k] = pick
+            used.add(pick)
+        return tuple(combo)
+
+
+@dataclass(frozen=True)
+class _CompiledRule:
+    rule: UrgencyRule
+    when: PhraseIndex
+    with_: PhraseIndex | None
+
+
+@dataclass(frozen=True)
+class _Fired:
+    rule: UrgencyRule
+    triggers: list[Hit]
+
+
+class Router:
+    """Routes complaint texts for one region. Build once with `Router.load`."""
+
+    def __init__(self, directory: AgencyDirectory, lexicon: Lexicon) -> None:
+        self.directory = directory
+        self.lexicon = lexicon
+        raw_terms = list(_directory_terms(directory))
+        self.normalizer = Normalizer(lexicon, _vocabulary(lexicon, [t for *_, t in raw_terms]))
+        self._single: dict[str, list[Term]] = defaultdict(list)
+        self._single_weight: dict[tuple[str, str], float] = {}
+        phrases: list[Term] = []
+        for term in _unique_terms(
+            Term(agency, category, tier, text, self.normalizer.term(text))
+            for agency, category, tier, text in raw_terms
+        ):
+            if len(term.stems) > 1:
+                phrases.append(term)
+                continue
+            self._single[term.stems[0]].append(term)
+            key = (term.agency, term.stems[0])
+            self._single_weight[key] = max(self._single_weight.get(key, 0.0), term.weight)
+        self._phrases = PhraseIndex(phrases, PHRASE_GAP)
+        neutral = (self._term(_NEUTRAL, _NEUTRAL, text) for text in lexicon.neutral)
+        self._neutral = PhraseIndex([t for t in neutral if len(t.stems) > 1], gap=0)
+        self._rules = [self._compile(rule) for rule in lexicon.urgency]
+        for rule in lexicon.urgency:
+            if rule.agency is not None and rule.agency not in directory:
+                raise DirectoryError(
+                    f"lexicon urgency rule {rule.name!r}: unknown agency {rule.agency!r}"
+                )
+
+    @classmethod
+    def load(cls, region_dir: Path) -> Router:
+        return cls(load_directory(region_dir), load_lexicon(region_dir))
+
+    def decide(self, text: str, exclude: frozenset[str] = frozenset()) -> Decision:
+        """Route one complaint. `exclude` holds agencies that already refused it."""
+        scan = _Scan.of(self.normalizer.normalize(text))
+        priority, fired, reasons = self._priority(scan)
+        urgent_tokens = frozenset(
+            i
+            for f in fired
+            if f.rule.level is Priority.URGENT
+            for hit in f.triggers
+            for i in hit.tokens
+        )
+        hits = [
+            hit
+            for hit in (*self._hits(scan, urgent_tokens), *self._rule_hints(fired))
+            if hit.term.agency not in exclude
+        ]
+        reasons += [f"read '{typed}' as '{meant}'" for typed, meant in scan.text.corrections]
+        if exclude:
+            reasons.append(f"excluded (already refused): {', '.join(sorted(exclude))}")
+        scores: dict[str, float] = defaultdict(float)
+        for hit in hits:
+            scores[hit.term.agency] += hit.score
+        if not scores:
+            reasons.append("no agency vocabulary found: manual triage")
+            return Decision(None, priority, UNCLASSIFIED, 0.0, True, [], reasons)
+        ranked = sorted(scores, key=lambda code: (-scores[code], self.directory.codes.index(code)))
+        return self._verdict(ranked, scores, hits, priority, reasons)
+
+    # agency scoring -------------------------------------------------------
+
+    def _hits(self, scan: _Scan, urgent_tokens: frozenset[int]) -> list[Hit]:
+        # Neutral expressions take part in tiling only when written exactly, then drop out.
+        neutral = [h for h in self._neutral.find(scan) if h.in_order and h.span == len(h.tokens)]
+        tiled = _tile([*self._phrases.find(scan), *neutral])
+        covered = frozenset().union(*(h.tokens for h in tiled))
+        hits = [self._score_phrase(scan, h) for h in tiled if h.term.agency != _NEUTRAL]
+        seen: set[tuple[str, str, str]] = set()
+        for index, stem in enumerate(scan.text.stems):
+            if index in covered or self.normalizer.is_stopword(scan.text.words[index]):
+                continue
+            for term in self._single.get(stem, ()):
+                # Repeating a word does not make a complaint more about that subject.
+                key = (term.agency, term.category, term.text)
+                if key not in seen:
+                    seen.add(key)
+                    hit = Hit(term, frozenset({index}), index in scan.typo_tokens)
+                    hits.append(hit.scored(term.weight))
+        return [
+            replace(h, score=h.score * URGENT_SUBJECT_BOOST) if h.tokens & urgent_tokens else h
+            for h in hits
+        ]
+
+    def _score_phrase(self, scan: _Scan, hit: Hit) -> Hit:
+        """Each word of a phrase earns at least what it would earn alone for that agency."""
+        floor = WEIGHTS[Tier.ALIAS] / len(hit.tokens) if hit.term.tier is Tier.ALIAS else 0.0
+        credit = sum(
+            max(
+                PHRASE_WEIGHT_PER_WORD,
+                floor,
+                self._single_weight.get((hit.term.agency, scan.text.stems[i]), 0.0),
+            )
+            for i in hit.tokens
+        )
+        return hit.scored(credit)
+
+    def _rule_hints(self, fired: list[_Fired]) -> Iterator[Hit]:
+        seen: set[str] = set()
+        for f in fired:
+            # Only emergencies name their responder; a high rule is just a degree of harm.
+            agency = f.rule.agency
+            if f.rule.level is not Priority.URGENT or agency is None or agency in seen:
+                continue
+            seen.add(agency)
+            category = self.directory.agency(agency).categories[0].id
+            term = Term(agency, category, Tier.RULE, f.rule.name, ())
+            yield Hit(term, f.triggers[0].tokens, score=RULE_HINT_WEIGHT)
+
+    def _verdict(
+        self,
+        ranked: list[str],
+        scores: dict[str, float],
+        hits: list[Hit],
+        priority: Priority,
+        reasons: list[str],
+    ) -> Decision:
+        top = ranked[0]
+        second = scores[ranked[1]] if len(ranked) > 1 else 0.0
+        confidence = _confidence(scores[top], second)
+        candidates = ranked[:MAX_CANDIDATES]
+        triage = confidence < TRIAGE_BELOW
+        category = _best_category(top, hits) or self.directory.agency(top).categories[0].id
+        evidence = [_evidence(code, hits) for code in (candidates if triage else [top])]
+        summary = ", ".join(f"{code} {scores[code]:.1f}" for code in candidates)
+        if triage:
+            verdict = f"confidence {confidence:.2f} below {TRIAGE_BELOW}: triage ({summary})"
+            return Decision(
+                None, priority, category, confidence, True, candidates,
+                [*evidence, *reasons, verdict],
+            )
+        guidance = None
+        if top == AGENCY_OUT_OF_SCOPE:
+            guidance = self.directory.agency(top).guidance_for(category)
+        return Decision(
+            top, priority, category, confidence, False, candidates,
+            [*evidence, *reasons, f"confidence {confidence:.2f} ({summary})"], guidance,
+        )
+
+    # urgency --------------------------------------------------------------
+
+    def _term(self, owner: str, label: str, text: str) -> Term:
+        return Term(owner, label, Tier.PHRASE, text, self.normalizer.term(text))
+
+    def _compile(self, rule: UrgencyRule) -> _CompiledRule:
+        when = [self._term(rule.level.value, rule.name, t) for t in rule.when]
+        with_ = [self._term(rule.level.value, rule.name, t) for t in rule.with_]
+        # `with` words may be anywhere: they qualify the whole complaint.
+        return _CompiledRule(
+            rule,
+            PhraseIndex(when, URGENCY_GAP),
+            PhraseIndex(with_, ANYWHERE) if with_ else None,
+        )
+
+    def _priority(self, scan: _Scan) -> tuple[Priority, list[_Fired], list[str]]:
+        fired: list[_Fired] = []
+        found: dict[Priority, list[str]] = defaultdict(list)
+        for compiled in self._rules:
+            triggers = [h for h in compiled.when.find(scan) if not self._hypothetical(scan, h)]
+            if not triggers:
+                continue
+            detail = f"'{scan.quote(triggers[0])}'"
+            if compiled.with_ is not None:
+                qualifier = next(compiled.with_.find(scan), None)
+                if qualifier is None:
+                    continue
+                detail += f" with '{scan.quote(qualifier)}'"
+            found[compiled.rule.level].append(f"{compiled.rule.name} ({detail})")
+            fired.append(_Fired(compiled.rule, triggers))
+        # Urgent always wins: a missed urgent complaint is the costliest error.
+        for level in (Priority.URGENT, Priority.HIGH):
+            if found[level]:
+                return level, fired, [f"{level.value}: {reason}" for reason in found[level]]
+        return Priority.NORMAL, fired, ["normal: no urgency signal"]
+
+    def _hypothetical(self, scan: _Scan, hit: Hit) -> bool:
+        words, positions = scan.text.words, scan.text.positions
+        start = min(hit.tokens)
+        reach = positions[start] - HYPOTHETICAL_REACH
+        for index in range(start - 1, -1, -1):
+            if positions[index] < reach:
+                return False
+            if words[index] in self.lexicon.hypothetical:
+                return True
+        return False
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def _directory_terms(directory: AgencyDirectory) -> Iterator[tuple[str, str, Tier, str]]:
+    for agency in directory.agencies:
+        for alias in agency.aliases:
+            yield agency.code, agency.categories[0].id, Tier.ALIAS, alias
+        for category in agency.categories:
+            for tier, texts in (
+                (Tier.PHRASE, category.phrases),
+                (Tier.STRONG, category.strong),
+                (Tier.KEYWORD, category.keywords),
+                (Tier.WEAK, category.weak),
+            ):
+                for text in texts:
+                    yield agency.code, category.id, tier, text
+
+
+def _vocabulary(lexicon: Lexicon, term_texts: list[str]) -> set[str]:
+    """Every word the router knows: the target set for typo correction, and
+    tokens such as 'sp4n' or 'ak1' that must not be split at digits."""
+    plain = Normalizer(lexicon)
+    texts = [*term_texts, *(t for r in lexicon.urgency for t in (*r.when, *r.with_))]
+    words = {w for text in texts for w in raw_words(text)}
+    for text in texts:
+        words.update(
+            w
+            for w in plain.normalize(text, correct_typos=False).words
+            if not plain.is_stopword(w)
+        )
+    return words
+
+
+def _unique_terms(terms: Iterable[Term]) -> list[Term]:
+    """One term per agency and set of stems, keeping the strongest tier:
+    spellings that stem alike (berbau/bau, terkena/kena) must not count twice."""
+    best: dict[tuple[str, tuple[str, ...]], Term] = {}
+    for term in terms:
+        if len(term.stems) == 1 and term.tier is Tier.PHRASE:
+            term = replace(term, tier=Tier.KEYWORD)
+        key = (term.agency, tuple(sorted(term.stems)))
+        if key not in best or term.weight > best[key].weight:
+            best[key] = term
+    return list(best.values())
+
+
+def _tile(hits: list[Hit]) -> list[Hit]:
+    """Give each word to at most one agency's phrase reading, most specific first.
+
+    'lampu jalan mati' is about street lights, not the 'lampu mati' inside it;
+    in "selokan mampet, air tergenang" the 'air' is the standing water read in
+    order, not a reversed 'mampet air'. Overlapping readings of one agency
+    corroborate each other with their new words; readings of different
+    agencies over exactly the same words are a genuine tie and both count.
+    """
+    ordered = sorted(hits, key=lambda h: (-len(h.tokens), h.span, not h.in_order, h.term.agency))
+    owner: dict[int, str] = {}
+    kept: list[Hit] = []
+    for hit in ordered:
+        overlap = hit.tokens & owner.keys()
+        if overlap and not any(hit.tokens == k.tokens for k in kept):
+            if any(owner[i] != hit.term.agency for i in overlap):
+                continue
+            hit = replace(hit, tokens=hit.tokens - overlap)
+            if not hit.tokens:
+                continue
+        kept.append(hit)
+        owner.update(dict.fromkeys(hit.tokens, hit.term.agency))
+    return kept
+
+
+def _confidence(top: float, second: float) -> float:
+    share = top / (top + second)
+    strength = top / (top + STRENGTH_HALF)
+    return round(share * strength, 3)
+
+
+def _best_category(agency: str, hits: list[Hit]) -> str | None:
+    by_category: dict[str, float] = defaultdict(float)
+    for hit in hits:
+        if hit.term.agency == agency and hit.term.tier not in (Tier.ALIAS, Tier.RULE):
+            by_category[hit.term.category] += hit.score
+    return max(by_category, key=lambda c: by_category[c]) if by_category else None
+
+
+def _evidence(agency: str, hits: list[Hit]) -> str:
+    parts = [
+        f"{hit.term.tier.value} '{hit.term.text}' (+{hit.score:.1f}, {hit.term.category})"
+        for hit in sorted(hits, key=lambda h: -h.score)
+        if hit.term.agency == agency
+    ]
+    return f"{agency}: " + "; ".join(parts)

@@ -1,0 +1,103 @@
+"""Delivery guarantees on the real nats-server and FerretDB, one service in-process.
+
+A handler that stores its state and then dies before the ack is the classic
+cause of duplicates: JetStream redelivers, and the handler must recognise the
+work as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from nats.js.api import DeliverPolicy
+
+from lapor.contracts import subjects
+from lapor.devstack import ROOT, Stack
+from lapor.regions import load_regions, region_keywords
+from lapor.runtime.service import Late, build_runtime
+from lapor.runtime.settings import InfraSettings, ServiceSettings
+from services.intake import handlers
+from services.intake.repository import ComplaintRepository
+from services.intake.sms import RegionKeywords
+from services.intake.wiring import register
+from tests.e2e.helpers import eventually, sms_payload
+
+pytestmark = [pytest.mark.integration]
+
+
+class CrashAfterStore(ComplaintRepository):
+    """Stores like the real repository, then fails once as a crash before the ack would."""
+
+    def __init__(self, db: Any) -> None:
+        super().__init__(db)
+        self.calls = 0
+
+    async def add_complaint(self, doc: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        self.calls += 1
+        stored = await super().add_complaint(doc)
+        if self.calls == 1:
+            raise ConnectionError("simulated crash after the complaint was stored")
+        return stored
+
+
+async def test_message_redelivered_after_a_failure_leaves_one_complaint_and_one_event(
+    own_servers: Stack, own_nc: Any, own_mongo: Any
+) -> None:
+    servers, nc, mongo = own_servers, own_nc, own_mongo
+    infra = InfraSettings(
+        NATS_URL=servers.nats, MONGO_URL=servers.mongo, MONGO_DB="lapor_redelivery"
+    )  # type: ignore[call-arg]
+    runtime = build_runtime("intake", ServiceSettings(infra=infra))
+    deps: Late[handlers.IntakeDeps] = Late("deps")
+    publishers = register(runtime, deps)
+    db = mongo["lapor_redelivery"]
+    repo = CrashAfterStore(db)
+    await repo.ensure_indexes()
+    runtime.db.set(db)
+    deps.set(
+        handlers.IntakeDeps(
+            repo=repo,
+            received=publishers["received"],
+            rejected=publishers["rejected"],
+            answered=publishers["answered"],
+            region_keywords=RegionKeywords(region_keywords(load_regions(ROOT / "data"))),
+            phone_key=b"k" * 32,
+        )
+    )
+    received_events: list[dict[str, Any]] = []
+    js = nc.jetstream()
+
+    await runtime.broker.start()
+    try:
+        payload = sms_payload("+6281234500101", "BANJAR lampu jalan mati sepanjang jalan A Yani")
+        sub = await js.subscribe(subjects.COMPLAINT_RECEIVED, deliver_policy=DeliverPolicy.NEW)
+        await nc.publish(subjects.INBOUND_SMS, json.dumps(payload).encode())
+
+        doc = await eventually(
+            lambda: db.complaints.find_one({"source_key": f"sms:{payload['gateway_id']}"})
+        )
+        # The first attempt failed after storing; wait for the redelivered attempt.
+        await eventually(lambda: _ready(repo.calls >= 2), timeout=60)
+        await asyncio.sleep(1.5)
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=1)
+            except Exception:
+                break
+            body = json.loads(msg.data)
+            if body["complaint_id"] == doc["_id"]:
+                received_events.append(body)
+        await sub.unsubscribe()
+    finally:
+        await runtime.broker.stop()
+
+    assert repo.calls == 2
+    assert await db.complaints.count_documents({}) == 1
+    assert len(received_events) == 1
+
+
+async def _ready(value: bool) -> bool:
+    return value
