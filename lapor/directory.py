@@ -257,8 +257,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def resolve_parent(region_dir: Path, parent: object, source: Path) -> Path:
-    if not isinstance(parent, str) or not parent.strip():
-        raise DirectoryError(f"{source}: 'extends' must name a region directory")
+    if not isinstance(parent, str) or not parent.strip() or Path(parent).name != parent:
+        raise DirectoryError(f"{source}: 'extends' must name a sibling region directory")
     parent_dir = region_dir.parent / parent
     if not (parent_dir / AGENCIES_FILE).is_file():
         raise DirectoryError(
@@ -288,13 +288,18 @@ def _raw_agencies(region_dir: Path, chain: tuple[Path, ...]) -> tuple[dict[str, 
         parent_dir = resolve_parent(region_dir, data["extends"], source)
         agencies, defaults = _raw_agencies(parent_dir, (*chain, region_dir.resolve()))
 
-    for code in data.get("remove") or []:
+    removed = data.get("remove") or []
+    if not isinstance(removed, list):
+        raise DirectoryError(f"{source}: 'remove' must list agency codes")
+    for code in removed:
         if code not in agencies:
             raise DirectoryError(f"{source}: cannot remove unknown agency {code!r}")
         del agencies[code]
 
     defaults = _merge(defaults, data.get("defaults") or {})
-    body_by_code = data.get("agencies") or {}
+    body_by_code = data.get("agencies")
+    if body_by_code is None:
+        body_by_code = {}
     if not isinstance(body_by_code, dict):
         raise DirectoryError(f"{source}: 'agencies' must map agency codes to definitions")
     for code, body in body_by_code.items():

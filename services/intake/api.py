@@ -1,7 +1,9 @@
 """Intake's HTTP API: the complaint as citizens and officers see it."""
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel
@@ -40,10 +42,17 @@ class ComplaintView(BaseModel):
     history: list[HistoryEntryView]
 
 
-def public_view(doc: dict[str, Any]) -> ComplaintView:
-    # The reporter is never part of a view; a confidential complaint's text is
-    # not shown to the public.
-    history = sorted(doc["history"], key=lambda h: h["at"])
+def public_view(doc: dict[str, Any], zone: ZoneInfo) -> ComplaintView:
+    """The complaint as anyone may see it, times in the region's own offset.
+
+    The reporter is never part of a view; a confidential complaint's text is
+    not shown to the public.
+    """
+    local = _localiser(zone)
+    history = [local(h) for h in sorted(doc["history"], key=lambda h: h["at"])]
+    deadlines = {
+        k: v.astimezone(zone) if v else None for k, v in (doc.get("deadlines") or {}).items()
+    }
     return ComplaintView(
         tracking_id=doc["_id"],
         region=doc["region"],
@@ -52,15 +61,22 @@ def public_view(doc: dict[str, Any]) -> ComplaintView:
         agency=doc.get("agency"),
         priority=doc.get("priority"),
         category=doc.get("category"),
-        received_at=doc["received_at"],
-        deadlines=DeadlinesView(**(doc.get("deadlines") or {})),
+        received_at=doc["received_at"].astimezone(zone),
+        deadlines=DeadlinesView(**deadlines),
         text=None if doc.get("confidential") else doc["text"],
         anonymous=doc.get("anonymous", False),
         history=[HistoryEntryView(**h) for h in history],
     )
 
 
-def build_router(repository: Any) -> APIRouter:
+def _localiser(zone: ZoneInfo) -> Any:
+    def local(entry: dict[str, Any]) -> dict[str, Any]:
+        return {**entry, "at": entry["at"].astimezone(zone)}
+
+    return local
+
+
+def build_router(repository: Any, zones: Mapping[str, ZoneInfo]) -> APIRouter:
     """`repository` is a zero-argument callable returning the live repository."""
     router = APIRouter(prefix="/api/v1", tags=["complaints"])
     Repo = Annotated[ComplaintRepository, Depends(repository)]
@@ -77,6 +93,6 @@ def build_router(repository: Any) -> APIRouter:
         doc = await repo.get(tracking_id.strip().upper())
         if doc is None:
             raise HTTPException(404, detail="complaint not found")
-        return public_view(doc)
+        return public_view(doc, zones.get(doc["region"], ZoneInfo("Asia/Jakarta")))
 
     return router

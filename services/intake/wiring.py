@@ -1,6 +1,7 @@
 """Intake bootstrap: what it consumes, what it publishes, what it serves."""
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 from faststream import FastStream
@@ -84,7 +85,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     runtime = build_runtime("intake", settings)
     deps: Late[handlers.IntakeDeps] = Late("intake dependencies")
     publishers = register(runtime, deps)
-    keywords = RegionKeywords(region_keywords(load_regions(settings.infra.data_dir)))
+    regions = load_regions(settings.infra.data_dir)
+    keywords = RegionKeywords(region_keywords(regions))
+    zones = {rid: ZoneInfo(region.timezone) for rid, region in regions.items()}
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> None:
         repo = ComplaintRepository(db)
@@ -105,7 +108,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     return create_service_app(
         runtime,
         on_start=on_start,
-        routers=[api.build_router(lambda: deps.get().repo)],
+        routers=[api.build_router(lambda: deps.get().repo, zones)],
         description=DESCRIPTION,
     )
 

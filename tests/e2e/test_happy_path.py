@@ -65,7 +65,8 @@ async def test_core_nats_sms_is_stored_routed_timed_and_answered(
         view = (await http.get(f"/api/v1/complaints/{doc['_id']}")).json()
     assert view["state"] == "assigned"
     assert view["agency"] == "PUPR"
-    assert view["deadlines"]["answer"] is not None
+    assert view["deadlines"]["answer"].endswith("+08:00")  # Banjar: WITA
+    assert view["received_at"].endswith("+08:00")
     assert len(view["history"]) == len(doc["history"])
     assert sender not in json.dumps(view)
     await outbox.detach()

@@ -336,7 +336,7 @@ def test_app_service_environment(services: dict[str, dict[str, Any]], name: str)
 
 def test_service_specific_settings(services: dict[str, dict[str, Any]]) -> None:
     assert "LAPOR_PHONE_HASH_KEY" in _environment(services["intake"])
-    assert _environment(services["notify"])["NOTIFY_CHANNEL"] in {"log", "gateway"}
+    assert _environment(services["notify"])["NOTIFY_CHANNEL"] in {"bus", "log"}
 
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))
