@@ -6,16 +6,22 @@ validation, so every service (and any outside channel) can depend on it.
 
 from lapor.contracts.events import (
     AGENCY_OUT_OF_SCOPE,
+    AutoCloseDue,
     Channel,
     CitizenCommandAnswered,
     ComplaintReceived,
     ComplaintRouted,
+    ComplaintStateChanged,
+    DeadlineAlert,
     Deadlines,
     DeadlinesSet,
+    EscalationLevel,
+    EscalationRaised,
     Event,
     InboundRejected,
     Priority,
     RejectionReason,
+    SlaClock,
     State,
 )
 from lapor.contracts.inbound import InboundSms
@@ -23,17 +29,23 @@ from lapor.contracts.outbound import OutboundSms
 
 __all__ = [
     "AGENCY_OUT_OF_SCOPE",
+    "AutoCloseDue",
     "Channel",
     "CitizenCommandAnswered",
     "ComplaintReceived",
     "ComplaintRouted",
+    "ComplaintStateChanged",
+    "DeadlineAlert",
     "Deadlines",
     "DeadlinesSet",
+    "EscalationLevel",
+    "EscalationRaised",
     "Event",
     "InboundRejected",
     "InboundSms",
     "OutboundSms",
     "Priority",
     "RejectionReason",
+    "SlaClock",
     "State",
 ]

@@ -119,3 +119,67 @@ class CitizenCommandAnswered(Event):
     agency: str | None = None
     answer_due: datetime | None = None
     score: int | None = Field(default=None, ge=1, le=5)
+
+
+class ComplaintStateChanged(Event):
+    """Published by intake, the keeper of the complaint record, after every state change."""
+
+    complaint_id: str
+    region: str
+    state: State
+    previous_state: State | None
+    actor: str
+    reason: str
+    agency: str | None = None
+    priority: Priority | None = None
+    outcome: str | None = None
+    cause_event_id: str
+
+
+class SlaClock(StrEnum):
+    ROUTING = "routing"
+    FIRST_RESPONSE = "first_response"
+    ANSWER = "answer"
+
+
+class EscalationLevel(StrEnum):
+    LIAISON = "liaison"
+    HEAD = "head"
+    SEKDA = "sekda"
+    OMBUDSMAN = "ombudsman"
+
+
+class DeadlineAlert(Event):
+    """A clock reached a warning threshold (50%, 80%) or its deadline (100% = breach)."""
+
+    complaint_id: str
+    region: str
+    agency: str | None
+    official: str | None = None
+    priority: Priority
+    clock: SlaClock
+    kind: Literal["warning", "breach"]
+    percent: int = Field(ge=0, le=100)
+    due_at: AwareDatetime
+
+
+class EscalationRaised(Event):
+    """A breached clock is escalated one level up the chain."""
+
+    complaint_id: str
+    region: str
+    agency: str | None
+    official: str | None = None
+    priority: Priority
+    clock: SlaClock
+    level: EscalationLevel
+    due_at: AwareDatetime
+    late_by_s: float = Field(ge=0)
+
+
+class AutoCloseDue(Event):
+    """The citizen did not react to an answer within the window: close as `no_reply`."""
+
+    complaint_id: str
+    region: str
+    responded_at: AwareDatetime

@@ -13,6 +13,11 @@ INBOUND_WEB = "lapor.inbound.web"
 COMPLAINT_RECEIVED = "lapor.event.complaint.received"
 COMPLAINT_ROUTED = "lapor.event.complaint.routed"
 COMPLAINT_DEADLINES = "lapor.event.complaint.deadlines"
+COMPLAINT_STATE_CHANGED = "lapor.event.complaint.state"
+
+SLA_ALERT = "lapor.event.sla.alert"
+SLA_ESCALATION = "lapor.event.sla.escalation"
+SLA_AUTO_CLOSE = "lapor.event.sla.auto_close"
 INBOUND_REJECTED = "lapor.event.inbound.rejected"
 CITIZEN_COMMAND_ANSWERED = "lapor.event.citizen.answered"
 

@@ -14,6 +14,7 @@ from lapor.contracts import (
     Channel,
     ComplaintReceived,
     ComplaintRouted,
+    ComplaintStateChanged,
     DeadlinesSet,
     State,
 )
@@ -181,4 +182,37 @@ def rating_transition(event_id: str, at: datetime, score: int, comment: str) -> 
         reason=f"citizen rated {score}/5",
         fields={"rating": {"score": score, "comment": comment, "at": at}},
         detail={"score": score},
+    )
+
+
+def state_changed_event(
+    doc: dict[str, Any], transition: Transition
+) -> ComplaintStateChanged | None:
+    """The announcement of a state change, derived from the stored history.
+
+    Derived rather than remembered, so a redelivery after a crash between
+    storing and publishing announces the same change again under the same id.
+    """
+    if transition.state is None:
+        return None
+    history = sorted(doc["history"], key=lambda h: h["at"])
+    position = next(
+        (i for i, h in enumerate(history) if h["event_id"] == transition.event_id), None
+    )
+    if position is None:
+        return None
+    previous = next((h["state"] for h in reversed(history[:position]) if h.get("state")), None)
+    return ComplaintStateChanged(
+        event_id=f"state:{transition.event_id}",
+        occurred_at=transition.at,
+        complaint_id=doc["_id"],
+        region=doc["region"],
+        state=transition.state,
+        previous_state=State(previous) if previous else None,
+        actor=transition.actor,
+        reason=transition.reason,
+        agency=doc.get("agency"),
+        priority=doc.get("priority"),
+        outcome=doc.get("outcome"),
+        cause_event_id=transition.event_id,
     )

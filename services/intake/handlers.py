@@ -42,6 +42,7 @@ class IntakeDeps:
     received: EventPublisher
     rejected: EventPublisher
     answered: EventPublisher
+    state_changed: EventPublisher
     region_keywords: RegionKeywords | Mapping[str, str]
     phone_key: bytes
     min_words: int = 3
@@ -128,13 +129,21 @@ async def _answer_command(
 
 
 async def handle_routed(event: ComplaintRouted, deps: IntakeDeps) -> None:
-    if await deps.repo.apply(event.complaint_id, domain.routed_transition(event)) is None:
-        raise LookupError(f"routed event for unknown complaint {event.complaint_id}")
+    await _record(deps, event.complaint_id, domain.routed_transition(event))
 
 
 async def handle_deadlines(event: DeadlinesSet, deps: IntakeDeps) -> None:
-    if await deps.repo.apply(event.complaint_id, domain.deadlines_transition(event)) is None:
-        raise LookupError(f"deadlines for unknown complaint {event.complaint_id}")
+    await _record(deps, event.complaint_id, domain.deadlines_transition(event))
+
+
+async def _record(deps: IntakeDeps, complaint_id: str, transition: domain.Transition) -> None:
+    """Apply a transition once and announce the state change it made."""
+    doc = await deps.repo.apply(complaint_id, transition)
+    if doc is None:
+        # The complaint may not be visible yet; a redelivery will find it.
+        raise LookupError(f"{transition.event_id}: unknown complaint {complaint_id}")
+    if (changed := domain.state_changed_event(doc, transition)) is not None:
+        await deps.state_changed.publish(changed, msg_id=changed.event_id)
 
 
 async def _store_complaint(deps: IntakeDeps, **fields: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from lapor.contracts import (
     CitizenCommandAnswered,
     ComplaintReceived,
     ComplaintRouted,
+    ComplaintStateChanged,
     DeadlinesSet,
     InboundRejected,
     InboundSms,
@@ -46,6 +47,12 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
         ),
         "rejected": EventPublisher(
             broker, subjects.INBOUND_REJECTED, InboundRejected, "Inbound message rejected"
+        ),
+        "state_changed": EventPublisher(
+            broker,
+            subjects.COMPLAINT_STATE_CHANGED,
+            ComplaintStateChanged,
+            "Complaint state changed",
         ),
         "answered": EventPublisher(
             broker,
@@ -98,6 +105,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 received=publishers["received"],
                 rejected=publishers["rejected"],
                 answered=publishers["answered"],
+                state_changed=publishers["state_changed"],
                 region_keywords=keywords,
                 phone_key=settings.phone_hash_key.get_secret_value().encode(),
                 min_words=settings.min_words,

@@ -63,6 +63,7 @@ async def test_message_redelivered_after_a_failure_leaves_one_complaint_and_one_
             received=publishers["received"],
             rejected=publishers["rejected"],
             answered=publishers["answered"],
+            state_changed=publishers["state_changed"],
             region_keywords=RegionKeywords(region_keywords(load_regions(ROOT / "data"))),
             phone_key=b"k" * 32,
         )
