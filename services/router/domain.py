@@ -136,7 +136,7 @@ class _Scan:
         for index, stem in enumerate(text.stems):
             where[stem].append(index)
         fixed = {understood for _, understood in text.corrections}
-        typos = frozenset(i for i, w in enumerate(text.words) if w in fixed) if fixed else frozenset()
+        typos = frozenset(i for i, w in enumerate(text.words) if w in fixed)
         return cls(text, dict(where), typos)
 
     def quote(self, hit: Hit) -> str:
@@ -352,16 +352,20 @@ class Router:
         summary = ", ".join(f"{code} {scores[code]:.1f}" for code in candidates)
         if triage:
             verdict = f"confidence {confidence:.2f} below {TRIAGE_BELOW}: triage ({summary})"
-            return Decision(
-                None, priority, category, confidence, True, candidates,
-                [*evidence, *reasons, verdict],
-            )
+        else:
+            verdict = f"confidence {confidence:.2f} ({summary})"
         guidance = None
-        if top == AGENCY_OUT_OF_SCOPE:
+        if top == AGENCY_OUT_OF_SCOPE and not triage:
             guidance = self.directory.agency(top).guidance_for(category)
         return Decision(
-            top, priority, category, confidence, False, candidates,
-            [*evidence, *reasons, f"confidence {confidence:.2f} ({summary})"], guidance,
+            agency=None if triage else top,
+            priority=priority,
+            category=category,
+            confidence=confidence,
+            triage=triage,
+            candidates=candidates,
+            reasons=[*evidence, *reasons, verdict],
+            guidance=guidance,
         )
 
     # urgency --------------------------------------------------------------
@@ -438,9 +442,7 @@ def _vocabulary(lexicon: Lexicon, term_texts: list[str]) -> set[str]:
     words = {w for text in texts for w in raw_words(text)}
     for text in texts:
         words.update(
-            w
-            for w in plain.normalize(text, correct_typos=False).words
-            if not plain.is_stopword(w)
+            w for w in plain.normalize(text, correct_typos=False).words if not plain.is_stopword(w)
         )
     return words
 

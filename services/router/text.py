@@ -161,7 +161,8 @@ class Normalizer:
         content words remain, so 'tidak terima' keeps its meaning."""
         normalized = self.normalize(term, correct_typos=False)
         content = tuple(
-            s for w, s in zip(normalized.words, normalized.stems, strict=True)
+            s
+            for w, s in zip(normalized.words, normalized.stems, strict=True)
             if w not in self.lexicon.stopwords
         )
         return content if len(content) >= 2 else normalized.stems
@@ -273,10 +274,9 @@ def raw_words(text: str) -> list[str]:
 # --- lexicon loading --------------------------------------------------------
 
 
-_LEXICON_KEYS = {
-    "extends", "abbreviations", "banjar", "stems", "stopwords", "known_words", "hypothetical",
-    "neutral", "urgency",
-}
+_LEXICON_KEYS = set(
+    "extends abbreviations banjar stems stopwords known_words hypothetical neutral urgency".split()
+)
 
 
 def load_lexicon(region_dir: Path) -> Lexicon:
