@@ -116,6 +116,41 @@ def status(
     console.print(table)
 
 
+token_app = typer.Typer(help="API tokens for agency officers and Diskominfo admins.")
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Officer or admin name, shown in the history")],
+    role: Annotated[str, typer.Option(help="agency or admin")] = "agency",
+    agency: Annotated[str | None, typer.Option(help="Agency code for an officer")] = None,
+    mongo_url: Annotated[str, typer.Option("--mongo", envvar="MONGO_URL")] = (
+        "mongodb://127.0.0.1:27017"
+    ),
+    mongo_db: Annotated[str, typer.Option("--db", envvar="MONGO_DB")] = "lapor",
+) -> None:
+    """Create a token; it is printed once and only its hash is stored."""
+    from lapor.contracts.commands import Role
+    from services.intake.auth import new_token, token_record
+
+    token = new_token()
+    record = token_record(token, Role(role), name, agency)
+    asyncio.run(_store_token(mongo_url, mongo_db, record))
+    console.print(f"token for {name} ({role}{' ' + agency if agency else ''}):")
+    print(token)
+
+
+async def _store_token(mongo_url: str, mongo_db: str, record: dict[str, Any]) -> None:
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    try:
+        await client[mongo_db]["api_tokens"].insert_one(record)
+    finally:
+        await client.close()
+
+
 @app.command()
 def route(
     text: Annotated[str | None, typer.Argument(help="Complaint text")] = None,

@@ -25,7 +25,7 @@ from lapor.contracts.events import (
     State,
 )
 from lapor.contracts.inbound import InboundSms
-from lapor.contracts.outbound import OutboundSms
+from lapor.contracts.outbound import NotificationFailed, OutboundSms, SmsDeliveryReceipt
 
 __all__ = [
     "AGENCY_OUT_OF_SCOPE",
@@ -43,9 +43,11 @@ __all__ = [
     "Event",
     "InboundRejected",
     "InboundSms",
+    "NotificationFailed",
     "OutboundSms",
     "Priority",
     "RejectionReason",
     "SlaClock",
+    "SmsDeliveryReceipt",
     "State",
 ]

@@ -77,6 +77,8 @@ class ComplaintRouted(Event):
     triage: bool
     candidates: list[str] = Field(default_factory=list)
     reasons: list[str] = Field(default_factory=list)
+    decided_by: str = Field(default="router", description="`router` or `admin:<id>`.")
+    bounces: int = Field(default=0, ge=0, description="Times agencies refused it so far.")
 
 
 class Deadlines(BaseModel):
@@ -133,6 +135,9 @@ class ComplaintStateChanged(Event):
     agency: str | None = None
     priority: Priority | None = None
     outcome: str | None = None
+    message: str | None = Field(
+        default=None, description="The agency's question or answer, or a closing note."
+    )
     cause_event_id: str
 
 

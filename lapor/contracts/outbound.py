@@ -1,6 +1,11 @@
-"""Payloads that Lapor publishes for delivery connectors on `lapor.outbound.*`."""
+"""Payloads on `lapor.outbound.*` (for and from delivery connectors) and notify's
+failure event."""
 
-from pydantic import BaseModel, Field
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from lapor.contracts.events import Event
 
 
 class OutboundSms(BaseModel):
@@ -14,3 +19,45 @@ class OutboundSms(BaseModel):
     notification_id: str = Field(
         description="Stable id of this notification; a connector must deliver each id once."
     )
+
+
+class SmsDeliveryReceipt(BaseModel):
+    """What the gateway reports about an SMS it was given (subject `lapor.outbound.sms.status`).
+
+    A connector publishes one receipt per final outcome; repeating a receipt is harmless.
+    """
+
+    notification_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The `notification_id` of the OutboundSms (or the `reference` the HTTP "
+        "gateway adapter sent).",
+    )
+    status: Literal["delivered", "failed"]
+    error: str | None = Field(
+        default=None, max_length=500, description="The gateway's reason when status is failed."
+    )
+    at: AwareDatetime = Field(description="When the gateway learned the outcome.")
+
+
+class NotificationFailed(Event):
+    """A notification could not be delivered: rejected for good, or retries exhausted.
+
+    Published once per notification (event id `failed:<notification_id>`). Carries no
+    message text and no phone number; the delivery log in notify has the details.
+    """
+
+    notification_id: str
+    complaint_id: str | None = None
+    cause_event_id: str
+    audience: Literal["citizen", "official"]
+    channel: str = Field(description="Address kind: sms, email or webhook.")
+    transport: str = Field(description="How it was sent: bus, http, smtp, webhook, log or none.")
+    template: str
+    agency: str | None = Field(default=None, description="Agency of an official recipient.")
+    reason: Literal["rejected", "exhausted", "undeliverable", "receipt"] = Field(
+        description="rejected: permanent error; exhausted: temporary errors until the retry "
+        "cap; undeliverable: no usable address or channel; receipt: the gateway reported it."
+    )
+    error: str
+    attempts: int = Field(ge=0)

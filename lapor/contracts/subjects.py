@@ -21,6 +21,11 @@ SLA_AUTO_CLOSE = "lapor.event.sla.auto_close"
 INBOUND_REJECTED = "lapor.event.inbound.rejected"
 CITIZEN_COMMAND_ANSWERED = "lapor.event.citizen.answered"
 
+COMPLAINT_FORWARDED = "lapor.event.complaint.forwarded"
+COMMAND_REJECTED = "lapor.event.command.rejected"
+COMMAND_PREFIX = "lapor.command.complaint"
+COMMANDS = f"{COMMAND_PREFIX}.*"
+
 OUTBOUND_SMS = "lapor.outbound.sms"
 OUTBOUND_SMS_STATUS = "lapor.outbound.sms.status"
 
@@ -35,4 +40,8 @@ class StreamSpec:
 INBOUND_STREAM = StreamSpec("LAPOR_INBOUND", ("lapor.inbound.>",))
 EVENTS_STREAM = StreamSpec("LAPOR_EVENTS", ("lapor.event.>",))
 OUTBOUND_STREAM = StreamSpec("LAPOR_OUTBOUND", ("lapor.outbound.>",))
-STREAMS = (INBOUND_STREAM, EVENTS_STREAM, OUTBOUND_STREAM)
+COMMANDS_STREAM = StreamSpec("LAPOR_COMMANDS", ("lapor.command.>",))
+STREAMS = (INBOUND_STREAM, EVENTS_STREAM, OUTBOUND_STREAM, COMMANDS_STREAM)
+
+# Notify gave up on a notification (permanent error or retries exhausted).
+NOTIFICATION_FAILED = "lapor.event.notification.failed"

@@ -1,15 +1,22 @@
 """Intake's HTTP API: the complaint as citizens and officers see it."""
 
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Path
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
 
-from lapor.contracts import State
+from lapor.contracts import Priority, State
+from lapor.contracts.commands import Action, ComplaintCommand, Outcome, Role
+from services.intake.auth import Principal, hash_token, principal_from
+from services.intake.lifecycle import Refused
 from services.intake.repository import ComplaintRepository
+
+OPEN_STATES = (State.ASSIGNED, State.IN_PROGRESS, State.NEEDS_INFO, State.RESPONDED)
 
 
 class HistoryEntryView(BaseModel):
@@ -76,10 +83,53 @@ def _localiser(zone: ZoneInfo) -> Any:
     return local
 
 
-def build_router(repository: Any, zones: Mapping[str, ZoneInfo]) -> APIRouter:
-    """`repository` is a zero-argument callable returning the live repository."""
+class ActionRequest(BaseModel):
+    """The body of an action; which fields matter depends on the action."""
+
+    command_id: str | None = Field(
+        default=None, max_length=128, description="Client id making a retry take effect once."
+    )
+    text: str | None = Field(default=None, max_length=4000)
+    outcome: Outcome | None = None
+    agency: str | None = Field(default=None, max_length=32)
+    priority: Priority | None = None
+    duplicate_of: str | None = Field(default=None, max_length=32)
+    score: int | None = Field(default=None, ge=1, le=5)
+
+
+class WorklistItem(BaseModel):
+    tracking_id: str
+    state: State
+    priority: str | None
+    category: str | None
+    received_at: datetime
+    deadlines: DeadlinesView
+    text: str | None
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def build_router(repository: Any, zones: Mapping[str, ZoneInfo], execute: Any) -> APIRouter:
+    """`repository` returns the live repository; `execute(command)` applies a command."""
     router = APIRouter(prefix="/api/v1", tags=["complaints"])
     Repo = Annotated[ComplaintRepository, Depends(repository)]
+
+    async def principal(
+        repo: Repo,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal | None:
+        if credentials is None:
+            return None
+        record = await repo.token(hash_token(credentials.credentials))
+        if record is None:
+            raise HTTPException(401, detail="unknown token")
+        return principal_from(record)
+
+    Caller = Annotated[Principal | None, Depends(principal)]
+
+    def zone_of(doc: dict[str, Any]) -> ZoneInfo:
+        return zones.get(doc["region"], ZoneInfo("Asia/Jakarta"))
 
     @router.get(
         "/complaints/{tracking_id}",
@@ -88,11 +138,81 @@ def build_router(repository: Any, zones: Mapping[str, ZoneInfo]) -> APIRouter:
         summary="A complaint's state, agency, priority, deadlines and history",
     )
     async def get_complaint(
-        tracking_id: Annotated[str, Path(min_length=4, max_length=32)], repo: Repo
+        tracking_id: Annotated[str, Path(min_length=4, max_length=32)], repo: Repo, caller: Caller
     ) -> ComplaintView:
         doc = await repo.get(tracking_id.strip().upper())
-        if doc is None:
+        # A confidential complaint does not exist for anyone outside its circle.
+        if doc is None or not (caller.may_see(doc) if caller else not doc.get("confidential")):
             raise HTTPException(404, detail="complaint not found")
-        return public_view(doc, zones.get(doc["region"], ZoneInfo("Asia/Jakarta")))
+        return public_view(doc, zone_of(doc))
+
+    @router.post(
+        "/complaints/{tracking_id}/actions/{action}",
+        response_model=ComplaintView,
+        responses={
+            401: {"description": "Missing or unknown token"},
+            403: {"description": "Not allowed for this role or agency"},
+            404: {"description": "No such complaint"},
+            409: {"description": "Not allowed in the complaint's current state"},
+            422: {"description": "The action lacks what it needs (text, outcome, ...)"},
+        },
+        summary="An officer's or admin's action on a complaint",
+    )
+    async def act(
+        tracking_id: Annotated[str, Path(min_length=4, max_length=32)],
+        action: Action,
+        body: ActionRequest,
+        caller: Caller,
+    ) -> ComplaintView:
+        if caller is None:
+            raise HTTPException(401, detail="a bearer token is required")
+        command = ComplaintCommand(
+            command_id=body.command_id or f"http-{uuid.uuid4().hex}",
+            complaint_id=tracking_id.strip().upper(),
+            action=action,
+            actor=caller.actor(),
+            **body.model_dump(exclude={"command_id"}),
+        )
+        try:
+            doc = await execute(command)
+        except Refused as refused:
+            raise HTTPException(refused.status, detail=refused.reason) from None
+        return public_view(doc, zone_of(doc))
+
+    @router.get(
+        "/agencies/{code}/complaints",
+        response_model=list[WorklistItem],
+        tags=["agencies"],
+        summary="An agency's worklist: urgent first, then the nearest deadline",
+    )
+    async def worklist(
+        code: Annotated[str, Path(max_length=32)],
+        repo: Repo,
+        caller: Caller,
+        status: Annotated[list[State] | None, Query()] = None,
+    ) -> list[WorklistItem]:
+        if caller is None:
+            raise HTTPException(401, detail="a bearer token is required")
+        if caller.role is not Role.ADMIN and caller.agency != code:
+            raise HTTPException(403, detail="an officer sees only their agency's complaints")
+        states = [s.value for s in (status or OPEN_STATES)]
+        docs = await repo.worklist(code, states)
+        return [
+            WorklistItem(
+                tracking_id=d["_id"],
+                state=State(d["state"]),
+                priority=d.get("priority"),
+                category=d.get("category"),
+                received_at=d["received_at"].astimezone(zone_of(d)),
+                deadlines=DeadlinesView(
+                    **{
+                        k: v.astimezone(zone_of(d)) if v else None
+                        for k, v in (d.get("deadlines") or {}).items()
+                    }
+                ),
+                text=d["text"],
+            )
+            for d in docs
+        ]
 
     return router

@@ -16,8 +16,11 @@ from lapor.contracts import (
     ComplaintRouted,
     ComplaintStateChanged,
     DeadlinesSet,
+    Priority,
     State,
 )
+from lapor.contracts.commands import Action, ComplaintCommand, ComplaintForwarded
+from services.intake import lifecycle
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class Transition:
     reason: str
     fields: dict[str, Any] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
+    # What the citizen should read about this change (a question, an answer).
+    message: str | None = None
 
     def history_entry(self) -> dict[str, Any]:
         # Entries that do not change the state (deadlines, notes) carry state None;
@@ -107,6 +112,9 @@ def received_event(doc: dict[str, Any], reply_to: str | None) -> ComplaintReceiv
     )
 
 
+PRIORITY_RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2}
+
+
 def current_state(history: list[dict[str, Any]]) -> State:
     for entry in reversed(sorted(history, key=lambda h: h["at"])):
         if entry.get("state"):
@@ -124,6 +132,7 @@ def routed_transition(event: ComplaintRouted) -> Transition:
     fields: dict[str, Any] = {
         "agency": event.agency if not event.triage else None,
         "priority": event.priority.value,
+        "priority_rank": PRIORITY_RANK[event.priority],
         "category": event.category,
         "routing": {
             "confidence": event.confidence,
@@ -136,7 +145,7 @@ def routed_transition(event: ComplaintRouted) -> Transition:
     return Transition(
         event_id=event.event_id,
         at=event.occurred_at,
-        actor="router",
+        actor=event.decided_by,
         state=state,
         reason=reason,
         fields=fields,
@@ -214,5 +223,53 @@ def state_changed_event(
         agency=doc.get("agency"),
         priority=doc.get("priority"),
         outcome=doc.get("outcome"),
+        message=transition.message,
         cause_event_id=transition.event_id,
+    )
+
+
+def command_transition(
+    command: ComplaintCommand, decision: lifecycle.Decision, at: datetime
+) -> Transition:
+    message = None
+    if command.action in (Action.ASK, Action.ANSWER):
+        message = decision.detail.get("text")
+    elif command.action is Action.CLOSE:
+        message = decision.fields.get("outcome_note")
+    return Transition(
+        event_id=command_event_id(command.command_id),
+        at=at,
+        actor=f"{command.actor.role.value}:{command.actor.id}",
+        state=decision.state,
+        reason=decision.reason,
+        fields=decision.fields,
+        detail={"action": command.action.value, **decision.detail},
+        message=message,
+    )
+
+
+def command_event_id(command_id: str) -> str:
+    return f"command:{command_id}"
+
+
+def forwarded_event(
+    doc: dict[str, Any], command: ComplaintCommand, at: datetime
+) -> ComplaintForwarded:
+    round_ = int(doc.get("routing_round", 1))
+    triage = command.action is Action.DECIDE_TRIAGE
+    return ComplaintForwarded(
+        event_id=f"forwarded:{doc['_id']}:{round_}",
+        occurred_at=at,
+        complaint_id=doc["_id"],
+        region=doc["region"],
+        text=doc["text"],
+        received_at=doc["received_at"],
+        round=round_,
+        refused=list(doc.get("refused_by", [])),
+        suggested_agency=None if triage else command.agency,
+        decided_agency=command.agency if triage else None,
+        decided_priority=command.priority if triage else None,
+        decided_by=f"admin:{command.actor.id}" if triage else None,
+        bounces=int(doc.get("bounces", 0)),
+        kind="triage_decision" if triage else "forward",
     )

@@ -4,12 +4,13 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from lapor.contracts import (
+    AutoCloseDue,
     Channel,
     CitizenCommandAnswered,
     ComplaintRouted,
@@ -18,8 +19,9 @@ from lapor.contracts import (
     InboundSms,
     RejectionReason,
 )
+from lapor.contracts.commands import Action, Actor, CommandRejected, ComplaintCommand, Role
 from lapor.runtime.broker import EventPublisher
-from services.intake import domain
+from services.intake import domain, lifecycle
 from services.intake.phones import normalize_phone, phone_hash
 from services.intake.repository import ComplaintRepository
 from services.intake.sms import (
@@ -43,9 +45,12 @@ class IntakeDeps:
     rejected: EventPublisher
     answered: EventPublisher
     state_changed: EventPublisher
+    forwarded: EventPublisher
+    command_rejected: EventPublisher
     region_keywords: RegionKeywords | Mapping[str, str]
     phone_key: bytes
     min_words: int = 3
+    reopen_window: timedelta = timedelta(days=14)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -102,15 +107,8 @@ async def _answer_command(
     found = doc is not None and domain.filed_by(doc, sender_hash)
     # The gateway message id makes the change and the answer happen once.
     event_id = f"command:{source_key}"
-    if found and doc is not None:
-        if isinstance(command, CitizenReply):
-            transition = domain.citizen_reply_transition(event_id, deps.clock(), command.text)
-            doc = await deps.repo.apply(command.tracking_id, transition) or doc
-        elif isinstance(command, Rating):
-            transition = domain.rating_transition(
-                event_id, deps.clock(), command.score, command.comment
-            )
-            doc = await deps.repo.apply(command.tracking_id, transition) or doc
+    if found and doc is not None and not isinstance(command, StatusQuery):
+        doc = await _citizen_command(deps, command, source_key, sender_hash or "") or doc
     kind = {StatusQuery: "status", CitizenReply: "reply", Rating: "rating"}[type(command)]
     answer = CitizenCommandAnswered(
         event_id=event_id,
@@ -128,6 +126,87 @@ async def _answer_command(
     await deps.answered.publish(answer, msg_id=event_id)
 
 
+async def execute(command: ComplaintCommand, deps: IntakeDeps) -> dict[str, Any]:
+    """Apply one lifecycle command; raises `lifecycle.Refused` and then changes nothing.
+
+    Read, decision and write happen while holding the complaint, so two commands
+    on one complaint cannot both pass the rules against the same old state.
+    """
+    event_id = domain.command_event_id(command.command_id)
+    async with deps.repo.writing(command.complaint_id):
+        doc = await deps.repo.get(command.complaint_id)
+        if doc is None:
+            raise lifecycle.Refused("no complaint with this tracking id", status=404)
+        if event_id in doc.get("event_ids", []):
+            return doc  # a retried command: it already took effect
+        now = deps.clock()
+        decision = lifecycle.decide(doc, command, now=now, reopen_until=_reopen_until(doc, deps))
+        transition = domain.command_transition(command, decision, now)
+        updated = await deps.repo.apply_held(command.complaint_id, transition)
+    assert updated is not None
+    await _announce(deps, updated, transition)
+    if decision.reroute:
+        forwarded = domain.forwarded_event(updated, command, now)
+        await deps.forwarded.publish(forwarded, msg_id=forwarded.event_id)
+    return updated
+
+
+async def handle_command(command: ComplaintCommand, deps: IntakeDeps) -> None:
+    """A command from the bus: a refusal is answered on the bus, never retried."""
+    try:
+        await execute(command, deps)
+    except lifecycle.Refused as refused:
+        rejected = CommandRejected(
+            event_id=f"command-rejected:{command.command_id}",
+            occurred_at=deps.clock(),
+            command_id=command.command_id,
+            complaint_id=command.complaint_id,
+            action=command.action,
+            reason=refused.reason,
+        )
+        await deps.command_rejected.publish(rejected, msg_id=rejected.event_id)
+
+
+async def handle_auto_close(event: AutoCloseDue, deps: IntakeDeps) -> None:
+    command = ComplaintCommand(
+        command_id=event.event_id,
+        complaint_id=event.complaint_id,
+        action=Action.AUTO_CLOSE,
+        actor=Actor(role=Role.SYSTEM, id="sla"),
+    )
+    await handle_command(command, deps)
+
+
+def _reopen_until(doc: dict[str, Any], deps: IntakeDeps) -> datetime | None:
+    since = doc.get("closed_at") or doc.get("responded_at")
+    return since + deps.reopen_window if since else None
+
+
+async def _citizen_command(
+    deps: IntakeDeps, command: CitizenReply | Rating, source_key: str, sender_hash: str
+) -> dict[str, Any] | None:
+    """BALAS and NILAI go through the lifecycle rules (an answer to a question resumes
+    the agency's clock); what the rules do not allow is still kept as a note."""
+    is_reply = isinstance(command, CitizenReply)
+    lifecycle_command = ComplaintCommand(
+        command_id=source_key,
+        complaint_id=command.tracking_id,
+        action=Action.REPLY if is_reply else Action.RATE,
+        actor=Actor(role=Role.CITIZEN, id=f"sms:{sender_hash[:12]}"),
+        text=command.text if isinstance(command, CitizenReply) else command.comment,
+        score=command.score if isinstance(command, Rating) else None,
+    )
+    try:
+        return await execute(lifecycle_command, deps)
+    except lifecycle.Refused:
+        event_id, now = domain.command_event_id(source_key), deps.clock()
+        if isinstance(command, CitizenReply):
+            note = domain.citizen_reply_transition(event_id, now, command.text)
+        else:
+            note = domain.rating_transition(event_id, now, command.score, command.comment)
+        return await deps.repo.apply(command.tracking_id, note)
+
+
 async def handle_routed(event: ComplaintRouted, deps: IntakeDeps) -> None:
     await _record(deps, event.complaint_id, domain.routed_transition(event))
 
@@ -142,6 +221,10 @@ async def _record(deps: IntakeDeps, complaint_id: str, transition: domain.Transi
     if doc is None:
         # The complaint may not be visible yet; a redelivery will find it.
         raise LookupError(f"{transition.event_id}: unknown complaint {complaint_id}")
+    await _announce(deps, doc, transition)
+
+
+async def _announce(deps: IntakeDeps, doc: dict[str, Any], transition: domain.Transition) -> None:
     if (changed := domain.state_changed_event(doc, transition)) is not None:
         await deps.state_changed.publish(changed, msg_id=changed.event_id)
 

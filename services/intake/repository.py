@@ -41,6 +41,7 @@ class ComplaintRepository:
         self.complaints = db["complaints"]
         self.rejections = db["rejections"]
         self.dead_letters = db["dead_letters"]
+        self.tokens = db["api_tokens"]
         # FerretDB v1 (SQLite) applies an update as read-modify-write of the whole
         # document without isolation: two concurrent updates of one complaint can
         # lose one of them. Changes to one complaint are therefore serialised here.
@@ -55,6 +56,9 @@ class ComplaintRepository:
             [("reporter.phone_hash", ASCENDING), ("received_at", DESCENDING)]
         )
         await self.rejections.create_index("source_key", unique=True)
+        await self.complaints.create_index(
+            [("agency", ASCENDING), ("priority_rank", ASCENDING), ("deadlines.answer", ASCENDING)]
+        )
 
     async def add_complaint(self, doc: Document) -> tuple[Document, bool]:
         """Store a new complaint; a second delivery of the same source returns the first."""
@@ -87,9 +91,14 @@ class ComplaintRepository:
         transition was already applied, or None if there is no such complaint.
         """
         async with self._writing.hold(complaint_id):
-            return await self._apply(complaint_id, transition)
+            return await self.apply_held(complaint_id, transition)
 
-    async def _apply(self, complaint_id: str, transition: Transition) -> Document | None:
+    def writing(self, complaint_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold the complaint for a read-decide-write sequence."""
+        return self._writing.hold(complaint_id)
+
+    async def apply_held(self, complaint_id: str, transition: Transition) -> Document | None:
+        """`apply` for a caller that already holds `writing(complaint_id)`."""
         changes: Document = {**transition.fields, "updated_at": datetime.now(UTC)}
         if transition.state is not None:
             changes["state"] = transition.state.value
@@ -109,6 +118,24 @@ class ComplaintRepository:
         if updated is not None:
             return updated
         return await self.get(complaint_id)
+
+    async def worklist(self, agency: str, states: list[str], limit: int = 200) -> list[Document]:
+        # Urgent first, always; then the nearest answer deadline.
+        cursor = (
+            self.complaints.find(
+                {"agency": agency, "state": {"$in": states}},
+                {"history": 0, "event_ids": 0, "reporter": 0},
+            )
+            .sort([("priority_rank", ASCENDING), ("deadlines.answer", ASCENDING)])
+            .limit(limit)
+        )
+        return await cursor.to_list(limit)
+
+    async def token(self, token_hash: str) -> Document | None:
+        return await self.tokens.find_one({"_id": token_hash})
+
+    async def add_token(self, doc: Document) -> None:
+        await self.tokens.insert_one(doc)
 
     async def add_dead_letter(self, record: Document) -> None:
         try:

@@ -8,6 +8,7 @@ from faststream import FastStream
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lapor.contracts import (
+    AutoCloseDue,
     CitizenCommandAnswered,
     ComplaintReceived,
     ComplaintRouted,
@@ -17,6 +18,7 @@ from lapor.contracts import (
     InboundSms,
     subjects,
 )
+from lapor.contracts.commands import CommandRejected, ComplaintCommand, ComplaintForwarded
 from lapor.regions import load_regions, region_keywords
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.serve import serve
@@ -54,6 +56,12 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
             ComplaintStateChanged,
             "Complaint state changed",
         ),
+        "forwarded": EventPublisher(
+            broker, subjects.COMPLAINT_FORWARDED, ComplaintForwarded, "Complaint forwarded"
+        ),
+        "command_rejected": EventPublisher(
+            broker, subjects.COMMAND_REJECTED, CommandRejected, "Command rejected"
+        ),
         "answered": EventPublisher(
             broker,
             subjects.CITIZEN_COMMAND_ANSWERED,
@@ -84,6 +92,25 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
     async def on_deadlines(event: DeadlinesSet) -> None:
         await handlers.handle_deadlines(event, deps.get())
 
+    @durable(
+        broker,
+        subjects.COMMANDS,
+        "intake-commands",
+        title="Complaint commands",
+        description=(
+            "Actions of agency officers, Diskominfo admins and citizens on one complaint: "
+            "`lapor.command.complaint.<action>` with action acknowledge, ask, answer, "
+            "forward, close, reply, rate, reopen, decide_triage, reject, merge. A refused "
+            "command is answered on `lapor.event.command.rejected` and changes nothing."
+        ),
+    )
+    async def on_command(command: ComplaintCommand) -> None:
+        await handlers.handle_command(command, deps.get())
+
+    @durable(broker, subjects.SLA_AUTO_CLOSE, "intake-auto-close", title="Auto-close")
+    async def on_auto_close(event: AutoCloseDue) -> None:
+        await handlers.handle_auto_close(event, deps.get())
+
     return publishers
 
 
@@ -106,6 +133,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 rejected=publishers["rejected"],
                 answered=publishers["answered"],
                 state_changed=publishers["state_changed"],
+                forwarded=publishers["forwarded"],
+                command_rejected=publishers["command_rejected"],
                 region_keywords=keywords,
                 phone_key=settings.phone_hash_key.get_secret_value().encode(),
                 min_words=settings.min_words,
@@ -116,7 +145,13 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     return create_service_app(
         runtime,
         on_start=on_start,
-        routers=[api.build_router(lambda: deps.get().repo, zones)],
+        routers=[
+            api.build_router(
+                lambda: deps.get().repo,
+                zones,
+                lambda command: handlers.execute(command, deps.get()),
+            )
+        ],
         description=DESCRIPTION,
     )
 

@@ -3,10 +3,12 @@
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from lapor.contracts import ComplaintReceived, ComplaintRouted
+from lapor.contracts.commands import ComplaintForwarded
 from lapor.runtime.broker import EventPublisher
-from services.router.domain import Router
+from services.router.domain import Decision, Router
 
 
 @dataclass(frozen=True)
@@ -40,3 +42,65 @@ async def handle_received(event: ComplaintReceived, deps: RouterDeps) -> None:
         reasons=list(decision.reasons),
     )
     await deps.routed.publish(routed, msg_id=routed.event_id)
+
+
+# After this many refusals an agency's "not ours" goes to a person, not to rules.
+MAX_BOUNCES = 2
+
+
+async def handle_forwarded(event: ComplaintForwarded, deps: RouterDeps) -> None:
+    router = deps.routers.get(event.region)
+    if router is None:
+        raise LookupError(f"no routing rules for region {event.region!r}")
+    refused = frozenset(event.refused)
+    decision = router.decide(event.text, exclude=refused)
+    fields = _decided_by_admin(event, decision) or _decided_again(event, decision)
+    routed = ComplaintRouted(
+        event_id=routed_event_id(event.complaint_id, event.round),
+        occurred_at=deps.clock(),
+        complaint_id=event.complaint_id,
+        region=event.region,
+        received_at=event.received_at,
+        bounces=event.bounces,
+        **fields,
+    )
+    await deps.routed.publish(routed, msg_id=routed.event_id)
+
+
+def _decided_by_admin(event: ComplaintForwarded, decision: Decision) -> dict[str, Any] | None:
+    if event.kind != "triage_decision" or not event.decided_agency or not event.decided_priority:
+        return None
+    same = decision.agency == event.decided_agency
+    return {
+        "agency": event.decided_agency,
+        "priority": event.decided_priority,
+        "category": decision.category if same else "ditetapkan_admin",
+        "confidence": 1.0,
+        "triage": False,
+        "candidates": [event.decided_agency],
+        "reasons": [f"triage decision by {event.decided_by}"],
+        "decided_by": event.decided_by or "admin",
+    }
+
+
+def _decided_again(event: ComplaintForwarded, decision: Decision) -> dict[str, Any]:
+    reasons = [f"refused by {', '.join(event.refused)}", *decision.reasons]
+    candidates = list(decision.candidates)
+    if event.suggested_agency and event.suggested_agency not in event.refused:
+        reasons.append(f"the refusing agency suggested {event.suggested_agency}")
+        candidates = [
+            event.suggested_agency,
+            *(c for c in candidates if c != event.suggested_agency),
+        ]
+    triage = decision.triage or event.bounces >= MAX_BOUNCES
+    if event.bounces >= MAX_BOUNCES:
+        reasons.append(f"{event.bounces} refusals: a person decides")
+    return {
+        "agency": None if triage else decision.agency,
+        "priority": decision.priority,
+        "category": decision.category,
+        "confidence": decision.confidence,
+        "triage": triage,
+        "candidates": candidates[:3],
+        "reasons": reasons,
+    }

@@ -7,6 +7,7 @@ from faststream import FastStream
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lapor.contracts import ComplaintReceived, ComplaintRouted, subjects
+from lapor.contracts.commands import ComplaintForwarded
 from lapor.regions import load_regions
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.serve import serve
@@ -33,6 +34,10 @@ def register(runtime: Runtime, deps: Late[handlers.RouterDeps]) -> EventPublishe
     @durable(runtime.broker, subjects.COMPLAINT_RECEIVED, "router-received", title="Route")
     async def on_received(event: ComplaintReceived) -> None:
         await handlers.handle_received(event, deps.get())
+
+    @durable(runtime.broker, subjects.COMPLAINT_FORWARDED, "router-forwarded", title="Re-route")
+    async def on_forwarded(event: ComplaintForwarded) -> None:
+        await handlers.handle_forwarded(event, deps.get())
 
     return routed
 

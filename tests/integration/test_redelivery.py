@@ -64,6 +64,8 @@ async def test_message_redelivered_after_a_failure_leaves_one_complaint_and_one_
             rejected=publishers["rejected"],
             answered=publishers["answered"],
             state_changed=publishers["state_changed"],
+            forwarded=publishers["forwarded"],
+            command_rejected=publishers["command_rejected"],
             region_keywords=RegionKeywords(region_keywords(load_regions(ROOT / "data"))),
             phone_key=b"k" * 32,
         )

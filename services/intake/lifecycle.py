@@ -1,0 +1,209 @@
+"""The complaint lifecycle in one place: who may do what, from which state, to which state.
+
+Pure: given the complaint as stored and a command, either a `Decision` (the state
+after, the reason for the history, the fields to set) or `Refused` with a reason
+a person can read. Nothing here touches storage or the bus.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lapor.contracts import State
+from lapor.contracts.commands import Action, ComplaintCommand, Outcome, Role
+
+OPEN_AGENCY_STATES = frozenset({State.ASSIGNED, State.IN_PROGRESS, State.NEEDS_INFO})
+MAX_BOUNCES = 2
+
+
+class Refused(Exception):
+    """The command is not allowed; nothing changes. `status` follows HTTP (403, 409, 422)."""
+
+    def __init__(self, reason: str, status: int = 409) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset[Role]
+    from_states: frozenset[State]
+    to_state: State | None  # None: the state does not change
+
+
+def _rule(roles: set[Role], states: set[State], to: State | None) -> Rule:
+    return Rule(frozenset(roles), frozenset(states), to)
+
+
+_ANY_OPEN = {State.RECEIVED, State.TRIAGE, *OPEN_AGENCY_STATES, State.RESPONDED}
+
+RULES: Mapping[Action, Rule] = {
+    Action.ACKNOWLEDGE: _rule({Role.AGENCY}, {State.ASSIGNED}, State.IN_PROGRESS),
+    Action.ASK: _rule({Role.AGENCY}, {State.ASSIGNED, State.IN_PROGRESS}, State.NEEDS_INFO),
+    Action.ANSWER: _rule({Role.AGENCY}, set(OPEN_AGENCY_STATES), State.RESPONDED),
+    Action.FORWARD: _rule({Role.AGENCY}, set(OPEN_AGENCY_STATES), State.RECEIVED),
+    Action.CLOSE: _rule(
+        {Role.AGENCY, Role.ADMIN}, {*OPEN_AGENCY_STATES, State.RESPONDED}, State.CLOSED
+    ),
+    Action.REPLY: _rule({Role.CITIZEN}, _ANY_OPEN, None),
+    Action.RATE: _rule({Role.CITIZEN}, {State.RESPONDED, State.CLOSED}, None),
+    Action.REOPEN: _rule({Role.CITIZEN}, {State.RESPONDED, State.CLOSED}, State.IN_PROGRESS),
+    Action.DECIDE_TRIAGE: _rule({Role.ADMIN}, {State.TRIAGE, State.RECEIVED}, State.RECEIVED),
+    Action.REJECT: _rule(
+        {Role.ADMIN}, {State.RECEIVED, State.TRIAGE, *OPEN_AGENCY_STATES}, State.REJECTED
+    ),
+    Action.MERGE: _rule({Role.ADMIN}, _ANY_OPEN, State.CLOSED),
+    Action.AUTO_CLOSE: _rule({Role.SYSTEM}, {State.RESPONDED}, State.CLOSED),
+}
+
+_AGENCY_OUTCOMES = frozenset(
+    {Outcome.RESOLVED, Outcome.NOT_RESOLVED, Outcome.DUPLICATE, Outcome.OUT_OF_SCOPE}
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: State | None
+    reason: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
+    reroute: bool = False
+
+
+def decide(
+    complaint: Mapping[str, Any],
+    command: ComplaintCommand,
+    *,
+    now: datetime,
+    reopen_until: datetime | None = None,
+) -> Decision:
+    """Check `command` against the rules and the complaint; raise `Refused` if not allowed."""
+    rule = RULES[command.action]
+    state = State(complaint["state"])
+    actor = command.actor
+    if actor.role not in rule.roles:
+        raise Refused(f"{actor.role.value} may not {command.action.value}", status=403)
+    if actor.role is Role.AGENCY and actor.agency != complaint.get("agency"):
+        raise Refused("this complaint is not assigned to your agency", status=403)
+    if state not in rule.from_states:
+        allowed = ", ".join(sorted(s.value for s in rule.from_states))
+        raise Refused(
+            f"cannot {command.action.value} a complaint that is {state.value} (allowed: {allowed})"
+        )
+    return _DECIDERS[command.action](complaint, command, rule, now, reopen_until)
+
+
+def _require_text(command: ComplaintCommand, what: str) -> str:
+    if not command.text or not command.text.strip():
+        raise Refused(f"{command.action.value} needs {what}", status=422)
+    return command.text.strip()
+
+
+def _acknowledge(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+    return Decision(rule.to_state, f"acknowledged by {cmd.actor.agency}")
+
+
+def _ask(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+    question = _require_text(cmd, "the question for the citizen")
+    return Decision(
+        rule.to_state, "agency asked the citizen", {"question": question}, {"text": question}
+    )
+
+
+def _answer(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+    answer = _require_text(cmd, "the answer")
+    fields = {"answer": {"text": answer, "at": now, "by": cmd.actor.id}, "responded_at": now}
+    return Decision(rule.to_state, "agency answered", fields, {"text": answer})
+
+
+def _forward(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+    reason = _require_text(cmd, "a reason why it is not your agency's")
+    refused = sorted({*c.get("refused_by", []), c.get("agency")} - {None})
+    detail = {"text": reason, "refused": refused, "suggested": cmd.agency}
+    fields = {
+        "refused_by": refused,
+        "bounces": int(c.get("bounces", 0)) + 1,
+        "routing_round": int(c.get("routing_round", 0)) + 1,
+        "agency": None,
+    }
+    return Decision(rule.to_state, f"{c.get('agency')}: not ours", fields, detail, reroute=True)
+
+
+def _close(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+    outcome = cmd.outcome
+    if outcome not in _AGENCY_OUTCOMES:
+        allowed = ", ".join(sorted(o.value for o in _AGENCY_OUTCOMES))
+        raise Refused(f"closing needs an outcome: {allowed}", status=422)
+    fields: dict[str, Any] = {"outcome": outcome.value, "closed_at": now}
+    if outcome is Outcome.NOT_RESOLVED:
+        fields["outcome_note"] = _require_text(cmd, "an explanation why it is not resolved")
+    if outcome is Outcome.DUPLICATE:
+        if not cmd.duplicate_of or cmd.duplicate_of == c["_id"]:
+            raise Refused("a duplicate names the other complaint (duplicate_of)", status=422)
+        fields["duplicate_of"] = cmd.duplicate_of
+    return Decision(rule.to_state, f"closed: {outcome.value}", fields, dict(fields))
+
+
+def _reply(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+    text = _require_text(cmd, "the citizen's information")
+    # An answer to the agency's question resumes its clock; otherwise it is a note.
+    to_state = State.IN_PROGRESS if c["state"] == State.NEEDS_INFO else None
+    return Decision(to_state, "citizen added information", {}, {"text": text})
+
+
+def _rate(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+    if cmd.score is None:
+        raise Refused("a rating is a score from 1 to 5", status=422)
+    rating = {"score": cmd.score, "comment": cmd.text or "", "at": now}
+    return Decision(None, f"citizen rated {cmd.score}/5", {"rating": rating}, {"score": cmd.score})
+
+
+def _reopen(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, until: Any) -> Decision:
+    reason = _require_text(cmd, "a reason to reopen")
+    if until is not None and now > until:
+        raise Refused("the reply window for reopening has passed")
+    fields = {"reopen_count": int(c.get("reopen_count", 0)) + 1, "outcome": None}
+    return Decision(rule.to_state, "reopened by the citizen", fields, {"text": reason})
+
+
+def _decide_triage(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+    if not cmd.agency or cmd.priority is None:
+        raise Refused("a triage decision names the agency and the priority", status=422)
+    fields = {"routing_round": int(c.get("routing_round", 0)) + 1}
+    detail = {"agency": cmd.agency, "priority": cmd.priority.value}
+    return Decision(rule.to_state, f"triage decided by {cmd.actor.id}", fields, detail, True)
+
+
+def _reject(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+    reason = _require_text(cmd, "the reason for archiving")
+    return Decision(rule.to_state, f"archived: {reason}", {"rejection_reason": reason})
+
+
+def _merge(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+    if not cmd.duplicate_of or cmd.duplicate_of == c["_id"]:
+        raise Refused("merging names the complaint to keep (duplicate_of)", status=422)
+    fields = {"outcome": Outcome.DUPLICATE.value, "duplicate_of": cmd.duplicate_of}
+    return Decision(rule.to_state, f"merged into {cmd.duplicate_of}", fields, dict(fields))
+
+
+def _auto_close(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+    fields = {"outcome": Outcome.NO_REPLY.value, "closed_at": now}
+    return Decision(rule.to_state, "closed: no reaction from the citizen", fields)
+
+
+_DECIDERS = {
+    Action.ACKNOWLEDGE: _acknowledge,
+    Action.ASK: _ask,
+    Action.ANSWER: _answer,
+    Action.FORWARD: _forward,
+    Action.CLOSE: _close,
+    Action.REPLY: _reply,
+    Action.RATE: _rate,
+    Action.REOPEN: _reopen,
+    Action.DECIDE_TRIAGE: _decide_triage,
+    Action.REJECT: _reject,
+    Action.MERGE: _merge,
+    Action.AUTO_CLOSE: _auto_close,
+}

@@ -1,0 +1,195 @@
+"""Agencies, citizens and admins move complaints through the lifecycle, over HTTP and the bus."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from lapor.contracts import subjects
+from lapor.contracts.commands import Role
+from lapor.devstack import Stack
+from services.intake.auth import new_token, token_record
+from tests.e2e.helpers import Outbox, eventually, sms_payload
+
+pytestmark = [pytest.mark.e2e]
+
+
+async def _token(db: Any, role: Role, name: str, agency: str | None = None) -> dict[str, str]:
+    token = new_token()
+    await db.api_tokens.insert_one(token_record(token, role, name, agency))
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _file(nc: Any, db: Any, sender: str, text: str) -> dict[str, Any]:
+    payload = sms_payload(sender, text)
+    await nc.publish(subjects.INBOUND_SMS, json.dumps(payload).encode())
+
+    async def routed() -> dict[str, Any] | None:
+        doc = await db.complaints.find_one({"source_key": f"sms:{payload['gateway_id']}"})
+        if doc and doc["state"] in {"assigned", "triage"} and doc["deadlines"]["answer"]:
+            return doc
+        return None
+
+    return await eventually(routed)
+
+
+async def _state(db: Any, tracking_id: str, state: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        doc = await db.complaints.find_one({"_id": tracking_id})
+        return doc if doc and doc["state"] == state else None
+
+    return await eventually(probe)
+
+
+async def test_acknowledge_answer_rate(stack: Stack, nc: Any, db: Any) -> None:
+    outbox = await Outbox().attach(nc)
+    sender = "+6281234500201"
+    doc = await _file(nc, db, sender, "BANJAR jalan rusak berlubang di depan SDN 2 Martapura")
+    officer = await _token(db, Role.AGENCY, "budi", doc["agency"])
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        url = f"/api/v1/complaints/{doc['_id']}/actions"
+        r = await http.post(f"{url}/acknowledge", json={}, headers=officer)
+        assert r.status_code == 200 and r.json()["state"] == "in_progress"
+        r = await http.post(
+            f"{url}/answer", json={"text": "Sudah ditambal tanggal 30."}, headers=officer
+        )
+        assert r.status_code == 200 and r.json()["state"] == "responded"
+    await nc.publish(
+        subjects.INBOUND_SMS,
+        json.dumps(sms_payload(sender, f"NILAI {doc['_id']} 5 mantap")).encode(),
+    )
+
+    async def rated() -> dict[str, Any] | None:
+        current = await db.complaints.find_one({"_id": doc["_id"]})
+        return current if current.get("rating") else None
+
+    final = await eventually(rated)
+    assert final["rating"]["score"] == 5 and final["state"] == "responded"
+    actors = [h["actor"] for h in sorted(final["history"], key=lambda h: h["at"])]
+    assert "agency:budi" in actors and any(a.startswith("citizen:sms:") for a in actors)
+    await outbox.detach()
+
+
+async def test_question_reply_resumes_then_answer(stack: Stack, nc: Any, db: Any) -> None:
+    sender = "+6281234500202"
+    doc = await _file(nc, db, sender, "BANJAR sampah menumpuk di pinggir jalan tidak diangkut")
+    officer = await _token(db, Role.AGENCY, "sari", doc["agency"])
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        url = f"/api/v1/complaints/{doc['_id']}/actions"
+        r = await http.post(f"{url}/ask", json={"text": "Di RT berapa?"}, headers=officer)
+        assert r.json()["state"] == "needs_info"
+        await nc.publish(
+            subjects.INBOUND_SMS,
+            json.dumps(sms_payload(sender, f"BALAS {doc['_id']} RT 05 dekat masjid")).encode(),
+        )
+        await _state(db, doc["_id"], "in_progress")
+        r = await http.post(f"{url}/answer", json={"text": "Sudah diangkut."}, headers=officer)
+        assert r.json()["state"] == "responded"
+
+
+async def test_forwarded_twice_goes_to_triage_and_admin_decides(
+    stack: Stack, nc: Any, db: Any
+) -> None:
+    doc = await _file(nc, db, "+6281234500203", "BANJAR lampu jalan mati di jalan A Yani km 5")
+    admin = await _token(db, Role.ADMIN, "admin-kominfo")
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        # Agencies refuse until the router gives up (after two refusals at the latest).
+        for bounce in range(1, 3):
+            current = await db.complaints.find_one({"_id": doc["_id"]})
+            if current["state"] == "triage":
+                break
+            officer = await _token(db, Role.AGENCY, "petugas", current["agency"])
+            r = await http.post(
+                f"/api/v1/complaints/{doc['_id']}/actions/forward",
+                json={"text": "bukan kewenangan kami"},
+                headers=officer,
+            )
+            assert r.status_code == 200, r.text
+
+            async def rerouted(n: int = bounce) -> dict[str, Any] | None:
+                now = await db.complaints.find_one({"_id": doc["_id"]})
+                routed = any(h["event_id"] == f"routed:{doc['_id']}:{n}" for h in now["history"])
+                return now if routed else None
+
+            await eventually(rerouted)
+        triaged = await _state(db, doc["_id"], "triage")
+        assert 1 <= triaged["bounces"] <= 2 and len(triaged["refused_by"]) == triaged["bounces"]
+        r = await http.post(
+            f"/api/v1/complaints/{doc['_id']}/actions/decide_triage",
+            json={"agency": "PLN", "priority": "normal"},
+            headers=admin,
+        )
+        assert r.status_code == 200, r.text
+    decided = await _state(db, doc["_id"], "assigned")
+    assert decided["agency"] == "PLN"
+    assert any(h["actor"] == "admin:admin-kominfo" for h in decided["history"])
+
+
+async def test_other_agency_and_invalid_transition_change_nothing(
+    stack: Stack, nc: Any, db: Any
+) -> None:
+    doc = await _file(nc, db, "+6281234500204", "BANJAR air PDAM keruh dan bau sejak seminggu")
+    stranger = await _token(db, Role.AGENCY, "other", "DISDIK")
+    officer = await _token(db, Role.AGENCY, "pdam1", doc["agency"])
+    before = await db.complaints.find_one({"_id": doc["_id"]})
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        url = f"/api/v1/complaints/{doc['_id']}/actions"
+        r = await http.post(f"{url}/acknowledge", json={}, headers=stranger)
+        assert r.status_code == 403 and "not assigned" in r.json()["detail"]
+        r = await http.post(f"{url}/close", json={"outcome": "resolved"}, headers=officer)
+        assert r.status_code == 409 or r.status_code == 200
+        r = await http.post(f"{url}/reopen", json={"text": "x"}, headers=officer)
+        assert r.status_code == 403
+        r = await http.post(f"{url}/acknowledge", json={})
+        assert r.status_code == 401
+        worklist = await http.get(f"/api/v1/agencies/{doc['agency']}/complaints", headers=officer)
+        assert worklist.status_code == 200
+        foreign = await http.get(f"/api/v1/agencies/{doc['agency']}/complaints", headers=stranger)
+        assert foreign.status_code == 403
+    after = await db.complaints.find_one({"_id": doc["_id"]})
+    refused_changes = [h for h in after["history"] if h["event_id"] not in before["event_ids"]]
+    assert all(h["actor"] == "agency:pdam1" for h in refused_changes)
+
+
+async def test_close_and_reopen_through_the_bus_and_a_refused_command(
+    stack: Stack, nc: Any, db: Any
+) -> None:
+    doc = await _file(nc, db, "+6281234500205", "BANJAR jalan desa rusak parah mohon diperbaiki")
+    officer = {"role": "agency", "id": "bus-officer", "agency": doc["agency"]}
+    rejected: list[dict[str, Any]] = []
+
+    async def on_rejected(msg: Any) -> None:
+        rejected.append(json.loads(msg.data))
+
+    sub = await nc.subscribe(subjects.COMMAND_REJECTED, cb=on_rejected)
+    js = nc.jetstream()
+
+    async def send(action: str, actor: dict[str, Any], **fields: Any) -> str:
+        command_id = uuid.uuid4().hex
+        body = {"command_id": command_id, "complaint_id": doc["_id"], "action": action}
+        await js.publish(
+            f"{subjects.COMMAND_PREFIX}.{action}",
+            json.dumps({**body, "actor": actor, **fields}).encode(),
+            headers={"Nats-Msg-Id": command_id},
+        )
+        return command_id
+
+    await send("answer", officer, text="Masuk jadwal perbaikan 2027.")
+    await _state(db, doc["_id"], "responded")
+    await send("close", officer, outcome="not_resolved", text="Anggaran 2027.")
+    closed = await _state(db, doc["_id"], "closed")
+    assert closed["outcome"] == "not_resolved"
+    refused_id = await send("acknowledge", officer)
+    await send("reopen", {"role": "citizen", "id": "web"}, text="Belum diperbaiki juga")
+    reopened = await _state(db, doc["_id"], "in_progress")
+    assert reopened["reopen_count"] == 1
+    await eventually(lambda: _found(rejected, refused_id))
+    await sub.unsubscribe()
+
+
+async def _found(items: list[dict[str, Any]], command_id: str) -> bool:
+    return any(i["command_id"] == command_id for i in items)
