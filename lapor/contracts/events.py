@@ -46,6 +46,7 @@ class RejectionReason(StrEnum):
     EMPTY = "empty"
     BAD_TRACKING_ID = "bad_tracking_id"
     BAD_RATING = "bad_rating"
+    DUPLICATE = "duplicate"
 
 
 class Event(BaseModel):
@@ -105,8 +106,13 @@ class InboundRejected(Event):
     channel: Channel
     reason: RejectionReason
     detail: str = ""
-    reply_to: str | None = None
+    reply_to: str | None = Field(
+        default=None, description="Absent when the sender must not get another notice."
+    )
     region: str | None = None
+    complaint_id: str | None = Field(
+        default=None, description="For `duplicate`: the complaint the text was linked to."
+    )
 
 
 class CitizenCommandAnswered(Event):

@@ -3,7 +3,7 @@
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,8 +22,9 @@ from lapor.contracts import (
 from lapor.contracts.commands import Action, Actor, CommandRejected, ComplaintCommand, Role
 from lapor.runtime.broker import EventPublisher
 from services.intake import domain, lifecycle
+from services.intake.guard import RateLimit, similar_complaint, windows
 from services.intake.phones import normalize_phone, phone_hash
-from services.intake.repository import ComplaintRepository
+from services.intake.repository import ComplaintRepository, KeyedLock
 from services.intake.sms import (
     CitizenReply,
     Invalid,
@@ -36,6 +37,9 @@ from services.intake.sms import (
 from services.intake.tracking import new_tracking_id
 
 log = logging.getLogger(__name__)
+
+
+DEFAULT_RATE_LIMIT = RateLimit(per_hour=10, per_day=30)
 
 
 @dataclass(frozen=True)
@@ -51,14 +55,62 @@ class IntakeDeps:
     phone_key: bytes
     min_words: int = 3
     reopen_window: timedelta = timedelta(days=14)
+    rate_limit: RateLimit = DEFAULT_RATE_LIMIT
+    duplicate_window: timedelta = timedelta(hours=24)
+    duplicate_similarity: float = 90.0
+    senders: KeyedLock = field(default_factory=KeyedLock)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
 async def handle_sms(sms: InboundSms, deps: IntakeDeps) -> None:
     phone = normalize_phone(sms.sender)
     sender_hash = phone_hash(phone, deps.phone_key) if phone else None
+    # One sender's messages are judged one after another: limits and repeats are
+    # about order, and a burst arrives in one batch.
+    async with deps.senders.hold(sender_hash or sms.sender):
+        await _handle_sms(sms, deps, phone, sender_hash)
+
+
+async def _handle_sms(
+    sms: InboundSms, deps: IntakeDeps, phone: str | None, sender_hash: str | None
+) -> None:
     source_key = f"sms:{sms.gateway_id}"
+    payload = {"text": sms.text[:2000], "to": sms.to, "received_at": sms.received_at}
+
+    # A gateway retry of a message that already became a complaint changes nothing;
+    # its announcement is repeated under the same id (dropped as a duplicate).
+    if (known := await deps.repo.by_source(source_key)) is not None:
+        await deps.received.publish(
+            domain.received_event(known, reply_to=phone),
+            msg_id=domain.received_event_id(known["_id"]),
+        )
+        return
+
+    if sender_hash is not None:
+        await deps.repo.record_sender_message(source_key, sender_hash, sms.received_at)
+        if await _over_limit(deps, sender_hash, sms.received_at):
+            notice = await deps.repo.claim_notice(
+                RateLimit.notice_key(sender_hash, sms.received_at)
+            )
+            await _reject(
+                deps,
+                channel=Channel.SMS,
+                source_key=source_key,
+                reason=RejectionReason.RATE_LIMITED,
+                detail="too many messages from this sender",
+                reply_to=phone if notice else None,
+                phone_hash=sender_hash,
+                payload=payload,
+            )
+            return
+
     parsed = parse_sms(sms.text, deps.region_keywords, min_words=deps.min_words)
+    if isinstance(parsed, NewComplaint) and sender_hash is not None:
+        since = sms.received_at - deps.duplicate_window
+        recent = await deps.repo.recent_by_sender(sender_hash, since)
+        if (same := similar_complaint(parsed.text, recent, deps.duplicate_similarity)) is not None:
+            await _link_duplicate(deps, same, source_key, phone, sender_hash, payload)
+            return
 
     if isinstance(parsed, NewComplaint):
         complaint = await _store_complaint(
@@ -92,7 +144,47 @@ async def handle_sms(sms: InboundSms, deps: IntakeDeps) -> None:
         detail=parsed.detail,
         reply_to=phone,
         phone_hash=sender_hash,
-        payload={"text": sms.text[:2000], "to": sms.to, "received_at": sms.received_at},
+        payload=payload,
+    )
+
+
+async def _over_limit(deps: IntakeDeps, sender_hash: str, at: datetime) -> bool:
+    hour_ago, day_ago = windows(at)
+    last_day = await deps.repo.count_sender_messages(sender_hash, day_ago)
+    if last_day <= min(deps.rate_limit.per_hour, deps.rate_limit.per_day):
+        return False
+    last_hour = await deps.repo.count_sender_messages(sender_hash, hour_ago)
+    return deps.rate_limit.exceeded(last_hour, last_day)
+
+
+async def _link_duplicate(
+    deps: IntakeDeps,
+    same: dict[str, Any],
+    source_key: str,
+    phone: str | None,
+    sender_hash: str,
+    payload: dict[str, Any],
+) -> None:
+    """The same text again: noted on the first complaint, the citizen told its id."""
+    note = domain.Transition(
+        event_id=domain.command_event_id(source_key),
+        at=deps.clock(),
+        actor="intake:sms",
+        state=None,
+        reason="the same text was sent again",
+    )
+    await deps.repo.apply(same["_id"], note)
+    await _reject(
+        deps,
+        channel=Channel.SMS,
+        source_key=source_key,
+        reason=RejectionReason.DUPLICATE,
+        detail=f"same text as {same['_id']}",
+        reply_to=phone,
+        phone_hash=sender_hash,
+        payload=payload,
+        complaint_id=same["_id"],
+        region=same.get("region"),
     )
 
 
@@ -251,6 +343,8 @@ async def _reject(
     reply_to: str | None,
     phone_hash: str | None,
     payload: dict[str, Any],
+    complaint_id: str | None = None,
+    region: str | None = None,
 ) -> None:
     now = deps.clock()
     record, _ = await deps.repo.add_rejection(
@@ -263,6 +357,10 @@ async def _reject(
             "reporter": {"phone_hash": phone_hash},
             "payload": payload,
             "stored_at": now,
+            # Whether the sender is answered is decided once; a retry repeats the decision.
+            "answered": reply_to is not None,
+            "complaint_id": complaint_id,
+            "region": region,
         }
     )
     await deps.rejected.publish(
@@ -273,7 +371,9 @@ async def _reject(
             channel=channel,
             reason=RejectionReason(record["reason"]),
             detail=record["detail"],
-            reply_to=reply_to,
+            reply_to=reply_to if record.get("answered", True) else None,
+            complaint_id=record.get("complaint_id"),
+            region=record.get("region"),
         ),
         msg_id=f"rejected:{record['_id']}",
     )

@@ -42,6 +42,8 @@ class ComplaintRepository:
         self.rejections = db["rejections"]
         self.dead_letters = db["dead_letters"]
         self.tokens = db["api_tokens"]
+        self.sender_messages = db["sender_messages"]
+        self.rate_notices = db["rate_notices"]
         # FerretDB v1 (SQLite) applies an update as read-modify-write of the whole
         # document without isolation: two concurrent updates of one complaint can
         # lose one of them. Changes to one complaint are therefore serialised here.
@@ -56,6 +58,7 @@ class ComplaintRepository:
             [("reporter.phone_hash", ASCENDING), ("received_at", DESCENDING)]
         )
         await self.rejections.create_index("source_key", unique=True)
+        await self.sender_messages.create_index([("phone_hash", ASCENDING), ("at", ASCENDING)])
         await self.complaints.create_index(
             [("agency", ASCENDING), ("priority_rank", ASCENDING), ("deadlines.answer", ASCENDING)]
         )
@@ -80,6 +83,9 @@ class ComplaintRepository:
                 raise
             return existing, False
         return doc, True
+
+    async def by_source(self, source_key: str) -> Document | None:
+        return await self.complaints.find_one({"source_key": source_key})
 
     async def get(self, tracking_id: str) -> Document | None:
         return await self.complaints.find_one({"_id": tracking_id})
@@ -118,6 +124,37 @@ class ComplaintRepository:
         if updated is not None:
             return updated
         return await self.get(complaint_id)
+
+    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> None:
+        """Count each inbound message once, whatever the gateway retries."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.sender_messages.insert_one(
+                {"_id": source_key, "phone_hash": phone_hash, "at": at}
+            )
+
+    async def count_sender_messages(self, phone_hash: str, since: datetime) -> int:
+        return await self.sender_messages.count_documents(
+            {"phone_hash": phone_hash, "at": {"$gte": since}}
+        )
+
+    async def claim_notice(self, key: str) -> bool:
+        """True for the first claimant of a notice key (an insert is atomic on FerretDB too)."""
+        try:
+            await self.rate_notices.insert_one({"_id": key})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def recent_by_sender(self, phone_hash: str, since: datetime) -> list[Document]:
+        cursor = (
+            self.complaints.find(
+                {"reporter.phone_hash": phone_hash, "received_at": {"$gte": since}},
+                {"text": 1, "state": 1, "region": 1},
+            )
+            .sort("received_at", DESCENDING)
+            .limit(20)
+        )
+        return await cursor.to_list(20)
 
     async def worklist(self, agency: str, states: list[str], limit: int = 200) -> list[Document]:
         # Urgent first, always; then the nearest answer deadline.

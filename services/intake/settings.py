@@ -12,3 +12,8 @@ class IntakeSettings(ServiceSettings):
     # intake cannot run, so there is deliberately no default.
     phone_hash_key: SecretStr = Field(validation_alias="LAPOR_PHONE_HASH_KEY", min_length=16)
     min_words: int = Field(default=3, ge=1, le=20)
+    # SMS pumping costs money: beyond these, messages are kept but not answered.
+    rate_per_hour: int = Field(default=10, ge=1)
+    rate_per_day: int = Field(default=30, ge=1)
+    duplicate_window_hours: float = Field(default=24, gt=0)
+    duplicate_similarity: float = Field(default=90, ge=50, le=100)

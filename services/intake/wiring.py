@@ -1,5 +1,6 @@
 """Intake bootstrap: what it consumes, what it publishes, what it serves."""
 
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +32,7 @@ from lapor.runtime.service import (
     docs_runtime,
 )
 from services.intake import api, handlers
+from services.intake.guard import RateLimit
 from services.intake.repository import ComplaintRepository
 from services.intake.settings import IntakeSettings
 from services.intake.sms import RegionKeywords
@@ -138,6 +140,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 region_keywords=keywords,
                 phone_key=settings.phone_hash_key.get_secret_value().encode(),
                 min_words=settings.min_words,
+                rate_limit=RateLimit(settings.rate_per_hour, settings.rate_per_day),
+                duplicate_window=timedelta(hours=settings.duplicate_window_hours),
+                duplicate_similarity=settings.duplicate_similarity,
             )
         )
         return None

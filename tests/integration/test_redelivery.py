@@ -15,15 +15,10 @@ import pytest
 from nats.js.api import DeliverPolicy
 
 from lapor.contracts import subjects
-from lapor.devstack import ROOT, Stack
-from lapor.regions import load_regions, region_keywords
-from lapor.runtime.service import Late, build_runtime
-from lapor.runtime.settings import InfraSettings, ServiceSettings
-from services.intake import handlers
+from lapor.devstack import Stack
 from services.intake.repository import ComplaintRepository
-from services.intake.sms import RegionKeywords
-from services.intake.wiring import register
 from tests.e2e.helpers import eventually, sms_payload
+from tests.integration.intake_harness import running_intake
 
 pytestmark = [pytest.mark.integration]
 
@@ -34,6 +29,11 @@ class CrashAfterStore(ComplaintRepository):
     def __init__(self, db: Any) -> None:
         super().__init__(db)
         self.calls = 0
+        self.deliveries = 0
+
+    async def by_source(self, source_key: str) -> dict[str, Any] | None:
+        self.deliveries += 1  # every delivery of an SMS starts with this lookup
+        return await super().by_source(source_key)
 
     async def add_complaint(self, doc: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         self.calls += 1
@@ -47,34 +47,12 @@ async def test_message_redelivered_after_a_failure_leaves_one_complaint_and_one_
     own_servers: Stack, own_nc: Any, own_mongo: Any
 ) -> None:
     servers, nc, mongo = own_servers, own_nc, own_mongo
-    infra = InfraSettings(
-        NATS_URL=servers.nats, MONGO_URL=servers.mongo, MONGO_DB="lapor_redelivery"
-    )  # type: ignore[call-arg]
-    runtime = build_runtime("intake", ServiceSettings(infra=infra))
-    deps: Late[handlers.IntakeDeps] = Late("deps")
-    publishers = register(runtime, deps)
     db = mongo["lapor_redelivery"]
     repo = CrashAfterStore(db)
-    await repo.ensure_indexes()
-    runtime.db.set(db)
-    deps.set(
-        handlers.IntakeDeps(
-            repo=repo,
-            received=publishers["received"],
-            rejected=publishers["rejected"],
-            answered=publishers["answered"],
-            state_changed=publishers["state_changed"],
-            forwarded=publishers["forwarded"],
-            command_rejected=publishers["command_rejected"],
-            region_keywords=RegionKeywords(region_keywords(load_regions(ROOT / "data"))),
-            phone_key=b"k" * 32,
-        )
-    )
     received_events: list[dict[str, Any]] = []
     js = nc.jetstream()
 
-    await runtime.broker.start()
-    try:
+    async with running_intake(servers, mongo, "lapor_redelivery", repo):
         payload = sms_payload("+6281234500101", "BANJAR lampu jalan mati sepanjang jalan A Yani")
         sub = await js.subscribe(subjects.COMPLAINT_RECEIVED, deliver_policy=DeliverPolicy.NEW)
         await nc.publish(subjects.INBOUND_SMS, json.dumps(payload).encode())
@@ -83,7 +61,7 @@ async def test_message_redelivered_after_a_failure_leaves_one_complaint_and_one_
             lambda: db.complaints.find_one({"source_key": f"sms:{payload['gateway_id']}"})
         )
         # The first attempt failed after storing; wait for the redelivered attempt.
-        await eventually(lambda: _ready(repo.calls >= 2), timeout=60)
+        await eventually(lambda: _ready(repo.deliveries >= 2), timeout=60)
         await asyncio.sleep(1.5)
         while True:
             try:
@@ -94,10 +72,8 @@ async def test_message_redelivered_after_a_failure_leaves_one_complaint_and_one_
             if body["complaint_id"] == doc["_id"]:
                 received_events.append(body)
         await sub.unsubscribe()
-    finally:
-        await runtime.broker.stop()
 
-    assert repo.calls == 2
+    assert repo.calls == 1 and repo.deliveries == 2
     assert await db.complaints.count_documents({}) == 1
     assert len(received_events) == 1
 
