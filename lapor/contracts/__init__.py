@@ -6,6 +6,7 @@ validation, so every service (and any outside channel) can depend on it.
 
 from lapor.contracts.events import (
     AGENCY_OUT_OF_SCOPE,
+    STATE_LABELS,
     AutoCloseDue,
     Channel,
     CitizenCommandAnswered,
@@ -24,11 +25,12 @@ from lapor.contracts.events import (
     SlaClock,
     State,
 )
-from lapor.contracts.inbound import InboundSms
+from lapor.contracts.inbound import InboundSms, InboundWeb, Location
 from lapor.contracts.outbound import NotificationFailed, OutboundSms, SmsDeliveryReceipt
 
 __all__ = [
     "AGENCY_OUT_OF_SCOPE",
+    "STATE_LABELS",
     "AutoCloseDue",
     "Channel",
     "CitizenCommandAnswered",
@@ -43,6 +45,8 @@ __all__ = [
     "Event",
     "InboundRejected",
     "InboundSms",
+    "InboundWeb",
+    "Location",
     "NotificationFailed",
     "OutboundSms",
     "Priority",

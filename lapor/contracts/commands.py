@@ -33,6 +33,7 @@ class Role(StrEnum):
     ADMIN = "admin"
     CITIZEN = "citizen"
     SYSTEM = "system"
+    PARTNER = "partner"  # an Open311 client: may submit and read, never act
 
 
 class Outcome(StrEnum):

@@ -37,6 +37,19 @@ class State(StrEnum):
     REJECTED = "rejected"
 
 
+# The labels citizens see for each state (DESIGN: lifecycle states).
+STATE_LABELS: dict[State, str] = {
+    State.RECEIVED: "Diterima",
+    State.TRIAGE: "Menunggu Verifikasi",
+    State.ASSIGNED: "Didisposisikan",
+    State.IN_PROGRESS: "Diproses",
+    State.NEEDS_INFO: "Menunggu Pelapor",
+    State.RESPONDED: "Ditanggapi",
+    State.CLOSED: "Selesai",
+    State.REJECTED: "Diarsipkan",
+}
+
+
 class RejectionReason(StrEnum):
     MALFORMED = "malformed"
     UNKNOWN_REGION = "unknown_region"

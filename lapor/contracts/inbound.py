@@ -25,3 +25,30 @@ class InboundSms(BaseModel):
     received_at: AwareDatetime = Field(
         description="When the gateway received it (ISO 8601 with offset)."
     )
+
+
+class Location(BaseModel):
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    address: str | None = Field(default=None, max_length=300)
+
+
+class InboundWeb(BaseModel):
+    """A complaint from any other channel (subject `lapor.inbound.web`): a WhatsApp bot,
+    social media, a partner system. `source` + `message_id` identify it: a resend with
+    the same pair is the same complaint."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    source: str = Field(min_length=1, max_length=64, examples=["whatsapp", "partner:sp4n"])
+    message_id: str = Field(min_length=1, max_length=128)
+    region: str = Field(default="banjar", pattern=r"^[a-z0-9_-]+$")
+    text: str = Field(min_length=1, max_length=10_000)
+    name: str | None = Field(default=None, max_length=120)
+    phone: str | None = Field(default=None, max_length=32, description="For SMS replies.")
+    email: str | None = Field(default=None, max_length=254)
+    category: str | None = Field(default=None, max_length=64, description="A hint only.")
+    location: Location | None = None
+    anonymous: bool = False
+    confidential: bool = False
+    received_at: AwareDatetime

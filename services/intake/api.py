@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from lapor.contracts import Priority, State
+from lapor.contracts import InboundWeb, Location, Priority, State
 from lapor.contracts.commands import Action, ComplaintCommand, Outcome, Role
 from services.intake.auth import Principal, hash_token, principal_from
+from services.intake.handlers import SubmissionRejected
 from services.intake.lifecycle import Refused
 from services.intake.repository import ComplaintRepository
 
@@ -97,6 +98,29 @@ class ActionRequest(BaseModel):
     score: int | None = Field(default=None, ge=1, le=5)
 
 
+class NewComplaintRequest(BaseModel):
+    """A complaint from the web form or an app."""
+
+    region: str = Field(default="banjar", pattern=r"^[a-z0-9_-]+$")
+    text: str = Field(min_length=1, max_length=10_000)
+    name: str | None = Field(default=None, max_length=120)
+    phone: str | None = Field(default=None, max_length=32, description="For SMS replies.")
+    email: str | None = Field(default=None, max_length=254)
+    category: str | None = Field(default=None, max_length=64, description="A hint only.")
+    location: Location | None = None
+    anonymous: bool = Field(default=False, description="Hide the reporter from agencies.")
+    confidential: bool = Field(default=False, description="Hide the complaint from the public.")
+    client_id: str | None = Field(
+        default=None, max_length=128, description="Client's id: a resend is the same complaint."
+    )
+
+
+class ComplaintAccepted(BaseModel):
+    tracking_id: str
+    state: State
+    status_url: str
+
+
 class WorklistItem(BaseModel):
     tracking_id: str
     state: State
@@ -110,8 +134,11 @@ class WorklistItem(BaseModel):
 _bearer = HTTPBearer(auto_error=False)
 
 
-def build_router(repository: Any, zones: Mapping[str, ZoneInfo], execute: Any) -> APIRouter:
-    """`repository` returns the live repository; `execute(command)` applies a command."""
+def build_router(
+    repository: Any, zones: Mapping[str, ZoneInfo], execute: Any, submit: Any
+) -> APIRouter:
+    """`repository` returns the live repository; `execute(command)` applies a command;
+    `submit(InboundWeb)` stores a new complaint."""
     router = APIRouter(prefix="/api/v1", tags=["complaints"])
     Repo = Annotated[ComplaintRepository, Depends(repository)]
 
@@ -145,6 +172,32 @@ def build_router(repository: Any, zones: Mapping[str, ZoneInfo], execute: Any) -
         if doc is None or not (caller.may_see(doc) if caller else not doc.get("confidential")):
             raise HTTPException(404, detail="complaint not found")
         return public_view(doc, zone_of(doc))
+
+    @router.post(
+        "/complaints",
+        status_code=202,
+        response_model=ComplaintAccepted,
+        responses={422: {"description": "Not a valid complaint; the reason is given and kept"}},
+        summary="Submit a complaint (web form, app)",
+    )
+    async def submit_complaint(body: NewComplaintRequest) -> ComplaintAccepted:
+        submission = InboundWeb(
+            source="web",
+            message_id=body.client_id or uuid.uuid4().hex,
+            received_at=datetime.now(UTC),
+            **body.model_dump(exclude={"client_id"}),
+        )
+        try:
+            doc = await submit(submission)
+        except SubmissionRejected as rejected:
+            raise HTTPException(
+                422, detail={"reason": rejected.reason.value, "message": rejected.detail}
+            ) from None
+        return ComplaintAccepted(
+            tracking_id=doc["_id"],
+            state=State(doc["state"]),
+            status_url=f"/api/v1/complaints/{doc['_id']}",
+        )
 
     @router.post(
         "/complaints/{tracking_id}/actions/{action}",

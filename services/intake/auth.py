@@ -42,8 +42,8 @@ class Principal:
 def token_record(token: str, role: Role, name: str, agency: str | None) -> dict[str, Any]:
     if role is Role.AGENCY and not agency:
         raise ValueError("an agency token names its agency")
-    if role not in (Role.AGENCY, Role.ADMIN):
-        raise ValueError("tokens are for agency officers and admins")
+    if role not in (Role.AGENCY, Role.ADMIN, Role.PARTNER):
+        raise ValueError("tokens are for agency officers, admins and partner systems")
     return {
         "_id": hash_token(token),
         "role": role.value,

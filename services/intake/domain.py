@@ -63,6 +63,7 @@ def new_complaint(
     confidential: bool,
     truncated: bool,
     stored_at: datetime,
+    submission: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     received = Transition(
         event_id=received_event_id(tracking_id),
@@ -90,6 +91,9 @@ def new_complaint(
         "history": [received.history_entry()],
         "event_ids": [received.event_id],
         "updated_at": stored_at,
+        # What the submitter gave besides the text (name, e-mail, location, category
+        # hint); never part of a public view.
+        "submission": submission or {},
     }
 
 

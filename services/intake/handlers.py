@@ -1,5 +1,6 @@
 """Intake's message handlers: plain async functions over explicit dependencies."""
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from lapor.contracts import (
     DeadlinesSet,
     InboundRejected,
     InboundSms,
+    InboundWeb,
     RejectionReason,
 )
 from lapor.contracts.commands import Action, Actor, CommandRejected, ComplaintCommand, Role
@@ -34,6 +36,7 @@ from services.intake.sms import (
     StatusQuery,
     parse_sms,
 )
+from services.intake.text import clean_text, is_too_short
 from services.intake.tracking import new_tracking_id
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ class IntakeDeps:
     duplicate_window: timedelta = timedelta(hours=24)
     duplicate_similarity: float = 90.0
     senders: KeyedLock = field(default_factory=KeyedLock)
+    region_ids: frozenset[str] = frozenset({"banjar"})
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -146,6 +150,80 @@ async def _handle_sms(
         phone_hash=sender_hash,
         payload=payload,
     )
+
+
+class SubmissionRejected(Exception):
+    """A web or partner submission that is kept as a rejection record, with the reason."""
+
+    def __init__(self, reason: RejectionReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+async def accept_submission(
+    submission: InboundWeb, channel: Channel, deps: IntakeDeps
+) -> dict[str, Any]:
+    """Store a complaint from the web, Open311 or a partner channel and announce it.
+
+    Returns the complaint (the first one for a resent `source` + `message_id`);
+    raises `SubmissionRejected` after keeping a rejection record.
+    """
+    source_key = f"{channel.value}:{submission.source}:{submission.message_id}"
+    phone = normalize_phone(submission.phone) if submission.phone else None
+    if (known := await deps.repo.by_source(source_key)) is None:
+        known = await _store_submission(submission, channel, source_key, phone, deps)
+    await deps.received.publish(
+        domain.received_event(known, reply_to=phone),
+        msg_id=domain.received_event_id(known["_id"]),
+    )
+    return known
+
+
+async def _store_submission(
+    submission: InboundWeb, channel: Channel, source_key: str, phone: str | None, deps: IntakeDeps
+) -> dict[str, Any]:
+    cleaned = clean_text(submission.text)
+    reason: tuple[RejectionReason, str] | None = None
+    if submission.region not in deps.region_ids:
+        reason = (RejectionReason.UNKNOWN_REGION, f"no region {submission.region!r}")
+    elif is_too_short(cleaned.text, deps.min_words):
+        reason = (RejectionReason.TOO_SHORT, f"at least {deps.min_words} meaningful words needed")
+    sender_hash = phone_hash(phone, deps.phone_key) if phone else None
+    if reason is not None:
+        await _reject(
+            deps,
+            channel=channel,
+            source_key=source_key,
+            reason=reason[0],
+            detail=reason[1],
+            reply_to=None,  # the HTTP answer or the partner's own channel tells the sender
+            phone_hash=sender_hash,
+            payload=submission.model_dump(mode="json", exclude={"phone"}),
+        )
+        raise SubmissionRejected(*reason)
+    details = submission.model_dump(
+        mode="json", include={"source", "name", "email", "category", "location"}
+    )
+    return await _store_complaint(
+        deps,
+        region=submission.region,
+        channel=channel,
+        text=cleaned.text,
+        received_at=submission.received_at,
+        source_key=source_key,
+        phone_hash=sender_hash,
+        anonymous=submission.anonymous,
+        confidential=submission.confidential,
+        truncated=cleaned.truncated,
+        submission=details,
+    )
+
+
+async def handle_web(submission: InboundWeb, deps: IntakeDeps) -> None:
+    """`lapor.inbound.web`: a rejection is kept and announced; it is not retried."""
+    with contextlib.suppress(SubmissionRejected):
+        await accept_submission(submission, Channel.WEB, deps)
 
 
 async def _over_limit(deps: IntakeDeps, sender_hash: str, at: datetime) -> bool:

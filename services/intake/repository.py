@@ -156,6 +156,11 @@ class ComplaintRepository:
         )
         return await cursor.to_list(20)
 
+    async def search(self, query: Document, limit: int) -> list[Document]:
+        projection = {"history": 0, "event_ids": 0, "reporter": 0}
+        cursor = self.complaints.find(query, projection).sort("received_at", DESCENDING)
+        return await cursor.limit(limit).to_list(limit)
+
     async def worklist(self, agency: str, states: list[str], limit: int = 200) -> list[Document]:
         # Urgent first, always; then the nearest answer deadline.
         cursor = (

@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from lapor.contracts import (
     AutoCloseDue,
+    Channel,
     CitizenCommandAnswered,
     ComplaintReceived,
     ComplaintRouted,
@@ -17,9 +18,11 @@ from lapor.contracts import (
     DeadlinesSet,
     InboundRejected,
     InboundSms,
+    InboundWeb,
     subjects,
 )
 from lapor.contracts.commands import CommandRejected, ComplaintCommand, ComplaintForwarded
+from lapor.directory import load_directory
 from lapor.regions import load_regions, region_keywords
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.serve import serve
@@ -31,7 +34,7 @@ from lapor.runtime.service import (
     create_service_app,
     docs_runtime,
 )
-from services.intake import api, handlers
+from services.intake import api, handlers, open311
 from services.intake.guard import RateLimit
 from services.intake.repository import ComplaintRepository
 from services.intake.settings import IntakeSettings
@@ -109,6 +112,19 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
     async def on_command(command: ComplaintCommand) -> None:
         await handlers.handle_command(command, deps.get())
 
+    @durable(
+        broker,
+        subjects.INBOUND_WEB,
+        "intake-web",
+        title="Inbound complaint from another channel",
+        description=(
+            "A complaint from a WhatsApp bot, social media or a partner system. "
+            "`source` + `message_id` identify it; a resend is the same complaint."
+        ),
+    )
+    async def on_web(submission: InboundWeb) -> None:
+        await handlers.handle_web(submission, deps.get())
+
     @durable(broker, subjects.SLA_AUTO_CLOSE, "intake-auto-close", title="Auto-close")
     async def on_auto_close(event: AutoCloseDue) -> None:
         await handlers.handle_auto_close(event, deps.get())
@@ -124,6 +140,10 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     regions = load_regions(settings.infra.data_dir)
     keywords = RegionKeywords(region_keywords(regions))
     zones = {rid: ZoneInfo(region.timezone) for rid, region in regions.items()}
+    directories = {rid: load_directory(settings.region_dir(rid)) for rid in regions}
+
+    async def submit(submission: InboundWeb) -> dict[str, Any]:
+        return await handlers.accept_submission(submission, Channel.WEB, deps.get())
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> None:
         repo = ComplaintRepository(db)
@@ -140,6 +160,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 region_keywords=keywords,
                 phone_key=settings.phone_hash_key.get_secret_value().encode(),
                 min_words=settings.min_words,
+                region_ids=frozenset(regions),
                 rate_limit=RateLimit(settings.rate_per_hour, settings.rate_per_day),
                 duplicate_window=timedelta(hours=settings.duplicate_window_hours),
                 duplicate_similarity=settings.duplicate_similarity,
@@ -155,7 +176,17 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 lambda: deps.get().repo,
                 zones,
                 lambda command: handlers.execute(command, deps.get()),
-            )
+                submit,
+            ),
+            open311.build_router(
+                open311.Open311Context(
+                    repository=lambda: deps.get().repo,
+                    submit=lambda s: handlers.accept_submission(s, Channel.OPEN311, deps.get()),
+                    directories=directories,
+                    zones=zones,
+                    default_region=settings.default_region,
+                )
+            ),
         ],
         description=DESCRIPTION,
     )

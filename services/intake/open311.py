@@ -1,0 +1,265 @@
+"""Open311 GeoReport v2 (wiki.open311.org/GeoReport_v2) on top of the complaint record.
+
+Service codes are the agency categories of the region's directory
+(`PUPR-jalan`); `expected_datetime` is the answer date the citizen was told;
+confidential complaints never appear and nothing identifies a reporter.
+Both `.json` and `.xml` answer every call, as the specification defines.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+from xml.etree import ElementTree as ET
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from lapor.contracts import AGENCY_OUT_OF_SCOPE, STATE_LABELS, InboundWeb, State
+from lapor.contracts.commands import Role
+from lapor.directory import AgencyDirectory
+from services.intake.auth import hash_token
+
+CLOSED_STATES = {State.CLOSED.value, State.REJECTED.value}
+MAX_REQUESTS = 1000  # the spec lets a server cap a listing
+
+
+@dataclass(frozen=True)
+class Service:
+    code: str
+    name: str
+    description: str
+    group: str
+    keywords: tuple[str, ...]
+    agency: str
+    category: str
+
+
+def services_of(directory: AgencyDirectory) -> list[Service]:
+    return [
+        Service(
+            code=f"{agency.code}-{category.id}",
+            name=category.label,
+            description=f"{category.label} ({agency.name})",
+            group=agency.name,
+            keywords=(*category.strong, *category.keywords)[:8],
+            agency=agency.code,
+            category=category.id,
+        )
+        for agency in directory.agencies
+        if agency.code != AGENCY_OUT_OF_SCOPE
+        for category in agency.categories
+    ]
+
+
+def service_json(service: Service) -> dict[str, Any]:
+    return {
+        "service_code": service.code,
+        "service_name": service.name,
+        "description": service.description,
+        "metadata": False,
+        "type": "realtime",
+        "keywords": ",".join(service.keywords),
+        "group": service.group,
+    }
+
+
+def request_json(
+    doc: Mapping[str, Any], zone: ZoneInfo, agency_names: Mapping[str, str]
+) -> dict[str, Any]:
+    """One complaint as a GeoReport service request; no reporter, no confidential text."""
+    location = (doc.get("submission") or {}).get("location") or {}
+    agency = doc.get("agency")
+    deadlines = doc.get("deadlines") or {}
+    category = doc.get("category")
+    state = State(doc["state"])
+    notes = STATE_LABELS[state] + (f" ({doc['outcome']})" if doc.get("outcome") else "")
+    return {
+        "service_request_id": doc["_id"],
+        "status": "closed" if state.value in CLOSED_STATES else "open",
+        "status_notes": notes,
+        "service_name": category,
+        "service_code": f"{agency}-{category}" if agency and category else None,
+        "description": doc["text"],
+        "agency_responsible": agency_names.get(agency, agency) if agency else None,
+        "service_notice": None,
+        "requested_datetime": _iso(doc.get("received_at"), zone),
+        "updated_datetime": _iso(doc.get("updated_at"), zone),
+        "expected_datetime": _iso(deadlines.get("answer"), zone),
+        "address": location.get("address"),
+        "address_id": None,
+        "zipcode": None,
+        "lat": location.get("lat"),
+        "long": location.get("lon"),
+        "media_url": None,
+    }
+
+
+def _iso(value: datetime | None, zone: ZoneInfo) -> str | None:
+    return value.astimezone(zone).isoformat(timespec="seconds") if value else None
+
+
+def to_xml(root: str, item: str, rows: list[dict[str, Any]]) -> bytes:
+    top = ET.Element(root)
+    for row in rows:
+        element = ET.SubElement(top, item)
+        for key, value in row.items():
+            child = ET.SubElement(element, key)
+            if value is not None:
+                child.text = str(value).lower() if isinstance(value, bool) else str(value)
+    return b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(top, encoding="utf-8")
+
+
+def respond(
+    fmt: str, root: str, item: str, rows: list[dict[str, Any]], status: int = 200
+) -> Response:
+    if fmt == "xml":
+        return Response(to_xml(root, item, rows), status, media_type="application/xml")
+    return JSONResponse(rows, status)
+
+
+def error(fmt: str, status: int, description: str) -> Response:
+    return respond(fmt, "errors", "error", [{"code": status, "description": description}], status)
+
+
+@dataclass(frozen=True)
+class Open311Context:
+    repository: Callable[[], Any]
+    submit: Callable[[InboundWeb], Awaitable[dict[str, Any]]]
+    directories: Mapping[str, AgencyDirectory]
+    zones: Mapping[str, ZoneInfo]
+    default_region: str
+
+
+def build_router(ctx: Open311Context) -> APIRouter:
+    router = APIRouter(prefix="/open311/v2", tags=["open311"])
+    directory = ctx.directories[ctx.default_region]
+    zone = ctx.zones[ctx.default_region]
+    services = {s.code: s for s in services_of(directory)}
+    names = {a.code: a.name for a in directory.agencies}
+
+    def fmt_ok(fmt: str) -> bool:
+        return fmt in ("json", "xml")
+
+    @router.get("/services.{fmt}", summary="GeoReport v2: service list")
+    async def list_services(fmt: str) -> Response:
+        if not fmt_ok(fmt):
+            return error("json", 404, "format must be json or xml")
+        rows = [service_json(s) for s in services.values()]
+        return respond(fmt, "services", "service", rows)
+
+    @router.get("/services/{code}.{fmt}", summary="GeoReport v2: service definition")
+    async def service_definition(code: str, fmt: str) -> Response:
+        if not fmt_ok(fmt):
+            return error("json", 404, "format must be json or xml")
+        if code not in services:
+            return error(fmt, 404, f"unknown service_code {code}")
+        definition = {"service_code": code, "attributes": []}
+        if fmt == "xml":
+            return respond(fmt, "service_definition", "service", [definition])
+        return JSONResponse(definition)
+
+    @router.get("/requests/{request_id}.{fmt}", summary="GeoReport v2: one service request")
+    async def get_request(request_id: str, fmt: str) -> Response:
+        if not fmt_ok(fmt):
+            return error("json", 404, "format must be json or xml")
+        doc = await ctx.repository().get(request_id.strip().upper())
+        if doc is None or doc.get("confidential"):
+            return error(fmt, 404, f"no service request {request_id}")
+        return respond(fmt, "service_requests", "request", [request_json(doc, zone, names)])
+
+    @router.get("/requests.{fmt}", summary="GeoReport v2: service requests")
+    async def list_requests(
+        fmt: str,
+        service_request_id: str | None = None,
+        service_code: str | None = None,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+        status: str | None = None,
+    ) -> Response:
+        if not fmt_ok(fmt):
+            return error("json", 404, "format must be json or xml")
+        query: dict[str, Any] = {"confidential": {"$ne": True}}
+        if service_request_id:
+            ids = [i.strip().upper() for i in service_request_id.split(",") if i.strip()]
+            query["_id"] = {"$in": ids}
+        if service_code:
+            codes = [services[c] for c in service_code.split(",") if c in services]
+            if not codes:
+                return respond(fmt, "service_requests", "request", [])
+            query["category"] = {"$in": [c.category for c in codes]}
+            query["agency"] = {"$in": sorted({c.agency for c in codes})}
+        if start_date or end_date:
+            query["received_at"] = {
+                **({"$gte": _aware(start_date)} if start_date else {}),
+                **({"$lte": _aware(end_date)} if end_date else {}),
+            }
+        if status in ("open", "closed"):
+            states = sorted(CLOSED_STATES)
+            query["state"] = {"$in": states} if status == "closed" else {"$nin": states}
+        docs = await ctx.repository().search(query, MAX_REQUESTS)
+        rows = [request_json(d, zone, names) for d in docs]
+        return respond(fmt, "service_requests", "request", rows)
+
+    @router.post("/requests.{fmt}", summary="GeoReport v2: create a service request")
+    async def create_request(fmt: str, request: Request) -> Response:
+        if not fmt_ok(fmt):
+            return error("json", 404, "format must be json or xml")
+        form = {
+            k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()
+        }
+        record = await ctx.repository().token(hash_token(form.get("api_key", "")))
+        if record is None or record.get("role") not in (Role.PARTNER.value, Role.ADMIN.value):
+            return error(fmt, 403, "a valid api_key is required")
+        service = services.get(form.get("service_code", ""))
+        if service is None:
+            return error(fmt, 400, "service_code is missing or unknown (see services)")
+        description = (form.get("description") or "").strip()
+        if not description:
+            return error(fmt, 400, "description is required")
+        submission = InboundWeb(
+            source=f"open311:{record['name']}",
+            message_id=form.get("request_id") or uuid.uuid4().hex,
+            region=ctx.default_region,
+            text=description,
+            name=" ".join(filter(None, [form.get("first_name"), form.get("last_name")])) or None,
+            phone=form.get("phone"),
+            email=form.get("email"),
+            category=service.category,
+            location=_location(form),
+            received_at=datetime.now(UTC),
+        )
+        try:
+            doc = await ctx.submit(submission)
+        except Exception as exc:  # a kept rejection: answer the client with its reason
+            detail = getattr(exc, "detail", None)
+            if detail is None:
+                raise
+            return error(fmt, 400, detail)
+        row = {"service_request_id": doc["_id"], "service_notice": None, "account_id": None}
+        return respond(fmt, "service_requests", "request", [row], status=201)
+
+    return router
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _location(form: Mapping[str, str]) -> dict[str, Any] | None:
+    lat, lon, address = form.get("lat"), form.get("long"), form.get("address_string")
+    if not (lat or lon or address):
+        return None
+    try:
+        return {
+            "lat": float(lat) if lat else None,
+            "lon": float(lon) if lon else None,
+            "address": address,
+        }
+    except ValueError:
+        return {"address": address}

@@ -1,0 +1,140 @@
+"""Web form and Open311 GeoReport v2 clients submit and read complaints, in JSON and XML."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import httpx
+import pytest
+
+from lapor.contracts import subjects
+from lapor.contracts.commands import Role
+from lapor.devstack import Stack
+from services.intake.auth import new_token, token_record
+from tests.e2e.helpers import eventually
+
+pytestmark = [pytest.mark.e2e]
+
+# Field lists of GeoReport v2 (wiki.open311.org/GeoReport_v2).
+SERVICE_FIELDS = {
+    "service_code",
+    "service_name",
+    "description",
+    "metadata",
+    "type",
+    "keywords",
+    "group",
+}
+REQUEST_FIELDS = {
+    "service_request_id", "status", "status_notes", "service_name", "service_code",
+    "description", "agency_responsible", "service_notice", "requested_datetime",
+    "updated_datetime", "expected_datetime", "address", "address_id", "zipcode", "lat",
+    "long", "media_url",
+}  # fmt: skip
+
+
+async def _assigned(db: Any, tracking_id: str) -> dict[str, Any] | None:
+    doc = await db.complaints.find_one({"_id": tracking_id})
+    return doc if doc and doc["state"] == "assigned" and doc["deadlines"]["answer"] else None
+
+
+async def test_web_form_submission_is_routed_and_resend_is_the_same(stack: Stack, db: Any) -> None:
+    body = {
+        "region": "banjar",
+        "text": "Jembatan gantung di Desa Sungai Batang putus talinya, warga tidak bisa lewat",
+        "name": "Rahmat",
+        "email": "rahmat@example.org",
+        "location": {"lat": -3.41, "lon": 114.85, "address": "Sungai Batang"},
+        "client_id": "form-42",
+    }
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        first = await http.post("/api/v1/complaints", json=body)
+        again = await http.post("/api/v1/complaints", json=body)
+        short = await http.post("/api/v1/complaints", json={"text": "tolong"})
+        nowhere = await http.post(
+            "/api/v1/complaints", json={**body, "region": "atlantis", "client_id": "x"}
+        )
+    assert first.status_code == 202 and again.status_code == 202
+    assert first.json()["tracking_id"] == again.json()["tracking_id"]
+    assert short.status_code == 422 and short.json()["detail"]["reason"] == "too_short"
+    assert nowhere.status_code == 422 and nowhere.json()["detail"]["reason"] == "unknown_region"
+    doc = await eventually(lambda: _assigned(db, first.json()["tracking_id"]))
+    assert doc["channel"] == "web" and doc["submission"]["name"] == "Rahmat"
+    assert await db.rejections.count_documents({"reason": "too_short", "channel": "web"}) >= 1
+
+
+async def test_partner_channel_on_the_bus(stack: Stack, nc: Any, db: Any) -> None:
+    message = {
+        "source": "whatsapp",
+        "message_id": "wa-0001",
+        "text": "Sudah 4 hari sampah di TPS pasar Martapura tidak diangkut, bau sekali",
+        "received_at": "2026-11-28T09:15:00+08:00",
+    }
+    await nc.publish(subjects.INBOUND_WEB, json.dumps(message).encode())
+
+    async def stored() -> dict[str, Any] | None:
+        return await db.complaints.find_one({"source_key": "web:whatsapp:wa-0001"})
+
+    doc = await eventually(stored)
+    await eventually(lambda: _assigned(db, doc["_id"]))
+
+
+async def test_open311_services_and_requests_in_json_and_xml(stack: Stack, db: Any) -> None:
+    key = new_token()
+    await db.api_tokens.insert_one(token_record(key, Role.PARTNER, "kota-app", None))
+    async with httpx.AsyncClient(base_url=f"{stack.url('intake')}/open311/v2") as http:
+        services = (await http.get("/services.json")).json()
+        assert services and all(set(s) == SERVICE_FIELDS for s in services)
+        code = next(s["service_code"] for s in services if s["service_code"].startswith("PUPR-"))
+        xml_services = ET.fromstring((await http.get("/services.xml")).content)
+        assert xml_services.tag == "services" and len(xml_services) == len(services)
+        definition = (await http.get(f"/services/{code}.json")).json()
+        assert definition["service_code"] == code
+
+        refused = await http.post("/requests.json", data={"api_key": "wrong", "service_code": code})
+        assert refused.status_code == 403
+        created = await http.post(
+            "/requests.json",
+            data={
+                "api_key": key,
+                "service_code": code,
+                "description": "Jalan berlubang besar di depan SMPN 1 Martapura membahayakan",
+                "lat": "-3.41",
+                "long": "114.85",
+                "address_string": "Jl. A. Yani km 40",
+            },
+        )
+        assert created.status_code == 201, created.text
+        request_id = created.json()[0]["service_request_id"]
+        await eventually(lambda: _assigned(db, request_id))
+
+        one = (await http.get(f"/requests/{request_id}.json")).json()[0]
+        assert set(one) == REQUEST_FIELDS
+        assert one["status"] == "open" and one["expected_datetime"].endswith("+08:00")
+        assert one["agency_responsible"] and one["lat"] == -3.41
+        xml_one = ET.fromstring((await http.get(f"/requests/{request_id}.xml")).content)
+        assert xml_one.tag == "service_requests"
+        assert xml_one.find("request/service_request_id").text == request_id
+        listed = (await http.get("/requests.json", params={"status": "open"})).json()
+        assert request_id in {r["service_request_id"] for r in listed}
+        missing = await http.get("/requests/LPR-0000-00000.json")
+        assert missing.status_code == 404
+
+
+async def test_confidential_complaints_never_appear_in_public_views(stack: Stack, db: Any) -> None:
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        accepted = await http.post(
+            "/api/v1/complaints",
+            json={
+                "text": "Kepala sekolah memungut biaya seragam yang sangat mahal",
+                "confidential": True,
+            },
+        )
+        tracking_id = accepted.json()["tracking_id"]
+        await eventually(lambda: _assigned(db, tracking_id))
+        assert (await http.get(f"/api/v1/complaints/{tracking_id}")).status_code == 404
+        assert (await http.get(f"/open311/v2/requests/{tracking_id}.json")).status_code == 404
+        listed = (await http.get("/open311/v2/requests.json")).json()
+        assert tracking_id not in {r["service_request_id"] for r in listed}
