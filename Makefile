@@ -7,7 +7,7 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 FERRETDB := .cache/bin/lapor-ferretdb
 
-.PHONY: run test test-unit lint typecheck asyncapi setup clean
+.PHONY: run test test-unit lint typecheck asyncapi docs setup clean
 
 setup: $(VENV)/.synced $(FERRETDB)
 
@@ -36,8 +36,11 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy lapor services
 
-asyncapi: setup
+asyncapi: docs
+
+docs: setup
 	$(VENV)/bin/python -m lapor.asyncapi write
+	$(VENV)/bin/python -m lapor.openapi write
 
 clean:
 	rm -rf var .cache $(VENV)

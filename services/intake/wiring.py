@@ -1,11 +1,13 @@
 """Intake bootstrap: what it consumes, what it publishes, what it serves."""
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 from faststream import FastStream
+from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lapor.contracts import (
@@ -34,6 +36,7 @@ from lapor.runtime.service import (
     create_service_app,
     docs_runtime,
 )
+from lapor.runtime.settings import InfraSettings
 from services.intake import api, handlers, open311
 from services.intake.guard import RateLimit
 from services.intake.repository import ComplaintRepository
@@ -202,3 +205,13 @@ def asyncapi() -> FastStream:
 def main() -> None:
     settings = IntakeSettings()  # type: ignore[call-arg]
     serve(create_app(settings), settings)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The HTTP API's OpenAPI document, built from the code with built-in defaults."""
+    root = Path(__file__).resolve().parents[2]
+    infra = InfraSettings.model_construct(data_dir=root / "data")
+    settings = IntakeSettings.model_construct(
+        infra=infra, phone_hash_key=SecretStr("x" * 32), default_region="banjar"
+    )
+    return create_app(settings).openapi()
