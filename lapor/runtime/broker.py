@@ -179,7 +179,8 @@ class EventPublisher:
 
     async def publish(self, message: BaseModel, msg_id: str) -> bool:
         """Publish and wait for JetStream's ack; returns False for a dropped duplicate."""
-        ack = await self._publisher.publish(
+        # FastStream's stub says None, but a publish with a stream returns the PubAck.
+        ack: Any = await self._publisher.publish(  # type: ignore[func-returns-value]
             message.model_dump(mode="json", by_alias=True),
             headers={"Nats-Msg-Id": msg_id},
             timeout=10.0,
