@@ -1,0 +1,494 @@
+"""Domain metrics every service can put on its own Prometheus registry.
+
+Two kinds live here:
+
+- counters of things that happen (a complaint received, a routing decision, a
+  breach recorded, a notification sent). The service that does the thing
+  increments them in its handler, once per *new* fact: handlers are
+  idempotent and see redeliveries, so increment only when the store said the
+  record was new;
+- gauges of the current state (open complaints, deadlines due soon, consumer
+  backlog, dead letters). They need the database or the JetStream API, so one
+  background task per service refreshes them on a timer: one `$group`/`$sum`
+  aggregation per figure per refresh, however often Prometheus scrapes and
+  however many label combinations exist. Each refreshed gauge is a snapshot
+  swapped in whole, so label combinations that disappear (an agency with no
+  open complaint left) disappear from the output too, and a scrape never sees
+  a half-refreshed family.
+
+Label values are codes from closed sets (channel, region, agency code,
+priority, state, clock, escalation level, stream and consumer names): never a
+phone number, tracking id or free text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from pymongo.asynchronous.database import AsyncDatabase
+
+from lapor.contracts import Priority, SlaClock, State
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+Labels = tuple[str, ...]
+
+# Not closed: everything a citizen may still be waiting on (`responded` waits
+# for the citizen's reaction, then auto-closes).
+OPEN_STATES: tuple[str, ...] = tuple(
+    s.value
+    for s in (
+        State.RECEIVED,
+        State.TRIAGE,
+        State.ASSIGNED,
+        State.IN_PROGRESS,
+        State.NEEDS_INFO,
+        State.RESPONDED,
+    )
+)
+
+# The states in which each clock runs. `needs_info` pauses the agency's clocks.
+CLOCK_STATES: Mapping[str, tuple[str, ...]] = {
+    SlaClock.ROUTING.value: (State.RECEIVED.value, State.TRIAGE.value),
+    SlaClock.FIRST_RESPONSE.value: (State.ASSIGNED.value,),
+    SlaClock.ANSWER.value: (State.ASSIGNED.value, State.IN_PROGRESS.value),
+}
+
+DUE_SOON = timedelta(hours=24)
+URGENT_ACK_AFTER = timedelta(hours=1)
+# Stands for a missing agency or priority (triage, not yet routed).
+NONE = "none"
+
+
+class SnapshotGauge(Collector):
+    """A gauge family whose samples are replaced as a whole by each refresh."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._samples: dict[Labels, float] = {}
+        if registry is not None:
+            registry.register(self)
+
+    def replace(self, samples: Mapping[Labels, float]) -> None:
+        for labels in samples:
+            if len(labels) != len(self.labelnames):
+                raise ValueError(f"{self.name}: labels {labels} do not match {self.labelnames}")
+        self._samples = dict(samples)
+
+    def set(self, value: float) -> None:
+        """For a family without labels."""
+        self.replace({(): value})
+
+    def value(self, *labels: str) -> float | None:
+        return self._samples.get(tuple(labels))
+
+    def samples(self) -> dict[Labels, float]:
+        return dict(self._samples)
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for labels, value in sorted(self._samples.items()):
+            family.add_metric(list(labels), value)
+        return [family]
+
+
+def _counter(
+    registry: CollectorRegistry, name: str, documentation: str, labelnames: Sequence[str]
+) -> Counter:
+    """A counter on `registry`, or the one a service's own metrics already put there.
+
+    A service may count the same fact in its own metrics class (sla counts
+    breaches); adopting that counter keeps one series instead of a
+    registration error. Labels must then be passed by keyword: the adopted
+    counter may order them differently.
+    """
+    existing = registry._names_to_collectors.get(name)
+    if existing is None:
+        return Counter(name, documentation, labelnames, registry=registry)
+    existing_labels = set(getattr(existing, "_labelnames", ()))
+    if not isinstance(existing, Counter) or existing_labels != set(labelnames):
+        raise ValueError(f"{name} is already registered with other labels: {existing_labels}")
+    return existing
+
+
+class DomainMetrics:
+    """Lapor's own metrics on one service's registry (create it once per registry).
+
+    Pass label values by keyword (`.labels(agency="PUPR", clock="answer")`).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        # Counters: incremented by the service that makes the fact happen.
+        self.received = _counter(
+            r,
+            "lapor_complaints_received_total",
+            "New complaints stored, by channel and region",
+            ["channel", "region"],
+        )
+        self.rejections = _counter(
+            r,
+            "lapor_rejections_total",
+            "Inbound messages kept as rejections, by channel and reason",
+            ["channel", "reason"],
+        )
+        self.routing_decisions = _counter(
+            r,
+            "lapor_routing_decisions_total",
+            "Routing decisions, by agency code (OUT_OF_SCOPE, or TRIAGE when unsure) and priority",
+            ["agency", "priority"],
+        )
+        self.breaches = _counter(
+            r,
+            "lapor_sla_breaches_total",
+            "Deadlines missed (recorded breaches), by agency and clock",
+            ["agency", "clock"],
+        )
+        self.escalations = _counter(
+            r,
+            "lapor_sla_escalations_total",
+            "Escalations raised, by level of the chain",
+            ["level"],
+        )
+        self.notifications = _counter(
+            r,
+            "lapor_notifications_total",
+            "Notifications that reached a final status (sent or failed), by channel",
+            ["channel", "status"],
+        )
+        # Snapshots: refreshed by the background task.
+        self.open_complaints = SnapshotGauge(
+            "lapor_complaints_open",
+            "Complaints not yet closed or rejected, by state, agency and priority",
+            ["state", "agency", "priority"],
+            r,
+        )
+        self.triage_queue = SnapshotGauge(
+            "lapor_triage_queue_complaints",
+            "Complaints waiting for a Diskominfo triage decision",
+            registry=r,
+        )
+        self.deadlines_due = SnapshotGauge(
+            "lapor_deadlines_due_next_24h",
+            "Running deadlines that fall within the next 24 hours, by clock",
+            ["clock"],
+            r,
+        )
+        self.deadlines_overdue = SnapshotGauge(
+            "lapor_deadlines_overdue",
+            "Running deadlines already passed, by clock",
+            ["clock"],
+            r,
+        )
+        self.urgent_unacknowledged = SnapshotGauge(
+            "lapor_urgent_unacknowledged_complaints",
+            "Urgent complaints assigned for more than an hour without the agency's "
+            "first response, by agency",
+            ["agency"],
+            r,
+        )
+        self.urgent_oldest_age = SnapshotGauge(
+            "lapor_urgent_unacknowledged_oldest_age_seconds",
+            "Age of the oldest assignment of an urgent complaint still unacknowledged "
+            "(0 when there is none)",
+            registry=r,
+        )
+        self.dead_letters = SnapshotGauge(
+            "lapor_dead_letters",
+            # Not `service`: Prometheus adds that label to every target.
+            "Dead letters not yet resolved, by the service that stored them",
+            ["stored_by"],
+            r,
+        )
+        self.consumer_backlog = SnapshotGauge(
+            "lapor_jetstream_consumer_backlog_messages",
+            "Messages a durable consumer has not finished: pending delivery plus "
+            "delivered and not yet acked",
+            ["stream", "consumer"],
+            r,
+        )
+        self.consumer_redelivered = SnapshotGauge(
+            "lapor_jetstream_consumer_redelivered_messages",
+            "Messages of a durable consumer redelivered and not yet acked",
+            ["stream", "consumer"],
+            r,
+        )
+        self.refresh_timestamp = SnapshotGauge(
+            "lapor_metrics_refresh_timestamp_seconds",
+            "When each part of the background refresh last succeeded (Unix time)",
+            ["part"],
+            r,
+        )
+        self.refresh_errors = _counter(
+            r,
+            "lapor_metrics_refresh_errors_total",
+            "Background refreshes of a part that failed",
+            ["part"],
+        )
+
+
+# --------------------------------------------------------------------------
+# Refresh: complaints (intake), dead letters (intake), consumers (every service)
+# --------------------------------------------------------------------------
+
+
+class ConsumerInfoSource(Protocol):
+    def consumer_info(self, stream: str, consumer: str) -> Awaitable[Any]: ...
+
+
+JetStreamSource = Callable[[], ConsumerInfoSource | None]
+
+
+@dataclass(frozen=True)
+class RefreshPlan:
+    """What one service refreshes. Complaints and dead letters belong to intake
+    alone, so each figure is exported by exactly one scrape target."""
+
+    complaints: bool = False
+    dead_letters: bool = False
+    consumers: Sequence[tuple[str, str]] = ()
+
+
+def _label(value: Any) -> str:
+    return str(value) if value not in (None, "") else NONE
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+async def _aggregate(db: AsyncDatabase[Document], name: str, pipeline: list[Document]) -> list[Any]:
+    cursor = await db[name].aggregate(pipeline)
+    return await cursor.to_list(None)
+
+
+async def refresh_complaints(
+    metrics: DomainMetrics, db: AsyncDatabase[Document], now: datetime
+) -> None:
+    rows = await _aggregate(
+        db,
+        "complaints",
+        [
+            {"$match": {"state": {"$in": list(OPEN_STATES)}}},
+            {
+                "$group": {
+                    "_id": {"state": "$state", "agency": "$agency", "priority": "$priority"},
+                    "n": {"$sum": 1},
+                }
+            },
+        ],
+    )
+    open_: dict[Labels, float] = {}
+    for row in rows:
+        key = row["_id"]
+        labels = (_label(key.get("state")), _label(key.get("agency")), _label(key.get("priority")))
+        open_[labels] = open_.get(labels, 0) + row["n"]
+    metrics.open_complaints.replace(open_)
+    metrics.triage_queue.set(sum(n for (state, _, _), n in open_.items() if state == "triage"))
+
+    due: dict[Labels, float] = {}
+    overdue: dict[Labels, float] = {}
+    for clock, states in CLOCK_STATES.items():
+        field = f"deadlines.{clock}"
+        running = {"state": {"$in": list(states)}}
+        due[(clock,)] = await _count(db, {**running, field: {"$gte": now, "$lt": now + DUE_SOON}})
+        overdue[(clock,)] = await _count(db, {**running, field: {"$lt": now}})
+    metrics.deadlines_due.replace(due)
+    metrics.deadlines_overdue.replace(overdue)
+    await _refresh_urgent(metrics, db, now)
+
+
+async def _count(db: AsyncDatabase[Document], match: Document) -> float:
+    rows = await _aggregate(
+        db, "complaints", [{"$match": match}, {"$group": {"_id": None, "n": {"$sum": 1}}}]
+    )
+    return float(rows[0]["n"]) if rows else 0.0
+
+
+def assigned_since(history: Sequence[Mapping[str, Any]]) -> datetime | None:
+    """When the complaint entered its current assignment (latest `assigned` entry)."""
+    times = [_aware(h["at"]) for h in history if h.get("state") == State.ASSIGNED and h.get("at")]
+    return max(times) if times else None
+
+
+async def _refresh_urgent(
+    metrics: DomainMetrics, db: AsyncDatabase[Document], now: datetime
+) -> None:
+    # Few documents (urgent and not yet acknowledged), so the assignment time is
+    # read from the projected history rather than kept as an extra field.
+    cursor = db["complaints"].find(
+        {"state": State.ASSIGNED.value, "priority": Priority.URGENT.value},
+        {"agency": 1, "history.state": 1, "history.at": 1},
+    )
+    late: dict[Labels, float] = {}
+    oldest = 0.0
+    async for doc in cursor:
+        since = assigned_since(doc.get("history") or [])
+        if since is None:
+            continue
+        age = (now - since).total_seconds()
+        oldest = max(oldest, age)
+        if age > URGENT_ACK_AFTER.total_seconds():
+            key = (_label(doc.get("agency")),)
+            late[key] = late.get(key, 0) + 1
+    metrics.urgent_unacknowledged.replace(late)
+    metrics.urgent_oldest_age.set(oldest)
+
+
+async def refresh_dead_letters(metrics: DomainMetrics, db: AsyncDatabase[Document]) -> None:
+    # Ops mark a handled dead letter with `resolved_at`; only the rest count.
+    rows = await _aggregate(
+        db,
+        "dead_letters",
+        [
+            {"$match": {"resolved_at": {"$exists": False}}},
+            {"$group": {"_id": "$service", "n": {"$sum": 1}}},
+        ],
+    )
+    metrics.dead_letters.replace({(_label(row["_id"]),): float(row["n"]) for row in rows})
+
+
+async def refresh_consumers(
+    metrics: DomainMetrics, js: ConsumerInfoSource, consumers: Sequence[tuple[str, str]]
+) -> None:
+    backlog: dict[Labels, float] = {}
+    redelivered: dict[Labels, float] = {}
+    for stream, durable in consumers:
+        try:
+            async with asyncio.timeout(5.0):
+                info = await js.consumer_info(stream, durable)
+        except Exception as exc:  # a consumer not declared yet is not an error
+            log.debug("no consumer info for %s/%s: %s", stream, durable, type(exc).__name__)
+            continue
+        backlog[(stream, durable)] = float((info.num_pending or 0) + (info.num_ack_pending or 0))
+        redelivered[(stream, durable)] = float(info.num_redelivered or 0)
+    metrics.consumer_backlog.replace(backlog)
+    metrics.consumer_redelivered.replace(redelivered)
+
+
+def declared_consumers(broker: Any) -> list[tuple[str, str]]:
+    """(stream, durable) of every consumer declared on `broker` with `durable(...)`."""
+    from lapor.runtime import broker as broker_module
+
+    declared = broker_module._consumers.get(broker, [])
+    return [(stream, config.durable_name) for stream, config in declared if config.durable_name]
+
+
+def jetstream_of(source: Any) -> JetStreamSource:
+    """Accept a FastStream NatsBroker (connected later) or a nats-py JetStreamContext."""
+    if hasattr(source, "consumer_info"):
+        return lambda: source
+
+    def from_broker() -> ConsumerInfoSource | None:
+        try:
+            js: ConsumerInfoSource | None = source.config.connection_state.stream
+        except Exception:  # not connected yet
+            return None
+        return js
+
+    return from_broker
+
+
+async def refresh_once(
+    metrics: DomainMetrics,
+    db: AsyncDatabase[Document] | None,
+    jetstream: JetStreamSource | None,
+    plan: RefreshPlan,
+    now: datetime | None = None,
+) -> None:
+    """One refresh of every part in `plan`; a failing part is counted, not raised."""
+    moment = now or datetime.now(UTC)
+    for part, run in _parts(metrics, db, jetstream, plan, moment):
+        try:
+            done = await run()
+        except Exception as exc:
+            metrics.refresh_errors.labels(part).inc()
+            log.warning("metrics refresh of %s failed: %s", part, type(exc).__name__)
+            continue
+        if done:
+            stamps = metrics.refresh_timestamp.samples()
+            stamps[(part,)] = time.time()
+            metrics.refresh_timestamp.replace(stamps)
+
+
+def _parts(
+    metrics: DomainMetrics,
+    db: AsyncDatabase[Document] | None,
+    jetstream: JetStreamSource | None,
+    plan: RefreshPlan,
+    now: datetime,
+) -> Iterator[tuple[str, Callable[[], Awaitable[bool]]]]:
+    async def complaints() -> bool:
+        assert db is not None
+        await refresh_complaints(metrics, db, now)
+        return True
+
+    async def dead_letters() -> bool:
+        assert db is not None
+        await refresh_dead_letters(metrics, db)
+        return True
+
+    async def consumers() -> bool:
+        js = jetstream() if jetstream is not None else None
+        if js is None:
+            return False
+        await refresh_consumers(metrics, js, plan.consumers)
+        return True
+
+    if plan.complaints and db is not None:
+        yield "complaints", complaints
+    if plan.dead_letters and db is not None:
+        yield "dead_letters", dead_letters
+    if plan.consumers:
+        yield "consumers", consumers
+
+
+def start_refresher(
+    metrics: DomainMetrics,
+    db: AsyncDatabase[Document] | None,
+    jetstream: Any,
+    plan: RefreshPlan,
+    interval_s: float = 30.0,
+) -> Callable[[], Awaitable[None]]:
+    """Refresh now and then every `interval_s` in one task; returns the stop coroutine.
+
+    `jetstream`: the service's NatsBroker (its connection is used once the
+    broker is connected), a nats-py JetStreamContext, or None.
+    """
+    source = jetstream_of(jetstream) if jetstream is not None else None
+
+    async def loop() -> None:
+        while True:
+            await refresh_once(metrics, db, source, plan)
+            await asyncio.sleep(interval_s)
+
+    task = asyncio.create_task(loop(), name="lapor-metrics-refresh")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return stop

@@ -1,0 +1,50 @@
+"""Helpers for checking PromQL against the metrics the code really exposes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+from faststream.nats import NatsBroker
+from faststream.nats.prometheus import NatsPrometheusMiddleware
+from prometheus_client import CollectorRegistry
+
+from lapor.runtime.metrics import DomainMetrics
+
+# Series Prometheus makes itself rather than scraping them.
+PROMETHEUS_SERIES = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
+_KEYWORDS = frozenset({"and", "or", "unless", "offset", "bool", "inf", "nan"})
+_CLAUSE = re.compile(
+    r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
+)
+_IDENT = re.compile(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])(\s*\()?")
+
+
+def known_series() -> frozenset[str]:
+    """Every series name a Lapor service can expose (domain and FastStream metrics)."""
+    registry = CollectorRegistry()
+    DomainMetrics(registry)
+    NatsBroker(
+        "nats://127.0.0.1:1",
+        middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="check")],
+    )
+    return frozenset(registry._names_to_collectors) | PROMETHEUS_SERIES
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names used by a PromQL expression (functions, labels and keywords left out)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    text = re.sub(r"\{[^}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    text = _CLAUSE.sub("", text)
+    names = set()
+    for match in _IDENT.finditer(text):
+        name, call = match.group(1), match.group(2)
+        if call or name.lower() in _KEYWORDS:
+            continue
+        names.add(name)
+    return names
+
+
+def promtool() -> str | None:
+    return shutil.which("promtool")

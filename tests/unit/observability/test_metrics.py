@@ -1,0 +1,242 @@
+"""Domain metrics: naming conventions, snapshot gauges, the refresher's logic."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from faststream.nats import NatsBroker
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+from lapor.contracts import subjects
+from lapor.runtime.broker import durable
+from lapor.runtime.metrics import (
+    DomainMetrics,
+    RefreshPlan,
+    SnapshotGauge,
+    assigned_since,
+    declared_consumers,
+    jetstream_of,
+    refresh_consumers,
+    refresh_once,
+    start_refresher,
+)
+from tests.unit.observability.promql import promtool
+
+# Closed sets of codes; anything else (phone, id, text) must never be a label.
+ALLOWED_LABELS = {
+    "channel",
+    "region",
+    "reason",
+    "agency",
+    "priority",
+    "state",
+    "clock",
+    "level",
+    "status",
+    "stream",
+    "consumer",
+    "stored_by",
+    "part",
+}
+
+
+@pytest.fixture
+def metrics() -> DomainMetrics:
+    return DomainMetrics(CollectorRegistry())
+
+
+def _families(registry: CollectorRegistry) -> list[Any]:
+    return [f for f in registry.collect() if f.name.startswith("lapor_")]
+
+
+def test_names_units_and_labels_follow_conventions() -> None:
+    registry = CollectorRegistry()
+    DomainMetrics(registry)
+    families = _families(registry)
+    assert len(families) == 17
+    for family in families:
+        assert family.documentation, family.name
+        if family.type == "counter":
+            # prometheus_client strips `_total` from the family name.
+            assert f"{family.name}_total" in registry._names_to_collectors
+        else:
+            assert not family.name.endswith("_total"), family.name
+        assert "_seconds" not in family.name or family.name.endswith("_seconds")
+    labels = {
+        label
+        for collector in set(registry._names_to_collectors.values())
+        for label in getattr(collector, "_labelnames", getattr(collector, "labelnames", ()))
+    }
+    assert labels <= ALLOWED_LABELS, labels - ALLOWED_LABELS
+
+
+def test_each_registry_gets_its_own_metrics() -> None:
+    first, second = CollectorRegistry(), CollectorRegistry()
+    DomainMetrics(first).received.labels(channel="sms", region="banjar").inc()
+    DomainMetrics(second)
+    assert (
+        first.get_sample_value(
+            "lapor_complaints_received_total", {"channel": "sms", "region": "banjar"}
+        )
+        == 1
+    )
+    assert (
+        second.get_sample_value(
+            "lapor_complaints_received_total", {"channel": "sms", "region": "banjar"}
+        )
+        is None
+    )
+
+
+def test_a_service_counter_of_the_same_fact_is_adopted() -> None:
+    registry = CollectorRegistry()
+    # As a service's own metrics class may register it, labels in another order.
+    own = Counter("lapor_sla_breaches", "doc", ["clock", "agency"], registry=registry)
+    metrics = DomainMetrics(registry)
+    assert metrics.breaches is own
+    metrics.breaches.labels(agency="PUPR", clock="answer").inc()
+    assert (
+        registry.get_sample_value("lapor_sla_breaches_total", {"agency": "PUPR", "clock": "answer"})
+        == 1
+    )
+
+
+def test_a_clashing_registration_is_refused() -> None:
+    registry = CollectorRegistry()
+    Counter("lapor_sla_breaches", "doc", ["agency"], registry=registry)
+    with pytest.raises(ValueError, match="other labels"):
+        DomainMetrics(registry)
+
+
+def test_snapshot_gauge_replaces_the_whole_family() -> None:
+    registry = CollectorRegistry()
+    gauge = SnapshotGauge("x_open", "doc", ["agency"], registry)
+    gauge.replace({("PUPR",): 3, ("DINKES",): 1})
+    gauge.replace({("PUPR",): 2})
+    assert registry.get_sample_value("x_open", {"agency": "PUPR"}) == 2
+    assert registry.get_sample_value("x_open", {"agency": "DINKES"}) is None
+    with pytest.raises(ValueError):
+        gauge.replace({("PUPR", "extra"): 1})
+
+
+def test_assigned_since_takes_the_latest_assignment() -> None:
+    t = datetime(2026, 3, 2, tzinfo=UTC)
+    history = [
+        {"at": t, "state": "received"},
+        {"at": t + timedelta(hours=1), "state": "assigned"},
+        {"at": t + timedelta(hours=2), "state": None},
+        {"at": (t + timedelta(hours=5)).replace(tzinfo=None), "state": "assigned"},
+    ]
+    assert assigned_since(history) == t + timedelta(hours=5)
+    assert assigned_since([{"at": t, "state": "received"}]) is None
+
+
+@dataclass
+class _Info:
+    num_pending: int
+    num_ack_pending: int
+    num_redelivered: int
+
+
+class _FakeJetStream:
+    def __init__(self, infos: dict[tuple[str, str], _Info]) -> None:
+        self.infos = infos
+
+    async def consumer_info(self, stream: str, consumer: str) -> _Info:
+        try:
+            return self.infos[(stream, consumer)]
+        except KeyError:
+            raise LookupError(consumer) from None
+
+
+async def test_consumer_backlog_is_pending_plus_unacked(metrics: DomainMetrics) -> None:
+    js = _FakeJetStream({("LAPOR_EVENTS", "sla-routed"): _Info(7, 3, 2)})
+    await refresh_consumers(
+        metrics, js, [("LAPOR_EVENTS", "sla-routed"), ("LAPOR_EVENTS", "not-yet")]
+    )
+    assert metrics.consumer_backlog.samples() == {("LAPOR_EVENTS", "sla-routed"): 10}
+    assert metrics.consumer_redelivered.samples() == {("LAPOR_EVENTS", "sla-routed"): 2}
+
+
+async def test_a_failing_part_is_counted_not_raised(metrics: DomainMetrics) -> None:
+    class Broken:
+        def __getitem__(self, name: str) -> Any:
+            raise ConnectionError("database down")
+
+    js = _FakeJetStream({("S", "c"): _Info(1, 0, 0)})
+    plan = RefreshPlan(complaints=True, dead_letters=True, consumers=[("S", "c")])
+    await refresh_once(metrics, Broken(), jetstream_of(js), plan)  # type: ignore[arg-type]
+    assert metrics.refresh_errors.labels("complaints")._value.get() == 1
+    assert metrics.refresh_errors.labels("dead_letters")._value.get() == 1
+    stamps = metrics.refresh_timestamp.samples()
+    assert set(stamps) == {("consumers",)}
+
+
+async def test_a_broker_not_yet_connected_is_skipped(metrics: DomainMetrics) -> None:
+    broker = NatsBroker("nats://127.0.0.1:1")
+    plan = RefreshPlan(consumers=[("S", "c")])
+    await refresh_once(metrics, None, jetstream_of(broker), plan)
+    assert metrics.refresh_timestamp.samples() == {}
+    assert metrics.consumer_backlog.samples() == {}
+
+
+def test_declared_consumers_come_from_the_broker() -> None:
+    broker = NatsBroker("nats://127.0.0.1:1")
+
+    @durable(broker, subjects.COMPLAINT_ROUTED, "sla-routed")
+    async def on_routed(body: dict[str, Any]) -> None: ...
+
+    assert declared_consumers(broker) == [("LAPOR_EVENTS", "sla-routed")]
+
+
+async def test_refresher_runs_until_stopped(metrics: DomainMetrics) -> None:
+    js = _FakeJetStream({("S", "c"): _Info(1, 1, 0)})
+    stop = start_refresher(metrics, None, js, RefreshPlan(consumers=[("S", "c")]), interval_s=0.01)
+    await asyncio.sleep(0.05)
+    await stop()
+    assert metrics.consumer_backlog.value("S", "c") == 2
+    js.infos[("S", "c")] = _Info(5, 0, 0)
+    await asyncio.sleep(0.03)
+    assert metrics.consumer_backlog.value("S", "c") == 2, "stopped means stopped"
+
+
+def test_promtool_accepts_every_domain_metric(metrics: DomainMetrics) -> None:
+    tool = promtool()
+    if tool is None:
+        pytest.skip("promtool is not installed (Debian package `prometheus`; .ci/run installs it)")
+    registry = CollectorRegistry()
+    populate(DomainMetrics(registry))
+    result = subprocess.run(
+        [tool, "check", "metrics"],
+        input=generate_latest(registry),
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def populate(m: DomainMetrics) -> None:
+    """One sample in every family."""
+    m.received.labels(channel="sms", region="banjar").inc()
+    m.rejections.labels(channel="sms", reason="too_short").inc()
+    m.routing_decisions.labels(agency="PUPR", priority="normal").inc()
+    m.breaches.labels(agency="PUPR", clock="answer").inc()
+    m.escalations.labels(level="head").inc()
+    m.notifications.labels(channel="sms", status="sent").inc()
+    m.notifications.labels(channel="sms", status="failed").inc()
+    m.refresh_errors.labels(part="complaints").inc()
+    m.open_complaints.replace({("assigned", "PUPR", "normal"): 4})
+    m.triage_queue.set(2)
+    m.deadlines_due.replace({("answer",): 1})
+    m.deadlines_overdue.replace({("answer",): 1})
+    m.urgent_unacknowledged.replace({("RSUD",): 1})
+    m.urgent_oldest_age.set(4000)
+    m.dead_letters.replace({("router",): 1})
+    m.consumer_backlog.replace({("LAPOR_EVENTS", "sla-routed"): 3})
+    m.consumer_redelivered.replace({("LAPOR_EVENTS", "sla-routed"): 1})
+    m.refresh_timestamp.replace({("complaints",): 1.7e9})
