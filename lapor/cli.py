@@ -7,6 +7,7 @@ import json
 import sys
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -172,6 +173,77 @@ def route(
             print(json.dumps(decision, ensure_ascii=False), flush=True)
         else:
             console.print(decision)
+
+
+class ReportFormat(StrEnum):
+    JSON = "json"
+    HTML = "html"
+    TEXT = "text"
+
+
+@app.command()
+def report(
+    output_format: Annotated[
+        ReportFormat, typer.Option("--format", help="json, html (one page with charts) or text")
+    ] = ReportFormat.TEXT,
+    mongo_url: Annotated[str, typer.Option("--mongo", envvar="MONGO_URL")] = (
+        "mongodb://127.0.0.1:27017"
+    ),
+    mongo_db: Annotated[str, typer.Option("--db", envvar="MONGO_DB")] = "lapor",
+    region: Annotated[str, typer.Option(help="Region id")] = "banjar",
+    start: Annotated[
+        datetime | None,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First day (local), inclusive"),
+    ] = None,
+    end: Annotated[
+        datetime | None,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Last day (local), inclusive"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file")] = None,
+    min_volume: Annotated[int, typer.Option(min=1, help="Complaints due to be ranked")] = 5,
+    data_dir: Annotated[Path, typer.Option(envvar="LAPOR_DATA_DIR")] = Path("data"),
+) -> None:
+    """Agency performance report: per agency and service, a fair ranking, weak services."""
+    from lapor.report import build_report, render_html, render_text
+    from lapor.report.period import load_labels, period_bounds, region_timezone
+
+    try:
+        lower, upper = period_bounds(
+            start.date() if start else None,
+            end.date() if end else None,
+            region_timezone(data_dir, region),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    data = asyncio.run(_report_data(mongo_url, mongo_db, region, lower, upper))
+    result = build_report(data, labels=load_labels(data_dir, region), min_volume=min_volume)
+    if output_format is ReportFormat.JSON:
+        text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+    elif output_format is ReportFormat.HTML:
+        text = render_html(result)
+    else:
+        text = render_text(result)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"report written to {out}")
+
+
+async def _report_data(
+    mongo_url: str, mongo_db: str, region: str, start: datetime | None, end: datetime | None
+) -> Any:
+    from pymongo import AsyncMongoClient
+
+    from lapor.report import fetch_report_data
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_url, tz_aware=True, serverSelectionTimeoutMS=10_000
+    )
+    try:
+        return await fetch_report_data(client[mongo_db], region=region, start=start, end=end)
+    finally:
+        await client.close()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,75 @@
+"""The report over HTTP: JSON for programs, the HTML page for people."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import HTMLResponse
+from pymongo.asynchronous.database import AsyncDatabase
+
+from lapor.report.build import MIN_VOLUME, build_report
+from lapor.report.fetch import fetch_report_data
+from lapor.report.html import render_html
+from lapor.report.period import load_labels, period_bounds, region_timezone
+
+GetDb = Callable[[], AsyncDatabase[dict[str, Any]]]
+
+
+def report_router(
+    get_db: GetDb, data_dir: Path | None = None, default_region: str = "banjar"
+) -> APIRouter:
+    router = APIRouter(tags=["reports"])
+
+    async def report(
+        region: str, start: date | None, end: date | None, min_volume: int
+    ) -> dict[str, Any]:
+        try:
+            lower, upper = period_bounds(start, end, region_timezone(data_dir, region))
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        data = await fetch_report_data(get_db(), region=region, start=lower, end=upper)
+        return build_report(data, labels=load_labels(data_dir, region), min_volume=min_volume)
+
+    Region = Annotated[str, Query(description="Region id", pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+    From = Annotated[date | None, Query(alias="from", description="First day (local), inclusive")]
+    To = Annotated[date | None, Query(alias="to", description="Last day (local), inclusive")]
+    MinVolume = Annotated[
+        int, Query(ge=1, le=1000, description="Complaints due before an agency is ranked")
+    ]
+
+    @router.get(
+        "/api/v1/reports/agencies",
+        summary="Agency performance report (JSON)",
+        description=(
+            "Per agency and per service category: complaints received, time to first "
+            "response and to answer (median, 90th percentile), share answered within the "
+            "deadline, breaches, rating, reopen rate; a ranking by the Wilson lower bound "
+            "and the weak services. Confidential complaints are counted only."
+        ),
+    )
+    async def agencies_json(
+        region: Region = default_region,
+        start: From = None,
+        end: To = None,
+        min_volume: MinVolume = MIN_VOLUME,
+    ) -> dict[str, Any]:
+        return await report(region, start, end, min_volume)
+
+    @router.get(
+        "/reports/agencies.html",
+        response_class=HTMLResponse,
+        summary="Agency performance report (HTML page with charts)",
+    )
+    async def agencies_html(
+        region: Region = default_region,
+        start: From = None,
+        end: To = None,
+        min_volume: MinVolume = MIN_VOLUME,
+    ) -> HTMLResponse:
+        return HTMLResponse(render_html(await report(region, start, end, min_volume)))
+
+    return router

@@ -1,0 +1,58 @@
+"""Report periods and display names, shared by the command line and the HTTP API."""
+
+from __future__ import annotations
+
+import functools
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from lapor.report.build import Labels
+
+DEFAULT_TIMEZONE = "Asia/Makassar"
+
+
+def region_timezone(data_dir: Path | None, region: str | None) -> ZoneInfo:
+    if data_dir is not None and region:
+        from lapor.regions import load_regions
+
+        try:
+            regions = load_regions(data_dir)
+        except ValueError:
+            regions = {}
+        if region in regions:
+            return ZoneInfo(regions[region].timezone)
+    return ZoneInfo(DEFAULT_TIMEZONE)
+
+
+def period_bounds(
+    start: date | None, end: date | None, zone: ZoneInfo
+) -> tuple[datetime | None, datetime | None]:
+    """Whole local days: `start` from its midnight, `end` up to and including that day."""
+    lower = datetime.combine(start, time.min, zone) if start else None
+    upper = datetime.combine(end + timedelta(days=1), time.min, zone) if end else None
+    if lower and upper and upper <= lower:
+        raise ValueError("the period ends before it starts")
+    return lower, upper
+
+
+@functools.lru_cache(maxsize=16)
+def load_labels(data_dir: Path | None, region: str | None) -> Labels:
+    """Agency names and category labels from the region's directory, if it has one."""
+    if data_dir is None or not region:
+        return Labels()
+    from lapor.directory import DirectoryError, load_directory
+
+    region_dir = data_dir / "regions" / region
+    if not region_dir.is_dir():
+        return Labels()
+    try:
+        directory = load_directory(region_dir)
+    except (DirectoryError, OSError):
+        return Labels()
+    agencies = {code: directory.name_of(code) for code in directory.codes}
+    categories: dict[str, str] = {}
+    for code in directory.codes:
+        for category in directory.agency(code).categories:
+            categories.setdefault(category.id, category.label)
+    return Labels(agencies=agencies, categories=categories)
