@@ -31,10 +31,11 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 NATS_CONF = ROOT / "ops" / "nats" / "nats.conf"
 MONGO_INIT = ROOT / "ops" / "mongo" / "init-app-user.js"
 PROMETHEUS_CONF = ROOT / "ops" / "prometheus" / "prometheus.yml"
+GRAFANA_DIR = ROOT / "ops" / "grafana"
 
 # Application services and the prefix of their settings (<PREFIX>_HTTP_PORT).
 APP_SERVICES = {"intake": "INTAKE", "router": "ROUTER", "sla": "SLA", "notify": "NOTIFY"}
-INFRA_SERVICES = ("mongo", "nats", "prometheus")
+INFRA_SERVICES = ("mongo", "nats", "prometheus", "grafana")
 
 # Variable names that hold credentials or keys.
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY")
@@ -371,7 +372,11 @@ def test_infrastructure_images_and_healthchecks(services: dict[str, dict[str, An
 
 def test_stateful_services_keep_data_in_named_volumes(compose: dict[str, Any]) -> None:
     declared = set(compose.get("volumes") or {})
-    for name, target in [("mongo", "/data/db"), ("prometheus", "/prometheus")]:
+    for name, target in [
+        ("mongo", "/data/db"),
+        ("prometheus", "/prometheus"),
+        ("grafana", "/var/lib/grafana"),
+    ]:
         source = _mounts(compose["services"][name]).get(target)
         assert source in declared, f"{name}: {target} must be a named volume"
 
@@ -474,6 +479,39 @@ def test_prometheus_scrapes_every_service_on_its_port(compose: dict[str, Any]) -
         for name, prefix in APP_SERVICES.items()
     }
     assert app_targets == expected
+
+
+def test_prometheus_mounts_the_rule_files_it_loads(compose: dict[str, Any]) -> None:
+    mounts = _mounts(compose["services"]["prometheus"])
+    config_dir = Path("/etc/prometheus")
+    rule_files = yaml.safe_load(PROMETHEUS_CONF.read_text()).get("rule_files") or []
+    assert rule_files, "prometheus.yml loads no alert rules"
+    for rule_file in rule_files:
+        # Relative rule paths are resolved against the config file's folder.
+        target = (config_dir / rule_file).as_posix()
+        source = mounts.get(target)
+        assert source, f"{target} is not mounted into prometheus"
+        assert (ROOT / source).resolve() == (PROMETHEUS_CONF.parent / rule_file).resolve()
+
+
+def test_grafana_is_provisioned_and_protected(services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    assert grafana["image"].split(":", 1)[1] != "latest", "pin the Grafana version"
+    env = _environment(grafana)
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert env.get("GF_AUTH_ANONYMOUS_ENABLED") == "false"
+    assert env.get("GF_USERS_ALLOW_SIGN_UP") == "false"
+    mounts = _mounts(grafana)
+    assert (
+        mounts["/etc/grafana/provisioning"]
+        == "./" + (GRAFANA_DIR / "provisioning").relative_to(ROOT).as_posix()
+    )
+    for published in grafana.get("ports", []):
+        assert str(published).startswith("127.0.0.1:"), "Grafana is published on loopback only"
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    url = urlsplit(_healthcheck_url(grafana))
+    assert (url.port, url.path) == (3000, "/api/health")
 
 
 # --------------------------------------------------------------------------
