@@ -35,7 +35,8 @@ projected query (codes, timestamps and history states only) for the figures
 that need Python, so it runs unchanged on MongoDB and FerretDB v1.
 """
 
-from lapor.report.api import report_router
+from typing import Any
+
 from lapor.report.build import (
     BreachRow,
     CountRow,
@@ -48,6 +49,16 @@ from lapor.report.facts import ComplaintFacts, facts_from
 from lapor.report.fetch import fetch_report_data
 from lapor.report.html import render_html
 from lapor.report.text import render_text
+
+
+def __getattr__(name: str) -> Any:
+    # The HTTP router pulls in FastAPI; the command line does not need it.
+    if name == "report_router":
+        from lapor.report.api import report_router
+
+        return report_router
+    raise AttributeError(name)
+
 
 __all__ = [
     "BreachRow",

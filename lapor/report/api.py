@@ -17,6 +17,12 @@ from lapor.report.html import render_html
 from lapor.report.period import load_labels, period_bounds, region_timezone
 
 GetDb = Callable[[], AsyncDatabase[dict[str, Any]]]
+Region = Annotated[str, Query(description="Region id", pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+From = Annotated[date | None, Query(alias="from", description="First day (local), inclusive")]
+To = Annotated[date | None, Query(alias="to", description="Last day (local), inclusive")]
+MinVolume = Annotated[
+    int, Query(ge=1, le=1000, description="Complaints due before an agency is ranked")
+]
 
 
 def report_router(
@@ -33,13 +39,6 @@ def report_router(
             raise HTTPException(422, str(exc)) from exc
         data = await fetch_report_data(get_db(), region=region, start=lower, end=upper)
         return build_report(data, labels=load_labels(data_dir, region), min_volume=min_volume)
-
-    Region = Annotated[str, Query(description="Region id", pattern=r"^[a-z][a-z0-9_]{0,47}$")]
-    From = Annotated[date | None, Query(alias="from", description="First day (local), inclusive")]
-    To = Annotated[date | None, Query(alias="to", description="Last day (local), inclusive")]
-    MinVolume = Annotated[
-        int, Query(ge=1, le=1000, description="Complaints due before an agency is ranked")
-    ]
 
     @router.get(
         "/api/v1/reports/agencies",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -166,7 +167,5 @@ def test_text_lists_agencies_in_rank_order(report: dict[str, Any]) -> None:
 def test_period_is_reported() -> None:
     data = scenario.report_data(scenario.complaints(), with_breaches=True)
     start = datetime(2026, 3, 1, tzinfo=UTC)
-    report = build_report(
-        type(data)(**{**data.__dict__, "start": start, "end": start + timedelta(days=31)})
-    )
+    report = build_report(dataclasses.replace(data, start=start, end=start + timedelta(days=31)))
     assert report["period"] == {"from": start.isoformat(), "to": "2026-04-01T00:00:00+00:00"}

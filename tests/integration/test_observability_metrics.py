@@ -1,0 +1,223 @@
+"""Domain metrics against the real FerretDB and nats-server; promtool on the output."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from faststream.nats import NatsBroker
+from faststream.nats.prometheus import NatsPrometheusMiddleware
+from nats.js.api import AckPolicy, ConsumerConfig
+from prometheus_client import CollectorRegistry, generate_latest
+
+from lapor.devstack import Stack
+from lapor.runtime.metrics import DomainMetrics, RefreshPlan, start_refresher
+from tests.e2e.helpers import eventually
+from tests.unit.observability.test_metrics import populate
+
+pytestmark = [pytest.mark.integration]
+
+STREAM, CONSUMER = "OBS_METRICS", "obs-worker"
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _complaint(
+    cid: str,
+    state: str,
+    agency: str | None = None,
+    priority: str | None = None,
+    deadlines: dict[str, datetime] | None = None,
+    assigned_ago: timedelta | None = None,
+) -> dict[str, Any]:
+    history: list[dict[str, Any]] = [{"at": NOW - timedelta(days=2), "state": "received"}]
+    if assigned_ago is not None:
+        history.append({"at": NOW - assigned_ago, "state": "assigned"})
+    return {
+        "_id": cid,
+        "region": "banjar",
+        "state": state,
+        "agency": agency,
+        "priority": priority,
+        "text": "tidak boleh jadi label",
+        "deadlines": {"routing": None, "first_response": None, "answer": None, **(deadlines or {})},
+        "history": history,
+    }
+
+
+def _seed() -> list[dict[str, Any]]:
+    h = timedelta(hours=1)
+    return [
+        _complaint("C1", "received", deadlines={"routing": NOW + 10 * h}),
+        _complaint("C2", "triage", priority="normal", deadlines={"routing": NOW - h}),
+        _complaint("C3", "triage", priority="normal", deadlines={"routing": NOW - 2 * h}),
+        _complaint(
+            "C4",
+            "assigned",
+            "PUPR",
+            "normal",
+            {"first_response": NOW + 5 * h, "answer": NOW + 240 * h},
+            assigned_ago=h,
+        ),
+        # Urgent, assigned 3 h ago and not acknowledged: must alert.
+        _complaint(
+            "C5", "assigned", "RSUD", "urgent", {"first_response": NOW + 21 * h}, assigned_ago=3 * h
+        ),
+        # Urgent but assigned 10 minutes ago: not yet.
+        _complaint(
+            "C6",
+            "assigned",
+            "RSUD",
+            "urgent",
+            {"first_response": NOW + 23 * h},
+            assigned_ago=timedelta(minutes=10),
+        ),
+        _complaint("C7", "in_progress", "PUPR", "normal", {"answer": NOW - 24 * h}),
+        # Waiting for the citizen: the agency's clock is paused.
+        _complaint("C8", "needs_info", "PUPR", "normal", {"answer": NOW - 24 * h}),
+        _complaint("C9", "responded", "DINKES", "high"),
+        _complaint("C10", "closed", "PUPR", "normal"),
+        _complaint("C11", "rejected"),
+    ]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def seeded(own_mongo: Any, own_nc: Any) -> AsyncIterator[Any]:
+    db = own_mongo["lapor_obs_metrics"]
+    await db["complaints"].insert_many(_seed())
+    await db["dead_letters"].insert_many(
+        [
+            {"_id": "d1", "service": "router", "reason": "contract_violation"},
+            {"_id": "d2", "service": "router", "reason": "contract_violation"},
+            {"_id": "d3", "service": "router", "resolved_at": NOW},
+            {"_id": "d4", "service": "intake", "reason": "contract_violation"},
+        ]
+    )
+    # A consumer with 3 messages pending and 2 delivered, unacked and redelivered.
+    js = own_nc.jetstream()
+    await js.add_stream(name=STREAM, subjects=["obs.metrics.>"])
+    for index in range(5):
+        await js.publish("obs.metrics.work", f"{index}".encode())
+    await js.add_consumer(
+        STREAM, ConsumerConfig(durable_name=CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=1)
+    )
+    sub = await js.pull_subscribe("obs.metrics.work", durable=CONSUMER, stream=STREAM)
+    await sub.fetch(2, timeout=5)
+    await asyncio.sleep(1.5)
+    await sub.fetch(2, timeout=5)
+    yield db
+
+
+async def test_refresher_exposes_the_database_and_jetstream_state(seeded: Any, own_nc: Any) -> None:
+    registry = CollectorRegistry()
+    metrics = DomainMetrics(registry)
+    plan = RefreshPlan(complaints=True, dead_letters=True, consumers=[(STREAM, CONSUMER)])
+    stop = start_refresher(metrics, seeded, own_nc.jetstream(), plan, interval_s=0.2)
+    try:
+        await eventually(lambda: _refreshed(registry), timeout=20)
+    finally:
+        await stop()
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert metrics.open_complaints.samples() == {
+        ("received", "none", "none"): 1,
+        ("triage", "none", "normal"): 2,
+        ("assigned", "PUPR", "normal"): 1,
+        ("assigned", "RSUD", "urgent"): 2,
+        ("in_progress", "PUPR", "normal"): 1,
+        ("needs_info", "PUPR", "normal"): 1,
+        ("responded", "DINKES", "high"): 1,
+    }
+    assert value("lapor_triage_queue_complaints") == 2
+    assert metrics.deadlines_due.samples() == {
+        ("routing",): 1,
+        ("first_response",): 3,
+        ("answer",): 0,
+    }
+    assert metrics.deadlines_overdue.samples() == {
+        ("routing",): 2,
+        ("first_response",): 0,
+        ("answer",): 1,
+    }
+    assert metrics.urgent_unacknowledged.samples() == {("RSUD",): 1}
+    oldest = value("lapor_urgent_unacknowledged_oldest_age_seconds")
+    assert oldest is not None and 3 * 3600 <= oldest < 3 * 3600 + 120
+    assert metrics.dead_letters.samples() == {("router",): 2, ("intake",): 1}
+    assert value("lapor_jetstream_consumer_backlog_messages", stream=STREAM, consumer=CONSUMER) == 5
+    assert (
+        value("lapor_jetstream_consumer_redelivered_messages", stream=STREAM, consumer=CONSUMER)
+        == 2
+    )
+    assert "tidak boleh" not in generate_latest(registry).decode()
+
+
+async def _refreshed(registry: CollectorRegistry) -> bool | None:
+    parts = ("complaints", "dead_letters", "consumers")
+    done = all(
+        registry.get_sample_value("lapor_metrics_refresh_timestamp_seconds", {"part": p})
+        for p in parts
+    )
+    return done or None
+
+
+async def test_promtool_accepts_a_service_registry_with_faststream_metrics(
+    own_servers: Stack, seeded: Any
+) -> None:
+    tool = shutil.which("promtool")
+    if tool is None:
+        pytest.skip("promtool is not installed (Debian package `prometheus`; .ci/run installs it)")
+    registry = CollectorRegistry()
+    metrics = DomainMetrics(registry)
+    broker = NatsBroker(
+        own_servers.nats,
+        middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="obs")],
+    )
+    handled = asyncio.Event()
+
+    @broker.subscriber("obs.core.ok")
+    async def ok(body: dict[str, Any]) -> None:
+        handled.set()
+
+    @broker.subscriber("obs.core.fail")
+    async def fail(body: dict[str, Any]) -> None:
+        raise RuntimeError("handler failure for the exceptions metric")
+
+    await broker.start()
+    try:
+        await broker.publish({"n": 1}, "obs.core.fail")
+        await broker.publish({"n": 1}, "obs.core.ok")
+        await asyncio.wait_for(handled.wait(), 10)
+        # The refresher reads consumer info over the broker's own connection.
+        stop = start_refresher(
+            metrics, seeded, broker, RefreshPlan(True, True, [(STREAM, CONSUMER)]), 0.2
+        )
+        try:
+            await eventually(lambda: _refreshed(registry), timeout=20)
+        finally:
+            await stop()
+    finally:
+        await broker.stop()
+    populate(metrics)
+
+    text = generate_latest(registry)
+    for family in (
+        "faststream_received_processed_messages_duration_seconds_bucket",
+        "faststream_received_processed_messages_exceptions_total",
+        "faststream_published_messages_total",
+        "lapor_jetstream_consumer_backlog_messages",
+        "lapor_complaints_open",
+    ):
+        assert family.encode() in text, family
+    result = await asyncio.to_thread(_check_metrics, tool, text)
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def _check_metrics(tool: str, text: bytes) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([tool, "check", "metrics"], input=text, capture_output=True, timeout=60)
