@@ -7,7 +7,7 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 FERRETDB := .cache/bin/lapor-ferretdb
 
-.PHONY: run test test-unit lint typecheck asyncapi docs setup clean
+.PHONY: run test test-unit lint typecheck asyncapi docs setup clean bench
 
 setup: $(VENV)/.synced $(FERRETDB)
 
@@ -41,6 +41,11 @@ asyncapi: docs
 docs: setup
 	$(VENV)/bin/python -m lapor.asyncapi write
 	$(VENV)/bin/python -m lapor.openapi write
+
+# Throughput, latency and scaling next to the raw limits of the same servers (BENCHMARKS.md).
+# SCALE=1m adds the 1,000,000-complaint point; SOAK=600 a 10-minute RSS soak.
+bench: setup
+	$(VENV)/bin/python -m bench $(if $(SCALE),--scale $(SCALE)) $(if $(SOAK),--soak $(SOAK))
 
 clean:
 	rm -rf var .cache $(VENV)

@@ -1,0 +1,619 @@
+"""One benchmark run, phase by phase, against one stack; the result document at the end.
+
+Order of the phases, and why:
+1. warm-up (connections, consumers, caches);
+2. maximum rate (a bounded window of SMS in flight): the capacity;
+3. half of that capacity, at a fixed rate: latency at a sustainable load, and
+   the exact count of database commands and bus messages per complaint;
+4. the issue's fixed rates (50, 100, 200, 300/s by default);
+5. two replicas of intake and router against one;
+6. raw limits of the same servers with the same clients;
+7. soak (SOAK=seconds), then the stored-data sizes (10k, and 1M with SCALE=1m),
+   last because seeding makes every later phase slower on FerretDB.
+Every phase is bounded in time: a step that cannot keep up stops sending once
+its backlog passes `backlog_s` seconds of its rate, waits `drain_timeout_s` for
+acknowledgements, then purges what intake has not read yet (counted as
+unanswered) and waits at most `idle_timeout_s` for the pipeline to go idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import pstats
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nats
+from pymongo import AsyncMongoClient
+
+from bench import counters, raw, scale
+from bench.load import LoadDriver, StepResult, StepStatus, verify_sample
+from bench.monitor import ProcessSampler, rss_slope_mb_per_min
+from bench.profile import summarize_collapsed
+from bench.results import HEADLINE, OPTIONAL_FIGURES, SCHEMA, TARGETS, target_met
+from bench.stack import BenchStack, ferretdb_module_version, machine_info
+from bench.stats import ratio, weighted_rate
+
+SCALES = {"10k": 10_000, "1m": 1_000_000}
+TARGET_RATE = 300.0
+P99_LIMIT_MS = 1000.0
+SERVICES = ("intake", "router", "sla", "notify")
+# Which raw measurement stands for each database command of the pipeline;
+# reads of any kind (find, aggregate, count, getMore) are priced as a find.
+RAW_FOR_COMMAND = {"insert": "insert", "update": "update", "findAndModify": "findAndModify"}
+
+
+@dataclass
+class Config:
+    scale: str = "10k"
+    soak_s: int = 0
+    rates: list[float] = field(default_factory=lambda: [50.0, 100.0, 200.0, 300.0])
+    step_s: float = 30.0
+    max_s: float = 30.0
+    warmup_s: float = 5.0
+    window: int = 32
+    backlog_s: float = 2.0
+    drain_timeout_s: float = 30.0
+    idle_timeout_s: float = 30.0
+    raw_s: float = 5.0
+    scale_s: float = 30.0
+    replicas: bool = True
+    census: bool = True
+    mongo_db: str = "lapor_bench"
+    out_dir: Path = Path("bench/results")
+    cprofile: str | None = None
+    py_spy: str | None = None
+    keep_data: bool = False
+    command: str = "make bench"
+
+
+class Ui:
+    """What the run tells the person watching it; the CLI gives a rich implementation."""
+
+    def note(self, text: str) -> None:
+        print(text, flush=True)
+
+    @contextlib.contextmanager
+    def phase(self, title: str, total: int | None = None) -> Iterator[Callable[[StepStatus], None]]:
+        self.note(title)
+        yield lambda _status: None
+
+
+@dataclass
+class Run:
+    config: Config
+    ui: Ui
+    bench: BenchStack
+    sampler: ProcessSampler = field(default_factory=ProcessSampler)
+    result: dict[str, Any] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    nc: Any = None
+    mongo: Any = None
+    driver: LoadDriver | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def execute(self) -> dict[str, Any]:
+        started = datetime.now(UTC)
+        self.ui.note(f"stack: {self.bench.workdir}")
+        try:
+            with self.ui.phase("starting nats-server, FerretDB and the four services"):
+                await asyncio.to_thread(self.bench.start)
+            await self._connect()
+            await self._collect_versions()
+            self._watch()
+            self.sampler.start()
+            await self._phases()
+        finally:
+            self.sampler.stop()
+            await self._disconnect()
+            await asyncio.to_thread(self.bench.stop)
+            if not self.config.keep_data:
+                self.bench.drop_data()
+        self._cprofile_report()
+        return self._document(started)
+
+    async def _connect(self) -> None:
+        self.nc = await nats.connect(self.bench.stack.nats, name="lapor-bench")
+        self.mongo = AsyncMongoClient(self.bench.stack.mongo, tz_aware=True, appname="lapor-bench")
+        self.driver = LoadDriver(self.nc, run_id=int(time.time()) % 80 + 1)
+        await self.driver.attach()
+
+    async def _disconnect(self) -> None:
+        if self.driver is not None:
+            with contextlib.suppress(Exception):
+                await self.driver.detach()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        if self.mongo is not None:
+            await self.mongo.close()
+
+    def _watch(self) -> None:
+        self.sampler.watch("bench", os.getpid())
+        for name, pid in self.bench.pids().items():
+            self.sampler.watch(name, pid)
+
+    @property
+    def db(self) -> Any:
+        return self.mongo[self.config.mongo_db]
+
+    @property
+    def js(self) -> Any:
+        return self.nc.jetstream()
+
+    # -- phases --------------------------------------------------------------------
+    async def _phases(self) -> None:
+        c = self.config
+        await self._open("warm-up", 5.0, 4.0, keep=False)
+        maximum = await self._max_rate()
+        # Right after the maximum, while the stored data are the same size.
+        if c.replicas:
+            await self._replicas(maximum)
+        else:
+            self.reasons["replica_ratio_2_vs_1"] = "disabled (--no-replicas)"
+        await self._raw_limits()
+        steady = await self._counted(maximum)
+        self._ratios()
+        fixed = [await self._open(f"{rate:g}/s", rate, c.step_s) for rate in c.rates]
+        self._headline([steady, *fixed], maximum)
+        if c.py_spy:
+            await self._py_spy()
+        if c.soak_s > 0:
+            await self._soak(maximum)
+        else:
+            self.reasons["soak_rss_slope_mb_per_min_max"] = "soak not requested (SOAK=seconds)"
+        await self._scale_point("10k")
+        if c.scale == "1m":
+            await self._scale_point("1m")
+            self._scale_ratio()
+        else:
+            self.reasons["scale_ratio_1m_vs_10k"] = "1M point not requested (make bench SCALE=1m)"
+
+    async def _open(self, step: str, rate: float, seconds: float, keep: bool = True) -> StepResult:
+        assert self.driver is not None
+        stored = await self._stored()
+        with self.ui.phase(f"fixed rate {step}", total=int(rate * seconds)) as progress:
+            result = await self.driver.open_loop(
+                step,
+                rate,
+                seconds,
+                max_backlog=max(20, int(self.config.backlog_s * rate)),
+                drain_timeout_s=self.config.drain_timeout_s,
+                progress=progress,
+            )
+        await self._settle(result)
+        await self._report(result, stored, keep)
+        return result
+
+    async def _closed(self, step: str, seconds: float, keep: bool = True) -> StepResult:
+        assert self.driver is not None
+        stored = await self._stored()
+        with self.ui.phase(f"maximum rate: {step}") as progress:
+            result = await self.driver.closed_loop(
+                step,
+                self.config.window,
+                seconds,
+                warmup_s=self.config.warmup_s,
+                drain_timeout_s=self.config.drain_timeout_s,
+                progress=progress,
+            )
+        await self._settle(result)
+        await self._report(result, stored, keep)
+        return result
+
+    async def _stored(self) -> int:
+        return int(await self.db.complaints.estimated_document_count())
+
+    async def _settle(self, result: StepResult) -> None:
+        """Check a sample of stored complaints, then cut what a saturated step left behind.
+
+        SMS still unanswered after the drain are purged from the pipeline's
+        streams, with the events of complaints half-way through, so the next
+        step starts from an idle pipeline instead of inheriting a backlog that
+        would take minutes to clear; they count as unanswered. The sample is
+        checked first: intake records the deadlines from the same event that
+        notify acknowledges, so under load it may lag the acknowledgement.
+        """
+        if not result.missing:
+            result.idle_after = await self._wait_idle(self.config.idle_timeout_s)
+        result.verified = await self._verify(result.complaint_ids)
+        if result.missing:
+            for stream in counters.PIPELINE_STREAMS:
+                with contextlib.suppress(Exception):
+                    await self.js.purge_stream(stream)
+            result.purged = True
+            result.idle_after = await self._wait_idle(self.config.idle_timeout_s)
+
+    async def _verify(self, complaint_ids: list[str], timeout_s: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            checked = await verify_sample(self.db, complaint_ids)
+            if checked["ok"] == checked["checked"] or time.monotonic() > deadline:
+                return checked
+            await asyncio.sleep(2.0)
+
+    async def _wait_idle(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            backlog = await counters.consumer_backlog(self.js)
+            if not any(backlog.values()):
+                await asyncio.sleep(1.0)  # the last handlers' final writes
+                return True
+            await asyncio.sleep(0.5)
+        return False
+
+    async def _report(self, result: StepResult, stored: int, keep: bool) -> None:
+        """Resources and one line for the watcher."""
+        resources = self.sampler.window(result.started, result.ended)
+        self.result.setdefault("resources", {})[result.step] = resources
+        checked = result.verified
+        entry = {**result.as_json(), "stored_before": stored, "verified": checked}
+        if keep:
+            self.steps.append(entry)
+        lat = result.latency
+        self.ui.note(
+            f"  {result.step}: {result.completed}/{result.sent} acknowledged, "
+            f"{result.throughput_per_s} /s, p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms"
+            + (", stopped sending (backlog)" if result.stopped_early else "")
+            + (f", {result.missing} unanswered (purged)" if result.missing else "")
+            + ("" if result.idle_after else ", pipeline still busy")
+            + f"; {checked['ok']}/{checked['checked']} sampled complaints assigned with deadlines"
+        )
+
+    async def _max_rate(self) -> StepResult:
+        backlog_peak: dict[str, int] = {}
+        sampling = asyncio.create_task(self._sample_backlog(backlog_peak))
+        try:
+            result = await self._closed("max", self.config.max_s)
+        finally:
+            sampling.cancel()
+        self.result["backlog_peak_at_max"] = backlog_peak
+        return result
+
+    async def _sample_backlog(self, peak: dict[str, int]) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                for name, value in (await counters.consumer_backlog(self.js)).items():
+                    peak[name] = max(peak.get(name, 0), value)
+            await asyncio.sleep(1.0)
+
+    async def _counted(self, maximum: StepResult) -> StepResult:
+        """Half the capacity at a fixed rate, with every command and message counted."""
+        assert self.driver is not None
+        rate = max(1.0, round(0.5 * (maximum.throughput_per_s or 2.0), 1))
+        step = f"{rate:g}/s (half of max)"
+        stored = await self._stored()
+        db_before = await counters.command_counts(self.mongo)
+        census_before = counters.census(self.bench.census_dir)
+        js_before = await counters.jetstream_counts(self.js)
+        with self.ui.phase(f"fixed rate {step}", total=int(rate * self.config.step_s)) as progress:
+            result = await self.driver.open_loop(
+                step,
+                rate,
+                self.config.step_s,
+                max_backlog=max(20, int(self.config.backlog_s * rate)),
+                drain_timeout_s=self.config.drain_timeout_s,
+                progress=progress,
+            )
+        # Counters first: the sample check reads the database too.
+        if not result.missing:
+            result.idle_after = await self._wait_idle(self.config.idle_timeout_s)
+        await asyncio.sleep(1.5)  # the census files are rewritten every second
+        db_delta = counters.count_delta(db_before, await counters.command_counts(self.mongo))
+        census = counters.census_delta(census_before, counters.census(self.bench.census_dir))
+        js_delta = counters.count_delta(js_before, await counters.jetstream_counts(self.js))
+        await self._settle(result)
+        self._db_ops(db_delta, census, result, maximum)
+        self._messages(js_delta, result, maximum)
+        await self._report(result, stored, keep=True)
+        return result
+
+    # -- figures -------------------------------------------------------------------
+    def _headline(self, steps: list[StepResult], maximum: StepResult) -> None:
+        self.result["e2e_complaints_per_s"] = maximum.throughput_per_s
+        if maximum.throughput_per_s is None:
+            self.reasons["e2e_complaints_per_s"] = "no acknowledgement arrived"
+        at_target = next((s for s in steps if s.offered_per_s == TARGET_RATE), None)
+        if at_target is None:
+            self.reasons["e2e_p99_ms"] = f"no fixed-rate step at {TARGET_RATE:g}/s"
+        else:
+            self.result["e2e_p99_ms"] = at_target.latency["p99_ms"]
+            if at_target.latency["p99_ms"] is None:
+                self.reasons["e2e_p99_ms"] = (
+                    f"unknown, above every measured latency: {at_target.missing} of "
+                    f"{at_target.sent} SMS sent at {TARGET_RATE:g}/s got no acknowledgement "
+                    f"within the step and {self.config.drain_timeout_s:g} s of draining"
+                )
+        sustained = [
+            s.offered_per_s
+            for s in steps
+            if s.offered_per_s
+            and not s.stopped_early
+            and s.missing == 0
+            and (s.throughput_per_s or 0) >= 0.95 * s.offered_per_s
+            and (s.latency["p99_ms"] or 1e12) <= P99_LIMIT_MS
+        ]
+        self.result["e2e_sustained_per_s"] = max(sustained) if sustained else None
+        if not sustained:
+            self.reasons["e2e_sustained_per_s"] = "no fixed rate kept up with p99 <= 1 s"
+
+    def _db_ops(
+        self,
+        delta: dict[str, int],
+        census: dict[str, dict[str, int]],
+        counted: StepResult,
+        maximum: StepResult,
+    ) -> None:
+        n = counted.completed
+        per = {k: round(v / n, 2) for k, v in delta.items() if v} if n else {}
+        total = round(sum(per.values()), 2) if per else None
+        at_max = maximum.throughput_per_s
+        self.result["db_ops"] = {
+            "counted_by": (
+                "serverStatus metrics.commands.<name>.total before and after the fixed-rate "
+                "step at half the maximum, divided by the complaints acknowledged in it"
+            ),
+            "step": counted.step,
+            "complaints": n,
+            "exact": counted.missing == 0 and counted.idle_after,
+            "commands": delta,
+            "per_complaint": per,
+            "total_per_complaint": total,
+            "per_complaint_by_service": {
+                service: {k: round(v / n, 2) for k, v in counts.items()}
+                for service, counts in census.items()
+            }
+            if n
+            else {},
+            "pipeline_ops_per_s": round(total * at_max, 1) if total and at_max else None,
+        }
+
+    def _messages(self, delta: dict[str, int], counted: StepResult, maximum: StepResult) -> None:
+        totals = counters.message_totals(delta)
+        n = counted.completed
+        rate = maximum.throughput_per_s or 0.0
+        published = totals["published"] / n if n else None
+        delivered = totals["delivered"] / n if n else None
+        self.result["messages"] = {
+            "delta": delta,
+            "published_per_complaint": round(published, 2) if published else None,
+            "delivered_per_complaint": round(delivered, 2) if delivered else None,
+            "pipeline_published_per_s": round(published * rate, 1) if published else None,
+            "pipeline_delivered_per_s": round(delivered * rate, 1) if delivered else None,
+        }
+
+    async def _raw_limits(self) -> None:
+        c = self.config
+        size = await self._stored()
+        with self.ui.phase("raw limits: JetStream publish and consume (nats-py)"):
+            raw_nats = await raw.nats_limits(self.nc, c.raw_s)
+        with self.ui.phase(f"raw limits: single-document operations on {size:,} documents"):
+            data_dir = None if self.bench.stack.mongo_url else self.bench.workdir / "ferretdb"
+            raw_db = await raw.db_limits(
+                self.mongo, f"{c.mongo_db}_raw", c.raw_s, size=size, ferretdb_dir=data_dir
+            )
+        self.result["raw"] = {"nats": raw_nats, "db": raw_db}
+        self.ui.note(
+            f"  raw: publish {raw_nats['publish']['per_s']}/s, consume+ack "
+            f"{raw_nats['consume_ack']['per_s']}/s, insert {raw_db['insert']['per_s']}/s, "
+            f"update {raw_db['update']['per_s']}/s, findAndModify "
+            f"{raw_db['findAndModify']['per_s']}/s, find {raw_db['find']['per_s']}/s"
+        )
+
+    def _ratios(self) -> None:
+        """Pipeline rates (per-complaint counts x maximum throughput) against the raw rates."""
+        raw_db = self.result["raw"]["db"]
+        raw_nats = self.result["raw"]["nats"]
+        db_ops = self.result["db_ops"]
+        rates = {k: raw_db[k]["per_s"] for k in ("insert", "update", "findAndModify", "find")}
+        mix: dict[str, float] = {}
+        for command, n in db_ops["per_complaint"].items():
+            kind = RAW_FOR_COMMAND.get(command, "find")
+            mix[kind] = mix.get(kind, 0.0) + n
+        raw_mix = weighted_rate(mix, rates)
+        db_ops["raw_mix_ops_per_s"] = round(raw_mix, 1) if raw_mix else None
+        self.result["db_ops_ratio"] = ratio(db_ops["pipeline_ops_per_s"], raw_mix)
+        if self.result["db_ops_ratio"] is None:
+            self.reasons["db_ops_ratio"] = "no database operations were counted"
+        msgs = self.result["messages"]
+        msgs["raw_publish_per_s"] = raw_nats["publish"]["per_s"]
+        msgs["raw_consume_per_s"] = raw_nats["consume_ack"]["per_s"]
+        self.result["msg_publish_ratio"] = ratio(
+            msgs["pipeline_published_per_s"], msgs["raw_publish_per_s"]
+        )
+        self.result["msg_consume_ratio"] = ratio(
+            msgs["pipeline_delivered_per_s"], msgs["raw_consume_per_s"]
+        )
+
+    async def _replicas(self, single: StepResult) -> None:
+        with self.ui.phase("starting a second intake and router on the same durable consumers"):
+            for service in ("intake", "router"):
+                name = await asyncio.to_thread(self.bench.add_replica, service)
+                self.sampler.watch(name, self.bench.pids()[name])
+        try:
+            double = await self._closed("max, 2 replicas", self.config.max_s)
+        finally:
+            for name in list(self.bench.replicas):
+                self.sampler.forget(name)
+            await asyncio.to_thread(self.bench.stop_replicas)
+        self.result["replicas"] = {
+            "replicated": ["intake", "router"],
+            "one": {
+                "throughput_per_s": single.throughput_per_s,
+                "p99_ms": single.latency["p99_ms"],
+            },
+            "two": {
+                "throughput_per_s": double.throughput_per_s,
+                "p99_ms": double.latency["p99_ms"],
+            },
+        }
+        self.result["replica_ratio_2_vs_1"] = ratio(
+            double.throughput_per_s, single.throughput_per_s
+        )
+
+    async def _scale_point(self, label: str) -> None:
+        target = SCALES[label]
+        stored = await self._stored()
+        with self.ui.phase(f"seeding up to {target:,} stored complaints", total=target) as bar:
+            status = StepStatus(f"seed {label}", time.perf_counter(), target=target)
+
+            def report(done: int, _total: int) -> None:
+                status.sent = status.completed = done
+                bar(status)
+
+            seeded = await scale.seed(self.db, stored, target, progress=report)
+        with self.ui.phase("timing the SLA sweep query"):
+            sweep = await scale.sweep_times(self.db)
+        point = await self._closed(f"max, {label} stored", self.config.scale_s)
+        self.result.setdefault("scale", {})[label] = {
+            "stored": await self._stored(),
+            "seeding": seeded,
+            "sweep": sweep,
+            "throughput_per_s": point.throughput_per_s,
+            "acknowledged": point.completed,
+            "p99_ms": point.latency["p99_ms"],
+        }
+        self.ui.note(
+            f"  sweep query with {sweep['stored_clocks']:,} clocks: few due "
+            f"{sweep['few_due']['median_ms']} ms, all open {sweep['all_open']['median_ms']} ms"
+        )
+
+    def _scale_ratio(self) -> None:
+        points = self.result["scale"]
+        value = ratio(points["1m"]["throughput_per_s"], points["10k"]["throughput_per_s"])
+        self.result["scale_ratio_1m_vs_10k"] = value
+        if value is None:
+            self.reasons["scale_ratio_1m_vs_10k"] = "no throughput measured with 10k stored"
+
+    async def _soak(self, maximum: StepResult) -> None:
+        rate = max(1.0, round(0.5 * (maximum.throughput_per_s or 2.0), 1))
+        start = time.monotonic()
+        soak = await self._open(f"soak {rate:g}/s", rate, float(self.config.soak_s))
+        per_process: dict[str, Any] = {}
+        for name in (*SERVICES, "nats", "ferretdb"):
+            series = self.sampler.rss_series(name, start, every_s=10.0)
+            per_process[name] = {
+                "slope_mb_per_min": rss_slope_mb_per_min(series),
+                "rss_mb_every_10s": series,
+            }
+        slopes = [
+            v["slope_mb_per_min"]
+            for k, v in per_process.items()
+            if k in SERVICES and v["slope_mb_per_min"] is not None
+        ]
+        self.result["soak"] = {
+            "rate_per_s": rate,
+            "seconds": self.config.soak_s,
+            "acknowledged": soak.completed,
+            "rss": per_process,
+        }
+        self.result["soak_rss_slope_mb_per_min_max"] = max(slopes) if slopes else None
+        if not slopes:
+            self.reasons["soak_rss_slope_mb_per_min_max"] = "too few RSS samples"
+
+    # -- profiling -----------------------------------------------------------------
+    async def _py_spy(self) -> None:
+        """Sample every service with py-spy under the maximum load (not part of any figure)."""
+        assert self.config.py_spy is not None
+        seconds = int(self.config.max_s)
+        procs = []
+        for name in SERVICES:
+            out = self.bench.workdir / f"py-spy-{name}.txt"
+            pid = str(self.bench.pids()[name])
+            proc = await asyncio.create_subprocess_exec(
+                self.config.py_spy,
+                *("record", "--pid", pid, "--duration", str(seconds), "--rate", "50"),
+                *("--format", "raw", "--nonblocking", "--output", str(out)),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            procs.append((name, out, proc))
+        await self._closed("max, profiled (py-spy)", float(seconds), keep=False)
+        summary: dict[str, Any] = {}
+        for name, out, proc in procs:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 60)
+            if out.exists():
+                summary[name] = summarize_collapsed(out.read_text())
+        self.result["profile"] = {"tool": "py-spy", "seconds": seconds, "services": summary}
+
+    def _cprofile_report(self) -> None:
+        if not self.config.cprofile:
+            return
+        path = self.bench.profile_path(self.config.cprofile)
+        if not path.exists():
+            self.result["cprofile"] = {"service": self.config.cprofile, "error": "no profile"}
+            return
+        text = path.with_suffix(".txt")
+        with text.open("w") as stream:
+            stats = pstats.Stats(str(path), stream=stream)
+            stats.sort_stats("cumulative").print_stats(40)
+            stats.sort_stats("tottime").print_stats(40)
+        self.result["cprofile"] = {
+            "service": self.config.cprofile,
+            "profile": str(path),
+            "report": str(text),
+        }
+
+    # -- the document --------------------------------------------------------------
+    async def _collect_versions(self) -> None:
+        info = await self.mongo.admin.command("buildInfo")
+        reported = info.get("ferretdbVersion")
+        if reported is None:  # a real MongoDB
+            ferretdb = None
+        elif reported != "unknown":
+            ferretdb = reported
+        else:
+            # The embedded build carries no version file; go.mod pins the module.
+            ferretdb = ferretdb_module_version()
+        self.versions = {
+            "nats_server": _version_text(self.nc.connected_server_version),
+            "ferretdb": ferretdb,
+            "mongodb_protocol": info.get("version"),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+        }
+
+    def _document(self, started: datetime) -> dict[str, Any]:
+        figures = {key: self.result.pop(key, None) for key in (*HEADLINE, *OPTIONAL_FIGURES)}
+        for key, value in figures.items():
+            if value is None:
+                self.reasons.setdefault(key, "not measured in this run")
+        return {
+            "schema": SCHEMA,
+            "started_at": started.isoformat(timespec="seconds"),
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": self.config.command,
+            **figures,
+            "null_reasons": {k: v for k, v in self.reasons.items() if figures.get(k) is None},
+            "targets": {
+                key: {**t, "met": target_met(key, figures.get(key))} for key, t in TARGETS.items()
+            },
+            "versions": self.versions,
+            "machine": machine_info(),
+            "external_servers": {
+                "nats": self.bench.stack.nats_url is not None,
+                "mongo": self.bench.stack.mongo_url is not None,
+            },
+            "config": {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in self.config.__dict__.items()
+                if k != "command"
+            },
+            "e2e": {"steps": self.steps},
+            **self.result,
+        }
+
+
+def _version_text(version: Any) -> str:
+    text = f"{version.major}.{version.minor}.{version.patch}"
+    return f"{text}-{version.dev}" if getattr(version, "dev", "") else text

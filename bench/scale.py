@@ -1,0 +1,211 @@
+"""Stored-data scaling: seed complaints and SLA clocks in bulk, time the SLA sweep query.
+
+Seeded documents have the shape the services write (complaints by intake,
+`sla_clocks` by sla), with a realistic spread of states, agencies and
+deadlines, and go into the pipeline's own collections, so the indexes the
+services created at start-up are maintained while seeding, as in production.
+A fixed number of clocks is due now whatever the size, so the sweep query
+shows whether its cost follows the complaints due or the complaints stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench.texts import complaint_text
+
+SEED_PREFIX = "SEED-"
+DUE_NOW = 100  # clocks seeded as already due, at every size
+BATCH = 1000
+SWEEP_LIMIT = 500
+
+# state → share of stored complaints (most are done or waiting for an agency)
+STATES = (
+    ("closed", 0.55),
+    ("responded", 0.10),
+    ("in_progress", 0.15),
+    ("assigned", 0.17),
+    ("triage", 0.03),
+)
+PRIORITIES = (("normal", 0.85), ("high", 0.10), ("urgent", 0.05))
+
+
+def _pick(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
+    return rng.choices([k for k, _ in table], weights=[w for _, w in table])[0]
+
+
+def seeded_pair(i: int, rng: random.Random, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A stored complaint and its SLA clock; the first DUE_NOW clocks are due now."""
+    cid = f"{SEED_PREFIX}{i:09d}"
+    text, agency = complaint_text(rng)
+    state = _pick(rng, STATES)
+    priority = _pick(rng, PRIORITIES)
+    received = now - timedelta(days=rng.uniform(0, 365))
+    answer = received + timedelta(days=14 if priority == "normal" else 3)
+    first = received + timedelta(days=5)
+    open_ = state not in ("closed", "responded")
+    if i < DUE_NOW:
+        next_due: datetime | None = now - timedelta(minutes=rng.uniform(1, 600))
+    elif open_:
+        next_due = now + timedelta(hours=rng.uniform(1, 24 * 14))
+    else:
+        next_due = None
+    history = [
+        {
+            "at": received,
+            "state": "received",
+            "actor": "intake:sms",
+            "reason": "complaint stored",
+            "event_id": f"received:{cid}",
+        },
+        {
+            "at": received + timedelta(seconds=1),
+            "state": "assigned",
+            "actor": "router",
+            "reason": f"keywords point to {agency}",
+            "event_id": f"routed:{cid}:0",
+        },
+    ]
+    complaint = {
+        "_id": cid,
+        "region": "banjar",
+        "channel": "sms",
+        "text": text.split(" ", 1)[1],
+        "text_truncated": False,
+        "received_at": received,
+        "source_key": f"seed:{i}",
+        "reporter": {"phone_hash": f"{rng.getrandbits(128):032x}"},
+        "anonymous": rng.random() < 0.05,
+        "confidential": rng.random() < 0.02,
+        "state": state,
+        "agency": agency if state != "triage" else None,
+        "priority": priority,
+        "category": None,
+        "deadlines": {"routing": None, "first_response": first, "answer": answer},
+        "history": history,
+        "event_ids": [h["event_id"] for h in history],
+        "updated_at": received + timedelta(seconds=1),
+    }
+    clock = {
+        "_id": cid,
+        "region": "banjar",
+        "agency": complaint["agency"],
+        "priority": priority,
+        "received_at": received,
+        "deadlines": {"routing": None, "first_response": first, "answer": answer},
+        "next_due_at": next_due,
+        "cause_event_id": f"routed:{cid}:0",
+        "updated_at": received,
+    }
+    return complaint, clock
+
+
+async def seed(
+    db: Any,
+    have: int,
+    target: int,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    writers: int = 2,
+) -> dict[str, Any]:
+    """Top up the seeded complaints from `have` to `target`; what was inserted, how fast."""
+    todo = list(range(have, target))
+    now = datetime.now(UTC)
+    start = time.perf_counter()
+    done = 0
+    batches = [todo[i : i + BATCH] for i in range(0, len(todo), BATCH)]
+    queue: asyncio.Queue[list[int]] = asyncio.Queue()
+    for batch in batches:
+        queue.put_nowait(batch)
+
+    async def writer(seed_no: int) -> None:
+        nonlocal done
+        rng = random.Random(seed_no)  # noqa: S311 - load data, not secrets
+        while not queue.empty():
+            batch = queue.get_nowait()
+            pairs = [seeded_pair(i, rng, now) for i in batch]
+            await db.complaints.insert_many([c for c, _ in pairs], ordered=False)
+            await db.sla_clocks.insert_many([k for _, k in pairs], ordered=False)
+            done += len(batch)
+            if progress is not None:
+                progress(have + done, target)
+
+    await asyncio.gather(*(writer(have + n) for n in range(writers)))
+    elapsed = time.perf_counter() - start
+    return {
+        "inserted": done,
+        "seconds": round(elapsed, 1),
+        "docs_per_s": round(2 * done / elapsed, 1) if elapsed > 0 and done else None,
+    }
+
+
+async def sweep_times(db: Any, repeats: int = 5, budget_s: float = 10.0) -> dict[str, Any]:
+    """The sweep's due-range query with few clocks due and with every open clock due.
+
+    Repeated up to `repeats` times, fewer when one run is slow (a big collection
+    on FerretDB), so the phase stays bounded in time.
+    """
+    now = datetime.now(UTC)
+    out: dict[str, Any] = {}
+    for label, until in (("few_due", now), ("all_open", now + timedelta(days=3650))):
+        query = {"next_due_at": {"$lte": until}}
+        times: list[float] = []
+        returned = 0
+        for _ in range(repeats):
+            if sum(times) / 1000.0 > budget_s:
+                break
+            start = time.perf_counter()
+            docs = (
+                await db.sla_clocks.find(query)
+                .sort("next_due_at", 1)
+                .limit(SWEEP_LIMIT)
+                .to_list(None)
+            )
+            times.append((time.perf_counter() - start) * 1000.0)
+            returned = len(docs)
+        out[label] = {
+            "median_ms": round(statistics.median(times), 2),
+            "returned": returned,
+            "plan": await _plan(db, query),
+        }
+    out["stored_clocks"] = await db.sla_clocks.estimated_document_count()
+    return out
+
+
+async def _plan(db: Any, query: dict[str, Any]) -> dict[str, Any]:
+    """Whether the server used an index: FerretDB's pushdown flags or MongoDB's winning plan."""
+    try:
+        explained = await db.command(
+            {
+                "explain": {
+                    "find": "sla_clocks",
+                    "filter": query,
+                    "sort": {"next_due_at": 1},
+                    "limit": SWEEP_LIMIT,
+                },
+                "verbosity": "queryPlanner",
+            }
+        )
+    except Exception as exc:
+        return {"error": str(exc)[:200]}
+    keys = ("filterPushdown", "sortPushdown", "limitPushdown")
+    plan = {k: explained[k] for k in keys if k in explained}
+    winning = explained.get("queryPlanner", {}).get("winningPlan")
+    if isinstance(winning, dict):
+        plan["winning_stage"] = _stages(winning)
+    return plan
+
+
+def _stages(plan: dict[str, Any]) -> str:
+    names = []
+    node: dict[str, Any] | None = plan
+    while isinstance(node, dict):
+        names.append(str(node.get("stage", "?")))
+        node = node.get("inputStage")
+    return "<-".join(names)
