@@ -1,15 +1,86 @@
-from typing import Literal
+import re
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from lapor.runtime.settings import ServiceSettings
+
+_AGENCY_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+# One send must end well before the consumer's 10 s ack wait, or JetStream would
+# hand the same event to another worker while this one is still sending.
+MAX_SEND_TIMEOUT_S = 8.0
+# Shorter secrets are guessable offline from one captured signature.
+MIN_WEBHOOK_SECRET = 16
 
 
 class NotifySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore")
 
     http_port: int = Field(default=8083, ge=1, le=65535)
-    # `log` also prints every outgoing message (phone masked) for local development.
-    channel: Literal["bus", "log"] = "bus"
+    # How citizen SMS leave: `bus` for a gateway connector on lapor.outbound.sms,
+    # `http` through the gateway's HTTP API, `log` for development: SMS still go
+    # on the bus (the `lapor sms` command reads replies there) and every message,
+    # e-mail and webhook included, is printed instead of sent.
+    channel: Literal["bus", "http", "log"] = "bus"
     max_sms_segments: int = Field(default=2, ge=1, le=10)
+    # Agency whose contacts hear about complaints no agency owns yet (triage).
+    admin_agency: str = Field(default="DISKOMINFO", pattern=_AGENCY_CODE.pattern)
+
+    sms_gateway_url: HttpUrl | None = None
+    sms_gateway_auth_header: str = Field(default="Authorization", pattern=_HEADER_NAME.pattern)
+    sms_gateway_auth_value: SecretStr | None = None
+    sms_gateway_timeout_s: float = Field(default=5.0, gt=0, le=MAX_SEND_TIMEOUT_S)
+
+    # Without a host, e-mail notices fail visibly (event, metric, log) instead of vanishing.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "LAPOR! Kabupaten Banjar <lapor@banjarkab.go.id>"
+    smtp_starttls: bool = True
+    smtp_timeout_s: float = Field(default=6.0, gt=0, le=MAX_SEND_TIMEOUT_S)
+
+    # JSON object agency code -> secret, e.g. {"PUPR": "..."}; from the environment only.
+    webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=MAX_SEND_TIMEOUT_S)
+
+    retry_base_s: float = Field(default=2.0, gt=0, le=60)
+    retry_factor: float = Field(default=3.0, ge=1, le=10)
+    retry_max_delay_s: float = Field(default=600.0, gt=0, le=3600)
+    retry_max_attempts: int = Field(default=7, ge=1, le=20)
+    # Waits up to this long happen inside the handler; longer ones by redelivery.
+    retry_inline_max_s: float = Field(default=2.0, ge=0, le=5)
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        address = value.rsplit("<", 1)[-1].rstrip(">").strip()
+        if not _EMAIL.match(address):
+            raise ValueError(f"NOTIFY_SMTP_FROM is not an e-mail address: {value!r}")
+        return value
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _secrets(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for code, secret in value.items():
+            if not _AGENCY_CODE.match(code):
+                raise ValueError(f"NOTIFY_WEBHOOK_SECRETS: {code!r} is not an agency code")
+            if len(secret.get_secret_value()) < MIN_WEBHOOK_SECRET:
+                raise ValueError(
+                    f"NOTIFY_WEBHOOK_SECRETS: secret of {code} is shorter than "
+                    f"{MIN_WEBHOOK_SECRET} characters"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.channel == "http" and self.sms_gateway_url is None:
+            raise ValueError("NOTIFY_CHANNEL=http needs NOTIFY_SMS_GATEWAY_URL")
+        if (self.smtp_user is None) != (self.smtp_password is None):
+            raise ValueError("set both NOTIFY_SMTP_USER and NOTIFY_SMTP_PASSWORD, or neither")
+        if self.retry_max_delay_s < self.retry_base_s:
+            raise ValueError("NOTIFY_RETRY_MAX_DELAY_S must not be below NOTIFY_RETRY_BASE_S")
+        return self
