@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from lapor.contracts import AGENCY_OUT_OF_SCOPE
-from lapor.directory import AgencyDirectory, load_directory
+from lapor.directory import ESCALATION_LEVELS, AgencyDirectory, Contacts, load_directory
 from lapor.regions import Region
-from services.notify.templates import TemplateSet, format_date_id
+from services.notify.templates import TemplateSet, format_date_id, format_datetime_id
 
 # Indonesia's three time zones as citizens name them.
 _ZONE_ABBREVIATIONS = {
@@ -36,9 +36,44 @@ class AgencyCatalog:
         specific = agency.guidance_for(category) if category else None
         return (specific or agency.guidance or "").strip()
 
+    def contacts(self, region: str, code: str) -> Contacts:
+        return self.directories[region].agency(code).contacts
+
+    def category_label(self, region: str, code: str | None, category: str) -> str:
+        directory = self.directories.get(region)
+        if directory is None or code is None or code not in directory:
+            return category
+        try:
+            return directory.agency(code).category(category).label
+        except KeyError:
+            return category
+
+    def missing_agency(self, code: str) -> list[str]:
+        """Regions whose directory lacks `code` (checked at start-up for the admin agency)."""
+        return [rid for rid, directory in self.directories.items() if code not in directory]
+
+    def webhook_agencies(self) -> set[str]:
+        """Agencies with a webhook contact at any level, across regions."""
+        return {
+            agency.code
+            for directory in self.directories.values()
+            for agency in directory.agencies
+            if any(c.webhook for level in ESCALATION_LEVELS for c in agency.contacts.at(level))
+        }
+
+
+@dataclass(frozen=True)
+class RenderedNotice:
+    subject: str
+    body: str
+
 
 class SmsRenderer:
-    """Renders citizen SMS; dates are shown as local calendar dates of the region."""
+    """Renders citizen SMS and official notices in the region's local time.
+
+    Citizens are told calendar dates; officials get dates with the hour, since
+    an urgent case runs on a 24-hour clock.
+    """
 
     def __init__(self, templates: TemplateSet, regions: Mapping[str, Region]) -> None:
         self.templates = templates
@@ -51,3 +86,21 @@ class SmsRenderer:
             for key, value in values.items()
         }
         return self.templates.render(template, **shown)
+
+    def render_official(
+        self, template: str, values: Mapping[str, Any], region: str | None
+    ) -> RenderedNotice:
+        zone = self.zones.get(region or "", "WITA")
+        shown = {key: _official_value(value, zone) for key, value in values.items()}
+        return RenderedNotice(
+            subject=self.templates.render_subject(template, **shown),
+            body=self.templates.render(template, **shown),
+        )
+
+
+def _official_value(value: Any, zone: str) -> Any:
+    if isinstance(value, datetime):
+        return format_datetime_id(value, zone)
+    if isinstance(value, date):
+        return format_date_id(value)
+    return value

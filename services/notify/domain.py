@@ -1,18 +1,30 @@
 """Pure decisions of notify: who hears what, under which stable notification id."""
 
 import hashlib
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from lapor.contracts import (
     AGENCY_OUT_OF_SCOPE,
     CitizenCommandAnswered,
     ComplaintRouted,
+    DeadlineAlert,
     DeadlinesSet,
+    EscalationRaised,
     InboundRejected,
+    Priority,
     RejectionReason,
+    State,
 )
-from services.notify.templates import state_label
+from lapor.directory import Contacts, EscalationLevel
+from services.notify.templates import (
+    clock_label,
+    escalation_label,
+    priority_label,
+    state_label,
+)
 
 
 def notification_id(cause_event_id: str, recipient: str, template: str) -> str:
@@ -62,6 +74,11 @@ _REJECTION_TEMPLATES = {
 
 
 def rejection_reply(event: InboundRejected) -> CitizenMessage:
+    # A resent text is linked to the complaint it repeats: tell the citizen which one.
+    duplicate_of = getattr(event, "complaint_id", None)
+    if event.reason == "duplicate" and duplicate_of:
+        values = {"tracking_id": duplicate_of}
+        return CitizenMessage("ack_duplicate", values, event.event_id, duplicate_of, event.region)
     template = _REJECTION_TEMPLATES.get(event.reason, "reject_malformed")
     return CitizenMessage(template, {}, event.event_id, None, event.region)
 
@@ -84,3 +101,193 @@ def command_reply(event: CitizenCommandAnswered, agency_name: str) -> CitizenMes
         template = "rating_received"
         values["score"] = str(event.score)
     return CitizenMessage(template, values, event.event_id, None, event.region)
+
+
+# --- officials -----------------------------------------------------------------
+
+# Who hears what, by escalation level of the agency's contacts. Urgent cases go
+# to the head at once: a hospital refusing a patient cannot wait for a liaison.
+ASSIGNMENT_LEVELS: tuple[EscalationLevel, ...] = ("liaison",)
+URGENT_ASSIGNMENT_LEVELS: tuple[EscalationLevel, ...] = ("liaison", "head")
+ALERT_LEVELS: tuple[EscalationLevel, ...] = ("liaison",)
+
+# Confidential complaints stay with the agency and the regency's administration.
+_INSIDE_CIRCLE: frozenset[EscalationLevel] = frozenset({"liaison", "head", "sekda"})
+
+
+@dataclass(frozen=True)
+class ComplaintFacts:
+    """What notify remembers of a complaint from its received and routed events."""
+
+    text: str = ""
+    anonymous: bool = False
+    confidential: bool = False
+    category_label: str = "-"
+    routing_note: str | None = None
+
+
+@dataclass(frozen=True)
+class OfficialNotice:
+    template: str
+    values: dict[str, Any]
+    cause_event_id: str
+    complaint_id: str
+    region: str
+    agency: str  # whose directory entry lists the recipients
+    levels: tuple[EscalationLevel, ...] = ASSIGNMENT_LEVELS
+
+
+@dataclass(frozen=True)
+class Recipient:
+    kind: Literal["email", "webhook"]
+    address: str
+    agency: str
+    level: EscalationLevel
+    name: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Part of the notification id: the same address at two levels is one recipient."""
+        return f"{self.kind}:{self.address.lower()}"
+
+
+def assignment_template(priority: Priority) -> str:
+    return "official_assignment_urgent" if priority is Priority.URGENT else "official_assignment"
+
+
+def is_new_assignment(event: DeadlinesSet) -> bool:
+    return (
+        event.state is State.ASSIGNED
+        and event.agency is not None
+        and event.agency != AGENCY_OUT_OF_SCOPE
+    )
+
+
+# Indonesian mobile numbers as people type them: 0812…, 62812…, +62 812-3456-7890.
+_TYPED_MOBILE = re.compile(r"(?<![\w+])(?:\+?62|0)[\s.\-]?8(?:[\s.\-]?\d){7,12}(?!\d)")
+
+
+def shareable_text(facts: ComplaintFacts) -> str:
+    """The complaint as agencies may read it: an anonymous reporter's number is masked
+    even when typed into the text itself."""
+    text = " ".join(facts.text.split()) or "-"
+    if not facts.anonymous:
+        return text
+    return _TYPED_MOBILE.sub("[nomor disembunyikan]", text)
+
+
+def assignment_notice(
+    event: DeadlinesSet, agency_name: str, facts: ComplaintFacts
+) -> OfficialNotice | None:
+    if not is_new_assignment(event):
+        return None
+    assert event.agency is not None
+    values: dict[str, Any] = {
+        "tracking_id": event.complaint_id,
+        "agency_name": agency_name,
+        "category": facts.category_label,
+        "priority_label": priority_label(event.priority),
+        "received_at": event.received_at,
+        "first_response_date": event.deadlines.first_response or "-",
+        "answer_date": event.deadlines.answer or "-",
+        "complaint_text": shareable_text(facts),
+    }
+    if facts.routing_note:
+        values["routing_note"] = facts.routing_note
+    urgent = event.priority is Priority.URGENT
+    return OfficialNotice(
+        template=assignment_template(event.priority),
+        values=values,
+        cause_event_id=event.event_id,
+        complaint_id=event.complaint_id,
+        region=event.region,
+        agency=event.agency,
+        levels=URGENT_ASSIGNMENT_LEVELS if urgent else ASSIGNMENT_LEVELS,
+    )
+
+
+def responsible_agency(agency: str | None, admin_agency: str) -> str:
+    """Before an agency owns a complaint its clock (routing) is the administrator's."""
+    return agency if agency and agency != AGENCY_OUT_OF_SCOPE else admin_agency
+
+
+def alert_template(event: DeadlineAlert) -> str:
+    return "official_breach" if event.kind == "breach" else "official_warning"
+
+
+def alert_notice(event: DeadlineAlert, agency_name: str, admin_agency: str) -> OfficialNotice:
+    values: dict[str, Any] = {
+        "tracking_id": event.complaint_id,
+        "agency_name": agency_name,
+        "clock_label": clock_label(event.clock.value),
+        "due_date": event.due_at,
+    }
+    if event.kind == "warning":
+        values["percent"] = str(event.percent)
+    if event.official:
+        values["official"] = event.official
+    return OfficialNotice(
+        template=alert_template(event),
+        values=values,
+        cause_event_id=event.event_id,
+        complaint_id=event.complaint_id,
+        region=event.region,
+        agency=responsible_agency(event.agency, admin_agency),
+        levels=ALERT_LEVELS,
+    )
+
+
+def escalation_notice(
+    event: EscalationRaised, agency_name: str, admin_agency: str
+) -> OfficialNotice:
+    values: dict[str, Any] = {
+        "tracking_id": event.complaint_id,
+        "agency_name": agency_name,
+        "clock_label": clock_label(event.clock.value),
+        "due_date": event.due_at,
+        "level_label": escalation_label(event.level.value),
+    }
+    if event.official:
+        values["official"] = event.official
+    return OfficialNotice(
+        template="official_escalation",
+        values=values,
+        cause_event_id=event.event_id,
+        complaint_id=event.complaint_id,
+        region=event.region,
+        agency=responsible_agency(event.agency, admin_agency),
+        levels=(event.level.value,),
+    )
+
+
+def recipients(
+    contacts: Contacts, levels: Sequence[EscalationLevel], agency: str
+) -> list[Recipient]:
+    """Every e-mail address and webhook of the contacts at `levels`, each once."""
+    found: dict[str, Recipient] = {}
+    for level in levels:
+        for contact in contacts.at(level):
+            if contact.email:
+                email = Recipient("email", contact.email, agency, level, contact.name)
+                found.setdefault(email.key, email)
+            if contact.webhook:
+                hook = Recipient("webhook", contact.webhook, agency, level, contact.name)
+                found.setdefault(hook.key, hook)
+    return list(found.values())
+
+
+def unreachable_levels(contacts: Contacts, levels: Sequence[EscalationLevel]) -> list[str]:
+    """Levels with nobody reachable by e-mail or webhook (a phone alone does not do)."""
+    return [level for level in levels if not any(c.email or c.webhook for c in contacts.at(level))]
+
+
+def withheld_reason(level: EscalationLevel, confidential: bool) -> str | None:
+    if confidential and level not in _INSIDE_CIRCLE:
+        return f"confidential complaint: not sent to {level}, outside the agency/admin circle"
+    return None
+
+
+def routing_note(confidence: float, triage: bool) -> str:
+    if triage:
+        return "diverifikasi oleh admin Diskominfo"
+    return f"disposisi otomatis, tingkat keyakinan {round(confidence * 100)}%"

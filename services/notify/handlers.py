@@ -1,9 +1,16 @@
-"""Notify's message handlers: remember how to reach the citizen, answer every event."""
+"""Notify's message handlers: remember what each complaint needs, answer every event.
+
+Handlers build the notifications an event calls for and hand them to the
+`Deliverer`. When something they depend on has not arrived yet (the received
+event with the reply address, the routing decision) they ask for the event
+again a little later; on its last delivery they go ahead with what they
+have, so that a notice fails visibly rather than disappearing.
+"""
 
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from faststream.exceptions import NackMessage
@@ -12,36 +19,59 @@ from lapor.contracts import (
     CitizenCommandAnswered,
     ComplaintReceived,
     ComplaintRouted,
+    DeadlineAlert,
     DeadlinesSet,
+    EscalationRaised,
     InboundRejected,
-    OutboundSms,
+    SmsDeliveryReceipt,
 )
-from lapor.runtime.broker import EventPublisher
-from lapor.runtime.logs import mask_phones
+from lapor.directory import Contacts
+from lapor.runtime.broker import MAX_DELIVER
 from services.notify import domain
+from services.notify.catalog import RenderedNotice
+from services.notify.channels import OutgoingMessage
+from services.notify.delivery import Deliverer, Notification
 from services.notify.repository import NotificationRepository
 
 log = logging.getLogger(__name__)
+
+# Events usually arrive within a second of each other; this is the wait for a late one.
+WAIT_FOR_DEPENDENCY_S = 2.0
 
 
 class Renderer(Protocol):
     def render_sms(self, template: str, values: Mapping[str, Any], region: str | None) -> str: ...
 
+    def render_official(
+        self, template: str, values: Mapping[str, Any], region: str | None
+    ) -> RenderedNotice: ...
 
-class AgencyNames(Protocol):
+
+class Agencies(Protocol):
     def name_of(self, region: str, code: str) -> str: ...
 
     def guidance(self, region: str, category: str | None = None) -> str: ...
+
+    def contacts(self, region: str, code: str) -> Contacts: ...
+
+    def category_label(self, region: str, code: str | None, category: str) -> str: ...
 
 
 @dataclass(frozen=True)
 class NotifyDeps:
     repo: NotificationRepository
-    outbox: EventPublisher
+    deliverer: Deliverer
     renderer: Renderer
-    agencies: AgencyNames
-    echo: bool = False
+    agencies: Agencies
+    admin_agency: str = "DISKOMINFO"
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def is_last_delivery(delivery: int) -> bool:
+    return delivery >= MAX_DELIVER
+
+
+# --- what notify remembers -----------------------------------------------------------
 
 
 async def handle_received(event: ComplaintReceived, deps: NotifyDeps) -> None:
@@ -53,68 +83,237 @@ async def handle_received(event: ComplaintReceived, deps: NotifyDeps) -> None:
             "sms": event.reply_to,
             "anonymous": event.anonymous,
             "confidential": event.confidential,
+            # For the assignment notice to the agency; never the reporter's identity.
+            "text": event.text,
+            "received_at": event.received_at,
         },
     )
 
 
-async def handle_deadlines(event: DeadlinesSet, deps: NotifyDeps) -> None:
-    name = deps.agencies.name_of(event.region, event.agency) if event.agency else ""
-    await _to_citizen(deps, domain.acknowledgement(event, name))
-
-
-async def handle_routed(event: ComplaintRouted, deps: NotifyDeps) -> None:
+async def handle_routed(event: ComplaintRouted, deps: NotifyDeps, delivery: int = 1) -> None:
+    await deps.repo.save_routing(
+        event.event_id,
+        {
+            "complaint_id": event.complaint_id,
+            "agency": event.agency,
+            "category": event.category,
+            "confidence": event.confidence,
+            "triage": event.triage,
+        },
+    )
     message = domain.out_of_scope_reply(event, deps.agencies.guidance(event.region, event.category))
     if message is not None:
-        await _to_citizen(deps, message)
+        await _deliver(deps, await _citizen(deps, message, delivery), delivery)
 
 
-async def handle_rejected(event: InboundRejected, deps: NotifyDeps) -> None:
+# --- citizens ----------------------------------------------------------------------
+
+
+async def handle_deadlines(event: DeadlinesSet, deps: NotifyDeps, delivery: int = 1) -> None:
+    name = deps.agencies.name_of(event.region, event.agency) if event.agency else ""
+    notes = await _citizen(deps, domain.acknowledgement(event, name), delivery)
+    if domain.is_new_assignment(event):
+        facts = await _facts(deps, event.complaint_id, event.cause_event_id, delivery)
+        notice = domain.assignment_notice(event, name, facts)
+        if notice is not None:
+            notes += _officials(deps, notice, facts)
+    await _deliver(deps, notes, delivery)
+
+
+async def handle_rejected(event: InboundRejected, deps: NotifyDeps, delivery: int = 1) -> None:
     if event.reply_to:
-        await _send_sms(deps, domain.rejection_reply(event), event.reply_to)
+        note = _sms(deps, domain.rejection_reply(event), event.reply_to)
+        await _deliver(deps, [note], delivery)
 
 
-async def handle_command_answered(event: CitizenCommandAnswered, deps: NotifyDeps) -> None:
+async def handle_command_answered(
+    event: CitizenCommandAnswered, deps: NotifyDeps, delivery: int = 1
+) -> None:
     if not event.reply_to:
         return
     if event.agency and event.region:
         agency_name = deps.agencies.name_of(event.region, event.agency)
     else:
         agency_name = "Diskominfo (verifikasi)"
-    await _send_sms(deps, domain.command_reply(event, agency_name), event.reply_to)
+    note = _sms(deps, domain.command_reply(event, agency_name), event.reply_to)
+    await _deliver(deps, [note], delivery)
 
 
-async def _to_citizen(deps: NotifyDeps, message: domain.CitizenMessage) -> None:
+async def _citizen(
+    deps: NotifyDeps, message: domain.CitizenMessage, delivery: int
+) -> list[Notification]:
     assert message.complaint_id is not None
     contact = await deps.repo.contact(message.complaint_id)
     if contact is None:
-        # The received event that carries the address is still on its way.
-        raise NackMessage(delay=2.0)
-    if contact.get("sms"):
-        await _send_sms(deps, message, contact["sms"])
+        if not is_last_delivery(delivery):
+            # The received event that carries the address is still on its way.
+            raise NackMessage(delay=WAIT_FOR_DEPENDENCY_S)
+        return [_unreachable_citizen(deps, message)]
+    return [_sms(deps, message, contact["sms"])] if contact.get("sms") else []
 
 
-async def _send_sms(deps: NotifyDeps, message: domain.CitizenMessage, to: str) -> None:
+def _sms(deps: NotifyDeps, message: domain.CitizenMessage, to: str) -> Notification:
     text = deps.renderer.render_sms(message.template, message.values, message.region)
-    ntf_id = domain.notification_id(message.cause_event_id, to, message.template)
-    now = deps.clock()
-    record = await deps.repo.begin(
-        {
-            "_id": ntf_id,
-            "complaint_id": message.complaint_id,
-            "channel": "sms",
-            "template": message.template,
-            "cause_event_id": message.cause_event_id,
-            "status": "pending",
-            "attempts": 0,
-            "created_at": now,
-        }
+    outgoing = OutgoingMessage(
+        notification_id=domain.notification_id(message.cause_event_id, to, message.template),
+        kind="sms",
+        to=to,
+        text=text,
+        complaint_id=message.complaint_id,
+        template=message.template,
     )
-    if record is None:
-        return  # already sent for this cause
-    sms = OutboundSms(to=to, text=text, complaint_id=message.complaint_id, notification_id=ntf_id)
-    await deps.outbox.publish(sms, msg_id=ntf_id)
-    await deps.repo.mark_sent(ntf_id, deps.clock())
-    if deps.echo:
-        log.info(
-            "SMS to %s: %s", mask_phones(to), text, extra={"complaint_id": message.complaint_id}
+    return Notification(outgoing, "citizen", message.cause_event_id)
+
+
+def _unreachable_citizen(deps: NotifyDeps, message: domain.CitizenMessage) -> Notification:
+    outgoing = OutgoingMessage(
+        notification_id=domain.notification_id(message.cause_event_id, "?", message.template),
+        kind="sms",
+        to="-",
+        text="",
+        complaint_id=message.complaint_id,
+        template=message.template,
+    )
+    reason = "reply address unknown: the complaint's received event never reached notify"
+    return Notification(outgoing, "citizen", message.cause_event_id, undeliverable=reason)
+
+
+# --- officials -----------------------------------------------------------------------
+
+
+async def handle_alert(event: DeadlineAlert, deps: NotifyDeps, delivery: int = 1) -> None:
+    agency = domain.responsible_agency(event.agency, deps.admin_agency)
+    name = deps.agencies.name_of(event.region, agency)
+    notice = domain.alert_notice(event, name, deps.admin_agency)
+    facts = await _facts(deps, event.complaint_id, None, delivery)
+    await _deliver(deps, _officials(deps, notice, facts), delivery)
+
+
+async def handle_escalation(event: EscalationRaised, deps: NotifyDeps, delivery: int = 1) -> None:
+    agency = domain.responsible_agency(event.agency, deps.admin_agency)
+    name = deps.agencies.name_of(event.region, agency)
+    notice = domain.escalation_notice(event, name, deps.admin_agency)
+    facts = await _facts(deps, event.complaint_id, None, delivery)
+    await _deliver(deps, _officials(deps, notice, facts), delivery)
+
+
+async def _facts(
+    deps: NotifyDeps, complaint_id: str, routed_event_id: str | None, delivery: int
+) -> domain.ComplaintFacts:
+    contact = await deps.repo.contact(complaint_id)
+    routing = await deps.repo.routing(routed_event_id) if routed_event_id else {}
+    if contact is None or routing is None:
+        if not is_last_delivery(delivery):
+            raise NackMessage(delay=WAIT_FOR_DEPENDENCY_S)
+        log.error(
+            "complaint facts incomplete on the last delivery; treating it as confidential",
+            extra={"complaint_id": complaint_id},
         )
+    # Unknown flags are read the strict way: nothing leaves the agency circle.
+    contact = contact or {"confidential": True}
+    routing = routing or {}
+    category = routing.get("category")
+    return domain.ComplaintFacts(
+        text=contact.get("text", ""),
+        anonymous=bool(contact.get("anonymous", False)),
+        confidential=bool(contact.get("confidential", False)),
+        category_label=(
+            deps.agencies.category_label(contact.get("region", ""), routing.get("agency"), category)
+            if category
+            else "-"
+        ),
+        routing_note=(
+            domain.routing_note(routing["confidence"], routing.get("triage", False))
+            if "confidence" in routing
+            else None
+        ),
+    )
+
+
+def _officials(
+    deps: NotifyDeps, notice: domain.OfficialNotice, facts: domain.ComplaintFacts
+) -> list[Notification]:
+    contacts = deps.agencies.contacts(notice.region, notice.agency)
+    rendered = deps.renderer.render_official(notice.template, notice.values, notice.region)
+    data = {key: _plain(value) for key, value in notice.values.items()}
+    notes = [
+        Notification(
+            OutgoingMessage(
+                notification_id=domain.notification_id(
+                    notice.cause_event_id, recipient.key, notice.template
+                ),
+                kind=recipient.kind,
+                to=recipient.address,
+                text=rendered.body,
+                subject=rendered.subject,
+                complaint_id=notice.complaint_id,
+                template=notice.template,
+                agency=notice.agency,
+                recipient_name=recipient.name,
+                data={**data, "level": recipient.level, "region": notice.region},
+            ),
+            "official",
+            notice.cause_event_id,
+            level=recipient.level,
+            withheld=domain.withheld_reason(recipient.level, facts.confidential),
+        )
+        for recipient in domain.recipients(contacts, notice.levels, notice.agency)
+    ]
+    for level in domain.unreachable_levels(contacts, notice.levels):
+        notes.append(_unreachable_official(notice, level, facts))
+    return notes
+
+
+def _unreachable_official(
+    notice: domain.OfficialNotice, level: Any, facts: domain.ComplaintFacts
+) -> Notification:
+    key = f"level:{notice.agency}:{level}"
+    outgoing = OutgoingMessage(
+        notification_id=domain.notification_id(notice.cause_event_id, key, notice.template),
+        kind="email",
+        to=f"{level} of {notice.agency}",
+        text="",
+        complaint_id=notice.complaint_id,
+        template=notice.template,
+        agency=notice.agency,
+    )
+    return Notification(
+        outgoing,
+        "official",
+        notice.cause_event_id,
+        level=level,
+        undeliverable=f"no e-mail or webhook for {level} of {notice.agency} in the directory",
+        withheld=domain.withheld_reason(level, facts.confidential),
+    )
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+async def _deliver(deps: NotifyDeps, notes: list[Notification], delivery: int) -> None:
+    if not notes:
+        return
+    retry_in = await deps.deliverer.deliver_all(notes, last_chance=is_last_delivery(delivery))
+    if retry_in is not None:
+        raise NackMessage(delay=retry_in)
+
+
+# --- delivery receipts ---------------------------------------------------------------
+
+
+async def handle_receipt(receipt: SmsDeliveryReceipt, deps: NotifyDeps) -> None:
+    record = await deps.repo.get(receipt.notification_id)
+    if record is None:
+        # A receipt for something we never sent is the connector's problem, not a reason
+        # to retry forever; keep a trace for whoever investigates.
+        log.warning(
+            "delivery receipt for unknown notification %s",
+            receipt.notification_id,
+            extra={"notification_id": receipt.notification_id},
+        )
+        return
+    if receipt.status == "delivered":
+        await deps.deliverer.mark_delivered(record, receipt.at)
+    else:
+        await deps.deliverer.fail_by_receipt(record, receipt.error or "gateway reported failure")

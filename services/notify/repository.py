@@ -1,22 +1,86 @@
-"""Notify's own data: where to answer each complaint, and the log of every notification."""
+"""Notify's own data: how to reach each complaint's reporter, what the router decided,
+and the delivery log of every notification with each of its attempts.
 
+Exactly-once rests on two inserts, atomic on MongoDB and FerretDB alike: a
+notification's id is the primary key of `notifications` (one record per
+cause, recipient and template), and each attempt claims `<id>#<n>` in
+`notification_attempts` before anything is sent. Whoever inserted attempt n
+is the only one sending it; a second worker gets a duplicate key and backs off.
+Status changes of one notification are serialised in-process because FerretDB
+v1 loses concurrent updates of the same document.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 Document = dict[str, Any]
 
+PENDING, SENT, DELIVERED, FAILED, WITHHELD = "pending", "sent", "delivered", "failed", "withheld"
+FINAL = frozenset({SENT, DELIVERED, FAILED, WITHHELD})
+
+
+class KeyedLock:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The right to make attempt `n` of a notification."""
+
+    notification_id: str
+    n: int
+
+    @property
+    def attempt_id(self) -> str:
+        return f"{self.notification_id}#{self.n}"
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """Another worker is making an attempt right now; look again after `retry_in_s`."""
+
+    retry_in_s: float
+
 
 class NotificationRepository:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.contacts = db["notify_contacts"]
+        self.routings = db["notify_routings"]
         self.notifications = db["notifications"]
+        self.attempts = db["notification_attempts"]
+        self._writing = KeyedLock()
 
     async def ensure_indexes(self) -> None:
         await self.notifications.create_index([("complaint_id", ASCENDING)])
+        await self.notifications.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
+        await self.attempts.create_index([("notification_id", ASCENDING), ("n", DESCENDING)])
+
+    # --- what notify remembers of complaints ---------------------------------------
 
     async def save_contact(self, complaint_id: str, contact: Document) -> None:
         await self.contacts.update_one({"_id": complaint_id}, {"$set": contact}, upsert=True)
@@ -24,26 +88,160 @@ class NotificationRepository:
     async def contact(self, complaint_id: str) -> Document | None:
         return await self.contacts.find_one({"_id": complaint_id})
 
-    async def begin(self, notification: Document) -> Document | None:
-        """Record a notification before sending; None if it was already sent.
+    async def save_routing(self, routed_event_id: str, routing: Document) -> None:
+        # Keyed by the routed event: DeadlinesSet names it as its cause.
+        await self.routings.update_one({"_id": routed_event_id}, {"$set": routing}, upsert=True)
 
-        The notification id is the primary key, so a redelivered event finds the
-        earlier record instead of creating a second message.
-        """
+    async def routing(self, routed_event_id: str) -> Document | None:
+        return await self.routings.find_one({"_id": routed_event_id})
+
+    # --- the delivery log ----------------------------------------------------------
+
+    async def open(self, notification: Document) -> Document:
+        """The log record of a notification, created pending if it is new."""
         try:
             await self.notifications.insert_one(notification)
         except DuplicateKeyError:
             existing = await self.notifications.find_one({"_id": notification["_id"]})
-            if existing is not None and existing.get("status") == "sent":
-                return None
-            return existing or notification
+            if existing is None:  # cannot happen: nothing deletes records
+                raise
+            return existing
         return notification
 
-    async def mark_sent(self, notification_id: str, at: datetime) -> None:
-        await self.notifications.update_one(
-            {"_id": notification_id},
+    async def get(self, notification_id: str) -> Document | None:
+        return await self.notifications.find_one({"_id": notification_id})
+
+    async def for_complaint(self, complaint_id: str) -> list[Document]:
+        cursor = self.notifications.find({"complaint_id": complaint_id}).sort("created_at", 1)
+        return await cursor.to_list(None)
+
+    async def claim_attempt(
+        self, notification_id: str, now: datetime, lease_s: float, transport: str
+    ) -> Claim | InFlight:
+        last = await self.attempts.find_one(
+            {"notification_id": notification_id}, sort=[("n", DESCENDING)]
+        )
+        if last is not None and last.get("finished_at") is None:
+            age = (now - last["started_at"]).total_seconds()
+            if age < lease_s:
+                return InFlight(max(lease_s - age, 0.5))
+            # Its worker died mid-send; whether the receiver got it is unknown, and the
+            # receiver's de-duplication by notification id has to settle that.
+            await self.attempts.update_one(
+                {"_id": last["_id"]},
+                {"$set": {"finished_at": now, "outcome": "abandoned"}},
+            )
+        claim = Claim(notification_id, last["n"] + 1 if last else 1)
+        try:
+            await self.attempts.insert_one(
+                {
+                    "_id": claim.attempt_id,
+                    "notification_id": notification_id,
+                    "n": claim.n,
+                    "transport": transport,
+                    "started_at": now,
+                    "finished_at": None,
+                }
+            )
+        except DuplicateKeyError:
+            return InFlight(1.0)
+        return claim
+
+    async def finish_attempt(
+        self, claim: Claim, outcome: str, error: str | None, now: datetime
+    ) -> None:
+        await self.attempts.update_one(
+            {"_id": claim.attempt_id},
+            {"$set": {"finished_at": now, "outcome": outcome, "error": error}},
+        )
+
+    async def attempt_log(self, notification_id: str) -> list[Document]:
+        cursor = self.attempts.find({"notification_id": notification_id}).sort("n", 1)
+        return await cursor.to_list(None)
+
+    async def note_retry(
+        self,
+        notification_id: str,
+        attempts: int,
+        error: str | None,
+        next_attempt_at: datetime,
+        now: datetime,
+    ) -> None:
+        await self._transition(
+            notification_id,
+            (PENDING,),
             {
-                "$set": {"status": "sent", "sent_at": at},
-                "$inc": {"attempts": 1},
+                "attempts": attempts,
+                "last_error": error,
+                "next_attempt_at": next_attempt_at,
+                "updated_at": now,
             },
         )
+
+    async def mark_sent(
+        self, notification_id: str, attempts: int, transport: str, now: datetime
+    ) -> bool:
+        return await self._transition(
+            notification_id,
+            (PENDING,),
+            {
+                "status": SENT,
+                "attempts": attempts,
+                "transport": transport,
+                "sent_at": now,
+                "updated_at": now,
+                "next_attempt_at": None,
+            },
+        )
+
+    async def mark_delivered(self, notification_id: str, at: datetime, now: datetime) -> bool:
+        return await self._transition(
+            notification_id,
+            (PENDING, SENT),
+            {"status": DELIVERED, "delivered_at": at, "updated_at": now},
+        )
+
+    async def mark_failed(
+        self,
+        notification_id: str,
+        *,
+        reason: str,
+        error: str,
+        attempts: int | None,
+        now: datetime,
+    ) -> bool:
+        fields: Document = {
+            "status": FAILED,
+            "failure_reason": reason,
+            "last_error": error,
+            "failed_at": now,
+            "updated_at": now,
+            "next_attempt_at": None,
+            "failure_announced": False,
+        }
+        if attempts is not None:
+            fields["attempts"] = attempts
+        return await self._transition(notification_id, (PENDING, SENT), fields)
+
+    async def mark_withheld(self, notification_id: str, reason: str, now: datetime) -> bool:
+        return await self._transition(
+            notification_id,
+            (PENDING,),
+            {"status": WITHHELD, "withheld_reason": reason, "updated_at": now},
+        )
+
+    async def mark_announced(self, notification_id: str) -> None:
+        async with self._writing.hold(notification_id):
+            await self.notifications.update_one(
+                {"_id": notification_id}, {"$set": {"failure_announced": True}}
+            )
+
+    async def _transition(
+        self, notification_id: str, allowed: Sequence[str], fields: Document
+    ) -> bool:
+        """Apply `fields` if the status is still one of `allowed`; False if it moved on."""
+        async with self._writing.hold(notification_id):
+            result = await self.notifications.update_one(
+                {"_id": notification_id, "status": {"$in": list(allowed)}}, {"$set": fields}
+            )
+        return result.matched_count == 1

@@ -1,18 +1,26 @@
-"""Notify bootstrap: consumes domain events, publishes SMS for the gateway connector."""
+"""Notify bootstrap: consumes domain events, sends through the configured channels."""
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from faststream import FastStream
+from faststream.nats.annotations import NatsMessage
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lapor.contracts import (
     CitizenCommandAnswered,
     ComplaintReceived,
     ComplaintRouted,
+    DeadlineAlert,
     DeadlinesSet,
+    EscalationRaised,
     InboundRejected,
+    NotificationFailed,
     OutboundSms,
+    SmsDeliveryReceipt,
     subjects,
 )
 from lapor.regions import load_regions
@@ -28,66 +36,230 @@ from lapor.runtime.service import (
 )
 from services.notify import handlers
 from services.notify.catalog import AgencyCatalog, SmsRenderer
+from services.notify.channels import (
+    BusSms,
+    Channel,
+    ChannelSet,
+    HttpSmsGateway,
+    LogSink,
+    SmtpConfig,
+    SmtpEmail,
+    Tee,
+    Unavailable,
+    Webhook,
+)
+from services.notify.delivery import Deliverer, NotifyMetrics
 from services.notify.repository import NotificationRepository
+from services.notify.retry import RetryPolicy
 from services.notify.settings import NotifySettings
 from services.notify.templates import TemplateSet
 
-DESCRIPTION = "Notify sends every outgoing message: SMS replies to citizens and agency notices."
+log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "Notify sends every outgoing message: SMS replies to citizens and agency notices "
+    "by e-mail and webhook, each exactly once, retried, logged."
+)
+# A fetched batch is handled concurrently; official notices open connections to
+# mail servers and agency systems, so take a few at a time, not 32.
+OFFICIAL_BATCH = 4
 
 
-def register(runtime: Runtime, deps: Late[handlers.NotifyDeps]) -> EventPublisher:
+def delivery_count(msg: Any) -> int:
+    metadata = getattr(getattr(msg, "raw_message", None), "metadata", None)
+    return int(getattr(metadata, "num_delivered", 1) or 1)
+
+
+def register(runtime: Runtime, deps: Late[handlers.NotifyDeps]) -> dict[str, EventPublisher]:
     broker = runtime.broker
-    outbox = EventPublisher(
-        broker, subjects.OUTBOUND_SMS, OutboundSms, "SMS for the gateway connector"
-    )
+    publishers = {
+        "sms": EventPublisher(
+            broker, subjects.OUTBOUND_SMS, OutboundSms, "SMS for the gateway connector"
+        ),
+        "failed": EventPublisher(
+            broker, subjects.NOTIFICATION_FAILED, NotificationFailed, "Notification failed"
+        ),
+    }
 
     @durable(broker, subjects.COMPLAINT_RECEIVED, "notify-received", title="Keep reply address")
     async def on_received(event: ComplaintReceived) -> None:
         await handlers.handle_received(event, deps.get())
 
-    @durable(broker, subjects.COMPLAINT_DEADLINES, "notify-deadlines", title="Acknowledge")
-    async def on_deadlines(event: DeadlinesSet) -> None:
-        await handlers.handle_deadlines(event, deps.get())
+    @durable(
+        broker,
+        subjects.COMPLAINT_DEADLINES,
+        "notify-deadlines",
+        title="Acknowledge and assign",
+        batch_size=OFFICIAL_BATCH,
+    )
+    async def on_deadlines(event: DeadlinesSet, msg: NatsMessage) -> None:
+        await handlers.handle_deadlines(event, deps.get(), delivery_count(msg))
 
     @durable(broker, subjects.COMPLAINT_ROUTED, "notify-routed", title="Out-of-scope guidance")
-    async def on_routed(event: ComplaintRouted) -> None:
-        await handlers.handle_routed(event, deps.get())
+    async def on_routed(event: ComplaintRouted, msg: NatsMessage) -> None:
+        await handlers.handle_routed(event, deps.get(), delivery_count(msg))
 
     @durable(broker, subjects.INBOUND_REJECTED, "notify-rejected", title="Explain a rejection")
-    async def on_rejected(event: InboundRejected) -> None:
-        await handlers.handle_rejected(event, deps.get())
+    async def on_rejected(event: InboundRejected, msg: NatsMessage) -> None:
+        await handlers.handle_rejected(event, deps.get(), delivery_count(msg))
 
     @durable(broker, subjects.CITIZEN_COMMAND_ANSWERED, "notify-commands", title="Answer commands")
-    async def on_command_answered(event: CitizenCommandAnswered) -> None:
-        await handlers.handle_command_answered(event, deps.get())
+    async def on_command_answered(event: CitizenCommandAnswered, msg: NatsMessage) -> None:
+        await handlers.handle_command_answered(event, deps.get(), delivery_count(msg))
 
-    return outbox
+    @durable(
+        broker,
+        subjects.SLA_ALERT,
+        "notify-alerts",
+        title="Warn officials of deadlines",
+        batch_size=OFFICIAL_BATCH,
+    )
+    async def on_alert(event: DeadlineAlert, msg: NatsMessage) -> None:
+        await handlers.handle_alert(event, deps.get(), delivery_count(msg))
+
+    @durable(
+        broker,
+        subjects.SLA_ESCALATION,
+        "notify-escalations",
+        title="Escalate to officials",
+        batch_size=OFFICIAL_BATCH,
+    )
+    async def on_escalation(event: EscalationRaised, msg: NatsMessage) -> None:
+        await handlers.handle_escalation(event, deps.get(), delivery_count(msg))
+
+    @durable(broker, subjects.OUTBOUND_SMS_STATUS, "notify-receipts", title="Delivery receipts")
+    async def on_receipt(receipt: SmsDeliveryReceipt) -> None:
+        await handlers.handle_receipt(receipt, deps.get())
+
+    return publishers
+
+
+def retry_policy(settings: NotifySettings) -> RetryPolicy:
+    return RetryPolicy(
+        base_s=settings.retry_base_s,
+        factor=settings.retry_factor,
+        max_delay_s=settings.retry_max_delay_s,
+        max_attempts=settings.retry_max_attempts,
+        inline_max_s=settings.retry_inline_max_s,
+    )
+
+
+def build_channels(
+    settings: NotifySettings, sms_outbox: EventPublisher, client: httpx.AsyncClient
+) -> ChannelSet:
+    sink = LogSink()
+    if settings.channel == "log":
+        return ChannelSet(sms=Tee(BusSms(sms_outbox), sink), email=sink, webhook=sink)
+    sms: Channel = BusSms(sms_outbox)
+    if settings.channel == "http":
+        assert settings.sms_gateway_url is not None  # enforced by the settings
+        sms = HttpSmsGateway(
+            client,
+            str(settings.sms_gateway_url),
+            auth_header=settings.sms_gateway_auth_header,
+            auth_value=settings.sms_gateway_auth_value,
+            timeout_s=settings.sms_gateway_timeout_s,
+        )
+    email: Channel = Unavailable("e-mail is not configured (NOTIFY_SMTP_HOST)")
+    if settings.smtp_host:
+        email = SmtpEmail(
+            SmtpConfig(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                user=settings.smtp_user,
+                password=settings.smtp_password,
+                sender=settings.smtp_from,
+                starttls=settings.smtp_starttls,
+                timeout_s=settings.smtp_timeout_s,
+            )
+        )
+    webhook = Webhook(client, settings.webhook_secrets, timeout_s=settings.webhook_timeout_s)
+    return ChannelSet(sms=sms, email=email, webhook=webhook)
+
+
+def send_timeout(settings: NotifySettings) -> float:
+    return max(settings.sms_gateway_timeout_s, settings.smtp_timeout_s, settings.webhook_timeout_s)
+
+
+def make_deps(
+    settings: NotifySettings,
+    publishers: dict[str, EventPublisher],
+    repo: NotificationRepository,
+    client: httpx.AsyncClient,
+    *,
+    renderer: SmsRenderer,
+    catalog: AgencyCatalog,
+    metrics: NotifyMetrics,
+) -> handlers.NotifyDeps:
+    deliverer = Deliverer(
+        repo,
+        build_channels(settings, publishers["sms"], client),
+        publishers["failed"],
+        metrics,
+        retry_policy(settings),
+        send_timeout_s=send_timeout(settings),
+    )
+    return handlers.NotifyDeps(
+        repo=repo,
+        deliverer=deliverer,
+        renderer=renderer,
+        agencies=catalog,
+        admin_agency=settings.admin_agency,
+    )
+
+
+def _warn_about_gaps(settings: NotifySettings, catalog: AgencyCatalog) -> None:
+    if settings.channel == "log":
+        return
+    if not settings.smtp_host:
+        log.warning("NOTIFY_SMTP_HOST is not set: every e-mail notice to officials will fail")
+    unsigned = sorted(catalog.webhook_agencies() - settings.webhook_secrets.keys())
+    if unsigned:
+        log.warning(
+            "no webhook secret for %s: their webhook notices will fail", ", ".join(unsigned)
+        )
 
 
 def create_app(settings: NotifySettings | None = None) -> FastAPI:
     settings = settings or NotifySettings()
     runtime = build_runtime("notify", settings)
     deps: Late[handlers.NotifyDeps] = Late("notify dependencies")
-    outbox = register(runtime, deps)
+    publishers = register(runtime, deps)
     # Templates and the directory are validated before any message is taken.
     regions = load_regions(settings.infra.data_dir)
     renderer = SmsRenderer(
         TemplateSet.load(citizen_max_segments=settings.max_sms_segments), regions
     )
     catalog = AgencyCatalog.load(settings.infra.data_dir, regions)
+    missing = catalog.missing_agency(settings.admin_agency)
+    if missing:
+        raise ValueError(
+            f"NOTIFY_ADMIN_AGENCY={settings.admin_agency} is not in the directory of "
+            + ", ".join(missing)
+        )
+    metrics = NotifyMetrics(runtime.registry)
 
-    async def on_start(db: AsyncDatabase[dict[str, Any]]) -> None:
+    async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
         repo = NotificationRepository(db)
         await repo.ensure_indexes()
+        client = httpx.AsyncClient(follow_redirects=False)
         deps.set(
-            handlers.NotifyDeps(
-                repo=repo,
-                outbox=outbox,
+            make_deps(
+                settings,
+                publishers,
+                repo,
+                client,
                 renderer=renderer,
-                agencies=catalog,
-                echo=settings.channel == "log",
+                catalog=catalog,
+                metrics=metrics,
             )
         )
+        _warn_about_gaps(settings, catalog)
+
+        async def stop() -> None:
+            await client.aclose()
+
+        return stop
 
     return create_service_app(runtime, on_start=on_start, description=DESCRIPTION)
 

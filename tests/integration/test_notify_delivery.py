@@ -1,0 +1,623 @@
+"""Notify's delivery guarantees against real servers, notify's handlers in-process.
+
+Real nats-server and FerretDB (module servers), a real SMTP server (aiosmtpd)
+and a real HTTP server (uvicorn) standing in for the SMS gateway and for
+agency webhooks. The HTTP stub answers each recipient from a script: ok,
+500, slow (beyond the client's timeout) or 400; the SMTP server refuses
+chosen mailboxes with 550.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from aiosmtpd.controller import Controller
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from lapor.contracts import (
+    Channel,
+    ComplaintReceived,
+    ComplaintRouted,
+    DeadlineAlert,
+    Deadlines,
+    DeadlinesSet,
+    EscalationLevel,
+    EscalationRaised,
+    InboundRejected,
+    Priority,
+    RejectionReason,
+    SlaClock,
+    SmsDeliveryReceipt,
+    State,
+    subjects,
+)
+from lapor.devstack import ROOT, Stack, free_port
+from lapor.directory import AgencyDirectory, Contact, Contacts, load_directory
+from lapor.regions import load_regions
+from lapor.runtime.service import Late, Runtime, build_runtime
+from lapor.runtime.settings import InfraSettings
+from services.notify import handlers, signing
+from services.notify.catalog import AgencyCatalog, SmsRenderer
+from services.notify.channels import OutgoingMessage
+from services.notify.delivery import Deliverer, Notification, NotifyMetrics
+from services.notify.repository import NotificationRepository
+from services.notify.settings import NotifySettings
+from services.notify.templates import TemplateSet
+from services.notify.wiring import make_deps, register
+from tests.e2e.helpers import eventually
+
+pytestmark = [pytest.mark.integration]
+
+DB_NAME = "lapor_notify_delivery"
+PUPR_SECRET = "pupr-webhook-secret-0123456789"
+DINKES_SECRET = "dinkes-webhook-secret-012345678"
+NOW = datetime.now(UTC)
+
+
+# --- a real HTTP server: SMS gateway API and agency webhooks --------------------------
+
+
+@dataclass
+class Call:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    verified: bool | None = None
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class HttpStub:
+    """Answers from a per-recipient script; `ok` once the script is used up."""
+
+    scripts: dict[str, list[str]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    def to(self, key: str) -> list[Call]:
+        return [c for c in self.calls if self._key(c) == key]
+
+    @staticmethod
+    def _key(call: Call) -> str:
+        return call.json["to"] if call.path == "/sms" else call.path
+
+    async def handle(self, request: Request) -> JSONResponse:
+        call = Call(request.url.path, dict(request.headers), await request.body())
+        if call.path.startswith("/hooks/"):
+            secret = self.secrets[call.path.removeprefix("/hooks/")]
+            # The receiver's side: recompute the signature over the raw body.
+            call.verified = signing.verify(secret, call.headers, call.body, time.time())
+        self.calls.append(call)
+        script = self.scripts.get(self._key(call), [])
+        answer = script.pop(0) if script else "ok"
+        if answer == "slow":
+            await asyncio.sleep(1.5)
+        if answer == "pause":  # slow, but within the client's timeout
+            await asyncio.sleep(0.3)
+        if answer == "500":
+            return JSONResponse({"error": "gateway overloaded"}, status_code=500)
+        if answer == "400":
+            return JSONResponse({"error": "invalid number"}, status_code=400)
+        return JSONResponse({"accepted": True}, status_code=202)
+
+
+async def start_http(stub: HttpStub, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    app = Starlette(routes=[Route("/{path:path}", stub.handle, methods=["POST"])])
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: _true(server.started), timeout=10, interval=0.02)
+    return server, task
+
+
+# --- a real SMTP server ----------------------------------------------------------------
+
+
+@dataclass
+class Mailbox:
+    refuse: set[str] = field(default_factory=set)
+    received: list[tuple[list[str], bytes]] = field(default_factory=list)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
+        if address in self.refuse:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+    def to(self, address: str) -> list[bytes]:
+        return [content for rcpts, content in self.received if address in rcpts]
+
+
+# --- notify in-process ------------------------------------------------------------------
+
+
+@dataclass
+class Notify:
+    runtime: Runtime
+    deps: handlers.NotifyDeps
+    db: Any
+    js: Any
+    http: HttpStub
+    mail: Mailbox
+    base_url: str
+
+    async def publish(self, subject: str, model: BaseModel, msg_id: str) -> int:
+        ack = await self.js.publish(
+            subject, model.model_dump_json(by_alias=True).encode(), headers={"Nats-Msg-Id": msg_id}
+        )
+        return int(ack.seq)
+
+    async def record(self, notification_id: str) -> dict[str, Any] | None:
+        return await self.db.notifications.find_one({"_id": notification_id})
+
+    async def records(self, complaint_id: str, **query: Any) -> list[dict[str, Any]]:
+        return await self.db.notifications.find({"complaint_id": complaint_id, **query}).to_list(
+            None
+        )
+
+    async def settled(self, consumer: str, after_seq: int, stream: str = "LAPOR_EVENTS") -> bool:
+        info = await self.js.consumer_info(stream, consumer)
+        return (
+            info.delivered.stream_seq >= after_seq
+            and info.num_pending == 0
+            and info.num_ack_pending == 0
+        )
+
+
+def directory_for_tests() -> AgencyDirectory:
+    """Banjar's directory with contacts that point at the test servers."""
+    base = load_directory(ROOT / "data" / "regions" / "banjar")
+    overrides = {
+        "PUPR": Contacts(
+            liaison=(
+                Contact(
+                    name="Petugas Pengaduan PUPR",
+                    email="liaison@pupr.test.id",
+                    webhook=f"{BASE_URL}/hooks/PUPR",
+                ),
+            ),
+            head=(Contact(name="Kepala Dinas PUPR", email="head@pupr.test.id"),),
+            sekda=(Contact(email="sekda@banjar.test.id"),),
+            ombudsman=(Contact(email="ombudsman@kalsel.test.id"),),
+        ),
+        "DINKES": Contacts(
+            liaison=(Contact(email="refused@dinkes.test.id", webhook=f"{BASE_URL}/hooks/DINKES"),),
+        ),
+    }
+    agencies = tuple(
+        a.model_copy(update={"contacts": overrides[a.code]}) if a.code in overrides else a
+        for a in base.agencies
+    )
+    return AgencyDirectory(region=base.region, agencies=agencies)
+
+
+HTTP_PORT = free_port()
+BASE_URL = f"http://127.0.0.1:{HTTP_PORT}"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def notify(own_servers: Stack, own_nc: Any, own_mongo: Any) -> AsyncIterator[Notify]:
+    stub = HttpStub(secrets={"PUPR": PUPR_SECRET, "DINKES": DINKES_SECRET})
+    server, server_task = await start_http(stub, HTTP_PORT)
+    mail = Mailbox(refuse={"refused@dinkes.test.id"})
+    smtp = Controller(mail, hostname="127.0.0.1", port=free_port())
+    smtp.start()
+
+    infra = InfraSettings(  # type: ignore[call-arg]
+        NATS_URL=own_servers.nats,
+        MONGO_URL=own_servers.mongo,
+        MONGO_DB=DB_NAME,
+        LAPOR_DATA_DIR=str(ROOT / "data"),
+    )
+    settings = NotifySettings(
+        infra=infra,
+        channel="http",
+        sms_gateway_url=f"{BASE_URL}/sms",  # type: ignore[arg-type]
+        sms_gateway_auth_header="X-Api-Key",
+        sms_gateway_auth_value="gateway-key",  # type: ignore[arg-type]
+        sms_gateway_timeout_s=0.5,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        smtp_starttls=False,
+        smtp_timeout_s=2.0,
+        webhook_secrets={"PUPR": PUPR_SECRET, "DINKES": DINKES_SECRET},  # type: ignore[dict-item]
+        webhook_timeout_s=1.0,
+        retry_base_s=0.2,
+        retry_factor=4.0,
+        retry_max_delay_s=5.0,
+        retry_max_attempts=3,
+        retry_inline_max_s=0.5,
+    )
+    runtime = build_runtime("notify", settings)
+    late: Late[handlers.NotifyDeps] = Late("deps")
+    publishers = register(runtime, late)
+    db = own_mongo[DB_NAME]
+    repo = NotificationRepository(db)
+    await repo.ensure_indexes()
+    runtime.db.set(db)
+    client = httpx.AsyncClient()
+    deps = make_deps(
+        settings,
+        publishers,
+        repo,
+        client,
+        renderer=SmsRenderer(TemplateSet.load(), load_regions(ROOT / "data")),
+        catalog=AgencyCatalog({"banjar": directory_for_tests()}),
+        metrics=NotifyMetrics(runtime.registry),
+    )
+    late.set(deps)
+    await runtime.broker.start()
+    try:
+        yield Notify(runtime, deps, db, own_nc.jetstream(), stub, mail, BASE_URL)
+    finally:
+        await runtime.broker.stop()
+        await client.aclose()
+        smtp.stop()
+        server.should_exit = True
+        await server_task
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+def rejected(event_id: str, phone: str) -> InboundRejected:
+    return InboundRejected(
+        event_id=event_id,
+        occurred_at=NOW,
+        rejection_id=event_id,
+        channel=Channel.SMS,
+        reason=RejectionReason.UNKNOWN_REGION,
+        reply_to=phone,
+        region="banjar",
+    )
+
+
+def received(complaint: str, phone: str, text: str, **flags: bool) -> ComplaintReceived:
+    return ComplaintReceived(
+        event_id=f"received:{complaint}",
+        occurred_at=NOW,
+        complaint_id=complaint,
+        region="banjar",
+        channel=Channel.SMS,
+        text=text,
+        received_at=NOW,
+        reply_to=phone,
+        **flags,
+    )
+
+
+def routed(complaint: str, agency: str, category: str) -> ComplaintRouted:
+    return ComplaintRouted(
+        event_id=f"routed:{complaint}:0",
+        occurred_at=NOW,
+        complaint_id=complaint,
+        region="banjar",
+        received_at=NOW,
+        agency=agency,
+        priority=Priority.NORMAL,
+        category=category,
+        confidence=0.9,
+        triage=False,
+    )
+
+
+def deadlines_set(complaint: str, agency: str) -> DeadlinesSet:
+    return DeadlinesSet(
+        event_id=f"deadlines:routed:{complaint}:0",
+        occurred_at=NOW,
+        complaint_id=complaint,
+        region="banjar",
+        agency=agency,
+        priority=Priority.NORMAL,
+        state=State.ASSIGNED,
+        received_at=NOW,
+        deadlines=Deadlines(
+            first_response=NOW + timedelta(days=7), answer=NOW + timedelta(days=14)
+        ),
+        cause_event_id=f"routed:{complaint}:0",
+    )
+
+
+def warning(complaint: str, agency: str) -> DeadlineAlert:
+    return DeadlineAlert(
+        event_id=f"alert:{complaint}:answer:80",
+        occurred_at=NOW,
+        complaint_id=complaint,
+        region="banjar",
+        agency=agency,
+        priority=Priority.NORMAL,
+        clock=SlaClock.ANSWER,
+        kind="warning",
+        percent=80,
+        due_at=NOW + timedelta(days=2),
+    )
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+# --- the guarantees -----------------------------------------------------------------------
+
+
+async def test_temporary_failures_are_retried_in_the_handler_and_by_redelivery(
+    notify: Notify,
+) -> None:
+    phone = "+6281234500201"
+    # 500: retried at once in the handler; slow: the 0.5 s timeout hits, and the
+    # longer backoff is left to a delayed redelivery; then the gateway accepts.
+    notify.http.scripts[phone] = ["500", "slow", "ok"]
+    await notify.publish(subjects.INBOUND_REJECTED, rejected("rejected:T1", phone), "rejected:T1")
+
+    record = await eventually(lambda: notify.db.notifications.find_one({"status": "sent"}))
+    calls = notify.http.to(phone)
+    assert record["attempts"] == 3 and len(calls) == 3
+    assert record["transport"] == "http" and record["channel"] == "sms"
+    assert phone not in json.dumps(record, default=str)  # the log keeps a masked number
+    # Every call names the same notification, the gateway's key to drop repeats.
+    assert {c.json["reference"] for c in calls} == {record["_id"]}
+    assert {c.headers["idempotency-key"] for c in calls} == {record["_id"]}
+    assert calls[0].headers["x-api-key"] == "gateway-key"
+    assert "BANJAR" in calls[0].json["text"]
+
+    attempts = await notify.deps.repo.attempt_log(record["_id"])
+    assert [a["outcome"] for a in attempts] == ["temporary", "temporary", "sent"]
+    assert "HTTP 500" in attempts[0]["error"]
+    assert "timeout" in attempts[1]["error"]
+
+
+async def test_a_redelivered_event_sends_nothing_new(notify: Notify) -> None:
+    phone = "+6281234500201"
+    before = len(notify.http.to(phone))
+    record = await notify.db.notifications.find_one({"cause_event_id": "rejected:T1"})
+    # The same event again under a new message id, as after a lost ack.
+    seq = await notify.publish(
+        subjects.INBOUND_REJECTED, rejected("rejected:T1", phone), "replay:rejected:T1"
+    )
+    await eventually(lambda: notify.settled("notify-rejected", seq))
+    await asyncio.sleep(0.3)
+
+    assert len(notify.http.to(phone)) == before
+    after = await notify.record(record["_id"])
+    assert after is not None
+    assert (after["status"], after["attempts"]) == ("sent", record["attempts"])
+
+
+async def test_assignment_reaches_the_agency_by_email_and_signed_webhook_once(
+    notify: Notify,
+) -> None:
+    complaint, phone = "BJR-T2", "+6281234500302"
+    text = "jalan rusak parah di desa Sungai Sipai, hubungi saya 0812 3450 0302"
+    await notify.publish(
+        subjects.COMPLAINT_RECEIVED,
+        received(complaint, phone, text, anonymous=True),
+        f"received:{complaint}",
+    )
+    await notify.publish(
+        subjects.COMPLAINT_ROUTED, routed(complaint, "PUPR", "jalan"), f"routed:{complaint}:0"
+    )
+    event = deadlines_set(complaint, "PUPR")
+    await notify.publish(subjects.COMPLAINT_DEADLINES, event, event.event_id)
+
+    async def all_sent() -> list[dict[str, Any]] | None:
+        records = await notify.records(complaint)
+        done = len(records) == 3 and all(r["status"] == "sent" for r in records)
+        return records if done else None
+
+    records = await eventually(all_sent, timeout=20)
+    records_by_channel = {r["channel"]: r for r in records}
+    assert sorted((r["audience"], r["channel"]) for r in records) == [
+        ("citizen", "sms"),
+        ("official", "email"),
+        ("official", "webhook"),
+    ]
+
+    [raw] = notify.mail.to("liaison@pupr.test.id")
+    mail = email.message_from_bytes(raw, policy=email.policy.default)
+    assert mail["Subject"].startswith(f"[LAPOR {complaint}] Disposisi laporan")
+    assert mail["X-Lapor-Notification-Id"] == records_by_channel["email"]["_id"]
+    body_part = mail.get_body()
+    assert body_part is not None
+    mail_text = body_part.get_content()
+    assert "[nomor disembunyikan]" in mail_text
+    assert "0812 3450 0302" not in mail_text and phone not in mail_text
+    assert "Jalan rusak" in mail_text  # the category's label, not its id
+
+    [hook] = notify.http.to("/hooks/PUPR")
+    assert hook.verified is True
+    body = hook.json
+    assert body["type"] == "official_assignment"
+    assert body["complaint_id"] == complaint
+    assert body["data"]["level"] == "liaison"
+    assert "[nomor disembunyikan]" in body["data"]["complaint_text"]
+    assert phone not in hook.body.decode()
+
+    # Redelivery of the deadlines event: nobody hears it twice.
+    seq = await notify.publish(subjects.COMPLAINT_DEADLINES, event, f"replay:{event.event_id}")
+    await eventually(lambda: notify.settled("notify-deadlines", seq))
+    await asyncio.sleep(0.3)
+    assert len(notify.mail.to("liaison@pupr.test.id")) == 1
+    assert len(notify.http.to("/hooks/PUPR")) == 1
+    assert len(notify.http.to(phone)) == 1
+
+
+async def test_permanent_and_exhausted_failures_are_logged_announced_and_counted(
+    notify: Notify,
+) -> None:
+    complaint = "BJR-T3"
+    failed_events = await notify.js.subscribe(subjects.NOTIFICATION_FAILED, durable="t-failed")
+    notify.http.scripts["/hooks/DINKES"] = ["500"] * 10
+    await notify.publish(
+        subjects.COMPLAINT_RECEIVED,
+        received(complaint, "+6281234500303", "puskesmas tutup siang hari"),
+        f"received:{complaint}",
+    )
+    await eventually(lambda: notify.deps.repo.contact(complaint))
+    event = warning(complaint, "DINKES")
+    await notify.publish(subjects.SLA_ALERT, event, event.event_id)
+
+    async def both_failed() -> list[dict[str, Any]] | None:
+        records = await notify.records(complaint, status="failed")
+        return records if len(records) == 2 else None
+
+    records = {r["channel"]: r for r in await eventually(both_failed, timeout=30)}
+    email, hook = records["email"], records["webhook"]
+    # 550 from the mail server: rejected for good after one attempt.
+    assert (email["failure_reason"], email["attempts"]) == ("rejected", 1)
+    assert "550" in email["last_error"]
+    # 500 every time: retried (in the handler, then by redelivery) up to the cap of 3.
+    assert (hook["failure_reason"], hook["attempts"]) == ("exhausted", 3)
+    assert "HTTP 500" in hook["last_error"]
+    assert len(notify.http.to("/hooks/DINKES")) == 3
+    assert all(r["failure_announced"] for r in records.values())
+
+    announced = {}
+    for _ in range(2):
+        msg = await failed_events.next_msg(timeout=5)
+        body = json.loads(msg.data)
+        announced[body["channel"]] = body
+        await msg.ack()
+    assert announced["email"]["notification_id"] == email["_id"]
+    assert announced["email"]["reason"] == "rejected"
+    assert announced["webhook"]["reason"] == "exhausted"
+    assert announced["webhook"]["agency"] == "DINKES"
+    assert announced["email"]["cause_event_id"] == event.event_id
+    await failed_events.unsubscribe()
+
+    registry = notify.runtime.registry
+    for channel, reason in (("email", "rejected"), ("webhook", "exhausted")):
+        labels = {
+            "channel": channel,
+            "audience": "official",
+            "reason": reason,
+            "template": "official_warning",
+        }
+        assert registry.get_sample_value("lapor_notifications_failed_total", labels) == 1.0
+        outcome = {"channel": channel, "status": "failed"}
+        assert registry.get_sample_value("lapor_notifications_total", outcome) == 1.0
+
+
+async def test_delivery_receipts_update_the_log(notify: Notify) -> None:
+    delivered = await notify.db.notifications.find_one({"cause_event_id": "rejected:T1"})
+    [citizen] = await notify.records("BJR-T2", audience="citizen")
+    for ntf_id, status, error in (
+        (delivered["_id"], "delivered", None),
+        (citizen["_id"], "failed", "handset unreachable for 48 h"),
+        ("ntf-never-sent", "delivered", None),
+    ):
+        receipt = SmsDeliveryReceipt(notification_id=ntf_id, status=status, error=error, at=NOW)
+        await notify.publish(subjects.OUTBOUND_SMS_STATUS, receipt, f"receipt:{ntf_id}")
+
+    async def updated() -> bool:
+        a = await notify.record(delivered["_id"])
+        b = await notify.record(citizen["_id"])
+        return bool(a and b and a["status"] == "delivered" and b["status"] == "failed")
+
+    await eventually(updated)
+    failed = await notify.record(citizen["_id"])
+    assert failed is not None
+    assert (failed["failure_reason"], failed["last_error"]) == (
+        "receipt",
+        "handset unreachable for 48 h",
+    )
+    # A late "delivered" never turns a failure back, nor a delivered one into sent.
+    receipt = SmsDeliveryReceipt(notification_id=citizen["_id"], status="delivered", at=NOW)
+    seq = await notify.publish(subjects.OUTBOUND_SMS_STATUS, receipt, "receipt:late")
+    await eventually(lambda: notify.settled("notify-receipts", seq, "LAPOR_OUTBOUND"))
+    again = await notify.record(citizen["_id"])
+    assert again is not None and again["status"] == "failed"
+
+
+async def test_two_workers_racing_for_one_notification_send_it_once(notify: Notify) -> None:
+    phone = "+6281234500404"
+    notify.http.scripts[phone] = ["pause"]
+    # Two deliverers with their own repositories: two replicas, no shared lock.
+    other = Deliverer(
+        NotificationRepository(notify.db),
+        notify.deps.deliverer.channels,
+        notify.deps.deliverer.failures,
+        notify.deps.deliverer.metrics,
+        notify.deps.deliverer.policy,
+        send_timeout_s=2.0,
+    )
+    note = Notification(
+        OutgoingMessage("ntf-race-1", "sms", phone, "Tes", template="reply_received"),
+        "citizen",
+        "race:1",
+    )
+    results = await asyncio.gather(
+        notify.deps.deliverer.deliver(note),
+        other.deliver(note),
+        notify.deps.deliverer.deliver(note),
+    )
+    record = await notify.record("ntf-race-1")
+    assert record is not None and record["status"] == "sent"
+    assert len(notify.http.to(phone)) == 1
+    # The two that lost the claim were told to look again later, not to send.
+    assert sum(r is not None for r in results) == 2
+
+
+async def test_confidential_complaints_are_not_escalated_outside_the_circle(
+    notify: Notify,
+) -> None:
+    complaint = "BJR-T6"
+    await notify.publish(
+        subjects.COMPLAINT_RECEIVED,
+        received(complaint, "+6281234500606", "pungli di kantor", confidential=True),
+        f"received:{complaint}",
+    )
+    for level in (EscalationLevel.SEKDA, EscalationLevel.OMBUDSMAN):
+        event = EscalationRaised(
+            event_id=f"escalation:{complaint}:answer:{level.value}",
+            occurred_at=NOW,
+            complaint_id=complaint,
+            region="banjar",
+            agency="PUPR",
+            priority=Priority.NORMAL,
+            clock=SlaClock.ANSWER,
+            level=level,
+            due_at=NOW,
+            late_by_s=86_400,
+        )
+        await notify.publish(subjects.SLA_ESCALATION, event, event.event_id)
+
+    async def settled() -> list[dict[str, Any]] | None:
+        records = await notify.records(complaint)
+        return (
+            records
+            if len(records) == 2 and all(r["status"] != "pending" for r in records)
+            else None
+        )
+
+    records = {r["level"]: r for r in await eventually(settled, timeout=20)}
+    assert records["sekda"]["status"] == "sent"
+    assert records["ombudsman"]["status"] == "withheld"
+    assert "confidential" in records["ombudsman"]["withheld_reason"]
+    [raw] = notify.mail.to("sekda@banjar.test.id")
+    assert "Eskalasi ke Sekretaris Daerah" in email.message_from_bytes(raw)["Subject"]
+    assert notify.mail.to("ombudsman@kalsel.test.id") == []

@@ -1,0 +1,259 @@
+"""The delivery rules over an in-memory log: what is sent, retried, failed and announced."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
+from services.notify.delivery import Deliverer, Notification, NotifyMetrics
+from services.notify.repository import PENDING, Claim, InFlight
+from services.notify.retry import RetryPolicy
+
+T0 = datetime(2026, 11, 30, tzinfo=UTC)
+
+
+class MemoryLog:
+    """Stands in for NotificationRepository with the same transitions."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.attempts: dict[str, dict[str, Any]] = {}
+
+    async def open(self, record: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.records.setdefault(record["_id"], dict(record)))
+
+    async def get(self, notification_id: str) -> dict[str, Any] | None:
+        record = self.records.get(notification_id)
+        return dict(record) if record else None
+
+    async def claim_attempt(self, nid: str, now: datetime, lease_s: float, transport: str) -> Any:
+        n = 1 + sum(1 for a in self.attempts.values() if a["notification_id"] == nid)
+        if any(
+            a["notification_id"] == nid and a["finished_at"] is None for a in self.attempts.values()
+        ):
+            return InFlight(1.0)
+        self.attempts[f"{nid}#{n}"] = {"notification_id": nid, "n": n, "finished_at": None}
+        return Claim(nid, n)
+
+    async def finish_attempt(
+        self, claim: Claim, outcome: str, error: str | None, now: datetime
+    ) -> None:
+        self.attempts[claim.attempt_id] |= {"finished_at": now, "outcome": outcome, "error": error}
+
+    async def note_retry(
+        self, nid: str, attempts: int, error: str | None, next_at: datetime, now: datetime
+    ) -> None:
+        self.records[nid] |= {"attempts": attempts, "last_error": error, "next_attempt_at": next_at}
+
+    async def mark_sent(self, nid: str, attempts: int, transport: str, now: datetime) -> bool:
+        return self._move(nid, (PENDING,), status="sent", attempts=attempts)
+
+    async def mark_delivered(self, nid: str, at: datetime, now: datetime) -> bool:
+        return self._move(nid, (PENDING, "sent"), status="delivered")
+
+    async def mark_failed(
+        self, nid: str, *, reason: str, error: str, attempts: int | None, now: datetime
+    ) -> bool:
+        fields: dict[str, Any] = {"status": "failed", "failure_reason": reason, "last_error": error}
+        fields |= {"failed_at": now, "failure_announced": False}
+        if attempts is not None:
+            fields["attempts"] = attempts
+        return self._move(nid, (PENDING, "sent"), **fields)
+
+    async def mark_withheld(self, nid: str, reason: str, now: datetime) -> bool:
+        return self._move(nid, (PENDING,), status="withheld", withheld_reason=reason)
+
+    async def mark_announced(self, nid: str) -> None:
+        self.records[nid]["failure_announced"] = True
+
+    def _move(self, nid: str, allowed: tuple[str, ...], **fields: Any) -> bool:
+        if self.records[nid]["status"] not in allowed:
+            return False
+        self.records[nid] |= fields
+        return True
+
+
+class Scripted:
+    name = "http"
+
+    def __init__(self, *answers: DeliveryResult | Exception) -> None:
+        self.answers = list(answers)
+        self.sent: list[OutgoingMessage] = []
+
+    async def send(self, message: OutgoingMessage) -> DeliveryResult:
+        self.sent.append(message)
+        answer = self.answers.pop(0) if self.answers else DeliveryResult.sent()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+class Publisher:
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.published: list[Any] = []
+
+    async def publish(self, message: Any, msg_id: str) -> bool:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("NATS reconnecting")
+        self.published.append(message)
+        return True
+
+
+class Setup:
+    def __init__(self, channel: Scripted, publisher: Publisher | None = None) -> None:
+        self.log = MemoryLog()
+        self.channel = channel
+        self.publisher = publisher or Publisher()
+        self.registry = CollectorRegistry()
+        self.now = T0
+        self.slept: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            self.slept.append(seconds)
+            self.now += timedelta(seconds=seconds)
+
+        self.deliverer = Deliverer(
+            self.log,  # type: ignore[arg-type]
+            ChannelSet(sms=channel, email=channel, webhook=channel),
+            self.publisher,  # type: ignore[arg-type]
+            NotifyMetrics(self.registry),
+            RetryPolicy(base_s=1, factor=4, max_delay_s=60, max_attempts=4, jitter=0),
+            send_timeout_s=1.0,
+            clock=lambda: self.now,
+            sleep=sleep,
+            monotonic=lambda: (self.now - T0).total_seconds(),
+            rand=lambda: 0.0,
+        )
+
+    def failed_count(self, reason: str) -> float | None:
+        labels = {"channel": "sms", "audience": "citizen", "reason": reason, "template": "ack"}
+        return self.registry.get_sample_value("lapor_notifications_failed_total", labels)
+
+
+def note(**kwargs: Any) -> Notification:
+    message = OutgoingMessage("ntf-1", "sms", "+6281234567890", "Halo", template="ack")
+    return Notification(message, "citizen", "deadlines:routed:X:0", **kwargs)
+
+
+async def test_sent_once_then_settled() -> None:
+    s = Setup(Scripted())
+    assert await s.deliverer.deliver(note()) is None
+    assert await s.deliverer.deliver(note()) is None
+    assert len(s.channel.sent) == 1
+    assert s.log.records["ntf-1"]["status"] == "sent"
+    assert s.log.records["ntf-1"]["recipient"] == "+628****"
+
+
+async def test_short_backoff_in_the_handler_then_redelivery_with_the_longer_one() -> None:
+    s = Setup(Scripted(DeliveryResult.temporary("HTTP 500"), ConnectionError("reset")))
+    assert await s.deliverer.deliver(note()) == 4.0  # 1 s waited here, 4 s is too long
+    assert s.slept == [1.0]
+    record = s.log.records["ntf-1"]
+    assert (record["status"], record["attempts"]) == ("pending", 2)
+    assert "ConnectionError" in record["last_error"]
+    # Redelivered too early (another notification of the event asked sooner): wait on.
+    s.now += timedelta(seconds=1)
+    assert await s.deliverer.deliver(note()) == pytest.approx(3.0)
+    assert len(s.channel.sent) == 2
+    s.now += timedelta(seconds=3)
+    assert await s.deliverer.deliver(note()) is None
+    assert s.log.records["ntf-1"]["status"] == "sent"
+
+
+async def test_the_last_delivery_gives_up_and_announces() -> None:
+    s = Setup(Scripted(*[DeliveryResult.temporary("HTTP 503")] * 3))
+    assert await s.deliverer.deliver(note(), last_chance=True) is None
+    record = s.log.records["ntf-1"]
+    assert (record["status"], record["failure_reason"], record["attempts"]) == (
+        "failed",
+        "exhausted",
+        2,
+    )
+    [event] = s.publisher.published
+    assert (event.event_id, event.reason) == ("failed:ntf-1", "exhausted")
+    assert "+6281234567890" not in event.model_dump_json()
+    assert s.failed_count("exhausted") == 1
+
+
+async def test_permanent_rejection_fails_at_once() -> None:
+    s = Setup(Scripted(DeliveryResult.rejected("HTTP 400: invalid number")))
+    assert await s.deliverer.deliver(note()) is None
+    assert len(s.channel.sent) == 1
+    assert s.log.records["ntf-1"]["failure_reason"] == "rejected"
+    assert s.failed_count("rejected") == 1
+
+
+async def test_an_unannounced_failure_is_announced_on_the_next_delivery() -> None:
+    s = Setup(Scripted(DeliveryResult.rejected("HTTP 400")), Publisher(failures=1))
+    with pytest.raises(ConnectionError):
+        await s.deliverer.deliver(note())  # the event comes back
+    assert s.log.records["ntf-1"]["status"] == "failed"
+    assert not s.log.records["ntf-1"]["failure_announced"]
+    await s.deliverer.deliver(note())
+    assert len(s.publisher.published) == 1
+    assert s.log.records["ntf-1"]["failure_announced"]
+    assert len(s.channel.sent) == 1  # announcing again never resends
+    assert s.failed_count("rejected") == 1
+
+
+async def test_undeliverable_and_withheld_send_nothing() -> None:
+    s = Setup(Scripted())
+    await s.deliverer.deliver(note(undeliverable="no address"))
+    assert s.log.records["ntf-1"]["failure_reason"] == "undeliverable"
+    assert s.failed_count("undeliverable") == 1
+
+    s = Setup(Scripted())
+    await s.deliverer.deliver(note(withheld="confidential"))
+    assert s.log.records["ntf-1"]["status"] == "withheld"
+    assert s.channel.sent == [] and s.publisher.published == []
+
+
+async def test_a_receipt_never_downgrades() -> None:
+    s = Setup(Scripted())
+    await s.deliverer.deliver(note())
+    await s.deliverer.mark_delivered(s.log.records["ntf-1"], T0)
+    await s.deliverer.fail_by_receipt(s.log.records["ntf-1"], "late failure report")
+    assert s.log.records["ntf-1"]["status"] == "delivered"
+    assert s.publisher.published == []
+
+
+async def test_all_notifications_of_an_event_come_back_after_the_shortest_wait() -> None:
+    s = Setup(Scripted(DeliveryResult.temporary("a"), DeliveryResult.temporary("b")))
+    other = Notification(
+        OutgoingMessage("ntf-2", "sms", "+6281200000000", "Halo", template="ack"),
+        "citizen",
+        "deadlines:routed:X:0",
+    )
+    delay = await s.deliverer.deliver_all([note(), other])
+    assert delay is not None and delay <= 4.0
+
+
+def test_metrics_feed_the_shared_notification_family_in_any_order() -> None:
+    from lapor.runtime.metrics import DomainMetrics
+
+    first = CollectorRegistry()
+    ours = NotifyMetrics(first)
+    assert DomainMetrics(first).notifications is ours.outcomes
+    second = CollectorRegistry()
+    shared = DomainMetrics(second)
+    assert NotifyMetrics(second).outcomes is shared.notifications
+
+
+async def test_final_outcomes_are_counted_by_channel_and_status() -> None:
+    s = Setup(Scripted(DeliveryResult.sent(), DeliveryResult.rejected("HTTP 400")))
+    await s.deliverer.deliver(note())
+    other = Notification(
+        OutgoingMessage("ntf-2", "sms", "+6281200000000", "Halo", template="ack"),
+        "citizen",
+        "deadlines:routed:X:0",
+    )
+    await s.deliverer.deliver(other)
+    for status in ("sent", "failed"):
+        labels = {"channel": "sms", "status": status}
+        assert s.registry.get_sample_value("lapor_notifications_total", labels) == 1.0
