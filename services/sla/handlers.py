@@ -1,64 +1,47 @@
-"""SLA's message handlers: start each complaint's clocks and announce its deadlines."""
+"""SLA's message handlers: every routing decision and state change becomes a fact;
+the complaint's timers follow from all its facts, and new deadlines are announced."""
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from lapor.contracts import AGENCY_OUT_OF_SCOPE, ComplaintRouted, DeadlinesSet, State
-from lapor.runtime.broker import EventPublisher
-from services.sla.calendar import WorkingCalendar
-from services.sla.domain import compute_deadlines
-from services.sla.policy import SlaPolicy
-from services.sla.repository import ClockRepository
+from lapor.contracts import ComplaintRouted, ComplaintStateChanged
+from services.sla.engine import Publisher, SlaEngine
+from services.sla.plan import Fact, RegionRules, deadline_announcements, routed_fact, state_fact
 
-
-@dataclass(frozen=True)
-class RegionRules:
-    calendar: WorkingCalendar
-    policy: SlaPolicy
+__all__ = ["RegionRules", "SlaDeps", "handle_routed", "handle_state_changed"]
 
 
 @dataclass(frozen=True)
 class SlaDeps:
-    clocks: ClockRepository
-    regions: Mapping[str, RegionRules]
-    deadlines: EventPublisher
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    engine: SlaEngine
+    deadlines: Publisher
+    default_region: str = "banjar"
+
+    @property
+    def regions(self) -> Mapping[str, RegionRules]:
+        return self.engine.regions
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """The one injectable clock: handlers, sweep and API all read it."""
+        return self.engine.clock
+
+
+async def _apply(deps: SlaDeps, complaint_id: str, fact: Fact) -> None:
+    plan = await deps.engine.record(complaint_id, fact)
+    if plan is None:
+        return  # not routed yet (the decision will come), or out of scope: no clock runs
+    occurred_at = deps.regions[plan.region].calendar.local(deps.clock())
+    # Announced after the timers are stored; a redelivery announces again under the
+    # same id, which JetStream drops.
+    for announced in deadline_announcements(plan, fact, occurred_at):
+        await deps.deadlines.publish(announced, msg_id=announced.event_id)
 
 
 async def handle_routed(event: ComplaintRouted, deps: SlaDeps) -> None:
-    if event.agency == AGENCY_OUT_OF_SCOPE and not event.triage:
-        return  # closed at once: no clock runs
-    rules = deps.regions.get(event.region)
-    if rules is None:
-        raise LookupError(f"no SLA rules for region {event.region!r}")
-    deadlines = compute_deadlines(
-        rules.policy,
-        rules.calendar,
-        event.priority,
-        received_at=event.received_at,
-        assigned_at=None if event.triage else event.occurred_at,
-    )
-    await deps.clocks.set_deadlines(
-        complaint_id=event.complaint_id,
-        cause_event_id=event.event_id,
-        region=event.region,
-        agency=event.agency,
-        priority=event.priority.value,
-        received_at=event.received_at,
-        deadlines=deadlines,
-        now=deps.clock(),
-    )
-    announced = DeadlinesSet(
-        event_id=f"deadlines:{event.event_id}",
-        occurred_at=deps.clock(),
-        complaint_id=event.complaint_id,
-        region=event.region,
-        agency=event.agency,
-        priority=event.priority,
-        state=State.TRIAGE if event.triage else State.ASSIGNED,
-        received_at=event.received_at,
-        deadlines=deadlines,
-        cause_event_id=event.event_id,
-    )
-    await deps.deadlines.publish(announced, msg_id=announced.event_id)
+    await _apply(deps, event.complaint_id, routed_fact(event))
+
+
+async def handle_state_changed(event: ComplaintStateChanged, deps: SlaDeps) -> None:
+    await _apply(deps, event.complaint_id, state_fact(event))

@@ -111,6 +111,11 @@ class Reopen(_Strict):
 class SlaPolicy(_Strict):
     version: Literal[1] = 1
     thresholds: tuple[float, ...]
+    routing_agency: str = Field(
+        default="DISKOMINFO",
+        min_length=1,
+        description="Agency held to the routing clock (verification and triage).",
+    )
     priorities: dict[Priority, PriorityPolicy]
     escalation: Escalation
     auto_close: AutoClose

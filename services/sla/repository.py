@@ -1,50 +1,412 @@
-"""The SLA service's own data: each complaint's clocks and their deadlines."""
+"""The SLA service's own data.
 
+sla_facts     what SLA heard about each complaint (routing decisions, state
+              changes), one document per event id; insert-only, so two
+              replicas never overwrite each other's facts.
+sla_clocks    a readable summary per complaint (deadlines, runs, state); derived.
+sla_timers    the live timers: one document per firing id that is still to
+              fire (`pending`) or claimed and not yet settled (`claimed`).
+              Settled and cancelled timers are deleted, so the collection holds
+              only what is open; the sweep reads `status = pending, due_at <=
+              now` through the (status, due_at, _id) index in due order.
+sla_fired     the ledger of firings: the insert of `_id = firing id` is the claim
+              (a unique key is atomic on MongoDB and on FerretDB); it keeps the
+              payload, so a firing claimed but not settled is re-published
+              exactly as it was built.
+sla_breaches  the accountability record, one document per breached clock run.
+
+Only features that MongoDB and FerretDB v1 share are used (no transactions).
+FerretDB applies an update as read-modify-write without isolation, so updates
+that two replicas may make to one breach at the same time are verified by
+reading back and repeated if lost.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
-from lapor.contracts import Deadlines
+from lapor.contracts import Priority, State
+from services.sla.plan import Fact, Plan, Routed, StateChange
+from services.sla.policy import ESCALATION_ORDER, EscalationLevel
 
 Document = dict[str, Any]
 
+PENDING = "pending"
+CLAIMED = "claimed"
 
-class ClockRepository:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self.clocks = db["sla_clocks"]
+LEVEL_RANK = {level: rank for rank, level in enumerate(ESCALATION_ORDER, start=1)}
+_VERIFY_ATTEMPTS = 6
 
-    async def ensure_indexes(self) -> None:
-        # The sweep reads only what is due: an indexed range on the next due moment.
-        await self.clocks.create_index([("next_due_at", ASCENDING)])
 
-    async def set_deadlines(
+@dataclass(frozen=True)
+class BreachUpdate:
+    """What one firing or one replan knows about a breach; merged into the record."""
+
+    breach_id: str
+    complaint_id: str
+    region: str
+    agency: str | None
+    official: str | None
+    clock: str
+    round: int
+    priority: str
+    due_at: datetime
+    seen_at: datetime  # earliest moment the breach was recorded
+    late_by_s: float
+    level: EscalationLevel | None = None
+    level_at: datetime | None = None
+    resolved_at: datetime | None = None
+
+
+def breach_id(complaint_id: str, clock: str, round_: int) -> str:
+    return f"{complaint_id}:{clock}:{round_}"
+
+
+def fact_to_doc(complaint_id: str, fact: Fact) -> Document:
+    doc: Document = {"_id": fact.event_id, "complaint_id": complaint_id, "at": fact.at}
+    if isinstance(fact, Routed):
+        doc.update(
+            kind="routed",
+            round=fact.round,
+            region=fact.region,
+            received_at=fact.received_at,
+            agency=fact.agency,
+            priority=fact.priority.value,
+            triage=fact.triage,
+        )
+    else:
+        doc.update(
+            kind="state",
+            state=fact.state.value,
+            previous_state=fact.previous_state.value if fact.previous_state else None,
+        )
+    return doc
+
+
+def fact_from_doc(doc: Mapping[str, Any]) -> Fact:
+    if doc["kind"] == "routed":
+        return Routed(
+            event_id=doc["_id"],
+            at=doc["at"],
+            round=int(doc["round"]),
+            region=doc["region"],
+            received_at=doc["received_at"],
+            agency=doc.get("agency"),
+            priority=Priority(doc["priority"]),
+            triage=bool(doc["triage"]),
+        )
+    previous = doc.get("previous_state")
+    return StateChange(
+        event_id=doc["_id"],
+        at=doc["at"],
+        state=State(doc["state"]),
+        previous_state=State(previous) if previous else None,
+    )
+
+
+def clock_summary(plan: Plan, now: datetime) -> Document:
+    return {
+        "region": plan.region,
+        "agency": plan.agency,
+        "priority": plan.priority.value,
+        "state": plan.state.value,
+        "received_at": plan.received_at,
+        "routing_round": plan.latest_round,
+        "deadlines": plan.deadlines.model_dump(),
+        "paused_s": plan.paused.total_seconds(),
+        "runs": [
+            {
+                "clock": run.clock.value,
+                "round": run.round,
+                "agency": run.agency,
+                "priority": run.priority.value,
+                "start": run.start,
+                "due": run.due,
+                "stopped_at": run.stopped_at,
+                "paused_since": run.paused_since,
+            }
+            for run in plan.runs
+        ],
+        "next_due_at": plan.next_due_at,
+        "updated_at": now,
+    }
+
+
+class SlaStore(Protocol):
+    """Storage the SLA engine needs; `MongoSlaStore` here, an in-memory fake in tests."""
+
+    async def ensure_indexes(self) -> None: ...
+
+    async def add_fact(self, complaint_id: str, fact: Fact) -> bool: ...
+    async def facts(self, complaint_id: str) -> list[Fact]: ...
+    async def fact_count(self, complaint_id: str) -> int: ...
+    async def save_clock(self, complaint_id: str, summary: Document) -> None: ...
+
+    async def timers_of(self, complaint_id: str) -> list[Document]: ...
+    async def insert_timer(self, doc: Document) -> bool: ...
+    async def update_pending_timer(self, timer_id: str, fields: Document) -> None: ...
+    async def delete_pending_timer(self, timer_id: str) -> None: ...
+    async def delete_timer(self, timer_id: str) -> None: ...
+    async def mark_timer_claimed(self, timer_id: str, at: datetime) -> None: ...
+    async def release_timer(self, timer_id: str) -> None: ...
+    async def due_timers(
+        self, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Document]: ...
+    async def claimed_timers(
+        self, claimed_before: datetime | None, limit: int
+    ) -> list[Document]: ...
+
+    async def claim(self, doc: Document) -> bool: ...
+    async def firing(self, firing_id: str) -> Document | None: ...
+    async def settle(self, firing_id: str, at: datetime) -> None: ...
+    async def unsettled(self, limit: int) -> list[Document]: ...
+
+    async def record_breach(self, update: BreachUpdate) -> None: ...
+    async def breaches(
         self,
         *,
-        complaint_id: str,
-        cause_event_id: str,
-        region: str,
         agency: str | None,
-        priority: str,
-        received_at: datetime,
-        deadlines: Deadlines,
-        now: datetime,
-    ) -> None:
-        due = [d for d in deadlines.model_dump().values() if d is not None]
-        await self.clocks.update_one(
-            {"_id": complaint_id},
-            {
-                "$set": {
-                    "region": region,
-                    "agency": agency,
-                    "priority": priority,
-                    "received_at": received_at,
-                    "deadlines": deadlines.model_dump(),
-                    "next_due_at": min(due) if due else None,
-                    "cause_event_id": cause_event_id,
-                    "updated_at": now,
-                },
-            },
-            upsert=True,
+        region: str | None,
+        clock: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> list[Document]: ...
+    async def breach_counts(
+        self,
+        *,
+        agency: str | None,
+        region: str | None,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> dict[str, int]: ...
+
+
+def breach_query(
+    *,
+    agency: str | None,
+    region: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    clock: str | None = None,
+) -> Document:
+    query: Document = {}
+    if agency is not None:
+        query["agency"] = agency
+    if region is not None:
+        query["region"] = region
+    if clock is not None:
+        query["clock"] = clock
+    period: Document = {}
+    if start is not None:
+        period["$gte"] = start
+    if end is not None:
+        period["$lt"] = end
+    if period:
+        query["due_at"] = period
+    return query
+
+
+def breach_covers(doc: Mapping[str, Any], update: BreachUpdate) -> bool:
+    """True when the stored record already holds everything `update` brings."""
+    if doc.get("breached_at") is None or doc["breached_at"] > update.seen_at:
+        return False
+    if update.resolved_at is None and float(doc.get("late_by_s") or 0.0) < update.late_by_s:
+        return False
+    if update.level is not None:
+        if int(doc.get("level_rank") or 0) < LEVEL_RANK[update.level]:
+            return False
+        if update.level.value not in (doc.get("escalations") or {}):
+            return False
+    return update.resolved_at is None or doc.get("resolved_at") is not None
+
+
+class MongoSlaStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.facts_coll = db["sla_facts"]
+        self.clocks = db["sla_clocks"]
+        self.timers = db["sla_timers"]
+        self.fired = db["sla_fired"]
+        self.breaches_coll = db["sla_breaches"]
+
+    async def ensure_indexes(self) -> None:
+        await self.facts_coll.create_index([("complaint_id", ASCENDING)])
+        # The sweep: equality on status, range on due_at, in (due_at, _id) order.
+        await self.timers.create_index(
+            [("status", ASCENDING), ("due_at", ASCENDING), ("_id", ASCENDING)]
         )
+        await self.timers.create_index([("complaint_id", ASCENDING)])
+        await self.fired.create_index([("settled_at", ASCENDING)])
+        await self.breaches_coll.create_index([("agency", ASCENDING), ("due_at", ASCENDING)])
+        await self.breaches_coll.create_index([("due_at", ASCENDING)])
+
+    # -- facts ---------------------------------------------------------------
+
+    async def add_fact(self, complaint_id: str, fact: Fact) -> bool:
+        try:
+            await self.facts_coll.insert_one(fact_to_doc(complaint_id, fact))
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def facts(self, complaint_id: str) -> list[Fact]:
+        docs = await self.facts_coll.find({"complaint_id": complaint_id}).to_list(None)
+        return [fact_from_doc(doc) for doc in docs]
+
+    async def fact_count(self, complaint_id: str) -> int:
+        return await self.facts_coll.count_documents({"complaint_id": complaint_id})
+
+    async def save_clock(self, complaint_id: str, summary: Document) -> None:
+        for _ in range(2):
+            try:
+                await self.clocks.update_one({"_id": complaint_id}, {"$set": summary}, upsert=True)
+                return
+            except DuplicateKeyError:
+                continue  # another replica inserted it first: now it is an update
+
+    # -- timers --------------------------------------------------------------
+
+    async def timers_of(self, complaint_id: str) -> list[Document]:
+        return await self.timers.find({"complaint_id": complaint_id}).to_list(None)
+
+    async def insert_timer(self, doc: Document) -> bool:
+        try:
+            await self.timers.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def update_pending_timer(self, timer_id: str, fields: Document) -> None:
+        await self.timers.update_one({"_id": timer_id, "status": PENDING}, {"$set": fields})
+
+    async def delete_pending_timer(self, timer_id: str) -> None:
+        await self.timers.delete_one({"_id": timer_id, "status": PENDING})
+
+    async def delete_timer(self, timer_id: str) -> None:
+        await self.timers.delete_one({"_id": timer_id})
+
+    async def mark_timer_claimed(self, timer_id: str, at: datetime) -> None:
+        await self.timers.update_one(
+            {"_id": timer_id}, {"$set": {"status": CLAIMED, "claimed_at": at}}
+        )
+
+    async def release_timer(self, timer_id: str) -> None:
+        await self.timers.update_one(
+            {"_id": timer_id, "status": CLAIMED},
+            {"$set": {"status": PENDING}, "$unset": {"claimed_at": ""}},
+        )
+
+    async def due_timers(
+        self, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Document]:
+        query: Document = {"status": PENDING, "due_at": {"$lte": now}}
+        if after is not None:
+            due, last_id = after
+            query = {
+                "$and": [
+                    query,
+                    {"$or": [{"due_at": {"$gt": due}}, {"due_at": due, "_id": {"$gt": last_id}}]},
+                ]
+            }
+        cursor = self.timers.find(query).sort([("due_at", ASCENDING), ("_id", ASCENDING)])
+        return await cursor.limit(limit).to_list(limit)
+
+    async def claimed_timers(self, claimed_before: datetime | None, limit: int) -> list[Document]:
+        query: Document = {"status": CLAIMED}
+        if claimed_before is not None:
+            query["claimed_at"] = {"$lte": claimed_before}
+        return (
+            await self.timers.find(query).sort("claimed_at", ASCENDING).limit(limit).to_list(limit)
+        )
+
+    # -- ledger --------------------------------------------------------------
+
+    async def claim(self, doc: Document) -> bool:
+        try:
+            await self.fired.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def firing(self, firing_id: str) -> Document | None:
+        return await self.fired.find_one({"_id": firing_id})
+
+    async def settle(self, firing_id: str, at: datetime) -> None:
+        await self.fired.update_one({"_id": firing_id}, {"$set": {"settled_at": at}})
+
+    async def unsettled(self, limit: int) -> list[Document]:
+        cursor = self.fired.find({"settled_at": None}).sort("claimed_at", ASCENDING)
+        return await cursor.limit(limit).to_list(limit)
+
+    # -- breaches ------------------------------------------------------------
+
+    async def record_breach(self, update: BreachUpdate) -> None:
+        change: Document = {
+            "$setOnInsert": {
+                "complaint_id": update.complaint_id,
+                "region": update.region,
+                "agency": update.agency,
+                "official": update.official,
+                "clock": update.clock,
+                "round": update.round,
+                "priority": update.priority,
+                "due_at": update.due_at,
+            },
+            "$min": {"breached_at": update.seen_at},
+        }
+        sets: Document = {}
+        highest: Document = {}
+        if update.resolved_at is not None:
+            # The clock stopped: how late is settled, whatever an escalation guessed.
+            sets["resolved_at"] = update.resolved_at
+            sets["late_by_s"] = update.late_by_s
+        else:
+            highest["late_by_s"] = update.late_by_s
+        if update.level is not None:
+            highest["level_rank"] = LEVEL_RANK[update.level]
+            sets[f"escalations.{update.level.value}"] = update.level_at or update.seen_at
+        if highest:
+            change["$max"] = highest
+        if sets:
+            change["$set"] = sets
+        for _ in range(_VERIFY_ATTEMPTS):
+            try:
+                await self.breaches_coll.update_one({"_id": update.breach_id}, change, upsert=True)
+            except DuplicateKeyError:
+                continue  # two first writers: the other inserted; now it is an update
+            stored = await self.breaches_coll.find_one({"_id": update.breach_id})
+            if stored is not None and breach_covers(stored, update):
+                return
+        raise RuntimeError(f"breach {update.breach_id}: update not kept after retries")
+
+    async def breaches(
+        self,
+        *,
+        agency: str | None,
+        region: str | None,
+        clock: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> list[Document]:
+        query = breach_query(agency=agency, region=region, start=start, end=end, clock=clock)
+        cursor = self.breaches_coll.find(query).sort([("due_at", ASCENDING), ("_id", ASCENDING)])
+        return await cursor.limit(limit).to_list(limit)
+
+    async def breach_counts(
+        self,
+        *,
+        agency: str | None,
+        region: str | None,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> dict[str, int]:
+        query = breach_query(agency=agency, region=region, start=start, end=end)
+        pipeline = [{"$match": query}, {"$group": {"_id": "$clock", "n": {"$sum": 1}}}]
+        rows = await (await self.breaches_coll.aggregate(pipeline)).to_list(None)
+        return {row["_id"]: int(row["n"]) for row in rows}

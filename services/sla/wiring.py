@@ -1,12 +1,25 @@
-"""SLA bootstrap: consumes routing decisions, keeps clocks, publishes deadlines."""
+"""SLA bootstrap: consumes routing decisions and state changes, keeps timers as data,
+sweeps what is due, publishes deadlines, alerts, escalations and auto-close."""
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from faststream import FastStream
 from pymongo.asynchronous.database import AsyncDatabase
 
-from lapor.contracts import ComplaintRouted, DeadlinesSet, subjects
+from lapor.contracts import (
+    AutoCloseDue,
+    ComplaintRouted,
+    ComplaintStateChanged,
+    DeadlineAlert,
+    DeadlinesSet,
+    EscalationRaised,
+    subjects,
+)
 from lapor.regions import load_regions
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.serve import serve
@@ -19,45 +32,133 @@ from lapor.runtime.service import (
     docs_runtime,
 )
 from services.sla import handlers
+from services.sla.api import breaches_router
 from services.sla.calendar import load_calendar
+from services.sla.engine import SlaEngine
+from services.sla.metrics import SlaMetrics
+from services.sla.plan import RegionRules
 from services.sla.policy import load_policy
-from services.sla.repository import ClockRepository
+from services.sla.repository import MongoSlaStore
 from services.sla.settings import SlaSettings
 
-DESCRIPTION = "SLA holds every complaint to its deadlines on the region's working-day calendar."
+DESCRIPTION = (
+    "SLA holds every complaint to its deadlines on the region's working-day calendar: "
+    "warnings at 50% and 80%, the breach, escalation up the chain, auto-close after an "
+    "unanswered response, and the record of every breach."
+)
 
 
-def register(runtime: Runtime, deps: Late[handlers.SlaDeps]) -> EventPublisher:
-    deadlines = EventPublisher(
-        runtime.broker, subjects.COMPLAINT_DEADLINES, DeadlinesSet, "Deadlines set"
-    )
+def register(runtime: Runtime, deps: Late[handlers.SlaDeps]) -> dict[str, EventPublisher]:
+    broker = runtime.broker
+    publishers = {
+        "deadlines": EventPublisher(
+            broker, subjects.COMPLAINT_DEADLINES, DeadlinesSet, "Deadlines set"
+        ),
+        "alert": EventPublisher(broker, subjects.SLA_ALERT, DeadlineAlert, "Deadline alert"),
+        "escalation": EventPublisher(
+            broker, subjects.SLA_ESCALATION, EscalationRaised, "Escalation raised"
+        ),
+        "auto_close": EventPublisher(
+            broker, subjects.SLA_AUTO_CLOSE, AutoCloseDue, "Auto-close due"
+        ),
+    }
 
-    @durable(runtime.broker, subjects.COMPLAINT_ROUTED, "sla-routed", title="Start clocks")
+    @durable(broker, subjects.COMPLAINT_ROUTED, "sla-routed", title="Start clocks")
     async def on_routed(event: ComplaintRouted) -> None:
         await handlers.handle_routed(event, deps.get())
 
-    return deadlines
+    @durable(
+        broker,
+        subjects.COMPLAINT_STATE_CHANGED,
+        "sla-state",
+        title="Stop, pause and resume clocks",
+        description=(
+            "in_progress (or later) stops first_response; needs_info pauses the answer "
+            "clock and leaving it extends the answer deadline (announced as a new "
+            "DeadlinesSet); responded stops the answer clock and schedules auto-close; "
+            "closed and rejected stop everything."
+        ),
+    )
+    async def on_state(event: ComplaintStateChanged) -> None:
+        await handlers.handle_state_changed(event, deps.get())
+
+    return publishers
 
 
-def create_app(settings: SlaSettings | None = None) -> FastAPI:
-    settings = settings or SlaSettings()
-    runtime = build_runtime("sla", settings)
-    deps: Late[handlers.SlaDeps] = Late("sla dependencies")
-    deadlines = register(runtime, deps)
-    rules = {
-        region: handlers.RegionRules(
+def load_rules(settings: SlaSettings) -> dict[str, RegionRules]:
+    return {
+        region: RegionRules(
             calendar=load_calendar(settings.region_dir(region)),
             policy=load_policy(settings.region_dir(region)),
         )
         for region in load_regions(settings.infra.data_dir)
     }
 
-    async def on_start(db: AsyncDatabase[dict[str, Any]]) -> None:
-        clocks = ClockRepository(db)
-        await clocks.ensure_indexes()
-        deps.set(handlers.SlaDeps(clocks=clocks, regions=rules, deadlines=deadlines))
 
-    return create_service_app(runtime, on_start=on_start, description=DESCRIPTION)
+def build_engine(
+    db: AsyncDatabase[dict[str, Any]],
+    rules: Mapping[str, RegionRules],
+    publishers: Mapping[str, EventPublisher],
+    settings: SlaSettings,
+    *,
+    clock: Callable[[], datetime],
+    metrics: SlaMetrics | None = None,
+    replica: str | None = None,
+) -> SlaEngine:
+    return SlaEngine(
+        MongoSlaStore(db),
+        rules,
+        [publishers["alert"], publishers["escalation"], publishers["auto_close"]],
+        clock,
+        metrics,
+        replica=replica,
+        batch_size=settings.sweep_batch,
+        concurrency=settings.sweep_concurrency,
+        republish_after=timedelta(seconds=settings.republish_after_s),
+    )
+
+
+def create_app(
+    settings: SlaSettings | None = None, *, clock: Callable[[], datetime] | None = None
+) -> FastAPI:
+    settings = settings or SlaSettings()
+    runtime = build_runtime("sla", settings)
+    deps: Late[handlers.SlaDeps] = Late("sla dependencies")
+    publishers = register(runtime, deps)
+    rules = load_rules(settings)
+    metrics = SlaMetrics(runtime.registry)
+    now = clock or (lambda: datetime.now(UTC))
+
+    async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
+        engine = build_engine(db, rules, publishers, settings, clock=now, metrics=metrics)
+        await engine.store.ensure_indexes()
+        deps.set(
+            handlers.SlaDeps(
+                engine=engine,
+                deadlines=publishers["deadlines"],
+                default_region=settings.default_region,
+            )
+        )
+        # Publishing needs the broker, which starts right after this hook.
+        sweeping = asyncio.create_task(
+            engine.run_forever(settings.sweep_interval_s, ready=lambda: runtime.broker.running),
+            name="sla-sweep",
+        )
+
+        async def stop() -> None:
+            sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
+            deps.set(None)
+
+        return stop
+
+    return create_service_app(
+        runtime,
+        on_start=on_start,
+        routers=[breaches_router(deps.get)],
+        description=DESCRIPTION,
+    )
 
 
 def asyncapi() -> FastStream:

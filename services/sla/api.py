@@ -1,0 +1,172 @@
+"""The accountability record over HTTP: breaches per agency and period.
+
+`GET /api/v1/breaches?agency=PUPR&from=2026-11-01&to=2026-12-01`
+
+A period is `[from, to)` over the breached deadline (`due_at`); a bare date is
+midnight in the region's time zone, a date-time may carry its own offset. Every
+time in the answer is ISO 8601 with the region's offset (Banjar: +08:00). An
+open breach (the clock still not stopped) shows how late it is now.
+"""
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from lapor.contracts import EscalationLevel, Priority, SlaClock
+from services.sla.calendar import WorkingCalendar
+from services.sla.handlers import SlaDeps
+from services.sla.policy import ESCALATION_ORDER
+
+MAX_LIMIT = 10_000
+
+
+class Breach(BaseModel):
+    complaint_id: str
+    region: str
+    agency: str | None = Field(description="Agency held to the clock when it was breached.")
+    official: str | None = Field(description="The assigned official, where one is known.")
+    clock: SlaClock
+    round: int = Field(description="Routing round (first_response); 0 otherwise.")
+    priority: Priority
+    due_at: datetime = Field(description="The deadline that passed.")
+    breached_at: datetime | None = Field(description="When SLA recorded the breach.")
+    late_by_s: float = Field(description="Seconds late: until the clock stopped, or until now.")
+    late_by: str = Field(description="The same as an ISO 8601 duration, e.g. P2DT3H.")
+    level: EscalationLevel | None = Field(description="Highest escalation level reached.")
+    escalations: dict[EscalationLevel, datetime] = Field(default_factory=dict)
+    resolved_at: datetime | None = Field(description="When the clock finally stopped.")
+    open: bool = Field(description="True while the clock still runs past its deadline.")
+
+
+class BreachReport(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    region: str
+    agency: str | None
+    period_from: datetime | None = Field(alias="from")
+    period_to: datetime | None = Field(alias="to")
+    total: int = Field(description="Breaches in the period (all clocks).")
+    counts: dict[SlaClock, int] = Field(description="Breaches in the period per clock.")
+    returned: int
+    breaches: list[Breach]
+
+
+def iso_duration(seconds: float) -> str:
+    """Whole seconds as an ISO 8601 duration: 93784 -> P1DT2H3M4S, 0 -> PT0S."""
+    total = max(int(seconds), 0)
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    clock = "".join(
+        f"{value}{unit}" for value, unit in ((hours, "H"), (minutes, "M"), (secs, "S")) if value
+    )
+    if not days and not clock:
+        return "PT0S"
+    return "P" + (f"{days}D" if days else "") + (f"T{clock}" if clock else "")
+
+
+def parse_bound(value: str | None, calendar: WorkingCalendar, name: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime.combine(day, datetime.min.time(), tzinfo=calendar.tz)
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise HTTPException(
+            status_code=422, detail=f"{name}: expected YYYY-MM-DD or an ISO 8601 date-time"
+        ) from exc
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=calendar.tz)
+
+
+def _breach(doc: dict[str, Any], calendar: WorkingCalendar, now: datetime) -> Breach:
+    due = doc["due_at"]
+    resolved = doc.get("resolved_at")
+    late = float(doc.get("late_by_s") or 0.0)
+    if resolved is None:
+        late = max(late, (now - due).total_seconds())
+    else:
+        late = (resolved - due).total_seconds()
+    rank = int(doc.get("level_rank") or 0)
+    escalations = {
+        EscalationLevel(level): calendar.local(at)
+        for level, at in (doc.get("escalations") or {}).items()
+    }
+    breached = doc.get("breached_at")
+    return Breach(
+        complaint_id=doc["complaint_id"],
+        region=doc["region"],
+        agency=doc.get("agency"),
+        official=doc.get("official"),
+        clock=SlaClock(doc["clock"]),
+        round=int(doc.get("round") or 0),
+        priority=Priority(doc["priority"]),
+        due_at=calendar.local(due),
+        breached_at=calendar.local(breached) if breached else None,
+        late_by_s=round(late, 3),
+        late_by=iso_duration(late),
+        level=EscalationLevel(ESCALATION_ORDER[rank - 1].value) if rank else None,
+        escalations=escalations,
+        resolved_at=calendar.local(resolved) if resolved else None,
+        open=resolved is None,
+    )
+
+
+def breaches_router(get_deps: Callable[[], SlaDeps]) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", tags=["accountability"])
+
+    @router.get(
+        "/breaches",
+        response_model=BreachReport,
+        summary="Breached deadlines per agency and period, with counts per clock",
+    )
+    async def list_breaches(
+        agency: Annotated[
+            str | None, Query(description="Agency code, e.g. PUPR.", max_length=32)
+        ] = None,
+        period_from: Annotated[
+            str | None,
+            Query(alias="from", description="Start (inclusive) of the period, e.g. 2026-11-01."),
+        ] = None,
+        period_to: Annotated[
+            str | None,
+            Query(alias="to", description="End (exclusive) of the period, e.g. 2026-12-01."),
+        ] = None,
+        region: Annotated[
+            str | None, Query(description="Region id; the service's default region if absent.")
+        ] = None,
+        clock: Annotated[SlaClock | None, Query(description="Only this clock.")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
+    ) -> BreachReport:
+        deps = get_deps()
+        region_id = region or deps.default_region
+        rules = deps.regions.get(region_id)
+        if rules is None:
+            raise HTTPException(status_code=404, detail=f"unknown region {region_id!r}")
+        calendar = rules.calendar
+        start = parse_bound(period_from, calendar, "from")
+        end = parse_bound(period_to, calendar, "to")
+        if start is not None and end is not None and end <= start:
+            raise HTTPException(status_code=422, detail="`to` must be after `from`")
+        store = deps.engine.store
+        filters: dict[str, Any] = {"agency": agency, "region": region, "start": start, "end": end}
+        docs = await store.breaches(clock=clock.value if clock else None, limit=limit, **filters)
+        counted = await store.breach_counts(**filters)
+        counts = {c: counted.get(c.value, 0) for c in SlaClock}
+        now = deps.clock()
+        return BreachReport(
+            region=region_id,
+            agency=agency,
+            period_from=calendar.local(start) if start else None,
+            period_to=calendar.local(end) if end else None,
+            total=sum(counts.values()),
+            counts=counts,
+            returned=len(docs),
+            breaches=[_breach(doc, calendar, now) for doc in docs],
+        )
+
+    return router

@@ -1,0 +1,519 @@
+"""Timers as data: keep each complaint's timers in step with its facts, and fire what is due.
+
+Scheduling (`record`, `replan`)
+    A new fact is stored, the plan is recomputed from all facts of the
+    complaint (services/sla/plan.py), and `sla_timers` is made to match it:
+    missing timers are inserted (unless the ledger shows they already fired),
+    moved ones get their new due time, timers the plan no longer has are
+    deleted. If another fact arrived meanwhile (another replica), it is done
+    again, so the stored timers always end up matching the latest facts.
+
+Sweeping (`sweep`)
+    Takes pending timers with `due_at <= now` in (due_at, _id) order, in
+    batches, by keyset (each due timer is read once per sweep). Each one is
+    checked against the plan recomputed from the facts *now*: gone → deleted,
+    moved later → rescheduled, a warning whose breach is also due already →
+    skipped (a warning after the deadline helps nobody). Otherwise:
+
+    1. claim: insert `sla_fired` with `_id` = firing id and the built event; a
+       duplicate key means another replica (or an earlier run) has it;
+    2. publish with `Nats-Msg-Id` = firing id;
+    3. settle: accountability record, delete the timer, mark the claim settled.
+
+    A claim that was never settled (a crash between 1 and 3) is published again
+    from the stored payload: at start-up from the ledger, and on every sweep for
+    timers claimed longer than `republish_after` ago. JetStream drops the
+    repeated message id, so the event exists once.
+
+Nothing here sleeps until a deadline: the only timer in memory is the sweep
+interval, so a restart loses nothing.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from lapor.contracts import (
+    AutoCloseDue,
+    DeadlineAlert,
+    EscalationLevel,
+    EscalationRaised,
+    Event,
+    SlaClock,
+    subjects,
+)
+from services.sla.metrics import SlaMetrics
+from services.sla.plan import Fact, Plan, RegionRules, Timer, TimerKind, build_plan
+from services.sla.policy import EscalationLevel as ChainLevel
+from services.sla.repository import (
+    PENDING,
+    BreachUpdate,
+    Document,
+    SlaStore,
+    breach_id,
+    clock_summary,
+)
+
+log = logging.getLogger(__name__)
+
+MODELS: dict[str, type[Event]] = {
+    subjects.SLA_ALERT: DeadlineAlert,
+    subjects.SLA_ESCALATION: EscalationRaised,
+    subjects.SLA_AUTO_CLOSE: AutoCloseDue,
+}
+SUBJECTS: dict[TimerKind, str] = {
+    TimerKind.WARNING: subjects.SLA_ALERT,
+    TimerKind.BREACH: subjects.SLA_ALERT,
+    TimerKind.ESCALATION: subjects.SLA_ESCALATION,
+    TimerKind.AUTO_CLOSE: subjects.SLA_AUTO_CLOSE,
+}
+SKIPPED = "skipped"
+PUBLISHED = "published"
+_REPLAN_ATTEMPTS = 5
+
+
+class Publisher(Protocol):
+    subject: str
+
+    async def publish(self, message: BaseModel, msg_id: str) -> bool: ...
+
+
+class KeyedLocks:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+@dataclass
+class SweepReport:
+    due: int = 0  # due timers the sweep read
+    fired: int = 0
+    republished: int = 0
+    cancelled: int = 0
+    rescheduled: int = 0
+    skipped: int = 0
+    contended: int = 0
+    errors: int = 0
+
+    def add(self, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def left_due(self) -> int:
+        """Due timers this sweep read but could not settle (contended or failed)."""
+        return self.due - self.fired - self.cancelled - self.rescheduled - self.skipped
+
+
+def timer_doc(timer: Timer, now: datetime) -> Document:
+    return {
+        "_id": timer.id,
+        "complaint_id": timer.complaint_id,
+        "clock": timer.clock.value,
+        "point": timer.point,
+        "round": timer.round,
+        "kind": timer.kind.value,
+        "due_at": timer.due_at,
+        "deadline": timer.deadline,
+        "agency": timer.agency,
+        "priority": timer.priority.value,
+        "status": PENDING,
+        "updated_at": now,
+    }
+
+
+_COMPARED = ("due_at", "deadline", "agency", "priority")
+
+
+def _differs(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    return any(stored.get(key) != wanted[key] for key in _COMPARED)
+
+
+class SlaEngine:
+    def __init__(
+        self,
+        store: SlaStore,
+        regions: Mapping[str, RegionRules],
+        publishers: Iterable[Publisher],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: SlaMetrics | None = None,
+        *,
+        replica: str | None = None,
+        batch_size: int = 200,
+        concurrency: int = 8,
+        republish_after: timedelta = timedelta(seconds=30),
+    ) -> None:
+        self.store = store
+        self.regions = regions
+        self.publishers = {p.subject: p for p in publishers}
+        missing = set(MODELS) - set(self.publishers)
+        if missing:
+            raise ValueError(f"no publisher for {sorted(missing)}")
+        self.clock = clock
+        self.metrics = metrics or SlaMetrics()
+        self.replica = replica or uuid.uuid4().hex[:12]
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.republish_after = republish_after
+        self.locks = KeyedLocks()
+
+    # -- scheduling ------------------------------------------------------------
+
+    async def plan_of(self, complaint_id: str) -> Plan | None:
+        return build_plan(complaint_id, await self.store.facts(complaint_id), self.regions)
+
+    async def record(self, complaint_id: str, fact: Fact) -> Plan | None:
+        """Store a fact (once per event id) and bring the complaint's timers in line."""
+        async with self.locks.hold(complaint_id):
+            await self.store.add_fact(complaint_id, fact)
+            return await self._replan(complaint_id)
+
+    async def replan(self, complaint_id: str) -> Plan | None:
+        async with self.locks.hold(complaint_id):
+            return await self._replan(complaint_id)
+
+    async def _replan(self, complaint_id: str) -> Plan | None:
+        plan: Plan | None = None
+        for _ in range(_REPLAN_ATTEMPTS):
+            facts = await self.store.facts(complaint_id)
+            plan = build_plan(complaint_id, facts, self.regions)
+            now = self.clock()
+            await self._reconcile(complaint_id, plan, now)
+            if plan is not None:
+                await self.store.save_clock(complaint_id, clock_summary(plan, now))
+                await self._record_late_runs(plan, now)
+            # Facts are insert-only: an unchanged count means nobody added one meanwhile.
+            if await self.store.fact_count(complaint_id) == len(facts):
+                break
+        return plan
+
+    async def _reconcile(self, complaint_id: str, plan: Plan | None, now: datetime) -> None:
+        stored = {doc["_id"]: doc for doc in await self.store.timers_of(complaint_id)}
+        wanted = {timer.id: timer for timer in plan.timers} if plan is not None else {}
+        for timer_id, timer in wanted.items():
+            doc = timer_doc(timer, now)
+            existing = stored.get(timer_id)
+            if existing is None:
+                if await self.store.firing(timer_id) is None:
+                    await self.store.insert_timer(doc)
+            elif existing["status"] == PENDING and _differs(existing, doc):
+                await self.store.update_pending_timer(
+                    timer_id, {key: doc[key] for key in (*_COMPARED, "updated_at")}
+                )
+        for timer_id, existing in stored.items():
+            if timer_id not in wanted and existing["status"] == PENDING:
+                await self.store.delete_pending_timer(timer_id)
+
+    async def _record_late_runs(self, plan: Plan, now: datetime) -> None:
+        """A clock that stopped after its deadline is a breach, fired or not yet."""
+        for run in plan.runs:
+            if not run.late or run.stopped_at is None:
+                continue
+            await self.store.record_breach(
+                BreachUpdate(
+                    breach_id=breach_id(plan.complaint_id, run.clock.value, run.round),
+                    complaint_id=plan.complaint_id,
+                    region=plan.region,
+                    agency=run.agency,
+                    official=None,
+                    clock=run.clock.value,
+                    round=run.round,
+                    priority=run.priority.value,
+                    due_at=run.due,
+                    seen_at=now,
+                    late_by_s=(run.stopped_at - run.due).total_seconds(),
+                    resolved_at=run.stopped_at,
+                )
+            )
+
+    # -- sweeping ---------------------------------------------------------------
+
+    async def sweep(self, *, startup: bool = False) -> SweepReport:
+        """Fire everything due now; on `startup` first re-publish every unsettled claim."""
+        started = time.perf_counter()
+        now = self.clock()
+        report = SweepReport()
+        if startup:
+            await self._republish_ledger(now, report)
+        await self._republish_claimed(now, None if startup else now - self.republish_after, report)
+        after: tuple[datetime, str] | None = None
+        gate = asyncio.Semaphore(self.concurrency)
+        while True:
+            batch = await self.store.due_timers(now, after, self.batch_size)
+            if not batch:
+                break
+            report.due += len(batch)
+            after = (batch[-1]["due_at"], batch[-1]["_id"])
+            groups: dict[str, list[Document]] = {}
+            for doc in batch:
+                groups.setdefault(doc["complaint_id"], []).append(doc)
+            async with asyncio.TaskGroup() as tasks:
+                for complaint_id, docs in groups.items():
+                    tasks.create_task(self._fire_group(complaint_id, docs, now, gate, report))
+            if len(batch) < self.batch_size:
+                break
+        self.metrics.sweep_seconds.observe(time.perf_counter() - started)
+        self.metrics.last_sweep.set(time.time())
+        self.metrics.overdue.set(report.left_due)
+        return report
+
+    async def _fire_group(
+        self,
+        complaint_id: str,
+        docs: list[Document],
+        now: datetime,
+        gate: asyncio.Semaphore,
+        report: SweepReport,
+    ) -> None:
+        async with gate, self.locks.hold(complaint_id):
+            try:
+                plan = await self.plan_of(complaint_id)
+                for doc in docs:
+                    outcome = await self._fire(doc, plan, now)
+                    report.add(outcome)
+                    self.metrics.sweep_timers.labels(outcome).inc()
+            except Exception:
+                # One complaint's trouble must not hold up every timer after it;
+                # whatever is left is due again at the next sweep.
+                report.errors += 1
+                self.metrics.sweep_errors.inc()
+                log.exception("sweep failed for a complaint", extra={"complaint_id": complaint_id})
+
+    async def _fire(self, doc: Document, plan: Plan | None, now: datetime) -> str:
+        timer_id = doc["_id"]
+        timer = plan.timer(timer_id) if plan is not None else None
+        if timer is None or plan is None:
+            await self.store.delete_pending_timer(timer_id)
+            return "cancelled"
+        if timer.due_at > now:
+            wanted = timer_doc(timer, now)
+            await self.store.update_pending_timer(
+                timer_id, {key: wanted[key] for key in (*_COMPARED, "updated_at")}
+            )
+            return "rescheduled"
+        if timer.kind is TimerKind.WARNING and timer.deadline <= now:
+            await self.store.claim(self._ledger(timer, now, outcome=SKIPPED))
+            await self.store.delete_timer(timer_id)
+            return "skipped"
+        ledger = self._ledger(timer, now, outcome=PUBLISHED, plan=plan)
+        if not await self.store.claim(ledger):
+            existing = await self.store.firing(timer_id)
+            if existing is not None and existing.get("settled_at") is not None:
+                await self.store.delete_timer(timer_id)
+            else:
+                # Claimed elsewhere and not settled yet: in flight on another replica,
+                # or left by a crash; the re-publish pass settles it after a grace time.
+                claimed_at = existing.get("claimed_at") if existing else None
+                await self.store.mark_timer_claimed(timer_id, claimed_at or now)
+            return "contended"
+        await self.store.mark_timer_claimed(timer_id, now)
+        await self._publish_and_settle(ledger, now)
+        return "fired"
+
+    def _ledger(
+        self, timer: Timer, now: datetime, *, outcome: str, plan: Plan | None = None
+    ) -> Document:
+        entry: Document = {
+            "_id": timer.id,
+            "complaint_id": timer.complaint_id,
+            "clock": timer.clock.value,
+            "point": timer.point,
+            "round": timer.round,
+            "kind": timer.kind.value,
+            "due_at": timer.due_at,
+            "claimed_at": now,
+            "claimed_by": self.replica,
+            "outcome": outcome,
+            "subject": None,
+            "payload": None,
+            "breach": None,
+            "settled_at": now if outcome == SKIPPED else None,
+        }
+        if plan is not None and outcome == PUBLISHED:
+            event, breach = self._build(timer, plan, now)
+            entry["subject"] = SUBJECTS[timer.kind]
+            entry["payload"] = event.model_dump(mode="json")
+            entry["breach"] = breach
+        return entry
+
+    def _build(self, timer: Timer, plan: Plan, now: datetime) -> tuple[Event, Document | None]:
+        calendar = self.regions[plan.region].calendar
+        occurred_at = calendar.local(now)
+        if timer.kind is TimerKind.AUTO_CLOSE:
+            assert timer.responded_at is not None
+            return (
+                AutoCloseDue(
+                    event_id=timer.id,
+                    occurred_at=occurred_at,
+                    complaint_id=timer.complaint_id,
+                    region=plan.region,
+                    responded_at=timer.responded_at,
+                ),
+                None,
+            )
+        run = plan.run(timer.clock, timer.round)
+        stopped = run.stopped_at if run is not None else None
+        late_by = max(((min(now, stopped) if stopped else now) - timer.deadline).total_seconds(), 0)
+        deadline = calendar.local(timer.deadline)
+        event: Event
+        if timer.kind is TimerKind.ESCALATION:
+            assert timer.level is not None
+            event = EscalationRaised(
+                event_id=timer.id,
+                occurred_at=occurred_at,
+                complaint_id=timer.complaint_id,
+                region=plan.region,
+                agency=timer.agency,
+                official=None,
+                priority=timer.priority,
+                clock=SlaClock(timer.clock.value),
+                level=EscalationLevel(timer.level.value),
+                due_at=deadline,
+                late_by_s=late_by,
+            )
+        else:
+            event = DeadlineAlert(
+                event_id=timer.id,
+                occurred_at=occurred_at,
+                complaint_id=timer.complaint_id,
+                region=plan.region,
+                agency=timer.agency,
+                official=None,
+                priority=timer.priority,
+                clock=SlaClock(timer.clock.value),
+                kind="breach" if timer.kind is TimerKind.BREACH else "warning",
+                percent=timer.percent or 0,
+                due_at=deadline,
+            )
+        if timer.kind is TimerKind.WARNING:
+            return event, None
+        breach = {
+            "breach_id": breach_id(timer.complaint_id, timer.clock.value, timer.round),
+            "complaint_id": timer.complaint_id,
+            "region": plan.region,
+            "agency": timer.agency,
+            "official": None,
+            "clock": timer.clock.value,
+            "round": timer.round,
+            "priority": timer.priority.value,
+            "due_at": timer.deadline,
+            "late_by_s": late_by,
+            "level": timer.level.value if timer.level else None,
+            "resolved_at": stopped,
+        }
+        return event, breach
+
+    async def _publish_and_settle(self, ledger: Document, now: datetime) -> None:
+        firing_id = ledger["_id"]
+        subject = ledger["subject"]
+        message = MODELS[subject].model_validate(ledger["payload"])
+        await self.publishers[subject].publish(message, msg_id=firing_id)
+        breach = ledger.get("breach")
+        if breach is not None:
+            level = breach.get("level")
+            await self.store.record_breach(
+                BreachUpdate(
+                    breach_id=breach["breach_id"],
+                    complaint_id=breach["complaint_id"],
+                    region=breach["region"],
+                    agency=breach["agency"],
+                    official=breach.get("official"),
+                    clock=breach["clock"],
+                    round=int(breach["round"]),
+                    priority=breach["priority"],
+                    due_at=breach["due_at"],
+                    seen_at=ledger["claimed_at"],
+                    late_by_s=float(breach["late_by_s"]),
+                    level=ChainLevel(level) if level else None,
+                    level_at=ledger["claimed_at"] if level else None,
+                    resolved_at=breach.get("resolved_at"),
+                )
+            )
+        await self.store.delete_timer(firing_id)
+        await self.store.settle(firing_id, now)
+        kind = ledger["kind"]
+        self.metrics.fired.labels(kind, ledger["clock"]).inc()
+        if kind == TimerKind.BREACH.value and breach is not None:
+            self.metrics.breaches.labels(breach["clock"], breach["agency"] or "").inc()
+
+    async def _republish_ledger(self, now: datetime, report: SweepReport) -> None:
+        """Start-up: every claim not settled (a crash between claim and settle) goes out again."""
+        while True:
+            pending = await self.store.unsettled(self.batch_size)
+            for ledger in pending:
+                await self._settle_claim(ledger, now, report)
+            if len(pending) < self.batch_size:
+                return
+
+    async def _republish_claimed(
+        self, now: datetime, claimed_before: datetime | None, report: SweepReport
+    ) -> None:
+        for doc in await self.store.claimed_timers(claimed_before, self.batch_size):
+            ledger = await self.store.firing(doc["_id"])
+            if ledger is None:
+                await self.store.release_timer(doc["_id"])  # marked, never claimed: fire normally
+            elif ledger.get("settled_at") is not None:
+                await self.store.delete_timer(doc["_id"])
+            else:
+                await self._settle_claim(ledger, now, report)
+
+    async def _settle_claim(self, ledger: Document, now: datetime, report: SweepReport) -> None:
+        async with self.locks.hold(ledger["complaint_id"]):
+            if ledger.get("outcome") == SKIPPED or not ledger.get("subject"):
+                await self.store.delete_timer(ledger["_id"])
+                await self.store.settle(ledger["_id"], now)
+                return
+            await self._publish_and_settle(ledger, now)
+            report.republished += 1
+            self.metrics.sweep_timers.labels("republished").inc()
+            log.info("re-published an unsettled firing %s", ledger["_id"])
+
+    # -- the background loop -----------------------------------------------------
+
+    async def run_forever(
+        self, interval_s: float, ready: Callable[[], bool | Awaitable[bool]] | None = None
+    ) -> None:
+        """Sweep every `interval_s` until cancelled; the first sweep is the start-up one."""
+        while ready is not None:
+            outcome = ready()
+            if outcome if isinstance(outcome, bool) else await outcome:
+                break
+            await asyncio.sleep(0.1)
+        startup = True
+        while True:
+            try:
+                report = await self.sweep(startup=startup)
+                startup = False
+                if report.fired or report.republished:
+                    log.info("sweep: %s", report.as_dict())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.metrics.sweep_errors.inc()
+                log.exception("sweep failed; retrying in %.1f s", interval_s)
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,396 @@
+"""SLA timers on the real nats-server and FerretDB, with a fake clock.
+
+(a) two SLA replicas sweeping the same database and bus at the same time fire
+    every warning, breach and escalation exactly once;
+(b) a sweep killed in the middle (cancelled mid-publish, or the process dying
+    right after a claim) and restarted leaves no event missing and none twice;
+(c) a pause in needs_info extends the answer deadline (announced on the bus),
+    re-routing does not move it — through the real consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from nats.js.api import DeliverPolicy
+from pydantic import BaseModel
+from pymongo import AsyncMongoClient
+
+from lapor.contracts import (
+    ComplaintRouted,
+    ComplaintStateChanged,
+    DeadlinesSet,
+    State,
+    subjects,
+)
+from lapor.devstack import ROOT, Stack
+from lapor.runtime.broker import EventPublisher, declare_consumers
+from lapor.runtime.service import Late, build_runtime
+from lapor.runtime.settings import InfraSettings
+from services.sla.engine import MODELS, SlaEngine
+from services.sla.handlers import SlaDeps, handle_routed
+from services.sla.metrics import SlaMetrics
+from services.sla.plan import Timer
+from services.sla.repository import MongoSlaStore
+from services.sla.settings import SlaSettings
+from services.sla.wiring import load_rules, register
+from tests.e2e.helpers import eventually
+from tests.unit.sla.fakes import FakeClock, routed, state
+
+pytestmark = [pytest.mark.integration]
+
+WITA = ZoneInfo("Asia/Makassar")
+START = datetime(2026, 12, 21, 10, 0, tzinfo=WITA)  # Monday before Christmas
+
+
+class Killed(BaseException):
+    """The process dies: nothing after this line runs (not caught as an error)."""
+
+
+class CountingPublisher:
+    """Counts every publish attempt; optionally stops the world around one of them."""
+
+    def __init__(self, inner: EventPublisher, attempts: list[str]) -> None:
+        self.inner = inner
+        self.subject = inner.subject
+        self.attempts = attempts
+        self.after_publish: Callable[[str], Any] | None = None
+
+    async def publish(self, message: BaseModel, msg_id: str) -> bool:
+        self.attempts.append(msg_id)
+        fresh = await self.inner.publish(message, msg_id)
+        if self.after_publish is not None:
+            await self.after_publish(msg_id)
+        return fresh
+
+
+class DyingStore(MongoSlaStore):
+    """Stores like the real one; after `survive` claims to publish, the next such claim
+    is stored and then the process dies, before it is published."""
+
+    def __init__(self, db: Any, survive: int) -> None:
+        super().__init__(db)
+        self.survive = survive
+
+    async def claim(self, doc: dict[str, Any]) -> bool:
+        claimed = await super().claim(doc)
+        if claimed and doc["outcome"] == "published":  # not a skipped warning
+            if self.survive == 0:
+                raise Killed(f"died right after claiming {doc['_id']}")
+            self.survive -= 1
+        return claimed
+
+
+class Replica:
+    """One SLA service instance in-process: its own broker and database client."""
+
+    def __init__(
+        self,
+        servers: Stack,
+        db_name: str,
+        clock: FakeClock,
+        name: str,
+        *,
+        consume: bool = False,
+        store: Callable[[Any], MongoSlaStore] = MongoSlaStore,
+    ) -> None:
+        infra = InfraSettings(
+            NATS_URL=servers.nats,
+            MONGO_URL=servers.mongo,
+            MONGO_DB=db_name,
+            LAPOR_DATA_DIR=str(ROOT / "data"),
+        )  # type: ignore[call-arg]
+        self.settings = SlaSettings(infra=infra)
+        self.runtime = build_runtime("sla", self.settings)
+        late: Late[SlaDeps] = Late("deps")
+        if consume:
+            publishers = register(self.runtime, late)
+        else:
+            # Publishers only: routing decisions are handed to the handlers directly.
+            broker = self.runtime.broker
+            publishers = {
+                "deadlines": EventPublisher(
+                    broker, subjects.COMPLAINT_DEADLINES, DeadlinesSet, "Deadlines set"
+                ),
+                **{
+                    key: EventPublisher(broker, subject, MODELS[subject], key)
+                    for key, subject in (
+                        ("alert", subjects.SLA_ALERT),
+                        ("escalation", subjects.SLA_ESCALATION),
+                        ("auto_close", subjects.SLA_AUTO_CLOSE),
+                    )
+                },
+            }
+        self.client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            servers.mongo, tz_aware=True
+        )
+        self.db = self.client[db_name]
+        self.runtime.db.set(self.db)
+        self.attempts: list[str] = []
+        self.publishers = {
+            key: CountingPublisher(pub, self.attempts) for key, pub in publishers.items()
+        }
+        self.engine = SlaEngine(
+            store(self.db),
+            load_rules(self.settings),
+            [self.publishers[k] for k in ("alert", "escalation", "auto_close")],
+            clock,
+            SlaMetrics(),
+            replica=name,
+            batch_size=5,
+            concurrency=4,
+            republish_after=timedelta(seconds=30),
+        )
+        self.deps = SlaDeps(engine=self.engine, deadlines=self.publishers["deadlines"])
+        late.set(self.deps)
+
+    async def start(self) -> Replica:
+        await self.engine.store.ensure_indexes()
+        await declare_consumers(self.runtime.broker)
+        await self.runtime.broker.start()
+        return self
+
+    async def stop(self) -> None:
+        await self.runtime.broker.stop()
+        await self.client.close()
+
+
+async def caught_up(db: Any, now: datetime) -> bool:
+    due = await db.sla_timers.count_documents({"status": "pending", "due_at": {"$lte": now}})
+    claimed = await db.sla_timers.count_documents({"status": "claimed"})
+    return due == 0 and claimed == 0
+
+
+async def stream_events(nc: Any, subject: str, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    """(Nats-Msg-Id, body) of every message stored on `subject` for complaints `prefix*`."""
+    js = nc.jetstream()
+    sub = await js.subscribe(subject, deliver_policy=DeliverPolicy.ALL, ordered_consumer=True)
+    found: list[tuple[str, dict[str, Any]]] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=1.5)
+            except Exception:
+                break
+            body = json.loads(msg.data)
+            if body.get("complaint_id", "").startswith(prefix):
+                found.append(((msg.headers or {}).get("Nats-Msg-Id", ""), body))
+    finally:
+        await sub.unsubscribe()
+    return found
+
+
+async def expected_firings(engine: SlaEngine, complaints: list[str], until: datetime) -> set[str]:
+    wanted: set[str] = set()
+    for complaint_id in complaints:
+        plan = await engine.plan_of(complaint_id)
+        assert plan is not None
+        wanted |= {t.id for t in plan.timers if _due(t, until)}
+    return wanted
+
+
+def _due(timer: Timer, until: datetime) -> bool:
+    return timer.due_at <= until
+
+
+async def test_two_replicas_sweeping_together_fire_each_point_exactly_once(
+    own_servers: Stack, own_nc: Any
+) -> None:
+    clock = FakeClock(START)
+    one = await Replica(own_servers, "lapor_sla_two", clock, "replica-1").start()
+    two = await Replica(own_servers, "lapor_sla_two", clock, "replica-2").start()
+    complaints = [f"TWO{n:02d}" for n in range(24)]
+    try:
+        # Both replicas take routing decisions at the same time, like a shared consumer.
+        await asyncio.gather(
+            *(
+                handle_routed(
+                    routed(cid, START + timedelta(minutes=n)), (one if n % 2 else two).deps
+                )
+                for n, cid in enumerate(complaints)
+            )
+        )
+        end = datetime(2027, 1, 25, tzinfo=WITA)
+        while clock.now < end:
+            clock.advance(hours=12)
+            await asyncio.gather(one.engine.sweep(), two.engine.sweep())
+            assert await caught_up(one.db, clock.now)
+        expected = await expected_firings(one.engine, complaints, clock.now)
+        assert len(expected) == 24 * 14
+
+        attempts = Counter(a for a in one.attempts + two.attempts if not a.startswith("deadlines:"))
+        assert set(attempts) == expected
+        assert max(attempts.values()) == 1, "a firing was published twice"
+        claimed_by = Counter(
+            [doc["claimed_by"] async for doc in one.db.sla_fired.find({}, {"claimed_by": 1})]
+        )
+        assert set(claimed_by) == {"replica-1", "replica-2"}
+        assert sum(claimed_by.values()) == len(expected)
+
+        stored = [msg_id for msg_id, _ in await stream_events(own_nc, "lapor.event.sla.>", "TWO")]
+        assert sorted(stored) == sorted(expected)
+        assert await one.db.sla_breaches.count_documents({}) == 24 * 2
+        assert await one.db.sla_timers.count_documents({}) == 0
+    finally:
+        await one.stop()
+        await two.stop()
+
+
+async def test_a_sweep_killed_midway_and_restarted_misses_nothing_and_repeats_nothing(
+    own_servers: Stack, own_nc: Any
+) -> None:
+    clock = FakeClock(START)
+    db_name = "lapor_sla_kill"
+    complaints = [f"KIL{n:02d}" for n in range(12)]
+    first = await Replica(own_servers, db_name, clock, "first").start()
+    for n, cid in enumerate(complaints):
+        await handle_routed(routed(cid, START + timedelta(minutes=n)), first.deps)
+    # 31 Dec 09:00: every first-response breach and liaison notice, and the
+    # answer's 50% warning, are due — 36 firings at once.
+    clock.set(datetime(2026, 12, 31, 9, 0, tzinfo=WITA))
+    expected_now = await expected_firings(first.engine, complaints, clock.now)
+    expected_now = {i for i in expected_now if "warn" not in i or ":answer:" in i}
+
+    # 1. Cancelled while publishing: after the 7th event reached the bus, before it settled.
+    reached = asyncio.Event()
+    published: list[str] = []
+
+    async def stop_the_world(msg_id: str) -> None:
+        published.append(msg_id)
+        if len(published) == 7:
+            reached.set()
+            await asyncio.sleep(3600)
+
+    for publisher in first.publishers.values():
+        publisher.after_publish = stop_the_world
+    sweeping = asyncio.create_task(first.engine.sweep())
+    await asyncio.wait_for(reached.wait(), 30)
+    sweeping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sweeping
+    await first.stop()
+
+    # 2. The restarted service dies right after its 5th claim, before publishing it.
+    second = await Replica(
+        own_servers, db_name, clock, "second", store=lambda db: DyingStore(db, survive=4)
+    ).start()
+    with pytest.raises(BaseExceptionGroup) as died:
+        await second.engine.sweep(startup=True)
+    assert died.group_contains(Killed)
+    assert await second.db.sla_fired.count_documents({"settled_at": None}) >= 1
+    await second.stop()
+
+    # 3. Restarted again, healthy: the start-up sweep settles what was left.
+    third = await Replica(own_servers, db_name, clock, "third").start()
+    try:
+        await third.engine.sweep(startup=True)
+        assert await caught_up(third.db, clock.now)
+        assert await third.db.sla_fired.count_documents({"settled_at": None}) == 0
+
+        events = await stream_events(own_nc, "lapor.event.sla.>", "KIL")
+        ids = Counter(msg_id for msg_id, _ in events)
+        assert set(ids) == expected_now, "missing or unexpected events"
+        assert max(ids.values()) == 1, "an event reached the bus twice"
+        assert {body["event_id"] for _, body in events} == expected_now
+        # Something was really in flight at each crash, and was sent again.
+        assert Counter(first.attempts + second.attempts + third.attempts).most_common(1)[0][1] == 2
+
+        # Time goes on normally afterwards.
+        clock.set(datetime(2027, 1, 25, tzinfo=WITA))
+        await third.engine.sweep()
+        everything = await expected_firings(third.engine, complaints, clock.now)
+        events = await stream_events(own_nc, "lapor.event.sla.>", "KIL")
+        ids = Counter(msg_id for msg_id, _ in events)
+        skipped = {
+            doc["_id"] async for doc in third.db.sla_fired.find({"outcome": "skipped"}, {"_id": 1})
+        }
+        assert set(ids) == everything - skipped and max(ids.values()) == 1
+        assert skipped and all(":warn" in s for s in skipped)  # too late to warn
+    finally:
+        await third.stop()
+
+
+async def _publish(nc: Any, subject: str, event: BaseModel, msg_id: str) -> None:
+    ack = await nc.jetstream().publish(
+        subject, event.model_dump_json().encode(), headers={"Nats-Msg-Id": msg_id}
+    )
+    assert ack.seq
+
+
+async def test_pause_extends_the_answer_and_rerouting_does_not_through_the_bus(
+    own_servers: Stack, own_nc: Any
+) -> None:
+    clock = FakeClock(datetime(2026, 11, 2, 9, 0, tzinfo=WITA))
+    sla = await Replica(own_servers, "lapor_sla_pause", clock, "sla", consume=True).start()
+    cid = "PAU01"
+    received = datetime(2026, 11, 2, 9, 0, tzinfo=WITA)
+
+    async def deadlines(event_id: str) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            for msg_id, body in await stream_events(own_nc, subjects.COMPLAINT_DEADLINES, cid):
+                if msg_id == event_id:
+                    return body
+            return None
+
+        return await eventually(probe, timeout=30)
+
+    async def send(event: ComplaintRouted | ComplaintStateChanged) -> None:
+        subject = (
+            subjects.COMPLAINT_ROUTED
+            if isinstance(event, ComplaintRouted)
+            else subjects.COMPLAINT_STATE_CHANGED
+        )
+        await _publish(own_nc, subject, event, event.event_id)
+
+    try:
+        await send(routed(cid, received))
+        first = await deadlines(f"deadlines:routed:{cid}:0")
+        assert first["deadlines"]["answer"] == "2026-11-16T23:59:59+08:00"
+
+        ask = state(cid, "ask", State.NEEDS_INFO, datetime(2026, 11, 4, 10, tzinfo=WITA))
+        reply = state(cid, "reply", State.IN_PROGRESS, datetime(2026, 11, 7, 16, tzinfo=WITA))
+        await send(ask)
+        await send(reply)
+        extended = await deadlines(f"deadlines:{reply.event_id}")
+        # Waited 3 days 6 hours for the citizen: the cap moves by exactly that.
+        assert extended["deadlines"]["answer"] == "2026-11-20T05:59:59+08:00"
+        assert extended["cause_event_id"] == reply.event_id
+        assert extended["state"] == "in_progress"
+
+        await send(state(cid, "forward", State.RECEIVED, datetime(2026, 11, 9, 9, tzinfo=WITA)))
+        await send(
+            routed(
+                cid,
+                datetime(2026, 11, 9, 9, 0, 1, tzinfo=WITA),
+                round_=1,
+                agency="DLH",
+                received_at=received,
+            )
+        )
+        rerouted = await deadlines(f"deadlines:routed:{cid}:1")
+        assert rerouted["deadlines"]["answer"] == "2026-11-20T05:59:59+08:00"
+        assert rerouted["deadlines"]["first_response"] == "2026-11-16T23:59:59+08:00"
+        assert rerouted["agency"] == "DLH"
+
+        # The sweep fires the answer at its extended deadline and the new agency's clock.
+        clock.set(datetime(2026, 11, 20, 6, 0, tzinfo=WITA))
+        await sla.engine.sweep()
+        alerts = {
+            msg_id: body for msg_id, body in await stream_events(own_nc, subjects.SLA_ALERT, cid)
+        }
+        assert alerts[f"{cid}:answer:breach:0"]["due_at"] == "2026-11-20T05:59:59+08:00"
+        assert alerts[f"{cid}:first_response:breach:1"]["agency"] == "DLH"
+        assert f"{cid}:first_response:breach:0" not in alerts
+        record = await sla.db.sla_breaches.find_one({"_id": f"{cid}:answer:0"})
+        assert record is not None and record["agency"] == "DLH"
+        summary = await sla.db.sla_clocks.find_one({"_id": cid})
+        assert summary is not None and summary["paused_s"] == (3 * 24 + 6) * 3600
+    finally:
+        await sla.stop()

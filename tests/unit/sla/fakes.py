@@ -1,0 +1,338 @@
+"""In-memory stand-ins for the SLA service's storage, publishers and clock.
+
+`MemorySlaStore` behaves like `MongoSlaStore` on the points the engine relies on:
+unique ids (a second insert fails), datetimes come back in UTC truncated to
+milliseconds, the due query is ordered by (due_at, _id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from lapor.contracts import (
+    ComplaintRouted,
+    ComplaintStateChanged,
+    Priority,
+    State,
+)
+from services.sla.plan import Fact, to_ms
+from services.sla.repository import (
+    CLAIMED,
+    LEVEL_RANK,
+    PENDING,
+    BreachUpdate,
+    Document,
+    fact_from_doc,
+    fact_to_doc,
+)
+
+
+def bson(value: Any) -> Any:
+    """What a value looks like after a round trip through the database."""
+    if isinstance(value, datetime):
+        return to_ms(value.astimezone(UTC))
+    if isinstance(value, Mapping):
+        return {key: bson(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [bson(item) for item in value]
+    return copy.deepcopy(value)
+
+
+class MemorySlaStore:
+    def __init__(self) -> None:
+        self.fact_docs: dict[str, Document] = {}
+        self.clocks: dict[str, Document] = {}
+        self.timers: dict[str, Document] = {}
+        self.fired: dict[str, Document] = {}
+        self.breach_docs: dict[str, Document] = {}
+        self.calls: list[str] = []
+
+    async def _io(self, name: str) -> None:
+        # A real database call gives other tasks (another replica) their turn.
+        self.calls.append(name)
+        await asyncio.sleep(0)
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    # -- facts
+    async def add_fact(self, complaint_id: str, fact: Fact) -> bool:
+        await self._io("add_fact")
+        if fact.event_id in self.fact_docs:
+            return False
+        self.fact_docs[fact.event_id] = bson(fact_to_doc(complaint_id, fact))
+        return True
+
+    async def facts(self, complaint_id: str) -> list[Fact]:
+        await self._io("facts")
+        return [
+            fact_from_doc(bson(doc))
+            for doc in self.fact_docs.values()
+            if doc["complaint_id"] == complaint_id
+        ]
+
+    async def fact_count(self, complaint_id: str) -> int:
+        return sum(1 for doc in self.fact_docs.values() if doc["complaint_id"] == complaint_id)
+
+    async def save_clock(self, complaint_id: str, summary: Document) -> None:
+        self.clocks[complaint_id] = bson(summary)
+
+    # -- timers
+    async def timers_of(self, complaint_id: str) -> list[Document]:
+        await self._io("timers_of")
+        return [bson(d) for d in self.timers.values() if d["complaint_id"] == complaint_id]
+
+    async def insert_timer(self, doc: Document) -> bool:
+        await self._io("insert_timer")
+        if doc["_id"] in self.timers:
+            return False
+        self.timers[doc["_id"]] = bson(doc)
+        return True
+
+    async def update_pending_timer(self, timer_id: str, fields: Document) -> None:
+        doc = self.timers.get(timer_id)
+        if doc is not None and doc["status"] == PENDING:
+            doc.update(bson(fields))
+
+    async def delete_pending_timer(self, timer_id: str) -> None:
+        doc = self.timers.get(timer_id)
+        if doc is not None and doc["status"] == PENDING:
+            del self.timers[timer_id]
+
+    async def delete_timer(self, timer_id: str) -> None:
+        self.timers.pop(timer_id, None)
+
+    async def mark_timer_claimed(self, timer_id: str, at: datetime) -> None:
+        doc = self.timers.get(timer_id)
+        if doc is not None:
+            doc.update(status=CLAIMED, claimed_at=bson(at))
+
+    async def release_timer(self, timer_id: str) -> None:
+        doc = self.timers.get(timer_id)
+        if doc is not None and doc["status"] == CLAIMED:
+            doc["status"] = PENDING
+            doc.pop("claimed_at", None)
+
+    async def due_timers(
+        self, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Document]:
+        await self._io("due_timers")
+        due = sorted(
+            (d for d in self.timers.values() if d["status"] == PENDING and d["due_at"] <= now),
+            key=lambda d: (d["due_at"], d["_id"]),
+        )
+        if after is not None:
+            due = [d for d in due if (d["due_at"], d["_id"]) > (after[0], after[1])]
+        return [bson(d) for d in due[:limit]]
+
+    async def claimed_timers(self, claimed_before: datetime | None, limit: int) -> list[Document]:
+        found = [
+            d
+            for d in self.timers.values()
+            if d["status"] == CLAIMED
+            and (claimed_before is None or d["claimed_at"] <= claimed_before)
+        ]
+        return [bson(d) for d in sorted(found, key=lambda d: d["claimed_at"])[:limit]]
+
+    # -- ledger
+    async def claim(self, doc: Document) -> bool:
+        await self._io("claim")
+        if doc["_id"] in self.fired:
+            return False
+        self.fired[doc["_id"]] = bson(doc)
+        return True
+
+    async def firing(self, firing_id: str) -> Document | None:
+        await self._io("firing")
+        doc = self.fired.get(firing_id)
+        return bson(doc) if doc is not None else None
+
+    async def settle(self, firing_id: str, at: datetime) -> None:
+        if firing_id in self.fired:
+            self.fired[firing_id]["settled_at"] = bson(at)
+
+    async def unsettled(self, limit: int) -> list[Document]:
+        found = [d for d in self.fired.values() if d.get("settled_at") is None]
+        return [bson(d) for d in sorted(found, key=lambda d: d["claimed_at"])[:limit]]
+
+    # -- breaches
+    async def record_breach(self, update: BreachUpdate) -> None:
+        doc = self.breach_docs.get(update.breach_id)
+        if doc is None:
+            doc = bson(
+                {
+                    "_id": update.breach_id,
+                    "complaint_id": update.complaint_id,
+                    "region": update.region,
+                    "agency": update.agency,
+                    "official": update.official,
+                    "clock": update.clock,
+                    "round": update.round,
+                    "priority": update.priority,
+                    "due_at": update.due_at,
+                }
+            )
+            self.breach_docs[update.breach_id] = doc
+        seen = bson(update.seen_at)
+        if doc.get("breached_at") is None or seen < doc["breached_at"]:
+            doc["breached_at"] = seen
+        if update.resolved_at is None:
+            doc["late_by_s"] = max(float(doc.get("late_by_s") or 0.0), update.late_by_s)
+        else:
+            doc["late_by_s"] = update.late_by_s
+        if update.level is not None:
+            doc["level_rank"] = max(int(doc.get("level_rank") or 0), LEVEL_RANK[update.level])
+            doc.setdefault("escalations", {})[update.level.value] = bson(
+                update.level_at or update.seen_at
+            )
+        if update.resolved_at is not None:
+            doc["resolved_at"] = bson(update.resolved_at)
+
+    def _matching(
+        self,
+        agency: str | None,
+        region: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        clock: str | None = None,
+    ) -> list[Document]:
+        return sorted(
+            (
+                d
+                for d in self.breach_docs.values()
+                if (agency is None or d["agency"] == agency)
+                and (region is None or d["region"] == region)
+                and (clock is None or d["clock"] == clock)
+                and (start is None or d["due_at"] >= start)
+                and (end is None or d["due_at"] < end)
+            ),
+            key=lambda d: (d["due_at"], d["_id"]),
+        )
+
+    async def breaches(
+        self,
+        *,
+        agency: str | None,
+        region: str | None,
+        clock: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> list[Document]:
+        return [bson(d) for d in self._matching(agency, region, start, end, clock)[:limit]]
+
+    async def breach_counts(
+        self,
+        *,
+        agency: str | None,
+        region: str | None,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for doc in self._matching(agency, region, start, end):
+            counts[doc["clock"]] = counts.get(doc["clock"], 0) + 1
+        return counts
+
+
+class Sink:
+    """What reached the bus, shared by several publishers (one per subject)."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, str]] = []
+        self.messages: list[tuple[str, str, dict[str, Any]]] = []
+        self._seen: set[str] = set()
+
+    def ids(self, subject: str | None = None) -> list[str]:
+        return [msg_id for s, msg_id, _ in self.messages if subject is None or s == subject]
+
+    def bodies(self, subject: str) -> list[dict[str, Any]]:
+        return [body for s, _, body in self.messages if s == subject]
+
+
+class RecordingPublisher:
+    """Publishes into a `Sink`, dropping a repeated message id as JetStream does."""
+
+    def __init__(self, subject: str, sink: Sink, fail_times: int = 0) -> None:
+        self.subject = subject
+        self.sink = sink
+        self.fail_times = fail_times
+
+    async def publish(self, message: BaseModel, msg_id: str) -> bool:
+        self.sink.attempts.append((self.subject, msg_id))
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise ConnectionError("simulated: the bus is unreachable")
+        if msg_id in self.sink._seen:
+            return False
+        self.sink._seen.add(msg_id)
+        self.sink.messages.append((self.subject, msg_id, message.model_dump(mode="json")))
+        return True
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now = self.now + timedelta(**delta)
+        return self.now
+
+    def set(self, moment: datetime) -> datetime:
+        self.now = moment
+        return self.now
+
+
+def routed(
+    complaint_id: str,
+    at: datetime,
+    *,
+    round_: int = 0,
+    agency: str | None = "PUPR",
+    priority: Priority = Priority.NORMAL,
+    triage: bool = False,
+    received_at: datetime | None = None,
+    region: str = "banjar",
+) -> ComplaintRouted:
+    return ComplaintRouted(
+        event_id=f"routed:{complaint_id}:{round_}",
+        occurred_at=at,
+        complaint_id=complaint_id,
+        region=region,
+        received_at=received_at or at,
+        agency=None if triage else agency,
+        priority=priority,
+        category="jalan",
+        confidence=0.9,
+        triage=triage,
+    )
+
+
+def state(
+    complaint_id: str,
+    name: str,
+    to: State,
+    at: datetime,
+    previous: State | None = None,
+    region: str = "banjar",
+) -> ComplaintStateChanged:
+    return ComplaintStateChanged(
+        event_id=f"state:command:{complaint_id}:{name}",
+        occurred_at=at,
+        complaint_id=complaint_id,
+        region=region,
+        state=to,
+        previous_state=previous,
+        actor="agency:officer",
+        reason=name,
+        cause_event_id=f"command:{complaint_id}:{name}",
+    )

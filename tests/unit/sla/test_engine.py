@@ -1,0 +1,393 @@
+"""Timers as data, driven by a fake clock through days and holidays in milliseconds.
+
+The engine runs against the in-memory store (tests/unit/sla/fakes.py); the same
+engine runs against FerretDB and NATS in tests/integration/test_sla_timers.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from lapor.contracts import ComplaintRouted, ComplaintStateChanged, Priority, State, subjects
+from services.sla.calendar import load_calendar
+from services.sla.engine import MODELS, SlaEngine
+from services.sla.handlers import SlaDeps, handle_routed, handle_state_changed
+from services.sla.plan import RegionRules
+from services.sla.policy import load_policy
+from tests.unit.sla.fakes import FakeClock, MemorySlaStore, RecordingPublisher, Sink, routed, state
+
+BANJAR = Path(__file__).resolve().parents[3] / "data" / "regions" / "banjar"
+WITA = ZoneInfo("Asia/Makassar")
+RULES = {"banjar": RegionRules(load_calendar(BANJAR), load_policy(BANJAR))}
+STEP = timedelta(minutes=15)
+
+
+def wita(month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    year = 2027 if month < 6 else 2026
+    return datetime(year, month, day, hour, minute, second, tzinfo=WITA)
+
+
+class Harness:
+    """One SLA service in memory: handlers, engine and sweep on a fake clock."""
+
+    def __init__(
+        self,
+        start: datetime,
+        store: MemorySlaStore | None = None,
+        sink: Sink | None = None,
+        fail_publish: int = 0,
+    ) -> None:
+        self.clock = FakeClock(start)
+        self.store = store or MemorySlaStore()
+        self.sink = sink or Sink()
+        self.publishers = {subject: RecordingPublisher(subject, self.sink) for subject in MODELS}
+        self.publishers[subjects.SLA_ALERT].fail_times = fail_publish
+        self.engine = SlaEngine(
+            self.store,
+            RULES,
+            self.publishers.values(),
+            self.clock,
+            republish_after=timedelta(seconds=30),
+            batch_size=7,
+        )
+        self.deps = SlaDeps(
+            engine=self.engine,
+            deadlines=RecordingPublisher(subjects.COMPLAINT_DEADLINES, self.sink),
+        )
+        self.fired_at: dict[str, datetime] = {}
+
+    async def send(self, *events: ComplaintRouted | ComplaintStateChanged) -> None:
+        for event in events:
+            if isinstance(event, ComplaintRouted):
+                await handle_routed(event, self.deps)
+            else:
+                await handle_state_changed(event, self.deps)
+
+    async def sweep(self) -> None:
+        await self.engine.sweep()
+        for msg_id in self.sink.ids():
+            self.fired_at.setdefault(msg_id, self.clock.now)
+
+    async def run_until(self, end: datetime, step: timedelta = STEP) -> None:
+        while self.clock.now < end:
+            self.clock.advance(seconds=step.total_seconds())
+            await self.sweep()
+
+    def sla_ids(self) -> list[str]:
+        return [i for s, i, _ in self.sink.messages if s in MODELS]
+
+    def alerts(self) -> list[dict[str, object]]:
+        return self.sink.bodies(subjects.SLA_ALERT)
+
+
+async def test_a_complaint_left_alone_warns_breaches_and_escalates_over_the_holidays() -> None:
+    sla = Harness(wita(12, 21, 10))
+    await sla.send(routed("C1", wita(12, 21, 10)))
+    plan = await sla.engine.plan_of("C1")
+    assert plan is not None
+    await sla.run_until(wita(1, 25))
+
+    fired = sla.sla_ids()
+    assert len(fired) == len(set(fired)) == len(plan.timers) == 14
+    assert set(fired) == {t.id for t in plan.timers}
+    for timer in plan.timers:  # each at the first sweep after its moment
+        assert timer.due_at <= sla.fired_at[timer.id] < timer.due_at + STEP
+    # The dates an operator would check by hand (24 Dec cuti bersama, 25 Dec
+    # Christmas, 1 Jan New Year, 5 Jan 2027 Isra Mi'raj).
+    assert sla.fired_at["C1:first_response:warn50:0"] == wita(12, 28, 12)
+    assert sla.fired_at["C1:first_response:warn80:0"] == wita(12, 30, 8)
+    assert sla.fired_at["C1:first_response:breach:0"] == wita(12, 31, 0, 0)
+    assert sla.fired_at["C1:first_response:head:0"] == wita(1, 5, 0, 0)
+    assert sla.fired_at["C1:first_response:sekda:0"] == wita(1, 9, 0, 0)
+    assert sla.fired_at["C1:first_response:ombudsman:0"] == wita(1, 16, 0, 0)
+
+    breach = next(a for a in sla.alerts() if a["event_id"] == "C1:first_response:breach:0")
+    assert breach["kind"] == "breach" and breach["percent"] == 100
+    assert breach["agency"] == "PUPR" and breach["official"] is None
+    assert breach["due_at"] == "2026-12-30T23:59:59+08:00"
+    escalations = sla.sink.bodies(subjects.SLA_ESCALATION)
+    assert [e["level"] for e in escalations if e["clock"] == "first_response"] == [
+        "liaison",
+        "head",
+        "sekda",
+        "ombudsman",
+    ]
+
+    record = sla.store.breach_docs["C1:first_response:0"]
+    assert record["agency"] == "PUPR" and record["level_rank"] == 4
+    assert record.get("resolved_at") is None
+    # late_by grows with each level: the Ombudsman notice came 15 days and 1 s late.
+    assert record["late_by_s"] == (wita(1, 16) - wita(12, 30, 23, 59, 59)).total_seconds()
+    assert set(record["escalations"]) == {"liaison", "head", "sekda", "ombudsman"}
+    assert sla.store.timers == {}  # everything fired: nothing left open
+
+
+async def test_acknowledging_in_time_silences_first_response() -> None:
+    sla = Harness(wita(12, 21, 10))
+    await sla.send(routed("C1", wita(12, 21, 10)))
+    await sla.run_until(wita(12, 23, 9))
+    await sla.send(state("C1", "ack", State.IN_PROGRESS, sla.clock.now, State.ASSIGNED))
+    await sla.run_until(wita(1, 25))
+    assert not [i for i in sla.sla_ids() if ":first_response:" in i]
+    assert "C1:answer:breach:0" in sla.sla_ids()
+    assert "C1:first_response:0" not in sla.store.breach_docs
+
+
+async def test_late_acknowledgement_ends_escalation_and_fixes_how_late() -> None:
+    sla = Harness(wita(12, 21, 10))
+    await sla.send(routed("C1", wita(12, 21, 10)))
+    await sla.run_until(wita(12, 31, 10))
+    await sla.send(state("C1", "ack", State.IN_PROGRESS, sla.clock.now, State.ASSIGNED))
+    await sla.run_until(wita(1, 25))
+    first = [i for i in sla.sla_ids() if ":first_response:" in i]
+    assert first == [
+        "C1:first_response:warn50:0",
+        "C1:first_response:warn80:0",
+        "C1:first_response:breach:0",
+        "C1:first_response:liaison:0",
+    ]
+    record = sla.store.breach_docs["C1:first_response:0"]
+    assert record["resolved_at"] == wita(12, 31, 10)
+    assert record["late_by_s"] == 10 * 3600 + 1
+    assert record["level_rank"] == 1  # liaison
+
+
+async def test_needs_info_pauses_the_answer_and_the_citizen_is_told_the_new_date() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(routed("C1", wita(11, 2, 9)))
+    await sla.run_until(wita(11, 6, 10))
+    await sla.send(state("C1", "ask", State.NEEDS_INFO, sla.clock.now, State.ASSIGNED))
+    # The answer's 50% would have been 9 Nov 16:30: the clock is paused then.
+    await sla.run_until(wita(11, 12, 10))
+    assert not [i for i in sla.sla_ids() if ":answer:" in i]
+    await sla.send(state("C1", "reply", State.IN_PROGRESS, sla.clock.now, State.NEEDS_INFO))
+
+    announced = sla.sink.bodies(subjects.COMPLAINT_DEADLINES)
+    assert [a["event_id"] for a in announced] == [
+        "deadlines:routed:C1:0",
+        "deadlines:state:command:C1:reply",
+    ]
+    assert announced[0]["deadlines"]["answer"] == "2026-11-16T23:59:59+08:00"
+    assert announced[1]["deadlines"]["answer"] == "2026-11-22T23:59:59+08:00"  # + 6 days
+    assert announced[1]["state"] == "in_progress"
+
+    await sla.run_until(wita(11, 24))
+    answer_alerts = [a for a in sla.alerts() if a["clock"] == "answer"]
+    assert [a["percent"] for a in answer_alerts] == [50, 80, 100]
+    assert {a["due_at"] for a in answer_alerts} == {"2026-11-22T23:59:59+08:00"}
+    assert sla.fired_at["C1:answer:warn50:0"] > wita(11, 12, 10)
+    assert sla.fired_at["C1:answer:breach:0"] == wita(11, 23, 0, 0)
+    # A repeated delivery of the reply announces nothing new.
+    await sla.send(state("C1", "reply", State.IN_PROGRESS, wita(11, 12, 10), State.NEEDS_INFO))
+    assert len(sla.sink.bodies(subjects.COMPLAINT_DEADLINES)) == 2
+
+
+async def test_rerouting_restarts_first_response_for_the_new_agency_only() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(routed("C1", wita(11, 2, 9)))
+    await sla.run_until(wita(11, 6, 10))
+    assert sla.sla_ids() == ["C1:first_response:warn50:0"]
+    await sla.send(
+        state("C1", "forward", State.RECEIVED, wita(11, 6, 10), State.ASSIGNED),
+        routed("C1", wita(11, 6, 10, 0, 1), round_=1, agency="DLH", received_at=wita(11, 2, 9)),
+    )
+    announced = sla.sink.bodies(subjects.COMPLAINT_DEADLINES)
+    assert announced[-1]["event_id"] == "deadlines:routed:C1:1"
+    assert announced[-1]["deadlines"]["answer"] == announced[0]["deadlines"]["answer"]
+    assert announced[-1]["deadlines"]["first_response"] == "2026-11-13T23:59:59+08:00"
+    assert not any(
+        ":first_response:" in d["_id"] and d["round"] == 0 for d in sla.store.timers.values()
+    )
+
+    await sla.run_until(wita(11, 14, 1))
+    first = [a for a in sla.alerts() if a["clock"] == "first_response"]
+    assert [(a["event_id"], a["agency"]) for a in first] == [
+        ("C1:first_response:warn50:0", "PUPR"),
+        ("C1:first_response:warn50:1", "DLH"),
+        ("C1:first_response:warn80:1", "DLH"),
+        ("C1:first_response:breach:1", "DLH"),
+    ]
+    assert sla.store.breach_docs["C1:first_response:1"]["agency"] == "DLH"
+
+
+async def test_events_out_of_order_and_repeated_give_the_same_timers() -> None:
+    in_order = Harness(wita(11, 2, 9))
+    shuffled = Harness(wita(11, 2, 9))
+    events: list[ComplaintRouted | ComplaintStateChanged] = [
+        routed("C1", wita(11, 2, 9)),
+        state("C1", "ack", State.IN_PROGRESS, wita(11, 3, 9), State.ASSIGNED),
+        state("C1", "forward", State.RECEIVED, wita(11, 3, 12), State.IN_PROGRESS),
+        routed("C1", wita(11, 3, 12, 0, 1), round_=1, agency="DLH", received_at=wita(11, 2, 9)),
+    ]
+    await in_order.send(*events)
+    await shuffled.send(events[3], events[1], events[3], events[0], events[2], events[1])
+    assert {k: (d["due_at"], d["agency"]) for k, d in in_order.store.timers.items()} == {
+        k: (d["due_at"], d["agency"]) for k, d in shuffled.store.timers.items()
+    }
+    # The stale round 0, delivered after round 1, announced nothing.
+    assert shuffled.sink.ids(subjects.COMPLAINT_DEADLINES) == ["deadlines:routed:C1:1"]
+
+
+async def test_a_response_auto_closes_after_ten_working_days_once() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(
+        routed("C1", wita(11, 2, 9)),
+        state("C1", "ack", State.IN_PROGRESS, wita(11, 2, 10), State.ASSIGNED),
+        state("C1", "answer", State.RESPONDED, wita(11, 5, 14), State.IN_PROGRESS),
+    )
+    await sla.run_until(wita(12, 10))
+    (closing,) = sla.sink.bodies(subjects.SLA_AUTO_CLOSE)
+    assert closing["event_id"] == "C1:answer:auto_close:1"
+    assert closing["responded_at"] == "2026-11-05T14:00:00+08:00"
+    # 10 working days after Thursday 5 Nov: 6, 9..13, 16..19 Nov.
+    assert sla.fired_at["C1:answer:auto_close:1"] == wita(11, 20, 0, 0)
+
+
+async def test_a_reaction_cancels_auto_close_and_closing_cancels_everything() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(
+        routed("C1", wita(11, 2, 9)),
+        state("C1", "answer", State.RESPONDED, wita(11, 3, 14), State.ASSIGNED),
+    )
+    assert "C1:answer:auto_close:1" in sla.store.timers
+    await sla.run_until(wita(11, 10))
+    await sla.send(state("C1", "reopen", State.IN_PROGRESS, sla.clock.now, State.RESPONDED))
+    assert "C1:answer:auto_close:1" not in sla.store.timers
+    await sla.send(state("C1", "close", State.CLOSED, sla.clock.now, State.IN_PROGRESS))
+    assert sla.store.timers == {}
+    await sla.run_until(wita(12, 31))
+    assert sla.sink.bodies(subjects.SLA_AUTO_CLOSE) == []
+
+
+async def test_a_publish_that_fails_after_the_claim_goes_out_once_later() -> None:
+    sla = Harness(wita(12, 21, 10), fail_publish=1)
+    await sla.send(routed("C1", wita(12, 21, 10)))
+    sla.clock.set(wita(12, 28, 12))
+    await sla.sweep()  # claimed, publish failed: the claim stays, the timer is claimed
+    assert sla.sla_ids() == []
+    assert sla.store.fired["C1:first_response:warn50:0"]["settled_at"] is None
+    assert sla.store.timers["C1:first_response:warn50:0"]["status"] == "claimed"
+    sla.clock.advance(seconds=10)
+    await sla.sweep()  # within the grace time another replica may still be on it
+    assert sla.sla_ids() == []
+    sla.clock.advance(seconds=30)
+    await sla.sweep()
+    assert sla.sla_ids() == ["C1:first_response:warn50:0"]
+    assert Counter(i for _, i in sla.sink.attempts)["C1:first_response:warn50:0"] == 2
+    assert "C1:first_response:warn50:0" not in sla.store.timers
+    await sla.run_until(wita(12, 29))
+    assert [i for i in sla.sla_ids() if ":first_response:" in i] == ["C1:first_response:warn50:0"]
+
+
+async def test_a_restart_republishes_unsettled_claims_at_once() -> None:
+    crashed = Harness(wita(12, 21, 10), fail_publish=1)
+    await crashed.send(routed("C1", wita(12, 21, 10)))
+    crashed.clock.set(wita(12, 28, 12))
+    await crashed.sweep()
+    restarted = Harness(wita(12, 28, 12), store=crashed.store, sink=crashed.sink)
+    await restarted.engine.sweep(startup=True)
+    assert restarted.sla_ids() == ["C1:first_response:warn50:0"]
+    assert restarted.store.fired["C1:first_response:warn50:0"]["settled_at"] is not None
+
+
+async def test_two_replicas_sweeping_together_never_fire_twice() -> None:
+    store, sink = MemorySlaStore(), Sink()
+    one = Harness(wita(11, 2, 9), store=store, sink=sink)
+    two = Harness(wita(11, 2, 9), store=store, sink=sink)
+    for n in range(40):
+        replica = one if n % 2 else two
+        await replica.send(routed(f"C{n}", wita(11, 2, 9) + timedelta(minutes=n)))
+    while one.clock.now < wita(12, 1):
+        one.clock.advance(hours=1)
+        two.clock.set(one.clock.now)
+        await asyncio.gather(one.engine.sweep(), two.engine.sweep())
+    attempts = Counter(msg_id for _, msg_id in sink.attempts)
+    assert attempts and max(attempts.values()) == 1
+    expected = set()
+    for n in range(40):
+        plan = await one.engine.plan_of(f"C{n}")
+        assert plan is not None
+        expected |= {t.id for t in plan.timers if t.due_at <= one.clock.now}
+    assert len(expected) == 40 * 14
+    assert set(one.sla_ids()) == expected
+    claimed_by = Counter(doc["claimed_by"] for doc in store.fired.values())
+    assert set(claimed_by) == {one.engine.replica, two.engine.replica}
+
+
+async def test_after_days_down_a_warning_past_its_deadline_is_skipped() -> None:
+    sla = Harness(wita(12, 21, 10))
+    await sla.send(routed("C1", wita(12, 21, 10)))
+    sla.clock.set(wita(12, 31, 9))  # down since before the first warning
+    await sla.sweep()
+    # The first response's warnings come too late to help: its deadline has passed.
+    # The answer's 50% warning is still worth sending: its deadline is ahead.
+    assert sla.sla_ids() == [
+        "C1:answer:warn50:0",
+        "C1:first_response:breach:0",
+        "C1:first_response:liaison:0",
+    ]
+    for point in ("warn50", "warn80"):
+        assert sla.store.fired[f"C1:first_response:{point}:0"]["outcome"] == "skipped"
+    await sla.run_until(wita(1, 2))
+    assert "C1:first_response:warn80:0" not in sla.sla_ids()
+
+
+async def test_triage_holds_diskominfo_to_routing_until_decided() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(routed("C1", wita(11, 2, 9), triage=True))
+    await sla.run_until(wita(11, 4, 13))
+    assert [(a["clock"], a["percent"], a["agency"]) for a in sla.alerts()] == [
+        ("routing", 50, "DISKOMINFO")
+    ]
+    await sla.send(routed("C1", sla.clock.now, round_=1, agency="PUPR", received_at=wita(11, 2, 9)))
+    await sla.run_until(wita(11, 7))
+    assert [a["clock"] for a in sla.alerts()] == ["routing"]
+    assert not [d for d in sla.store.timers.values() if d["clock"] == "routing"]
+
+
+async def test_urgent_first_response_counts_clock_hours_through_the_weekend() -> None:
+    sla = Harness(wita(11, 7, 22))  # Saturday night
+    await sla.send(routed("C1", wita(11, 7, 22), priority=Priority.URGENT, agency="RSUD"))
+    await sla.run_until(wita(11, 9, 0), step=timedelta(minutes=1))
+    first = {str(a["event_id"]): sla.fired_at[str(a["event_id"])] for a in sla.alerts()}
+    assert first["C1:first_response:warn50:0"] == wita(11, 8, 10)
+    assert first["C1:first_response:warn80:0"] == wita(11, 8, 17, 12)
+    assert first["C1:first_response:breach:0"] == wita(11, 8, 22)
+    escalations = {
+        e["level"]: sla.fired_at[str(e["event_id"])]
+        for e in sla.sink.bodies(subjects.SLA_ESCALATION)
+    }
+    assert escalations == {"liaison": wita(11, 8, 22), "head": wita(11, 9, 0)}
+
+
+async def test_the_sweep_reads_only_what_is_due() -> None:
+    sla = Harness(wita(11, 2, 9))
+    for n in range(300):
+        await sla.send(routed(f"C{n}", wita(11, 2, 9)))
+    await sla.send(routed("DUE", wita(11, 2, 9), priority=Priority.URGENT, agency="RSUD"))
+    sla.store.calls.clear()
+    sla.clock.set(wita(11, 2, 21, 0, 1))  # only the urgent complaint's 50% is due
+    report = await sla.engine.sweep()
+    assert report.fired == 1
+    assert sla.sla_ids() == ["DUE:first_response:warn50:0"]
+    calls = Counter(sla.store.calls)
+    assert calls["facts"] == 1 and calls["claim"] == 1
+
+
+async def test_a_stop_that_reaches_sla_late_settles_how_late_it_really_was() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(routed("C1", wita(11, 2, 9)))
+    # The agency acknowledged on 10 Nov 10:00, but SLA hears of it only on 12 Nov:
+    # meanwhile the head of the agency was told (11 Nov 23:59:59).
+    await sla.run_until(wita(11, 12, 9))
+    assert "C1:first_response:head:0" in sla.sla_ids()
+    await sla.send(state("C1", "ack", State.IN_PROGRESS, wita(11, 10, 10), State.ASSIGNED))
+    record = sla.store.breach_docs["C1:first_response:0"]
+    assert record["resolved_at"] == wita(11, 10, 10)
+    assert record["late_by_s"] == 10 * 3600 + 1
+    assert record["level_rank"] == 2  # head: the notice went out, and stays on record
+    assert not [d for d in sla.store.timers.values() if d["clock"] == "first_response"]
