@@ -23,6 +23,7 @@ from lapor.contracts import (
 )
 from lapor.contracts.commands import Action, Actor, CommandRejected, ComplaintCommand, Role
 from lapor.runtime.broker import EventPublisher
+from lapor.runtime.metrics import DomainMetrics
 from services.intake import domain, lifecycle
 from services.intake.guard import RateLimit, similar_complaint, windows
 from services.intake.phones import normalize_phone, phone_hash
@@ -63,6 +64,7 @@ class IntakeDeps:
     duplicate_similarity: float = 90.0
     senders: KeyedLock = field(default_factory=KeyedLock)
     region_ids: frozenset[str] = frozenset({"banjar"})
+    metrics: DomainMetrics | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -404,9 +406,11 @@ async def _store_complaint(deps: IntakeDeps, **fields: Any) -> dict[str, Any]:
     for _ in range(5):
         doc = domain.new_complaint(tracking_id=new_tracking_id(), stored_at=deps.clock(), **fields)
         try:
-            stored, _created = await deps.repo.add_complaint(doc)
+            stored, created = await deps.repo.add_complaint(doc)
         except DuplicateKeyError:
             continue
+        if created and deps.metrics is not None:
+            deps.metrics.received.labels(channel=stored["channel"], region=stored["region"]).inc()
         return stored
     raise RuntimeError("could not allocate a tracking id")
 
@@ -425,7 +429,7 @@ async def _reject(
     region: str | None = None,
 ) -> None:
     now = deps.clock()
-    record, _ = await deps.repo.add_rejection(
+    record, new = await deps.repo.add_rejection(
         {
             "_id": f"REJ-{secrets.token_hex(6)}",
             "source_key": source_key,
@@ -441,6 +445,8 @@ async def _reject(
             "region": region,
         }
     )
+    if new and deps.metrics is not None:
+        deps.metrics.rejections.labels(channel=channel.value, reason=reason.value).inc()
     await deps.rejected.publish(
         InboundRejected(
             event_id=f"rejected:{record['_id']}",

@@ -1,5 +1,6 @@
 """Intake bootstrap: what it consumes, what it publishes, what it serves."""
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from lapor.contracts import (
 from lapor.contracts.commands import CommandRejected, ComplaintCommand, ComplaintForwarded
 from lapor.directory import load_directory
 from lapor.regions import load_regions, region_keywords
+from lapor.report import report_router
 from lapor.runtime.broker import EventPublisher, durable
+from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
@@ -148,7 +151,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     async def submit(submission: InboundWeb) -> dict[str, Any]:
         return await handlers.accept_submission(submission, Channel.WEB, deps.get())
 
-    async def on_start(db: AsyncDatabase[dict[str, Any]]) -> None:
+    metrics = DomainMetrics(runtime.registry)
+
+    async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
         repo = ComplaintRepository(db)
         await repo.ensure_indexes()
         deps.set(
@@ -167,9 +172,15 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 rate_limit=RateLimit(settings.rate_per_hour, settings.rate_per_day),
                 duplicate_window=timedelta(hours=settings.duplicate_window_hours),
                 duplicate_similarity=settings.duplicate_similarity,
+                metrics=metrics,
             )
         )
-        return None
+        plan = RefreshPlan(
+            complaints=True,
+            dead_letters=True,
+            consumers=declared_consumers(runtime.broker),
+        )
+        return start_refresher(metrics, db, runtime.broker, plan, settings.metrics_interval_s)
 
     return create_service_app(
         runtime,
@@ -181,6 +192,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 lambda command: handlers.execute(command, deps.get()),
                 submit,
             ),
+            report_router(lambda: runtime.db.get(), settings.infra.data_dir),
             open311.build_router(
                 open311.Open311Context(
                     repository=lambda: deps.get().repo,

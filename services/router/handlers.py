@@ -8,6 +8,7 @@ from typing import Any
 from lapor.contracts import ComplaintReceived, ComplaintRouted
 from lapor.contracts.commands import ComplaintForwarded
 from lapor.runtime.broker import EventPublisher
+from lapor.runtime.metrics import DomainMetrics
 from services.router.domain import Decision, Router
 
 
@@ -15,6 +16,7 @@ from services.router.domain import Decision, Router
 class RouterDeps:
     routers: Mapping[str, Router]
     routed: EventPublisher
+    metrics: DomainMetrics | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -41,7 +43,7 @@ async def handle_received(event: ComplaintReceived, deps: RouterDeps) -> None:
         candidates=list(decision.candidates),
         reasons=list(decision.reasons),
     )
-    await deps.routed.publish(routed, msg_id=routed.event_id)
+    await _publish(deps, routed)
 
 
 # After this many refusals an agency's "not ours" goes to a person, not to rules.
@@ -64,7 +66,7 @@ async def handle_forwarded(event: ComplaintForwarded, deps: RouterDeps) -> None:
         bounces=event.bounces,
         **fields,
     )
-    await deps.routed.publish(routed, msg_id=routed.event_id)
+    await _publish(deps, routed)
 
 
 def _decided_by_admin(event: ComplaintForwarded, decision: Decision) -> dict[str, Any] | None:
@@ -104,3 +106,10 @@ def _decided_again(event: ComplaintForwarded, decision: Decision) -> dict[str, A
         "candidates": candidates[:3],
         "reasons": reasons,
     }
+
+
+async def _publish(deps: RouterDeps, routed: ComplaintRouted) -> None:
+    # Counted once per decision: a duplicate publish (redelivery) is not a new decision.
+    if await deps.routed.publish(routed, msg_id=routed.event_id) and deps.metrics is not None:
+        agency = "TRIAGE" if routed.triage else routed.agency or "NONE"
+        deps.metrics.routing_decisions.labels(agency=agency, priority=routed.priority.value).inc()

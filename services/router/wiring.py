@@ -1,5 +1,6 @@
 """Router bootstrap: consumes received complaints, publishes routing decisions."""
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,6 +11,7 @@ from lapor.contracts import ComplaintReceived, ComplaintRouted, subjects
 from lapor.contracts.commands import ComplaintForwarded
 from lapor.regions import load_regions
 from lapor.runtime.broker import EventPublisher, durable
+from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
@@ -53,8 +55,12 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         for region in load_regions(settings.infra.data_dir)
     }
 
-    async def on_start(_db: AsyncDatabase[dict[str, Any]]) -> None:
-        deps.set(handlers.RouterDeps(routers=routers, routed=routed))
+    metrics = DomainMetrics(runtime.registry)
+
+    async def on_start(_db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
+        deps.set(handlers.RouterDeps(routers=routers, routed=routed, metrics=metrics))
+        plan = RefreshPlan(consumers=declared_consumers(runtime.broker))
+        return start_refresher(metrics, None, runtime.broker, plan, 30.0)
 
     return create_service_app(runtime, on_start=on_start, description=DESCRIPTION)
 
