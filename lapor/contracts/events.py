@@ -157,6 +157,9 @@ class ComplaintStateChanged(Event):
     message: str | None = Field(
         default=None, description="The agency's question or answer, or a closing note."
     )
+    reopen_until: AwareDatetime | None = Field(
+        default=None, description="Responded or closed: until when the citizen may reopen."
+    )
     cause_event_id: str
 
 

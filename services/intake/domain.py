@@ -6,7 +6,7 @@ state of the latest entry.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from lapor.contracts import (
@@ -199,7 +199,7 @@ def rating_transition(event_id: str, at: datetime, score: int, comment: str) -> 
 
 
 def state_changed_event(
-    doc: dict[str, Any], transition: Transition
+    doc: dict[str, Any], transition: Transition, reopen_window: timedelta = timedelta(days=14)
 ) -> ComplaintStateChanged | None:
     """The announcement of a state change, derived from the stored history.
 
@@ -228,6 +228,11 @@ def state_changed_event(
         priority=doc.get("priority"),
         outcome=doc.get("outcome"),
         message=transition.message,
+        reopen_until=(
+            transition.at + reopen_window
+            if transition.state in (State.RESPONDED, State.CLOSED)
+            else None
+        ),
         cause_event_id=transition.event_id,
     )
 

@@ -397,7 +397,7 @@ async def _record(deps: IntakeDeps, complaint_id: str, transition: domain.Transi
 
 
 async def _announce(deps: IntakeDeps, doc: dict[str, Any], transition: domain.Transition) -> None:
-    if (changed := domain.state_changed_event(doc, transition)) is not None:
+    if (changed := domain.state_changed_event(doc, transition, deps.reopen_window)) is not None:
         await deps.state_changed.publish(changed, msg_id=changed.event_id)
 
 

@@ -10,6 +10,7 @@ from lapor.contracts import (
     AGENCY_OUT_OF_SCOPE,
     CitizenCommandAnswered,
     ComplaintRouted,
+    ComplaintStateChanged,
     DeadlineAlert,
     DeadlinesSet,
     EscalationRaised,
@@ -22,6 +23,7 @@ from lapor.directory import Contacts, EscalationLevel
 from services.notify.templates import (
     clock_label,
     escalation_label,
+    outcome_label,
     priority_label,
     state_label,
 )
@@ -291,3 +293,29 @@ def routing_note(confidence: float, triage: bool) -> str:
     if triage:
         return "diverifikasi oleh admin Diskominfo"
     return f"disposisi otomatis, tingkat keyakinan {round(confidence * 100)}%"
+
+
+def lifecycle_message(event: ComplaintStateChanged, agency_name: str) -> CitizenMessage | None:
+    """What the citizen hears when an agency asks, answers or closes."""
+    values: dict[str, Any] = {"tracking_id": event.complaint_id}
+    if event.state is State.NEEDS_INFO and event.message:
+        template = "question"
+        values |= {"agency_name": agency_name, "question": event.message}
+    elif event.state is State.RESPONDED and event.message:
+        template = "answer"
+        values |= {
+            "agency_name": agency_name,
+            "answer": event.message,
+            "reopen_until": event.reopen_until or "-",
+        }
+    elif event.state is State.CLOSED and event.outcome and event.outcome != "out_of_scope":
+        template = "closed"
+        values |= {
+            "outcome_label": outcome_label(event.outcome),
+            "reopen_until": event.reopen_until or "-",
+        }
+        if event.message:
+            values["note"] = event.message
+    else:
+        return None
+    return CitizenMessage(template, values, event.event_id, event.complaint_id, event.region)

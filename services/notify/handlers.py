@@ -19,6 +19,7 @@ from lapor.contracts import (
     CitizenCommandAnswered,
     ComplaintReceived,
     ComplaintRouted,
+    ComplaintStateChanged,
     DeadlineAlert,
     DeadlinesSet,
     EscalationRaised,
@@ -118,6 +119,15 @@ async def handle_deadlines(event: DeadlinesSet, deps: NotifyDeps, delivery: int 
         if notice is not None:
             notes += _officials(deps, notice, facts)
     await _deliver(deps, notes, delivery)
+
+
+async def handle_state_changed(
+    event: ComplaintStateChanged, deps: NotifyDeps, delivery: int = 1
+) -> None:
+    name = deps.agencies.name_of(event.region, event.agency) if event.agency else "Diskominfo"
+    message = domain.lifecycle_message(event, name)
+    if message is not None:
+        await _deliver(deps, await _citizen(deps, message, delivery), delivery)
 
 
 async def handle_rejected(event: InboundRejected, deps: NotifyDeps, delivery: int = 1) -> None:

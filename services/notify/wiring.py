@@ -14,6 +14,7 @@ from lapor.contracts import (
     CitizenCommandAnswered,
     ComplaintReceived,
     ComplaintRouted,
+    ComplaintStateChanged,
     DeadlineAlert,
     DeadlinesSet,
     EscalationRaised,
@@ -98,6 +99,15 @@ def register(runtime: Runtime, deps: Late[handlers.NotifyDeps]) -> dict[str, Eve
     @durable(broker, subjects.COMPLAINT_ROUTED, "notify-routed", title="Out-of-scope guidance")
     async def on_routed(event: ComplaintRouted, msg: NatsMessage) -> None:
         await handlers.handle_routed(event, deps.get(), delivery_count(msg))
+
+    @durable(
+        broker,
+        subjects.COMPLAINT_STATE_CHANGED,
+        "notify-lifecycle",
+        title="Question, answer, closing",
+    )
+    async def on_state_changed(event: ComplaintStateChanged, msg: NatsMessage) -> None:
+        await handlers.handle_state_changed(event, deps.get(), delivery_count(msg))
 
     @durable(broker, subjects.INBOUND_REJECTED, "notify-rejected", title="Explain a rejection")
     async def on_rejected(event: InboundRejected, msg: NatsMessage) -> None:

@@ -75,6 +75,7 @@ async def test_acknowledge_answer_rate(stack: Stack, nc: Any, db: Any) -> None:
 
 
 async def test_question_reply_resumes_then_answer(stack: Stack, nc: Any, db: Any) -> None:
+    outbox = await Outbox().attach(nc)
     sender = "+6281234500202"
     doc = await _file(nc, db, sender, "BANJAR sampah menumpuk di pinggir jalan tidak diangkut")
     officer = await _token(db, Role.AGENCY, "sari", doc["agency"])
@@ -89,6 +90,16 @@ async def test_question_reply_resumes_then_answer(stack: Stack, nc: Any, db: Any
         await _state(db, doc["_id"], "in_progress")
         r = await http.post(f"{url}/answer", json={"text": "Sudah diangkut."}, headers=officer)
         assert r.json()["state"] == "responded"
+    texts = await eventually(
+        lambda: _texts_with(outbox, sender, ["Di RT berapa", "Sudah diangkut"])
+    )
+    assert any(f"BALAS {doc['_id']}" in t for t in texts)
+    await outbox.detach()
+
+
+async def _texts_with(outbox: Outbox, sender: str, needles: list[str]) -> list[str] | None:
+    texts = [m["text"] for m in outbox.to(sender)]
+    return texts if all(any(n in t for t in texts) for n in needles) else None
 
 
 async def test_forwarded_twice_goes_to_triage_and_admin_decides(
