@@ -1,6 +1,6 @@
 """`python -m bench`: run the benchmark and write bench/results/latest.{json,md}.
 
-Environment (what `make bench` passes): SCALE=10k|1m, SOAK=<seconds>,
+Environment (what `make bench` passes): SCALE=10k|100k|1m, SOAK=<seconds>,
 NATS_URL / MONGO_URL for servers of your own, LAPOR_BENCH_CPROFILE=<service>
 to run one service under cProfile, LAPOR_BENCH_PYSPY=<path to py-spy> to
 sample every service under the maximum load.
@@ -70,7 +70,7 @@ def _rates(text: str) -> list[float]:
 @app.command()
 def main(
     scale: Annotated[
-        str, typer.Option(envvar="SCALE", help="10k, or 1m to add the 1,000,000 point")
+        str, typer.Option(envvar="SCALE", help="largest stored size: 10k, 100k or 1m")
     ] = "10k",
     soak: Annotated[int, typer.Option(envvar="SOAK", help="seconds of RSS soak (0: none)")] = 0,
     rates: Annotated[str, typer.Option(help="fixed rates, complaints/s")] = "50,100,200,300",

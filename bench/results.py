@@ -17,6 +17,7 @@ HEADLINE = (
 )
 OPTIONAL_FIGURES = (
     "e2e_sustained_per_s",
+    "scale_ratio_100k_vs_10k",
     "msg_publish_ratio",
     "msg_consume_ratio",
     "replica_ratio_2_vs_1",
@@ -136,11 +137,12 @@ def _steps_table(result: dict[str, Any]) -> list[str]:
         "## End to end (SMS in → acknowledgement out)",
         "",
         "p50/p95/p99 count unanswered SMS as infinitely late (— when a percentile falls "
-        "among them). Stored: complaints in the database when the step began.",
+        "among them). Stored: complaints in the database when the step began. Others: CPU "
+        "(% of one core) used by processes outside the benchmark (other work on the machine).",
         "",
         "| step | offered/s | sent | acked | unanswered | throughput/s "
-        "| p50 ms | p95 ms | p99 ms | max ms | stored |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| p50 ms | p95 ms | p99 ms | max ms | stored | others CPU % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in steps:
         name = s["step"] + (" (stopped: backlog)" if s.get("stopped_early") else "")
@@ -149,7 +151,7 @@ def _steps_table(result: dict[str, Any]) -> list[str]:
             f"{_fmt(s.get('completed'))} | {_fmt(s.get('missing'))} | "
             f"{_fmt(s.get('throughput_per_s'))} | {_fmt(s.get('p50_ms'))} | "
             f"{_fmt(s.get('p95_ms'))} | {_fmt(s.get('p99_ms'))} | {_fmt(s.get('max_ms'))} | "
-            f"{_fmt(s.get('stored_before'))} |"
+            f"{_fmt(s.get('stored_before'))} | {_fmt(s.get('others_cpu_pct'))} |"
         )
     return lines
 
@@ -167,10 +169,9 @@ def _resources_table(result: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     for name, v in sorted(phase.items(), key=lambda kv: -kv[1]["cpu_mean_pct"]):
-        lines.append(
-            f"| {name} | {_fmt(v['cpu_mean_pct'])} | {_fmt(v['cpu_max_pct'])} | "
-            f"{_fmt(v['rss_max_mb'])} |"
-        )
+        peak = _fmt(v["cpu_max_pct"]) if name != "others" else "—"
+        rss = _fmt(v["rss_max_mb"]) if name != "others" else "—"
+        lines.append(f"| {name} | {_fmt(v['cpu_mean_pct'])} | {peak} | {rss} |")
     return lines
 
 

@@ -24,7 +24,7 @@ import os
 import platform
 import pstats
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +41,7 @@ from bench.results import HEADLINE, OPTIONAL_FIGURES, SCHEMA, TARGETS, target_me
 from bench.stack import BenchStack, ferretdb_module_version, machine_info
 from bench.stats import ratio, weighted_rate
 
-SCALES = {"10k": 10_000, "1m": 1_000_000}
+SCALES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 TARGET_RATE = 300.0
 P99_LIMIT_MS = 1000.0
 SERVICES = ("intake", "router", "sla", "notify")
@@ -96,6 +96,7 @@ class Run:
     reasons: dict[str, str] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    seeded: int = 0
     nc: Any = None
     mongo: Any = None
     driver: LoadDriver | None = None
@@ -111,7 +112,8 @@ class Run:
             await self._collect_versions()
             self._watch()
             self.sampler.start()
-            await self._phases()
+            # A failure mid-run still leaves a result with what was measured.
+            await self._guarded("run", self._phases())
         finally:
             self.sampler.stop()
             await self._disconnect()
@@ -155,9 +157,10 @@ class Run:
         c = self.config
         await self._open("warm-up", 5.0, 4.0, keep=False)
         maximum = await self._max_rate()
+        await self._background("idle, after the maximum")
         # Right after the maximum, while the stored data are the same size.
         if c.replicas:
-            await self._replicas(maximum)
+            await self._guarded("replicas", self._replicas(maximum))
         else:
             self.reasons["replica_ratio_2_vs_1"] = "disabled (--no-replicas)"
         await self._raw_limits()
@@ -166,17 +169,24 @@ class Run:
         fixed = [await self._open(f"{rate:g}/s", rate, c.step_s) for rate in c.rates]
         self._headline([steady, *fixed], maximum)
         if c.py_spy:
-            await self._py_spy()
+            await self._guarded("py-spy", self._py_spy())
         if c.soak_s > 0:
-            await self._soak(maximum)
+            await self._guarded("soak", self._soak(maximum))
         else:
             self.reasons["soak_rss_slope_mb_per_min_max"] = "soak not requested (SOAK=seconds)"
-        await self._scale_point("10k")
-        if c.scale == "1m":
-            await self._scale_point("1m")
-            self._scale_ratio()
-        else:
-            self.reasons["scale_ratio_1m_vs_10k"] = "1M point not requested (make bench SCALE=1m)"
+        for label, size in SCALES.items():
+            if size <= SCALES[c.scale]:
+                await self._guarded(f"scale {label}", self._scale_point(label))
+        await self._background("idle, after seeding")
+        self._scale_ratios()
+
+    async def _guarded(self, phase: str, work: Awaitable[None]) -> None:
+        """An optional phase that fails is recorded; the figures measured so far are kept."""
+        try:
+            await work
+        except Exception as exc:
+            self.result.setdefault("errors", {})[phase] = f"{type(exc).__name__}: {exc}"[:500]
+            self.ui.note(f"  {phase} failed: {type(exc).__name__}: {str(exc)[:200]}")
 
     async def _open(self, step: str, rate: float, seconds: float, keep: bool = True) -> StepResult:
         assert self.driver is not None
@@ -256,7 +266,12 @@ class Run:
         resources = self.sampler.window(result.started, result.ended)
         self.result.setdefault("resources", {})[result.step] = resources
         checked = result.verified
-        entry = {**result.as_json(), "stored_before": stored, "verified": checked}
+        entry = {
+            **result.as_json(),
+            "stored_before": stored,
+            "others_cpu_pct": (resources.get("others") or {}).get("cpu_mean_pct"),
+            "verified": checked,
+        }
         if keep:
             self.steps.append(entry)
         lat = result.latency
@@ -463,14 +478,16 @@ class Run:
     async def _scale_point(self, label: str) -> None:
         target = SCALES[label]
         stored = await self._stored()
-        with self.ui.phase(f"seeding up to {target:,} stored complaints", total=target) as bar:
-            status = StepStatus(f"seed {label}", time.perf_counter(), target=target)
+        count = max(0, target - stored)
+        with self.ui.phase(f"seeding {count:,} complaints (to {target:,})", total=count) as bar:
+            status = StepStatus(f"seed {label}", time.perf_counter(), target=count)
 
             def report(done: int, _total: int) -> None:
                 status.sent = status.completed = done
                 bar(status)
 
-            seeded = await scale.seed(self.db, stored, target, progress=report)
+            seeded = await scale.seed(self.db, self.seeded, count, progress=report)
+        self.seeded += count
         with self.ui.phase("timing the SLA sweep query"):
             sweep = await scale.sweep_times(self.db)
         point = await self._closed(f"max, {label} stored", self.config.scale_s)
@@ -484,15 +501,47 @@ class Run:
         }
         self.ui.note(
             f"  sweep query with {sweep['stored_clocks']:,} clocks: few due "
-            f"{sweep['few_due']['median_ms']} ms, all open {sweep['all_open']['median_ms']} ms"
+            f"{sweep['few_due']['median_ms']} ms ({sweep['few_due']['returned']} due), "
+            f"all open {sweep['all_open']['median_ms']} ms"
         )
 
-    def _scale_ratio(self) -> None:
-        points = self.result["scale"]
-        value = ratio(points["1m"]["throughput_per_s"], points["10k"]["throughput_per_s"])
-        self.result["scale_ratio_1m_vs_10k"] = value
-        if value is None:
-            self.reasons["scale_ratio_1m_vs_10k"] = "no throughput measured with 10k stored"
+    def _scale_ratios(self) -> None:
+        points = self.result.get("scale", {})
+        base = (points.get("10k") or {}).get("throughput_per_s")
+        for label in ("100k", "1m"):
+            key = f"scale_ratio_{label}_vs_10k"
+            if label not in points:
+                failed = (self.result.get("errors") or {}).get(f"scale {label}")
+                self.reasons[key] = (
+                    f"{label} point failed: {failed}"
+                    if failed
+                    else f"{label} point not requested (make bench SCALE={label})"
+                )
+                continue
+            self.result[key] = ratio(points[label]["throughput_per_s"], base)
+            if self.result[key] is None:
+                self.reasons[key] = f"throughput with 10k stored was {base}/s: no base"
+
+    async def _background(self, label: str, seconds: float = 10.0) -> None:
+        """Database commands the services send with no traffic (sweeps, retries)."""
+        await self._wait_idle(self.config.idle_timeout_s)
+        before_db = await counters.command_counts(self.mongo)
+        before = counters.census(self.bench.census_dir)
+        await asyncio.sleep(seconds + 1.0)
+        after = counters.census(self.bench.census_dir)
+        after_db = await counters.command_counts(self.mongo)
+        delta = counters.census_delta(before, after)
+        self.result.setdefault("background_db", {})[label] = {
+            "seconds": seconds,
+            "stored": await self._stored(),
+            "commands_per_s": round(
+                sum(counters.count_delta(before_db, after_db).values()) / (seconds + 1.0), 2
+            ),
+            "by_service": {
+                service: {k: round(v / (seconds + 1.0), 2) for k, v in counts.items()}
+                for service, counts in delta.items()
+            },
+        }
 
     async def _soak(self, maximum: StepResult) -> None:
         rate = max(1.0, round(0.5 * (maximum.throughput_per_s or 2.0), 1))

@@ -18,11 +18,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pymongo.errors import BulkWriteError, OperationFailure
+
 from bench.texts import complaint_text
 
 SEED_PREFIX = "SEED-"
 DUE_NOW = 100  # clocks seeded as already due, at every size
-BATCH = 1000
+BATCH = 500
 SWEEP_LIMIT = 500
 
 # state → share of stored complaints (most are done or waiting for an agency)
@@ -108,14 +110,14 @@ def seeded_pair(i: int, rng: random.Random, now: datetime) -> tuple[dict[str, An
 
 async def seed(
     db: Any,
-    have: int,
-    target: int,
+    first: int,
+    count: int,
     *,
     progress: Callable[[int, int], None] | None = None,
-    writers: int = 2,
+    writers: int = 1,
 ) -> dict[str, Any]:
-    """Top up the seeded complaints from `have` to `target`; what was inserted, how fast."""
-    todo = list(range(have, target))
+    """Seed `count` complaints numbered from `first` (the numbers below DUE_NOW are due)."""
+    todo = list(range(first, first + count))
     now = datetime.now(UTC)
     start = time.perf_counter()
     done = 0
@@ -130,19 +132,38 @@ async def seed(
         while not queue.empty():
             batch = queue.get_nowait()
             pairs = [seeded_pair(i, rng, now) for i in batch]
-            await db.complaints.insert_many([c for c, _ in pairs], ordered=False)
-            await db.sla_clocks.insert_many([k for _, k in pairs], ordered=False)
+            await _insert_retrying(db.complaints, [c for c, _ in pairs])
+            await _insert_retrying(db.sla_clocks, [k for _, k in pairs])
             done += len(batch)
             if progress is not None:
-                progress(have + done, target)
+                progress(done, count)
 
-    await asyncio.gather(*(writer(have + n) for n in range(writers)))
+    await asyncio.gather(*(writer(first + n) for n in range(writers)))
     elapsed = time.perf_counter() - start
     return {
         "inserted": done,
         "seconds": round(elapsed, 1),
         "docs_per_s": round(2 * done / elapsed, 1) if elapsed > 0 and done else None,
     }
+
+
+async def _insert_retrying(collection: Any, docs: list[dict[str, Any]]) -> None:
+    """insert_many that waits out FerretDB's SQLite write lock (busy for over 10 s under load).
+
+    A retried batch may have been stored in part: duplicates are skipped.
+    """
+    for attempt in range(6):
+        try:
+            await collection.insert_many(docs, ordered=False)
+            return
+        except BulkWriteError as exc:
+            if all(e.get("code") == 11000 for e in exc.details.get("writeErrors", [])):
+                return
+            raise
+        except OperationFailure as exc:
+            if "locked" not in str(exc) or attempt == 5:
+                raise
+            await asyncio.sleep(2.0 * (attempt + 1))
 
 
 async def sweep_times(db: Any, repeats: int = 5, budget_s: float = 10.0) -> dict[str, Any]:
