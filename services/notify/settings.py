@@ -52,7 +52,9 @@ class NotifySettings(ServiceSettings):
     retry_max_delay_s: float = Field(default=600.0, gt=0, le=3600)
     retry_max_attempts: int = Field(default=7, ge=1, le=20)
     # Waits up to this long happen inside the handler; longer ones by redelivery.
-    retry_inline_max_s: float = Field(default=2.0, ge=0, le=5)
+    # Off by default: a handler that sleeps holds up the whole fetched batch, and so
+    # every citizen acknowledgement queued behind one failing official notice.
+    retry_inline_max_s: float = Field(default=0.0, ge=0, le=5)
 
     @field_validator("smtp_from")
     @classmethod
