@@ -4,17 +4,26 @@
 free ports and throwaway data folders. Children run in their own process
 groups and die with the supervisor (PR_SET_PDEATHSIG), so Ctrl-C or a crash
 leaves no orphan behind.
+
+NATS runs with authorisation: every process connects as its own user with
+publish and subscribe allow-lists (see `nats_users`). The services' lists are
+derived from their wiring (what they subscribe to and publish), so they follow
+the code; `ops/nats/auth.conf`, used by docker compose, is the same rendering
+with passwords read from the environment. The devstack passes random passwords
+per run to nats-server and the children through the environment only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import os
 import secrets
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import threading
@@ -23,11 +32,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lapor import dlq
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("intake", "router", "sla", "notify")
 DEFAULT_PORTS = {"intake": 8080, "router": 8081, "sla": 8082, "notify": 8083}
 FERRETDB_BIN = ROOT / ".cache" / "bin" / "lapor-ferretdb"
-_COLORS = {"nats": 90, "ferretdb": 90, "intake": 36, "router": 35, "sla": 33, "notify": 32}
+_COLORS = {
+    "nats": 90, "ferretdb": 90, "dlq": 31, "intake": 36, "router": 35, "sla": 33, "notify": 32,
+}  # fmt: skip
+AUTH_CONF = ROOT / "ops" / "nats" / "auth.conf"
+DLQ = "dlq"  # the dead-letter watcher child
 
 
 def free_port() -> int:
@@ -69,6 +84,148 @@ def ensure_ferretdb() -> Path:
     FERRETDB_BIN.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["go", "build", "-o", str(FERRETDB_BIN), "."], cwd=ROOT / "ferretdb", check=True)
     return FERRETDB_BIN
+
+
+# -- NATS users ----------------------------------------------------------------------
+JS_API = "$JS.API"
+OUTBOUND_STREAM = "LAPOR_OUTBOUND"
+
+
+@dataclass(frozen=True)
+class NatsUser:
+    """One NATS login and what it may publish and subscribe to (allow-lists)."""
+
+    name: str
+    role: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+    @property
+    def password_env(self) -> str:
+        return f"LAPOR_NATS_{self.name.upper()}_PASSWORD"
+
+
+def _stream_api(stream: str) -> list[str]:
+    # FastStream declares every stream it touches at start-up: create is idempotent
+    # for an equal config, update reconciles a changed one after a release.
+    # Delete, purge, message delete, snapshot and restore stay with the admin.
+    return [f"{JS_API}.STREAM.{verb}.{stream}" for verb in ("CREATE", "UPDATE", "INFO")]
+
+
+def _durable_api(stream: str, durable: str, filter_subject: str, legacy: bool) -> list[str]:
+    # The create subject carries the filter, and the server checks it against the
+    # consumer's filter, so a service cannot widen its own consumer. nats-py uses
+    # the legacy DURABLE.CREATE form, which has no such check, for a consumer
+    # config without a `name`; it is allowed only while the wiring needs it.
+    # No CONSUMER.DELETE, no other consumer names.
+    create = [f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}.{filter_subject}"]
+    if legacy:
+        create.append(f"{JS_API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}")
+    return [
+        *create,
+        f"{JS_API}.CONSUMER.INFO.{stream}.{durable}",
+        f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{durable}",
+        f"$JS.ACK.{stream}.{durable}.>",
+    ]
+
+
+def service_user(service: str) -> NatsUser:
+    """What `service` needs, read from its wiring: its durables, streams and publishers."""
+    wiring = importlib.import_module(f"services.{service}.wiring")
+    broker = wiring.asyncapi().broker
+    publish: list[str] = []
+    streams: set[str] = set()
+    for sub in broker.subscribers:
+        stream, durable = sub.stream.name, sub.config.durable_name
+        streams.add(stream)
+        filter_subject = sub.config.filter_subject or sub.subject.template
+        publish += _durable_api(stream, durable, filter_subject, legacy=not sub.config.name)
+    for pub in broker.publishers:
+        publish.append(pub.subject.template)
+        if pub.stream is not None:
+            streams.add(pub.stream.name)
+    for stream in sorted(streams):
+        publish += _stream_api(stream)
+    # Replies (PubAcks, pulled messages) come to the client's inbox prefix.
+    prefix = broker._connection_kwargs.get("inbox_prefix", b"_INBOX")
+    inbox = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
+    durables = ", ".join(sorted(sub.config.durable_name for sub in broker.subscribers))
+    role = f"service; durable consumers {durables}"
+    return NatsUser(service, role, tuple(sorted(set(publish))), (f"{inbox}.>",))
+
+
+def nats_users(services: Sequence[str] = SERVICES) -> list[NatsUser]:
+    """Every NATS login of a deployment, least privilege first, the admin last."""
+    return [
+        *(service_user(service) for service in services),
+        NatsUser(
+            "channel",
+            "external channels (SMS gateway inbound, web, partners): submit only",
+            ("lapor.inbound.>",),
+            ("_INBOX.channel.>",),
+        ),
+        NatsUser(
+            "gateway",
+            "SMS gateway connector: read outbound messages, publish delivery receipts",
+            (
+                "lapor.outbound.sms.status",
+                f"{JS_API}.STREAM.INFO.{OUTBOUND_STREAM}",
+                f"{JS_API}.CONSUMER.INFO.{OUTBOUND_STREAM}.*",
+                f"{JS_API}.CONSUMER.MSG.NEXT.{OUTBOUND_STREAM}.*",
+                f"$JS.ACK.{OUTBOUND_STREAM}.>",
+            ),
+            ("lapor.outbound.>", "_INBOX.gateway.>"),
+        ),
+        NatsUser(
+            DLQ,
+            "dead-letter watcher: advisories in, any stream's message by sequence",
+            (
+                *_stream_api(dlq.ADVISORY_STREAM),
+                *_durable_api(dlq.ADVISORY_STREAM, dlq.WATCHER, dlq.ADVISORY_FILTER, legacy=False),
+                f"{JS_API}.STREAM.MSG.GET.*",
+            ),
+            (f"{dlq.INBOX_PREFIX}.>",),
+        ),
+        NatsUser("admin", "operators, tests, the CLI and the benchmark", (">",), (">",)),
+    ]
+
+
+def _allow(kind: str, subjects: Sequence[str]) -> list[str]:
+    return [f"      {kind}: {{allow: [", *(f'        "{s}",' for s in subjects), "      ]}"]
+
+
+def render_auth_conf(users: Sequence[NatsUser]) -> str:
+    """The `authorization` block; passwords are `$LAPOR_NATS_<USER>_PASSWORD` variables
+    that nats-server resolves from its environment."""
+    lines = [
+        "# NATS users of Lapor and their allow-lists (everything else is denied).",
+        "# Generated from the services' wiring: `python -m lapor.devstack auth-conf`.",
+        "# Do not edit by hand; a test compares this file with the code.",
+        "#",
+        "# Passwords come from nats-server's environment, LAPOR_NATS_<USER>_PASSWORD:",
+        "# letters and digits only, starting with a letter (nats-server parses the",
+        "# value, so 1e5 or true would not stay a string).",
+        "# Clients of channel, gateway and dlq that wait for replies (JetStream",
+        "# PubAcks, pulled messages) connect with the inbox prefix _INBOX.<user>.",
+        "authorization {",
+        "  users = [",
+    ]
+    for user in users:
+        lines += [
+            f"    # {user.name}: {user.role}",
+            f"    {{user: {user.name}, password: ${user.password_env}, permissions: {{",
+            *_allow("publish", user.publish),
+            *_allow("subscribe", user.subscribe),
+            "    }}",
+        ]
+    lines += ["  ]", "}", ""]
+    return "\n".join(lines)
+
+
+def new_password() -> str:
+    # Letters only: nats-server parses a variable's value, so "1e5" or "true"
+    # would not stay a string.
+    return "".join(secrets.choice(string.ascii_letters) for _ in range(32))
 
 
 @dataclass
@@ -139,7 +296,8 @@ def quiet_sink(_name: str, _line: str) -> None:
 
 @dataclass
 class Stack:
-    """nats-server + FerretDB (unless external URLs are given) + the four services."""
+    """nats-server + FerretDB (unless external URLs are given) + the four services,
+    and the dead-letter watcher next to them."""
 
     workdir: Path
     nats_port: int = 4222
@@ -151,6 +309,13 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     sink: Callable[[str, str], None] = print_sink
     children: dict[str, Child] = field(default_factory=dict)
+    # Run the dead-letter watcher (lapor.dlq) with the services.
+    with_dlq: bool = True
+    # fsync every JetStream write before the ack (production compose does).
+    nats_sync_always: bool = False
+    # One random password per user and per Stack: restarts of a child reuse them.
+    nats_passwords: dict[str, str] = field(default_factory=dict, repr=False)
+    _nats_users: list[NatsUser] = field(default_factory=list, repr=False)
 
     @classmethod
     def for_tests(cls, workdir: Path, **kwargs: object) -> Stack:
@@ -164,8 +329,24 @@ class Stack:
         )
 
     @property
+    def nats_auth(self) -> bool:
+        """True when this stack runs its own nats-server, which then requires logins."""
+        return self.nats_url is None
+
+    @property
     def nats(self) -> str:
-        return self.nats_url or f"nats://127.0.0.1:{self.nats_port}"
+        """URL for operators and tests: the admin user's credentials are in it."""
+        return self.nats_url or self.nats_url_for("admin")
+
+    def nats_url_for(self, user: str) -> str:
+        if not self.nats_auth:
+            return self.nats
+        return f"nats://{user}:{self.nats_password(user)}@127.0.0.1:{self.nats_port}"
+
+    def nats_password(self, user: str) -> str:
+        if user not in self.nats_passwords:
+            self.nats_passwords[user] = new_password()
+        return self.nats_passwords[user]
 
     @property
     def mongo(self) -> str:
@@ -183,16 +364,27 @@ class Stack:
             self.start_ferretdb()
 
     def start_nats(self) -> None:
+        """Start (or restart) nats-server on the same port and store directory."""
         store = self.workdir / "nats"
         store.mkdir(parents=True, exist_ok=True)
-        argv = [
-            nats_server_bin(), "-a", "127.0.0.1", "-p", str(self.nats_port),
-            "-js", "-sd", str(store), "-n", "lapor-dev",
-        ]  # fmt: skip
-        self._spawn("nats", argv, dict(os.environ))
+        # Rendered once per stack: a restart must not wait for the services' wiring.
+        users = self._nats_users = self._nats_users or nats_users()
+        (store / "auth.conf").write_text(render_auth_conf(users))
+        (store / "server.conf").write_text(self._nats_conf(store))
+        env = dict(os.environ)
+        env.update({user.password_env: self.nats_password(user.name) for user in users})
+        self._spawn("nats", [nats_server_bin(), "-c", str(store / "server.conf")], env)
         wait_for_port(self.nats_port)
 
+    def _nats_conf(self, store: Path) -> str:
+        sync = "  sync_interval: always\n" if self.nats_sync_always else ""
+        return (
+            f"server_name: lapor-dev\nlisten: 127.0.0.1:{self.nats_port}\n"
+            f'jetstream {{\n  store_dir: "{store}"\n{sync}}}\ninclude "auth.conf"\n'
+        )
+
     def start_ferretdb(self) -> None:
+        """Start (or restart) FerretDB on the same port and data directory."""
         data = self.workdir / "ferretdb"
         data.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -206,17 +398,27 @@ class Stack:
         wait_for_port(self.mongo_port)
 
     # -- services ----------------------------------------------------------------
-    def service_env(self, service: str) -> dict[str, str]:
+    def _child_env(self, user: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             {
-                "NATS_URL": self.nats,
+                "NATS_URL": self.nats_url or f"nats://127.0.0.1:{self.nats_port}",
                 "MONGO_URL": self.mongo,
                 "MONGO_DB": self.mongo_db,
                 "LAPOR_DATA_DIR": str(ROOT / "data"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if self.nats_auth:
+            env.update({"NATS_USER": user, "NATS_PASSWORD": self.nats_password(user)})
+        return env
+
+    def service_env(self, service: str) -> dict[str, str]:
+        env = self._child_env(service)
+        env.update(
+            {
                 "LAPOR_PHONE_HASH_KEY": env.get("LAPOR_PHONE_HASH_KEY") or self._dev_key(),
                 f"{service.upper()}_HTTP_PORT": str(self.http_ports[service]),
-                "PYTHONUNBUFFERED": "1",
             }
         )
         env.update(self.extra_env)
@@ -229,10 +431,36 @@ class Stack:
             self.wait_ready(service)
 
     def start_services(self, services: Sequence[str] = SERVICES) -> None:
+        if self.with_dlq and not (DLQ in self.children and self.children[DLQ].alive()):
+            self.start_dlq()
         for service in services:
             self.start_service(service, wait=False)
         for service in services:
             self.wait_ready(service)
+
+    def start_dlq(self, wait: bool = True) -> None:
+        """The dead-letter watcher: JetStream advisories in, `dead_letters` records out."""
+        env = self._child_env(DLQ)
+        env.update(self.extra_env)
+        log = self.workdir / "logs" / f"{DLQ}.log"
+        offset = log.stat().st_size if log.exists() else 0
+        self._spawn(DLQ, [sys.executable, "-m", "lapor.dlq", "watch"], env)
+        if wait:
+            self._wait_log(DLQ, "watching", offset)
+
+    def _wait_log(self, name: str, marker: str, offset: int, timeout: float = 60.0) -> None:
+        log = self.workdir / "logs" / f"{name}.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if log.exists():
+                with log.open("rb") as fh:
+                    fh.seek(offset)
+                    if marker.encode() in fh.read():
+                        return
+            if not self.children[name].alive():
+                raise RuntimeError(f"{name} exited before it was ready")
+            time.sleep(0.05)
+        raise TimeoutError(f"{name} not ready after {timeout:.0f}s")
 
     def wait_ready(self, service: str, timeout: float = 60.0) -> None:
         import httpx
@@ -256,9 +484,26 @@ class Stack:
         if proc is not None:
             proc.wait(10)
 
+    def start(self, name: str, wait: bool = True) -> None:
+        """Start one child again with its original settings (ports, data dirs, users)."""
+        if name == "nats":
+            self.start_nats()
+        elif name == "ferretdb":
+            self.start_ferretdb()
+        elif name == DLQ:
+            self.start_dlq(wait=wait)
+        else:
+            self.start_service(name, wait=wait)
+
+    def restart(self, name: str, wait: bool = True) -> None:
+        """SIGKILL one child and start it again."""
+        self.kill(name)
+        self.start(name, wait=wait)
+
     def stop(self) -> None:
         # Services first (they finish and ack in-flight work), then the servers.
-        for name in [*SERVICES, "ferretdb", "nats"]:
+        servers = ("ferretdb", "nats")
+        for name in [*(n for n in self.children if n not in servers), *servers]:
             if name in self.children:
                 self.children[name].stop()
 
@@ -309,8 +554,11 @@ def run_foreground() -> int:
             f"  HTTP API   {stack.url('intake')}/api/v1/complaints/<tracking id>\n"
             f"  API docs   {stack.url('intake')}/docs (OpenAPI), AsyncAPI in docs/asyncapi/\n"
             f"  metrics    " + ", ".join(f"{stack.url(s)}/metrics" for s in SERVICES) + "\n"
-            f"  NATS       {stack.nats}\n  database   {stack.mongo}\n"
-            'Try:  .venv/bin/lapor sms +6281234567890 "BANJAR jalan rusak di depan pasar"\n'
+            f"  NATS       {stack.nats_url_for('channel')} (submit only)\n"
+            f"  database   {stack.mongo}\n"
+            "Try, in a second terminal (the admin login of this run):\n"
+            f"  export NATS_URL={stack.nats}\n"
+            '  .venv/bin/lapor sms +6281234567890 "BANJAR jalan rusak di depan pasar"\n'
             "Ctrl-C stops everything.\n",
             flush=True,
         )
@@ -325,5 +573,20 @@ def run_foreground() -> int:
         print("stopped.", flush=True)
 
 
+def write_auth_conf(check: bool = False) -> int:
+    """`python -m lapor.devstack auth-conf [--check]`: the compose NATS users file."""
+    text = render_auth_conf(nats_users())
+    if check:
+        if AUTH_CONF.read_text() == text:
+            return 0
+        print(f"{AUTH_CONF} is stale: run python -m lapor.devstack auth-conf", file=sys.stderr)
+        return 1
+    AUTH_CONF.write_text(text)
+    print(f"wrote {AUTH_CONF}")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["auth-conf"]:
+        sys.exit(write_auth_conf(check="--check" in sys.argv))
     sys.exit(run_foreground())

@@ -1,0 +1,530 @@
+"""Dead letters: messages no handler could process, kept for an operator.
+
+Two roads lead into the `dead_letters` collection:
+
+- a message that breaks its contract is stored by the consuming service itself
+  (the quarantine middleware of `lapor.runtime.broker`, reason
+  `contract_violation`) and acked;
+- a message whose handler kept failing until JetStream stopped redelivering it
+  (`max_deliver` attempts, reason `max_deliveries`), or that a handler
+  terminated (`terminated`). JetStream announces both with advisories on
+  `$JS.EVENT.ADVISORY.CONSUMER.{MAX_DELIVERIES,MSG_TERMINATED}.<STREAM>.<CONSUMER>`.
+
+The advisories are core NATS messages, lost if nobody listens at that moment,
+so the stream LAPOR_ADVISORIES keeps them. One small process, `lapor dlq watch`
+(NATS user `dlq`), consumes that stream with a durable consumer, fetches each
+failed message by stream sequence (it is still there: our streams use limits
+retention) and stores it with the consumer, the delivery count and the last
+error its service noted (`failure_notes`). A watcher that was down catches up
+when it starts; storing is idempotent, so a repeated advisory changes nothing.
+
+`lapor dlq list` shows the records (phone numbers masked); `lapor dlq replay`
+publishes a stored payload again on its original subject with a new
+`Nats-Msg-Id` (the old one would be dropped as a duplicate) and marks the
+record replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import signal
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+
+log = logging.getLogger("lapor.dlq")
+
+COLLECTION = "dead_letters"
+NOTES = "delivery_failures"
+ADVISORY_STREAM = "LAPOR_ADVISORIES"
+ADVISORY_SUBJECTS = (
+    "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>",
+    "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>",
+)
+ADVISORY_FILTER = "$JS.EVENT.ADVISORY.CONSUMER.>"
+WATCHER = "dlq-watcher"
+INBOX_PREFIX = "_INBOX.dlq"
+ADVISORY_MAX_AGE_S = 30 * 24 * 3600.0
+# Set by JetStream or by the publisher for one publish only; a replay must not repeat them.
+_NOT_REPLAYED = ("Nats-Msg-Id", "Nats-Expected-")
+_REASONS = {"MAX_DELIVERIES": "max_deliveries", "MSG_TERMINATED": "terminated"}
+
+Document = dict[str, Any]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- the store ----------------------------------------------------------------------
+
+
+class DeadLetterStore:
+    """The `dead_letters` collection: one record per failed (message, consumer)."""
+
+    def __init__(self, db: Any) -> None:
+        self.collection = db[COLLECTION]
+        self.notes = db[NOTES]
+
+    async def add(self, record: Document) -> bool:
+        """Store a record; False when it is already there (a repeated advisory)."""
+        try:
+            await self.collection.insert_one(record)
+        except Exception as exc:
+            if getattr(exc, "code", None) == 11000:
+                return False
+            raise
+        return True
+
+    async def get(self, record_id: str) -> Document | None:
+        found: Document | None = await self.collection.find_one({"_id": record_id})
+        return found
+
+    async def records(self, *, pending_only: bool = False, limit: int = 500) -> list[Document]:
+        query = {"replayed_at": None} if pending_only else {}
+        cursor = self.collection.find(query).sort("stored_at", 1).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def mark_replayed(self, record_id: str, msg_id: str, at: datetime) -> None:
+        await self.collection.update_one(
+            {"_id": record_id},
+            {"$set": {"replayed_at": at, "replay_msg_id": msg_id}, "$inc": {"replays": 1}},
+        )
+
+    async def last_error(self, stream: str, sequence: int, consumer: str) -> str | None:
+        note = await self.notes.find_one({"_id": _failure_id(stream, sequence, consumer)})
+        return note.get("error") if note else None
+
+
+def _failure_id(stream: str | None, sequence: int | None, consumer: str | None) -> str:
+    return f"{stream}:{sequence}:{consumer}"
+
+
+def failure_notes(db: Callable[[], Any]) -> Any:
+    """A FastStream middleware that notes the last error of each failing delivery.
+
+    The max-deliveries advisory says only that a message failed; this note
+    tells the operator why. `db` returns the service's database (it exists only
+    once the service started). Control-flow exceptions (NackMessage, ...) are
+    not errors and are not noted.
+    """
+    from faststream._internal.middlewares import BaseMiddleware
+    from faststream.exceptions import HandlerException
+
+    class FailureNotes(BaseMiddleware):
+        async def consume_scope(self, call_next: Any, msg: Any) -> Any:
+            try:
+                return await call_next(msg)
+            except HandlerException:
+                raise
+            except Exception as exc:
+                await _note_failure(db, msg, exc)
+                raise
+
+    return FailureNotes
+
+
+async def _note_failure(db: Callable[[], Any], msg: Any, exc: Exception) -> None:
+    metadata = getattr(msg.raw_message, "metadata", None)
+    if metadata is None:
+        return
+    note_id = _failure_id(metadata.stream, metadata.sequence.stream, metadata.consumer)
+    note = {
+        "error": f"{type(exc).__name__}: {exc}"[:2000],
+        "delivery": metadata.num_delivered,
+        "at": now(),
+    }
+    # The database may be the reason the handler failed: never let the note block
+    # or replace the original error.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            db()[NOTES].update_one({"_id": note_id}, {"$set": note}, upsert=True), 2.0
+        )
+
+
+# -- the watcher --------------------------------------------------------------------
+
+
+def record_from_advisory(
+    advisory: Document, kind: str, message: Any | None, error: str | None
+) -> Document:
+    """The dead-letter record of one advisory and the message it is about."""
+    stream, consumer = advisory["stream"], advisory["consumer"]
+    sequence = int(advisory["stream_seq"])
+    reason = _REASONS.get(kind, kind.lower())
+    record: Document = {
+        "_id": _failure_id(stream, sequence, consumer),
+        "service": consumer.split("-", 1)[0],
+        "consumer": consumer,
+        "stream": stream,
+        "stream_sequence": sequence,
+        "reason": reason,
+        "deliveries": advisory.get("deliveries"),
+        "error": error or _default_error(reason, advisory),
+        "advisory_id": advisory.get("id"),
+        "failed_at": advisory.get("timestamp"),
+        "stored_at": now(),
+        "subject": None,
+        "payload_b64": None,
+        "headers": {},
+    }
+    if message is not None:
+        record["subject"] = message.subject
+        record["payload_b64"] = base64.b64encode(message.data or b"").decode("ascii")
+        record["headers"] = dict(message.headers or {})
+    return record
+
+
+def _default_error(reason: str, advisory: Document) -> str:
+    if reason == "max_deliveries":
+        return f"handler failed {advisory.get('deliveries')} times (see the service log)"
+    return f"terminated by the handler: {advisory.get('reason') or 'no reason given'}"
+
+
+class DeadLetterWatcher:
+    """Consumes LAPOR_ADVISORIES and turns each advisory into a dead-letter record."""
+
+    def __init__(self, nc: Any, store: DeadLetterStore, batch: int = 16) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.store = store
+        self.batch = batch
+
+    async def declare(self) -> None:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+        from nats.js.errors import BadRequestError
+
+        config = StreamConfig(
+            name=ADVISORY_STREAM,
+            subjects=list(ADVISORY_SUBJECTS),
+            storage=StorageType.FILE,
+            max_age=ADVISORY_MAX_AGE_S,
+        )
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError:
+            await self.js.update_stream(config)
+        await self.js.add_consumer(
+            ADVISORY_STREAM,
+            ConsumerConfig(
+                name=WATCHER,
+                durable_name=WATCHER,
+                filter_subject=ADVISORY_FILTER,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=60.0,
+                max_deliver=-1,
+            ),
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and store until `stop` is set; survives NATS and database restarts."""
+        from nats.errors import TimeoutError as FetchTimeout
+
+        sub: Any = None
+        announced = False
+        while not stop.is_set():
+            try:
+                if sub is None:
+                    await self.declare()
+                    sub = await self.js.pull_subscribe_bind(
+                        durable=WATCHER, stream=ADVISORY_STREAM, inbox_prefix=None
+                    )
+                    if not announced:
+                        log.info("dlq watcher watching %s", ADVISORY_STREAM)
+                        announced = True
+                messages = await sub.fetch(self.batch, timeout=2.0)
+            except FetchTimeout:
+                continue
+            except Exception as exc:
+                # A fresh subscription after any other failure: the pull
+                # subscription of a broken connection may never deliver again.
+                log.warning("advisory fetch failed (%s); subscribing again", type(exc).__name__)
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                sub = None
+                await _sleep_or_stop(stop, 1.0)
+                continue
+            for message in messages:
+                await self.handle(message)
+
+    async def handle(self, message: Any) -> None:
+        try:
+            advisory = json.loads(message.data)
+            kind = message.subject.split(".")[4]
+            stream, sequence = advisory["stream"], int(advisory["stream_seq"])
+        except (ValueError, KeyError, IndexError):
+            log.error("unreadable advisory on %s dropped", message.subject)
+            await message.ack()
+            return
+        try:
+            await self.store_one(advisory, kind, stream, sequence)
+        except Exception as exc:
+            log.warning("dead letter %s:%s not stored yet (%s)", stream, sequence, exc)
+            await message.nak(delay=5.0)
+            return
+        await message.ack()
+
+    async def store_one(self, advisory: Document, kind: str, stream: str, sequence: int) -> None:
+        from nats.js.errors import NotFoundError
+
+        try:
+            original = await self.js.get_msg(stream, sequence)
+        except NotFoundError:
+            original = None  # aged out or deleted before we got here
+        error = await self.store.last_error(stream, sequence, advisory["consumer"])
+        record = record_from_advisory(advisory, kind, original, error)
+        if await self.store.add(record):
+            log.warning(
+                "dead letter %s: %s on %s after %s deliveries",
+                record["_id"],
+                record["reason"],
+                record["subject"],
+                record["deliveries"],
+            )
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def connect_nats(url: str, user: str | None, password: str | None, name: str) -> Any:
+    """Connect, retrying until the server answers; reconnect forever afterwards."""
+    import nats
+
+    while True:
+        try:
+            return await nats.connect(
+                url.split(","),
+                user=user or None,
+                password=password or None,
+                name=name,
+                inbox_prefix=INBOX_PREFIX,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                error_cb=_log_nats_error,
+            )
+        except Exception as exc:
+            log.warning("NATS not reachable yet (%s)", type(exc).__name__)
+            await asyncio.sleep(1.0)
+
+
+async def _log_nats_error(exc: Exception) -> None:
+    log.warning("NATS: %s", exc)
+
+
+# -- replay -------------------------------------------------------------------------
+
+
+def replay_headers(record: Document, msg_id: str) -> dict[str, str]:
+    headers = {
+        k: str(v)
+        for k, v in (record.get("headers") or {}).items()
+        if not k.startswith(_NOT_REPLAYED)
+    }
+    headers["Nats-Msg-Id"] = msg_id
+    headers["Lapor-Replay-Of"] = record["_id"]
+    return headers
+
+
+async def replay_one(js: Any, store: DeadLetterStore, record: Document) -> str:
+    """Publish the stored payload again on its subject; returns the new message id."""
+    if not record.get("subject") or record.get("payload_b64") is None:
+        raise ValueError(f"{record['_id']}: the message was gone, nothing to replay")
+    msg_id = f"replay-{uuid.uuid4().hex}"
+    await js.publish(
+        record["subject"],
+        base64.b64decode(record["payload_b64"]),
+        headers=replay_headers(record, msg_id),
+        timeout=10.0,
+    )
+    await store.mark_replayed(record["_id"], msg_id, now())
+    return msg_id
+
+
+# -- command line -------------------------------------------------------------------
+
+dlq_app = typer.Typer(help="Dead letters: messages no handler could process.")
+
+NatsUrl = Annotated[str, typer.Option("--nats", envvar="NATS_URL", help="NATS server URL")]
+MongoUrl = Annotated[str, typer.Option("--mongo", envvar="MONGO_URL")]
+MongoDb = Annotated[str, typer.Option("--db", envvar="MONGO_DB")]
+DEFAULT_NATS = "nats://127.0.0.1:4222"
+DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
+
+
+def _client(mongo_url: str, app: str) -> Any:
+    from pymongo import AsyncMongoClient
+
+    return AsyncMongoClient(mongo_url, appname=app, tz_aware=True, serverSelectionTimeoutMS=5_000)
+
+
+@dlq_app.command("watch")
+def watch_command(
+    nats_url: NatsUrl = DEFAULT_NATS,
+    nats_user: Annotated[str | None, typer.Option(envvar="NATS_USER")] = None,
+    nats_password: Annotated[str | None, typer.Option(envvar="NATS_PASSWORD")] = None,
+    mongo_url: MongoUrl = DEFAULT_MONGO,
+    mongo_db: MongoDb = "lapor",
+    log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "INFO",
+    log_format: Annotated[str, typer.Option(envvar="LOG_FORMAT")] = "json",
+) -> None:
+    """Run the watcher: store every message JetStream gave up on (until SIGTERM)."""
+    from lapor.runtime.logs import configure_logging
+
+    configure_logging("dlq", log_level, log_format)
+    asyncio.run(_watch(nats_url, nats_user, nats_password, mongo_url, mongo_db))
+
+
+async def _watch(
+    nats_url: str, user: str | None, password: str | None, mongo_url: str, mongo_db: str
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    client = _client(mongo_url, "lapor-dlq")
+    nc = await connect_nats(nats_url, user, password, "lapor-dlq")
+    try:
+        await DeadLetterWatcher(nc, DeadLetterStore(client[mongo_db])).run(stop)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        await client.close()
+        log.info("dlq watcher stopped")
+
+
+@dlq_app.command("list")
+def list_command(
+    mongo_url: MongoUrl = DEFAULT_MONGO,
+    mongo_db: MongoDb = "lapor",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array")] = False,
+    pending: Annotated[bool, typer.Option("--pending", help="Only not yet replayed")] = False,
+) -> None:
+    """List dead letters, oldest first (phone numbers in payloads are masked)."""
+    records = asyncio.run(_list(mongo_url, mongo_db, pending))
+    views = [public_view(record) for record in records]
+    if as_json:
+        print(json.dumps(views, indent=2, ensure_ascii=False, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "reason", "consumer", "subject", "tries", "stored", "replayed", "error")
+    for v in views:
+        table.add_row(
+            v["id"],
+            v["reason"],
+            v["consumer"] or v["service"] or "-",
+            v["subject"] or "-",
+            str(v["deliveries"] or "-"),
+            str(v["stored_at"])[:19],
+            str(v["replayed_at"] or "")[:19],
+            (v["error"] or "")[:60],
+        )
+    Console().print(table)
+    Console().print(f"{len(views)} dead letter(s)")
+
+
+def public_view(record: Document) -> Document:
+    """What an operator sees: everything but the raw payload, whose phone numbers are masked."""
+    from lapor.runtime.logs import mask_phones
+
+    raw = base64.b64decode(record["payload_b64"]) if record.get("payload_b64") else b""
+    return {
+        "id": record["_id"],
+        "reason": record.get("reason"),
+        "service": record.get("service"),
+        "consumer": record.get("consumer"),
+        "stream": record.get("stream"),
+        "stream_sequence": record.get("stream_sequence"),
+        "subject": record.get("subject"),
+        "deliveries": record.get("deliveries"),
+        "error": mask_phones(record.get("error") or ""),
+        "stored_at": record.get("stored_at"),
+        "replayed_at": record.get("replayed_at"),
+        "replays": record.get("replays", 0),
+        "payload": mask_phones(raw.decode("utf-8", "replace")),
+    }
+
+
+async def _list(mongo_url: str, mongo_db: str, pending: bool) -> list[Document]:
+    client = _client(mongo_url, "lapor-cli")
+    try:
+        return await DeadLetterStore(client[mongo_db]).records(pending_only=pending)
+    finally:
+        await client.close()
+
+
+@dlq_app.command("replay")
+def replay_command(
+    record_id: Annotated[str | None, typer.Argument(help="Dead-letter id from `dlq list`")] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Every not yet replayed one")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, publish nothing")] = False,
+    nats_url: NatsUrl = DEFAULT_NATS,
+    mongo_url: MongoUrl = DEFAULT_MONGO,
+    mongo_db: MongoDb = "lapor",
+) -> None:
+    """Publish dead letters again on their original subjects, with a new message id."""
+    if (record_id is None) == (not replay_all):
+        raise typer.BadParameter("give one dead-letter id or --all")
+    _done, failed = asyncio.run(_replay(nats_url, mongo_url, mongo_db, record_id, dry_run))
+    raise typer.Exit(1 if failed else 0)
+
+
+async def _replay(
+    nats_url: str, mongo_url: str, mongo_db: str, record_id: str | None, dry_run: bool
+) -> tuple[int, int]:
+    import nats
+
+    client = _client(mongo_url, "lapor-cli")
+    store = DeadLetterStore(client[mongo_db])
+    try:
+        if record_id is not None:
+            found = await store.get(record_id)
+            if found is None:
+                print(f"no dead letter {record_id}")
+                return 0, 1
+            records = [found]
+        else:
+            records = await store.records(pending_only=True)
+        if dry_run:
+            for record in records:
+                print(f"would replay {record['_id']} on {record.get('subject')}")
+            return len(records), 0
+        nc = await nats.connect(nats_url, name="lapor-cli")
+        try:
+            return await _replay_records(nc.jetstream(), store, records)
+        finally:
+            await nc.close()
+    finally:
+        await client.close()
+
+
+async def _replay_records(
+    js: Any, store: DeadLetterStore, records: list[Document]
+) -> tuple[int, int]:
+    done = failed = 0
+    for record in records:
+        try:
+            msg_id = await replay_one(js, store, record)
+        except Exception as exc:
+            print(f"{record['_id']}: not replayed ({exc})")
+            failed += 1
+            continue
+        print(f"replayed {record['_id']} on {record['subject']} as {msg_id}")
+        done += 1
+    return done, failed
+
+
+if __name__ == "__main__":
+    dlq_app()

@@ -1,0 +1,188 @@
+"""Poison messages end in the dead-letter store, and an operator can replay them.
+
+A handler on a test-only durable consumer always fails; after `max_deliver`
+attempts JetStream gives up and announces it. The real watcher process
+(`python -m lapor.dlq watch`, NATS user `dlq`) stores the message with the
+error its handler noted; `lapor dlq list` and `lapor dlq replay` work on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from faststream import AckPolicy
+from faststream.nats import NatsBroker, PullSub
+from faststream.nats.annotations import NatsMessage
+from nats.js.api import AckPolicy as AckPolicyJS
+from nats.js.api import ConsumerConfig
+
+from lapor.devstack import ROOT, Stack
+from lapor.dlq import failure_notes
+from lapor.runtime.broker import stream_for
+from tests.e2e.helpers import eventually
+
+pytestmark = [pytest.mark.integration]
+
+SUBJECT = "lapor.event.test.poison"
+DURABLE = "test-poison"
+DB = "lapor_dlq"
+PHONE = "+6281234500777"
+
+
+class Poison:
+    """The test handler: fails while `failing`, records what it saw."""
+
+    def __init__(self) -> None:
+        self.failing = True
+        self.seen: list[tuple[dict[str, Any], dict[str, str]]] = []
+
+
+@pytest.fixture(scope="module")
+def dlq_stack(own_servers: Stack) -> Stack:
+    own_servers.mongo_db = DB
+    own_servers.start_dlq()
+    return own_servers
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def poison(dlq_stack: Stack, own_mongo: Any) -> AsyncIterator[Poison]:
+    state = Poison()
+    db = own_mongo[DB]
+    broker = NatsBroker(dlq_stack.nats, middlewares=[failure_notes(lambda: db)])
+
+    @broker.subscriber(
+        SUBJECT,
+        stream=stream_for(SUBJECT),
+        durable=DURABLE,
+        pull_sub=PullSub(batch_size=1, timeout=1.0),
+        config=ConsumerConfig(
+            durable_name=DURABLE,
+            filter_subject=SUBJECT,
+            ack_policy=AckPolicyJS.EXPLICIT,
+            max_deliver=3,
+            ack_wait=5.0,
+        ),
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+    )
+    async def handler(order: int, reply_to: str, msg: NatsMessage) -> None:
+        state.seen.append(({"order": order, "reply_to": reply_to}, dict(msg.headers)))
+        if state.failing:
+            raise RuntimeError(f"cannot handle order {order}")
+
+    await broker.start()
+    yield state
+    await broker.stop()
+
+
+async def _publish(nc: Any, order: int) -> int:
+    payload = {"order": order, "reply_to": PHONE}
+    ack = await nc.jetstream().publish(
+        SUBJECT, json.dumps(payload).encode(), headers={"Nats-Msg-Id": f"poison-{order}"}
+    )
+    return int(ack.seq)
+
+
+def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NATS_URL": stack.nats, "MONGO_URL": stack.mongo, "MONGO_DB": DB}
+    env["COLUMNS"] = "250"
+    return subprocess.run(
+        [sys.executable, "-m", "lapor.dlq", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_exhausted_message_is_stored_with_its_error(
+    dlq_stack: Stack, poison: Poison, own_nc: Any, own_mongo: Any
+) -> None:
+    seq = await _publish(own_nc, 1)
+    record_id = f"LAPOR_EVENTS:{seq}:{DURABLE}"
+    dead = own_mongo[DB].dead_letters
+
+    record = await eventually(lambda: dead.find_one({"_id": record_id}), timeout=30)
+
+    assert len(poison.seen) == 3
+    assert record["reason"] == "max_deliveries"
+    assert record["deliveries"] == 3
+    assert record["consumer"] == DURABLE and record["stream"] == "LAPOR_EVENTS"
+    assert record["subject"] == SUBJECT and record["stream_sequence"] == seq
+    assert "cannot handle order 1" in record["error"]
+    assert json.loads(base64.b64decode(record["payload_b64"]))["order"] == 1
+    assert record["headers"]["Nats-Msg-Id"] == "poison-1"
+
+
+async def test_list_shows_dead_letters_without_phone_numbers(
+    dlq_stack: Stack, poison: Poison, own_nc: Any, own_mongo: Any
+) -> None:
+    await eventually(lambda: own_mongo[DB].dead_letters.count_documents({}), timeout=30)
+
+    listed = _cli(dlq_stack, "list", "--json")
+
+    assert listed.returncode == 0, listed.stderr
+    records = json.loads(listed.stdout)
+    assert records and all(r["reason"] == "max_deliveries" for r in records)
+    assert PHONE not in listed.stdout
+    table = _cli(dlq_stack, "list")
+    assert table.returncode == 0 and DURABLE in table.stdout and PHONE not in table.stdout
+
+
+async def test_replay_republishes_once_with_a_new_message_id(
+    dlq_stack: Stack, poison: Poison, own_nc: Any, own_mongo: Any
+) -> None:
+    dead = own_mongo[DB].dead_letters
+    seq = await _publish(own_nc, 2)
+    record_id = f"LAPOR_EVENTS:{seq}:{DURABLE}"
+    await eventually(lambda: dead.find_one({"_id": record_id}), timeout=30)
+    poison.failing = False
+    seen_before = len(poison.seen)
+
+    dry = _cli(dlq_stack, "replay", record_id, "--dry-run")
+    assert dry.returncode == 0 and "would replay" in dry.stdout
+    assert (await dead.find_one({"_id": record_id})).get("replayed_at") is None
+
+    replayed = _cli(dlq_stack, "replay", record_id)
+
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    await eventually(lambda: _true(len(poison.seen) > seen_before), timeout=20)
+    body, headers = poison.seen[-1]
+    assert body["order"] == 2
+    assert headers["Lapor-Replay-Of"] == record_id
+    assert headers["Nats-Msg-Id"].startswith("replay-")
+    stored = await dead.find_one({"_id": record_id})
+    assert stored["replayed_at"] is not None and stored["replays"] == 1
+    # --all replays only what was not replayed yet: record 1 from the first test.
+    rest = _cli(dlq_stack, "replay", "--all")
+    assert rest.returncode == 0 and record_id not in rest.stdout
+    assert await dead.count_documents({"replayed_at": None}) == 0
+
+
+async def test_watcher_catches_up_after_being_down(
+    dlq_stack: Stack, poison: Poison, own_nc: Any, own_mongo: Any
+) -> None:
+    poison.failing = True
+    dlq_stack.kill("dlq")
+    seq = await _publish(own_nc, 3)
+    record_id = f"LAPOR_EVENTS:{seq}:{DURABLE}"
+    await eventually(lambda: _true(sum(b["order"] == 3 for b, _ in poison.seen) == 3), 30)
+
+    dlq_stack.start("dlq")
+
+    record = await eventually(
+        lambda: own_mongo[DB].dead_letters.find_one({"_id": record_id}), timeout=30
+    )
+    assert record["reason"] == "max_deliveries"
+
+
+async def _true(value: bool) -> bool:
+    return value

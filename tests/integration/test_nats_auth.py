@@ -1,0 +1,300 @@
+"""NATS authorisation: every user may do what its job needs and nothing else.
+
+Each user of the generated config (services, external channels, the gateway
+connector, the dead-letter watcher) tries publishes and subscriptions it must
+not make; the server refuses every one (nats-py reports a permissions
+violation to the error callback), while the allowed action succeeds. The file
+docker compose uses must be the rendering of the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+import pytest_asyncio
+import yaml
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from lapor.devstack import (
+    AUTH_CONF,
+    ROOT,
+    SERVICES,
+    Stack,
+    nats_server_bin,
+    nats_users,
+    render_auth_conf,
+    service_user,
+)
+from lapor.runtime.broker import stream_for
+
+pytestmark = [pytest.mark.integration]
+
+OWN_EVENT = {
+    "intake": "lapor.event.complaint.received",
+    "router": "lapor.event.complaint.routed",
+    "sla": "lapor.event.complaint.deadlines",
+    "notify": "lapor.outbound.sms",
+}
+# Never for a service: forging input, commands, other services' decisions, or
+# destroying and reading stored messages behind the consumers' back.
+SERVICE_FORBIDDEN_PUBLISH = [
+    "lapor.inbound.sms",
+    "lapor.inbound.web",
+    "lapor.command.complaint.close",
+    "$JS.API.STREAM.DELETE.LAPOR_EVENTS",
+    "$JS.API.STREAM.PURGE.LAPOR_EVENTS",
+    "$JS.API.STREAM.MSG.DELETE.LAPOR_EVENTS",
+    "$JS.API.STREAM.MSG.GET.LAPOR_INBOUND",
+    "$JS.API.DIRECT.GET.LAPOR_INBOUND",
+    "$JS.API.STREAM.CREATE.ANOTHER_STREAM",
+    "$JS.API.STREAM.SNAPSHOT.LAPOR_EVENTS",
+    "$JS.API.CONSUMER.DELETE.LAPOR_EVENTS.router-received",
+    "$JS.API.CONSUMER.CREATE.LAPOR_EVENTS.eavesdrop.lapor.event.>",
+    "$JS.API.CONSUMER.CREATE.LAPOR_EVENTS",
+]
+SERVICE_FORBIDDEN_SUBSCRIBE = [
+    ">",
+    "lapor.>",
+    "lapor.inbound.sms",
+    "lapor.event.complaint.received",
+    "lapor.outbound.sms",
+    "$JS.EVENT.>",
+]
+
+
+def _forbidden_publish(service: str) -> list[str]:
+    others = [subject for name, subject in OWN_EVENT.items() if name != service]
+    foreign_consumer = "router-received" if service != "router" else "intake-sms"
+    stream = "LAPOR_EVENTS" if service != "router" else "LAPOR_INBOUND"
+    return [
+        *SERVICE_FORBIDDEN_PUBLISH,
+        *others,
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{foreign_consumer}",
+        f"$JS.ACK.{stream}.{foreign_consumer}.1.1.1.1.1",
+    ]
+
+
+class Client:
+    """One login; records the permission violations the server reports."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.nc: Any = None
+
+    async def connect(self, url: str, inbox_prefix: str = "_INBOX") -> Client:
+        async def on_error(exc: Exception) -> None:
+            self.errors.append(str(exc).lower())
+
+        self.nc = await nats.connect(
+            url, error_cb=on_error, inbox_prefix=inbox_prefix, allow_reconnect=False
+        )
+        return self
+
+    async def _refused(self, action: str, subject: str) -> bool:
+        await self.nc.flush(timeout=5)
+        await asyncio.sleep(0.02)
+        wanted = f'permissions violation for {action} to "{subject.lower()}"'
+        return any(wanted in error for error in self.errors)
+
+    async def publish_refused(self, subject: str) -> bool:
+        await self.nc.publish(subject, b"{}")
+        return await self._refused("publish", subject)
+
+    async def subscribe_refused(self, subject: str) -> bool:
+        sub = await self.nc.subscribe(subject)
+        refused = await self._refused("subscription", subject)
+        await sub.unsubscribe()
+        return refused
+
+    async def unrefused(self, publish: list[str], subscribe: list[str]) -> list[str]:
+        """The actions the server let through (expected: none)."""
+        through = [f"pub {s}" for s in publish if not await self.publish_refused(s)]
+        through += [f"sub {s}" for s in subscribe if not await self.subscribe_refused(s)]
+        return through
+
+    async def close(self) -> None:
+        await self.nc.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def streams(own_servers: Stack, own_nc: Any) -> AsyncIterator[Stack]:
+    js = own_nc.jetstream()
+    for subject in ("lapor.inbound.sms", "lapor.event.x", "lapor.outbound.sms", "lapor.command.x"):
+        stream = stream_for(subject)
+        await js.add_stream(stream.config, subjects=list(stream.subjects))
+    yield own_servers
+
+
+async def _login(stack: Stack, user: str, inbox_prefix: str = "_INBOX") -> Client:
+    return await Client().connect(stack.nats_url_for(user), inbox_prefix)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_service_user_is_confined_to_its_own_subjects(
+    streams: Stack, own_nc: Any, service: str
+) -> None:
+    client = await _login(streams, service)
+    try:
+        through = await client.unrefused(_forbidden_publish(service), SERVICE_FORBIDDEN_SUBSCRIBE)
+        # Allowed: its own event, through JetStream (the PubAck comes to its inbox).
+        ack = await client.nc.jetstream().publish(OWN_EVENT[service], b"{}", timeout=5)
+    finally:
+        await client.close()
+    assert through == []
+    assert ack.stream in ("LAPOR_EVENTS", "LAPOR_OUTBOUND")
+
+
+async def test_channel_may_only_submit(streams: Stack) -> None:
+    client = await _login(streams, "channel", "_INBOX.channel")
+    try:
+        through = await client.unrefused(
+            [
+                "lapor.event.complaint.received",
+                "lapor.outbound.sms",
+                "lapor.outbound.sms.status",
+                "lapor.command.complaint.close",
+                "$JS.API.STREAM.INFO.LAPOR_INBOUND",
+                "$JS.API.STREAM.PURGE.LAPOR_INBOUND",
+                "$JS.API.CONSUMER.CREATE.LAPOR_INBOUND",
+            ],
+            [">", "lapor.>", "lapor.inbound.sms", "lapor.outbound.>", "_INBOX.>", "$JS.>"],
+        )
+        ack = await client.nc.jetstream().publish("lapor.inbound.sms", b"{}", timeout=5)
+    finally:
+        await client.close()
+    assert through == []
+    assert ack.stream == "LAPOR_INBOUND"
+
+
+async def test_gateway_reads_outbound_and_publishes_receipts_only(
+    streams: Stack, own_nc: Any
+) -> None:
+    # The gateway's consumer is the operator's: the gateway may not create any.
+    await own_nc.jetstream().add_consumer(
+        "LAPOR_OUTBOUND",
+        ConsumerConfig(
+            durable_name="gateway-sms",
+            filter_subject="lapor.outbound.sms",
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.NEW,
+        ),
+    )
+    client = await _login(streams, "gateway", "_INBOX.gateway")
+    try:
+        through = await client.unrefused(
+            [
+                "lapor.outbound.sms",
+                "lapor.inbound.sms",
+                "lapor.event.complaint.received",
+                "$JS.API.CONSUMER.CREATE.LAPOR_OUTBOUND.gw.lapor.outbound.sms",
+                "$JS.API.CONSUMER.DURABLE.CREATE.LAPOR_OUTBOUND.gw",
+                "$JS.API.CONSUMER.DELETE.LAPOR_OUTBOUND.gateway-sms",
+                "$JS.API.STREAM.PURGE.LAPOR_OUTBOUND",
+                "$JS.API.CONSUMER.MSG.NEXT.LAPOR_EVENTS.notify-received",
+            ],
+            ["lapor.inbound.>", "lapor.event.>", "_INBOX.>", ">"],
+        )
+        live = await client.nc.subscribe("lapor.outbound.>")
+        await client.nc.flush()
+        js = client.nc.jetstream()
+        sent = json.dumps({"to": "x", "text": "halo"}).encode()
+        await own_nc.jetstream().publish("lapor.outbound.sms", sent)
+        pulled = await js.pull_subscribe_bind(durable="gateway-sms", stream="LAPOR_OUTBOUND")
+        messages = await pulled.fetch(1, timeout=5)
+        await messages[0].ack()
+        core = await live.next_msg(timeout=5)
+        receipt = await js.publish("lapor.outbound.sms.status", b"{}", timeout=5)
+    finally:
+        await client.close()
+    assert through == []
+    assert messages[0].data == sent and core.data == sent
+    assert receipt.stream == "LAPOR_OUTBOUND"
+
+
+async def test_dlq_watcher_reads_by_sequence_and_nothing_else(streams: Stack, own_nc: Any) -> None:
+    ack = await own_nc.jetstream().publish("lapor.event.complaint.received", b'{"n": 1}')
+    client = await _login(streams, "dlq", "_INBOX.dlq")
+    try:
+        through = await client.unrefused(
+            [
+                "lapor.inbound.sms",
+                "lapor.event.complaint.received",
+                "$JS.API.STREAM.DELETE.LAPOR_EVENTS",
+                "$JS.API.STREAM.PURGE.LAPOR_ADVISORIES",
+                "$JS.API.CONSUMER.MSG.NEXT.LAPOR_EVENTS.router-received",
+            ],
+            [">", "lapor.>", "_INBOX.>", "$JS.EVENT.>"],
+        )
+        stored = await client.nc.jetstream().get_msg("LAPOR_EVENTS", ack.seq)
+    finally:
+        await client.close()
+    assert through == []
+    assert stored.data == b'{"n": 1}'
+
+
+async def test_admin_may_do_everything(streams: Stack) -> None:
+    client = await _login(streams, "admin")
+    try:
+        through = await client.unrefused([], [">", "$JS.EVENT.>"])
+    finally:
+        await client.close()
+    assert through == ["sub >", "sub $JS.EVENT.>"]
+
+
+@pytest.mark.parametrize("login", ["nobody", "wrong-password", "anonymous"])
+async def test_unknown_logins_are_refused(streams: Stack, login: str) -> None:
+    port = streams.nats_port
+    url = {
+        "nobody": f"nats://nobody:secret@127.0.0.1:{port}",
+        "wrong-password": f"nats://intake:{streams.nats_password('router')}@127.0.0.1:{port}",
+        "anonymous": f"nats://127.0.0.1:{port}",
+    }[login]
+    with pytest.raises(Exception, match=r"(?i)authorization"):
+        await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0)
+
+
+def test_services_cannot_read_each_others_inboxes() -> None:
+    users = {user.name: user for user in nats_users()}
+    shared = [s for s in SERVICES if users[s].subscribe == ("_INBOX.>",)]
+    if shared:
+        pytest.skip(
+            f"{', '.join(shared)} use the shared _INBOX prefix, so each may subscribe to "
+            "_INBOX.> and see replies meant for others; needs inbox_prefix per service"
+        )
+    assert len({users[s].subscribe for s in SERVICES}) == len(SERVICES)
+
+
+def test_compose_auth_conf_is_generated_from_the_wiring() -> None:
+    assert AUTH_CONF.read_text() == render_auth_conf(nats_users()), (
+        "ops/nats/auth.conf is stale: run `python -m lapor.devstack auth-conf`"
+    )
+
+
+def test_compose_nats_config_is_valid_with_passwords_from_the_environment() -> None:
+    env = {**os.environ, **{u.password_env: "secretPassword" for u in nats_users()}}
+    conf = ROOT / "ops" / "nats" / "nats.conf"
+    result = subprocess.run(
+        [nats_server_bin(), "-t", "-c", str(conf)], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr or result.stdout
+
+
+def test_compose_gives_each_service_its_own_nats_login() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    for service in SERVICES:
+        env = services[service]["environment"]
+        assert env["NATS_USER"] == service
+        assert service_user(service).password_env in env["NATS_PASSWORD"]
+    nats_env = services["nats"]["environment"]
+    assert {u.password_env for u in nats_users()} <= set(nats_env)
+    mounts = {Path(v.split(":")[1]).name: v.split(":")[0] for v in services["nats"]["volumes"]}
+    assert mounts.get("auth.conf") == "./ops/nats/auth.conf"
