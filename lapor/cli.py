@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lapor.dlq import dlq_app
+
 app = typer.Typer(help="Lapor command line: simulate SMS, look up complaints, check routing.")
 console = Console()
 
@@ -119,6 +121,7 @@ def status(
 
 token_app = typer.Typer(help="API tokens for agency officers and Diskominfo admins.")
 app.add_typer(token_app, name="token")
+app.add_typer(dlq_app, name="dlq")
 
 
 @token_app.command("create")
