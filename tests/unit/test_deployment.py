@@ -547,9 +547,18 @@ def test_nats_config_is_accepted_by_nats_server() -> None:
     server = _nats_server()
     if server is None:
         pytest.skip("nats-server is not installed")
+    # The included auth.conf takes each login's password from the environment,
+    # as the compose file provides them; without them the server refuses to start.
+    auth = (NATS_CONF.parent / "auth.conf").read_text(encoding="utf-8")
+    passwords = {name: "Checkonly1" for name in re.findall(r"\$(LAPOR_NATS_\w+_PASSWORD)", auth)}
+    assert passwords, "auth.conf takes no password from the environment"
     # -t parses and validates the configuration, then exits without serving.
     result = subprocess.run(
-        [server, "-t", "-c", str(NATS_CONF)], capture_output=True, text=True, timeout=30
+        [server, "-t", "-c", str(NATS_CONF)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **passwords},
     )
     assert result.returncode == 0, result.stderr or result.stdout
 
