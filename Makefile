@@ -7,7 +7,7 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 FERRETDB := .cache/bin/lapor-ferretdb
 
-.PHONY: run test test-unit lint typecheck asyncapi docs setup clean bench
+.PHONY: run test test-unit lint typecheck asyncapi docs setup clean bench chaos
 
 setup: $(VENV)/.synced $(FERRETDB)
 
@@ -25,6 +25,11 @@ run: setup
 
 test: setup
 	$(VENV)/bin/pytest
+
+# The long chaos run: 10,000 complaints while every process is killed in turn
+# (the short one, 2,000, is part of `make test`); then the log scan.
+chaos: setup
+	LAPOR_CHAOS_COMPLAINTS=$${LAPOR_CHAOS_COMPLAINTS:-10000} $(VENV)/bin/pytest -m chaos tests/chaos
 
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit

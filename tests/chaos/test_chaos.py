@@ -1,0 +1,383 @@
+"""Chaos: complaints keep arriving while every process is SIGKILLed and restarted.
+
+A gateway (NATS user `channel`) submits SMS at a steady rate and retries each
+one, with the same gateway id, until JetStream acknowledges it. Meanwhile, in
+turn, each service, nats-server, FerretDB and the dead-letter watcher is killed
+with SIGKILL and started again on the same port and data directory. When the
+submissions are done, the system gets time to drain; then the check reads back
+the complaints, the acknowledgement notifications and the SMS in the
+LAPOR_OUTBOUND stream and compares them with the client's history (see
+jepsen.py): lost, duplicated and unexpected must all be zero. The kills go on
+after the last submission until most SMS are acknowledged, so that the faults
+hit the whole pipeline at work, not just the intake.
+
+Short run (part of `make test`): LAPOR_CHAOS_COMPLAINTS=2000 by default;
+`make chaos` runs 10,000. Tunables: LAPOR_CHAOS_RATE (SMS/s offered),
+LAPOR_CHAOS_KILL_EVERY_S, LAPOR_CHAOS_UNTIL, LAPOR_CHAOS_MAX_S, LAPOR_CHAOS_DRAIN_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import random
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from lapor.contracts import subjects
+from lapor.devstack import ROOT, SERVICES, Stack
+from tests.chaos.jepsen import ACK_TEMPLATES, History, Observed, Verdict, check
+
+COMPLAINTS = int(os.environ.get("LAPOR_CHAOS_COMPLAINTS", "2000"))
+RATE = float(os.environ.get("LAPOR_CHAOS_RATE", "10"))
+KILL_EVERY_S = float(os.environ.get("LAPOR_CHAOS_KILL_EVERY_S", "6"))
+DRAIN_S = float(os.environ.get("LAPOR_CHAOS_DRAIN_S", "900"))
+# Faults continue after the last SMS until this share is acknowledged (or for at most
+# LAPOR_CHAOS_MAX_S seconds); then the system drains in peace.
+CHAOS_UNTIL = float(os.environ.get("LAPOR_CHAOS_UNTIL", "0.95"))
+CHAOS_MAX_S = float(os.environ.get("LAPOR_CHAOS_MAX_S", "3600"))
+VICTIMS = ("intake", "nats", "router", "ferretdb", "sla", "notify", "dlq")
+DB = "lapor_chaos"
+CORPUS = ROOT / "tests" / "data" / "router_corpus_banjar.jsonl"
+
+pytestmark = [pytest.mark.chaos, pytest.mark.e2e]
+
+
+def complaint_texts() -> list[str]:
+    """Corpus texts the router sends to an agency (or to triage), long enough for intake."""
+    from services.router.domain import Router
+
+    router = Router.load(ROOT / "data" / "regions" / "banjar")
+    texts = []
+    for line in CORPUS.read_text().splitlines():
+        text = json.loads(line)["text"]
+        if len(text.split()) >= 6 and router.decide(text).agency != "OUT_OF_SCOPE":
+            texts.append(text)
+    return texts
+
+
+@dataclass
+class Kill:
+    victim: str
+    killed: float
+    back: float
+    ready: float
+
+
+@dataclass
+class Run:
+    history: History = field(default_factory=History)
+    kills: list[Kill] = field(default_factory=list)
+    bus_sms: list[float] = field(default_factory=list)
+    crashed: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    submitted: float = 0.0
+    drained: float = 0.0
+
+
+@pytest.fixture(scope="module")
+def chaos_stack(workdir: Path) -> Iterator[Stack]:
+    stack = Stack.for_tests(
+        workdir / "chaos", mongo_db=DB, extra_env={"LOG_LEVEL": "INFO", "LOG_FORMAT": "json"}
+    )
+    try:
+        stack.start_servers()
+        stack.start_services(SERVICES)
+        yield stack
+    finally:
+        stack.stop()
+
+
+# -- the gateway ---------------------------------------------------------------------
+
+
+async def submit_all(stack: Stack, run: Run, texts: list[str]) -> None:
+    nc = await nats.connect(
+        stack.nats_url_for("channel"),
+        inbox_prefix="_INBOX.channel",
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.2,
+        name="chaos-gateway",
+        error_cb=_expected,
+    )
+    js = nc.jetstream()
+    slots = asyncio.Semaphore(256)
+    tasks = []
+    try:
+        start = time.monotonic()
+        for i in range(COMPLAINTS):
+            await asyncio.sleep(max(0.0, start + i / RATE - time.monotonic()))
+            await slots.acquire()
+            tasks.append(asyncio.create_task(_submit(js, run.history, i, texts, slots)))
+        await asyncio.gather(*tasks)
+    finally:
+        await nc.close()
+
+
+async def _submit(
+    js: Any, history: History, i: int, texts: list[str], slots: asyncio.Semaphore
+) -> None:
+    gid = f"chaos-{i:06d}"
+    payload = {
+        "from": f"+62813{i:08d}",
+        "to": "1708",
+        "text": f"BANJAR {texts[i % len(texts)]}",
+        "gateway_id": gid,
+        "received_at": datetime.now(UTC).isoformat(),
+    }
+    data = json.dumps(payload).encode()
+    history.attempted.add(gid)
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline:
+            try:
+                await js.publish(
+                    subjects.INBOUND_SMS, data, headers={"Nats-Msg-Id": gid}, timeout=2
+                )
+            except Exception:
+                # Timeout, no responders, reconnecting: a gateway tries again.
+                await asyncio.sleep(0.25)
+                continue
+            history.accepted.add(gid)
+            return
+    finally:
+        slots.release()
+
+
+async def _expected(_exc: Exception) -> None:
+    """Connection errors are the point of this test; the check counts what matters."""
+
+
+# -- the chaos -----------------------------------------------------------------------
+
+
+async def kill_in_turn(stack: Stack, run: Run, stop: asyncio.Event) -> None:
+    rng = random.Random(9)
+    turn = 0
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), KILL_EVERY_S)
+            break
+        victim = VICTIMS[turn % len(VICTIMS)]
+        turn += 1
+        killed = time.monotonic()
+        stack.kill(victim)
+        await asyncio.sleep(rng.uniform(0.2, 2.0))
+        stack.start(victim, wait=False)
+        back = time.monotonic()
+        if victim in SERVICES:
+            await _ready(stack, victim)
+        run.kills.append(Kill(victim, killed, back, time.monotonic()))
+
+
+async def _ready(stack: Stack, service: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get(f"{stack.url(service)}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{service} not ready {timeout:.0f}s after its restart")
+
+
+# -- observing -----------------------------------------------------------------------
+
+
+async def watch_bus(stack: Stack, run: Run) -> Any:
+    nc = await nats.connect(
+        stack.nats,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.2,
+        name="chaos-watch",
+        error_cb=_expected,
+    )
+
+    async def on_sms(_msg: Any) -> None:
+        run.bus_sms.append(time.monotonic())
+
+    await nc.subscribe(subjects.OUTBOUND_SMS, cb=on_sms)
+    return nc
+
+
+async def until_mostly_acknowledged(stack: Stack, run: Run) -> None:
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        stack.mongo, serverSelectionTimeoutMS=2_000
+    )
+    deadline = time.monotonic() + CHAOS_MAX_S
+    try:
+        while time.monotonic() < deadline:
+            try:
+                done = await client[DB].notifications.count_documents(
+                    {"template": {"$in": list(ACK_TEMPLATES)}}
+                )
+            except Exception:
+                done = 0  # FerretDB is being restarted
+            if done >= CHAOS_UNTIL * len(run.history.accepted):
+                return
+            await asyncio.sleep(5.0)
+    finally:
+        await client.close()
+
+
+async def drained(js: Any) -> bool:
+    """No durable consumer has work left (pending or waiting for an ack)."""
+    for stream in ("LAPOR_INBOUND", "LAPOR_EVENTS", "LAPOR_OUTBOUND", "LAPOR_ADVISORIES"):
+        for info in await js._jsm.consumers_info(stream):
+            if info.num_pending or info.num_ack_pending:
+                return False
+    return True
+
+
+async def wait_drained(js: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    calm = 0
+    while time.monotonic() < deadline:
+        try:
+            calm = calm + 1 if await drained(js) else 0
+        except Exception:
+            calm = 0
+        if calm >= 3:
+            return True
+        await asyncio.sleep(2.0)
+    return False
+
+
+async def outbound_sms(js: Any) -> list[tuple[str, str | None]]:
+    """Every SMS notify put on the bus, read back from the stream itself."""
+    sub = await js.pull_subscribe(
+        subjects.OUTBOUND_SMS,
+        stream="LAPOR_OUTBOUND",
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=120
+        ),
+    )
+    found: list[tuple[str, str | None]] = []
+    while True:
+        try:
+            batch = await sub.fetch(500, timeout=3)
+        except (TimeoutError, nats.errors.TimeoutError):
+            break
+        for msg in batch:
+            body = json.loads(msg.data)
+            found.append((body["notification_id"], body.get("complaint_id")))
+    await sub.unsubscribe()
+    return found
+
+
+async def observe(stack: Stack, js: Any) -> tuple[Observed, list[dict[str, Any]]]:
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo)
+    try:
+        db = client[DB]
+        complaints = [
+            (doc["source_key"], doc["_id"])
+            async for doc in db.complaints.find({}, {"source_key": 1})
+        ]
+        notes = [
+            (doc["_id"], doc["complaint_id"])
+            async for doc in db.notifications.find(
+                {"template": {"$in": list(ACK_TEMPLATES)}}, {"complaint_id": 1}
+            )
+        ]
+        dead = [doc async for doc in db.dead_letters.find({}, {"payload_b64": 0})]
+    finally:
+        await client.close()
+    return Observed(complaints, notes, await outbound_sms(js)), dead
+
+
+# -- the report ----------------------------------------------------------------------
+
+
+def report(run: Run, verdict: Verdict, dead: list[dict[str, Any]], drained_ok: bool) -> dict:
+    restarts: dict[str, list[float]] = {}
+    for kill in run.kills:
+        restarts.setdefault(kill.victim, []).append(kill.ready - kill.killed)
+    chaos_end = max((k.ready for k in run.kills), default=run.submitted)
+    during = sorted(t for t in run.bus_sms if run.started <= t <= chaos_end)
+    gaps = [b - a for a, b in itertools.pairwise(during)]
+    return {
+        "complaints_offered": COMPLAINTS,
+        "rate_per_s": RATE,
+        "verdict": verdict.summary(),
+        "lost": verdict.lost,
+        "duplicated": verdict.duplicated,
+        "unexpected": verdict.unexpected,
+        "dead_letters": [f"{d['_id']} {d.get('reason')}: {d.get('error')}" for d in dead],
+        "kills": {v: len(t) for v, t in restarts.items()},
+        "kill_to_ready_s": {
+            v: {"mean": round(statistics.fmean(t), 2), "max": round(max(t), 2)}
+            for v, t in restarts.items()
+        },
+        "longest_pause_between_sms_s": round(max(gaps, default=0.0), 2),
+        "submit_s": round(run.submitted - run.started, 1),
+        "drain_after_last_restart_s": round(run.drained - chaos_end, 1),
+        "drained": drained_ok,
+        "crashed_by_themselves": run.crashed,
+    }
+
+
+@pytest.mark.timeout(int(COMPLAINTS / RATE + CHAOS_MAX_S + DRAIN_S + 300))
+async def test_no_complaint_lost_or_duplicated_under_chaos(
+    chaos_stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = chaos_stack
+    texts = complaint_texts()
+    run = Run()
+    watcher = await watch_bus(stack, run)
+    stop = asyncio.Event()
+    chaos = asyncio.create_task(kill_in_turn(stack, run, stop))
+    try:
+        await submit_all(stack, run, texts)
+        run.submitted = time.monotonic()
+        # The faults go on while the backlog is worked off, not only while SMS arrive.
+        await until_mostly_acknowledged(stack, run)
+    finally:
+        stop.set()
+        await chaos
+    # Every process must still be there: one that died by itself is a finding.
+    for name, child in stack.children.items():
+        if not child.alive():
+            run.crashed.append(name)
+            stack.start(name, wait=False)
+
+    admin = await nats.connect(
+        stack.nats, max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=_expected
+    )
+    try:
+        js = admin.jetstream()
+        drained_ok = await wait_drained(js, DRAIN_S)
+        run.drained = time.monotonic()
+        observed, dead = await observe(stack, js)
+    finally:
+        await admin.close()
+        await watcher.close()
+
+    verdict = check(run.history, observed)
+    result = report(run, verdict, dead, drained_ok)
+    (stack.workdir / "chaos-result.json").write_text(json.dumps(result, indent=2))
+    with capsys.disabled():
+        print("\nchaos:", json.dumps(result, indent=2))
+    assert drained_ok, "the system did not drain"
+    assert not run.crashed, f"crashed without being killed: {run.crashed}"
+    assert verdict.ok, verdict.summary()
+    assert verdict.accepted >= COMPLAINTS * 0.99
+    assert set(result["kills"]) == set(VICTIMS), "every process was killed at least once"
