@@ -152,18 +152,21 @@ async def db_limits(
     """
     db = client[db_name]
     await client.drop_database(db_name)
-    coll = db["docs"]
-    await coll.create_index("source_key", unique=True)
+    inserts = db["inserts"]
+    await inserts.create_index("source_key", unique=True)
     now = datetime.now(UTC)
     ids = iter(range(10**9))
 
     async def insert(_i: int) -> None:
-        await coll.insert_one(complaint_like(next(ids), now))
+        await inserts.insert_one(complaint_like(next(ids), now))
 
     results: dict[str, Any] = {"insert": await _best(insert, seconds)}
-    stored = next(ids)
-    while stored < size:
-        batch = [complaint_like(i, now) for i in range(stored, min(size, stored + 1000))]
+    # Reads and updates on their own collection of exactly `size` documents.
+    coll = db["docs"]
+    await coll.create_index("source_key", unique=True)
+    stored = 0
+    while stored < max(size, 1):
+        batch = [complaint_like(i, now) for i in range(stored, min(max(size, 1), stored + 500))]
         await coll.insert_many(batch, ordered=False)
         stored += len(batch)
     rng = random.Random(7)  # noqa: S311 - load data, not secrets

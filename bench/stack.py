@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -75,6 +77,14 @@ class BenchStack:
 
     def stop(self) -> None:
         self.stop_replicas()
+        if self.cprofile and self.cprofile in self.stack.children:
+            # uvicorn re-raises the signal it stopped on; the default SIGTERM action
+            # would end the process before cProfile writes, SIGINT unwinds instead.
+            child = self.stack.children[self.cprofile]
+            child.signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                if child.process is not None:
+                    child.process.wait(60)
         self.stack.stop()
 
     def pids(self) -> dict[str, int]:
