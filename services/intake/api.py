@@ -12,7 +12,13 @@ from pydantic import BaseModel, Field
 
 from lapor.contracts import InboundWeb, Location, Priority, State
 from lapor.contracts.commands import Action, ComplaintCommand, Outcome, Role
-from services.intake.auth import Principal, hash_token, principal_from
+from services.intake.auth import (
+    Principal,
+    citizen_key,
+    citizen_principal,
+    hash_token,
+    principal_from,
+)
 from services.intake.handlers import SubmissionRejected
 from services.intake.lifecycle import Refused
 from services.intake.repository import ComplaintRepository
@@ -119,6 +125,10 @@ class ComplaintAccepted(BaseModel):
     tracking_id: str
     state: State
     status_url: str
+    citizen_url: str = Field(
+        description="The reporter's secret link: shows a confidential complaint to its "
+        "reporter and accepts their reply, rating or reopening. Shown only here."
+    )
 
 
 class WorklistItem(BaseModel):
@@ -135,10 +145,10 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 def build_router(
-    repository: Any, zones: Mapping[str, ZoneInfo], execute: Any, submit: Any
+    repository: Any, zones: Mapping[str, ZoneInfo], execute: Any, submit: Any, link_secret: bytes
 ) -> APIRouter:
     """`repository` returns the live repository; `execute(command)` applies a command;
-    `submit(InboundWeb)` stores a new complaint."""
+    `submit(InboundWeb)` stores a new complaint; `link_secret` signs citizens' links."""
     router = APIRouter(prefix="/api/v1", tags=["complaints"])
     Repo = Annotated[ComplaintRepository, Depends(repository)]
 
@@ -154,6 +164,13 @@ def build_router(
         return principal_from(record)
 
     Caller = Annotated[Principal | None, Depends(principal)]
+    CitizenKey = Annotated[
+        str | None,
+        Query(max_length=64, description="The key of the reporter's secret link"),
+    ]
+
+    def reporter(tracking_id: str, key: str | None) -> Principal | None:
+        return citizen_principal(tracking_id, key, link_secret) if key else None
 
     def zone_of(doc: dict[str, Any]) -> ZoneInfo:
         return zones.get(doc["region"], ZoneInfo("Asia/Jakarta"))
@@ -165,11 +182,16 @@ def build_router(
         summary="A complaint's state, agency, priority, deadlines and history",
     )
     async def get_complaint(
-        tracking_id: Annotated[str, Path(min_length=4, max_length=32)], repo: Repo, caller: Caller
+        tracking_id: Annotated[str, Path(min_length=4, max_length=32)],
+        repo: Repo,
+        caller: Caller,
+        key: CitizenKey = None,
     ) -> ComplaintView:
-        doc = await repo.get(tracking_id.strip().upper())
+        tracking_id = tracking_id.strip().upper()
+        viewer = caller or reporter(tracking_id, key)
+        doc = await repo.get(tracking_id)
         # A confidential complaint does not exist for anyone outside its circle.
-        if doc is None or not (caller.may_see(doc) if caller else not doc.get("confidential")):
+        if doc is None or not (viewer.may_see(doc) if viewer else not doc.get("confidential")):
             raise HTTPException(404, detail="complaint not found")
         return public_view(doc, zone_of(doc))
 
@@ -193,10 +215,12 @@ def build_router(
             raise HTTPException(
                 422, detail={"reason": rejected.reason.value, "message": rejected.detail}
             ) from None
+        status_url = f"/api/v1/complaints/{doc['_id']}"
         return ComplaintAccepted(
             tracking_id=doc["_id"],
             state=State(doc["state"]),
-            status_url=f"/api/v1/complaints/{doc['_id']}",
+            status_url=status_url,
+            citizen_url=f"{status_url}?key={citizen_key(doc['_id'], link_secret)}",
         )
 
     @router.post(
@@ -209,21 +233,26 @@ def build_router(
             409: {"description": "Not allowed in the complaint's current state"},
             422: {"description": "The action lacks what it needs (text, outcome, ...)"},
         },
-        summary="An officer's or admin's action on a complaint",
+        summary="An action on a complaint by an officer, an admin or (secret link) its reporter",
     )
     async def act(
         tracking_id: Annotated[str, Path(min_length=4, max_length=32)],
         action: Action,
         body: ActionRequest,
         caller: Caller,
+        key: CitizenKey = None,
     ) -> ComplaintView:
-        if caller is None:
-            raise HTTPException(401, detail="a bearer token is required")
+        tracking_id = tracking_id.strip().upper()
+        actor = caller or reporter(tracking_id, key)
+        if actor is None:
+            raise HTTPException(
+                401, detail="a bearer token or the complaint's secret link is required"
+            )
         command = ComplaintCommand(
             command_id=body.command_id or f"http-{uuid.uuid4().hex}",
-            complaint_id=tracking_id.strip().upper(),
+            complaint_id=tracking_id,
             action=action,
-            actor=caller.actor(),
+            actor=actor.actor(),
             **body.model_dump(exclude={"command_id"}),
         )
         try:

@@ -191,6 +191,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 zones,
                 lambda command: handlers.execute(command, deps.get()),
                 submit,
+                # One secret, two uses kept apart by their MAC labels (see auth.py).
+                settings.phone_hash_key.get_secret_value().encode(),
             ),
             report_router(lambda: runtime.db.get(), settings.infra.data_dir),
             open311.build_router(

@@ -138,3 +138,64 @@ async def test_confidential_complaints_never_appear_in_public_views(stack: Stack
         assert (await http.get(f"/open311/v2/requests/{tracking_id}.json")).status_code == 404
         listed = (await http.get("/open311/v2/requests.json")).json()
         assert tracking_id not in {r["service_request_id"] for r in listed}
+
+
+async def test_reporters_secret_link_shows_and_acts_on_their_own_complaint_only(
+    stack: Stack, db: Any
+) -> None:
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        accepted = (
+            await http.post(
+                "/api/v1/complaints",
+                json={
+                    "text": "Kepala sekolah SDN 3 Martapura memungut biaya seragam yang sangat mahal dari murid",
+                    "confidential": True,
+                    "client_id": "form-secret-1",
+                },
+            )
+        ).json()
+        tracking_id, link = accepted["tracking_id"], accepted["citizen_url"]
+        other = (
+            await http.post(
+                "/api/v1/complaints",
+                json={"text": "Lampu jalan di depan pasar Martapura mati sudah seminggu"},
+            )
+        ).json()
+        doc = await eventually(lambda: _assigned(db, tracking_id))
+        key = link.split("key=", 1)[1]
+
+        mine = await http.get(link)
+        assert mine.status_code == 200 and mine.json()["tracking_id"] == tracking_id
+        wrong = await http.get(f"/api/v1/complaints/{tracking_id}", params={"key": key[:-2] + "xx"})
+        assert wrong.status_code == 404
+        # A key opens one complaint: used on another one it is no key at all.
+        borrowed = await http.post(
+            f"/api/v1/complaints/{other['tracking_id']}/actions/reply",
+            params={"key": key},
+            json={"text": "ini bukan laporan saya"},
+        )
+        assert borrowed.status_code == 401
+
+        officer_token = new_token()
+        await db.api_tokens.insert_one(
+            token_record(officer_token, Role.AGENCY, "petugas", doc["agency"])
+        )
+        officer = {"Authorization": f"Bearer {officer_token}"}
+        url = f"/api/v1/complaints/{tracking_id}/actions"
+        asked = await http.post(
+            f"{url}/ask", json={"text": "Kapan dan berapa besar biayanya?"}, headers=officer
+        )
+        assert asked.status_code == 200 and asked.json()["state"] == "needs_info"
+        replied = await http.post(
+            f"{url}/reply", params={"key": key}, json={"text": "Senin kemarin, tiga ratus ribu"}
+        )
+        assert replied.status_code == 200 and replied.json()["state"] == "in_progress"
+        # The reporter may not do what only the agency does.
+        refused = await http.post(
+            f"{url}/answer", params={"key": key}, json={"text": "sudah selesai"}
+        )
+        assert refused.status_code in (403, 409)
+    stored = await db.complaints.find_one({"_id": tracking_id})
+    assert any(h["actor"] == f"citizen:web:{tracking_id}" for h in stored["history"])
+    # Derived, never stored: the key is nowhere in the complaint.
+    assert key not in repr(stored)
