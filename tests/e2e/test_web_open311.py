@@ -148,7 +148,8 @@ async def test_reporters_secret_link_shows_and_acts_on_their_own_complaint_only(
             await http.post(
                 "/api/v1/complaints",
                 json={
-                    "text": "Kepala sekolah SDN 3 Martapura memungut biaya seragam yang sangat mahal dari murid",
+                    "text": "Kepala sekolah SDN 3 Martapura memungut biaya seragam"
+                    " yang sangat mahal dari murid",
                     "confidential": True,
                     "client_id": "form-secret-1",
                 },
