@@ -16,9 +16,9 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	$(UV) sync --frozen --extra local
 	@touch $@
 
-$(FERRETDB): ferretdb/main.go ferretdb/go.mod ferretdb/go.sum
+$(FERRETDB): ferretdb/main.go ferretdb/go.mod ferretdb/go.sum ferretdb/build.sh $(wildcard ferretdb/patches/*.patch)
 	@mkdir -p $(dir $@)
-	cd ferretdb && go build -o ../$(FERRETDB) .
+	bash ferretdb/build.sh $(FERRETDB)
 
 run: setup
 	$(VENV)/bin/python -m lapor.devstack

@@ -82,7 +82,7 @@ def ensure_ferretdb() -> Path:
     if FERRETDB_BIN.exists():
         return FERRETDB_BIN
     FERRETDB_BIN.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["go", "build", "-o", str(FERRETDB_BIN), "."], cwd=ROOT / "ferretdb", check=True)
+    subprocess.run(["bash", "ferretdb/build.sh", str(FERRETDB_BIN)], cwd=ROOT, check=True)
     return FERRETDB_BIN
 
 

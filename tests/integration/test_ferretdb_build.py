@@ -1,0 +1,36 @@
+"""The FerretDB we build looks documents up by _id through the _id index.
+
+Upstream v1.24.2 writes the _id path in its queries differently from the
+expression of the _id index, so SQLite scanned the whole table for every
+lookup, update and delete by _id (ferretdb/patches/). Without the fix the plan
+below says SCAN and the pipeline slows down with every stored complaint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.integration]
+
+
+async def test_lookups_by_id_use_the_id_index(mongo: Any) -> None:
+    db = mongo["lapor_ferretdb_build"]
+    await db.complaints.insert_many([{"_id": f"LPR-{i:04d}", "n": i} for i in range(50)])
+    try:
+        explained = await db.command(
+            "explain", {"find": "complaints", "filter": {"_id": "LPR-0007"}}
+        )
+        if "ferretdbVersion" not in explained.get("serverInfo", {}):
+            pytest.skip("not FerretDB: MongoDB always uses its _id index")
+        plan = " ".join(explained["queryPlanner"]["Plan"])
+        assert explained["filterPushdown"] is True
+        assert "USING INDEX" in plan and "SCAN" not in plan, plan
+        # And the answer is still the right document.
+        found = await db.complaints.find_one({"_id": "LPR-0007"})
+        assert found is not None and found["n"] == 7
+        await db.complaints.update_one({"_id": "LPR-0008"}, {"$set": {"n": -8}})
+        assert (await db.complaints.find_one({"_id": "LPR-0008"}))["n"] == -8
+    finally:
+        await mongo.drop_database("lapor_ferretdb_build")
