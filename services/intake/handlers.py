@@ -23,11 +23,12 @@ from lapor.contracts import (
 )
 from lapor.contracts.commands import Action, Actor, CommandRejected, ComplaintCommand, Role
 from lapor.runtime.broker import EventPublisher
+from lapor.runtime.locks import KeyedLock
 from lapor.runtime.metrics import DomainMetrics
 from services.intake import domain, lifecycle
 from services.intake.guard import RateLimit, similar_complaint, windows
 from services.intake.phones import normalize_phone, phone_hash
-from services.intake.repository import ComplaintRepository, KeyedLock
+from services.intake.repository import ComplaintRepository
 from services.intake.sms import (
     CitizenReply,
     Invalid,

@@ -33,8 +33,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -50,6 +49,7 @@ from lapor.contracts import (
     SlaClock,
     subjects,
 )
+from lapor.runtime.locks import KeyedLock
 from services.sla.metrics import SlaMetrics
 from services.sla.plan import Fact, Plan, RegionRules, Timer, TimerKind, build_plan
 from services.sla.policy import EscalationLevel as ChainLevel
@@ -84,27 +84,6 @@ class Publisher(Protocol):
     subject: str
 
     async def publish(self, message: BaseModel, msg_id: str) -> bool: ...
-
-
-class KeyedLocks:
-    """One asyncio lock per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 @dataclass
@@ -180,7 +159,7 @@ class SlaEngine:
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.republish_after = republish_after
-        self.locks = KeyedLocks()
+        self.locks = KeyedLock()
 
     # -- scheduling ------------------------------------------------------------
 
