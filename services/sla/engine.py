@@ -194,13 +194,17 @@ class SlaEngine:
     async def _reconcile(self, complaint_id: str, plan: Plan | None, now: datetime) -> None:
         stored = {doc["_id"]: doc for doc in await self.store.timers_of(complaint_id)}
         wanted = {timer.id: timer for timer in plan.timers} if plan is not None else {}
+        new = [
+            timer_doc(timer, now) for timer_id, timer in wanted.items() if timer_id not in stored
+        ]
+        if new:
+            # A timer that already fired is in the ledger, not among the timers: not again.
+            fired = await self.store.fired_ids(complaint_id)
+            await self.store.insert_timers([doc for doc in new if doc["_id"] not in fired])
         for timer_id, timer in wanted.items():
             doc = timer_doc(timer, now)
             existing = stored.get(timer_id)
-            if existing is None:
-                if await self.store.firing(timer_id) is None:
-                    await self.store.insert_timer(doc)
-            elif existing["status"] == PENDING and _differs(existing, doc):
+            if existing is not None and existing["status"] == PENDING and _differs(existing, doc):
                 await self.store.update_pending_timer(
                     timer_id, {key: doc[key] for key in (*_COMPARED, "updated_at")}
                 )

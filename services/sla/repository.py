@@ -28,11 +28,13 @@ from typing import Any, Protocol
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from lapor.contracts import Priority, State
 from services.sla.plan import Fact, Plan, Routed, StateChange
 from services.sla.policy import ESCALATION_ORDER, EscalationLevel
+
+DUPLICATE_KEY = 11000
 
 Document = dict[str, Any]
 
@@ -148,7 +150,7 @@ class SlaStore(Protocol):
     async def save_clock(self, complaint_id: str, summary: Document) -> None: ...
 
     async def timers_of(self, complaint_id: str) -> list[Document]: ...
-    async def insert_timer(self, doc: Document) -> bool: ...
+    async def insert_timers(self, docs: list[Document]) -> int: ...
     async def update_pending_timer(self, timer_id: str, fields: Document) -> None: ...
     async def delete_pending_timer(self, timer_id: str) -> None: ...
     async def delete_timer(self, timer_id: str) -> None: ...
@@ -163,6 +165,7 @@ class SlaStore(Protocol):
 
     async def claim(self, doc: Document) -> bool: ...
     async def firing(self, firing_id: str) -> Document | None: ...
+    async def fired_ids(self, complaint_id: str) -> set[str]: ...
     async def settle(self, firing_id: str, at: datetime) -> None: ...
     async def unsettled(self, limit: int) -> list[Document]: ...
 
@@ -242,6 +245,7 @@ class MongoSlaStore:
         )
         await self.timers.create_index([("complaint_id", ASCENDING)])
         await self.fired.create_index([("settled_at", ASCENDING)])
+        await self.fired.create_index([("complaint_id", ASCENDING)])
         await self.breaches_coll.create_index([("agency", ASCENDING), ("due_at", ASCENDING)])
         await self.breaches_coll.create_index([("due_at", ASCENDING)])
 
@@ -274,12 +278,17 @@ class MongoSlaStore:
     async def timers_of(self, complaint_id: str) -> list[Document]:
         return await self.timers.find({"complaint_id": complaint_id}).to_list(None)
 
-    async def insert_timer(self, doc: Document) -> bool:
+    async def insert_timers(self, docs: list[Document]) -> int:
+        """Insert the timers not there yet (another replica may have added some)."""
+        if not docs:
+            return 0
         try:
-            await self.timers.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+            result = await self.timers.insert_many(docs, ordered=False)
+        except BulkWriteError as error:
+            if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
+                raise
+            return int(error.details.get("nInserted", 0))
+        return len(result.inserted_ids)
 
     async def update_pending_timer(self, timer_id: str, fields: Document) -> None:
         await self.timers.update_one({"_id": timer_id, "status": PENDING}, {"$set": fields})
@@ -335,6 +344,10 @@ class MongoSlaStore:
 
     async def firing(self, firing_id: str) -> Document | None:
         return await self.fired.find_one({"_id": firing_id})
+
+    async def fired_ids(self, complaint_id: str) -> set[str]:
+        cursor = self.fired.find({"complaint_id": complaint_id}, {"_id": 1})
+        return {doc["_id"] async for doc in cursor}
 
     async def settle(self, firing_id: str, at: datetime) -> None:
         await self.fired.update_one({"_id": firing_id}, {"$set": {"settled_at": at}})

@@ -88,12 +88,14 @@ class MemorySlaStore:
         await self._io("timers_of")
         return [bson(d) for d in self.timers.values() if d["complaint_id"] == complaint_id]
 
-    async def insert_timer(self, doc: Document) -> bool:
-        await self._io("insert_timer")
-        if doc["_id"] in self.timers:
-            return False
-        self.timers[doc["_id"]] = bson(doc)
-        return True
+    async def insert_timers(self, docs: list[Document]) -> int:
+        await self._io("insert_timers")
+        inserted = 0
+        for doc in docs:
+            if doc["_id"] not in self.timers:
+                self.timers[doc["_id"]] = bson(doc)
+                inserted += 1
+        return inserted
 
     async def update_pending_timer(self, timer_id: str, fields: Document) -> None:
         doc = self.timers.get(timer_id)
@@ -152,6 +154,10 @@ class MemorySlaStore:
         await self._io("firing")
         doc = self.fired.get(firing_id)
         return bson(doc) if doc is not None else None
+
+    async def fired_ids(self, complaint_id: str) -> set[str]:
+        await self._io("fired_ids")
+        return {key for key, doc in self.fired.items() if doc["complaint_id"] == complaint_id}
 
     async def settle(self, firing_id: str, at: datetime) -> None:
         if firing_id in self.fired:
