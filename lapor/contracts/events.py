@@ -129,9 +129,9 @@ class InboundRejected(Event):
 
 
 class CitizenCommandAnswered(Event):
-    """Intake's answer to a citizen command (CEK, BALAS, NILAI) for notify to send."""
+    """Intake's answer to a citizen command (CEK, BALAS, NILAI, BUKA) for notify to send."""
 
-    command: Literal["status", "reply", "rating"]
+    command: Literal["status", "reply", "rating", "reopen"]
     found: bool = Field(description="False when the id is unknown or not the sender's.")
     tracking_id: str
     reply_to: str | None = None
@@ -140,6 +140,12 @@ class CitizenCommandAnswered(Event):
     agency: str | None = None
     answer_due: datetime | None = None
     score: int | None = Field(default=None, ge=1, le=5)
+    refused: str | None = Field(
+        default=None, description="Why the command changed nothing (BUKA outside the rules)."
+    )
+    reopen_until: datetime | None = Field(
+        default=None, description="Last moment the citizen may reopen, if answered or closed."
+    )
 
 
 class ComplaintStateChanged(Event):

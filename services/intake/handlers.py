@@ -35,6 +35,7 @@ from services.intake.sms import (
     NewComplaint,
     Rating,
     RegionKeywords,
+    Reopen,
     StatusQuery,
     parse_sms,
 )
@@ -271,7 +272,7 @@ async def _link_duplicate(
 
 async def _answer_command(
     deps: IntakeDeps,
-    command: StatusQuery | CitizenReply | Rating,
+    command: StatusQuery | CitizenReply | Rating | Reopen,
     source_key: str,
     phone: str | None,
     sender_hash: str | None,
@@ -280,9 +281,14 @@ async def _answer_command(
     found = doc is not None and domain.filed_by(doc, sender_hash)
     # The gateway message id makes the change and the answer happen once.
     event_id = f"command:{source_key}"
-    if found and doc is not None and not isinstance(command, StatusQuery):
+    refused: str | None = None
+    if found and doc is not None and isinstance(command, Reopen):
+        doc, refused = await _reopen(deps, command, source_key, sender_hash or "", doc)
+    elif found and doc is not None and isinstance(command, CitizenReply | Rating):
         doc = await _citizen_command(deps, command, source_key, sender_hash or "") or doc
-    kind = {StatusQuery: "status", CitizenReply: "reply", Rating: "rating"}[type(command)]
+    kind = {StatusQuery: "status", CitizenReply: "reply", Rating: "rating", Reopen: "reopen"}[
+        type(command)
+    ]
     answer = CitizenCommandAnswered(
         event_id=event_id,
         occurred_at=deps.clock(),
@@ -295,8 +301,27 @@ async def _answer_command(
         agency=doc.get("agency") if found and doc else None,
         answer_due=(doc.get("deadlines") or {}).get("answer") if found and doc else None,
         score=command.score if isinstance(command, Rating) else None,
+        refused=refused,
+        reopen_until=_reopen_until(doc, deps) if found and doc else None,
     )
     await deps.answered.publish(answer, msg_id=event_id)
+
+
+async def _reopen(
+    deps: IntakeDeps, command: Reopen, source_key: str, sender_hash: str, doc: dict[str, Any]
+) -> tuple[dict[str, Any], str | None]:
+    """BUKA: reopened under the lifecycle rules, or the reason it was not (told to the citizen)."""
+    reopen = ComplaintCommand(
+        command_id=source_key,
+        complaint_id=command.tracking_id,
+        action=Action.REOPEN,
+        actor=Actor(role=Role.CITIZEN, id=f"sms:{sender_hash[:12]}"),
+        text=command.reason,
+    )
+    try:
+        return await execute(reopen, deps), None
+    except lifecycle.Refused as refused:
+        return doc, refused.reason
 
 
 async def execute(command: ComplaintCommand, deps: IntakeDeps) -> dict[str, Any]:

@@ -10,6 +10,7 @@ after them is ignored, so ``BANJAR:``, ``banjar,`` and ``Cek: lpr-…`` work)::
     CEK <id>                            status of complaint <id>
     BALAS <id> <teks>                   the citizen's reply, e.g. to a question
     NILAI <id> <1-5> [komentar]         rating of the answer, 1 (bad) to 5 (good)
+    BUKA <id> <alasan>                  reopen an answered or closed complaint
 
 Region keywords come from configuration (`RegionKeywords`); Banjar's is
 ``BANJAR`` (`DEFAULT_REGIONS`). A keyword is also recognised
@@ -27,13 +28,13 @@ only directly after the region keyword; there the ``#`` may be left out
 marker is removed from the complaint text.
 
 Tracking ids are forgiving (see `services.intake.tracking`): ``CEK lpr 7k3m
-9qx2t`` works. ``CEK``, ``BALAS`` and ``NILAI`` also work after the region
+9qx2t`` works. ``CEK``, ``BALAS``, ``NILAI`` and ``BUKA`` also work after the region
 keyword (``BANJAR CEK <id>``), but there only with a valid id, because a
 complaint may well begin with "nilai" (grades) or "cek".
 
 Given a valid region table, every text gives exactly one result and the
 parser never raises on any `str` (or `bytes`): a `NewComplaint`,
-`StatusQuery`, `CitizenReply`, `Rating`, or an `Invalid` carrying the reason
+`StatusQuery`, `CitizenReply`, `Rating`, `Reopen`, or an `Invalid` carrying the reason
 the citizen is told. Its `detail` never echoes the citizen's text, which may
 contain a phone number.
 """
@@ -64,6 +65,7 @@ __all__ = [
     "ParsedSms",
     "Rating",
     "RegionKeywords",
+    "Reopen",
     "StatusQuery",
     "parse_sms",
 ]
@@ -102,6 +104,13 @@ class Rating:
 
 
 @dataclass(frozen=True, slots=True)
+class Reopen:
+    tracking_id: str
+    reason: str
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Invalid:
     reason: InvalidReason
     detail: str = ""
@@ -111,12 +120,12 @@ class Invalid:
         return self.reason
 
 
-ParsedSms: TypeAlias = NewComplaint | StatusQuery | CitizenReply | Rating | Invalid
+ParsedSms: TypeAlias = NewComplaint | StatusQuery | CitizenReply | Rating | Reopen | Invalid
 
 ANONYMOUS_MARKERS = frozenset({"anonim", "anonym", "anon"})
 CONFIDENTIAL_MARKERS = frozenset({"rahasia"})
-_STATUS, _REPLY, _RATE = "status", "reply", "rate"
-_COMMANDS = {"cek": _STATUS, "balas": _REPLY, "nilai": _RATE}
+_STATUS, _REPLY, _RATE, _REOPEN = "status", "reply", "rate", "reopen"
+_COMMANDS = {"cek": _STATUS, "balas": _REPLY, "nilai": _RATE, "buka": _REOPEN}
 # Words citizens put before the keyword: the service's name, the regency's title.
 _LEAD_INS = frozenset({"lapor", "kab", "kabupaten"})
 _MAX_LEAD_INS = 2
@@ -253,7 +262,7 @@ def _find_region(head: tuple[str, str], keywords: RegionKeywords) -> tuple[str |
 
 
 def _parse_command(body: str, truncated: bool, *, strict: bool) -> ParsedSms | None:
-    """A CEK/BALAS/NILAI command, or None if `body` is not one.
+    """A CEK/BALAS/NILAI/BUKA command, or None if `body` is not one.
 
     Not strict (the SMS starts with the command): a command word followed by
     something id-like is a command even if the id is wrong, so the citizen
@@ -276,6 +285,8 @@ def _parse_command(body: str, truncated: bool, *, strict: bool) -> ParsedSms | N
         return StatusQuery(tracking_id)
     if kind == _REPLY:
         return _reply(tracking_id, rest, truncated)
+    if kind == _REOPEN:
+        return _reopen(tracking_id, rest, truncated)
     return _rating(tracking_id, rest)
 
 
@@ -284,6 +295,14 @@ def _reply(tracking_id: str, rest: list[str], truncated: bool) -> ParsedSms:
     if not text:
         return Invalid(InvalidReason.EMPTY, "the reply has no text after the tracking id")
     return CitizenReply(tracking_id, text, truncated)
+
+
+def _reopen(tracking_id: str, rest: list[str], truncated: bool) -> ParsedSms:
+    reason = _strip_separators(" ".join(rest))
+    if not reason:
+        # The agency must learn what is still wrong; a bare BUKA tells it nothing.
+        return Invalid(InvalidReason.EMPTY, "the reason is missing after the tracking id")
+    return Reopen(tracking_id, reason, truncated)
 
 
 def _rating(tracking_id: str, rest: list[str]) -> ParsedSms:

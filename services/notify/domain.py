@@ -86,7 +86,7 @@ def rejection_reply(event: InboundRejected) -> CitizenMessage:
 
 
 def command_reply(event: CitizenCommandAnswered, agency_name: str) -> CitizenMessage:
-    """The answer to CEK, BALAS or NILAI; an unknown or foreign id reveals nothing."""
+    """The answer to CEK, BALAS, NILAI or BUKA; an unknown or foreign id reveals nothing."""
     values: dict[str, Any] = {"tracking_id": event.tracking_id}
     if not event.found:
         template = "status_not_found"
@@ -99,6 +99,12 @@ def command_reply(event: CitizenCommandAnswered, agency_name: str) -> CitizenMes
         }
     elif event.command == "reply":
         template = "reply_received"
+    elif event.command == "reopen" and event.refused is None:
+        template = "reopened"
+        values["agency_name"] = agency_name
+    elif event.command == "reopen":
+        template = "reopen_refused"
+        values["state_label"] = state_label(event.state or "received")
     else:
         template = "rating_received"
         values["score"] = str(event.score)

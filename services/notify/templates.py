@@ -101,6 +101,8 @@ CONTRACT: Mapping[str, TemplateSpec] = MappingProxyType(
         "status_not_found": _citizen("tracking_id"),
         "reply_received": _citizen("tracking_id"),
         "rating_received": _citizen("tracking_id", "score"),
+        "reopened": _citizen("tracking_id", "agency_name"),
+        "reopen_refused": _citizen("tracking_id", "state_label"),
         "question": _citizen("tracking_id", "agency_name", "question"),
         "answer": _citizen("tracking_id", "agency_name", "answer", "reopen_until"),
         "closed": _citizen("tracking_id", "outcome_label", "reopen_until", optional=("note",)),

@@ -15,6 +15,7 @@ from services.intake.sms import (
     ParsedSms,
     Rating,
     RegionKeywords,
+    Reopen,
     StatusQuery,
     parse_sms,
 )
@@ -351,6 +352,24 @@ CASES: list[tuple[str, str | bytes, Expected]] = [
     ("nilai missing score", f"NILAI {ID1}", Rejected(InvalidReason.BAD_RATING)),
     ("nilai wrong id", f"NILAI {WRONG_CHECK} 5", Rejected(InvalidReason.BAD_TRACKING_ID)),
     ("nilai missing id", "NILAI", Rejected(InvalidReason.BAD_TRACKING_ID)),
+    (
+        "buka with reason",
+        f"BUKA {ID1} jalan belum juga ditambal",
+        Reopen(ID1, "jalan belum juga ditambal"),
+    ),
+    ("buka lower colon", f"buka: {ID1.lower()}: masih bocor", Reopen(ID1, "masih bocor")),
+    ("buka after keyword", f"BANJAR BUKA {ID1} belum beres", Reopen(ID1, "belum beres")),
+    ("buka without reason", f"BUKA {ID1}", Rejected(InvalidReason.EMPTY)),
+    ("buka wrong id", f"BUKA {WRONG_CHECK} belum", Rejected(InvalidReason.BAD_TRACKING_ID)),
+    # "buka" (open) begins ordinary complaints too: only a valid id makes it BUKA.
+    (
+        "buka as complaint text",
+        "BANJAR buka jalan baru ke desa kami sudah dijanjikan tapi belum ada",
+        NewComplaint(
+            region="banjar",
+            text="buka jalan baru ke desa kami sudah dijanjikan tapi belum ada",
+        ),
+    ),
 ]
 
 
