@@ -90,6 +90,8 @@ def shift(calendar: WorkingCalendar, start: datetime, unit: Unit, amount: int) -
         return calendar.add_working_days(start, amount)
     if unit is Unit.CALENDAR_DAYS:
         return calendar.add_calendar_days(start, amount)
+    if unit is Unit.CLOCK_MINUTES:
+        return calendar.add_clock_hours(start, amount / 60)
     return calendar.add_clock_hours(start, amount)
 
 

@@ -9,8 +9,8 @@ runs on the defaults. Anything unknown or inconsistent stops the service at
 start-up with the file name and the offending key, rather than running with a
 policy nobody wrote.
 
-Windows are `{unit, amount}` with unit `working_days`, `clock_hours` or
-`calendar_days`; services/sla/calendar.py defines how each unit is counted.
+Windows are `{unit, amount}` with unit `working_days`, `clock_hours`,
+`clock_minutes` or `calendar_days`; services/sla/calendar.py defines how each unit is counted.
 """
 
 from collections.abc import Mapping
@@ -32,6 +32,8 @@ class PolicyError(ValueError):
 class Unit(StrEnum):
     WORKING_DAYS = "working_days"
     CLOCK_HOURS = "clock_hours"
+    # Short windows an operator may want (and tests of the whole chain need).
+    CLOCK_MINUTES = "clock_minutes"
     CALENDAR_DAYS = "calendar_days"
 
 

@@ -202,5 +202,60 @@ async def test_close_and_reopen_through_the_bus_and_a_refused_command(
     await sub.unsubscribe()
 
 
+async def test_citizen_reopens_by_sms_and_a_second_buka_is_refused(
+    stack: Stack, nc: Any, db: Any
+) -> None:
+    outbox = await Outbox().attach(nc)
+    sender = "+6281234500208"
+    doc = await _file(nc, db, sender, "BANJAR lampu jalan di gang mawar mati sudah sebulan")
+    officer = await _token(db, Role.AGENCY, "lampu", doc["agency"])
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        r = await http.post(
+            f"/api/v1/complaints/{doc['_id']}/actions/answer",
+            json={"text": "Lampu sudah diganti."},
+            headers=officer,
+        )
+        assert r.status_code == 200
+    for text in (f"BUKA {doc['_id']} lampu masih mati", f"BUKA {doc['_id']} tetap mati"):
+        await nc.publish(subjects.INBOUND_SMS, json.dumps(sms_payload(sender, text)).encode())
+        reopened = await _state(db, doc["_id"], "in_progress")
+    await eventually(
+        lambda: _texts_with(outbox, sender, ["buka kembali", "tidak dapat dibuka kembali"])
+    )
+    reopened = await db.complaints.find_one({"_id": doc["_id"]})
+    assert reopened["reopen_count"] == 1
+    details = [h.get("detail") or {} for h in reopened["history"]]
+    assert any(d.get("action") == "reopen" and "lampu masih mati" in str(d) for d in details)
+    await outbox.detach()
+
+
+@pytest.mark.timeout(240)
+async def test_answer_then_silence_closes_as_no_reply(stack: Stack, nc: Any, db: Any) -> None:
+    # The e2e stack closes a responded complaint after AUTO_CLOSE_MINUTES (conftest).
+    outbox = await Outbox().attach(nc)
+    sender = "+6281234500207"
+    doc = await _file(nc, db, sender, "BANJAR saluran air di depan pasar tersumbat sampah")
+    officer = await _token(db, Role.AGENCY, "diam", doc["agency"])
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        r = await http.post(
+            f"/api/v1/complaints/{doc['_id']}/actions/answer",
+            json={"text": "Sudah dibersihkan petugas kebersihan."},
+            headers=officer,
+        )
+        assert r.status_code == 200 and r.json()["state"] == "responded"
+
+    async def closed() -> dict[str, Any] | None:
+        current = await db.complaints.find_one({"_id": doc["_id"]})
+        return current if current["state"] == "closed" else None
+
+    final = await eventually(closed, timeout=150)
+    assert final["outcome"] == "no_reply"
+    closing = [h for h in final["history"] if h.get("state") == "closed"]
+    assert len(closing) == 1 and closing[0]["actor"] == "system:sla"
+    # The citizen hears that it was closed, and how to reopen it.
+    await eventually(lambda: _texts_with(outbox, sender, ["telah ditutup", f"BUKA {doc['_id']}"]))
+    await outbox.detach()
+
+
 async def _found(items: list[dict[str, Any]], command_id: str) -> bool:
     return any(i["command_id"] == command_id for i in items)

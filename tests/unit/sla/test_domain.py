@@ -330,6 +330,15 @@ def test_auto_close_after_ten_working_days(policy: SlaPolicy, calendar: WorkingC
     assert reopen_until(responded, policy, calendar) == end_of(date(2026, 4, 6))
 
 
+def test_clock_minutes_count_elapsed_minutes(calendar: WorkingCalendar) -> None:
+    policy = parse_policy(
+        {"version": 1, "auto_close": {"no_reply_after": {"unit": "clock_minutes", "amount": 90}}}
+    )
+    # Good Friday night: minutes, like hours, ignore holidays and office time.
+    responded = wita(2026, 4, 3, 23, 0)
+    assert auto_close_at(responded, policy, calendar) == wita(2026, 4, 4, 0, 30)
+
+
 def test_no_reading_of_the_current_time() -> None:
     pattern = re.compile(r"\.(now|today|utcnow)\(|time\.time\(|monotonic\(")
     for name in ("calendar.py", "policy.py", "domain.py"):
