@@ -15,11 +15,12 @@ from lapor.report.build import MIN_VOLUME, build_report
 from lapor.report.fetch import fetch_report_data
 from lapor.report.html import render_html
 from lapor.report.period import load_labels, period_bounds, region_timezone
+from lapor.runtime.http import IsoDate, refusals
 
 GetDb = Callable[[], AsyncDatabase[dict[str, Any]]]
 Region = Annotated[str, Query(description="Region id", pattern=r"^[a-z][a-z0-9_]{0,47}$")]
-From = Annotated[date | None, Query(alias="from", description="First day (local), inclusive")]
-To = Annotated[date | None, Query(alias="to", description="Last day (local), inclusive")]
+From = Annotated[IsoDate | None, Query(alias="from", description="First day (local), inclusive")]
+To = Annotated[IsoDate | None, Query(alias="to", description="Last day (local), inclusive")]
 MinVolume = Annotated[
     int, Query(ge=1, le=1000, description="Complaints due before an agency is ranked")
 ]
@@ -43,6 +44,7 @@ def report_router(
     @router.get(
         "/api/v1/reports/agencies",
         summary="Agency performance report (JSON)",
+        responses=refusals(_422="Invalid parameters or period"),
         description=(
             "Per agency and per service category: complaints received, time to first "
             "response and to answer (median, 90th percentile), share answered within the "
@@ -62,6 +64,7 @@ def report_router(
         "/reports/agencies.html",
         response_class=HTMLResponse,
         summary="Agency performance report (HTML page with charts)",
+        responses=refusals(html=True, _422="Invalid parameters or period"),
     )
     async def agencies_html(
         region: Region = default_region,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -29,8 +29,15 @@ def period_bounds(
     start: date | None, end: date | None, zone: ZoneInfo
 ) -> tuple[datetime | None, datetime | None]:
     """Whole local days: `start` from its midnight, `end` up to and including that day."""
-    lower = datetime.combine(start, time.min, zone) if start else None
-    upper = datetime.combine(end + timedelta(days=1), time.min, zone) if end else None
+    try:
+        lower = datetime.combine(start, time.min, zone) if start else None
+        upper = datetime.combine(end + timedelta(days=1), time.min, zone) if end else None
+        # Stored times are UTC: a bound must exist there too (0001-01-01 at +08:00 does not).
+        for bound in (lower, upper):
+            if bound is not None:
+                bound.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the period lies outside the calendar's range") from None
     if lower and upper and upper <= lower:
         raise ValueError("the period ends before it starts")
     return lower, upper

@@ -1,16 +1,80 @@
-"""The HTTP face every service shares: health, readiness and Prometheus metrics."""
+"""The HTTP face every service shares: health, readiness and Prometheus metrics,
+the documented shape of a refusal and the date types of query parameters."""
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Response
 from faststream.nats import NatsBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import AfterValidator, BaseModel, BeforeValidator
 
 from lapor.runtime.broker import declare_consumers
 
 ReadyCheck = Callable[[], Awaitable[bool]]
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_ISO_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+    r"([Zz]|[+-][0-9]{2}:?[0-9]{2})?"
+)
+
+
+def _iso_text(pattern: re.Pattern[str], expected: str) -> Callable[[Any], Any]:
+    # Pydantic reads a bare number in a query as Unix time (`to=20261101` would be
+    # 1970-08-23); a query parameter must be the ISO 8601 text the document names.
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not pattern.fullmatch(value.strip()):
+            raise ValueError(f"expected {expected}")
+        return value
+
+    return check
+
+
+def _in_utc_range(value: datetime) -> datetime:
+    # Stored times are UTC: 0001-01-01T00:00:00+01:00 has no UTC instant to compare with.
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("outside the calendar's range") from None
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_text(_ISO_DATE, "YYYY-MM-DD"))]
+IsoDateTime = Annotated[
+    datetime,
+    BeforeValidator(_iso_text(_ISO_DATETIME, "an ISO 8601 date-time")),
+    AfterValidator(_in_utc_range),
+]
+
+
+class ErrorBody(BaseModel):
+    """Every refusal says why: a sentence, a rejection {reason, message}, or the
+    fields that failed validation."""
+
+    detail: str | dict[str, str] | list[dict[str, Any]]
+
+
+def refusals(html: bool = False, **described: str) -> dict[int | str, dict[str, Any]]:
+    """`refusals(_404="...")`: documented error answers, all with an ErrorBody.
+
+    `html=True` for a route that answers with a page: FastAPI would document its
+    errors as pages too, but they are JSON like everywhere else.
+    """
+    if html:
+        json_body = {"application/json": {"schema": ErrorBody.model_json_schema()}}
+        return {
+            int(code.lstrip("_")): {"description": text, "content": json_body}
+            for code, text in described.items()
+        }
+    return {
+        int(code.lstrip("_")): {"model": ErrorBody, "description": text}
+        for code, text in described.items()
+    }
 
 
 def create_http_app(

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from lapor.contracts import InboundWeb, Location, Priority, State
 from lapor.contracts.commands import Action, ComplaintCommand, Outcome, Role
+from lapor.runtime.http import refusals
 from services.intake.auth import (
     Principal,
     citizen_key,
@@ -178,7 +179,9 @@ def build_router(
     @router.get(
         "/complaints/{tracking_id}",
         response_model=ComplaintView,
-        responses={404: {"description": "No complaint with this tracking id"}},
+        responses=refusals(
+            _401="Unknown token", _404="No complaint with this tracking id (or not yours to see)"
+        ),
         summary="A complaint's state, agency, priority, deadlines and history",
     )
     async def get_complaint(
@@ -199,7 +202,10 @@ def build_router(
         "/complaints",
         status_code=202,
         response_model=ComplaintAccepted,
-        responses={422: {"description": "Not a valid complaint; the reason is given and kept"}},
+        responses=refusals(
+            _400="The body is not JSON",
+            _422="Not a valid complaint; the reason is given and kept",
+        ),
         summary="Submit a complaint (web form, app)",
     )
     async def submit_complaint(body: NewComplaintRequest) -> ComplaintAccepted:
@@ -226,13 +232,14 @@ def build_router(
     @router.post(
         "/complaints/{tracking_id}/actions/{action}",
         response_model=ComplaintView,
-        responses={
-            401: {"description": "Missing or unknown token"},
-            403: {"description": "Not allowed for this role or agency"},
-            404: {"description": "No such complaint"},
-            409: {"description": "Not allowed in the complaint's current state"},
-            422: {"description": "The action lacks what it needs (text, outcome, ...)"},
-        },
+        responses=refusals(
+            _400="The body is not JSON",
+            _401="Missing or unknown token",
+            _403="Not allowed for this role or agency",
+            _404="No such complaint",
+            _409="Not allowed in the complaint's current state",
+            _422="The action lacks what it needs (text, outcome, ...)",
+        ),
         summary="An action on a complaint by an officer, an admin or (secret link) its reporter",
     )
     async def act(
@@ -248,6 +255,8 @@ def build_router(
             raise HTTPException(
                 401, detail="a bearer token or the complaint's secret link is required"
             )
+        if len(tracking_id) < 4:  # only padding made it long enough for the path
+            raise HTTPException(404, detail="complaint not found")
         command = ComplaintCommand(
             command_id=body.command_id or f"http-{uuid.uuid4().hex}",
             complaint_id=tracking_id,
@@ -265,6 +274,7 @@ def build_router(
         "/agencies/{code}/complaints",
         response_model=list[WorklistItem],
         tags=["agencies"],
+        responses=refusals(_401="Missing or unknown token", _403="An officer of another agency"),
         summary="An agency's worklist: urgent first, then the nearest deadline",
     )
     async def worklist(

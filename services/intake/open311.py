@@ -12,17 +12,19 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 from xml.etree import ElementTree as ET
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 
 from lapor.contracts import AGENCY_OUT_OF_SCOPE, STATE_LABELS, InboundWeb, State
 from lapor.contracts.commands import Role
 from lapor.directory import AgencyDirectory
+from lapor.runtime.http import IsoDateTime
 from services.intake.auth import hash_token
 
 CLOSED_STATES = {State.CLOSED.value, State.REJECTED.value}
@@ -127,6 +129,96 @@ def error(fmt: str, status: int, description: str) -> Response:
     return respond(fmt, "errors", "error", [{"code": status, "description": description}], status)
 
 
+class ServiceRow(BaseModel):
+    service_code: str
+    service_name: str
+    description: str
+    metadata: bool
+    type: str
+    keywords: str
+    group: str
+
+
+class ServiceDefinition(BaseModel):
+    service_code: str
+    attributes: list[dict[str, Any]]
+
+
+class RequestRow(BaseModel):
+    service_request_id: str
+    status: str
+    status_notes: str
+    service_name: str | None
+    service_code: str | None
+    description: str
+    agency_responsible: str | None
+    service_notice: str | None
+    requested_datetime: str | None
+    updated_datetime: str | None
+    expected_datetime: str | None
+    address: str | None
+    address_id: str | None
+    zipcode: str | None
+    lat: float | None
+    long: float | None
+    media_url: str | None
+
+
+class CreatedRow(BaseModel):
+    service_request_id: str
+    service_notice: str | None
+    account_id: str | None
+
+
+class ErrorRow(BaseModel):
+    code: int
+    description: str
+
+
+# The document states what every call answers, in both formats: the rows as JSON,
+# the same rows as XML, and errors as GeoReport's own error list.
+_XML = {"application/xml": {"schema": {"type": "string"}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": list[ErrorRow], "content": _XML, "description": "Unknown format or item"},
+}
+Format = Annotated[
+    str, Path(description="Response format", json_schema_extra={"enum": ["json", "xml"]})
+]
+
+
+def _ok(model: Any, status: int = 200) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": model, "content": _XML, "description": "Success"}, **_ERRORS}
+
+
+# GeoReport v2 sends a new request as a form; FastAPI cannot see a body read by hand.
+_CREATE_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["api_key", "service_code", "description"],
+                    "properties": {
+                        "api_key": {"type": "string"},
+                        "service_code": {"type": "string"},
+                        "description": {"type": "string", "maxLength": 10_000},
+                        "request_id": {"type": "string", "maxLength": 128},
+                        "first_name": {"type": "string"},
+                        "last_name": {"type": "string"},
+                        "phone": {"type": "string", "maxLength": 32},
+                        "email": {"type": "string", "maxLength": 254},
+                        "lat": {"type": "number", "minimum": -90, "maximum": 90},
+                        "long": {"type": "number", "minimum": -180, "maximum": 180},
+                        "address_string": {"type": "string", "maxLength": 300},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
 @dataclass(frozen=True)
 class Open311Context:
     repository: Callable[[], Any]
@@ -146,15 +238,21 @@ def build_router(ctx: Open311Context) -> APIRouter:
     def fmt_ok(fmt: str) -> bool:
         return fmt in ("json", "xml")
 
-    @router.get("/services.{fmt}", summary="GeoReport v2: service list")
-    async def list_services(fmt: str) -> Response:
+    @router.get(
+        "/services.{fmt}", summary="GeoReport v2: service list", responses=_ok(list[ServiceRow])
+    )
+    async def list_services(fmt: Format) -> Response:
         if not fmt_ok(fmt):
             return error("json", 404, "format must be json or xml")
         rows = [service_json(s) for s in services.values()]
         return respond(fmt, "services", "service", rows)
 
-    @router.get("/services/{code}.{fmt}", summary="GeoReport v2: service definition")
-    async def service_definition(code: str, fmt: str) -> Response:
+    @router.get(
+        "/services/{code}.{fmt}",
+        summary="GeoReport v2: service definition",
+        responses=_ok(ServiceDefinition),
+    )
+    async def service_definition(code: str, fmt: Format) -> Response:
         if not fmt_ok(fmt):
             return error("json", 404, "format must be json or xml")
         if code not in services:
@@ -164,8 +262,12 @@ def build_router(ctx: Open311Context) -> APIRouter:
             return respond(fmt, "service_definition", "service", [definition])
         return JSONResponse(definition)
 
-    @router.get("/requests/{request_id}.{fmt}", summary="GeoReport v2: one service request")
-    async def get_request(request_id: str, fmt: str) -> Response:
+    @router.get(
+        "/requests/{request_id}.{fmt}",
+        summary="GeoReport v2: one service request",
+        responses=_ok(list[RequestRow]),
+    )
+    async def get_request(request_id: str, fmt: Format) -> Response:
         if not fmt_ok(fmt):
             return error("json", 404, "format must be json or xml")
         doc = await ctx.repository().get(request_id.strip().upper())
@@ -173,13 +275,17 @@ def build_router(ctx: Open311Context) -> APIRouter:
             return error(fmt, 404, f"no service request {request_id}")
         return respond(fmt, "service_requests", "request", [request_json(doc, zone, names)])
 
-    @router.get("/requests.{fmt}", summary="GeoReport v2: service requests")
+    @router.get(
+        "/requests.{fmt}",
+        summary="GeoReport v2: service requests",
+        responses=_ok(list[RequestRow]),
+    )
     async def list_requests(
-        fmt: str,
+        fmt: Format,
         service_request_id: str | None = None,
         service_code: str | None = None,
-        start_date: datetime | None = None,
-        end_date: datetime | None = None,
+        start_date: IsoDateTime | None = None,
+        end_date: IsoDateTime | None = None,
         status: str | None = None,
     ) -> Response:
         if not fmt_ok(fmt):
@@ -206,8 +312,18 @@ def build_router(ctx: Open311Context) -> APIRouter:
         rows = [request_json(d, zone, names) for d in docs]
         return respond(fmt, "service_requests", "request", rows)
 
-    @router.post("/requests.{fmt}", summary="GeoReport v2: create a service request")
-    async def create_request(fmt: str, request: Request) -> Response:
+    @router.post(
+        "/requests.{fmt}",
+        summary="GeoReport v2: create a service request",
+        status_code=201,
+        responses={
+            **_ok(list[CreatedRow], 201),
+            400: {"model": list[ErrorRow], "content": _XML, "description": "Invalid request"},
+            403: {"model": list[ErrorRow], "content": _XML, "description": "No valid api_key"},
+        },
+        openapi_extra=_CREATE_FORM,
+    )
+    async def create_request(fmt: Format, request: Request) -> Response:
         if not fmt_ok(fmt):
             return error("json", 404, "format must be json or xml")
         form = {
@@ -222,18 +338,22 @@ def build_router(ctx: Open311Context) -> APIRouter:
         description = (form.get("description") or "").strip()
         if not description:
             return error(fmt, 400, "description is required")
-        submission = InboundWeb(
-            source=f"open311:{record['name']}",
-            message_id=form.get("request_id") or uuid.uuid4().hex,
-            region=ctx.default_region,
-            text=description,
-            name=" ".join(filter(None, [form.get("first_name"), form.get("last_name")])) or None,
-            phone=form.get("phone"),
-            email=form.get("email"),
-            category=service.category,
-            location=_location(form),
-            received_at=datetime.now(UTC),
-        )
+        try:
+            submission = InboundWeb(
+                source=f"open311:{record['name']}",
+                message_id=form.get("request_id") or uuid.uuid4().hex,
+                region=ctx.default_region,
+                text=description,
+                name=" ".join(filter(None, [form.get("first_name"), form.get("last_name")]))
+                or None,
+                phone=form.get("phone"),
+                email=form.get("email"),
+                category=service.category,
+                location=_location(form),
+                received_at=datetime.now(UTC),
+            )
+        except ValidationError as invalid:
+            return error(fmt, 400, _form_errors(invalid))
         try:
             doc = await ctx.submit(submission)
         except Exception as exc:  # a kept rejection: answer the client with its reason
@@ -245,6 +365,17 @@ def build_router(ctx: Open311Context) -> APIRouter:
         return respond(fmt, "service_requests", "request", [row], status=201)
 
     return router
+
+
+# The names a GeoReport client sent, for the fields of InboundWeb that they fill.
+_FORM_NAMES = {"text": "description", "message_id": "request_id", "lon": "long"}
+
+
+def _form_errors(invalid: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(_FORM_NAMES.get(str(p), str(p)) for p in e['loc'])}: {e['msg']}"
+        for e in invalid.errors()
+    )
 
 
 def _aware(value: datetime) -> datetime:

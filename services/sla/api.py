@@ -9,13 +9,14 @@ open breach (the clock still not stopped) shows how late it is now.
 """
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from lapor.contracts import EscalationLevel, Priority, SlaClock
+from lapor.runtime.http import refusals
 from services.sla.calendar import WorkingCalendar
 from services.sla.handlers import SlaDeps
 from services.sla.policy import ESCALATION_ORDER
@@ -74,13 +75,22 @@ def parse_bound(value: str | None, calendar: WorkingCalendar, name: str) -> date
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
-            return datetime.combine(day, datetime.min.time(), tzinfo=calendar.tz)
-        moment = datetime.fromisoformat(value)
+            moment = datetime.combine(day, datetime.min.time(), tzinfo=calendar.tz)
+        else:
+            moment = datetime.fromisoformat(value)
     except ValueError as exc:
         raise HTTPException(
             status_code=422, detail=f"{name}: expected YYYY-MM-DD or an ISO 8601 date-time"
         ) from exc
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=calendar.tz)
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=calendar.tz)
+    try:
+        # Stored and shown times are UTC and local: the bound must exist in both
+        # (0001-01-01T00:00+14:00 does not).
+        moment.astimezone(UTC)
+        calendar.local(moment)
+    except OverflowError:
+        raise HTTPException(status_code=422, detail=f"{name}: outside the calendar") from None
+    return moment
 
 
 def _breach(doc: dict[str, Any], calendar: WorkingCalendar, now: datetime) -> Breach:
@@ -122,6 +132,7 @@ def breaches_router(get_deps: Callable[[], SlaDeps]) -> APIRouter:
     @router.get(
         "/breaches",
         response_model=BreachReport,
+        responses=refusals(_404="Unknown region", _422="Invalid period, clock or limit"),
         summary="Breached deadlines per agency and period, with counts per clock",
     )
     async def list_breaches(

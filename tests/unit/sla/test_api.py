@@ -107,6 +107,11 @@ async def test_bad_requests(world: Harness) -> None:
         assert reversed_.status_code == 422
         assert (await http.get("/api/v1/breaches", params={"region": "x"})).status_code == 404
         assert (await http.get("/api/v1/breaches", params={"clock": "lunch"})).status_code == 422
+        # Bounds that exist in the region's calendar but not in UTC, or the other way round.
+        for bound in ("0001-01-01", "0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-05:00"):
+            edge = await http.get("/api/v1/breaches", params={"from": bound})
+            assert edge.status_code == 422, bound
+            assert edge.json()["detail"] == "from: outside the calendar"
 
 
 def test_iso_durations() -> None:
