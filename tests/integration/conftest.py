@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+import os
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,3 +41,29 @@ async def own_mongo(own_servers: Stack) -> AsyncIterator[Any]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(own_servers.mongo, tz_aware=True)
     yield client
     await client.close()
+
+
+FUZZ_CASES = pytest.StashKey[Counter[str]]()
+
+
+@pytest.fixture(scope="session")
+def fuzz_tally(pytestconfig: pytest.Config) -> Counter[str]:
+    """Cases the API fuzzer sent, per run, for the session summary."""
+    return pytestconfig.stash.setdefault(FUZZ_CASES, Counter())
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    tally = config.stash.get(FUZZ_CASES, None)
+    if not tally:
+        return
+    runs = {k: n for k, n in tally.items() if not k.startswith("answer")}
+    answers = {k.split()[1]: n for k, n in tally.items() if k.startswith("answer")}
+    total = sum(runs.values())
+    terminalreporter.write_line(
+        f"API fuzzing: {total} cases sent "
+        f"({', '.join(f'{k} {n}' for k, n in sorted(runs.items()))}); answers "
+        f"{', '.join(f'{k} {n}' for k, n in sorted(answers.items()))}"
+    )
+    if report := os.environ.get("LAPOR_FUZZ_REPORT"):
+        summary = {"total": total, "runs": runs, "answers": answers}
+        Path(report).write_text(json.dumps(summary, indent=2) + "\n")
