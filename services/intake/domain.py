@@ -81,6 +81,9 @@ def new_complaint(
         "received_at": received_at,
         "source_key": source_key,
         "reporter": {"phone_hash": phone_hash},
+        # The same hash at the top level: FerretDB uses an index only for top-level
+        # fields, and every SMS looks up its sender's recent complaints.
+        "reporter_hash": phone_hash,
         "anonymous": anonymous,
         "confidential": confidential,
         "state": State.RECEIVED.value,

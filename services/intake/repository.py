@@ -33,7 +33,7 @@ class ComplaintRepository:
         await self.complaints.create_index("source_key", unique=True)
         await self.complaints.create_index([("state", ASCENDING), ("agency", ASCENDING)])
         await self.complaints.create_index(
-            [("reporter.phone_hash", ASCENDING), ("received_at", DESCENDING)]
+            [("reporter_hash", ASCENDING), ("received_at", DESCENDING)]
         )
         await self.rejections.create_index("source_key", unique=True)
         await self.sender_messages.create_index([("phone_hash", ASCENDING), ("at", ASCENDING)])
@@ -126,7 +126,7 @@ class ComplaintRepository:
     async def recent_by_sender(self, phone_hash: str, since: datetime) -> list[Document]:
         cursor = (
             self.complaints.find(
-                {"reporter.phone_hash": phone_hash, "received_at": {"$gte": since}},
+                {"reporter_hash": phone_hash, "received_at": {"$gte": since}},
                 {"text": 1, "state": 1, "region": 1},
             )
             .sort("received_at", DESCENDING)
@@ -135,7 +135,7 @@ class ComplaintRepository:
         return await cursor.to_list(20)
 
     async def search(self, query: Document, limit: int) -> list[Document]:
-        projection = {"history": 0, "event_ids": 0, "reporter": 0}
+        projection = {"history": 0, "event_ids": 0, "reporter": 0, "reporter_hash": 0}
         cursor = self.complaints.find(query, projection).sort("received_at", DESCENDING)
         return await cursor.limit(limit).to_list(limit)
 
@@ -144,7 +144,7 @@ class ComplaintRepository:
         cursor = (
             self.complaints.find(
                 {"agency": agency, "state": {"$in": states}},
-                {"history": 0, "event_ids": 0, "reporter": 0},
+                {"history": 0, "event_ids": 0, "reporter": 0, "reporter_hash": 0},
             )
             .sort([("priority_rank", ASCENDING), ("deadlines.answer", ASCENDING)])
             .limit(limit)
