@@ -208,10 +208,11 @@ async def test_gateway_reads_outbound_and_publishes_receipts_only(
         sent = json.dumps({"to": "x", "text": "halo"}).encode()
         await own_nc.jetstream().publish("lapor.outbound.sms", sent)
         pulled = await js.pull_subscribe_bind(durable="gateway-sms", stream="LAPOR_OUTBOUND")
-        messages = await pulled.fetch(1, timeout=5)
+        # Generous timeouts: CI shares the machine with other suites.
+        messages = await pulled.fetch(1, timeout=20)
         await messages[0].ack()
-        core = await live.next_msg(timeout=5)
-        receipt = await js.publish("lapor.outbound.sms.status", b"{}", timeout=5)
+        core = await live.next_msg(timeout=20)
+        receipt = await js.publish("lapor.outbound.sms.status", b"{}", timeout=20)
     finally:
         await client.close()
     assert through == []
