@@ -11,8 +11,11 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-# +62 / 62 / 0 followed by 8–13 digits, optionally split by spaces or dashes.
-_PHONE = re.compile(r"(?<![\w-])(?:\+?62|0)8[\d \-]{7,14}\d(?!\w)")
+# +62 / 62 / 0, a mobile prefix 8xx and 6–10 more digits, optionally split by
+# spaces or dashes. Deliberately greedy about its surroundings (only a digit or
+# a decimal point before it spares a number): a false mask costs a log reader
+# a few digits, a miss leaks a citizen's number.
+_PHONE = re.compile(r"(?<![\d.])(?:\+62|62|0)[ -]?8\d{2}(?:[ -]?\d){6,10}(?!\d)")
 
 _CONTEXT_KEYS = ("service", "complaint_id", "event_id", "subject", "notification_id")
 
@@ -32,14 +35,15 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "service": self.service,
             "logger": record.name,
-            "msg": mask_phones(record.getMessage()),
+            "msg": record.getMessage(),
         }
         for key in _CONTEXT_KEYS[1:]:
             if (value := getattr(record, key, None)) is not None:
                 entry[key] = value
         if record.exc_info:
-            entry["exc"] = mask_phones(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False)
+            entry["exc"] = self.formatException(record.exc_info)
+        # The whole line, so context fields and exception texts are covered too.
+        return mask_phones(json.dumps(entry, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):

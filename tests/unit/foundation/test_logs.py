@@ -23,3 +23,16 @@ def test_json_log_line_carries_ids_and_no_phone() -> None:
     assert line["service"] == "notify"
     assert line["complaint_id"] == "LPR-1"
     assert "+6281234567890" not in line["msg"]
+
+
+def test_numbers_glued_to_identifiers_and_context_fields_are_masked_too() -> None:
+    for text in ("id-081234567890", "x+6281234567890y", "nomor:0 812 3456 7890"):
+        assert "7890" not in mask_phones(text), text
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "sent", (), None)
+    record.notification_id = "sms:+6281234567890"
+    assert "4567890" not in JsonFormatter("notify").format(record)
+
+
+def test_durations_and_sequence_numbers_are_not_masked() -> None:
+    text = "took 0.0812345678 s at seq 1762812345678"
+    assert mask_phones(text) == text
