@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lapor import dlq
+from lapor.runtime.pii import new_key as new_pii_key
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("intake", "router", "sla", "notify")
@@ -43,6 +44,8 @@ _COLORS = {
 }  # fmt: skip
 AUTH_CONF = ROOT / "ops" / "nats" / "auth.conf"
 DLQ = "dlq"  # the dead-letter watcher child
+# nats-server's JetStream encryption key, read from its environment (ops/nats/nats.conf).
+NATS_STORE_KEY_ENV = "LAPOR_NATS_STORE_KEY"
 
 
 def free_port() -> int:
@@ -373,14 +376,21 @@ class Stack:
         (store / "server.conf").write_text(self._nats_conf(store))
         env = dict(os.environ)
         env.update({user.password_env: self.nats_password(user.name) for user in users})
+        env[NATS_STORE_KEY_ENV] = env.get(NATS_STORE_KEY_ENV) or self._dev_key(
+            "nats_store_key", secrets.token_hex(32)
+        )
         self._spawn("nats", [nats_server_bin(), "-c", str(store / "server.conf")], env)
         wait_for_port(self.nats_port)
 
     def _nats_conf(self, store: Path) -> str:
         sync = "  sync_interval: always\n" if self.nats_sync_always else ""
+        # Streams hold phone numbers (inbound SMS, reply addresses): encrypted on disk
+        # with a key that nats-server reads from its environment, as in compose.
         return (
             f"server_name: lapor-dev\nlisten: 127.0.0.1:{self.nats_port}\n"
-            f'jetstream {{\n  store_dir: "{store}"\n{sync}}}\ninclude "auth.conf"\n'
+            f'jetstream {{\n  store_dir: "{store}"\n{sync}'
+            f"  cipher: aes\n  key: ${NATS_STORE_KEY_ENV}\n}}\n"
+            'include "auth.conf"\n'
         )
 
     def start_ferretdb(self) -> None:
@@ -407,6 +417,8 @@ class Stack:
                 "MONGO_DB": self.mongo_db,
                 "LAPOR_DATA_DIR": str(ROOT / "data"),
                 "PYTHONUNBUFFERED": "1",
+                "LAPOR_PII_KEY": os.environ.get("LAPOR_PII_KEY")
+                or self._dev_key("pii_key", new_pii_key()),
             }
         )
         if self.nats_auth:
@@ -417,7 +429,8 @@ class Stack:
         env = self._child_env(service)
         env.update(
             {
-                "LAPOR_PHONE_HASH_KEY": env.get("LAPOR_PHONE_HASH_KEY") or self._dev_key(),
+                "LAPOR_PHONE_HASH_KEY": env.get("LAPOR_PHONE_HASH_KEY")
+                or self._dev_key("phone_hash_key", secrets.token_urlsafe(32)),
                 f"{service.upper()}_HTTP_PORT": str(self.http_ports[service]),
             }
         )
@@ -514,10 +527,12 @@ class Stack:
         child.start(self.sink)
         self.children[name] = child
 
-    def _dev_key(self) -> str:
-        key_file = self.workdir / "phone_hash_key"
+    def _dev_key(self, name: str, fresh: str) -> str:
+        """A key of this stack's data folder: made once, kept for restarts."""
+        key_file = self.workdir / name
         if not key_file.exists():
-            key_file.write_text(secrets.token_urlsafe(32))
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(fresh)
             key_file.chmod(0o600)
         return key_file.read_text().strip()
 

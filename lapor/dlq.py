@@ -39,6 +39,8 @@ from typing import Annotated, Any
 
 import typer
 
+from lapor.runtime.pii import PiiCipher
+
 log = logging.getLogger("lapor.dlq")
 
 COLLECTION = "dead_letters"
@@ -67,16 +69,21 @@ def now() -> datetime:
 
 
 class DeadLetterStore:
-    """The `dead_letters` collection: one record per failed (message, consumer)."""
+    """The `dead_letters` collection: one record per failed (message, consumer).
 
-    def __init__(self, db: Any) -> None:
+    A payload may carry a citizen's phone number, so it is stored sealed
+    (`payload_sealed`, bound to the record id); callers see `payload_b64`.
+    """
+
+    def __init__(self, db: Any, cipher: PiiCipher) -> None:
         self.collection = db[COLLECTION]
         self.notes = db[NOTES]
+        self.cipher = cipher
 
     async def add(self, record: Document) -> bool:
         """Store a record; False when it is already there (a repeated advisory)."""
         try:
-            await self.collection.insert_one(record)
+            await self.collection.insert_one(self._sealed(record))
         except Exception as exc:
             if getattr(exc, "code", None) == 11000:
                 return False
@@ -85,12 +92,29 @@ class DeadLetterStore:
 
     async def get(self, record_id: str) -> Document | None:
         found: Document | None = await self.collection.find_one({"_id": record_id})
-        return found
+        return self._opened(found) if found is not None else None
 
     async def records(self, *, pending_only: bool = False, limit: int = 500) -> list[Document]:
         query = {"replayed_at": None} if pending_only else {}
         cursor = self.collection.find(query).sort("stored_at", 1).limit(limit)
-        return [doc async for doc in cursor]
+        return [self._opened(doc) async for doc in cursor]
+
+    def _sealed(self, record: Document) -> Document:
+        stored = {k: v for k, v in record.items() if k != "payload_b64"}
+        payload = record.get("payload_b64")
+        stored["payload_sealed"] = (
+            None if payload is None else self.cipher.seal(payload, str(record["_id"]))
+        )
+        return stored
+
+    def _opened(self, stored: Document) -> Document:
+        record = {k: v for k, v in stored.items() if k != "payload_sealed"}
+        if "payload_b64" not in stored:
+            sealed = stored.get("payload_sealed")
+            record["payload_b64"] = (
+                None if sealed is None else self.cipher.open(sealed, str(stored["_id"]))
+            )
+        return record
 
     async def mark_replayed(self, record_id: str, msg_id: str, at: datetime) -> None:
         await self.collection.update_one(
@@ -358,8 +382,31 @@ dlq_app = typer.Typer(help="Dead letters: messages no handler could process.")
 NatsUrl = Annotated[str, typer.Option("--nats", envvar="NATS_URL", help="NATS server URL")]
 MongoUrl = Annotated[str, typer.Option("--mongo", envvar="MONGO_URL")]
 MongoDb = Annotated[str, typer.Option("--db", envvar="MONGO_DB")]
+PiiKey = Annotated[
+    str,
+    typer.Option(
+        "--pii-key",
+        envvar="LAPOR_PII_KEY",
+        show_default=False,
+        help="Key that seals stored payloads (as the services have it)",
+    ),
+]
+PiiOldKeys = Annotated[
+    str, typer.Option("--pii-old-keys", envvar="LAPOR_PII_OLD_KEYS", show_default=False)
+]
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
+
+
+def _cipher(key: str, old_keys: str) -> PiiCipher:
+    from lapor.runtime.pii import PiiKeyError
+
+    if not key:
+        raise typer.BadParameter("set LAPOR_PII_KEY (or --pii-key)", param_hint="LAPOR_PII_KEY")
+    try:
+        return PiiCipher(key, tuple(k.strip() for k in old_keys.split(",") if k.strip()))
+    except PiiKeyError as exc:
+        raise typer.BadParameter(str(exc), param_hint="LAPOR_PII_KEY") from None
 
 
 def _client(mongo_url: str, app: str) -> Any:
@@ -377,16 +424,24 @@ def watch_command(
     mongo_db: MongoDb = "lapor",
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "INFO",
     log_format: Annotated[str, typer.Option(envvar="LOG_FORMAT")] = "json",
+    pii_key: PiiKey = "",
+    pii_old_keys: PiiOldKeys = "",
 ) -> None:
     """Run the watcher: store every message JetStream gave up on (until SIGTERM)."""
     from lapor.runtime.logs import configure_logging
 
+    cipher = _cipher(pii_key, pii_old_keys)
     configure_logging("dlq", log_level, log_format)
-    asyncio.run(_watch(nats_url, nats_user, nats_password, mongo_url, mongo_db))
+    asyncio.run(_watch(nats_url, nats_user, nats_password, mongo_url, mongo_db, cipher))
 
 
 async def _watch(
-    nats_url: str, user: str | None, password: str | None, mongo_url: str, mongo_db: str
+    nats_url: str,
+    user: str | None,
+    password: str | None,
+    mongo_url: str,
+    mongo_db: str,
+    cipher: PiiCipher,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -395,7 +450,7 @@ async def _watch(
     client = _client(mongo_url, "lapor-dlq")
     nc = await connect_nats(nats_url, user, password, "lapor-dlq")
     try:
-        await DeadLetterWatcher(nc, DeadLetterStore(client[mongo_db])).run(stop)
+        await DeadLetterWatcher(nc, DeadLetterStore(client[mongo_db], cipher)).run(stop)
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
@@ -409,9 +464,12 @@ def list_command(
     mongo_db: MongoDb = "lapor",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array")] = False,
     pending: Annotated[bool, typer.Option("--pending", help="Only not yet replayed")] = False,
+    pii_key: PiiKey = "",
+    pii_old_keys: PiiOldKeys = "",
 ) -> None:
     """List dead letters, oldest first (phone numbers in payloads are masked)."""
-    records = asyncio.run(_list(mongo_url, mongo_db, pending))
+    cipher = _cipher(pii_key, pii_old_keys)
+    records = asyncio.run(_list(mongo_url, mongo_db, pending, cipher))
     views = [public_view(record) for record in records]
     if as_json:
         print(json.dumps(views, indent=2, ensure_ascii=False, default=str))
@@ -457,10 +515,10 @@ def public_view(record: Document) -> Document:
     }
 
 
-async def _list(mongo_url: str, mongo_db: str, pending: bool) -> list[Document]:
+async def _list(mongo_url: str, mongo_db: str, pending: bool, cipher: PiiCipher) -> list[Document]:
     client = _client(mongo_url, "lapor-cli")
     try:
-        return await DeadLetterStore(client[mongo_db]).records(pending_only=pending)
+        return await DeadLetterStore(client[mongo_db], cipher).records(pending_only=pending)
     finally:
         await client.close()
 
@@ -473,21 +531,29 @@ def replay_command(
     nats_url: NatsUrl = DEFAULT_NATS,
     mongo_url: MongoUrl = DEFAULT_MONGO,
     mongo_db: MongoDb = "lapor",
+    pii_key: PiiKey = "",
+    pii_old_keys: PiiOldKeys = "",
 ) -> None:
     """Publish dead letters again on their original subjects, with a new message id."""
     if (record_id is None) == (not replay_all):
         raise typer.BadParameter("give one dead-letter id or --all")
-    _done, failed = asyncio.run(_replay(nats_url, mongo_url, mongo_db, record_id, dry_run))
+    cipher = _cipher(pii_key, pii_old_keys)
+    _done, failed = asyncio.run(_replay(nats_url, mongo_url, mongo_db, record_id, dry_run, cipher))
     raise typer.Exit(1 if failed else 0)
 
 
 async def _replay(
-    nats_url: str, mongo_url: str, mongo_db: str, record_id: str | None, dry_run: bool
+    nats_url: str,
+    mongo_url: str,
+    mongo_db: str,
+    record_id: str | None,
+    dry_run: bool,
+    cipher: PiiCipher,
 ) -> tuple[int, int]:
     import nats
 
     client = _client(mongo_url, "lapor-cli")
-    store = DeadLetterStore(client[mongo_db])
+    store = DeadLetterStore(client[mongo_db], cipher)
     try:
         if record_id is not None:
             found = await store.get(record_id)

@@ -13,6 +13,11 @@ import pytest
 import pytest_asyncio
 
 from lapor.devstack import Stack
+from lapor.runtime.pii import new_key
+
+# Settings built in the test process and every process a test Stack starts seal
+# personal data with this session's key, as a deployment's services share one.
+os.environ.setdefault("LAPOR_PII_KEY", new_key())
 
 
 @pytest.fixture(scope="session")

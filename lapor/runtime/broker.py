@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from lapor.contracts import subjects
+from lapor.runtime.logs import mask_phones
 from lapor.runtime.settings import InfraSettings
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,8 @@ def dead_letter_record(
         "stream": stream,
         "stream_sequence": sequence,
         "reason": reason,
-        "error": str(exc)[:2000],
+        # A validation error quotes the input it refused, phone numbers included.
+        "error": mask_phones(str(exc)[:2000]),
         "payload_b64": base64.b64encode(raw[:64_000]).decode("ascii"),
         "stored_at": datetime.now(UTC),
     }

@@ -16,11 +16,12 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from lapor.dlq import DeadLetterStore
 from lapor.runtime.broker import create_broker, dead_letter_record
 from lapor.runtime.db import connect_database, database_ready
 from lapor.runtime.http import broker_running, create_http_app
 from lapor.runtime.logs import configure_logging
-from lapor.runtime.settings import InfraSettings, ServiceSettings
+from lapor.runtime.settings import ServiceSettings, documentation_infra
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -59,15 +60,12 @@ Starter = Callable[[AsyncDatabase[dict[str, Any]]], Awaitable[Callable[[], Await
 def build_runtime(service: str, settings: ServiceSettings) -> Runtime:
     registry = CollectorRegistry()
     db_box: Late[AsyncDatabase[dict[str, Any]]] = Late("database")
+    cipher = settings.infra.pii.cipher()
 
     async def store_dead_letter(msg: StreamMessage[Any], exc: Exception) -> None:
         record = dead_letter_record(service, msg, exc, reason="contract_violation")
         log.warning("message violates its contract; kept as dead letter %s", record["_id"])
-        try:
-            await db_box.get()["dead_letters"].insert_one(record)
-        except Exception as store_exc:
-            if getattr(store_exc, "code", None) != 11000:
-                raise
+        await DeadLetterStore(db_box.get(), cipher).add(record)
 
     broker = create_broker(
         settings.infra, service=service, registry=registry, on_invalid=store_dead_letter
@@ -125,5 +123,5 @@ def asyncapi_app(broker: NatsBroker, service: str, description: str) -> FastStre
 
 def docs_runtime(service: str) -> Runtime:
     """A runtime with built-in defaults (not the environment), for document generation."""
-    settings = ServiceSettings.model_construct(infra=InfraSettings.model_construct())
+    settings = ServiceSettings.model_construct(infra=documentation_infra())
     return build_runtime(service, settings)

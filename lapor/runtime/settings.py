@@ -7,12 +7,52 @@ at start-up with a message naming the variable.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from lapor.runtime.pii import PiiCipher, PiiKeyError, new_key
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class PiiSettings(BaseSettings):
+    """The key that seals personal data at rest (reply addresses, dead-letter payloads).
+
+    Every service and the dead-letter watcher need it: any of them may store a
+    message that carries a phone number. Rotation: set the new key and keep the
+    old one in `LAPOR_PII_OLD_KEYS` (comma-separated) until no value sealed with
+    it is left.
+    """
+
+    # A rejected key must not be echoed in the start-up error.
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
+
+    key: SecretStr = Field(validation_alias="LAPOR_PII_KEY")
+    old_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(), validation_alias="LAPOR_PII_OLD_KEYS"
+    )
+
+    @field_validator("old_keys", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _usable(self) -> "PiiSettings":
+        try:
+            self.cipher()
+        except PiiKeyError as exc:
+            raise ValueError(f"LAPOR_PII_KEY / LAPOR_PII_OLD_KEYS: {exc}") from None
+        return self
+
+    def cipher(self) -> PiiCipher:
+        return PiiCipher(
+            self.key.get_secret_value(), tuple(k.get_secret_value() for k in self.old_keys)
+        )
 
 
 class InfraSettings(BaseSettings):
@@ -26,6 +66,7 @@ class InfraSettings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), validation_alias="LAPOR_DATA_DIR")
     log_level: LogLevel = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_format: Literal["json", "text"] = Field(default="json", validation_alias="LOG_FORMAT")
+    pii: PiiSettings = Field(default_factory=PiiSettings)  # type: ignore[arg-type]
 
     @field_validator("nats_url")
     @classmethod
@@ -48,6 +89,13 @@ class InfraSettings(BaseSettings):
         if not (value / "regions").is_dir():
             raise ValueError(f"LAPOR_DATA_DIR={value} has no regions/ folder")
         return value
+
+
+def documentation_infra(**values: object) -> InfraSettings:
+    """Built-in defaults, not the environment, for generating documents from the code:
+    no secret is needed, so the personal-data key is a throwaway one."""
+    pii = PiiSettings.model_construct(key=SecretStr(new_key()), old_keys=())
+    return InfraSettings.model_construct(pii=pii, **values)
 
 
 class ServiceSettings(BaseSettings):

@@ -39,7 +39,7 @@ from lapor.runtime.service import (
     create_service_app,
     docs_runtime,
 )
-from lapor.runtime.settings import InfraSettings
+from lapor.runtime.settings import documentation_infra
 from services.intake import api, handlers, open311
 from services.intake.guard import RateLimit
 from services.intake.repository import ComplaintRepository
@@ -224,7 +224,7 @@ def main() -> None:
 def openapi_document() -> dict[str, Any]:
     """The HTTP API's OpenAPI document, built from the code with built-in defaults."""
     root = Path(__file__).resolve().parents[2]
-    infra = InfraSettings.model_construct(data_dir=root / "data")
+    infra = documentation_infra(data_dir=root / "data")
     settings = IntakeSettings.model_construct(
         infra=infra, phone_hash_key=SecretStr("x" * 32), default_region="banjar"
     )

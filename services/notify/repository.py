@@ -8,6 +8,9 @@ cause, recipient and template), and each attempt claims `<id>#<n>` in
 is the only one sending it; a second worker gets a duplicate key and backs off.
 Status changes of one notification are serialised in-process because FerretDB
 v1 loses concurrent updates of the same document.
+
+A reporter's phone number is stored sealed (AES-GCM, bound to the complaint
+id) and opened only here, when a reply must go out.
 """
 
 from collections.abc import Sequence
@@ -20,6 +23,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from lapor.runtime.locks import KeyedLock
+from lapor.runtime.pii import PiiCipher, is_sealed
 
 Document = dict[str, Any]
 
@@ -47,7 +51,8 @@ class InFlight:
 
 
 class NotificationRepository:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], cipher: PiiCipher) -> None:
+        self.cipher = cipher
         self.contacts = db["notify_contacts"]
         self.routings = db["notify_routings"]
         self.notifications = db["notifications"]
@@ -62,10 +67,17 @@ class NotificationRepository:
     # --- what notify remembers of complaints ---------------------------------------
 
     async def save_contact(self, complaint_id: str, contact: Document) -> None:
-        await self.contacts.update_one({"_id": complaint_id}, {"$set": contact}, upsert=True)
+        stored = dict(contact)
+        if stored.get("sms"):
+            stored["sms"] = self.cipher.seal(stored["sms"], complaint_id)
+        await self.contacts.update_one({"_id": complaint_id}, {"$set": stored}, upsert=True)
 
     async def contact(self, complaint_id: str) -> Document | None:
-        return await self.contacts.find_one({"_id": complaint_id})
+        found = await self.contacts.find_one({"_id": complaint_id})
+        # A value stored before sealing was introduced is read as it is.
+        if found is not None and is_sealed(found.get("sms")):
+            found["sms"] = self.cipher.open(found["sms"], complaint_id)
+        return found
 
     async def save_routing(self, routed_event_id: str, routing: Document) -> None:
         # Keyed by the routed event: DeadlinesSet names it as its cause.

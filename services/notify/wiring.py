@@ -250,7 +250,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     metrics = NotifyMetrics(runtime.registry)
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
-        repo = NotificationRepository(db)
+        repo = NotificationRepository(db, settings.infra.pii.cipher())
         await repo.ensure_indexes()
         client = httpx.AsyncClient(follow_redirects=False)
         deps.set(

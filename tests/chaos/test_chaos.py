@@ -298,7 +298,7 @@ async def observe(stack: Stack, js: Any) -> tuple[Observed, list[dict[str, Any]]
                 {"template": {"$in": list(ACK_TEMPLATES)}}, {"complaint_id": 1}
             )
         ]
-        dead = [doc async for doc in db.dead_letters.find({}, {"payload_b64": 0})]
+        dead = [doc async for doc in db.dead_letters.find({}, {"payload_sealed": 0})]
     finally:
         await client.close()
     return Observed(complaints, notes, await outbound_sms(js)), dead

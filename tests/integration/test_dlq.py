@@ -25,8 +25,10 @@ from nats.js.api import AckPolicy as AckPolicyJS
 from nats.js.api import ConsumerConfig
 
 from lapor.devstack import ROOT, Stack
-from lapor.dlq import failure_notes
+from lapor.dlq import DeadLetterStore, failure_notes
 from lapor.runtime.broker import stream_for
+from lapor.runtime.pii import is_sealed
+from lapor.runtime.settings import PiiSettings
 from tests.e2e.helpers import eventually
 
 pytestmark = [pytest.mark.integration]
@@ -118,8 +120,13 @@ async def test_exhausted_message_is_stored_with_its_error(
     assert record["consumer"] == DURABLE and record["stream"] == "LAPOR_EVENTS"
     assert record["subject"] == SUBJECT and record["stream_sequence"] == seq
     assert "cannot handle order 1" in record["error"]
-    assert json.loads(base64.b64decode(record["payload_b64"]))["order"] == 1
     assert record["headers"]["Nats-Msg-Id"] == "poison-1"
+    # The payload (it may carry a phone number) is stored sealed, never in clear.
+    assert "payload_b64" not in record and PHONE not in json.dumps(record, default=str)
+    assert is_sealed(record["payload_sealed"])
+    opened = await DeadLetterStore(own_mongo[DB], PiiSettings().cipher()).get(record_id)
+    assert opened is not None
+    assert json.loads(base64.b64decode(opened["payload_b64"]))["order"] == 1
 
 
 async def test_list_shows_dead_letters_without_phone_numbers(

@@ -257,7 +257,7 @@ async def notify(own_servers: Stack, own_nc: Any, own_mongo: Any) -> AsyncIterat
     late: Late[handlers.NotifyDeps] = Late("deps")
     publishers = register(runtime, late)
     db = own_mongo[DB_NAME]
-    repo = NotificationRepository(db)
+    repo = NotificationRepository(db, infra.pii.cipher())
     await repo.ensure_indexes()
     runtime.db.set(db)
     client = httpx.AsyncClient()
@@ -558,7 +558,7 @@ async def test_two_workers_racing_for_one_notification_send_it_once(notify: Noti
     notify.http.scripts[phone] = ["pause"]
     # Two deliverers with their own repositories: two replicas, no shared lock.
     other = Deliverer(
-        NotificationRepository(notify.db),
+        NotificationRepository(notify.db, notify.deps.repo.cipher),
         notify.deps.deliverer.channels,
         notify.deps.deliverer.failures,
         notify.deps.deliverer.metrics,

@@ -558,9 +558,24 @@ def test_nats_config_is_accepted_by_nats_server() -> None:
         capture_output=True,
         text=True,
         timeout=30,
-        env={**os.environ, **passwords},
+        env={**os.environ, **passwords, "LAPOR_NATS_STORE_KEY": "check-only-" + "k" * 32},
     )
     assert result.returncode == 0, result.stderr or result.stdout
+
+
+def test_jetstream_encrypts_its_files_with_a_key_from_the_environment() -> None:
+    block = re.search(r"jetstream\s*\{(.*?)\n\}", NATS_CONF.read_text(encoding="utf-8"), re.S)
+    assert block, "no jetstream block in nats.conf"
+    settings = dict(re.findall(r"^\s*(\w+):\s*(\S+)", block.group(1), re.M))
+    assert settings.get("cipher") in {"aes", "chachapoly"}
+    assert settings.get("key") == "$LAPOR_NATS_STORE_KEY"
+
+
+def test_every_process_that_stores_messages_gets_the_pii_key(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in (*APP_SERVICES, "dlq"):
+        assert "LAPOR_PII_KEY" in _environment(services[name]), name
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,85 @@
+"""A citizen's phone number is nowhere on disk in clear: not in any collection of
+the database, not in JetStream's files. Replies still reach the citizen, so the
+number is there, sealed, where it is needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lapor.contracts import subjects
+from lapor.devstack import Stack
+from tests.e2e.helpers import Outbox, eventually, sms_payload
+
+pytestmark = [pytest.mark.e2e]
+
+SENDER = "+6281234509990"
+# The number's own digits, whatever prefix (+62, 62, 0) a copy would carry.
+NATIONAL = b"81234509990"
+
+
+def clear_copies(blob: bytes) -> int:
+    return blob.count(NATIONAL)
+
+
+def test_the_scan_finds_a_number_in_any_form() -> None:
+    for form in (SENDER, "6281234509990", "081234509990"):
+        assert clear_copies(json.dumps({"to": form}).encode()) == 1
+
+
+async def _documents_with_the_number(db: Any) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for name in await db.list_collection_names():
+        async for doc in db[name].find({}):
+            if hits := clear_copies(json.dumps(doc, default=str).encode()):
+                found[name] = found.get(name, 0) + hits
+    return found
+
+
+def _store_files_with_the_number(store: Path) -> dict[str, int]:
+    return {
+        str(path.relative_to(store)): hits
+        for path in store.rglob("*")
+        if path.is_file() and (hits := clear_copies(path.read_bytes()))
+    }
+
+
+async def test_phone_numbers_are_sealed_in_the_database_and_the_streams(
+    stack: Stack, nc: Any, db: Any
+) -> None:
+    outbox = await Outbox().attach(nc)
+    js = nc.jetstream()
+    try:
+        await js.publish(
+            subjects.INBOUND_SMS,
+            json.dumps(sms_payload(SENDER, "BANJAR lampu jalan mati di depan sekolah")).encode(),
+        )
+        await eventually(lambda: _async(outbox.to(SENDER)))
+        # A payload that breaks the contract is kept as a dead letter, number and all.
+        broken = await js.publish(
+            subjects.INBOUND_SMS, json.dumps({"from": SENDER, "to": "1708"}).encode()
+        )
+        dead = await eventually(
+            lambda: db.dead_letters.find_one({"_id": f"{broken.stream}:{broken.seq}"})
+        )
+    finally:
+        await outbox.detach()
+
+    assert dead["payload_sealed"].startswith("pii1.")
+    contact = await db.notify_contacts.find_one({"_id": outbox.to(SENDER)[0]["complaint_id"]})
+    assert contact is not None and contact["sms"].startswith("pii1.")
+    assert await _documents_with_the_number(db) == {}
+
+    if stack.nats_url is not None:
+        pytest.skip("external nats-server: its storage is not ours to inspect")
+    store = stack.workdir / "nats"
+    blocks = [p for p in store.rglob("*.blk") if p.stat().st_size > 0]
+    assert blocks, "JetStream wrote no message blocks"
+    assert _store_files_with_the_number(store) == {}
+
+
+async def _async(value: Any) -> Any:
+    return value
