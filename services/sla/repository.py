@@ -315,13 +315,11 @@ class MongoSlaStore:
     ) -> list[Document]:
         query: Document = {"status": PENDING, "due_at": {"$lte": now}}
         if after is not None:
+            # Keyset paging past (due, last_id), written as one range on due_at plus a
+            # tie-break so that the index lookup (equality, then range) still applies.
             due, last_id = after
-            query = {
-                "$and": [
-                    query,
-                    {"$or": [{"due_at": {"$gt": due}}, {"due_at": due, "_id": {"$gt": last_id}}]},
-                ]
-            }
+            query["due_at"]["$gte"] = due
+            query["$or"] = [{"due_at": {"$gt": due}}, {"_id": {"$gt": last_id}}]
         cursor = self.timers.find(query).sort([("due_at", ASCENDING), ("_id", ASCENDING)])
         return await cursor.limit(limit).to_list(limit)
 
