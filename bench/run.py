@@ -500,7 +500,7 @@ class Run:
             "p99_ms": point.latency["p99_ms"],
         }
         self.ui.note(
-            f"  sweep query with {sweep['stored_clocks']:,} clocks: few due "
+            f"  sweep query with {sweep['stored_timers']:,} timers: few due "
             f"{sweep['few_due']['median_ms']} ms ({sweep['few_due']['returned']} due), "
             f"all open {sweep['all_open']['median_ms']} ms"
         )

@@ -1,11 +1,13 @@
-"""Stored-data scaling: seed complaints and SLA clocks in bulk, time the SLA sweep query.
+"""Stored-data scaling: seed complaints and SLA timers in bulk, time the SLA sweep query.
 
 Seeded documents have the shape the services write (complaints by intake,
-`sla_clocks` by sla), with a realistic spread of states, agencies and
-deadlines, and go into the pipeline's own collections, so the indexes the
-services created at start-up are maintained while seeding, as in production.
-A fixed number of clocks is due now whatever the size, so the sweep query
-shows whether its cost follows the complaints due or the complaints stored.
+`sla_timers` by sla: warnings at 50% and 80% and the breach of each open
+clock), with a realistic spread of states, agencies and deadlines, and go into
+the pipeline's own collections, so the indexes the services created at
+start-up are maintained while seeding, as in production. A fixed number of
+timers is due now whatever the size, so the sweep (sla's own query,
+`MongoSlaStore.due_timers`) shows whether its cost follows the timers due or
+the timers stored.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import Any
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from bench.texts import complaint_text
+from services.sla.repository import MongoSlaStore
 
 SEED_PREFIX = "SEED-"
-DUE_NOW = 100  # clocks seeded as already due, at every size
+DUE_NOW = 100  # timers seeded as already due, at every size
 BATCH = 500
 SWEEP_LIMIT = 500
 
@@ -42,8 +45,10 @@ def _pick(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
     return rng.choices([k for k, _ in table], weights=[w for _, w in table])[0]
 
 
-def seeded_pair(i: int, rng: random.Random, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A stored complaint and its SLA clock; the first DUE_NOW clocks are due now."""
+def seeded_pair(
+    i: int, rng: random.Random, now: datetime
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A stored complaint and its pending SLA timers; the first DUE_NOW have one due now."""
     cid = f"{SEED_PREFIX}{i:09d}"
     text, agency = complaint_text(rng)
     state = _pick(rng, STATES)
@@ -94,18 +99,31 @@ def seeded_pair(i: int, rng: random.Random, now: datetime) -> tuple[dict[str, An
         "event_ids": [h["event_id"] for h in history],
         "updated_at": received + timedelta(seconds=1),
     }
-    clock = {
-        "_id": cid,
-        "region": "banjar",
-        "agency": complaint["agency"],
-        "priority": priority,
-        "received_at": received,
-        "deadlines": {"routing": None, "first_response": first, "answer": answer},
-        "next_due_at": next_due,
-        "cause_event_id": f"routed:{cid}:0",
-        "updated_at": received,
-    }
-    return complaint, clock
+    timers: list[dict[str, Any]] = []
+    if next_due is not None:
+        deadlines = {"first_response": first, "answer": answer}
+        for clock, deadline in deadlines.items():
+            for n, (point, kind) in enumerate(((50, "warning"), (80, "warning"), (100, "breach"))):
+                due = next_due + timedelta(hours=n) if clock == "first_response" else deadline
+                # Exactly one timer of each of the first DUE_NOW complaints is due now.
+                due_now = i < DUE_NOW and clock == "first_response" and n == 0
+                timers.append(
+                    {
+                        "_id": f"{cid}|{clock}|{point}|r0",
+                        "complaint_id": cid,
+                        "clock": clock,
+                        "point": point,
+                        "round": 0,
+                        "kind": kind,
+                        "due_at": due if due_now else max(due, now + timedelta(hours=1)),
+                        "deadline": deadline,
+                        "agency": complaint["agency"],
+                        "priority": priority,
+                        "status": "pending",
+                        "updated_at": received,
+                    }
+                )
+    return complaint, timers
 
 
 async def seed(
@@ -117,6 +135,7 @@ async def seed(
     writers: int = 1,
 ) -> dict[str, Any]:
     """Seed `count` complaints numbered from `first` (the numbers below DUE_NOW are due)."""
+    await MongoSlaStore(db).ensure_indexes()
     todo = list(range(first, first + count))
     now = datetime.now(UTC)
     start = time.perf_counter()
@@ -133,7 +152,7 @@ async def seed(
             batch = queue.get_nowait()
             pairs = [seeded_pair(i, rng, now) for i in batch]
             await _insert_retrying(db.complaints, [c for c, _ in pairs])
-            await _insert_retrying(db.sla_clocks, [k for _, k in pairs])
+            await _insert_retrying(db.sla_timers, [t for _, ts in pairs for t in ts])
             done += len(batch)
             if progress is not None:
                 progress(done, count)
@@ -143,7 +162,7 @@ async def seed(
     return {
         "inserted": done,
         "seconds": round(elapsed, 1),
-        "docs_per_s": round(2 * done / elapsed, 1) if elapsed > 0 and done else None,
+        "complaints_per_s": round(done / elapsed, 1) if elapsed > 0 and done else None,
     }
 
 
@@ -167,47 +186,42 @@ async def _insert_retrying(collection: Any, docs: list[dict[str, Any]]) -> None:
 
 
 async def sweep_times(db: Any, repeats: int = 5, budget_s: float = 10.0) -> dict[str, Any]:
-    """The sweep's due-range query with few clocks due and with every open clock due.
+    """sla's sweep query with few timers due and with every pending timer due.
 
     Repeated up to `repeats` times, fewer when one run is slow (a big collection
     on FerretDB), so the phase stays bounded in time.
     """
+    store = MongoSlaStore(db)
     now = datetime.now(UTC)
     out: dict[str, Any] = {}
     for label, until in (("few_due", now), ("all_open", now + timedelta(days=3650))):
-        query = {"next_due_at": {"$lte": until}}
         times: list[float] = []
         returned = 0
         for _ in range(repeats):
             if sum(times) / 1000.0 > budget_s:
                 break
             start = time.perf_counter()
-            docs = (
-                await db.sla_clocks.find(query)
-                .sort("next_due_at", 1)
-                .limit(SWEEP_LIMIT)
-                .to_list(None)
-            )
+            docs = await store.due_timers(until, None, SWEEP_LIMIT)
             times.append((time.perf_counter() - start) * 1000.0)
             returned = len(docs)
         out[label] = {
             "median_ms": round(statistics.median(times), 2),
             "returned": returned,
-            "plan": await _plan(db, query),
+            "plan": await _plan(db, {"status": "pending", "due_at": {"$lte": until}}),
         }
-    out["stored_clocks"] = await db.sla_clocks.estimated_document_count()
+    out["stored_timers"] = await db.sla_timers.estimated_document_count()
     return out
 
 
 async def _plan(db: Any, query: dict[str, Any]) -> dict[str, Any]:
-    """Whether the server used an index: FerretDB's pushdown flags or MongoDB's winning plan."""
+    """Whether the server used an index: FerretDB's SQLite plan or MongoDB's winning plan."""
     try:
         explained = await db.command(
             {
                 "explain": {
-                    "find": "sla_clocks",
+                    "find": "sla_timers",
                     "filter": query,
-                    "sort": {"next_due_at": 1},
+                    "sort": {"due_at": 1, "_id": 1},
                     "limit": SWEEP_LIMIT,
                 },
                 "verbosity": "queryPlanner",
@@ -217,7 +231,10 @@ async def _plan(db: Any, query: dict[str, Any]) -> dict[str, Any]:
         return {"error": str(exc)[:200]}
     keys = ("filterPushdown", "sortPushdown", "limitPushdown")
     plan = {k: explained[k] for k in keys if k in explained}
-    winning = explained.get("queryPlanner", {}).get("winningPlan")
+    planner = explained.get("queryPlanner", {})
+    if isinstance(planner.get("Plan"), list):
+        plan["sqlite"] = " ".join(str(line) for line in planner["Plan"])[:300]
+    winning = planner.get("winningPlan")
     if isinstance(winning, dict):
         plan["winning_stage"] = _stages(winning)
     return plan
