@@ -21,6 +21,7 @@ OPTIONAL_FIGURES = (
     "msg_publish_ratio",
     "msg_consume_ratio",
     "replica_ratio_2_vs_1",
+    "sync_always_publish_ratio",
     "soak_rss_slope_mb_per_min_max",
 )
 

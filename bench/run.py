@@ -40,6 +40,7 @@ from bench.profile import summarize_collapsed
 from bench.results import HEADLINE, OPTIONAL_FIGURES, SCHEMA, TARGETS, target_met
 from bench.stack import BenchStack, ferretdb_module_version, machine_info
 from bench.stats import ratio, weighted_rate
+from lapor.devstack import Stack, free_port, quiet_sink
 
 SCALES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 TARGET_RATE = 300.0
@@ -417,11 +418,46 @@ class Run:
                 self.mongo, f"{c.mongo_db}_raw", c.raw_s, size=size, ferretdb_dir=data_dir
             )
         self.result["raw"] = {"nats": raw_nats, "db": raw_db}
+        await self._sync_always_cost(raw_nats)
         self.ui.note(
             f"  raw: publish {raw_nats['publish']['per_s']}/s, consume+ack "
             f"{raw_nats['consume_ack']['per_s']}/s, insert {raw_db['insert']['per_s']}/s, "
             f"update {raw_db['update']['per_s']}/s, findAndModify "
             f"{raw_db['findAndModify']['per_s']}/s, find {raw_db['find']['per_s']}/s"
+        )
+
+    async def _sync_always_cost(self, raw_nats: dict[str, Any]) -> None:
+        """The durability setting production uses (`sync_interval: always`: fsync before
+        every ack), priced on a second local nats-server: same client, same stream."""
+        if self.bench.stack.nats_url is not None:
+            self.reasons["sync_always_publish_ratio"] = (
+                "external NATS_URL: its settings are not ours"
+            )
+            return
+        synced = Stack(
+            workdir=self.bench.workdir / "nats-sync-always",
+            nats_port=free_port(),
+            nats_sync_always=True,
+            sink=quiet_sink,
+        )
+        with self.ui.phase("raw limits: JetStream with sync_interval: always"):
+            synced.start_nats()
+            try:
+                nc = await nats.connect(synced.nats, name="lapor-bench-sync")
+                try:
+                    limits = await raw.nats_limits(nc, self.config.raw_s)
+                finally:
+                    await nc.close()
+            finally:
+                synced.stop()
+        self.result["raw"]["nats_sync_always"] = limits
+        self.result["sync_always_publish_ratio"] = ratio(
+            limits["publish"]["per_s"], raw_nats["publish"]["per_s"]
+        )
+        self.ui.note(
+            f"  sync_interval always: publish {limits['publish']['per_s']}/s "
+            f"(sequential {limits['publish']['sequential_per_s']}/s) against "
+            f"{raw_nats['publish']['per_s']}/s by default"
         )
 
     def _ratios(self) -> None:
