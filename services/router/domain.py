@@ -293,14 +293,16 @@ class Router:
         tiled = _tile([*self._phrases.find(scan), *neutral])
         covered = frozenset().union(*(h.tokens for h in tiled))
         hits = [self._score_phrase(scan, h) for h in tiled if h.term.agency != _NEUTRAL]
+        # Repeating a word does not make a complaint more about that subject, also
+        # when the first occurrence was read inside a phrase ("jalan gang, gang2 kecil").
+        in_phrases = {(h.term.agency, scan.text.stems[i]) for h in tiled for i in h.tokens}
         seen: set[tuple[str, str, str]] = set()
         for index, stem in enumerate(scan.text.stems):
             if index in covered or self.normalizer.is_stopword(scan.text.words[index]):
                 continue
             for term in self._single.get(stem, ()):
-                # Repeating a word does not make a complaint more about that subject.
                 key = (term.agency, term.category, term.text)
-                if key not in seen:
+                if key not in seen and (term.agency, stem) not in in_phrases:
                     seen.add(key)
                     hit = Hit(term, frozenset({index}), index in scan.typo_tokens)
                     hits.append(hit.scored(term.weight))

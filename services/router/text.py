@@ -230,8 +230,13 @@ class Normalizer:
         candidates: list[tuple[str, int]] = []
         if word.startswith("n"):
             candidates.append(("me" + word, 3))
+        if word.startswith("m") and not word.startswith("me"):
+            candidates.append(("me" + word, 4))  # mukul -> memukul, motong -> memotong
         if word.endswith("in"):
             candidates += [(word[:-2] + "kan", 4), (word[:-2] + "i", 4)]
+            if word[0] in "mn" and not word.startswith("me"):
+                # mukulin -> memukuli, nyiksain -> menyiksakan
+                candidates += [("me" + word[:-2] + "i", 4), ("me" + word[:-2] + "kan", 4)]
         if word.endswith("akan"):
             candidates.append((word[:-4] + "kan", 4))
         if word.startswith("ta"):

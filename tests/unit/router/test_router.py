@@ -193,3 +193,42 @@ def test_an_urgent_word_keeps_a_complaint_urgent_whatever_surrounds_it(
 ) -> None:
     # Enough words in between that nothing in the noise can read as "kalau ..." before it.
     assert decide(f"{noise} . warga desa lihat terjadi {word}").priority is Priority.URGENT
+
+
+def test_bapak_is_no_fire_brigade() -> None:
+    # 'bpk' abbreviates 'bapak' in every SMS; as a DAMKAR alias it scored every "pak".
+    decision = decide("pak jalan di desa kami rusak berlubang")
+    assert decision.agency == "PUPR"
+    assert not any(reason.startswith("DAMKAR") for reason in decision.reasons)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "tetangga sering mukulin istrinya sampai berdarah",  # colloquial m- verb
+        "banyu naik ka rumah, kakanakan kada kawa kaluar",  # Banjar: rising water
+        "istri mau melahirkan, bidan tidak ada, ambulans tidak datang",
+        "kabel listrik di depan rumah keluar api",
+    ],
+)
+def test_generic_urgent_signals(text: str) -> None:
+    assert decide(text).priority is Priority.URGENT, decide(text).reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "bantuan pkh dihentikan padahal suami sudah meninggal tahun lalu",  # a past death
+        "perawat membentak ibu yang mau melahirkan",  # labour with care at hand
+        "perusahaan menahan ijazah pekerja",  # an employer, not a school: no exclusion
+    ],
+)
+def test_not_urgent(text: str) -> None:
+    assert decide(text).priority is not Priority.URGENT, decide(text).reasons
+
+
+def test_a_word_repeated_after_its_phrase_counts_once() -> None:
+    reasons = decide("fogging cuma di jalan gang, gang2 lain tidak disemprot").reasons
+    disperkim = next(reason for reason in reasons if reason.startswith("DISPERKIM"))
+    assert "phrase 'jalan gang'" in disperkim
+    assert "keyword 'gang'" not in disperkim

@@ -94,6 +94,16 @@ def test_numbers_glued_to_words_are_split_but_known_terms_kept() -> None:
 def test_colloquial_and_banjar_affixes() -> None:
     assert words("nolak dibersihin tabakar") == ["menolak", "dibersihkan", "terbakar"]
     assert stems("ngangkut kabanjiran") == ["angkut", "banjir"]
+    # m- for the nasal prefix, alone or with -in: mukul, mukulin, nampar, motong
+    assert stems("mukul mukulin nampar motong") == ["pukul", "pukul", "tampar", "potong"]
+    # ordinary words starting with m stay as they are
+    assert stems("makan mobil mati murid mahal") == ["makan", "mobil", "mati", "murid", "mahal"]
+
+
+def test_banjar_function_words() -> None:
+    assert words("banyu naik ka rumah wan kakanakan kada kawa kaluar") == [
+        "air", "naik", "ke", "rumah", "dan", "anak", "anak", "tidak", "bisa", "keluar",
+    ]  # fmt: skip
 
 
 def test_stemming_and_pinned_roots() -> None:
@@ -103,6 +113,16 @@ def test_stemming_and_pinned_roots() -> None:
     assert stems("pemadaman") == ["padam"]
     # pins also hold with a possessive
     assert stems("perawatnya") == ["perawat"]
+    # handled is no hand, updated is not new, expelled is not leaving, embezzlement
+    # is not darkness, a car park is where something happened
+    assert stems("ditangani tangan diperbarui baru") == ["tangani", "tangan", "perbarui", "baru"]
+    assert stems("dikeluarkan keluar") == ["keluarkan", "keluar"]
+    assert stems("penggelapan gelap parkiran parkir") == [
+        "penggelapan",
+        "gelap",
+        "parkiran",
+        "parkir",
+    ]
 
 
 def test_stemming_is_cached() -> None:
