@@ -9,7 +9,9 @@ Deadlines
     answer from receipt. The answer deadline is the cap the citizen is told:
     it depends only on receipt and priority, so re-routing never moves it.
     Time spent in `needs_info` (waiting for the citizen's own reply) extends
-    it by exactly that time. The other clocks are not extended: routing
+    it by exactly that time, but by no more than `needs_info.reply_window`
+    from the question (`reply_lapses_at`): an unanswered question must not hold
+    the agency's clock for ever. The other clocks are not extended: routing
     happens before the agency, and an agency's question to the citizen is
     itself its first response.
 
@@ -54,6 +56,7 @@ __all__ = [
     "escalation_schedule",
     "extend_for_pause",
     "reopen_until",
+    "reply_lapses_at",
     "shift",
     "timer_schedule",
     "window_end",
@@ -230,3 +233,8 @@ def auto_close_at(responded_at: datetime, policy: SlaPolicy, calendar: WorkingCa
 def reopen_until(since: datetime, policy: SlaPolicy, calendar: WorkingCalendar) -> datetime:
     """Until when the citizen may reopen, counted from the response or closing."""
     return window_end(calendar, since, policy.reopen.reply_window)
+
+
+def reply_lapses_at(asked_at: datetime, policy: SlaPolicy, calendar: WorkingCalendar) -> datetime:
+    """When an agency's question left unanswered stops holding the answer clock."""
+    return window_end(calendar, asked_at, policy.needs_info.reply_window)

@@ -17,8 +17,11 @@ Sweeping (`sweep`)
 
     1. claim: insert `sla_fired` with `_id` = firing id and the built event; a
        duplicate key means another replica (or an earlier run) has it;
-    2. publish with `Nats-Msg-Id` = firing id;
+    2. publish with `Nats-Msg-Id` = the event's id (the firing id, or
+       `deadlines:<firing id>` for the deadline a lapsed reply window fixes);
     3. settle: accountability record, delete the timer, mark the claim settled.
+       Only the call that marks it settled counts it in the metrics, so a
+       firing published again after a crash is counted once.
 
     A claim that was never settled (a crash between 1 and 3) is published again
     from the stored payload: at start-up from the ledger, and on every sweep for
@@ -43,6 +46,7 @@ from pydantic import BaseModel
 from lapor.contracts import (
     AutoCloseDue,
     DeadlineAlert,
+    DeadlinesSet,
     EscalationLevel,
     EscalationRaised,
     Event,
@@ -51,7 +55,15 @@ from lapor.contracts import (
 )
 from lapor.runtime.locks import KeyedLock
 from services.sla.metrics import SlaMetrics
-from services.sla.plan import Fact, Plan, RegionRules, Timer, TimerKind, build_plan
+from services.sla.plan import (
+    Fact,
+    Plan,
+    RegionRules,
+    Timer,
+    TimerKind,
+    build_plan,
+    lapse_announcement,
+)
 from services.sla.policy import EscalationLevel as ChainLevel
 from services.sla.repository import (
     PENDING,
@@ -68,12 +80,14 @@ MODELS: dict[str, type[Event]] = {
     subjects.SLA_ALERT: DeadlineAlert,
     subjects.SLA_ESCALATION: EscalationRaised,
     subjects.SLA_AUTO_CLOSE: AutoCloseDue,
+    subjects.COMPLAINT_DEADLINES: DeadlinesSet,
 }
 SUBJECTS: dict[TimerKind, str] = {
     TimerKind.WARNING: subjects.SLA_ALERT,
     TimerKind.BREACH: subjects.SLA_ALERT,
     TimerKind.ESCALATION: subjects.SLA_ESCALATION,
     TimerKind.AUTO_CLOSE: subjects.SLA_AUTO_CLOSE,
+    TimerKind.REPLY_LAPSED: subjects.COMPLAINT_DEADLINES,
 }
 SKIPPED = "skipped"
 PUBLISHED = "published"
@@ -359,6 +373,8 @@ class SlaEngine:
                 ),
                 None,
             )
+        if timer.kind is TimerKind.REPLY_LAPSED:
+            return lapse_announcement(plan, timer, occurred_at), None
         run = plan.run(timer.clock, timer.round)
         stopped = run.stopped_at if run is not None else None
         late_by = max(((min(now, stopped) if stopped else now) - timer.deadline).total_seconds(), 0)
@@ -415,7 +431,7 @@ class SlaEngine:
         firing_id = ledger["_id"]
         subject = ledger["subject"]
         message = MODELS[subject].model_validate(ledger["payload"])
-        await self.publishers[subject].publish(message, msg_id=firing_id)
+        await self.publishers[subject].publish(message, msg_id=message.event_id)
         breach = ledger.get("breach")
         if breach is not None:
             level = breach.get("level")
@@ -438,11 +454,14 @@ class SlaEngine:
                 )
             )
         await self.store.delete_timer(firing_id)
-        await self.store.settle(firing_id, now)
+        if not await self.store.settle(firing_id, now):
+            return  # settled by another replica meanwhile: it has counted it
         kind = ledger["kind"]
         self.metrics.fired.labels(kind, ledger["clock"]).inc()
         if kind == TimerKind.BREACH.value and breach is not None:
             self.metrics.breaches.labels(breach["clock"], breach["agency"] or "").inc()
+        if kind == TimerKind.ESCALATION.value:
+            self.metrics.escalations.labels(level=ledger["point"]).inc()
 
     async def _republish_ledger(self, now: datetime, report: SweepReport) -> None:
         """Start-up: every claim not settled (a crash between claim and settle) goes out again."""

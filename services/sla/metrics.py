@@ -8,7 +8,7 @@ class SlaMetrics:
         registry = registry if registry is not None else CollectorRegistry()
         self.fired = Counter(
             "lapor_sla_fired",
-            "SLA events published: warnings, breaches, escalations, auto-close",
+            "SLA events published: warnings, breaches, escalations, auto-close, reply lapses",
             ["kind", "clock"],
             registry=registry,
         )
@@ -16,6 +16,13 @@ class SlaMetrics:
             "lapor_sla_breaches",
             "Deadlines breached (breach alerts published), by clock and agency",
             ["clock", "agency"],
+            registry=registry,
+        )
+        # The family of lapor.runtime.metrics.DomainMetrics, which adopts it.
+        self.escalations = Counter(
+            "lapor_sla_escalations",
+            "Escalations raised, by level of the chain",
+            ["level"],
             registry=registry,
         )
         self.sweep_timers = Counter(

@@ -28,10 +28,20 @@ first_response
     new agency.
 answer
     From receipt to the cap of the *first* routing decision's priority; no
-    re-routing moves it. Time in needs_info (from entering it until the next
-    state change) extends it by exactly that time; while the complaint waits
-    for the citizen the answer clock has no timers. Stops at responded, closed
-    or rejected.
+    re-routing moves it. Time in needs_info extends it by exactly that time: a
+    pause runs from entering needs_info until the next state change, or until
+    the policy's reply window (counted from the question) lapses, whichever
+    comes first. So the plan knows each pause's latest end without knowing
+    what time it is now: an unanswered question ends its pause by itself. The
+    answer clock's warnings count running time only: a point that would fall
+    after a pause began moves later by the pause's length, so nothing of the
+    answer clock is due while the citizen is still being waited for. Stops at
+    responded, closed or rejected.
+reply lapsed
+    One per pause that no state change ended in time: at the end of its reply
+    window, unless the answer clock stopped first. It announces the answer
+    deadline the lapse has fixed (a `DeadlinesSet`, like the end of a pause by
+    a reply).
 auto-close
     One per `responded` state: `auto_close.no_reply_after` later, unless a
     later state change came first.
@@ -41,11 +51,12 @@ firing rule
 
 Timer ids are `<complaint>:<clock>:<point>:<round>`: the round is the routing
 round for first_response, 0 for routing and answer (an answer deadline moved
-by a pause keeps its id, so a threshold fires once), and the ordinal of the
-response (1, 2, ...) for auto-close.
+by a pause keeps its id, so a threshold fires once), the ordinal of the
+response (1, 2, ...) for auto-close and the ordinal of the pause for a lapsed
+reply window.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -60,10 +71,17 @@ from lapor.contracts import (
     State,
 )
 from services.sla.calendar import WorkingCalendar
-from services.sla.domain import auto_close_at, escalation_schedule, timer_schedule, window_end
+from services.sla.domain import (
+    auto_close_at,
+    escalation_schedule,
+    reply_lapses_at,
+    timer_schedule,
+    window_end,
+)
 from services.sla.policy import Clock, EscalationLevel, SlaPolicy, Unit
 
 AUTO_CLOSE_POINT = "auto_close"
+REPLY_LAPSED_POINT = "reply_lapsed"
 
 # States that show the agency acted on its assignment. (Letting go of it — a
 # forward or a triage decision, state `received` — is matched to its round by
@@ -166,6 +184,7 @@ class TimerKind(StrEnum):
     BREACH = "breach"
     ESCALATION = "escalation"
     AUTO_CLOSE = "auto_close"
+    REPLY_LAPSED = "reply_lapsed"
 
 
 @dataclass(frozen=True)
@@ -180,7 +199,11 @@ class Run:
     start: datetime
     due: datetime
     stopped_at: datetime | None = None
+    # Waiting for the citizen since, and at the latest until the reply window lapses.
     paused_since: datetime | None = None
+    resumes_at: datetime | None = None
+    # Every wait for the citizen as [start, end), cut at the stop (answer only).
+    pauses: tuple[tuple[datetime, datetime], ...] = ()
 
     @property
     def key(self) -> str:
@@ -227,15 +250,23 @@ def firing_id(complaint_id: str, clock: Clock | str, point: str, round_: int) ->
 
 @dataclass(frozen=True)
 class Pause:
-    """Time waiting for the citizen: from entering needs_info to the next state change."""
+    """Time waiting for the citizen: from entering needs_info to the next state change,
+    or to the end of the reply window if no state change came before it."""
 
     started: StateChange
-    ended: StateChange | None
+    ended: StateChange | None  # None: the reply window lapsed (or will) first
+    lapses_at: datetime
+
+    @property
+    def lapsed(self) -> bool:
+        return self.ended is None
+
+    @property
+    def end(self) -> datetime:
+        return self.ended.at if self.ended is not None else self.lapses_at
 
     def length(self, stop: datetime | None) -> timedelta:
-        if self.ended is None:
-            return timedelta(0)
-        end = self.ended.at if stop is None else min(self.ended.at, stop)
+        end = self.end if stop is None else min(self.end, stop)
         return max(end - self.started.at, timedelta(0))
 
 
@@ -284,36 +315,59 @@ def _unique(facts: Iterable[Fact]) -> tuple[list[Routed], list[StateChange]]:
     return routes, states
 
 
-def _pauses(states: list[StateChange], stop: datetime | None) -> list[Pause]:
+def _pauses(
+    states: list[StateChange], stop: datetime | None, lapse: Callable[[datetime], datetime]
+) -> list[Pause]:
     pauses: list[Pause] = []
     index = 0
     while index < len(states):
         fact = states[index]
         if fact.state is State.NEEDS_INFO and (stop is None or fact.at < stop):
+            lapses_at = to_ms(lapse(fact.at))
             following = index + 1
-            while following < len(states) and states[following].state is State.NEEDS_INFO:
-                following += 1  # asked again while waiting: one pause
-            ended = states[following] if following < len(states) else None
-            pauses.append(Pause(fact, ended))
+            while (
+                following < len(states)
+                and states[following].state is State.NEEDS_INFO
+                and states[following].at < lapses_at
+            ):
+                # Asked again while waiting: one pause, and the window still counts from
+                # the first question, so that asking again cannot hold the clock longer.
+                following += 1
+            after = states[following] if following < len(states) else None
+            ended = after if after is not None and after.at < lapses_at else None
+            pauses.append(Pause(fact, ended, lapses_at))
             index = following
         else:
             index += 1
     return pauses
 
 
+def _after_pauses(moment: datetime, pauses: Iterable[tuple[datetime, datetime]]) -> datetime:
+    """Where a point of running time lands once the waits for the citizen are left out."""
+    for start, end in sorted(pauses):
+        if start <= moment:
+            moment += end - start
+    return moment
+
+
 def _run_timers(
     complaint_id: str, run: Run, policy: SlaPolicy, calendar: WorkingCalendar
 ) -> list[Timer]:
-    if run.paused_since is not None:
-        return []  # waiting for the citizen: nothing is due until the clock resumes
     working = run.unit is Unit.WORKING_DAYS
+    waited = sum((end - start for start, end in run.pauses), timedelta(0))
     timers: list[Timer] = []
     for point in timer_schedule(
-        run.clock, run.start, run.due, policy.thresholds, calendar=calendar if working else None
+        run.clock,
+        run.start,
+        run.due - waited,
+        policy.thresholds,
+        calendar=calendar if working else None,
     ):
-        if not run.running_at(point.due_at):
-            continue
         breach = point.fraction == 1.0
+        # The warnings are fractions of running time; the breach is the deadline itself.
+        due_at = run.due if breach else _after_pauses(point.due_at, run.pauses)
+        if not run.running_at(due_at):
+            continue
         timers.append(
             Timer(
                 complaint_id=complaint_id,
@@ -321,7 +375,7 @@ def _run_timers(
                 point=point.label,
                 round=run.round,
                 kind=TimerKind.BREACH if breach else TimerKind.WARNING,
-                due_at=to_ms(point.due_at),
+                due_at=to_ms(due_at),
                 deadline=run.due,
                 agency=run.agency,
                 priority=run.priority,
@@ -424,9 +478,14 @@ def build_plan(
 
     answer_window = policy.window(first.priority, Clock.ANSWER)
     answer_stop = stop_of([s.at for s in states if s.state in _ANSWER_STOPS])
-    pauses = _pauses(states, answer_stop)
+    pauses = _pauses(states, answer_stop, lambda at: reply_lapses_at(at, policy, calendar))
     paused = sum((p.length(answer_stop) for p in pauses), timedelta(0))
-    open_pause = next((p for p in pauses if p.ended is None), None)
+    # Still no reply: the last question holds the clock until its window lapses.
+    waiting = (
+        pauses[-1]
+        if pauses and answer_stop is None and states[-1].state is State.NEEDS_INFO
+        else None
+    )
     cap = window_end(calendar, received_at, answer_window)
     runs.append(
         Run(
@@ -438,13 +497,36 @@ def build_plan(
             start=calendar.local(received_at),
             due=calendar.local(cap + paused),
             stopped_at=answer_stop,
-            paused_since=open_pause.started.at if open_pause and answer_stop is None else None,
+            paused_since=waiting.started.at if waiting else None,
+            resumes_at=waiting.lapses_at if waiting else None,
+            pauses=tuple(
+                (p.started.at, p.started.at + p.length(answer_stop))
+                for p in pauses
+                if p.length(answer_stop) > timedelta(0)
+            ),
         )
     )
 
     timers: list[Timer] = []
     for run in runs:
         timers += _run_timers(complaint_id, run, policy, calendar)
+
+    answer_run = runs[-1]
+    for ordinal, pause in enumerate(pauses, start=1):
+        if pause.lapsed and answer_run.running_at(pause.lapses_at):
+            timers.append(
+                Timer(
+                    complaint_id=complaint_id,
+                    clock=Clock.ANSWER,
+                    point=REPLY_LAPSED_POINT,
+                    round=ordinal,
+                    kind=TimerKind.REPLY_LAPSED,
+                    due_at=pause.lapses_at,
+                    deadline=answer_run.due,
+                    agency=answer_run.agency,
+                    priority=answer_run.priority,
+                )
+            )
 
     responses = [s for s in states if s.state is State.RESPONDED]
     for ordinal, response in enumerate(responses, start=1):
@@ -475,7 +557,7 @@ def build_plan(
         ),
         None,
     )
-    routing_run, answer_run = runs[0], runs[-1]
+    routing_run = runs[0]
     if states:
         state = states[-1].state
     else:
@@ -511,6 +593,9 @@ def deadline_announcements(plan: Plan, fact: Fact, occurred_at: datetime) -> lis
     - the end of a pause (leaving needs_info, not by answering or closing) announces
       the answer deadline moved by the time waited; the id follows the state change
       that ended the pause, so intake records it once and notify tells the citizen.
+
+    A pause that ends by its reply window lapsing has no fact to hang on: the
+    sweep announces it when its timer fires (`lapse_announcement`).
     """
     answer = plan.run(Clock.ANSWER, 0)
     announced: list[DeadlinesSet] = []
@@ -553,3 +638,24 @@ def deadline_announcements(plan: Plan, fact: Fact, occurred_at: datetime) -> lis
             deadlines_set(f"deadlines:{ended.event_id}", ended.state, ended.event_id, plan.agency)
         )
     return announced
+
+
+def lapse_announcement(plan: Plan, timer: Timer, occurred_at: datetime) -> DeadlinesSet:
+    """The answer deadline fixed by a reply window that lapsed without a reply.
+
+    Announced like the end of a pause by a reply, so that intake records the
+    date and notify tells the citizen; the state is still needs_info.
+    """
+    pause = plan.pauses[timer.round - 1]
+    return DeadlinesSet(
+        event_id=f"deadlines:{timer.id}",
+        occurred_at=occurred_at,
+        complaint_id=plan.complaint_id,
+        region=plan.region,
+        agency=plan.agency,
+        priority=plan.priority,
+        state=State.NEEDS_INFO,
+        received_at=plan.received_at,
+        deadlines=plan.deadlines,
+        cause_event_id=pause.started.event_id,
+    )

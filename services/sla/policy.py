@@ -110,6 +110,12 @@ class Reopen(_Strict):
     reply_window: Window
 
 
+class NeedsInfo(_Strict):
+    """How long an agency's question to the citizen may hold the answer clock."""
+
+    reply_window: Window
+
+
 class SlaPolicy(_Strict):
     version: Literal[1] = 1
     thresholds: tuple[float, ...]
@@ -122,6 +128,7 @@ class SlaPolicy(_Strict):
     escalation: Escalation
     auto_close: AutoClose
     reopen: Reopen
+    needs_info: NeedsInfo
 
     @field_validator("thresholds")
     @classmethod
@@ -201,6 +208,9 @@ DEFAULTS: dict[str, Any] = {
     },
     "auto_close": {"no_reply_after": _window(_WD, 10)},
     "reopen": {"reply_window": _window(_WD, 10)},
+    # Not in DESIGN as a number: the citizen gets as long to answer a question
+    # as to react to an answer before it closes as no_reply.
+    "needs_info": {"reply_window": _window(_WD, 10)},
 }
 
 

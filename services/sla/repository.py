@@ -131,6 +131,7 @@ def clock_summary(plan: Plan, now: datetime) -> Document:
                 "due": run.due,
                 "stopped_at": run.stopped_at,
                 "paused_since": run.paused_since,
+                "resumes_at": run.resumes_at,
             }
             for run in plan.runs
         ],
@@ -166,7 +167,7 @@ class SlaStore(Protocol):
     async def claim(self, doc: Document) -> bool: ...
     async def firing(self, firing_id: str) -> Document | None: ...
     async def fired_ids(self, complaint_id: str) -> set[str]: ...
-    async def settle(self, firing_id: str, at: datetime) -> None: ...
+    async def settle(self, firing_id: str, at: datetime) -> bool: ...
     async def unsettled(self, limit: int) -> list[Document]: ...
 
     async def record_breach(self, update: BreachUpdate) -> None: ...
@@ -347,8 +348,12 @@ class MongoSlaStore:
         cursor = self.fired.find({"complaint_id": complaint_id}, {"_id": 1})
         return {doc["_id"] async for doc in cursor}
 
-    async def settle(self, firing_id: str, at: datetime) -> None:
-        await self.fired.update_one({"_id": firing_id}, {"$set": {"settled_at": at}})
+    async def settle(self, firing_id: str, at: datetime) -> bool:
+        """Mark a claim settled; True only for the call that did it."""
+        result = await self.fired.update_one(
+            {"_id": firing_id, "settled_at": None}, {"$set": {"settled_at": at}}
+        )
+        return result.modified_count == 1
 
     async def unsettled(self, limit: int) -> list[Document]:
         cursor = self.fired.find({"settled_at": None}).sort("claimed_at", ASCENDING)

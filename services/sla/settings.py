@@ -17,3 +17,5 @@ class SlaSettings(ServiceSettings):
     # A firing claimed by a replica but not settled this long after is published
     # again by any replica (JetStream drops the repeat by its message id).
     republish_after_s: float = Field(default=30.0, ge=0)
+    # How often consumer backlog and redeliveries are read from JetStream.
+    metrics_interval_s: float = Field(default=30.0, gt=0)

@@ -22,6 +22,7 @@ from lapor.contracts import (
 )
 from lapor.regions import load_regions
 from lapor.runtime.broker import EventPublisher, durable
+from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
@@ -74,9 +75,9 @@ def register(runtime: Runtime, deps: Late[handlers.SlaDeps]) -> dict[str, EventP
         title="Stop, pause and resume clocks",
         description=(
             "in_progress (or later) stops first_response; needs_info pauses the answer "
-            "clock and leaving it extends the answer deadline (announced as a new "
-            "DeadlinesSet); responded stops the answer clock and schedules auto-close; "
-            "closed and rejected stop everything."
+            "clock and leaving it, or its reply window lapsing, extends the answer "
+            "deadline (announced as a new DeadlinesSet); responded stops the answer clock "
+            "and schedules auto-close; closed and rejected stop everything."
         ),
     )
     async def on_state(event: ComplaintStateChanged) -> None:
@@ -108,7 +109,13 @@ def build_engine(
     return SlaEngine(
         MongoSlaStore(db),
         rules,
-        [publishers["alert"], publishers["escalation"], publishers["auto_close"]],
+        [
+            publishers["alert"],
+            publishers["escalation"],
+            publishers["auto_close"],
+            # The answer deadline a lapsed reply window fixes is announced by the sweep.
+            publishers["deadlines"],
+        ],
         clock,
         metrics,
         replica=replica,
@@ -127,6 +134,8 @@ def create_app(
     publishers = register(runtime, deps)
     rules = load_rules(settings)
     metrics = SlaMetrics(runtime.registry)
+    # After SlaMetrics: the shared families adopt its breach and escalation counters.
+    domain_metrics = DomainMetrics(runtime.registry)
     now = clock or (lambda: datetime.now(UTC))
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
@@ -144,8 +153,16 @@ def create_app(
             engine.run_forever(settings.sweep_interval_s, ready=lambda: runtime.broker.running),
             name="sla-sweep",
         )
+        stop_refresher = start_refresher(
+            domain_metrics,
+            None,
+            runtime.broker,
+            RefreshPlan(consumers=declared_consumers(runtime.broker)),
+            settings.metrics_interval_s,
+        )
 
         async def stop() -> None:
+            await stop_refresher()
             sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeping

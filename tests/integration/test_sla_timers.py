@@ -5,7 +5,9 @@
 (b) a sweep killed in the middle (cancelled mid-publish, or the process dying
     right after a claim) and restarted leaves no event missing and none twice;
 (c) a pause in needs_info extends the answer deadline (announced on the bus),
-    re-routing does not move it — through the real consumers.
+    re-routing does not move it — through the real consumers; a question left
+    unanswered ends its pause when the reply window lapses, and the sweep
+    announces the deadline that fixed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from nats.js.api import DeliverPolicy
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 
@@ -134,15 +137,16 @@ class Replica:
         self.db = self.client[db_name]
         self.runtime.db.set(self.db)
         self.attempts: list[str] = []
+        self.registry = CollectorRegistry()
         self.publishers = {
             key: CountingPublisher(pub, self.attempts) for key, pub in publishers.items()
         }
         self.engine = SlaEngine(
             store(self.db),
             load_rules(self.settings),
-            [self.publishers[k] for k in ("alert", "escalation", "auto_close")],
+            [self.publishers[k] for k in ("alert", "escalation", "auto_close", "deadlines")],
             clock,
-            SlaMetrics(),
+            SlaMetrics(self.registry),
             replica=name,
             batch_size=5,
             concurrency=4,
@@ -236,6 +240,14 @@ async def test_two_replicas_sweeping_together_fire_each_point_exactly_once(
 
         stored = [msg_id for msg_id, _ in await stream_events(own_nc, "lapor.event.sla.>", "TWO")]
         assert sorted(stored) == sorted(expected)
+        # Each escalation is counted once, by the replica that settled it.
+        for level in ("liaison", "head", "sekda", "ombudsman"):
+            counted = sum(
+                replica.registry.get_sample_value("lapor_sla_escalations_total", {"level": level})
+                or 0.0
+                for replica in (one, two)
+            )
+            assert counted == sum(1 for i in expected if f":{level}:" in i), level
         assert await one.db.sla_breaches.count_documents({}) == 24 * 2
         assert await one.db.sla_timers.count_documents({}) == 0
     finally:
@@ -392,5 +404,57 @@ async def test_pause_extends_the_answer_and_rerouting_does_not_through_the_bus(
         assert record is not None and record["agency"] == "DLH"
         summary = await sla.db.sla_clocks.find_one({"_id": cid})
         assert summary is not None and summary["paused_s"] == (3 * 24 + 6) * 3600
+    finally:
+        await sla.stop()
+
+
+async def test_an_unanswered_question_lapses_and_the_sweep_announces_the_new_date(
+    own_servers: Stack, own_nc: Any
+) -> None:
+    received = datetime(2026, 11, 2, 9, 0, tzinfo=WITA)
+    clock = FakeClock(received)
+    sla = await Replica(own_servers, "lapor_sla_lapse", clock, "sla", consume=True).start()
+    cid = "LAP01"
+    lapsed_id = f"deadlines:{cid}:answer:reply_lapsed:1"
+
+    async def announced() -> dict[str, dict[str, Any]]:
+        return dict(await stream_events(own_nc, subjects.COMPLAINT_DEADLINES, cid))
+
+    try:
+        await _publish(own_nc, subjects.COMPLAINT_ROUTED, routed(cid, received), f"r:{cid}")
+        ask = state(cid, "ask", State.NEEDS_INFO, datetime(2026, 11, 4, 10, tzinfo=WITA))
+        await _publish(own_nc, subjects.COMPLAINT_STATE_CHANGED, ask, ask.event_id)
+        await eventually(
+            lambda: sla.db.sla_timers.find_one({"_id": f"{cid}:answer:reply_lapsed:1"})
+        )
+
+        # The day before the window ends (10 working days: Wednesday 18 Nov 23:59:59)
+        # nothing of the answer clock has fired, although its old cap (16 Nov) passed.
+        clock.set(datetime(2026, 11, 18, 12, 0, tzinfo=WITA))
+        await sla.engine.sweep()
+        assert lapsed_id not in await announced()
+        alerts = await stream_events(own_nc, subjects.SLA_ALERT, cid)
+        assert not [msg_id for msg_id, _ in alerts if ":answer:" in msg_id]
+
+        clock.set(datetime(2026, 11, 19, 0, 0, tzinfo=WITA))
+        await sla.engine.sweep()
+        await sla.engine.sweep()  # a second sweep finds nothing left to announce
+        events = await stream_events(own_nc, subjects.COMPLAINT_DEADLINES, cid)
+        assert [msg_id for msg_id, _ in events].count(lapsed_id) == 1
+        body = dict(events)[lapsed_id]
+        assert body["event_id"] == lapsed_id and body["state"] == "needs_info"
+        assert body["cause_event_id"] == ask.event_id
+        assert body["deadlines"]["answer"] == "2026-12-01T13:59:58+08:00"
+        summary = await sla.db.sla_clocks.find_one({"_id": cid})
+        assert summary is not None
+        answer = next(run for run in summary["runs"] if run["clock"] == "answer")
+        assert answer["resumes_at"] == datetime(2026, 11, 18, 23, 59, 59, tzinfo=WITA)
+
+        # The clock runs again: the answer is breached at the deadline just announced.
+        clock.set(datetime(2026, 12, 1, 14, 0, tzinfo=WITA))
+        await sla.engine.sweep()
+        alerts = await stream_events(own_nc, subjects.SLA_ALERT, cid)
+        breach = dict(alerts)[f"{cid}:answer:breach:0"]
+        assert breach["due_at"] == "2026-12-01T13:59:58+08:00"
     finally:
         await sla.stop()

@@ -159,9 +159,12 @@ class MemorySlaStore:
         await self._io("fired_ids")
         return {key for key, doc in self.fired.items() if doc["complaint_id"] == complaint_id}
 
-    async def settle(self, firing_id: str, at: datetime) -> None:
-        if firing_id in self.fired:
-            self.fired[firing_id]["settled_at"] = bson(at)
+    async def settle(self, firing_id: str, at: datetime) -> bool:
+        doc = self.fired.get(firing_id)
+        if doc is None or doc.get("settled_at") is not None:
+            return False
+        doc["settled_at"] = bson(at)
+        return True
 
     async def unsettled(self, limit: int) -> list[Document]:
         found = [d for d in self.fired.values() if d.get("settled_at") is None]

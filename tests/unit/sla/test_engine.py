@@ -12,10 +12,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from prometheus_client import CollectorRegistry
+
 from lapor.contracts import ComplaintRouted, ComplaintStateChanged, Priority, State, subjects
+from lapor.runtime.metrics import DomainMetrics
 from services.sla.calendar import load_calendar
 from services.sla.engine import MODELS, SlaEngine
 from services.sla.handlers import SlaDeps, handle_routed, handle_state_changed
+from services.sla.metrics import SlaMetrics
 from services.sla.plan import RegionRules
 from services.sla.policy import load_policy
 from tests.unit.sla.fakes import FakeClock, MemorySlaStore, RecordingPublisher, Sink, routed, state
@@ -78,7 +82,10 @@ class Harness:
             await self.sweep()
 
     def sla_ids(self) -> list[str]:
-        return [i for s, i, _ in self.sink.messages if s in MODELS]
+        """Warnings, breaches, escalations and auto-close: not the deadlines announced."""
+        return [
+            i for s, i, _ in self.sink.messages if s in MODELS and s != subjects.COMPLAINT_DEADLINES
+        ]
 
     def alerts(self) -> list[dict[str, object]]:
         return self.sink.bodies(subjects.SLA_ALERT)
@@ -184,6 +191,100 @@ async def test_needs_info_pauses_the_answer_and_the_citizen_is_told_the_new_date
     # A repeated delivery of the reply announces nothing new.
     await sla.send(state("C1", "reply", State.IN_PROGRESS, wita(11, 12, 10), State.NEEDS_INFO))
     assert len(sla.sink.bodies(subjects.COMPLAINT_DEADLINES)) == 2
+
+
+async def test_an_unanswered_question_lapses_and_the_new_date_is_announced_once() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(routed("C1", wita(11, 2, 9)))
+    await sla.run_until(wita(11, 6, 10))
+    await sla.send(state("C1", "ask", State.NEEDS_INFO, sla.clock.now, State.ASSIGNED))
+    # The citizen never replies. Until the window lapses (20 Nov 23:59:59) the
+    # answer clock is held: none of its warnings, no breach of its old cap.
+    await sla.run_until(wita(11, 20, 23, 45))
+    assert not [i for i in sla.sla_ids() if ":answer:" in i]
+    assert sla.sink.ids(subjects.COMPLAINT_DEADLINES) == ["deadlines:routed:C1:0"]
+
+    await sla.run_until(wita(11, 21, 0, 0))
+    assert sla.sink.ids(subjects.COMPLAINT_DEADLINES)[-1] == "deadlines:C1:answer:reply_lapsed:1"
+    lapsed = sla.sink.bodies(subjects.COMPLAINT_DEADLINES)[-1]
+    assert lapsed["state"] == "needs_info"
+    assert lapsed["cause_event_id"] == "state:command:C1:ask"
+    # The cap moved by the whole window: 14 days 13:59:59 after 16 Nov 23:59:59.
+    assert lapsed["deadlines"]["answer"] == "2026-12-01T13:59:58+08:00"
+
+    # The clock runs again: the warnings and the breach come at the extended times.
+    await sla.run_until(wita(12, 2))
+    answer_alerts = [a for a in sla.alerts() if a["clock"] == "answer"]
+    assert [a["percent"] for a in answer_alerts] == [50, 80, 100]
+    assert {a["due_at"] for a in answer_alerts} == {"2026-12-01T13:59:58+08:00"}
+    assert sla.fired_at["C1:answer:warn50:0"] == wita(11, 24, 6, 30)
+    assert sla.fired_at["C1:answer:breach:0"] == wita(12, 1, 14, 0)
+    # A reply long after the lapse changes the deadline no more, and nothing is announced twice.
+    await sla.send(state("C1", "reply", State.IN_PROGRESS, sla.clock.now, State.NEEDS_INFO))
+    await sla.run_until(wita(12, 3))
+    announced = sla.sink.ids(subjects.COMPLAINT_DEADLINES)
+    assert announced == ["deadlines:routed:C1:0", "deadlines:C1:answer:reply_lapsed:1"]
+    assert Counter(i for _, i in sla.sink.attempts)["deadlines:C1:answer:reply_lapsed:1"] == 1
+
+
+async def test_a_reply_in_time_cancels_the_lapse() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(
+        routed("C1", wita(11, 2, 9)),
+        state("C1", "ask", State.NEEDS_INFO, wita(11, 6, 10), State.ASSIGNED),
+    )
+    assert "C1:answer:reply_lapsed:1" in sla.store.timers
+    sla.clock.set(wita(11, 20, 22))
+    await sla.send(state("C1", "reply", State.IN_PROGRESS, sla.clock.now, State.NEEDS_INFO))
+    assert "C1:answer:reply_lapsed:1" not in sla.store.timers
+    await sla.run_until(wita(11, 22))
+    assert sla.sink.ids(subjects.COMPLAINT_DEADLINES) == [
+        "deadlines:routed:C1:0",
+        "deadlines:state:command:C1:reply",
+    ]
+
+
+async def test_escalations_are_counted_by_level_once_per_firing() -> None:
+    registry = CollectorRegistry()
+    sla = Harness(wita(12, 21, 10))
+    sla.engine.metrics = SlaMetrics(registry)
+    shared = DomainMetrics(registry)
+    assert shared.escalations is sla.engine.metrics.escalations
+    await sla.send(routed("C1", wita(12, 21, 10)))
+    # The liaison notice is published, then the process dies before settling it.
+    sla.clock.set(wita(12, 31, 0, 0))
+    escalation = sla.publishers[subjects.SLA_ESCALATION]
+    real_settle = sla.store.settle
+
+    async def crash_on_liaison(firing_id: str, at: datetime) -> bool:
+        if firing_id == "C1:first_response:liaison:0" and escalation.sink.ids(
+            subjects.SLA_ESCALATION
+        ):
+            sla.store.settle = real_settle  # type: ignore[method-assign]
+            raise ConnectionError("simulated: the database went away")
+        return await real_settle(firing_id, at)
+
+    sla.store.settle = crash_on_liaison  # type: ignore[method-assign]
+    await sla.sweep()
+
+    def count(level: str) -> float:
+        value = registry.get_sample_value("lapor_sla_escalations_total", {"level": level})
+        return value or 0.0
+
+    assert count("liaison") == 0
+    restarted = Harness(sla.clock.now, store=sla.store, sink=sla.sink)
+    restarted.engine.metrics = sla.engine.metrics
+    await restarted.engine.sweep(startup=True)
+    await restarted.engine.sweep()
+    assert count("liaison") == 1
+    restarted.clock.set(wita(1, 25))
+    await restarted.engine.sweep()
+    await restarted.engine.sweep(startup=True)
+    # Both clocks went up the whole chain (first response and answer): two per level.
+    raised = sla.sink.bodies(subjects.SLA_ESCALATION)
+    assert len(raised) == len({e["event_id"] for e in raised}) == 8
+    levels = ("liaison", "head", "sekda", "ombudsman")
+    assert {level: count(level) for level in levels} == dict.fromkeys(levels, 2)
 
 
 async def test_rerouting_restarts_first_response_for_the_new_agency_only() -> None:

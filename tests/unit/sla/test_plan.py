@@ -20,12 +20,13 @@ from services.sla.plan import (
     TimerKind,
     build_plan,
     deadline_announcements,
+    lapse_announcement,
     routed_fact,
     routing_round,
     state_fact,
     to_ms,
 )
-from services.sla.policy import load_policy
+from services.sla.policy import load_policy, parse_policy
 from tests.unit.sla.fakes import routed, state
 
 BANJAR = Path(__file__).resolve().parents[3] / "data" / "regions" / "banjar"
@@ -120,14 +121,110 @@ def test_pause_extends_the_answer_by_the_time_waited() -> None:
     assert ids(plan, Clock.FIRST_RESPONSE) == {"C1:first_response:warn50:0"}
 
 
-def test_while_waiting_for_the_citizen_the_answer_clock_has_no_timers() -> None:
+def test_while_waiting_for_the_citizen_nothing_of_the_answer_is_due_before_the_lapse() -> None:
+    asked = wita(11, 6, 10)  # Friday
+    plan = plan_of(
+        routed("C1", wita(11, 2, 9)),
+        state("C1", "ask", State.NEEDS_INFO, asked, State.ASSIGNED),
+    )
+    # 10 working days from Friday 6 Nov: 9..13 and 16..20 Nov.
+    lapse = wita(11, 20, 23, 59, 59)
+    answer = plan.run(Clock.ANSWER, 0)
+    assert answer is not None
+    assert answer.paused_since == to_ms(asked) and answer.resumes_at == lapse
+    # Without a reply the pause ends by itself: the cap moves by the whole window.
+    assert plan.paused == lapse - asked
+    assert plan.deadlines.answer == wita(11, 16, 23, 59, 59) + (lapse - asked)
+    lapsed = plan.timer("C1:answer:reply_lapsed:1")
+    assert lapsed is not None and lapsed.kind is TimerKind.REPLY_LAPSED
+    assert lapsed.due_at == lapse
+    answer_timers = [t for t in plan.timers if t.clock is Clock.ANSWER]
+    assert {t.point for t in answer_timers} >= {"warn50", "warn80", "breach", "reply_lapsed"}
+    assert min(t.due_at for t in answer_timers) == lapse
+    # The 50% point fell on 9 Nov 16:30, while waiting: it moves by the whole wait.
+    warn50 = plan.timer("C1:answer:warn50:0")
+    assert warn50 is not None and warn50.due_at == wita(11, 9, 16, 30) + (lapse - asked)
+
+
+def test_a_reply_within_the_window_cancels_the_lapse() -> None:
+    plan = plan_of(
+        routed("C1", wita(11, 2, 9)),
+        state("C1", "ask", State.NEEDS_INFO, wita(11, 6, 10), State.ASSIGNED),
+        state("C1", "reply", State.IN_PROGRESS, wita(11, 20, 23), State.NEEDS_INFO),
+    )
+    assert plan.timer("C1:answer:reply_lapsed:1") is None
+    assert plan.paused == wita(11, 20, 23) - wita(11, 6, 10)
+    answer = plan.run(Clock.ANSWER, 0)
+    assert answer is not None and answer.paused_since is None and answer.resumes_at is None
+
+
+def test_a_reply_after_the_lapse_moves_nothing_and_announces_nothing() -> None:
+    events: list[Sent] = [
+        routed("C1", wita(11, 2, 9)),
+        state("C1", "ask", State.NEEDS_INFO, wita(11, 6, 10), State.ASSIGNED),
+    ]
+    lapsed = plan_of(*events)
+    late_reply = state("C1", "reply", State.IN_PROGRESS, wita(11, 23, 9), State.NEEDS_INFO)
+    replied = plan_of(*events, late_reply)
+    assert replied.deadlines == lapsed.deadlines
+    assert replied.paused == lapsed.paused == wita(11, 20, 23, 59, 59) - wita(11, 6, 10)
+    assert deadline_announcements(replied, fact(late_reply), wita(11, 23, 9)) == []
+    answer = replied.run(Clock.ANSWER, 0)
+    assert answer is not None and answer.paused_since is None
+    # Asked again after the late reply: a new pause with a window of its own.
+    again = plan_of(
+        *events,
+        late_reply,
+        state("C1", "ask2", State.NEEDS_INFO, wita(11, 24, 9), State.IN_PROGRESS),
+    )
+    assert {t.id for t in again.timers if t.kind is TimerKind.REPLY_LAPSED} == {
+        "C1:answer:reply_lapsed:1",
+        "C1:answer:reply_lapsed:2",
+    }
+    assert again.timer("C1:answer:reply_lapsed:2").due_at == wita(12, 8, 23, 59, 59)  # type: ignore[union-attr]
+
+
+def test_an_answer_while_waiting_ends_the_pause_before_its_lapse() -> None:
+    plan = plan_of(
+        routed("C1", wita(11, 2, 9)),
+        state("C1", "ask", State.NEEDS_INFO, wita(11, 6, 10), State.ASSIGNED),
+        state("C1", "answer", State.RESPONDED, wita(11, 9, 10), State.NEEDS_INFO),
+    )
+    assert not [t for t in plan.timers if t.kind is TimerKind.REPLY_LAPSED]
+    assert plan.paused == timedelta(days=3)
+
+
+def test_the_reply_window_is_the_region_policy() -> None:
+    rules = RULES["banjar"]
+    short = RegionRules(
+        rules.calendar,
+        parse_policy({"needs_info": {"reply_window": {"unit": "clock_hours", "amount": 48}}}),
+    )
+    facts = [
+        fact(routed("C1", wita(11, 2, 9))),
+        fact(state("C1", "ask", State.NEEDS_INFO, wita(11, 6, 10), State.ASSIGNED)),
+    ]
+    plan = build_plan("C1", facts, {"banjar": short})
+    assert plan is not None
+    assert plan.timer("C1:answer:reply_lapsed:1").due_at == wita(11, 8, 10)  # type: ignore[union-attr]
+    assert plan.paused == timedelta(hours=48)
+    assert plan.deadlines.answer == wita(11, 18, 23, 59, 59)
+
+
+def test_the_lapse_announces_the_answer_deadline_it_fixed() -> None:
     plan = plan_of(
         routed("C1", wita(11, 2, 9)),
         state("C1", "ask", State.NEEDS_INFO, wita(11, 6, 10), State.ASSIGNED),
     )
-    assert ids(plan, Clock.ANSWER) == set()
-    answer = plan.run(Clock.ANSWER, 0)
-    assert answer is not None and answer.paused_since == to_ms(wita(11, 6, 10))
+    timer = plan.timer("C1:answer:reply_lapsed:1")
+    assert timer is not None
+    announced = lapse_announcement(plan, timer, wita(11, 21))
+    assert announced.event_id == "deadlines:C1:answer:reply_lapsed:1"
+    assert announced.cause_event_id == "state:command:C1:ask"
+    assert announced.state is State.NEEDS_INFO
+    assert announced.agency == "PUPR"
+    assert announced.deadlines == plan.deadlines
+    assert announced.deadlines.answer == wita(12, 1, 13, 59, 58)
 
 
 def test_two_pauses_add_up_and_an_answer_during_a_pause_ends_it() -> None:
