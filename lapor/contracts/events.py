@@ -78,6 +78,11 @@ class ComplaintReceived(Event):
     )
     anonymous: bool = False
     confidential: bool = False
+    text_truncated: bool = Field(
+        default=False,
+        description="The text was longer than the limit (about 1,600 characters) and was cut; "
+        "the acknowledgement tells the citizen.",
+    )
 
 
 class ComplaintRouted(Event):
@@ -141,7 +146,8 @@ class CitizenCommandAnswered(Event):
     answer_due: datetime | None = None
     score: int | None = Field(default=None, ge=1, le=5)
     refused: str | None = Field(
-        default=None, description="Why the command changed nothing (BUKA outside the rules)."
+        default=None,
+        description="Why the command changed nothing (BUKA or NILAI outside the rules).",
     )
     reopen_until: datetime | None = Field(
         default=None, description="Last moment the citizen may reopen, if answered or closed."

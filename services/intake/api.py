@@ -238,7 +238,8 @@ def build_router(
             _403="Not allowed for this role or agency",
             _404="No such complaint",
             _409="Not allowed in the complaint's current state",
-            _422="The action lacks what it needs (text, outcome, ...)",
+            _422="The action lacks what it needs (text, outcome, ...) or names an agency "
+            "or a complaint that does not exist",
         ),
         summary="An action on a complaint by an officer, an admin or (secret link) its reporter",
     )

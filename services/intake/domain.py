@@ -70,7 +70,9 @@ def new_complaint(
         at=stored_at,
         actor=f"intake:{channel.value}",
         state=State.RECEIVED,
-        reason="complaint stored",
+        reason="complaint stored" + (f": text cut to {len(text)} characters" if truncated else ""),
+        # The citizen is told in the acknowledgement; agencies see it here.
+        detail={"text_truncated": True, "kept_chars": len(text)} if truncated else {},
     )
     return {
         "_id": tracking_id,
@@ -116,6 +118,7 @@ def received_event(doc: dict[str, Any], reply_to: str | None) -> ComplaintReceiv
         reply_to=reply_to,
         anonymous=doc["anonymous"],
         confidential=doc["confidential"],
+        text_truncated=doc.get("text_truncated", False),
     )
 
 
@@ -160,6 +163,12 @@ def routed_transition(event: ComplaintRouted) -> Transition:
     )
 
 
+def routing_round(event: ComplaintRouted) -> int:
+    """The round a routing decision answers, from its id `routed:<complaint>:<round>`."""
+    head, _, tail = event.event_id.rpartition(":")
+    return int(tail) if head.startswith("routed:") and tail.isdigit() else 0
+
+
 def deadlines_transition(event: DeadlinesSet) -> Transition:
     deadlines = event.deadlines.model_dump()
     return Transition(
@@ -186,18 +195,6 @@ def citizen_reply_transition(event_id: str, at: datetime, text: str) -> Transiti
         state=None,
         reason="citizen added information",
         detail={"text": text},
-    )
-
-
-def rating_transition(event_id: str, at: datetime, score: int, comment: str) -> Transition:
-    return Transition(
-        event_id=event_id,
-        at=at,
-        actor="citizen",
-        state=None,
-        reason=f"citizen rated {score}/5",
-        fields={"rating": {"score": score, "comment": comment, "at": at}},
-        detail={"score": score},
     )
 
 

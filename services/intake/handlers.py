@@ -66,6 +66,9 @@ class IntakeDeps:
     duplicate_similarity: float = 90.0
     senders: KeyedLock = field(default_factory=KeyedLock)
     region_ids: frozenset[str] = frozenset({"banjar"})
+    # Agency codes of each region's directory: what triage decisions and forward
+    # suggestions may name.
+    agencies: Mapping[str, frozenset[str]] = field(default_factory=dict)
     metrics: DomainMetrics | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -282,10 +285,10 @@ async def _answer_command(
     # The gateway message id makes the change and the answer happen once.
     event_id = f"command:{source_key}"
     refused: str | None = None
-    if found and doc is not None and isinstance(command, Reopen):
-        doc, refused = await _reopen(deps, command, source_key, sender_hash or "", doc)
-    elif found and doc is not None and isinstance(command, CitizenReply | Rating):
-        doc = await _citizen_command(deps, command, source_key, sender_hash or "") or doc
+    if found and doc is not None and isinstance(command, Reopen | Rating):
+        doc, refused = await _refusable(deps, _sms_command(command, source_key, sender_hash), doc)
+    elif found and doc is not None and isinstance(command, CitizenReply):
+        doc = await _citizen_reply(deps, command, source_key, sender_hash) or doc
     kind = {StatusQuery: "status", CitizenReply: "reply", Rating: "rating", Reopen: "reopen"}[
         type(command)
     ]
@@ -307,19 +310,36 @@ async def _answer_command(
     await deps.answered.publish(answer, msg_id=event_id)
 
 
-async def _reopen(
-    deps: IntakeDeps, command: Reopen, source_key: str, sender_hash: str, doc: dict[str, Any]
-) -> tuple[dict[str, Any], str | None]:
-    """BUKA: reopened under the lifecycle rules, or the reason it was not (told to the citizen)."""
-    reopen = ComplaintCommand(
+def _sms_command(
+    command: CitizenReply | Rating | Reopen, source_key: str, sender_hash: str | None
+) -> ComplaintCommand:
+    """BALAS, NILAI and BUKA as lifecycle commands; the gateway message id is the command id."""
+    if isinstance(command, CitizenReply):
+        action, text, score = Action.REPLY, command.text, None
+    elif isinstance(command, Rating):
+        action, text, score = Action.RATE, command.comment, command.score
+    else:
+        action, text, score = Action.REOPEN, command.reason, None
+    return ComplaintCommand(
         command_id=source_key,
         complaint_id=command.tracking_id,
-        action=Action.REOPEN,
-        actor=Actor(role=Role.CITIZEN, id=f"sms:{sender_hash[:12]}"),
-        text=command.reason,
+        action=action,
+        actor=Actor(role=Role.CITIZEN, id=f"sms:{(sender_hash or '')[:12]}"),
+        text=text,
+        score=score,
     )
+
+
+async def _refusable(
+    deps: IntakeDeps, command: ComplaintCommand, doc: dict[str, Any]
+) -> tuple[dict[str, Any], str | None]:
+    """NILAI and BUKA under the lifecycle rules, or the reason they changed nothing.
+
+    As on the web, a rating before the answer is refused rather than kept: a
+    score in the complaint would count in the agency's performance report.
+    """
     try:
-        return await execute(reopen, deps), None
+        return await execute(command, deps), None
     except lifecycle.Refused as refused:
         return doc, refused.reason
 
@@ -338,7 +358,13 @@ async def execute(command: ComplaintCommand, deps: IntakeDeps) -> dict[str, Any]
         if event_id in doc.get("event_ids", []):
             return doc  # a retried command: it already took effect
         now = deps.clock()
-        decision = lifecycle.decide(doc, command, now=now, reopen_until=_reopen_until(doc, deps))
+        known = lifecycle.Known(
+            agencies=deps.agencies.get(doc["region"], frozenset()),
+            duplicate=await deps.repo.get(command.duplicate_of) if command.duplicate_of else None,
+        )
+        decision = lifecycle.decide(
+            doc, command, now=now, reopen_until=_reopen_until(doc, deps), known=known
+        )
         transition = domain.command_transition(command, decision, now)
         updated = await deps.repo.apply_held(command.complaint_id, transition)
     assert updated is not None
@@ -380,33 +406,46 @@ def _reopen_until(doc: dict[str, Any], deps: IntakeDeps) -> datetime | None:
     return since + deps.reopen_window if since else None
 
 
-async def _citizen_command(
-    deps: IntakeDeps, command: CitizenReply | Rating, source_key: str, sender_hash: str
+async def _citizen_reply(
+    deps: IntakeDeps, command: CitizenReply, source_key: str, sender_hash: str | None
 ) -> dict[str, Any] | None:
-    """BALAS and NILAI go through the lifecycle rules (an answer to a question resumes
-    the agency's clock); what the rules do not allow is still kept as a note."""
-    is_reply = isinstance(command, CitizenReply)
-    lifecycle_command = ComplaintCommand(
-        command_id=source_key,
-        complaint_id=command.tracking_id,
-        action=Action.REPLY if is_reply else Action.RATE,
-        actor=Actor(role=Role.CITIZEN, id=f"sms:{sender_hash[:12]}"),
-        text=command.text if isinstance(command, CitizenReply) else command.comment,
-        score=command.score if isinstance(command, Rating) else None,
-    )
+    """BALAS goes through the lifecycle rules (an answer to a question resumes the
+    agency's clock); what the rules do not allow is still kept as a note."""
     try:
-        return await execute(lifecycle_command, deps)
+        return await execute(_sms_command(command, source_key, sender_hash), deps)
     except lifecycle.Refused:
         event_id, now = domain.command_event_id(source_key), deps.clock()
-        if isinstance(command, CitizenReply):
-            note = domain.citizen_reply_transition(event_id, now, command.text)
-        else:
-            note = domain.rating_transition(event_id, now, command.score, command.comment)
+        note = domain.citizen_reply_transition(event_id, now, command.text)
         return await deps.repo.apply(command.tracking_id, note)
 
 
 async def handle_routed(event: ComplaintRouted, deps: IntakeDeps) -> None:
-    await _record(deps, event.complaint_id, domain.routed_transition(event))
+    """Record a routing decision if the lifecycle still wants it.
+
+    A decision that no longer applies (its round is over, or an admin archived,
+    merged or decided the complaint meanwhile) changes nothing and is acknowledged.
+    """
+    transition = domain.routed_transition(event)
+    async with deps.repo.writing(event.complaint_id):
+        doc = await deps.repo.get(event.complaint_id)
+        if doc is None:
+            # The complaint may not be visible yet; a redelivery will find it.
+            raise LookupError(f"{transition.event_id}: unknown complaint {event.complaint_id}")
+        if transition.event_id not in doc.get("event_ids", []):
+            try:
+                lifecycle.check_routing(doc, domain.routing_round(event))
+            except lifecycle.Refused as refused:
+                log.info(
+                    "routing decision ignored: %s",
+                    refused.reason,
+                    extra={"complaint_id": event.complaint_id, "event_id": event.event_id},
+                )
+                return
+            doc = await deps.repo.apply_held(event.complaint_id, transition)
+    assert doc is not None
+    # Also for a redelivery of a recorded decision: its announcement is repeated
+    # under the same id, in case the first one was lost.
+    await _announce(deps, doc, transition)
 
 
 async def handle_deadlines(event: DeadlinesSet, deps: IntakeDeps) -> None:

@@ -5,7 +5,7 @@ after, the reason for the history, the fields to set) or `Refused` with a reason
 a person can read. Nothing here touches storage or the bus.
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -72,12 +72,30 @@ class Decision:
     reroute: bool = False
 
 
+@dataclass(frozen=True)
+class Known:
+    """What the rules need to know beyond the complaint itself.
+
+    `agencies`: the agency codes of the complaint's region directory; a triage
+    decision or a forward suggestion naming anything else would send the
+    complaint nowhere. `duplicate`: the stored complaint that `duplicate_of`
+    names, None if there is none.
+    """
+
+    agencies: Collection[str] = ()
+    duplicate: Mapping[str, Any] | None = None
+
+
+NOTHING_KNOWN = Known()
+
+
 def decide(
     complaint: Mapping[str, Any],
     command: ComplaintCommand,
     *,
     now: datetime,
     reopen_until: datetime | None = None,
+    known: Known = NOTHING_KNOWN,
 ) -> Decision:
     """Check `command` against the rules and the complaint; raise `Refused` if not allowed."""
     rule = RULES[command.action]
@@ -92,7 +110,47 @@ def decide(
         raise Refused(
             f"cannot {command.action.value} a complaint that is {state.value} (allowed: {allowed})"
         )
-    return _DECIDERS[command.action](complaint, command, rule, now, reopen_until)
+    decision = _DECIDERS[command.action](complaint, command, rule, now, reopen_until)
+    _check_references(complaint, command, known)
+    return decision
+
+
+def _check_references(c: Mapping[str, Any], cmd: ComplaintCommand, known: Known) -> None:
+    """The agency and the complaint a command names must exist, or nothing changes."""
+    if cmd.action is Action.DECIDE_TRIAGE or (cmd.action is Action.FORWARD and cmd.agency):
+        if cmd.agency not in known.agencies:
+            raise Refused(
+                f"unknown agency code {cmd.agency!r} in the directory of region "
+                f"{c.get('region')!r}",
+                status=422,
+            )
+        if cmd.action is Action.FORWARD and cmd.agency == c.get("agency"):
+            raise Refused("a forward suggests another agency than your own", status=422)
+    merging = cmd.action is Action.MERGE or (
+        cmd.action is Action.CLOSE and cmd.outcome is Outcome.DUPLICATE
+    )
+    if merging and known.duplicate is None:
+        raise Refused(f"duplicate_of names no existing complaint: {cmd.duplicate_of}", status=422)
+
+
+# Routing answers the question a complaint asks each time it enters `received`
+# (stored, forwarded, decided by an admin); each time is a new round.
+ROUTING_FROM = frozenset({State.RECEIVED})
+
+
+def check_routing(complaint: Mapping[str, Any], round_: int) -> None:
+    """Raise `Refused` if a routing decision of `round_` no longer applies to the complaint.
+
+    Decisions arrive asynchronously: by the time one lands, an admin may have
+    archived, merged or decided the complaint, or an agency forwarded it and a
+    newer round is under way. Such a decision must not overwrite what happened since.
+    """
+    current = int(complaint.get("routing_round", 0))
+    if round_ != current:
+        raise Refused(f"routing round {round_} does not apply: the complaint is in round {current}")
+    state = State(complaint["state"])
+    if state not in ROUTING_FROM:
+        raise Refused(f"cannot route a complaint that is {state.value}")
 
 
 def _require_text(command: ComplaintCommand, what: str) -> str:

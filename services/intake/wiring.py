@@ -169,6 +169,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 phone_key=settings.phone_hash_key.get_secret_value().encode(),
                 min_words=settings.min_words,
                 region_ids=frozenset(regions),
+                agencies={rid: frozenset(d.codes) for rid, d in directories.items()},
                 rate_limit=RateLimit(settings.rate_per_hour, settings.rate_per_day),
                 duplicate_window=timedelta(hours=settings.duplicate_window_hours),
                 duplicate_similarity=settings.duplicate_similarity,

@@ -4,6 +4,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from lapor.contracts import (
@@ -44,8 +45,47 @@ class CitizenMessage:
     region: str | None
 
 
-def acknowledgement(event: DeadlinesSet, agency_name: str) -> CitizenMessage:
+# SLA announces deadlines with these states after a routing decision; any other
+# state means the announcement is the end of a wait for the citizen (a reply, a
+# forward, or the reply window lapsing in needs_info), which moved the answer date.
+_ROUTING_STATES = frozenset({State.ASSIGNED, State.TRIAGE})
+
+
+def answer_moved(event: DeadlinesSet, acknowledged_answer: datetime | None) -> bool:
+    """True when `event` tells a new answer date rather than acknowledging the complaint:
+    it ends a wait for the citizen, or its date differs from the one the first
+    acknowledgement gave (`acknowledged_answer`, None before that)."""
+    if event.state not in _ROUTING_STATES:
+        return True
+    answer = event.deadlines.answer
+    if acknowledged_answer is None or answer is None:
+        return False
+    told = acknowledged_answer
+    if told.tzinfo is None:  # read back without zone information: stored as UTC
+        told = told.replace(tzinfo=UTC)
+    # The database keeps milliseconds: a difference below that is the same date.
+    return abs(answer - told) >= timedelta(milliseconds=1)
+
+
+def acknowledgement(
+    event: DeadlinesSet,
+    agency_name: str,
+    *,
+    truncated: bool = False,
+    acknowledged_answer: datetime | None = None,
+) -> CitizenMessage:
+    if answer_moved(event, acknowledged_answer):
+        extended = {
+            "tracking_id": event.complaint_id,
+            "agency_name": agency_name or "Diskominfo",
+            "answer_date": event.deadlines.answer,
+        }
+        return CitizenMessage(
+            "deadline_extended", extended, event.event_id, event.complaint_id, event.region
+        )
     template = "ack_triage" if event.agency is None else "ack"
+    # An over-long SMS was cut: the citizen learns that only its beginning counts.
+    template += "_truncated" if truncated else ""
     values: dict[str, Any] = {
         "tracking_id": event.complaint_id,
         "answer_date": event.deadlines.answer,
@@ -72,6 +112,9 @@ _REJECTION_TEMPLATES = {
     RejectionReason.UNKNOWN_REGION: "reject_unknown_region",
     RejectionReason.TOO_SHORT: "reject_too_short",
     RejectionReason.RATE_LIMITED: "reject_rate_limited",
+    RejectionReason.BAD_TRACKING_ID: "reject_bad_tracking_id",
+    RejectionReason.BAD_RATING: "reject_bad_rating",
+    RejectionReason.EMPTY: "reject_empty",
 }
 
 
@@ -104,6 +147,9 @@ def command_reply(event: CitizenCommandAnswered, agency_name: str) -> CitizenMes
         values["agency_name"] = agency_name
     elif event.command == "reopen":
         template = "reopen_refused"
+        values["state_label"] = state_label(event.state or "received")
+    elif event.command == "rating" and event.refused is not None:
+        template = "rating_refused"
         values["state_label"] = state_label(event.state or "received")
     else:
         template = "rating_received"

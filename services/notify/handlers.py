@@ -87,6 +87,7 @@ async def handle_received(event: ComplaintReceived, deps: NotifyDeps) -> None:
             # For the assignment notice to the agency; never the reporter's identity.
             "text": event.text,
             "received_at": event.received_at,
+            "text_truncated": event.text_truncated,
         },
     )
 
@@ -112,7 +113,17 @@ async def handle_routed(event: ComplaintRouted, deps: NotifyDeps, delivery: int 
 
 async def handle_deadlines(event: DeadlinesSet, deps: NotifyDeps, delivery: int = 1) -> None:
     name = deps.agencies.name_of(event.region, event.agency) if event.agency else ""
-    notes = await _citizen(deps, domain.acknowledgement(event, name), delivery)
+    contact = await deps.repo.contact(event.complaint_id) or {}
+    ack = domain.acknowledgement(
+        event,
+        name,
+        truncated=bool(contact.get("text_truncated")),
+        acknowledged_answer=contact.get("acknowledged_answer"),
+    )
+    notes = await _citizen(deps, ack, delivery)
+    if ack.template != "deadline_extended" and event.deadlines.answer is not None:
+        # Kept once: every later announcement is compared with what the citizen was told first.
+        await deps.repo.note_acknowledged_answer(event.complaint_id, event.deadlines.answer)
     if domain.is_new_assignment(event):
         facts = await _facts(deps, event.complaint_id, event.cause_event_id, delivery)
         notice = domain.assignment_notice(event, name, facts)

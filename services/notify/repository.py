@@ -79,6 +79,18 @@ class NotificationRepository:
             found["sms"] = self.cipher.open(found["sms"], complaint_id)
         return found
 
+    async def note_acknowledged_answer(self, complaint_id: str, answer: datetime) -> None:
+        """Keep the answer date of the first acknowledgement; later ones change nothing."""
+        await self.contacts.update_one(
+            {"_id": complaint_id, "acknowledged_answer": {"$exists": False}},
+            {"$set": {"acknowledged_answer": answer}},
+        )
+
+    async def region_of(self, complaint_id: str) -> str | None:
+        """The complaint's region; None when notify never heard of the complaint."""
+        found = await self.contacts.find_one({"_id": complaint_id}, {"region": 1})
+        return None if found is None else str(found.get("region") or "")
+
     async def save_routing(self, routed_event_id: str, routing: Document) -> None:
         # Keyed by the routed event: DeadlinesSet names it as its cause.
         await self.routings.update_one({"_id": routed_event_id}, {"$set": routing}, upsert=True)

@@ -28,6 +28,8 @@ class NotifySettings(ServiceSettings):
     max_sms_segments: int = Field(default=2, ge=1, le=10)
     # Agency whose contacts hear about complaints no agency owns yet (triage).
     admin_agency: str = Field(default="DISKOMINFO", pattern=_AGENCY_CODE.pattern)
+    # How often consumer backlog and redeliveries are read from JetStream.
+    metrics_interval_s: float = Field(default=30.0, gt=0)
 
     sms_gateway_url: HttpUrl | None = None
     sms_gateway_auth_header: str = Field(default="Authorization", pattern=_HEADER_NAME.pattern)

@@ -3,6 +3,7 @@
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from fastapi import FastAPI
@@ -26,6 +27,7 @@ from lapor.contracts import (
 )
 from lapor.regions import load_regions
 from lapor.runtime.broker import EventPublisher, durable
+from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
@@ -36,6 +38,7 @@ from lapor.runtime.service import (
     docs_runtime,
 )
 from services.notify import handlers
+from services.notify.api import delivery_router
 from services.notify.catalog import AgencyCatalog, SmsRenderer
 from services.notify.channels import (
     BusSms,
@@ -248,6 +251,9 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             + ", ".join(missing)
         )
     metrics = NotifyMetrics(runtime.registry)
+    # After NotifyMetrics: the shared families adopt its notification counter.
+    domain_metrics = DomainMetrics(runtime.registry)
+    zones = {rid: ZoneInfo(region.timezone) for rid, region in regions.items()}
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
         repo = NotificationRepository(db, settings.infra.pii.cipher())
@@ -265,13 +271,26 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             )
         )
         _warn_about_gaps(settings, catalog)
+        stop_refresher = start_refresher(
+            domain_metrics,
+            None,
+            runtime.broker,
+            RefreshPlan(consumers=declared_consumers(runtime.broker)),
+            settings.metrics_interval_s,
+        )
 
         async def stop() -> None:
+            await stop_refresher()
             await client.aclose()
 
         return stop
 
-    return create_service_app(runtime, on_start=on_start, description=DESCRIPTION)
+    return create_service_app(
+        runtime,
+        on_start=on_start,
+        routers=[delivery_router(lambda: deps.get().repo, zones, settings.default_region)],
+        description=DESCRIPTION,
+    )
 
 
 def asyncapi() -> FastStream:

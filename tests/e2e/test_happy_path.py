@@ -195,12 +195,36 @@ async def test_citizen_checks_status_by_sms_and_strangers_learn_nothing(
     assert "tidak ditemukan" in foreign[0]["text"]
     assert "Didisposisikan" not in foreign[0]["text"]
 
+    # Rating before the agency answered: refused as on the web, and nothing is stored.
+    before = await db.complaints.find_one({"_id": doc["_id"]})
     await nc.publish(
         subjects.INBOUND_SMS,
         json.dumps(sms_payload(sender, f"NILAI {doc['_id']} 4 cepat ditanggapi")).encode(),
     )
-    await eventually(lambda: _async(outbox.to(sender)[2:]))
+    refusal = await eventually(lambda: _async(outbox.to(sender)[2:]))
+    assert doc["_id"] in refusal[0]["text"] and "belum dapat dicatat" in refusal[0]["text"]
+    assert "Terima kasih atas nilai" not in refusal[0]["text"]
     rated = await db.complaints.find_one({"_id": doc["_id"]})
-    assert rated["rating"]["score"] == 4
+    assert "rating" not in rated
     assert rated["state"] == "assigned"
+    assert len(rated["history"]) == len(before["history"])
+    await outbox.detach()
+
+
+async def test_an_overlong_sms_is_cut_and_the_citizen_is_told(
+    stack: Stack, nc: Any, db: Any
+) -> None:
+    outbox = await Outbox().attach(nc)
+    sender = "+6281234500007"
+    long_text = "BANJAR " + "jalan rusak berlubang besar di depan pasar Martapura, " * 40
+    payload = sms_payload(sender, long_text)
+    await nc.publish(subjects.INBOUND_SMS, json.dumps(payload).encode())
+    doc = await eventually(lambda: _assigned(db, f"sms:{payload['gateway_id']}"))
+    replies = await eventually(lambda: _async(outbox.to(sender)))
+
+    assert doc["text_truncated"] and len(doc["text"]) <= 1600 < len(long_text)
+    stored = doc["history"][0]
+    assert stored["detail"] == {"text_truncated": True, "kept_chars": len(doc["text"])}
+    assert len(replies) == 1 and doc["_id"] in replies[0]["text"]
+    assert "hanya 1600 huruf pertama" in replies[0]["text"]
     await outbox.detach()

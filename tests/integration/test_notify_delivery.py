@@ -18,12 +18,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
 from aiosmtpd.controller import Controller
+from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -53,6 +55,7 @@ from lapor.regions import load_regions
 from lapor.runtime.service import Late, Runtime, build_runtime
 from lapor.runtime.settings import InfraSettings
 from services.notify import handlers, signing
+from services.notify.api import delivery_router
 from services.notify.catalog import AgencyCatalog, SmsRenderer
 from services.notify.channels import OutgoingMessage
 from services.notify.delivery import Deliverer, Notification, NotifyMetrics
@@ -621,3 +624,90 @@ async def test_confidential_complaints_are_not_escalated_outside_the_circle(
     [raw] = notify.mail.to("sekda@banjar.test.id")
     assert "Eskalasi ke Sekretaris Daerah" in email.message_from_bytes(raw)["Subject"]
     assert notify.mail.to("ombudsman@kalsel.test.id") == []
+
+
+async def test_the_citizen_is_told_the_answer_date_a_wait_moved(notify: Notify) -> None:
+    complaint, phone = "BJR-T8", "+6281234500808"
+    await notify.publish(
+        subjects.COMPLAINT_RECEIVED,
+        received(complaint, phone, "drainase tersumbat di Jalan Sekumpul"),
+        f"received:{complaint}",
+    )
+    await notify.publish(
+        subjects.COMPLAINT_ROUTED, routed(complaint, "PUPR", "drainase"), f"routed:{complaint}:0"
+    )
+    first = deadlines_set(complaint, "PUPR")
+    await notify.publish(subjects.COMPLAINT_DEADLINES, first, first.event_id)
+    [ack] = [c.json["text"] for c in await eventually(lambda: _sms_to(notify, phone, 1))]
+    assert "Jawaban paling lambat" in ack
+
+    # The citizen answered the agency's question after 3 days; SLA moved the date.
+    moved = first.model_copy(
+        update={
+            "event_id": f"deadlines:state:command:{complaint}:reply",
+            "state": State.IN_PROGRESS,
+            "deadlines": first.deadlines.model_copy(update={"answer": NOW + timedelta(days=17)}),
+            "cause_event_id": f"state:command:{complaint}:reply",
+        }
+    )
+    await notify.publish(subjects.COMPLAINT_DEADLINES, moved, moved.event_id)
+    calls = await eventually(lambda: _sms_to(notify, phone, 2))
+    extended = calls[1].json["text"]
+    assert "diperpanjang menjadi" in extended and complaint in extended
+    assert calls[1].json["reference"] != calls[0].json["reference"]
+    contact = await notify.db.notify_contacts.find_one({"_id": complaint})
+    assert abs(contact["acknowledged_answer"] - first.deadlines.answer) < timedelta(seconds=1)
+
+    # The first announcement redelivered after the move: still the one acknowledgement.
+    seq = await notify.publish(subjects.COMPLAINT_DEADLINES, first, f"replay:{first.event_id}")
+    await eventually(lambda: notify.settled("notify-deadlines", seq))
+    await asyncio.sleep(0.3)
+    assert len(notify.http.to(phone)) == 2
+    templates = [r["template"] for r in await notify.records(complaint, audience="citizen")]
+    assert sorted(templates) == ["ack", "deadline_extended"]
+
+
+async def _sms_to(notify: Notify, phone: str, n: int) -> list[Call] | None:
+    calls = notify.http.to(phone)
+    return calls if len(calls) >= n else None
+
+
+async def test_a_complaints_delivery_log_over_http_shows_what_failed(notify: Notify) -> None:
+    zones = {"banjar": ZoneInfo("Asia/Makassar")}
+    app = FastAPI()
+    app.include_router(delivery_router(lambda: notify.deps.repo, zones, "banjar"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://notify") as http:
+        # BJR-T3: the agency's e-mail refused (550), its webhook answered 500 to the cap.
+        response = await http.get("/api/v1/complaints/BJR-T3/notifications")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["complaint_id"] == "BJR-T3"
+        assert (body["total"], body["failed"], body["counts"]) == (2, 2, {"failed": 2})
+        by_channel = {n["channel"]: n for n in body["notifications"]}
+        mail, hook = by_channel["email"], by_channel["webhook"]
+        assert (mail["failure_reason"], mail["attempts"]) == ("rejected", 1)
+        assert "550" in mail["last_error"] and mail["recipient"] == "refused@dinkes.test.id"
+        assert [a["outcome"] for a in mail["attempt_log"]] == ["permanent"]
+        assert (hook["failure_reason"], hook["attempts"]) == ("exhausted", 3)
+        assert [a["outcome"] for a in hook["attempt_log"]] == ["temporary"] * 3
+        assert all("HTTP 500" in a["error"] for a in hook["attempt_log"])
+        assert hook["template"] == "official_warning" and hook["agency"] == "DINKES"
+        assert hook["failed_at"].endswith("+08:00") and hook["created_at"].endswith("+08:00")
+
+        # BJR-T2: the agency heard; the citizen's SMS failed by the gateway's receipt.
+        body = (await http.get("/api/v1/complaints/BJR-T2/notifications")).json()
+        assert body["counts"] == {"failed": 1, "sent": 2}
+        [citizen] = [n for n in body["notifications"] if n["audience"] == "citizen"]
+        assert citizen["failure_reason"] == "receipt" and citizen["status"] == "failed"
+        assert citizen["attempt_log"][0]["outcome"] == "sent"
+        # The number stays masked, as in the log itself.
+        assert "+6281234500302" not in response.text + json.dumps(body)
+        assert citizen["recipient"] != "+6281234500302" and "****" in citizen["recipient"]
+
+        # A complaint notify knows (its reply address) but that caused nothing yet.
+        await notify.deps.repo.save_contact("BJR-T9", {"region": "banjar", "sms": None})
+        quiet = (await http.get("/api/v1/complaints/BJR-T9/notifications")).json()
+        assert (quiet["total"], quiet["notifications"]) == (0, [])
+        assert (await http.get("/api/v1/complaints/BJR-NOPE/notifications")).status_code == 404
+        assert (await http.get("/api/v1/complaints/a%20b/notifications")).status_code == 422

@@ -1,0 +1,216 @@
+"""What the citizen is told when deadlines are announced: the acknowledgement once,
+and the new answer date whenever it moves after that."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from lapor.contracts import (
+    Channel,
+    ComplaintReceived,
+    ComplaintRouted,
+    Deadlines,
+    DeadlinesSet,
+    Priority,
+    State,
+)
+from lapor.devstack import ROOT
+from lapor.regions import load_regions
+from services.notify import domain, handlers
+from services.notify.catalog import AgencyCatalog, SmsRenderer
+from services.notify.delivery import Notification
+from services.notify.templates import TemplateSet
+
+WITA = ZoneInfo("Asia/Makassar")
+RECEIVED = datetime(2026, 11, 2, 9, 0, tzinfo=WITA)
+ANSWER = datetime(2026, 11, 16, 23, 59, 59, tzinfo=WITA)
+PHONE = "+6281234509901"
+CID = "LPR-2611-EXT0001"
+
+
+def announced(
+    event_id: str,
+    state: State,
+    answer: datetime,
+    *,
+    agency: str | None = "PUPR",
+    cause: str | None = None,
+) -> DeadlinesSet:
+    return DeadlinesSet(
+        event_id=event_id,
+        occurred_at=RECEIVED,
+        complaint_id=CID,
+        region="banjar",
+        agency=agency,
+        priority=Priority.NORMAL,
+        state=state,
+        received_at=RECEIVED,
+        deadlines=Deadlines(
+            routing=RECEIVED + timedelta(days=3), first_response=None, answer=answer
+        ),
+        cause_event_id=cause or event_id.removeprefix("deadlines:"),
+    )
+
+
+FIRST = announced("deadlines:routed:LPR-2611-EXT0001:0", State.ASSIGNED, ANSWER)
+# The citizen answered the agency's question after 6 days.
+REPLIED = announced(
+    "deadlines:state:command:LPR-2611-EXT0001:reply",
+    State.IN_PROGRESS,
+    ANSWER + timedelta(days=6),
+)
+# Nobody answered the question: its reply window lapsed.
+LAPSED = announced(
+    "deadlines:LPR-2611-EXT0001:answer:reply_lapsed:1",
+    State.NEEDS_INFO,
+    datetime(2026, 12, 1, 13, 59, 58, tzinfo=WITA),
+    cause="state:command:LPR-2611-EXT0001:ask",
+)
+
+
+def test_the_first_announcement_acknowledges() -> None:
+    message = domain.acknowledgement(FIRST, "Dinas PUPR")
+    assert message.template == "ack"
+    triage = announced("deadlines:routed:X:0", State.TRIAGE, ANSWER, agency=None)
+    assert domain.acknowledgement(triage, "").template == "ack_triage"
+
+
+@pytest.mark.parametrize("event", [REPLIED, LAPSED], ids=["replied", "lapsed"])
+def test_the_end_of_a_wait_tells_the_new_date(event: DeadlinesSet) -> None:
+    message = domain.acknowledgement(event, "Dinas PUPR", acknowledged_answer=ANSWER)
+    assert message.template == "deadline_extended"
+    assert message.values["answer_date"] == event.deadlines.answer
+    # Also when notify never saw the acknowledgement's date (it came later, or was lost).
+    assert domain.acknowledgement(event, "Dinas PUPR").template == "deadline_extended"
+
+
+def test_a_routing_announcement_with_another_date_than_the_first_is_an_extension() -> None:
+    rerouted = announced(
+        "deadlines:routed:LPR-2611-EXT0001:1", State.ASSIGNED, ANSWER + timedelta(days=6)
+    )
+    assert domain.answer_moved(rerouted, ANSWER)
+    assert domain.acknowledgement(rerouted, "DLH", acknowledged_answer=ANSWER).template == (
+        "deadline_extended"
+    )
+    # The same date, read back from the database in UTC and to the millisecond: unchanged.
+    stored = ANSWER.astimezone(UTC).replace(tzinfo=None)
+    same = announced("deadlines:routed:LPR-2611-EXT0001:1", State.ASSIGNED, ANSWER)
+    assert not domain.answer_moved(same, stored)
+    assert domain.acknowledgement(same, "DLH", acknowledged_answer=stored).template == "ack"
+
+
+# --- through the handler: the SMS texts the citizen receives ----------------------------
+
+
+class Repo:
+    """The part of NotificationRepository the deadline handler uses."""
+
+    def __init__(self) -> None:
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.routings: dict[str, dict[str, Any]] = {}
+
+    async def save_contact(self, complaint_id: str, contact: dict[str, Any]) -> None:
+        self.contacts.setdefault(complaint_id, {}).update(contact)
+
+    async def contact(self, complaint_id: str) -> dict[str, Any] | None:
+        found = self.contacts.get(complaint_id)
+        return dict(found) if found is not None else None
+
+    async def note_acknowledged_answer(self, complaint_id: str, answer: datetime) -> None:
+        contact = self.contacts.get(complaint_id)
+        if contact is not None:
+            contact.setdefault("acknowledged_answer", answer)
+
+    async def save_routing(self, routed_event_id: str, routing: dict[str, Any]) -> None:
+        self.routings[routed_event_id] = routing
+
+    async def routing(self, routed_event_id: str) -> dict[str, Any] | None:
+        return self.routings.get(routed_event_id)
+
+
+class Outbox:
+    """Stands in for the Deliverer: one send per notification id, as the log ensures."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, Notification] = {}
+
+    async def deliver_all(
+        self, notes: Sequence[Notification], *, last_chance: bool = False
+    ) -> float | None:
+        for note in notes:
+            self.sent.setdefault(note.id, note)
+        return None
+
+    def sms(self) -> list[str]:
+        return [n.message.text for n in self.sent.values() if n.message.kind == "sms"]
+
+
+@pytest.fixture
+def notify() -> tuple[handlers.NotifyDeps, Outbox]:
+    regions = load_regions(ROOT / "data")
+    outbox = Outbox()
+    deps = handlers.NotifyDeps(
+        repo=Repo(),  # type: ignore[arg-type]
+        deliverer=outbox,  # type: ignore[arg-type]
+        renderer=SmsRenderer(TemplateSet.load(), regions),
+        agencies=AgencyCatalog.load(ROOT / "data", regions),
+    )
+    return deps, outbox
+
+
+async def test_the_citizen_hears_the_ack_once_then_each_new_date(
+    notify: tuple[handlers.NotifyDeps, Outbox],
+) -> None:
+    deps, outbox = notify
+    await handlers.handle_received(
+        ComplaintReceived(
+            event_id=f"received:{CID}",
+            occurred_at=RECEIVED,
+            complaint_id=CID,
+            region="banjar",
+            channel=Channel.SMS,
+            text="jalan rusak parah di depan pasar Martapura",
+            received_at=RECEIVED,
+            reply_to=PHONE,
+        ),
+        deps,
+    )
+    await handlers.handle_routed(
+        ComplaintRouted(
+            event_id=f"routed:{CID}:0",
+            occurred_at=RECEIVED,
+            complaint_id=CID,
+            region="banjar",
+            received_at=RECEIVED,
+            agency="PUPR",
+            priority=Priority.NORMAL,
+            category="jalan",
+            confidence=0.9,
+            triage=False,
+        ),
+        deps,
+    )
+    await handlers.handle_deadlines(FIRST, deps)
+    await handlers.handle_deadlines(FIRST, deps)  # redelivered: the same notification
+    [ack] = outbox.sms()
+    assert CID in ack and "paling lambat 16 November 2026" in ack
+
+    await handlers.handle_deadlines(REPLIED, deps)
+    await handlers.handle_deadlines(REPLIED, deps)
+    extended = outbox.sms()[1:]
+    assert len(extended) == 1
+    assert "diperpanjang menjadi 22 November 2026" in extended[0] and CID in extended[0]
+
+    await handlers.handle_deadlines(LAPSED, deps)
+    assert "diperpanjang menjadi 1 Desember 2026" in outbox.sms()[-1]
+
+    # A redelivered first announcement, after the date moved, still acknowledges: nothing new.
+    await handlers.handle_deadlines(FIRST, deps)
+    assert len(outbox.sms()) == 3
+    templates = [n.message.template for n in outbox.sent.values() if n.audience == "citizen"]
+    assert templates == ["ack", "deadline_extended", "deadline_extended"]
