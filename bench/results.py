@@ -194,10 +194,26 @@ def _raw_table(result: dict[str, Any]) -> list[str]:
         f"| JetStream deliveries+acks/s | {_fmt(msgs.get('pipeline_delivered_per_s'))} | "
         f"{_fmt(msgs.get('raw_consume_per_s'))} | {_fmt(result.get('msg_consume_ratio'))} |",
     ]
+    synced = (result.get("raw") or {}).get("nats_sync_always")
+    if synced:
+        default = result["raw"]["nats"]
+        lines.append(
+            f"| JetStream publishes/s with `sync_interval: always` | — | "
+            f"{_fmt(synced['publish']['per_s'])} (default {_fmt(default['publish']['per_s'])}) | "
+            f"{_fmt(result.get('sync_always_publish_ratio'))} |"
+        )
     per = db.get("per_complaint") or {}
     if per:
         mix = ", ".join(f"{k} {_fmt(v)}" for k, v in per.items() if v)
         lines += ["", f"DB commands per complaint: {_fmt(db.get('total_per_complaint'))} ({mix})."]
+    routing = result.get("routing")
+    if routing:
+        lines += [
+            "",
+            f"Routing one complaint (`Router.decide`, {routing['decisions']:,} texts, in process): "
+            f"median {_fmt(routing['median_us'])} µs, p99 {_fmt(routing['p99_us'])} µs; "
+            f"directory and lexicon loaded once in {_fmt(routing['load_ms'])} ms.",
+        ]
     return lines
 
 

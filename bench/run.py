@@ -23,6 +23,7 @@ import contextlib
 import os
 import platform
 import pstats
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +41,8 @@ from bench.profile import summarize_collapsed
 from bench.results import HEADLINE, OPTIONAL_FIGURES, SCHEMA, TARGETS, target_met
 from bench.stack import BenchStack, ferretdb_module_version, machine_info
 from bench.stats import ratio, weighted_rate
-from lapor.devstack import Stack, free_port, quiet_sink
+from bench.texts import complaint_text
+from lapor.devstack import ROOT, Stack, free_port, quiet_sink
 
 SCALES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 TARGET_RATE = 300.0
@@ -165,6 +167,7 @@ class Run:
         else:
             self.reasons["replica_ratio_2_vs_1"] = "disabled (--no-replicas)"
         await self._raw_limits()
+        self._routing_cost()
         steady = await self._counted(maximum)
         self._ratios()
         fixed = [await self._open(f"{rate:g}/s", rate, c.step_s) for rate in c.rates]
@@ -424,6 +427,37 @@ class Run:
             f"{raw_nats['consume_ack']['per_s']}/s, insert {raw_db['insert']['per_s']}/s, "
             f"update {raw_db['update']['per_s']}/s, findAndModify "
             f"{raw_db['findAndModify']['per_s']}/s, find {raw_db['find']['per_s']}/s"
+        )
+
+    def _routing_cost(self, texts: int = 2000) -> None:
+        """What one routing decision costs in the router's own code, without the bus:
+        the directory and lexicon loaded once, then `Router.decide` per text."""
+        from services.router.domain import Router
+
+        with self.ui.phase("routing: cost of one decision (Router.decide)"):
+            start = time.perf_counter()
+            router = Router.load(ROOT / "data" / "regions" / "banjar")
+            load_ms = (time.perf_counter() - start) * 1000.0
+            rng = random.Random(7)  # noqa: S311 - load data, not secrets
+            sample = [complaint_text(rng)[0].split(" ", 1)[1] for _ in range(texts)]
+            for text in sample[:200]:  # token caches warm, as in a running service
+                router.decide(text)
+            costs = []
+            for text in sample:
+                t0 = time.perf_counter_ns()
+                router.decide(text)
+                costs.append((time.perf_counter_ns() - t0) / 1000.0)
+        costs.sort()
+        self.result["routing"] = {
+            "decisions": len(costs),
+            "load_ms": round(load_ms, 1),
+            "median_us": round(costs[len(costs) // 2], 1),
+            "p99_us": round(costs[int(len(costs) * 0.99)], 1),
+            "max_us": round(costs[-1], 1),
+        }
+        self.ui.note(
+            f"  routing: {self.result['routing']['median_us']} µs median, "
+            f"{self.result['routing']['p99_us']} µs p99 per decision (load {load_ms:.0f} ms)"
         )
 
     async def _sync_always_cost(self, raw_nats: dict[str, Any]) -> None:
