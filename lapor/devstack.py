@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib
+import json
 import os
 import secrets
 import shutil
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lapor import dlq
+from lapor.runtime.broker import broker_inbox, inbox_prefix
 from lapor.runtime.pii import new_key as new_pii_key
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,6 +48,12 @@ AUTH_CONF = ROOT / "ops" / "nats" / "auth.conf"
 DLQ = "dlq"  # the dead-letter watcher child
 # nats-server's JetStream encryption key, read from its environment (ops/nats/nats.conf).
 NATS_STORE_KEY_ENV = "LAPOR_NATS_STORE_KEY"
+# In a running stack's workdir (0600): the admin NATS URL of this run and the
+# intake API, so that `lapor sms` / `lapor status` find the stack on their own.
+OPERATOR_FILE = "operator.json"
+# Where the CLI looks for that file: `make run`'s workdir unless this names another.
+DEV_DIR_ENV = "LAPOR_DEV_DIR"
+DEV_DIR = ROOT / "var" / "dev"
 
 
 def free_port() -> int:
@@ -149,9 +157,8 @@ def service_user(service: str) -> NatsUser:
             streams.add(pub.stream.name)
     for stream in sorted(streams):
         publish += _stream_api(stream)
-    # Replies (PubAcks, pulled messages) come to the client's inbox prefix.
-    prefix = broker._connection_kwargs.get("inbox_prefix", b"_INBOX")
-    inbox = prefix.decode() if isinstance(prefix, bytes) else str(prefix)
+    # Replies (PubAcks, pulled messages) come to the service's own inbox prefix.
+    inbox = broker_inbox(broker)
     durables = ", ".join(sorted(sub.config.durable_name for sub in broker.subscribers))
     role = f"service; durable consumers {durables}"
     return NatsUser(service, role, tuple(sorted(set(publish))), (f"{inbox}.>",))
@@ -165,7 +172,7 @@ def nats_users(services: Sequence[str] = SERVICES) -> list[NatsUser]:
             "channel",
             "external channels (SMS gateway inbound, web, partners): submit only",
             ("lapor.inbound.>",),
-            ("_INBOX.channel.>",),
+            (f"{inbox_prefix('channel')}.>",),
         ),
         NatsUser(
             "gateway",
@@ -177,7 +184,7 @@ def nats_users(services: Sequence[str] = SERVICES) -> list[NatsUser]:
                 f"{JS_API}.CONSUMER.MSG.NEXT.{OUTBOUND_STREAM}.*",
                 f"$JS.ACK.{OUTBOUND_STREAM}.>",
             ),
-            ("lapor.outbound.>", "_INBOX.gateway.>"),
+            ("lapor.outbound.>", f"{inbox_prefix('gateway')}.>"),
         ),
         NatsUser(
             DLQ,
@@ -208,8 +215,9 @@ def render_auth_conf(users: Sequence[NatsUser]) -> str:
         "# Passwords come from nats-server's environment, LAPOR_NATS_<USER>_PASSWORD:",
         "# letters and digits only, starting with a letter (nats-server parses the",
         "# value, so 1e5 or true would not stay a string).",
-        "# Clients of channel, gateway and dlq that wait for replies (JetStream",
-        "# PubAcks, pulled messages) connect with the inbox prefix _INBOX.<user>.",
+        "# Every client that waits for replies (JetStream PubAcks, pulled messages)",
+        "# connects with the inbox prefix _INBOX.<user>, the only inbox its user may",
+        "# read, so no login sees the replies meant for another.",
         "authorization {",
         "  users = [",
     ]
@@ -365,6 +373,22 @@ class Stack:
             self.start_nats()
         if self.mongo_url is None:
             self.start_ferretdb()
+        self.write_operator_file()
+
+    @property
+    def operator_file(self) -> Path:
+        return self.workdir / OPERATOR_FILE
+
+    def write_operator_file(self) -> None:
+        """The run's admin login for the CLI; only the owner may read it."""
+        text = json.dumps({"nats_url": self.nats, "api_url": self.url("intake")}, indent=2)
+        tmp = self.operator_file.with_name(OPERATOR_FILE + ".tmp")
+        tmp.unlink(missing_ok=True)
+        # Created 0600, never readable by others even for a moment; renamed into place.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text + "\n")
+        tmp.replace(self.operator_file)
 
     def start_nats(self) -> None:
         """Start (or restart) nats-server on the same port and store directory."""
@@ -519,6 +543,8 @@ class Stack:
         for name in [*(n for n in self.children if n not in servers), *servers]:
             if name in self.children:
                 self.children[name].stop()
+        # Its password dies with this run's nats-server.
+        self.operator_file.unlink(missing_ok=True)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         logs = self.workdir / "logs"
@@ -549,7 +575,7 @@ class Stack:
 def run_foreground() -> int:
     """`make run`: everything in the foreground until Ctrl-C."""
     stack = Stack(
-        workdir=ROOT / "var" / "dev",
+        workdir=DEV_DIR,
         nats_url=os.environ.get("NATS_URL"),
         mongo_url=os.environ.get("MONGO_URL"),
         extra_env={"LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"), "NOTIFY_CHANNEL": "log"},
@@ -571,9 +597,10 @@ def run_foreground() -> int:
             f"  metrics    " + ", ".join(f"{stack.url(s)}/metrics" for s in SERVICES) + "\n"
             f"  NATS       {stack.nats_url_for('channel')} (submit only)\n"
             f"  database   {stack.mongo}\n"
-            "Try, in a second terminal (the admin login of this run):\n"
-            f"  export NATS_URL={stack.nats}\n"
+            f"  operator   {stack.operator_file} (this run's admin login, for the CLI)\n"
+            "Try, in a second terminal:\n"
             '  .venv/bin/lapor sms +6281234567890 "BANJAR jalan rusak di depan pasar"\n'
+            "  .venv/bin/lapor status <tracking id from the reply>\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )

@@ -7,24 +7,35 @@ Delivery rules every service gets from here:
 - a message that does not match its contract is never retried: it is stored
   as a dead letter with the reason and acked (no crash loop);
 - every publish carries `Nats-Msg-Id`, so JetStream drops a re-publish.
+
+Every handled message writes one log line (subject, consumer, delivery count,
+outcome, duration), and every line written while it is handled carries its
+complaint, event and command ids. Replies to a service (PubAcks, pulled
+messages, API answers) come to its own inbox prefix, `_INBOX.<service>`, the
+only one its NATS user may subscribe to.
 """
 
 import base64
 import contextlib
 import json
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from fast_depends.exceptions import ValidationError as ContractError
 from faststream import AckPolicy
 from faststream._internal.middlewares import BaseMiddleware
+from faststream.exceptions import AckMessage, NackMessage, RejectMessage
 from faststream.message import StreamMessage
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.prometheus import NatsPrometheusMiddleware
+from faststream.response import PublishCommand
 from faststream.security import SASLPlaintext
+from nats.aio.client import DEFAULT_INBOX_PREFIX
 from nats.js.api import AckPolicy as AckPolicyJS
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType
 from nats.js.errors import NotFoundError
@@ -33,10 +44,11 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from lapor.contracts import subjects
-from lapor.runtime.logs import mask_phones
+from lapor.runtime.logs import ID_KEYS, bind_ids, bound_ids, mask_phones, unbind_ids
 from lapor.runtime.settings import InfraSettings
 
 log = logging.getLogger(__name__)
+message_log = logging.getLogger("lapor.messages")
 
 MAX_DELIVER = 8
 # Redelivery delays after a failed attempt; the server uses backoff[0] as ack wait,
@@ -71,6 +83,122 @@ _CONTRACT_ERRORS = (
 InvalidHandler = Callable[[StreamMessage[Any], Exception], Awaitable[None]]
 
 
+def inbox_prefix(service: str) -> str:
+    """A login's own reply subjects: its NATS user may subscribe to these only."""
+    return f"{DEFAULT_INBOX_PREFIX.decode()}.{service}"
+
+
+def broker_inbox(broker: NatsBroker) -> str:
+    """The inbox prefix `broker` connects with."""
+    prefix = broker._connection_kwargs.get("inbox_prefix", DEFAULT_INBOX_PREFIX)
+    return prefix.decode() if isinstance(prefix, bytes) else str(prefix)
+
+
+def message_ids(body: Any) -> dict[str, str]:
+    """The complaint, event, command and notification ids of a JSON message body."""
+    if isinstance(body, bytes | bytearray):
+        try:
+            body = json.loads(body)
+        except (ValueError, RecursionError):
+            return {}
+    if not isinstance(body, dict):
+        return {}
+    ids = {key: value for key in ID_KEYS if isinstance(value := body.get(key), str) and value}
+    # A citizen command's answer names the complaint by the tracking id it asked about.
+    if "complaint_id" not in ids and isinstance(tracking := body.get("tracking_id"), str):
+        ids["complaint_id"] = tracking
+    # Ids are short; anything else is not an id worth a log field.
+    return {key: value[:64] for key, value in ids.items() if value}
+
+
+class _Handling:
+    """What the middlewares of one message tell each other."""
+
+    __slots__ = ("dead_letter",)
+
+    def __init__(self) -> None:
+        self.dead_letter = False
+
+
+_handling: ContextVar[_Handling | None] = ContextVar("lapor_handling", default=None)
+
+
+class MessageLog(BaseMiddleware):
+    """Binds a consumed message's ids to the log context and writes its outcome line.
+
+    First of the broker's middlewares, so that the quarantine's and the handler's
+    lines are written inside the binding. A handler that publishes an event for a
+    complaint the message did not name (intake creating one from an SMS) binds
+    that complaint for the rest of the message.
+    """
+
+    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        raw = msg.raw_message
+        subject = getattr(raw, "subject", None)
+        try:
+            metadata = raw.metadata
+            consumer, delivery = metadata.consumer, metadata.num_delivered
+        except Exception:  # not a JetStream delivery (core NATS, the test broker)
+            consumer, delivery = None, None
+        ids = message_ids(msg.body)
+        ids_token = bind_ids(**ids)
+        handling = _Handling()
+        handling_token = _handling.set(handling)
+        started = time.perf_counter()
+        # Cancelled (shutdown) unless one of the branches below says otherwise.
+        outcome, error, level = "interrupted", None, logging.WARNING
+        try:
+            result = await call_next(msg)
+            outcome, level = "acked", logging.INFO
+            return result
+        except AckMessage:
+            outcome, level = "acked", logging.INFO
+            raise
+        except NackMessage:
+            outcome = "retry"
+            raise
+        except RejectMessage:
+            outcome = "rejected"
+            raise
+        except Exception as exc:
+            # NACK_ON_ERROR: redelivered with backoff until the last attempt.
+            last = delivery is None or delivery >= MAX_DELIVER
+            outcome, error = ("failed" if last else "retry"), type(exc).__name__
+            raise
+        finally:
+            if handling.dead_letter:
+                outcome, level = "dead_letter", logging.WARNING
+            known = dict(bound_ids())
+            # FastStream writes its own error line (with the traceback) after this
+            # scope has ended; it takes its fields from this per-message dict.
+            faststream_fields = self.context.get_local("log_context")
+            if isinstance(faststream_fields, dict):
+                faststream_fields.update(known)
+            message_log.log(
+                level,
+                "handled %s: %s",
+                subject,
+                outcome,
+                extra={
+                    "subject": subject,
+                    "consumer": consumer,
+                    "delivery": delivery,
+                    "outcome": outcome,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "error": error,
+                },
+            )
+            _handling.reset(handling_token)
+            unbind_ids(ids_token)
+
+    async def publish_scope(self, call_next: Any, cmd: PublishCommand) -> Any:
+        if _handling.get() is not None and "complaint_id" not in bound_ids():
+            if complaint_id := message_ids(cmd.body).get("complaint_id"):
+                # Reset with the message's own binding when its scope ends.
+                bind_ids(complaint_id=complaint_id)
+        return await call_next(cmd)
+
+
 def quarantine_middleware(on_invalid: InvalidHandler) -> Callable[..., BaseMiddleware]:
     """Turn contract violations into a stored dead letter instead of a redelivery loop."""
 
@@ -80,6 +208,8 @@ def quarantine_middleware(on_invalid: InvalidHandler) -> Callable[..., BaseMiddl
                 return await call_next(msg)
             except _CONTRACT_ERRORS as exc:
                 await on_invalid(msg, exc)
+                if (handling := _handling.get()) is not None:
+                    handling.dead_letter = True
                 return None
 
     return Quarantine
@@ -103,8 +233,11 @@ def create_broker(
         # Never give up on the server: a restart of NATS must not kill the service.
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
+        # Replies to this service only; `durable` passes it on to pull subscriptions.
+        inbox_prefix=inbox_prefix(service),
         ack_policy=AckPolicy.NACK_ON_ERROR,
         middlewares=[
+            MessageLog,
             NatsPrometheusMiddleware(registry=registry, app_name=service),
             quarantine_middleware(on_invalid),
         ],
@@ -141,6 +274,8 @@ def durable(
         stream=stream,
         durable=consumer,
         pull_sub=PullSub(batch_size=batch_size, timeout=2.0),
+        # FastStream gives pull subscriptions the default `_INBOX.` unless told.
+        inbox_prefix=f"{broker_inbox(broker)}.".encode(),
         config=config,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=title,

@@ -22,9 +22,13 @@ import pytest
 import pytest_asyncio
 import yaml
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 
+from lapor.contracts import subjects
 from lapor.devstack import (
     AUTH_CONF,
+    NATS_STORE_KEY_ENV,
     ROOT,
     SERVICES,
     Stack,
@@ -33,7 +37,9 @@ from lapor.devstack import (
     render_auth_conf,
     service_user,
 )
-from lapor.runtime.broker import stream_for
+from lapor.runtime.broker import EventPublisher, create_broker, durable, inbox_prefix, stream_for
+from lapor.runtime.http import broker_running
+from lapor.runtime.settings import InfraSettings
 
 pytestmark = [pytest.mark.integration]
 
@@ -67,7 +73,18 @@ SERVICE_FORBIDDEN_SUBSCRIBE = [
     "lapor.event.complaint.received",
     "lapor.outbound.sms",
     "$JS.EVENT.>",
+    # Replies are per login: the shared root and every other login's inbox.
+    "_INBOX.>",
+    "_INBOX.*.>",
+    "_INBOX.channel.>",
+    "_INBOX.gateway.>",
+    "_INBOX.dlq.>",
 ]
+
+
+def _forbidden_subscribe(service: str) -> list[str]:
+    others = [f"{inbox_prefix(name)}.>" for name in SERVICES if name != service]
+    return [*SERVICE_FORBIDDEN_SUBSCRIBE, *others, f"{inbox_prefix(service)}x.>"]
 
 
 def _forbidden_publish(service: str) -> list[str]:
@@ -141,9 +158,9 @@ async def _login(stack: Stack, user: str, inbox_prefix: str = "_INBOX") -> Clien
 async def test_service_user_is_confined_to_its_own_subjects(
     streams: Stack, own_nc: Any, service: str
 ) -> None:
-    client = await _login(streams, service)
+    client = await _login(streams, service, inbox_prefix(service))
     try:
-        through = await client.unrefused(_forbidden_publish(service), SERVICE_FORBIDDEN_SUBSCRIBE)
+        through = await client.unrefused(_forbidden_publish(service), _forbidden_subscribe(service))
         # Allowed: its own event, through JetStream (the PubAck comes to its inbox).
         ack = await client.nc.jetstream().publish(OWN_EVENT[service], b"{}", timeout=5)
     finally:
@@ -264,13 +281,59 @@ async def test_unknown_logins_are_refused(streams: Stack, login: str) -> None:
 
 def test_services_cannot_read_each_others_inboxes() -> None:
     users = {user.name: user for user in nats_users()}
-    shared = [s for s in SERVICES if users[s].subscribe == ("_INBOX.>",)]
-    if shared:
-        pytest.skip(
-            f"{', '.join(shared)} use the shared _INBOX prefix, so each may subscribe to "
-            "_INBOX.> and see replies meant for others; needs inbox_prefix per service"
-        )
-    assert len({users[s].subscribe for s in SERVICES}) == len(SERVICES)
+    inboxes = {name: user.subscribe for name, user in users.items() if name != "admin"}
+    for name in SERVICES:
+        assert inboxes[name] == (f"_INBOX.{name}.>",), name
+    # Nobody but the admin reads the shared root, and no two logins share an inbox.
+    readable = [s for subs in inboxes.values() for s in subs if s.startswith("_INBOX")]
+    assert "_INBOX.>" not in readable
+    assert len(readable) == len(set(readable)) == len(inboxes)
+
+
+class Marker(BaseModel):
+    complaint_id: str
+    marker: str
+
+
+async def test_a_service_broker_pulls_and_gets_pubacks_through_its_own_inbox(
+    streams: Stack, own_nc: Any
+) -> None:
+    """The real wiring, not a hand-made client: FastStream's pull subscription and
+    JetStream publish of a service use its inbox prefix, the only one it may read."""
+    infra = InfraSettings(  # type: ignore[call-arg]
+        NATS_URL=f"nats://127.0.0.1:{streams.nats_port}",
+        NATS_USER="router",
+        NATS_PASSWORD=streams.nats_password("router"),
+        LAPOR_DATA_DIR=ROOT / "data",
+    )
+
+    async def no_dead_letters(_msg: Any, exc: Exception) -> None:
+        raise AssertionError(f"unexpected contract violation: {exc}")
+
+    broker = create_broker(
+        infra, service="router", registry=CollectorRegistry(), on_invalid=no_dead_letters
+    )
+    routed = EventPublisher(broker, subjects.COMPLAINT_ROUTED, Marker, "routed")
+    marker = os.urandom(6).hex()
+
+    @durable(broker, subjects.COMPLAINT_RECEIVED, "router-received")
+    async def route(body: dict[str, Any]) -> None:
+        if body.get("marker") == marker:
+            assert await routed.publish(Marker.model_validate(body), f"inbox-{marker}")
+
+    seen: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def on_routed(msg: Any) -> None:
+        await seen.put(msg.data)
+
+    watch = await own_nc.subscribe(subjects.COMPLAINT_ROUTED, cb=on_routed)
+    sent = json.dumps({"complaint_id": "LPR-INBX-0001", "marker": marker}).encode()
+    async with broker_running(broker):
+        assert broker.config.connection_state.connection._inbox_prefix == b"_INBOX.router"
+        await own_nc.jetstream().publish(subjects.COMPLAINT_RECEIVED, sent)
+        answer = await asyncio.wait_for(seen.get(), timeout=30)
+    await watch.unsubscribe()
+    assert json.loads(answer) == {"complaint_id": "LPR-INBX-0001", "marker": marker}
 
 
 def test_compose_auth_conf_is_generated_from_the_wiring() -> None:
@@ -281,6 +344,7 @@ def test_compose_auth_conf_is_generated_from_the_wiring() -> None:
 
 def test_compose_nats_config_is_valid_with_passwords_from_the_environment() -> None:
     env = {**os.environ, **{u.password_env: "secretPassword" for u in nats_users()}}
+    env[NATS_STORE_KEY_ENV] = "storeKey" * 8
     conf = ROOT / "ops" / "nats" / "nats.conf"
     result = subprocess.run(
         [nats_server_bin(), "-t", "-c", str(conf)], capture_output=True, text=True, env=env
