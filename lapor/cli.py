@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import uuid
 from datetime import datetime
@@ -20,20 +21,61 @@ from lapor.dlq import dlq_app
 app = typer.Typer(help="Lapor command line: simulate SMS, look up complaints, check routing.")
 console = Console()
 
-NatsUrl = Annotated[str, typer.Option("--nats", envvar="NATS_URL", help="NATS server URL")]
-ApiUrl = Annotated[str, typer.Option("--api", envvar="LAPOR_API_URL", help="Intake HTTP base URL")]
+NatsUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--nats",
+        envvar="NATS_URL",
+        help="NATS server URL [default: the running `make run`, else nats://127.0.0.1:4222]",
+        show_default=False,
+    ),
+]
+ApiUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--api",
+        envvar="LAPOR_API_URL",
+        help="Intake HTTP base URL [default: the running `make run`, else http://127.0.0.1:8080]",
+        show_default=False,
+    ),
+]
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_API_URL = "http://127.0.0.1:8080"
+
+
+def local_stack() -> dict[str, str]:
+    """What a running local stack wrote for the CLI (its admin NATS URL and the
+    intake API), or nothing when none runs. `make run` writes it under var/dev;
+    LAPOR_DEV_DIR names another stack's folder."""
+    from lapor.devstack import DEV_DIR, DEV_DIR_ENV, OPERATOR_FILE
+
+    path = Path(os.environ.get(DEV_DIR_ENV) or DEV_DIR) / OPERATOR_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
 
 
 @app.command()
 def sms(
     sender: Annotated[str, typer.Argument(help="Sender number, e.g. +6281234567890")],
     text: Annotated[str, typer.Argument(help='SMS text, e.g. "BANJAR jalan rusak di ..."')],
-    nats_url: NatsUrl = "nats://127.0.0.1:4222",
+    nats_url: NatsUrl = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply")] = 20.0,
     gateway_id: Annotated[str | None, typer.Option(help="Gateway message id")] = None,
 ) -> None:
     """Publish a simulated SMS on lapor.inbound.sms and print the reply SMS."""
-    reply = asyncio.run(_send_sms(nats_url, sender, text, gateway_id, timeout))
+    import nats.errors
+
+    url = nats_url or local_stack().get("nats_url") or DEFAULT_NATS_URL
+    try:
+        reply = asyncio.run(_send_sms(url, sender, text, gateway_id, timeout))
+    except (OSError, nats.errors.Error) as exc:
+        # The URL may carry a password: name the failure, not the URL.
+        console.print(f"[red]NATS refused or unreachable: {type(exc).__name__}: {exc}[/red]")
+        console.print("Is `make run` running? Otherwise set NATS_URL or --nats.")
+        raise typer.Exit(1) from None
     if reply is None:
         console.print(f"[red]no reply within {timeout:.0f}s[/red]")
         raise typer.Exit(1)
@@ -55,7 +97,19 @@ async def _send_sms(
         )
     except phonenumbers.NumberParseException:
         expected_to = sender
-    nc = await nats.connect(nats_url, name="lapor-cli")
+
+    async def quiet(_exc: Exception) -> None:
+        pass  # the failure that matters is raised by connect and reported once
+
+    # One more try, not nats-py's minutes of retries: a person is waiting.
+    nc = await nats.connect(
+        nats_url,
+        name="lapor-cli",
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.5,
+        error_cb=quiet,
+    )
     replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def on_reply(msg: Any) -> None:
@@ -91,13 +145,18 @@ async def _send_sms(
 @app.command()
 def status(
     tracking_id: Annotated[str, typer.Argument(help="Tracking id from the SMS reply")],
-    api: ApiUrl = "http://127.0.0.1:8080",
+    api: ApiUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON")] = False,
 ) -> None:
     """Show a complaint: state, agency, priority, deadlines and history."""
     import httpx
 
-    response = httpx.get(f"{api}/api/v1/complaints/{tracking_id}", timeout=10)
+    base = api or local_stack().get("api_url") or DEFAULT_API_URL
+    try:
+        response = httpx.get(f"{base}/api/v1/complaints/{tracking_id}", timeout=10)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach {base}: {type(exc).__name__}[/red]")
+        raise typer.Exit(1) from None
     if response.status_code == 404:
         console.print(f"[red]no complaint {tracking_id}[/red]")
         raise typer.Exit(1)
@@ -167,10 +226,10 @@ def route(
     from services.router.domain import Router
 
     router = Router.load(data_dir / "regions" / region)
-    texts = (line.rstrip("\n") for line in sys.stdin) if stdin else [text or ""]
+    # One output line per input line, a blank one included (it goes to triage like
+    # an empty SMS would), so results can be pasted next to the corpus line by line.
+    texts = (line.rstrip("\r\n") for line in sys.stdin) if stdin else [text or ""]
     for line in texts:
-        if stdin and not line.strip():
-            continue
         decision = router.decide(line).as_json()
         if as_json or stdin:
             print(json.dumps(decision, ensure_ascii=False), flush=True)

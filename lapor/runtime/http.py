@@ -1,20 +1,34 @@
 """The HTTP face every service shares: health, readiness and Prometheus metrics,
-the documented shape of a refusal and the date types of query parameters."""
+the documented shape of a refusal and the date types of query parameters.
 
+Every app also gets the same protection in front of its routes: a request body
+size limit (413), a per-client rate limit on requests that change something
+(429 with Retry-After) and a last-resort handler that answers a bug with a bare
+JSON 500 while the traceback goes to the service's log only.
+"""
+
+import ipaddress
+import json
+import logging
+import math
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Response
 from faststream.nats import NatsBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import AfterValidator, BaseModel, BeforeValidator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lapor.runtime.broker import declare_consumers
+from lapor.runtime.settings import HttpLimits
 
 ReadyCheck = Callable[[], Awaitable[bool]]
+log = logging.getLogger(__name__)
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _ISO_DATETIME = re.compile(
@@ -77,6 +91,174 @@ def refusals(html: bool = False, **described: str) -> dict[int | str, dict[str, 
     }
 
 
+async def _answer(
+    send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(HTTPException):
+    # An HTTPException, so that FastAPI's body parsing passes it on and the app's
+    # own handler answers it as JSON like every other refusal.
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit} bytes")
+
+
+class BodyLimit:
+    """Refuse bodies over `max_bytes`: by Content-Length before the app runs, and by
+    counting while the app reads, for chunked bodies that declare no length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _answer(send, 413, str(BodyTooLarge(self.max_bytes).detail))
+            return
+        received = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge as exc:
+            # Read outside a route (no exception handler around it): answer here.
+            if started:
+                raise
+            await _answer(send, 413, str(exc.detail))
+
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class TokenBuckets:
+    """One token bucket per key: `burst` at once, refilled at `per_minute`."""
+
+    # Beyond this many tracked clients, full (idle) buckets are forgotten.
+    MAX_KEYS = 10_000
+
+    def __init__(
+        self, per_minute: int, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> float:
+        """0 when a request may pass, else the seconds until it may."""
+        now = self.clock()
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        if key not in self._buckets and len(self._buckets) >= self.MAX_KEYS:
+            self._forget_idle(now)
+        self._buckets[key] = (tokens - 1.0, now)
+        return 0.0
+
+    def _forget_idle(self, now: float) -> None:
+        refill_s = self.burst / self.rate
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < refill_s}
+
+
+def client_key(scope: Scope) -> str | None:
+    """The rate-limit key of a request's client, None when it has no IP address.
+
+    An IPv6 client usually holds a whole /64, so the /64 is the client. A caller
+    without an address (an in-process ASGI client such as the test suite's, or a
+    UNIX socket) is not limited here.
+    """
+    client = scope.get("client")
+    if not client:
+        return None
+    try:
+        address = ipaddress.ip_address(client[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class RateLimit:
+    """429 with Retry-After for a client over its budget of mutating requests."""
+
+    def __init__(self, app: ASGIApp, buckets: TokenBuckets) -> None:
+        self.app = app
+        self.buckets = buckets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in MUTATING:
+            key = client_key(scope)
+            wait = self.buckets.take(key) if key is not None else 0.0
+            if wait > 0:
+                retry = str(max(1, math.ceil(wait))).encode()
+                await _answer(send, 429, "too many requests", [(b"retry-after", retry)])
+                return
+        await self.app(scope, receive, send)
+
+
+class ErrorsAsJson:
+    """A bug answers a JSON 500 without details; the traceback is logged here."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            # The path names the route; the query string may carry a secret link's key.
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if started:
+                raise
+            await _answer(send, 500, "internal error")
+
+
 def create_http_app(
     *,
     service: str,
@@ -86,13 +268,22 @@ def create_http_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     routers: Sequence[APIRouter] = (),
     description: str = "",
+    limits: HttpLimits | None = None,
 ) -> FastAPI:
+    limits = limits or HttpLimits()
     app = FastAPI(
         title=f"Lapor {service}",
         description=description,
         version="1",
         lifespan=lifespan,
     )
+    # The last added runs first: errors are caught around everything, and an
+    # over-budget client is refused before its body is read.
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    if limits.rate_per_minute > 0:
+        buckets = TokenBuckets(limits.rate_per_minute, limits.rate_burst)
+        app.add_middleware(RateLimit, buckets=buckets)
+    app.add_middleware(ErrorsAsJson)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

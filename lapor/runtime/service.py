@@ -110,6 +110,7 @@ def create_service_app(
         lifespan=lifespan,
         routers=routers,
         description=description,
+        limits=runtime.settings.http_limits(),
     )
 
 

@@ -6,8 +6,9 @@ service's own prefix (`INTAKE_HTTP_PORT`, …). Invalid values stop the process
 at start-up with a message naming the variable.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -91,11 +92,22 @@ class InfraSettings(BaseSettings):
         return value
 
 
-def documentation_infra(**values: object) -> InfraSettings:
+def documentation_infra(**values: Any) -> InfraSettings:
     """Built-in defaults, not the environment, for generating documents from the code:
     no secret is needed, so the personal-data key is a throwaway one."""
     pii = PiiSettings.model_construct(key=SecretStr(new_key()), old_keys=())
     return InfraSettings.model_construct(pii=pii, **values)
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one HTTP client may send: body size, and mutating requests per minute."""
+
+    max_body_bytes: int = 64 * 1024
+    # Token bucket per client address: `burst` requests at once, refilled at
+    # `per_minute`; 0 turns the limit off (benchmarks, a trusted proxy in front).
+    rate_per_minute: int = 60
+    rate_burst: int = 20
 
 
 class ServiceSettings(BaseSettings):
@@ -105,8 +117,19 @@ class ServiceSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
+    # The largest request body accepted; complaint texts are a few KiB at most.
+    http_max_body_bytes: int = Field(default=HttpLimits.max_body_bytes, ge=1024, le=16 * 2**20)
+    http_rate_per_minute: int = Field(default=HttpLimits.rate_per_minute, ge=0)
+    http_rate_burst: int = Field(default=HttpLimits.rate_burst, ge=1)
     infra: InfraSettings = Field(default_factory=InfraSettings)
     default_region: str = Field(default="banjar", pattern=r"^[a-z0-9_-]+$")
 
     def region_dir(self, region: str | None = None) -> Path:
         return self.infra.data_dir / "regions" / (region or self.default_region)
+
+    def http_limits(self) -> HttpLimits:
+        return HttpLimits(
+            max_body_bytes=self.http_max_body_bytes,
+            rate_per_minute=self.http_rate_per_minute,
+            rate_burst=self.http_rate_burst,
+        )
