@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -44,9 +45,9 @@ DEFAULT_API_URL = "http://127.0.0.1:8080"
 
 
 def local_stack() -> dict[str, str]:
-    """What a running local stack wrote for the CLI (its admin NATS URL and the
-    intake API), or nothing when none runs. `make run` writes it under var/dev;
-    LAPOR_DEV_DIR names another stack's folder."""
+    """What a running local stack wrote for the CLI (its admin NATS URL, the
+    intake API, the database, its PII key file), or nothing when none runs.
+    `make run` writes it under var/dev; LAPOR_DEV_DIR names another stack's folder."""
     from lapor.devstack import DEV_DIR, DEV_DIR_ENV, OPERATOR_FILE
 
     path = Path(os.environ.get(DEV_DIR_ENV) or DEV_DIR) / OPERATOR_FILE
@@ -180,7 +181,21 @@ def status(
 
 token_app = typer.Typer(help="API tokens for agency officers and Diskominfo admins.")
 app.add_typer(token_app, name="token")
-app.add_typer(dlq_app, name="dlq")
+
+
+def _dlq_defaults(ctx: typer.Context) -> None:
+    # The running `make run`'s servers and PII key, for what the command line and
+    # the environment (NATS_URL, MONGO_URL, MONGO_DB, LAPOR_PII_KEY) leave open.
+    stack = local_stack()
+    found = {key: stack[key] for key in ("nats_url", "mongo_url", "mongo_db") if stack.get(key)}
+    if key_file := stack.get("pii_key_file"):
+        with contextlib.suppress(OSError):
+            found["pii_key"] = Path(key_file).read_text(encoding="utf-8").strip()
+    # Not `watch`: the watcher runs as its own NATS user, never as the admin.
+    ctx.default_map = {command: found for command in ("list", "replay", "resolve")}
+
+
+app.add_typer(dlq_app, name="dlq", callback=_dlq_defaults)
 
 
 @token_app.command("create")

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lapor import dlq
+from lapor.contracts import subjects
 from lapor.runtime.broker import broker_inbox, inbox_prefix
 from lapor.runtime.pii import new_key as new_pii_key
 
@@ -48,9 +49,11 @@ AUTH_CONF = ROOT / "ops" / "nats" / "auth.conf"
 DLQ = "dlq"  # the dead-letter watcher child
 # nats-server's JetStream encryption key, read from its environment (ops/nats/nats.conf).
 NATS_STORE_KEY_ENV = "LAPOR_NATS_STORE_KEY"
-# In a running stack's workdir (0600): the admin NATS URL of this run and the
-# intake API, so that `lapor sms` / `lapor status` find the stack on their own.
+# In a running stack's workdir (0600): the admin NATS URL of this run, the
+# intake API, the database and where the stack's PII key is, so that `lapor sms`,
+# `lapor status` and `lapor dlq` find the stack on their own.
 OPERATOR_FILE = "operator.json"
+PII_KEY_FILE = "pii_key"
 # Where the CLI looks for that file: `make run`'s workdir unless this names another.
 DEV_DIR_ENV = "LAPOR_DEV_DIR"
 DEV_DIR = ROOT / "var" / "dev"
@@ -99,7 +102,10 @@ def ensure_ferretdb() -> Path:
 
 # -- NATS users ----------------------------------------------------------------------
 JS_API = "$JS.API"
-OUTBOUND_STREAM = "LAPOR_OUTBOUND"
+OUTBOUND_STREAM = subjects.OUTBOUND_STREAM.name
+# The SMS gateway connector's durable pull consumer of outgoing SMS: the one
+# consumer its NATS user may create (filter lapor.outbound.sms) and read.
+GATEWAY_CONSUMER = "gateway-sms"
 
 
 @dataclass(frozen=True)
@@ -117,23 +123,20 @@ class NatsUser:
 
 
 def _stream_api(stream: str) -> list[str]:
-    # FastStream declares every stream it touches at start-up: create is idempotent
-    # for an equal config, update reconciles a changed one after a release.
-    # Delete, purge, message delete, snapshot and restore stay with the admin.
-    return [f"{JS_API}.STREAM.{verb}.{stream}" for verb in ("CREATE", "UPDATE", "INFO")]
+    # Services declare the streams they touch at start-up: create is idempotent
+    # for an equal config, and an existing stream with another config is kept
+    # (`declare_consumers`), so they never update one. Update, delete, purge,
+    # message delete, snapshot and restore stay with the admin.
+    return [f"{JS_API}.STREAM.{verb}.{stream}" for verb in ("CREATE", "INFO")]
 
 
-def _durable_api(stream: str, durable: str, filter_subject: str, legacy: bool) -> list[str]:
+def _durable_api(stream: str, durable: str, filter_subject: str) -> list[str]:
     # The create subject carries the filter, and the server checks it against the
-    # consumer's filter, so a service cannot widen its own consumer. nats-py uses
-    # the legacy DURABLE.CREATE form, which has no such check, for a consumer
-    # config without a `name`; it is allowed only while the wiring needs it.
-    # No CONSUMER.DELETE, no other consumer names.
-    create = [f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}.{filter_subject}"]
-    if legacy:
-        create.append(f"{JS_API}.CONSUMER.DURABLE.CREATE.{stream}.{durable}")
+    # consumer's filter, so a login cannot widen its consumer, nor create or
+    # change another one. Not the legacy DURABLE.CREATE form (no filter check),
+    # no CONSUMER.DELETE, no other consumer names.
     return [
-        *create,
+        f"{JS_API}.CONSUMER.CREATE.{stream}.{durable}.{filter_subject}",
         f"{JS_API}.CONSUMER.INFO.{stream}.{durable}",
         f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{durable}",
         f"$JS.ACK.{stream}.{durable}.>",
@@ -148,9 +151,12 @@ def service_user(service: str) -> NatsUser:
     streams: set[str] = set()
     for sub in broker.subscribers:
         stream, durable = sub.stream.name, sub.config.durable_name
+        if sub.config.name != durable:
+            # Without a name nats-py creates through DURABLE.CREATE, which is not allowed.
+            raise ValueError(f"{service}: consumer {durable} needs name={durable!r}")
         streams.add(stream)
         filter_subject = sub.config.filter_subject or sub.subject.template
-        publish += _durable_api(stream, durable, filter_subject, legacy=not sub.config.name)
+        publish += _durable_api(stream, durable, filter_subject)
     for pub in broker.publishers:
         publish.append(pub.subject.template)
         if pub.stream is not None:
@@ -176,13 +182,12 @@ def nats_users(services: Sequence[str] = SERVICES) -> list[NatsUser]:
         ),
         NatsUser(
             "gateway",
-            "SMS gateway connector: read outbound messages, publish delivery receipts",
+            f"SMS gateway connector: outbound SMS through its consumer {GATEWAY_CONSUMER}, "
+            "delivery receipts",
             (
-                "lapor.outbound.sms.status",
+                subjects.OUTBOUND_SMS_STATUS,
                 f"{JS_API}.STREAM.INFO.{OUTBOUND_STREAM}",
-                f"{JS_API}.CONSUMER.INFO.{OUTBOUND_STREAM}.*",
-                f"{JS_API}.CONSUMER.MSG.NEXT.{OUTBOUND_STREAM}.*",
-                f"$JS.ACK.{OUTBOUND_STREAM}.>",
+                *_durable_api(OUTBOUND_STREAM, GATEWAY_CONSUMER, subjects.OUTBOUND_SMS),
             ),
             ("lapor.outbound.>", f"{inbox_prefix('gateway')}.>"),
         ),
@@ -191,7 +196,7 @@ def nats_users(services: Sequence[str] = SERVICES) -> list[NatsUser]:
             "dead-letter watcher: advisories in, any stream's message by sequence",
             (
                 *_stream_api(dlq.ADVISORY_STREAM),
-                *_durable_api(dlq.ADVISORY_STREAM, dlq.WATCHER, dlq.ADVISORY_FILTER, legacy=False),
+                *_durable_api(dlq.ADVISORY_STREAM, dlq.WATCHER, dlq.ADVISORY_FILTER),
                 f"{JS_API}.STREAM.MSG.GET.*",
             ),
             (f"{dlq.INBOX_PREFIX}.>",),
@@ -381,7 +386,17 @@ class Stack:
 
     def write_operator_file(self) -> None:
         """The run's admin login for the CLI; only the owner may read it."""
-        text = json.dumps({"nats_url": self.nats, "api_url": self.url("intake")}, indent=2)
+        found = {
+            "nats_url": self.nats,
+            "api_url": self.url("intake"),
+            "mongo_url": self.mongo,
+            "mongo_db": self.mongo_db,
+        }
+        if not os.environ.get("LAPOR_PII_KEY"):
+            # The key the services get (`_child_env`); from the environment it is
+            # the operator's to pass on.
+            found["pii_key_file"] = str(self.workdir / PII_KEY_FILE)
+        text = json.dumps(found, indent=2)
         tmp = self.operator_file.with_name(OPERATOR_FILE + ".tmp")
         tmp.unlink(missing_ok=True)
         # Created 0600, never readable by others even for a moment; renamed into place.
@@ -442,7 +457,7 @@ class Stack:
                 "LAPOR_DATA_DIR": str(ROOT / "data"),
                 "PYTHONUNBUFFERED": "1",
                 "LAPOR_PII_KEY": os.environ.get("LAPOR_PII_KEY")
-                or self._dev_key("pii_key", new_pii_key()),
+                or self._dev_key(PII_KEY_FILE, new_pii_key()),
             }
         )
         if self.nats_auth:

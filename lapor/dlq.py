@@ -21,7 +21,10 @@ when it starts; storing is idempotent, so a repeated advisory changes nothing.
 `lapor dlq list` shows the records (phone numbers masked); `lapor dlq replay`
 publishes a stored payload again on its original subject with a new
 `Nats-Msg-Id` (the old one would be dropped as a duplicate) and marks the
-record replayed.
+record replayed; `lapor dlq resolve` settles one an operator decided not to
+replay, with the reason. A record neither replayed nor resolved is pending:
+the `lapor_dead_letters` gauge counts those, and `LaporDeadLetters` fires
+while there are any.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ _NOT_REPLAYED = ("Nats-Msg-Id", "Nats-Expected-")
 _REASONS = {"MAX_DELIVERIES": "max_deliveries", "MSG_TERMINATED": "terminated"}
 
 Document = dict[str, Any]
+# Neither replayed nor resolved: an operator still has to decide (null matches a
+# missing field).
+PENDING: Document = {"replayed_at": None, "resolved_at": None}
 
 
 def now() -> datetime:
@@ -75,10 +81,17 @@ class DeadLetterStore:
     (`payload_sealed`, bound to the record id); callers see `payload_b64`.
     """
 
-    def __init__(self, db: Any, cipher: PiiCipher) -> None:
+    def __init__(self, db: Any, cipher: PiiCipher | None) -> None:
         self.collection = db[COLLECTION]
         self.notes = db[NOTES]
-        self.cipher = cipher
+        # None for work that opens no payload (resolving a record).
+        self._cipher = cipher
+
+    @property
+    def cipher(self) -> PiiCipher:
+        if self._cipher is None:
+            raise RuntimeError("dead-letter payloads need the PII key")
+        return self._cipher
 
     async def add(self, record: Document) -> bool:
         """Store a record; False when it is already there (a repeated advisory)."""
@@ -95,7 +108,7 @@ class DeadLetterStore:
         return self._opened(found) if found is not None else None
 
     async def records(self, *, pending_only: bool = False, limit: int = 500) -> list[Document]:
-        query = {"replayed_at": None} if pending_only else {}
+        query = PENDING if pending_only else {}
         cursor = self.collection.find(query).sort("stored_at", 1).limit(limit)
         return [self._opened(doc) async for doc in cursor]
 
@@ -121,6 +134,16 @@ class DeadLetterStore:
             {"_id": record_id},
             {"$set": {"replayed_at": at, "replay_msg_id": msg_id}, "$inc": {"replays": 1}},
         )
+
+    async def mark_resolved(self, record_id: str, reason: str, by: str, at: datetime) -> str:
+        """Settle a record without a replay: "resolved", or "already" / "missing"."""
+        settled = await self.collection.find_one_and_update(
+            {"_id": record_id, "resolved_at": None},
+            {"$set": {"resolved_at": at, "resolved_by": by, "resolution": reason}},
+        )
+        if settled is not None:
+            return "resolved"
+        return "already" if await self.collection.find_one({"_id": record_id}) else "missing"
 
     async def last_error(self, stream: str, sequence: int, consumer: str) -> str | None:
         note = await self.notes.find_one({"_id": _failure_id(stream, sequence, consumer)})
@@ -233,8 +256,9 @@ class DeadLetterWatcher:
         )
         try:
             await self.js.add_stream(config)
-        except BadRequestError:
-            await self.js.update_stream(config)
+        except BadRequestError as exc:
+            # Changed by an operator (limits, subjects): theirs to change, not ours.
+            log.warning("%s kept as it is on the server: %s", ADVISORY_STREAM, exc.description)
         await self.js.add_consumer(
             ADVISORY_STREAM,
             ConsumerConfig(
@@ -382,13 +406,42 @@ dlq_app = typer.Typer(help="Dead letters: messages no handler could process.")
 NatsUrl = Annotated[str, typer.Option("--nats", envvar="NATS_URL", help="NATS server URL")]
 MongoUrl = Annotated[str, typer.Option("--mongo", envvar="MONGO_URL")]
 MongoDb = Annotated[str, typer.Option("--db", envvar="MONGO_DB")]
+# An operator's commands: through `lapor dlq` they take what the command line
+# and the environment leave open from the running `make run` (lapor.cli). Its
+# URLs carry passwords, so help never prints the default.
+_FROM_STACK = "default: the running `make run`'s, else "
+OperatorNatsUrl = Annotated[
+    str,
+    typer.Option(
+        "--nats",
+        envvar="NATS_URL",
+        show_default=False,
+        help=f"NATS server URL ({_FROM_STACK}nats://127.0.0.1:4222)",
+    ),
+]
+OperatorMongoUrl = Annotated[
+    str,
+    typer.Option(
+        "--mongo",
+        envvar="MONGO_URL",
+        show_default=False,
+        help=f"MongoDB URL ({_FROM_STACK}mongodb://127.0.0.1:27017)",
+    ),
+]
+OperatorMongoDb = Annotated[
+    str,
+    typer.Option(
+        "--db", envvar="MONGO_DB", show_default=False, help=f"Database ({_FROM_STACK}lapor)"
+    ),
+]
 PiiKey = Annotated[
     str,
     typer.Option(
         "--pii-key",
         envvar="LAPOR_PII_KEY",
         show_default=False,
-        help="Key that seals stored payloads (as the services have it)",
+        help="Key that seals stored payloads, as the services have it "
+        "(default: the running `make run`'s)",
     ),
 ]
 PiiOldKeys = Annotated[
@@ -460,10 +513,12 @@ async def _watch(
 
 @dlq_app.command("list")
 def list_command(
-    mongo_url: MongoUrl = DEFAULT_MONGO,
-    mongo_db: MongoDb = "lapor",
+    mongo_url: OperatorMongoUrl = DEFAULT_MONGO,
+    mongo_db: OperatorMongoDb = "lapor",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON array")] = False,
-    pending: Annotated[bool, typer.Option("--pending", help="Only not yet replayed")] = False,
+    pending: Annotated[
+        bool, typer.Option("--pending", help="Only those neither replayed nor resolved")
+    ] = False,
     pii_key: PiiKey = "",
     pii_old_keys: PiiOldKeys = "",
 ) -> None:
@@ -477,7 +532,9 @@ def list_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "reason", "consumer", "subject", "tries", "stored", "replayed", "error")
+    table = Table(
+        "id", "reason", "consumer", "subject", "tries", "stored", "replayed", "resolved", "error"
+    )
     for v in views:
         table.add_row(
             v["id"],
@@ -487,6 +544,7 @@ def list_command(
             str(v["deliveries"] or "-"),
             str(v["stored_at"])[:19],
             str(v["replayed_at"] or "")[:19],
+            str(v["resolved_at"] or "")[:19],
             (v["error"] or "")[:60],
         )
     Console().print(table)
@@ -511,6 +569,9 @@ def public_view(record: Document) -> Document:
         "stored_at": record.get("stored_at"),
         "replayed_at": record.get("replayed_at"),
         "replays": record.get("replays", 0),
+        "resolved_at": record.get("resolved_at"),
+        "resolved_by": record.get("resolved_by"),
+        "resolution": record.get("resolution"),
         "payload": mask_phones(raw.decode("utf-8", "replace")),
     }
 
@@ -528,9 +589,9 @@ def replay_command(
     record_id: Annotated[str | None, typer.Argument(help="Dead-letter id from `dlq list`")] = None,
     replay_all: Annotated[bool, typer.Option("--all", help="Every not yet replayed one")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, publish nothing")] = False,
-    nats_url: NatsUrl = DEFAULT_NATS,
-    mongo_url: MongoUrl = DEFAULT_MONGO,
-    mongo_db: MongoDb = "lapor",
+    nats_url: OperatorNatsUrl = DEFAULT_NATS,
+    mongo_url: OperatorMongoUrl = DEFAULT_MONGO,
+    mongo_db: OperatorMongoDb = "lapor",
     pii_key: PiiKey = "",
     pii_old_keys: PiiOldKeys = "",
 ) -> None:
@@ -572,6 +633,47 @@ async def _replay(
             return await _replay_records(nc.jetstream(), store, records)
         finally:
             await nc.close()
+    finally:
+        await client.close()
+
+
+@dlq_app.command("resolve")
+def resolve_command(
+    record_id: Annotated[str, typer.Argument(help="Dead-letter id from `dlq list`")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why it is not replayed; kept with the record")
+    ],
+    mongo_url: OperatorMongoUrl = DEFAULT_MONGO,
+    mongo_db: OperatorMongoDb = "lapor",
+) -> None:
+    """Settle a dead letter without replaying it (a test message, fixed by hand, obsolete)."""
+    from lapor.runtime.logs import mask_phones
+
+    if not reason.strip():
+        raise typer.BadParameter("say why it is not replayed", param_hint="--reason")
+    # Free text an operator typed: it may quote the citizen's number.
+    note = mask_phones(reason.strip())[:500]
+    outcome = asyncio.run(_resolve(mongo_url, mongo_db, record_id, note, _operator()))
+    if outcome == "missing":
+        print(f"no dead letter {record_id}")
+        raise typer.Exit(1)
+    print(f"{record_id} was resolved before" if outcome == "already" else f"resolved {record_id}")
+
+
+def _operator() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (a container without a passwd entry)
+        return "unknown"
+
+
+async def _resolve(mongo_url: str, mongo_db: str, record_id: str, reason: str, by: str) -> str:
+    client = _client(mongo_url, "lapor-cli")
+    try:
+        store = DeadLetterStore(client[mongo_db], cipher=None)
+        return await store.mark_resolved(record_id, reason, by, now())
     finally:
         await client.close()
 

@@ -6,7 +6,8 @@ Delivery rules every service gets from here:
   with backoff, up to `MAX_DELIVER` attempts, then the dead-letter path;
 - a message that does not match its contract is never retried: it is stored
   as a dead letter with the reason and acked (no crash loop);
-- every publish carries `Nats-Msg-Id`, so JetStream drops a re-publish.
+- every publish carries `Nats-Msg-Id`, so JetStream drops a re-publish; a
+  publish whose PubAck does not come is sent again with the same id.
 
 Every handled message writes one log line (subject, consumer, delivery count,
 outcome, duration), and every line written while it is handled carries its
@@ -26,6 +27,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+import nats.errors
 from fast_depends.exceptions import ValidationError as ContractError
 from faststream import AckPolicy
 from faststream._internal.middlewares import BaseMiddleware
@@ -38,10 +40,22 @@ from faststream.security import SASLPlaintext
 from nats.aio.client import DEFAULT_INBOX_PREFIX
 from nats.js.api import AckPolicy as AckPolicyJS
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType
-from nats.js.errors import NotFoundError
+from nats.js.errors import (
+    BadRequestError,
+    NoStreamResponseError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from lapor.contracts import subjects
 from lapor.runtime.logs import ID_KEYS, bind_ids, bound_ids, mask_phones, unbind_ids
@@ -260,6 +274,10 @@ def durable(
     """Decorator for a durable pull consumer with the project's redelivery policy."""
     stream = stream_for(subject)
     config = ConsumerConfig(
+        # With a name, nats-py creates and updates the consumer through
+        # CONSUMER.CREATE.<stream>.<name>.<filter>, whose filter the server checks:
+        # the only create subject a service's NATS user is allowed.
+        name=consumer,
         durable_name=consumer,
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicyJS.EXPLICIT,
@@ -290,7 +308,13 @@ _consumers: "weakref.WeakKeyDictionary[NatsBroker, list[tuple[str, ConsumerConfi
 
 
 async def declare_consumers(broker: NatsBroker) -> None:
-    """Create or update every durable consumer before consuming starts.
+    """Declare the broker's streams, then create or update every durable consumer,
+    before consuming starts.
+
+    A stream that exists with another configuration is kept as it is: changing
+    a stream (limits, subjects) is an operator's decision, and a service's NATS
+    user may create and read streams but not update them. FastStream would
+    update it, so its own declaration is switched off once ours ran.
 
     The server keeps an existing consumer's old settings when a client merely
     subscribes to it; creating it again with the same name updates the
@@ -299,9 +323,61 @@ async def declare_consumers(broker: NatsBroker) -> None:
     """
     await broker.connect()
     js = broker.config.connection_state.stream
+    for stream, stream_subjects in broker._stream_builder.objects.values():
+        if stream.declare:
+            await _declare_stream(js, stream, list(stream_subjects))
+            stream.declare = False
     for stream_name, config in _consumers.get(broker, []):
         with contextlib.suppress(NotFoundError):
             await js.add_consumer(stream_name, config=config)
+
+
+# JetStream's answer to a create whose configuration differs from the stream's.
+_STREAM_NAME_IN_USE = 10058
+# What a difference is reported by, besides the subjects: the settings we declare.
+_STREAM_FIELDS = ("storage", "max_age", "duplicate_window")
+
+
+async def _declare_stream(js: Any, stream: JStream, stream_subjects: list[str]) -> None:
+    try:
+        await js.add_stream(config=stream.config, subjects=stream_subjects)
+    except BadRequestError as exc:
+        if exc.err_code != _STREAM_NAME_IN_USE:
+            raise
+        actual = (await js.stream_info(stream.name)).config
+        declared = {"subjects": sorted(stream_subjects)}
+        declared.update({f: getattr(stream.config, f) for f in _STREAM_FIELDS})
+        found = {"subjects": sorted(actual.subjects or [])}
+        found.update({f: getattr(actual, f) for f in _STREAM_FIELDS})
+        differs = [
+            f"{name} {found[name]!r} on the server, {value!r} declared"
+            for name, value in declared.items()
+            if found[name] != value
+        ]
+        log.warning(
+            "stream %s differs from its declaration, kept as it is (an operator "
+            "updates streams): %s",
+            stream.name,
+            ", ".join(differs) or "settings this service does not declare",
+        )
+
+
+# PubAck waits of one publish, attempt by attempt. A PubAck that died with its
+# server never comes; short first waits send the message again (same
+# Nats-Msg-Id, so the server stores it once) as soon as the connection is back,
+# instead of holding the consumer's whole batch; two of them, as the second
+# may still go out on the dying connection. Later waits are longer, for a
+# server that is alive but slow (fsync before every ack). Together they stay
+# below the consumers' ack wait (BACKOFF_S[0]), after which the server would
+# hand the message being handled to another delivery.
+PUBACK_TIMEOUTS_S = (1.0, 1.0, 2.0, 3.0)
+# A server restarting or JetStream not ready yet: worth another attempt.
+_PUBLISH_RETRIED = (
+    nats.errors.TimeoutError,
+    nats.errors.OutboundBufferLimitError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+)
 
 
 class EventPublisher:
@@ -315,13 +391,35 @@ class EventPublisher:
 
     async def publish(self, message: BaseModel, msg_id: str) -> bool:
         """Publish and wait for JetStream's ack; returns False for a dropped duplicate."""
-        # FastStream's stub says None, but a publish with a stream returns the PubAck.
-        ack: Any = await self._publisher.publish(  # type: ignore[func-returns-value]
-            message.model_dump(mode="json", by_alias=True),
-            headers={"Nats-Msg-Id": msg_id},
-            timeout=10.0,
+        body = message.model_dump(mode="json", by_alias=True)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_PUBLISH_RETRIED),
+            stop=stop_after_attempt(len(PUBACK_TIMEOUTS_S)),
+            wait=wait_random_exponential(multiplier=0.1, max=0.5),
+            before_sleep=_log_publish_retry,
+            reraise=True,
         )
-        return not getattr(ack, "duplicate", False)
+        async for attempt in retrying:
+            number = attempt.retry_state.attempt_number
+            with attempt:
+                # FastStream's stub says None, but a publish with a stream returns the PubAck.
+                ack: Any = await self._publisher.publish(  # type: ignore[func-returns-value]
+                    body,
+                    headers={"Nats-Msg-Id": msg_id},
+                    timeout=PUBACK_TIMEOUTS_S[number - 1],
+                )
+        # After an unanswered attempt, a duplicate is most likely that attempt's own
+        # copy, stored before its PubAck was lost: the message is new all the same.
+        return number > 1 or not getattr(ack, "duplicate", False)
+
+
+def _log_publish_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "publish attempt %d got no PubAck (%s), sending again with the same message id",
+        state.attempt_number,
+        type(exc).__name__,
+    )
 
 
 def dead_letter_record(
@@ -330,7 +428,10 @@ def dead_letter_record(
     """A storable description of a message that could not be processed."""
     raw: bytes = msg.body if isinstance(msg.body, bytes) else bytes(str(msg.body), "utf-8")
     nats_msg = msg.raw_message
-    metadata = getattr(nats_msg, "metadata", None)
+    try:
+        metadata = nats_msg.metadata
+    except Exception:  # not a JetStream delivery (core NATS, the test broker): no sequence
+        metadata = None
     sequence = metadata.sequence.stream if metadata is not None else None
     stream = metadata.stream if metadata is not None else None
     return {

@@ -218,7 +218,8 @@ class DomainMetrics:
         self.dead_letters = SnapshotGauge(
             "lapor_dead_letters",
             # Not `service`: Prometheus adds that label to every target.
-            "Dead letters not yet resolved, by the service that stored them",
+            "Dead letters waiting for an operator (neither replayed nor resolved), "
+            "by the service that stored them",
             ["stored_by"],
             r,
         )
@@ -358,12 +359,13 @@ async def _refresh_urgent(
 
 
 async def refresh_dead_letters(metrics: DomainMetrics, db: AsyncDatabase[Document]) -> None:
-    # Ops mark a handled dead letter with `resolved_at`; only the rest count.
+    # An operator settles a dead letter with `lapor dlq replay` (`replayed_at`) or
+    # `lapor dlq resolve` (`resolved_at`); the rest wait. Null matches a missing field.
     rows = await _aggregate(
         db,
         "dead_letters",
         [
-            {"$match": {"resolved_at": {"$exists": False}}},
+            {"$match": {"replayed_at": None, "resolved_at": None}},
             {"$group": {"_id": "$service", "n": {"$sum": 1}}},
         ],
     )

@@ -43,6 +43,20 @@ class Late(Generic[T]):
         return self._value
 
 
+@dataclass(frozen=True)
+class ContractViolation:
+    """A consumed message that broke its contract, already kept as a dead letter."""
+
+    subject: str | None
+    payload: bytes
+    error: Exception
+    # Stable across redeliveries of the message: a key for idempotent handling.
+    dead_letter_id: str
+
+
+ViolationHandler = Callable[[ContractViolation], Awaitable[None]]
+
+
 @dataclass
 class Runtime:
     """What a service's wiring receives: the broker to subscribe on and its resources."""
@@ -52,6 +66,16 @@ class Runtime:
     broker: NatsBroker
     registry: CollectorRegistry
     db: Late[AsyncDatabase[dict[str, Any]]] = field(default_factory=lambda: Late("database"))
+    violation_handlers: dict[str, ViolationHandler] = field(default_factory=dict)
+
+    def on_contract_violation(self, subject: str, handler: ViolationHandler) -> None:
+        """Handle messages on `subject` (exactly as published) that break their contract,
+        beyond the dead letter every service keeps: a rejection record, an answer.
+
+        The handler runs after the dead letter is stored. If it raises, the message
+        is redelivered like any failed one, so it must be idempotent.
+        """
+        self.violation_handlers[subject] = handler
 
 
 Starter = Callable[[AsyncDatabase[dict[str, Any]]], Awaitable[Callable[[], Awaitable[None]] | None]]
@@ -61,16 +85,24 @@ def build_runtime(service: str, settings: ServiceSettings) -> Runtime:
     registry = CollectorRegistry()
     db_box: Late[AsyncDatabase[dict[str, Any]]] = Late("database")
     cipher = settings.infra.pii.cipher()
+    violation_handlers: dict[str, ViolationHandler] = {}
 
     async def store_dead_letter(msg: StreamMessage[Any], exc: Exception) -> None:
         record = dead_letter_record(service, msg, exc, reason="contract_violation")
         log.warning("message violates its contract; kept as dead letter %s", record["_id"])
+        # A redelivery finds its dead letter already stored and still runs the handler:
+        # the first run may have failed after the dead letter was written.
         await DeadLetterStore(db_box.get(), cipher).add(record)
+        if (handler := violation_handlers.get(record["subject"] or "")) is not None:
+            body = msg.body if isinstance(msg.body, bytes) else str(msg.body).encode()
+            await handler(ContractViolation(record["subject"], body, exc, str(record["_id"])))
 
     broker = create_broker(
         settings.infra, service=service, registry=registry, on_invalid=store_dead_letter
     )
-    return Runtime(service, settings, broker, registry, db_box)
+    return Runtime(
+        service, settings, broker, registry, db_box, violation_handlers=violation_handlers
+    )
 
 
 def create_service_app(

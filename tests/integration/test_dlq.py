@@ -3,7 +3,8 @@
 A handler on a test-only durable consumer always fails; after `max_deliver`
 attempts JetStream gives up and announces it. The real watcher process
 (`python -m lapor.dlq watch`, NATS user `dlq`) stores the message with the
-error its handler noted; `lapor dlq list` and `lapor dlq replay` work on it.
+error its handler noted; `lapor dlq list`, `replay` and `resolve` work on it,
+and the dead-letter gauge counts only the records still waiting for one.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from faststream.nats import NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.js.api import AckPolicy as AckPolicyJS
 from nats.js.api import ConsumerConfig
+from prometheus_client import CollectorRegistry
 
-from lapor.devstack import ROOT, Stack
+from lapor.devstack import DEV_DIR_ENV, ROOT, Stack
 from lapor.dlq import DeadLetterStore, failure_notes
 from lapor.runtime.broker import stream_for
+from lapor.runtime.metrics import DomainMetrics, refresh_dead_letters
 from lapor.runtime.pii import is_sealed
 from lapor.runtime.settings import PiiSettings
 from tests.e2e.helpers import eventually
@@ -50,6 +53,8 @@ class Poison:
 @pytest.fixture(scope="module")
 def dlq_stack(own_servers: Stack) -> Stack:
     own_servers.mongo_db = DB
+    # The operator file names the database, for `lapor dlq` without settings.
+    own_servers.write_operator_file()
     own_servers.start_dlq()
     return own_servers
 
@@ -189,6 +194,64 @@ async def test_watcher_catches_up_after_being_down(
         lambda: own_mongo[DB].dead_letters.find_one({"_id": record_id}), timeout=30
     )
     assert record["reason"] == "max_deliveries"
+
+
+def _lapor(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`lapor …` as an operator types it next to a running stack: nothing exported
+    but the PII key, which this stack, too, took from the environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "MONGO_URL", "MONGO_DB")}
+    env.update({DEV_DIR_ENV: str(stack.workdir), "COLUMNS": "250"})
+    return subprocess.run(
+        [sys.executable, "-m", "lapor.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_resolve_settles_a_dead_letter_and_the_gauge_counts_only_pending_ones(
+    dlq_stack: Stack, poison: Poison, own_nc: Any, own_mongo: Any
+) -> None:
+    dead = own_mongo[DB].dead_letters
+    seq = await _publish(own_nc, 4)
+    record_id = f"LAPOR_EVENTS:{seq}:{DURABLE}"
+    await eventually(lambda: dead.find_one({"_id": record_id}), timeout=30)
+    # What is replayed below must not come back as a new dead letter.
+    poison.failing = False
+    metrics = DomainMetrics(CollectorRegistry())
+    await refresh_dead_letters(metrics, own_mongo[DB])
+    # The replayed ones of the earlier tests no longer count.
+    waiting = await dead.count_documents({"replayed_at": None})
+    assert metrics.dead_letters.samples() == {("test",): waiting}
+
+    pending = _lapor(dlq_stack, "dlq", "list", "--pending", "--json")
+    assert pending.returncode == 0, pending.stderr
+    assert record_id in {r["id"] for r in json.loads(pending.stdout)}
+    resolved = _lapor(
+        dlq_stack, "dlq", "resolve", record_id, "--reason", f"test order of {PHONE}, dropped"
+    )
+
+    assert resolved.returncode == 0, resolved.stdout + resolved.stderr
+    assert f"resolved {record_id}" in resolved.stdout
+    stored = await dead.find_one({"_id": record_id})
+    assert stored["resolved_at"] is not None and stored["resolved_by"]
+    assert "dropped" in stored["resolution"] and PHONE not in stored["resolution"]
+    await refresh_dead_letters(metrics, own_mongo[DB])
+    assert sum(metrics.dead_letters.samples().values()) == waiting - 1
+    again = _lapor(dlq_stack, "dlq", "resolve", record_id, "--reason", "twice")
+    assert again.returncode == 0 and "resolved before" in again.stdout
+    assert (await dead.find_one({"_id": record_id}))["resolution"] == stored["resolution"]
+    unknown = _lapor(dlq_stack, "dlq", "resolve", "LAPOR_EVENTS:0:nobody", "--reason", "x")
+    assert unknown.returncode == 1
+    # --all leaves a resolved one alone: it replays what still waits, nothing else.
+    rest = _lapor(dlq_stack, "dlq", "replay", "--all")
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert record_id not in rest.stdout
+    assert (await dead.find_one({"_id": record_id})).get("replayed_at") is None
+    await refresh_dead_letters(metrics, own_mongo[DB])
+    assert metrics.dead_letters.samples() == {}
 
 
 async def _true(value: bool) -> bool:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import os
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,14 @@ import pytest
 import pytest_asyncio
 import yaml
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from lapor.contracts import subjects
 from lapor.devstack import (
     AUTH_CONF,
+    GATEWAY_CONSUMER,
     NATS_STORE_KEY_ENV,
     ROOT,
     SERVICES,
@@ -65,6 +67,13 @@ SERVICE_FORBIDDEN_PUBLISH = [
     "$JS.API.CONSUMER.DELETE.LAPOR_EVENTS.router-received",
     "$JS.API.CONSUMER.CREATE.LAPOR_EVENTS.eavesdrop.lapor.event.>",
     "$JS.API.CONSUMER.CREATE.LAPOR_EVENTS",
+    # Changing a stream's limits or subjects is the admin's.
+    "$JS.API.STREAM.UPDATE.LAPOR_EVENTS",
+    "$JS.API.STREAM.UPDATE.LAPOR_INBOUND",
+    "$JS.API.STREAM.UPDATE.LAPOR_OUTBOUND",
+    "$JS.API.STREAM.UPDATE.LAPOR_COMMANDS",
+    # The gateway's consumer of outgoing SMS.
+    "$JS.API.CONSUMER.MSG.NEXT.LAPOR_OUTBOUND.gateway-sms",
 ]
 SERVICE_FORBIDDEN_SUBSCRIBE = [
     ">",
@@ -87,15 +96,33 @@ def _forbidden_subscribe(service: str) -> list[str]:
     return [*SERVICE_FORBIDDEN_SUBSCRIBE, *others, f"{inbox_prefix(service)}x.>"]
 
 
+# A consumer of each service: (stream, name, filter).
+CONSUMER_OF = {
+    "intake": ("LAPOR_INBOUND", "intake-sms", "lapor.inbound.sms"),
+    "router": ("LAPOR_EVENTS", "router-received", "lapor.event.complaint.received"),
+    "sla": ("LAPOR_EVENTS", "sla-routed", "lapor.event.complaint.routed"),
+    "notify": ("LAPOR_EVENTS", "notify-received", "lapor.event.complaint.received"),
+}
+
+
 def _forbidden_publish(service: str) -> list[str]:
     others = [subject for name, subject in OWN_EVENT.items() if name != service]
-    foreign_consumer = "router-received" if service != "router" else "intake-sms"
-    stream = "LAPOR_EVENTS" if service != "router" else "LAPOR_INBOUND"
+    stream, foreign, foreign_filter = CONSUMER_OF["router" if service != "router" else "intake"]
+    own_stream, own, _own_filter = CONSUMER_OF[service]
     return [
         *SERVICE_FORBIDDEN_PUBLISH,
         *others,
-        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{foreign_consumer}",
-        f"$JS.ACK.{stream}.{foreign_consumer}.1.1.1.1.1",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{foreign}",
+        f"$JS.ACK.{stream}.{foreign}.1.1.1.1.1",
+        # Another service's consumer: neither its own filter nor a wider one, and
+        # not through the legacy create subject, which the server does not check.
+        f"$JS.API.CONSUMER.CREATE.{stream}.{foreign}.{foreign_filter}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.{foreign}.lapor.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{foreign}",
+        f"$JS.API.CONSUMER.INFO.{stream}.{foreign}",
+        # Its own consumer, widened to everything on its stream.
+        f"$JS.API.CONSUMER.CREATE.{own_stream}.{own}.lapor.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{own_stream}.{own}",
     ]
 
 
@@ -169,6 +196,77 @@ async def test_service_user_is_confined_to_its_own_subjects(
     assert ack.stream in ("LAPOR_EVENTS", "LAPOR_OUTBOUND")
 
 
+@pytest.mark.parametrize("service", SERVICES)
+async def test_a_service_cannot_change_streams_or_widen_consumers_through_the_api(
+    streams: Stack, own_nc: Any, service: str
+) -> None:
+    """The JetStream API as a service calls it: its own consumer may be declared
+    again (a release changing max_deliver), but not wider, not another
+    service's, not through the unchecked legacy subject, and no stream changes."""
+    admin = own_nc.jetstream()
+    for stream_name, name, filter_subject in CONSUMER_OF.values():
+        await _ensure_consumer(admin, stream_name, name, filter_subject)
+    own_stream, own, own_filter = CONSUMER_OF[service]
+    stream, foreign, _filter = CONSUMER_OF["router" if service != "router" else "intake"]
+    events = stream_for("lapor.event.x")
+    attempts: dict[str, Callable[[Any], Awaitable[Any]]] = {
+        f"$JS.API.CONSUMER.CREATE.{own_stream}.{own}.lapor.>": lambda js: js.add_consumer(
+            own_stream, _consumer(own, "lapor.>")
+        ),
+        f"$JS.API.CONSUMER.CREATE.{stream}.{foreign}.lapor.>": lambda js: js.add_consumer(
+            stream, _consumer(foreign, "lapor.>")
+        ),
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{own_stream}.{own}": lambda js: js.add_consumer(
+            own_stream, _consumer(own, own_filter).evolve(name=None)
+        ),
+        "$JS.API.STREAM.UPDATE.LAPOR_EVENTS": lambda js: js.update_stream(
+            events.config.evolve(subjects=["lapor.event.>", "lapor.x.>"], max_age=60.0)
+        ),
+    }
+    client = await _login(streams, service, inbox_prefix(service))
+    refused: dict[str, bool] = {}
+    try:
+        current = (await admin.consumer_info(own_stream, own)).config
+        redeclared = current.evolve(name=own, durable_name=own, max_deliver=5)
+        own_info = await client.nc.jetstream().add_consumer(own_stream, redeclared)
+        quick = client.nc.jetstream(timeout=0.5)
+        for subject, attempt in attempts.items():
+            with pytest.raises(nats.errors.TimeoutError):
+                await attempt(quick)
+            refused[subject] = await client._refused("publish", subject)
+    finally:
+        await client.close()
+    assert own_info.config.max_deliver == 5
+    assert refused == dict.fromkeys(attempts, True)
+    for stream_name, name, filter_subject in CONSUMER_OF.values():
+        info = await admin.consumer_info(stream_name, name)
+        assert info.config.filter_subject == filter_subject
+    stored = await admin.stream_info("LAPOR_EVENTS")
+    assert stored.config.subjects == ["lapor.event.>"]
+    assert stored.config.max_age == events.config.max_age
+
+
+def _consumer(
+    name: str, filter_subject: str, deliver: DeliverPolicy = DeliverPolicy.ALL
+) -> ConsumerConfig:
+    # Deliver policy as the services declare theirs: it cannot change later.
+    return ConsumerConfig(
+        name=name,
+        durable_name=name,
+        filter_subject=filter_subject,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=deliver,
+    )
+
+
+async def _ensure_consumer(js: Any, stream: str, name: str, filter_subject: str) -> None:
+    # Another test may have created it with the service's own settings already.
+    try:
+        await js.consumer_info(stream, name)
+    except NotFoundError:
+        await js.add_consumer(stream, _consumer(name, filter_subject))
+
+
 async def test_channel_may_only_submit(streams: Stack) -> None:
     client = await _login(streams, "channel", "_INBOX.channel")
     try:
@@ -194,15 +292,9 @@ async def test_channel_may_only_submit(streams: Stack) -> None:
 async def test_gateway_reads_outbound_and_publishes_receipts_only(
     streams: Stack, own_nc: Any
 ) -> None:
-    # The gateway's consumer is the operator's: the gateway may not create any.
-    await own_nc.jetstream().add_consumer(
-        "LAPOR_OUTBOUND",
-        ConsumerConfig(
-            durable_name="gateway-sms",
-            filter_subject="lapor.outbound.sms",
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.NEW,
-        ),
+    # notify's consumer of delivery receipts lives on the same stream.
+    await _ensure_consumer(
+        own_nc.jetstream(), "LAPOR_OUTBOUND", "notify-receipts", "lapor.outbound.sms.status"
     )
     client = await _login(streams, "gateway", "_INBOX.gateway")
     try:
@@ -212,29 +304,50 @@ async def test_gateway_reads_outbound_and_publishes_receipts_only(
                 "lapor.inbound.sms",
                 "lapor.event.complaint.received",
                 "$JS.API.CONSUMER.CREATE.LAPOR_OUTBOUND.gw.lapor.outbound.sms",
+                "$JS.API.CONSUMER.CREATE.LAPOR_OUTBOUND.gateway-sms.lapor.outbound.>",
                 "$JS.API.CONSUMER.DURABLE.CREATE.LAPOR_OUTBOUND.gw",
+                "$JS.API.CONSUMER.DURABLE.CREATE.LAPOR_OUTBOUND.gateway-sms",
                 "$JS.API.CONSUMER.DELETE.LAPOR_OUTBOUND.gateway-sms",
                 "$JS.API.STREAM.PURGE.LAPOR_OUTBOUND",
+                "$JS.API.STREAM.UPDATE.LAPOR_OUTBOUND",
                 "$JS.API.CONSUMER.MSG.NEXT.LAPOR_EVENTS.notify-received",
+                # notify's consumer of receipts: not readable, not ackable by the gateway.
+                "$JS.API.CONSUMER.INFO.LAPOR_OUTBOUND.notify-receipts",
+                "$JS.API.CONSUMER.MSG.NEXT.LAPOR_OUTBOUND.notify-receipts",
+                "$JS.ACK.LAPOR_OUTBOUND.notify-receipts.1.1.1.1.1",
+                "$JS.API.CONSUMER.CREATE.LAPOR_OUTBOUND.notify-receipts.lapor.outbound.sms.status",
             ],
             ["lapor.inbound.>", "lapor.event.>", "_INBOX.>", ">"],
         )
         live = await client.nc.subscribe("lapor.outbound.>")
         await client.nc.flush()
         js = client.nc.jetstream()
+        # Its own consumer, which the gateway declares itself, as the connector does.
+        own = _consumer(GATEWAY_CONSUMER, "lapor.outbound.sms", DeliverPolicy.NEW)
+        await js.add_consumer("LAPOR_OUTBOUND", own)
         sent = json.dumps({"to": "x", "text": "halo"}).encode()
         await own_nc.jetstream().publish("lapor.outbound.sms", sent)
-        pulled = await js.pull_subscribe_bind(durable="gateway-sms", stream="LAPOR_OUTBOUND")
+        pulled = await js.pull_subscribe_bind(durable=GATEWAY_CONSUMER, stream="LAPOR_OUTBOUND")
         # Generous timeouts: CI shares the machine with other suites.
         messages = await pulled.fetch(1, timeout=20)
         await messages[0].ack()
         core = await live.next_msg(timeout=20)
         receipt = await js.publish("lapor.outbound.sms.status", b"{}", timeout=20)
+        # Fetching from notify's consumer: the pull request never reaches the server.
+        stolen = await js.pull_subscribe_bind(durable="notify-receipts", stream="LAPOR_OUTBOUND")
+        with pytest.raises(nats.errors.TimeoutError):
+            await stolen.fetch(1, timeout=1)
+        fetch_refused = await client._refused(
+            "publish", "$JS.API.CONSUMER.MSG.NEXT.LAPOR_OUTBOUND.notify-receipts"
+        )
     finally:
         await client.close()
     assert through == []
     assert messages[0].data == sent and core.data == sent
     assert receipt.stream == "LAPOR_OUTBOUND"
+    assert fetch_refused
+    receipts = await own_nc.jetstream().consumer_info("LAPOR_OUTBOUND", "notify-receipts")
+    assert receipts.num_pending == 1 and receipts.num_ack_pending == 0
 
 
 async def test_dlq_watcher_reads_by_sequence_and_nothing_else(streams: Stack, own_nc: Any) -> None:
