@@ -29,3 +29,19 @@ def load_regions(data_dir: Path) -> dict[str, Region]:
 def region_keywords(regions: dict[str, Region]) -> dict[str, str]:
     """Keyword (upper case) → region id, as the SMS parser expects."""
     return {kw.upper(): region.id for region in regions.values() for kw in region.keywords}
+
+
+# What SLA applies when a region's sla.yaml names no reopen window (services/sla/policy.py).
+DEFAULT_REOPEN_WINDOW = ("working_days", 10)
+
+
+def reopen_window(data_dir: Path, region: str) -> tuple[str, int]:
+    """The reply window of `region` in which a citizen may reopen (unit, amount), as set in
+    its sla.yaml; SLA counts the exact date, the others only need to say how long."""
+    path = data_dir / "regions" / region / "sla.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    window = ((raw or {}).get("reopen") or {}).get("reply_window") or {}
+    try:
+        return str(window["unit"]), int(window["amount"])
+    except (KeyError, TypeError, ValueError):
+        return DEFAULT_REOPEN_WINDOW

@@ -170,7 +170,10 @@ class ComplaintStateChanged(Event):
         default=None, description="The agency's question or answer, or a closing note."
     )
     reopen_until: AwareDatetime | None = Field(
-        default=None, description="Responded or closed: until when the citizen may reopen."
+        default=None,
+        description="Responded or closed: until when the citizen may reopen, when already "
+        "known. The window of this very change is counted by SLA from this event and "
+        "announced as `AutoCloseDue` with kind `reopen_window`.",
     )
     cause_event_id: str
 
@@ -217,8 +220,28 @@ class EscalationRaised(Event):
 
 
 class AutoCloseDue(Event):
-    """The citizen did not react to an answer within the window: close as `no_reply`."""
+    """SLA on the citizen's reply window after an answer or a closing.
+
+    `kind` `auto_close` (the default, and every payload without `kind`): the
+    citizen did not react to the answer of `responded_at` within the window:
+    close it (as `no_reply` unless the citizen rated it).
+
+    `kind` `reopen_window`: the complaint became responded or closed at
+    `responded_at` (the state change `cause_event_id`); the citizen may reopen
+    it until `reopen_until`, counted on the region's working-day calendar. It
+    changes no state.
+    """
 
     complaint_id: str
     region: str
-    responded_at: AwareDatetime
+    responded_at: AwareDatetime = Field(
+        description="The answer (auto_close), or the answer or closing the window counts from."
+    )
+    kind: Literal["auto_close", "reopen_window"] = "auto_close"
+    reopen_until: AwareDatetime | None = Field(
+        default=None, description="reopen_window: the last moment the citizen may reopen."
+    )
+    cause_event_id: str | None = Field(
+        default=None,
+        description="reopen_window: the id of the ComplaintStateChanged that opened the window.",
+    )

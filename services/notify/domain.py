@@ -347,7 +347,26 @@ def routing_note(confidence: float, triage: bool) -> str:
     return f"disposisi otomatis, tingkat keyakinan {round(confidence * 100)}%"
 
 
-def lifecycle_message(event: ComplaintStateChanged, agency_name: str) -> CitizenMessage | None:
+_WINDOW_UNITS = {
+    "working_days": "hari kerja",
+    "calendar_days": "hari",
+    "clock_hours": "jam",
+    "clock_minutes": "menit",
+}
+
+
+def reopen_phrase(unit: str, amount: int) -> str:
+    """How long the citizen may still reopen, as the answer and closing SMS say it.
+
+    The exact date is counted by SLA from the very state change this SMS reports,
+    after it is sent; the length of the window is known now and does not mislead.
+    """
+    return f"{amount} {_WINDOW_UNITS.get(unit, unit)} sejak pesan ini"
+
+
+def lifecycle_message(
+    event: ComplaintStateChanged, agency_name: str, reopen_within: str
+) -> CitizenMessage | None:
     """What the citizen hears when an agency asks, answers or closes."""
     values: dict[str, Any] = {"tracking_id": event.complaint_id}
     if event.state is State.NEEDS_INFO and event.message:
@@ -358,13 +377,13 @@ def lifecycle_message(event: ComplaintStateChanged, agency_name: str) -> Citizen
         values |= {
             "agency_name": agency_name,
             "answer": event.message,
-            "reopen_until": event.reopen_until or "-",
+            "reopen_until": reopen_within,
         }
     elif event.state is State.CLOSED and event.outcome and event.outcome != "out_of_scope":
         template = "closed"
         values |= {
             "outcome_label": outcome_label(event.outcome),
-            "reopen_until": event.reopen_until or "-",
+            "reopen_until": reopen_within,
         }
         if event.message:
             values["note"] = event.message

@@ -9,7 +9,7 @@ have, so that a notice fails visibly rather than disappearing.
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from lapor.contracts import (
     SmsDeliveryReceipt,
 )
 from lapor.directory import Contacts
+from lapor.regions import DEFAULT_REOPEN_WINDOW
 from lapor.runtime.broker import MAX_DELIVER
 from services.notify import domain
 from services.notify.catalog import RenderedNotice
@@ -66,6 +67,8 @@ class NotifyDeps:
     agencies: Agencies
     admin_agency: str = "DISKOMINFO"
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # Per region: how long an answered or closed complaint may be reopened, in words.
+    reopen_within: Mapping[str, str] = field(default_factory=dict)
 
 
 def is_last_delivery(delivery: int) -> bool:
@@ -136,7 +139,8 @@ async def handle_state_changed(
     event: ComplaintStateChanged, deps: NotifyDeps, delivery: int = 1
 ) -> None:
     name = deps.agencies.name_of(event.region, event.agency) if event.agency else "Diskominfo"
-    message = domain.lifecycle_message(event, name)
+    within = deps.reopen_within.get(event.region) or domain.reopen_phrase(*DEFAULT_REOPEN_WINDOW)
+    message = domain.lifecycle_message(event, name, within)
     if message is not None:
         await _deliver(deps, await _citizen(deps, message, delivery), delivery)
 

@@ -25,7 +25,7 @@ from lapor.contracts import (
     SmsDeliveryReceipt,
     subjects,
 )
-from lapor.regions import load_regions
+from lapor.regions import load_regions, reopen_window
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
 from lapor.runtime.serve import serve
@@ -37,7 +37,7 @@ from lapor.runtime.service import (
     create_service_app,
     docs_runtime,
 )
-from services.notify import handlers
+from services.notify import domain, handlers
 from services.notify.api import delivery_router
 from services.notify.catalog import AgencyCatalog, SmsRenderer
 from services.notify.channels import (
@@ -218,6 +218,10 @@ def make_deps(
         renderer=renderer,
         agencies=catalog,
         admin_agency=settings.admin_agency,
+        reopen_within={
+            region: domain.reopen_phrase(*reopen_window(settings.infra.data_dir, region))
+            for region in load_regions(settings.infra.data_dir)
+        },
     )
 
 

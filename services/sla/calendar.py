@@ -142,6 +142,10 @@ class WorkingCalendar:
             return "Minggu"
         return None
 
+    def extra_days_off_in(self, year: int) -> int:
+        """How many days off of the region's own list (days_off.yaml) fall in `year`."""
+        return sum(1 for day in self._days_off if day.year == year)
+
     def is_working_day(self, day: date) -> bool:
         """True for a working day; an aware datetime is judged by its local date."""
         return self.day_off_reason(day) is None
@@ -254,6 +258,16 @@ class WorkingCalendar:
                     remaining -= available
             day = self.next_working_day(day)
             moment = self.opening(day)
+
+
+def years_without_days_off(calendar: WorkingCalendar, today: date) -> list[int]:
+    """This year and the next, where the region's days_off.yaml lists no day for them.
+
+    Cuti bersama are decreed year by year and every year has some, so an empty
+    year means nobody has entered them yet: working-day deadlines would then
+    fall on days when the offices are closed.
+    """
+    return [year for year in (today.year, today.year + 1) if not calendar.extra_days_off_in(year)]
 
 
 # -- region files -----------------------------------------------------------

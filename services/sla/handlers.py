@@ -5,9 +5,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from lapor.contracts import ComplaintRouted, ComplaintStateChanged
+from lapor.contracts import ComplaintRouted, ComplaintStateChanged, subjects
 from services.sla.engine import Publisher, SlaEngine
-from services.sla.plan import Fact, RegionRules, deadline_announcements, routed_fact, state_fact
+from services.sla.plan import (
+    REPLY_WINDOW_STATES,
+    Fact,
+    RegionRules,
+    deadline_announcements,
+    reopen_announcement,
+    routed_fact,
+    state_fact,
+)
 
 __all__ = ["RegionRules", "SlaDeps", "handle_routed", "handle_state_changed"]
 
@@ -27,6 +35,11 @@ class SlaDeps:
         """The one injectable clock: handlers, sweep and API all read it."""
         return self.engine.clock
 
+    @property
+    def reply_window(self) -> Publisher:
+        """Reopen windows go out where intake already hears auto-close from SLA."""
+        return self.engine.publishers[subjects.SLA_AUTO_CLOSE]
+
 
 async def _apply(deps: SlaDeps, complaint_id: str, fact: Fact) -> None:
     plan = await deps.engine.record(complaint_id, fact)
@@ -45,3 +58,12 @@ async def handle_routed(event: ComplaintRouted, deps: SlaDeps) -> None:
 
 async def handle_state_changed(event: ComplaintStateChanged, deps: SlaDeps) -> None:
     await _apply(deps, event.complaint_id, state_fact(event))
+    if event.state not in REPLY_WINDOW_STATES:
+        return
+    rules = deps.regions.get(event.region)
+    if rules is None:
+        # Redelivered, then dead-lettered: a region without rules is a data error to see.
+        raise LookupError(f"no SLA rules for region {event.region!r}")
+    window = reopen_announcement(event, rules, rules.calendar.local(deps.clock()))
+    if window is not None:
+        await deps.reply_window.publish(window, msg_id=window.event_id)

@@ -48,6 +48,13 @@ class SlaMetrics:
             "Wall-clock time the last sweep completed",
             registry=registry,
         )
+        self.calendar_days_off = Gauge(
+            "lapor_sla_calendar_days_off",
+            "Days off listed in the region's days_off.yaml for this and next year, read at "
+            "start-up (0: the calendar of that year is probably incomplete)",
+            ["region", "year"],
+            registry=registry,
+        )
         self.overdue = Gauge(
             "lapor_sla_timers_overdue",
             "Due timers the last sweep read but could not settle (should stay near 0)",

@@ -44,7 +44,15 @@ reply lapsed
     a reply).
 auto-close
     One per `responded` state: `auto_close.no_reply_after` later, unless a
-    later state change came first.
+    later state change came first. Whether the citizen reacted without
+    changing the state (a rating, a reply) is intake's to judge when it
+    closes: SLA only says that the time is up.
+reopen window
+    Every `responded` or `closed` state opens a new reply window,
+    `reopen.reply_window` from that state change, announced at once on the
+    auto-close subject (`reopen_announcement`). It needs no plan, so a
+    complaint closed as out of scope or merged before it was routed gets
+    one too.
 firing rule
     A warning, breach or escalation point exists only while its run had not
     stopped at that moment: point < stop.
@@ -63,6 +71,7 @@ from enum import StrEnum
 
 from lapor.contracts import (
     AGENCY_OUT_OF_SCOPE,
+    AutoCloseDue,
     ComplaintRouted,
     ComplaintStateChanged,
     Deadlines,
@@ -74,6 +83,7 @@ from services.sla.calendar import WorkingCalendar
 from services.sla.domain import (
     auto_close_at,
     escalation_schedule,
+    reopen_until,
     reply_lapses_at,
     timer_schedule,
     window_end,
@@ -99,6 +109,8 @@ _FIRST_RESPONSE_STOPS = frozenset(
 _ANSWER_STOPS = frozenset({State.RESPONDED, State.CLOSED, State.REJECTED})
 _ROUTING_PENDING = frozenset({State.RECEIVED, State.TRIAGE})
 _TERMINAL = frozenset({State.CLOSED, State.REJECTED})
+# The states after which the citizen may reopen, each time for a new window.
+REPLY_WINDOW_STATES = frozenset({State.RESPONDED, State.CLOSED})
 
 
 @dataclass(frozen=True)
@@ -658,4 +670,27 @@ def lapse_announcement(plan: Plan, timer: Timer, occurred_at: datetime) -> Deadl
         received_at=plan.received_at,
         deadlines=plan.deadlines,
         cause_event_id=pause.started.event_id,
+    )
+
+
+def reopen_announcement(
+    event: ComplaintStateChanged, rules: RegionRules, occurred_at: datetime
+) -> AutoCloseDue | None:
+    """The reply window that a response or a closing opens, or None for other states.
+
+    Counted from the state change itself, so after a reopening and a new answer
+    the window is the new answer's; the id follows the state change, so a
+    redelivery announces the same window again under the same id.
+    """
+    if event.state not in REPLY_WINDOW_STATES:
+        return None
+    return AutoCloseDue(
+        event_id=f"reopen-window:{event.event_id}",
+        occurred_at=occurred_at,
+        complaint_id=event.complaint_id,
+        region=event.region,
+        responded_at=rules.calendar.local(event.occurred_at),
+        kind="reopen_window",
+        reopen_until=reopen_until(event.occurred_at, rules.policy, rules.calendar),
+        cause_event_id=event.event_id,
     )

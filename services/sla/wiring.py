@@ -3,8 +3,10 @@ sweeps what is due, publishes deadlines, alerts, escalations and auto-close."""
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -34,13 +36,15 @@ from lapor.runtime.service import (
 )
 from services.sla import handlers
 from services.sla.api import breaches_router
-from services.sla.calendar import load_calendar
+from services.sla.calendar import load_calendar, years_without_days_off
 from services.sla.engine import SlaEngine
 from services.sla.metrics import SlaMetrics
 from services.sla.plan import RegionRules
 from services.sla.policy import load_policy
 from services.sla.repository import MongoSlaStore
 from services.sla.settings import SlaSettings
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = (
     "SLA holds every complaint to its deadlines on the region's working-day calendar: "
@@ -77,7 +81,9 @@ def register(runtime: Runtime, deps: Late[handlers.SlaDeps]) -> dict[str, EventP
             "in_progress (or later) stops first_response; needs_info pauses the answer "
             "clock and leaving it, or its reply window lapsing, extends the answer "
             "deadline (announced as a new DeadlinesSet); responded stops the answer clock "
-            "and schedules auto-close; closed and rejected stop everything."
+            "and schedules auto-close; closed and rejected stop everything. Responded and "
+            "closed each open a new reopen window, announced on lapor.event.sla.auto_close "
+            "(kind reopen_window)."
         ),
     )
     async def on_state(event: ComplaintStateChanged) -> None:
@@ -94,6 +100,37 @@ def load_rules(settings: SlaSettings) -> dict[str, RegionRules]:
         )
         for region in load_regions(settings.infra.data_dir)
     }
+
+
+def check_calendars(
+    rules: Mapping[str, RegionRules],
+    now: datetime,
+    metrics: SlaMetrics,
+    data_dir: Path = Path("data"),
+) -> dict[str, list[int]]:
+    """Warn about regions whose days_off.yaml has nothing for this or next year.
+
+    The file is read at start-up only, so this is the moment to say it; the
+    gauge keeps it visible to Prometheus after the log line has scrolled away.
+    """
+    incomplete: dict[str, list[int]] = {}
+    for region, rule in rules.items():
+        today = rule.calendar.local(now).date()
+        for year in (today.year, today.year + 1):
+            count = rule.calendar.extra_days_off_in(year)
+            metrics.calendar_days_off.labels(region=region, year=str(year)).set(count)
+        missing = years_without_days_off(rule.calendar, today)
+        if missing:
+            incomplete[region] = missing
+            log.warning(
+                "calendar of region %s is incomplete: %s lists no days off (cuti bersama, "
+                "regional days) for %s; working-day deadlines count those days as working "
+                "days until the file is updated and sla restarted",
+                region,
+                data_dir / "regions" / region / "days_off.yaml",
+                " and ".join(str(year) for year in missing),
+            )
+    return incomplete
 
 
 def build_engine(
@@ -137,6 +174,7 @@ def create_app(
     # After SlaMetrics: the shared families adopt its breach and escalation counters.
     domain_metrics = DomainMetrics(runtime.registry)
     now = clock or (lambda: datetime.now(UTC))
+    check_calendars(rules, now(), metrics, settings.infra.data_dir)
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
         engine = build_engine(db, rules, publishers, settings, clock=now, metrics=metrics)

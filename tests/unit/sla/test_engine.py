@@ -10,6 +10,7 @@ import asyncio
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
@@ -341,7 +342,7 @@ async def test_a_response_auto_closes_after_ten_working_days_once() -> None:
         state("C1", "answer", State.RESPONDED, wita(11, 5, 14), State.IN_PROGRESS),
     )
     await sla.run_until(wita(12, 10))
-    (closing,) = sla.sink.bodies(subjects.SLA_AUTO_CLOSE)
+    (closing,) = closings(sla)
     assert closing["event_id"] == "C1:answer:auto_close:1"
     assert closing["responded_at"] == "2026-11-05T14:00:00+08:00"
     # 10 working days after Thursday 5 Nov: 6, 9..13, 16..19 Nov.
@@ -361,7 +362,66 @@ async def test_a_reaction_cancels_auto_close_and_closing_cancels_everything() ->
     await sla.send(state("C1", "close", State.CLOSED, sla.clock.now, State.IN_PROGRESS))
     assert sla.store.timers == {}
     await sla.run_until(wita(12, 31))
-    assert sla.sink.bodies(subjects.SLA_AUTO_CLOSE) == []
+    assert closings(sla) == []
+
+
+def closings(sla: Harness) -> list[dict[str, Any]]:
+    """The auto-close events; reopen windows share their subject."""
+    bodies = sla.sink.bodies(subjects.SLA_AUTO_CLOSE)
+    return [body for body in bodies if body["kind"] == "auto_close"]
+
+
+def windows(sla: Harness) -> list[tuple[str, str, str]]:
+    return [
+        (body["cause_event_id"], body["responded_at"], body["reopen_until"])
+        for body in sla.sink.bodies(subjects.SLA_AUTO_CLOSE)
+        if body["kind"] == "reopen_window"
+    ]
+
+
+async def test_every_answer_and_closing_opens_its_own_reopen_window() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(
+        routed("C1", wita(11, 2, 9)),
+        state("C1", "answer", State.RESPONDED, wita(11, 5, 14), State.ASSIGNED),
+    )
+    # 10 working days after Thursday 5 Nov, counted on the Banjar calendar.
+    assert windows(sla) == [
+        ("state:command:C1:answer", "2026-11-05T14:00:00+08:00", "2026-11-19T23:59:59+08:00")
+    ]
+    sla.clock.set(wita(11, 9, 10))
+    await sla.send(
+        state("C1", "reopen", State.IN_PROGRESS, wita(11, 9, 10), State.RESPONDED),
+        state("C1", "answer2", State.RESPONDED, wita(12, 23, 15), State.IN_PROGRESS),
+        # Redelivered: announced again under the same id, which the bus drops.
+        state("C1", "answer2", State.RESPONDED, wita(12, 23, 15), State.IN_PROGRESS),
+        state("C1", "close", State.CLOSED, wita(12, 28, 9), State.RESPONDED),
+    )
+    # From the new answer, not the first: 24 Dec (cuti bersama), Christmas, New
+    # Year's Day, Isra Mikraj (5 Jan) and the weekends do not count.
+    assert windows(sla)[1:] == [
+        ("state:command:C1:answer2", "2026-12-23T15:00:00+08:00", "2027-01-12T23:59:59+08:00"),
+        ("state:command:C1:close", "2026-12-28T09:00:00+08:00", "2027-01-13T23:59:59+08:00"),
+    ]
+    assert (
+        sla.sink.ids(subjects.SLA_AUTO_CLOSE).count("reopen-window:state:command:C1:answer2") == 1
+    )
+
+
+async def test_a_complaint_that_runs_no_clock_still_gets_a_reopen_window() -> None:
+    sla = Harness(wita(11, 2, 9))
+    # Out of scope at once: the router closed it; no plan, no timers.
+    await sla.send(
+        routed("C1", wita(11, 2, 9), agency="OUT_OF_SCOPE"),
+        state("C1", "oos", State.CLOSED, wita(11, 2, 9), State.RECEIVED),
+        # Merged by an admin before any routing decision.
+        state("C2", "merge", State.CLOSED, wita(11, 2, 10), State.RECEIVED),
+    )
+    assert sla.store.timers == {}
+    assert [(cause, until) for cause, _, until in windows(sla)] == [
+        ("state:command:C1:oos", "2026-11-16T23:59:59+08:00"),
+        ("state:command:C2:merge", "2026-11-16T23:59:59+08:00"),
+    ]
 
 
 async def test_a_publish_that_fails_after_the_claim_goes_out_once_later() -> None:

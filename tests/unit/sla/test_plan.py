@@ -21,6 +21,7 @@ from services.sla.plan import (
     build_plan,
     deadline_announcements,
     lapse_announcement,
+    reopen_announcement,
     routed_fact,
     routing_round,
     state_fact,
@@ -404,3 +405,19 @@ def test_a_router_clock_slightly_behind_does_not_end_the_new_round() -> None:
     )
     round_one = again.run(Clock.FIRST_RESPONSE, 1)
     assert round_one is not None and round_one.stopped_at == to_ms(wita(11, 4, 10))
+
+
+def test_a_response_or_closing_announces_its_reopen_window_from_itself() -> None:
+    rules = RULES["banjar"]
+    now = wita(11, 6, 10)
+    for to in (State.RESPONDED, State.CLOSED):
+        # Friday 6 Nov after opening: day 1 is Monday 9 Nov, day 10 Friday 20 Nov.
+        event = state("C1", "end", to, wita(11, 6, 9), State.IN_PROGRESS)
+        window = reopen_announcement(event, rules, now)
+        assert window is not None and window.kind == "reopen_window"
+        assert window.event_id == "reopen-window:state:command:C1:end"
+        assert window.cause_event_id == event.event_id
+        assert window.responded_at == wita(11, 6, 9)
+        assert window.reopen_until == wita(11, 20, 23, 59, 59)
+    for other in (State.IN_PROGRESS, State.NEEDS_INFO, State.REJECTED, State.ASSIGNED):
+        assert reopen_announcement(state("C1", "x", other, wita(11, 6, 9)), rules, now) is None
