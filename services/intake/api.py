@@ -52,18 +52,24 @@ class ComplaintView(BaseModel):
     category: str | None
     received_at: datetime
     deadlines: DeadlinesView
+    reopen_until: datetime | None = Field(
+        default=None,
+        description="Responded or closed: the last moment the citizen may reopen, counted "
+        "by SLA on the region's working-day calendar from the latest answer or closing; "
+        "null while not yet known and in every other state.",
+    )
     text: str | None
     anonymous: bool
     history: list[HistoryEntryView]
 
 
-def public_view(doc: dict[str, Any], zone: ZoneInfo) -> ComplaintView:
+def public_view(doc: dict[str, Any], zone: ZoneInfo, *, actors: bool = False) -> ComplaintView:
     """The complaint as anyone may see it, times in the region's own offset.
 
     The reporter is never part of a view; a confidential complaint's text is
-    not shown to the public.
+    not shown to the public. `actors` (admins only) keeps who acted in full.
     """
-    local = _localiser(zone)
+    local = _localiser(zone, actors)
     history = [local(h) for h in sorted(doc["history"], key=lambda h: h["at"])]
     deadlines = {
         k: v.astimezone(zone) if v else None for k, v in (doc.get("deadlines") or {}).items()
@@ -78,15 +84,31 @@ def public_view(doc: dict[str, Any], zone: ZoneInfo) -> ComplaintView:
         category=doc.get("category"),
         received_at=doc["received_at"].astimezone(zone),
         deadlines=DeadlinesView(**deadlines),
+        reopen_until=_in_zone(doc.get("reopen_until"), zone),
         text=None if doc.get("confidential") else doc["text"],
         anonymous=doc.get("anonymous", False),
         history=[HistoryEntryView(**h) for h in history],
     )
 
 
-def _localiser(zone: ZoneInfo) -> Any:
+def _in_zone(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
+    return moment.astimezone(zone) if moment else None
+
+
+def public_actor(actor: str) -> str:
+    """Who acted, as a view outside the admins shows it.
+
+    A citizen's actor id is derived from their number's hash (or names the
+    complaint): the same for all of one sender's complaints, anonymous ones
+    too, so it would link them. Every citizen is just `citizen`.
+    """
+    return Role.CITIZEN.value if actor.split(":", 1)[0] == Role.CITIZEN.value else actor
+
+
+def _localiser(zone: ZoneInfo, actors: bool) -> Any:
     def local(entry: dict[str, Any]) -> dict[str, Any]:
-        return {**entry, "at": entry["at"].astimezone(zone)}
+        actor = entry["actor"] if actors else public_actor(entry["actor"])
+        return {**entry, "at": entry["at"].astimezone(zone), "actor": actor}
 
     return local
 
@@ -139,10 +161,19 @@ class WorklistItem(BaseModel):
     category: str | None
     received_at: datetime
     deadlines: DeadlinesView
+    next_deadline: datetime | None = Field(
+        default=None,
+        description="The nearest deadline the agency still has to meet (first response "
+        "while not acknowledged, then the answer); null when none is pending.",
+    )
     text: str | None
 
 
 _bearer = HTTPBearer(auto_error=False)
+
+
+def _is_admin(viewer: Principal | None) -> bool:
+    return viewer is not None and viewer.role is Role.ADMIN
 
 
 def build_router(
@@ -196,7 +227,7 @@ def build_router(
         # A confidential complaint does not exist for anyone outside its circle.
         if doc is None or not (viewer.may_see(doc) if viewer else not doc.get("confidential")):
             raise HTTPException(404, detail="complaint not found")
-        return public_view(doc, zone_of(doc))
+        return public_view(doc, zone_of(doc), actors=_is_admin(viewer))
 
     @router.post(
         "/complaints",
@@ -269,7 +300,7 @@ def build_router(
             doc = await execute(command)
         except Refused as refused:
             raise HTTPException(refused.status, detail=refused.reason) from None
-        return public_view(doc, zone_of(doc))
+        return public_view(doc, zone_of(doc), actors=_is_admin(actor))
 
     @router.get(
         "/agencies/{code}/complaints",
@@ -303,6 +334,7 @@ def build_router(
                         for k, v in (d.get("deadlines") or {}).items()
                     }
                 ),
+                next_deadline=_in_zone(d.get("next_deadline"), zone_of(d)),
                 text=d["text"],
             )
             for d in docs

@@ -6,11 +6,12 @@ state of the latest entry.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from lapor.contracts import (
     AGENCY_OUT_OF_SCOPE,
+    AutoCloseDue,
     Channel,
     ComplaintReceived,
     ComplaintRouted,
@@ -152,6 +153,8 @@ def routed_transition(event: ComplaintRouted) -> Transition:
     }
     if state is State.CLOSED:
         fields["outcome"] = "out_of_scope"
+        fields["closed_at"] = event.occurred_at
+        fields |= reply_window_fields(state, event.event_id)
     return Transition(
         event_id=event.event_id,
         at=event.occurred_at,
@@ -194,17 +197,78 @@ def citizen_reply_transition(event_id: str, at: datetime, text: str) -> Transiti
         actor="citizen",
         state=None,
         reason="citizen added information",
+        fields={"replied_at": at},
         detail={"text": text},
     )
 
 
+def state_event_id(transition_event_id: str) -> str:
+    """The id of the `ComplaintStateChanged` that announces a transition."""
+    return f"state:{transition_event_id}"
+
+
+def reply_window_fields(state: State | None, transition_event_id: str) -> dict[str, Any]:
+    """An answer or a closing opens a new reply window.
+
+    SLA counts it from the announcement of this transition and says until when;
+    until then no window is known, and the one of an earlier answer no longer
+    applies.
+    """
+    if state not in (State.RESPONDED, State.CLOSED):
+        return {}
+    return {"reopen_from": state_event_id(transition_event_id), "reopen_until": None}
+
+
+def reopen_window_transition(event: AutoCloseDue) -> Transition:
+    assert event.reopen_until is not None
+    return Transition(
+        event_id=event.event_id,
+        at=event.occurred_at,
+        actor="sla",
+        state=None,
+        reason="reopen window set",
+        fields={"reopen_until": event.reopen_until},
+        detail={"reopen_until": event.reopen_until.isoformat()},
+    )
+
+
+# The agency's clocks still to meet in each state: not yet acknowledged, both the
+# first response and the answer; acknowledged (or asked), the answer. Answered or
+# closed, none.
+_PENDING_CLOCKS = {
+    State.ASSIGNED.value: ("first_response", "answer"),
+    State.IN_PROGRESS.value: ("answer",),
+    State.NEEDS_INFO.value: ("answer",),
+}
+
+
+def next_deadline(doc: dict[str, Any]) -> datetime | None:
+    """The nearest deadline the agency still has to meet, None if it has none."""
+    deadlines = doc.get("deadlines") or {}
+    pending = [deadlines.get(clock) for clock in _PENDING_CLOCKS.get(doc.get("state") or "", ())]
+    return min((due for due in pending if due is not None), default=None)
+
+
+def worklist_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """The stored sort keys of the agency worklist, derived from state and deadlines.
+
+    Stored because FerretDB cannot sort by a computed expression. The flag
+    sorts descending so that complaints without a deadline come last, also
+    those stored before the flag existed (a missing field sorts lowest).
+    """
+    due = next_deadline(doc)
+    return {"next_deadline": due, "has_next_deadline": 0 if due is None else 1}
+
+
 def state_changed_event(
-    doc: dict[str, Any], transition: Transition, reopen_window: timedelta = timedelta(days=14)
+    doc: dict[str, Any], transition: Transition
 ) -> ComplaintStateChanged | None:
     """The announcement of a state change, derived from the stored history.
 
     Derived rather than remembered, so a redelivery after a crash between
     storing and publishing announces the same change again under the same id.
+    The reopen window of an answer or closing is not known yet at this moment:
+    SLA computes it from this very announcement.
     """
     if transition.state is None:
         return None
@@ -216,7 +280,7 @@ def state_changed_event(
         return None
     previous = next((h["state"] for h in reversed(history[:position]) if h.get("state")), None)
     return ComplaintStateChanged(
-        event_id=f"state:{transition.event_id}",
+        event_id=state_event_id(transition.event_id),
         occurred_at=transition.at,
         complaint_id=doc["_id"],
         region=doc["region"],
@@ -228,11 +292,6 @@ def state_changed_event(
         priority=doc.get("priority"),
         outcome=doc.get("outcome"),
         message=transition.message,
-        reopen_until=(
-            transition.at + reopen_window
-            if transition.state in (State.RESPONDED, State.CLOSED)
-            else None
-        ),
         cause_event_id=transition.event_id,
     )
 
@@ -245,13 +304,14 @@ def command_transition(
         message = decision.detail.get("text")
     elif command.action is Action.CLOSE:
         message = decision.fields.get("outcome_note")
+    event_id = command_event_id(command.command_id)
     return Transition(
-        event_id=command_event_id(command.command_id),
+        event_id=event_id,
         at=at,
         actor=f"{command.actor.role.value}:{command.actor.id}",
         state=decision.state,
         reason=decision.reason,
-        fields=decision.fields,
+        fields={**decision.fields, **reply_window_fields(decision.state, event_id)},
         detail={"action": command.action.value, **decision.detail},
         message=message,
     )

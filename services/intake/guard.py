@@ -17,10 +17,24 @@ class RateLimit:
         """Counts include the message being judged."""
         return last_hour > self.per_hour or last_day > self.per_day
 
+    def over_daily(self, last_day: int) -> bool:
+        return last_day > self.per_day
+
     @staticmethod
-    def notice_key(phone_hash: str, at: datetime) -> str:
-        # One notice per sender per clock hour: a flood gets one answer, not hundreds.
-        return f"{phone_hash}:{at.astimezone(UTC).strftime('%Y%m%d%H')}"
+    def notice_keys(phone_hash: str, at: datetime, *, daily: bool) -> tuple[str, ...]:
+        """What a rate-limit notice must claim, all of it, before it is sent.
+
+        A notice claims the slot of its window and the next one, so the next
+        notice can only come two slots later: two notices are always more than
+        a whole window apart, in any sliding window, not just per clock hour.
+        Every notice claims hour slots, so a daily notice never follows an
+        hourly one within the hour; a notice while over the daily limit also
+        claims day slots, so a sender who keeps sending all day is told once.
+        Hour slots come first: a daily notice refused because an hourly one was
+        just sent leaves the day free for a later one.
+        """
+        hours = _slot_keys(phone_hash, "h", at, _HOUR)
+        return (*hours, *_slot_keys(phone_hash, "d", at, _DAY)) if daily else hours
 
 
 def similar_complaint(
@@ -36,4 +50,14 @@ def similar_complaint(
 
 
 def windows(at: datetime) -> tuple[datetime, datetime]:
-    return at - timedelta(hours=1), at - timedelta(days=1)
+    return at - _HOUR, at - _DAY
+
+
+_HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _slot_keys(phone_hash: str, kind: str, at: datetime, window: timedelta) -> tuple[str, str]:
+    slot = (at.astimezone(UTC) - _EPOCH) // window
+    return f"{phone_hash}:{kind}{slot}", f"{phone_hash}:{kind}{slot + 1}"

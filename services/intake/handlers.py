@@ -25,6 +25,8 @@ from lapor.contracts.commands import Action, Actor, CommandRejected, ComplaintCo
 from lapor.runtime.broker import EventPublisher
 from lapor.runtime.locks import KeyedLock
 from lapor.runtime.metrics import DomainMetrics
+from lapor.runtime.pii import PiiCipher
+from lapor.runtime.service import ContractViolation
 from services.intake import domain, lifecycle
 from services.intake.guard import RateLimit, similar_complaint, windows
 from services.intake.phones import normalize_phone, phone_hash
@@ -37,7 +39,9 @@ from services.intake.sms import (
     RegionKeywords,
     Reopen,
     StatusQuery,
+    contract_fault,
     parse_sms,
+    sender_in_payload,
 )
 from services.intake.text import clean_text, is_too_short
 from services.intake.tracking import new_tracking_id
@@ -60,7 +64,6 @@ class IntakeDeps:
     region_keywords: RegionKeywords | Mapping[str, str]
     phone_key: bytes
     min_words: int = 3
-    reopen_window: timedelta = timedelta(days=14)
     rate_limit: RateLimit = DEFAULT_RATE_LIMIT
     duplicate_window: timedelta = timedelta(hours=24)
     duplicate_similarity: float = 90.0
@@ -99,10 +102,8 @@ async def _handle_sms(
 
     if sender_hash is not None:
         await deps.repo.record_sender_message(source_key, sender_hash, sms.received_at)
-        if await _over_limit(deps, sender_hash, sms.received_at):
-            notice = await deps.repo.claim_notice(
-                RateLimit.notice_key(sender_hash, sms.received_at)
-            )
+        if (limited := await _over_limit(deps, sender_hash, sms.received_at)) is not None:
+            notice = await _claim_notice(deps, sender_hash, sms.received_at, daily=limited)
             await _reject(
                 deps,
                 channel=Channel.SMS,
@@ -233,13 +234,76 @@ async def handle_web(submission: InboundWeb, deps: IntakeDeps) -> None:
         await accept_submission(submission, Channel.WEB, deps)
 
 
-async def _over_limit(deps: IntakeDeps, sender_hash: str, at: datetime) -> bool:
+# The most of a broken payload a rejection record keeps, as the dead letter does.
+_MAX_KEPT_PAYLOAD = 64_000
+
+
+async def handle_contract_violation(
+    violation: ContractViolation, channel: Channel, deps: IntakeDeps, cipher: PiiCipher
+) -> None:
+    """An inbound message that is not JSON or fails its contract: besides its dead
+    letter, a `malformed` rejection record, and one reply telling the format to an
+    SMS sender whose number can still be read.
+
+    A web or partner message gets no SMS: as for its other rejections, the
+    partner's own channel answers its user.
+    """
+    source_key = f"bus:{violation.dead_letter_id}"
+    sender_field = "from" if channel is Channel.SMS else "phone"
+    phone = normalize_phone(sender_in_payload(violation.payload, sender_field))
+    sender_hash = phone_hash(phone, deps.phone_key) if phone else None
+    payload = {
+        "dead_letter_id": violation.dead_letter_id,
+        "subject": violation.subject,
+        # The number may be anywhere in a broken payload: kept sealed, bound to this record.
+        "payload_sealed": cipher.seal_bytes(violation.payload[:_MAX_KEPT_PAYLOAD], source_key),
+    }
+
+    async def reject(reason: RejectionReason, detail: str, reply_to: str | None) -> None:
+        await _reject(
+            deps,
+            channel=channel,
+            source_key=source_key,
+            reason=reason,
+            detail=detail,
+            reply_to=reply_to,
+            phone_hash=sender_hash,
+            payload=payload,
+        )
+
+    if channel is not Channel.SMS or sender_hash is None:
+        await reject(RejectionReason.MALFORMED, contract_fault(violation.error), None)
+        return
+    # Each reply costs an SMS: a broken message counts against the sender's limit too.
+    async with deps.senders.hold(sender_hash):
+        now = deps.clock()
+        await deps.repo.record_sender_message(source_key, sender_hash, now)
+        if (limited := await _over_limit(deps, sender_hash, now)) is not None:
+            notice = await _claim_notice(deps, sender_hash, now, daily=limited)
+            detail = "too many messages from this sender"
+            await reject(RejectionReason.RATE_LIMITED, detail, phone if notice else None)
+            return
+        await reject(RejectionReason.MALFORMED, contract_fault(violation.error), phone)
+
+
+async def _over_limit(deps: IntakeDeps, sender_hash: str, at: datetime) -> bool | None:
+    """None within the limits, else whether the daily limit is the one exceeded."""
     hour_ago, day_ago = windows(at)
     last_day = await deps.repo.count_sender_messages(sender_hash, day_ago)
     if last_day <= min(deps.rate_limit.per_hour, deps.rate_limit.per_day):
-        return False
+        return None
     last_hour = await deps.repo.count_sender_messages(sender_hash, hour_ago)
-    return deps.rate_limit.exceeded(last_hour, last_day)
+    if not deps.rate_limit.exceeded(last_hour, last_day):
+        return None
+    return deps.rate_limit.over_daily(last_day)
+
+
+async def _claim_notice(deps: IntakeDeps, sender_hash: str, at: datetime, *, daily: bool) -> bool:
+    # Claimed one by one, so a refused claim leaves the later slots free.
+    for key in RateLimit.notice_keys(sender_hash, at, daily=daily):
+        if not await deps.repo.claim_notice(key):
+            return False
+    return True
 
 
 async def _link_duplicate(
@@ -305,7 +369,7 @@ async def _answer_command(
         answer_due=(doc.get("deadlines") or {}).get("answer") if found and doc else None,
         score=command.score if isinstance(command, Rating) else None,
         refused=refused,
-        reopen_until=_reopen_until(doc, deps) if found and doc else None,
+        reopen_until=doc.get("reopen_until") if found and doc else None,
     )
     await deps.answered.publish(answer, msg_id=event_id)
 
@@ -362,9 +426,7 @@ async def execute(command: ComplaintCommand, deps: IntakeDeps) -> dict[str, Any]
             agencies=deps.agencies.get(doc["region"], frozenset()),
             duplicate=await deps.repo.get(command.duplicate_of) if command.duplicate_of else None,
         )
-        decision = lifecycle.decide(
-            doc, command, now=now, reopen_until=_reopen_until(doc, deps), known=known
-        )
+        decision = lifecycle.decide(doc, command, now=now, known=known)
         transition = domain.command_transition(command, decision, now)
         updated = await deps.repo.apply_held(command.complaint_id, transition)
     assert updated is not None
@@ -392,6 +454,10 @@ async def handle_command(command: ComplaintCommand, deps: IntakeDeps) -> None:
 
 
 async def handle_auto_close(event: AutoCloseDue, deps: IntakeDeps) -> None:
+    """SLA on the reply window: record a reopen window, or close a silent answer."""
+    if event.kind == "reopen_window":
+        await _record_reopen_window(event, deps)
+        return
     command = ComplaintCommand(
         command_id=event.event_id,
         complaint_id=event.complaint_id,
@@ -401,9 +467,21 @@ async def handle_auto_close(event: AutoCloseDue, deps: IntakeDeps) -> None:
     await handle_command(command, deps)
 
 
-def _reopen_until(doc: dict[str, Any], deps: IntakeDeps) -> datetime | None:
-    since = doc.get("closed_at") or doc.get("responded_at")
-    return since + deps.reopen_window if since else None
+async def _record_reopen_window(event: AutoCloseDue, deps: IntakeDeps) -> None:
+    """Store SLA's reopen window if it is the window of the current answer or closing."""
+    transition = domain.reopen_window_transition(event)
+    async with deps.repo.writing(event.complaint_id):
+        doc = await deps.repo.get(event.complaint_id)
+        if doc is None:
+            # The complaint may not be visible yet; a redelivery will find it.
+            raise LookupError(f"{event.event_id}: unknown complaint {event.complaint_id}")
+        if not lifecycle.reopen_window_applies(doc, event.cause_event_id):
+            log.info(
+                "reopen window ignored: it belongs to an earlier answer or closing",
+                extra={"complaint_id": event.complaint_id, "event_id": event.event_id},
+            )
+            return
+        await deps.repo.apply_held(event.complaint_id, transition)
 
 
 async def _citizen_reply(
@@ -462,7 +540,7 @@ async def _record(deps: IntakeDeps, complaint_id: str, transition: domain.Transi
 
 
 async def _announce(deps: IntakeDeps, doc: dict[str, Any], transition: domain.Transition) -> None:
-    if (changed := domain.state_changed_event(doc, transition, deps.reopen_window)) is not None:
+    if (changed := domain.state_changed_event(doc, transition)) is not None:
         await deps.state_changed.publish(changed, msg_id=changed.event_id)
 
 

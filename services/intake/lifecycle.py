@@ -3,6 +3,19 @@
 Pure: given the complaint as stored and a command, either a `Decision` (the state
 after, the reason for the history, the fields to set) or `Refused` with a reason
 a person can read. Nothing here touches storage or the bus.
+
+Reply window
+    Every answer and every closing opens a new window in which the citizen may
+    reopen; SLA counts it on the region's working-day calendar and intake stores
+    it as `reopen_until` (see `reopen_window_applies`). Until SLA has said,
+    nothing limits a reopening: the citizen is not refused on a date nobody has
+    computed yet.
+Auto-close
+    Silence after an answer closes it as `no_reply`. A citizen who reacted was
+    not silent: a rating after the latest answer closes it with the citizen's
+    verdict (`resolved` for 3-5, `not_resolved` for 1-2); a reply after the
+    answer without a rating is not closed by the clock at all, an officer reads
+    it and closes or answers again (`auto_close_outcome`).
 """
 
 from collections.abc import Collection, Mapping
@@ -94,7 +107,6 @@ def decide(
     command: ComplaintCommand,
     *,
     now: datetime,
-    reopen_until: datetime | None = None,
     known: Known = NOTHING_KNOWN,
 ) -> Decision:
     """Check `command` against the rules and the complaint; raise `Refused` if not allowed."""
@@ -110,7 +122,7 @@ def decide(
         raise Refused(
             f"cannot {command.action.value} a complaint that is {state.value} (allowed: {allowed})"
         )
-    decision = _DECIDERS[command.action](complaint, command, rule, now, reopen_until)
+    decision = _DECIDERS[command.action](complaint, command, rule, now)
     _check_references(complaint, command, known)
     return decision
 
@@ -159,24 +171,24 @@ def _require_text(command: ComplaintCommand, what: str) -> str:
     return command.text.strip()
 
 
-def _acknowledge(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+def _acknowledge(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     return Decision(rule.to_state, f"acknowledged by {cmd.actor.agency}")
 
 
-def _ask(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+def _ask(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     question = _require_text(cmd, "the question for the citizen")
     return Decision(
         rule.to_state, "agency asked the citizen", {"question": question}, {"text": question}
     )
 
 
-def _answer(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+def _answer(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     answer = _require_text(cmd, "the answer")
     fields = {"answer": {"text": answer, "at": now, "by": cmd.actor.id}, "responded_at": now}
     return Decision(rule.to_state, "agency answered", fields, {"text": answer})
 
 
-def _forward(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+def _forward(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     reason = _require_text(cmd, "a reason why it is not your agency's")
     refused = sorted({*c.get("refused_by", []), c.get("agency")} - {None})
     detail = {"text": reason, "refused": refused, "suggested": cmd.agency}
@@ -189,7 +201,7 @@ def _forward(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) 
     return Decision(rule.to_state, f"{c.get('agency')}: not ours", fields, detail, reroute=True)
 
 
-def _close(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+def _close(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     outcome = cmd.outcome
     if outcome not in _AGENCY_OUTCOMES:
         allowed = ", ".join(sorted(o.value for o in _AGENCY_OUTCOMES))
@@ -204,29 +216,40 @@ def _close(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) ->
     return Decision(rule.to_state, f"closed: {outcome.value}", fields, dict(fields))
 
 
-def _reply(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+def _reply(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     text = _require_text(cmd, "the citizen's information")
     # An answer to the agency's question resumes its clock; otherwise it is a note.
     to_state = State.IN_PROGRESS if c["state"] == State.NEEDS_INFO else None
-    return Decision(to_state, "citizen added information", {}, {"text": text})
+    return Decision(to_state, "citizen added information", {"replied_at": now}, {"text": text})
 
 
-def _rate(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+def _rate(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     if cmd.score is None:
         raise Refused("a rating is a score from 1 to 5", status=422)
     rating = {"score": cmd.score, "comment": cmd.text or "", "at": now}
     return Decision(None, f"citizen rated {cmd.score}/5", {"rating": rating}, {"score": cmd.score})
 
 
-def _reopen(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, until: Any) -> Decision:
+def _reopen(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     reason = _require_text(cmd, "a reason to reopen")
+    until = c.get("reopen_until")
     if until is not None and now > until:
-        raise Refused("the reply window for reopening has passed")
-    fields = {"reopen_count": int(c.get("reopen_count", 0)) + 1, "outcome": None}
+        raise Refused(
+            "the reply window for reopening has passed: it ended at "
+            f"{until.isoformat(timespec='seconds')}"
+        )
+    # Open again: no closing and no window any more; the next answer opens a new one.
+    fields = {
+        "reopen_count": int(c.get("reopen_count", 0)) + 1,
+        "outcome": None,
+        "closed_at": None,
+        "reopen_until": None,
+        "reopen_from": None,
+    }
     return Decision(rule.to_state, "reopened by the citizen", fields, {"text": reason})
 
 
-def _decide_triage(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+def _decide_triage(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     if not cmd.agency or cmd.priority is None:
         raise Refused("a triage decision names the agency and the priority", status=422)
     fields = {"routing_round": int(c.get("routing_round", 0)) + 1}
@@ -234,21 +257,70 @@ def _decide_triage(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r:
     return Decision(rule.to_state, f"triage decided by {cmd.actor.id}", fields, detail, True)
 
 
-def _reject(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+def _reject(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     reason = _require_text(cmd, "the reason for archiving")
     return Decision(rule.to_state, f"archived: {reason}", {"rejection_reason": reason})
 
 
-def _merge(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
+def _merge(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     if not cmd.duplicate_of or cmd.duplicate_of == c["_id"]:
         raise Refused("merging names the complaint to keep (duplicate_of)", status=422)
-    fields = {"outcome": Outcome.DUPLICATE.value, "duplicate_of": cmd.duplicate_of}
+    fields: dict[str, Any] = {
+        "outcome": Outcome.DUPLICATE.value,
+        "duplicate_of": cmd.duplicate_of,
+        "closed_at": now,
+    }
     return Decision(rule.to_state, f"merged into {cmd.duplicate_of}", fields, dict(fields))
 
 
-def _auto_close(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime, _r: Any) -> Decision:
-    fields = {"outcome": Outcome.NO_REPLY.value, "closed_at": now}
-    return Decision(rule.to_state, "closed: no reaction from the citizen", fields)
+# A rating from this score up says the answer solved it (the middle of 1-5 included:
+# "fair" is not a complaint about the answer).
+RESOLVED_FROM_SCORE = 3
+
+
+def auto_close_outcome(c: Mapping[str, Any]) -> tuple[Outcome, str]:
+    """How a responded complaint closes when its reply window is over (module docstring).
+
+    Only reactions to the latest answer count: a rating of an earlier answer,
+    before a reopening, says nothing about the new one.
+    """
+    answered = c.get("responded_at")
+    rating = c.get("rating") or {}
+    if rating.get("at") is not None and (answered is None or rating["at"] >= answered):
+        score = int(rating["score"])
+        if score >= RESOLVED_FROM_SCORE:
+            return Outcome.RESOLVED, f"the citizen rated the answer {score}/5"
+        return Outcome.NOT_RESOLVED, f"the citizen rated the answer {score}/5"
+    replied = c.get("replied_at")
+    if replied is not None and (answered is None or replied >= answered):
+        raise Refused(
+            "the citizen replied to the answer: an officer closes it or answers again, "
+            "it does not close as no_reply"
+        )
+    return Outcome.NO_REPLY, "no reaction from the citizen"
+
+
+def _auto_close(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
+    outcome, why = auto_close_outcome(c)
+    fields: dict[str, Any] = {"outcome": outcome.value, "closed_at": now}
+    if outcome is not Outcome.NO_REPLY:
+        fields["outcome_note"] = why
+    return Decision(rule.to_state, f"closed: {why}", fields, {"outcome": outcome.value})
+
+
+def reopen_window_applies(c: Mapping[str, Any], cause_event_id: str | None) -> bool:
+    """True when SLA's reopen window belongs to the complaint's current answer or closing.
+
+    A window computed for an earlier answer (the citizen reopened, the agency
+    answered again) arrives late or again on redelivery; it must not replace
+    the window of the latest one.
+    """
+    state = State(c["state"])
+    return (
+        state in (State.RESPONDED, State.CLOSED)
+        and cause_event_id is not None
+        and c.get("reopen_from") == cause_event_id
+    )
 
 
 _DECIDERS = {

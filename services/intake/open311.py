@@ -4,6 +4,10 @@ Service codes are the agency categories of the region's directory
 (`PUPR-jalan`); `expected_datetime` is the answer date the citizen was told;
 confidential complaints never appear and nothing identifies a reporter.
 Both `.json` and `.xml` answer every call, as the specification defines.
+
+A listing without dates covers the last 90 days, and no listing spans more
+(the specification's limit); a list of `service_request_id`s overrides every
+other argument.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 from xml.etree import ElementTree as ET
@@ -29,6 +33,8 @@ from services.intake.auth import hash_token
 
 CLOSED_STATES = {State.CLOSED.value, State.REJECTED.value}
 MAX_REQUESTS = 1000  # the spec lets a server cap a listing
+REQUEST_WINDOW = timedelta(days=90)  # the spec's default span, and the longest one
+STATUSES = ("open", "closed")
 
 
 @dataclass(frozen=True)
@@ -71,22 +77,35 @@ def service_json(service: Service) -> dict[str, Any]:
     }
 
 
+def service_definition_json(service: Service) -> dict[str, Any]:
+    # No service asks for extra fields (`metadata` is false): no attributes.
+    return {"service_code": service.code, "attributes": []}
+
+
 def request_json(
-    doc: Mapping[str, Any], zone: ZoneInfo, agency_names: Mapping[str, str]
+    doc: Mapping[str, Any],
+    zone: ZoneInfo,
+    agency_names: Mapping[str, str],
+    services: Mapping[str, Service],
 ) -> dict[str, Any]:
-    """One complaint as a GeoReport service request; no reporter, no confidential text."""
+    """One complaint as a GeoReport service request; no reporter, no confidential text.
+
+    `services` by service code: a request names its service as the service list does.
+    """
     location = (doc.get("submission") or {}).get("location") or {}
     agency = doc.get("agency")
     deadlines = doc.get("deadlines") or {}
     category = doc.get("category")
     state = State(doc["state"])
     notes = STATE_LABELS[state] + (f" ({doc['outcome']})" if doc.get("outcome") else "")
+    code = f"{agency}-{category}" if agency and category else None
+    service = services.get(code) if code else None
     return {
         "service_request_id": doc["_id"],
         "status": "closed" if state.value in CLOSED_STATES else "open",
         "status_notes": notes,
-        "service_name": category,
-        "service_code": f"{agency}-{category}" if agency and category else None,
+        "service_name": service.name if service else None,
+        "service_code": code,
         "description": doc["text"],
         "agency_responsible": agency_names.get(agency, agency) if agency else None,
         "service_notice": None,
@@ -106,15 +125,35 @@ def _iso(value: datetime | None, zone: ZoneInfo) -> str | None:
     return value.astimezone(zone).isoformat(timespec="seconds") if value else None
 
 
+# GeoReport's XML wraps each list in an element of the plural name and each item in
+# one of the singular name; the JSON is the same document with plain arrays.
+_XML_ITEMS = {"attributes": "attribute", "values": "value"}
+_XML_DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>'
+
+
+def _xml_fill(element: ET.Element, value: Any) -> None:
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            _xml_fill(ET.SubElement(element, key), child)
+    elif isinstance(value, list):
+        for child in value:
+            _xml_fill(ET.SubElement(element, _XML_ITEMS.get(element.tag, "item")), child)
+    elif value is not None:
+        element.text = str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def to_xml(root: str, item: str, rows: list[dict[str, Any]]) -> bytes:
     top = ET.Element(root)
     for row in rows:
-        element = ET.SubElement(top, item)
-        for key, value in row.items():
-            child = ET.SubElement(element, key)
-            if value is not None:
-                child.text = str(value).lower() if isinstance(value, bool) else str(value)
-    return b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(top, encoding="utf-8")
+        _xml_fill(ET.SubElement(top, item), row)
+    return _XML_DECLARATION + ET.tostring(top, encoding="utf-8")
+
+
+def document_xml(root: str, document: Mapping[str, Any]) -> bytes:
+    """A single document (a service definition) under its root element."""
+    top = ET.Element(root)
+    _xml_fill(top, document)
+    return _XML_DECLARATION + ET.tostring(top, encoding="utf-8")
 
 
 def respond(
@@ -123,6 +162,80 @@ def respond(
     if fmt == "xml":
         return Response(to_xml(root, item, rows), status, media_type="application/xml")
     return JSONResponse(rows, status)
+
+
+class QueryRefused(ValueError):
+    """GET requests arguments the specification does not allow."""
+
+
+def requests_query(
+    services: Mapping[str, Service],
+    *,
+    now: datetime,
+    service_request_id: str | None = None,
+    service_code: str | None = None,
+    start_date: datetime | None = None,
+    end_date: datetime | None = None,
+    status: str | None = None,
+) -> dict[str, Any] | None:
+    """The store query of GET requests; None when no request can match.
+
+    Raises `QueryRefused` for a span over 90 days, an end before the start or an
+    unknown status.
+    """
+    query: dict[str, Any] = {"confidential": {"$ne": True}}
+    if service_request_id and (ids := [i.upper() for i in _listed(service_request_id)]):
+        # The specification: a list of ids overrides all other arguments.
+        query["_id"] = {"$in": ids}
+        return query
+    if service_code:
+        codes = [services[c] for c in _listed(service_code) if c in services]
+        if not codes:
+            return None
+        query["category"] = {"$in": sorted({c.category for c in codes})}
+        query["agency"] = {"$in": sorted({c.agency for c in codes})}
+    start, end = request_window(start_date, end_date, now)
+    query["received_at"] = {"$gte": start, "$lte": end}
+    if status:
+        wanted = set(_listed(status))
+        if not wanted <= set(STATUSES):
+            raise QueryRefused("status must be open or closed (comma-separated)")
+        if len(wanted) == 1:
+            states = sorted(CLOSED_STATES)
+            query["state"] = {"$in": states} if "closed" in wanted else {"$nin": states}
+    return query
+
+
+def request_window(
+    start: datetime | None, end: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """The span of requested_datetime a listing covers: the last 90 days by default;
+    one date given, the 90 days from or up to it."""
+    start = _aware(start) if start else None
+    end = _aware(end) if end else None
+    if start is None and end is None:
+        return _shifted(now, -REQUEST_WINDOW), now
+    if start is None:
+        assert end is not None
+        return _shifted(end, -REQUEST_WINDOW), end
+    if end is None:
+        return start, _shifted(start, REQUEST_WINDOW)
+    if end < start:
+        raise QueryRefused("end_date is before start_date")
+    if end - start > REQUEST_WINDOW:
+        raise QueryRefused("start_date and end_date may not span more than 90 days")
+    return start, end
+
+
+def _shifted(moment: datetime, delta: timedelta) -> datetime:
+    try:
+        return moment + delta
+    except OverflowError:  # at the edge of the calendar: as far as it goes
+        return (datetime.max if delta > timedelta(0) else datetime.min).replace(tzinfo=UTC)
+
+
+def _listed(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def error(fmt: str, status: int, description: str) -> Response:
@@ -139,9 +252,27 @@ class ServiceRow(BaseModel):
     group: str
 
 
+class AttributeValue(BaseModel):
+    key: str
+    name: str
+
+
+class ServiceAttribute(BaseModel):
+    """GeoReport v2's attribute of a service definition (none is defined here)."""
+
+    variable: bool
+    code: str
+    datatype: str
+    required: bool
+    datatype_description: str | None
+    order: int
+    description: str
+    values: list[AttributeValue] = []
+
+
 class ServiceDefinition(BaseModel):
     service_code: str
-    attributes: list[dict[str, Any]]
+    attributes: list[ServiceAttribute]
 
 
 class RequestRow(BaseModel):
@@ -257,9 +388,10 @@ def build_router(ctx: Open311Context) -> APIRouter:
             return error("json", 404, "format must be json or xml")
         if code not in services:
             return error(fmt, 404, f"unknown service_code {code}")
-        definition = {"service_code": code, "attributes": []}
+        definition = service_definition_json(services[code])
         if fmt == "xml":
-            return respond(fmt, "service_definition", "service", [definition])
+            xml = document_xml("service_definition", definition)
+            return Response(xml, media_type="application/xml")
         return JSONResponse(definition)
 
     @router.get(
@@ -273,12 +405,21 @@ def build_router(ctx: Open311Context) -> APIRouter:
         doc = await ctx.repository().get(request_id.strip().upper())
         if doc is None or doc.get("confidential"):
             return error(fmt, 404, f"no service request {request_id}")
-        return respond(fmt, "service_requests", "request", [request_json(doc, zone, names)])
+        row = request_json(doc, zone, names, services)
+        return respond(fmt, "service_requests", "request", [row])
 
     @router.get(
         "/requests.{fmt}",
         summary="GeoReport v2: service requests",
-        responses=_ok(list[RequestRow]),
+        description=(
+            "Without dates, the requests of the last 90 days; a listing spans at most 90 "
+            "days and 1000 requests. `service_request_id` (comma-separated) overrides "
+            "every other argument; `service_code` and `status` take comma-separated lists."
+        ),
+        responses={
+            **_ok(list[RequestRow]),
+            400: {"model": list[ErrorRow], "content": _XML, "description": "Invalid arguments"},
+        },
     )
     async def list_requests(
         fmt: Format,
@@ -290,26 +431,20 @@ def build_router(ctx: Open311Context) -> APIRouter:
     ) -> Response:
         if not fmt_ok(fmt):
             return error("json", 404, "format must be json or xml")
-        query: dict[str, Any] = {"confidential": {"$ne": True}}
-        if service_request_id:
-            ids = [i.strip().upper() for i in service_request_id.split(",") if i.strip()]
-            query["_id"] = {"$in": ids}
-        if service_code:
-            codes = [services[c] for c in service_code.split(",") if c in services]
-            if not codes:
-                return respond(fmt, "service_requests", "request", [])
-            query["category"] = {"$in": [c.category for c in codes]}
-            query["agency"] = {"$in": sorted({c.agency for c in codes})}
-        if start_date or end_date:
-            query["received_at"] = {
-                **({"$gte": _aware(start_date)} if start_date else {}),
-                **({"$lte": _aware(end_date)} if end_date else {}),
-            }
-        if status in ("open", "closed"):
-            states = sorted(CLOSED_STATES)
-            query["state"] = {"$in": states} if status == "closed" else {"$nin": states}
-        docs = await ctx.repository().search(query, MAX_REQUESTS)
-        rows = [request_json(d, zone, names) for d in docs]
+        try:
+            query = requests_query(
+                services,
+                now=datetime.now(UTC),
+                service_request_id=service_request_id,
+                service_code=service_code,
+                start_date=start_date,
+                end_date=end_date,
+                status=status,
+            )
+        except QueryRefused as refused:
+            return error(fmt, 400, str(refused))
+        docs = await ctx.repository().search(query, MAX_REQUESTS) if query is not None else []
+        rows = [request_json(d, zone, names, services) for d in docs]
         return respond(fmt, "service_requests", "request", rows)
 
     @router.post(

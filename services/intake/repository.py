@@ -9,9 +9,21 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from lapor.runtime.locks import KeyedLock
-from services.intake.domain import Transition
+from services.intake.domain import Transition, worklist_fields
 
 Document = dict[str, Any]
+
+# The agency worklist: urgent first, always; then the nearest deadline the agency
+# still has to meet, complaints without one last; the oldest first among equals.
+# FerretDB cannot sort by a computed expression, so the deadline and its flag are
+# stored fields, kept up to date on every write (`worklist_fields`).
+WORKLIST_ORDER = [
+    ("priority_rank", ASCENDING),
+    ("has_next_deadline", DESCENDING),
+    ("next_deadline", ASCENDING),
+    ("received_at", ASCENDING),
+    ("_id", ASCENDING),
+]
 
 
 class ComplaintRepository:
@@ -37,9 +49,7 @@ class ComplaintRepository:
         )
         await self.rejections.create_index("source_key", unique=True)
         await self.sender_messages.create_index([("phone_hash", ASCENDING), ("at", ASCENDING)])
-        await self.complaints.create_index(
-            [("agency", ASCENDING), ("priority_rank", ASCENDING), ("deadlines.answer", ASCENDING)]
-        )
+        await self.complaints.create_index([("agency", ASCENDING), *WORKLIST_ORDER[:3]])
 
     async def add_complaint(self, doc: Document) -> tuple[Document, bool]:
         """Store a new complaint; a second delivery of the same source returns the first."""
@@ -99,9 +109,15 @@ class ComplaintRepository:
             },
             return_document=ReturnDocument.AFTER,
         )
-        if updated is not None:
-            return updated
-        return await self.get(complaint_id)
+        if updated is None:
+            return await self.get(complaint_id)
+        # Derived from the document after the change, so it needs this second write;
+        # the caller's hold on the complaint keeps the two together.
+        order = worklist_fields(updated)
+        if any(updated.get(key) != value for key, value in order.items()):
+            await self.complaints.update_one({"_id": complaint_id}, {"$set": order})
+            updated.update(order)
+        return updated
 
     async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> None:
         """Count each inbound message once, whatever the gateway retries."""
@@ -140,13 +156,12 @@ class ComplaintRepository:
         return await cursor.limit(limit).to_list(limit)
 
     async def worklist(self, agency: str, states: list[str], limit: int = 200) -> list[Document]:
-        # Urgent first, always; then the nearest answer deadline.
         cursor = (
             self.complaints.find(
                 {"agency": agency, "state": {"$in": states}},
                 {"history": 0, "event_ids": 0, "reporter": 0, "reporter_hash": 0},
             )
-            .sort([("priority_rank", ASCENDING), ("deadlines.answer", ASCENDING)])
+            .sort(WORKLIST_ORDER)
             .limit(limit)
         )
         return await cursor.to_list(limit)

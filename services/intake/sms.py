@@ -41,6 +41,7 @@ contain a phone number.
 
 import functools
 import importlib.util
+import json
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -48,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
+from pydantic import ValidationError
 from rapidfuzz.distance import OSA
 
 from lapor.contracts import RejectionReason
@@ -67,7 +69,9 @@ __all__ = [
     "RegionKeywords",
     "Reopen",
     "StatusQuery",
+    "contract_fault",
     "parse_sms",
+    "sender_in_payload",
 ]
 
 
@@ -414,3 +418,44 @@ def _ordinary_words() -> frozenset[str]:
 
 # Kabupaten Banjar, the region this deployment was built for.
 DEFAULT_REGIONS = RegionKeywords({"BANJAR": "banjar"})
+
+
+# --- payloads that broke the inbound contract ------------------------------------
+# A gateway that sends a broken message still names the sender more often than
+# not; then the citizen can be told to send again in the right format.
+
+_MAX_PAYLOAD = 64_000
+
+
+def sender_in_payload(raw: bytes, field: str = "from") -> str | None:
+    """The sender field of a payload that failed its contract, as written, if readable.
+
+    Also from cut-off or otherwise invalid JSON, as long as the field itself is
+    intact; nothing else of the payload is interpreted.
+    """
+    text = raw[:_MAX_PAYLOAD].decode("utf-8", "replace")
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
+        body = None
+    if isinstance(body, dict):
+        value = body.get(field)
+        return value if isinstance(value, str) else None
+    pattern = rf'"{re.escape(field)}"\s*:\s*"([^"\\]{{1,64}})"'
+    match = re.search(pattern, text)
+    return match.group(1) if match else None
+
+
+def contract_fault(error: Exception) -> str:
+    """What was wrong with a payload, naming fields only: the values stay out."""
+    original = getattr(error, "original_error", error)
+    if not isinstance(original, ValidationError):
+        return "the payload is not valid UTF-8 JSON"
+    faults = []
+    for item in original.errors(include_input=False, include_url=False):
+        # The first location is the handler's argument, not a field of the payload.
+        path = ".".join(str(part) for part in item["loc"][1:])
+        if not path:
+            return "the payload is not a JSON object of the documented shape"
+        faults.append(f"{path}: {item['msg']}")
+    return "; ".join(faults)[:500] or "the payload does not match its contract"

@@ -32,6 +32,7 @@ from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
+    ContractViolation,
     Late,
     Runtime,
     asyncapi_app,
@@ -80,6 +81,16 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
             "Citizen command answered",
         ),
     }
+    cipher = runtime.settings.infra.pii.cipher()
+    for subject, channel in (
+        (subjects.INBOUND_SMS, Channel.SMS),
+        (subjects.INBOUND_WEB, Channel.WEB),
+    ):
+
+        async def on_violation(violation: ContractViolation, channel: Channel = channel) -> None:
+            await handlers.handle_contract_violation(violation, channel, deps.get(), cipher)
+
+        runtime.on_contract_violation(subject, on_violation)
 
     @durable(
         broker,
@@ -88,8 +99,11 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
         title="Inbound SMS",
         description=(
             "An SMS sent by a citizen to the short code, published by the SMS gateway "
-            "(core NATS or JetStream). Text format: `<REGION> <complaint>`, e.g. "
-            "`BANJAR jalan rusak di depan pasar`."
+            "(core NATS or JetStream) with the `channel` login. Text format: "
+            "`<REGION> <complaint>`, e.g. `BANJAR jalan rusak di depan pasar`. Set the "
+            "`Nats-Msg-Id` header to `gateway_id`: JetStream then drops a resend. A "
+            "message that is not JSON or breaks this schema is kept as a `malformed` "
+            "rejection, and a readable sender is told the format by SMS."
         ),
     )
     async def on_sms(sms: InboundSms) -> None:
@@ -124,14 +138,29 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
         "intake-web",
         title="Inbound complaint from another channel",
         description=(
-            "A complaint from a WhatsApp bot, social media or a partner system. "
-            "`source` + `message_id` identify it; a resend is the same complaint."
+            "A complaint from a WhatsApp bot, social media or a partner system, published "
+            "with the `channel` login. `source` + `message_id` identify it; a resend is "
+            "the same complaint. Set the `Nats-Msg-Id` header to `<source>:<message_id>`: "
+            "JetStream then drops a resend. A message that is not JSON or breaks this "
+            "schema is kept as a `malformed` rejection."
         ),
     )
     async def on_web(submission: InboundWeb) -> None:
         await handlers.handle_web(submission, deps.get())
 
-    @durable(broker, subjects.SLA_AUTO_CLOSE, "intake-auto-close", title="Auto-close")
+    @durable(
+        broker,
+        subjects.SLA_AUTO_CLOSE,
+        "intake-auto-close",
+        title="Auto-close and reopen window",
+        description=(
+            "From SLA. `kind` auto_close: the answer's reply window is over; the complaint "
+            "closes as no_reply, or with the citizen's rating as resolved (3-5) or "
+            "not_resolved (1-2); one the citizen replied to stays open for an officer. "
+            "`kind` reopen_window: until when the citizen may reopen after the latest "
+            "answer or closing; stored on the complaint, BUKA and reopen after it are refused."
+        ),
+    )
     async def on_auto_close(event: AutoCloseDue) -> None:
         await handlers.handle_auto_close(event, deps.get())
 

@@ -124,16 +124,57 @@ async def test_redelivered_event_changes_nothing(stack: Stack, nc: Any, db: Any)
     await outbox.detach()
 
 
-async def test_invalid_payload_is_kept_as_dead_letter_not_redelivered(
+async def test_invalid_payload_is_kept_rejected_answered_once_and_not_redelivered(
     stack: Stack, nc: Any, db: Any
 ) -> None:
-    before = await db.dead_letters.count_documents({})
-    await nc.publish(subjects.INBOUND_SMS, b"{this is not json")
-    await nc.publish(subjects.INBOUND_SMS, json.dumps({"from": "+628123"}).encode())
-    await eventually(lambda: _count_at_least(db.dead_letters, before + 2))
-    letters = await db.dead_letters.find({}).sort("stored_at", -1).to_list(2)
+    outbox = await Outbox().attach(nc)
+    sender = "+6281234500009"
+    js = nc.jetstream()
+    not_json = await js.publish(subjects.INBOUND_SMS, b"{this is not json")
+    unreadable = await js.publish(subjects.INBOUND_SMS, json.dumps({"from": "+628123"}).encode())
+    # A gateway bug drops the text; the sender, written nationally, is still readable.
+    no_text = await js.publish(
+        subjects.INBOUND_SMS, json.dumps({"from": "081234500009", "to": "1708"}).encode()
+    )
+    acks = (not_json, unreadable, no_text)
+    letter_ids = [f"{ack.stream}:{ack.seq}" for ack in acks]
+
+    letters = await eventually(lambda: _all_found(db.dead_letters, "_id", letter_ids))
     assert {d["reason"] for d in letters} == {"contract_violation"}
     assert all(d["service"] == "intake" for d in letters)
+    keys = [f"bus:{letter_id}" for letter_id in letter_ids]
+    records = await eventually(lambda: _all_found(db.rejections, "source_key", keys))
+    by_key = {r["source_key"]: r for r in records}
+    assert {r["reason"] for r in records} == {"malformed"}
+    assert all(r["channel"] == "sms" for r in records)
+    assert all(r["payload"]["payload_sealed"].startswith("pii1.") for r in records)
+    assert by_key[keys[0]]["reporter"]["phone_hash"] is None
+    assert by_key[keys[1]]["reporter"]["phone_hash"] is None
+    assert len(by_key[keys[2]]["reporter"]["phone_hash"]) == 32
+    assert [r["answered"] for r in (by_key[k] for k in keys)] == [False, False, True]
+    assert "81234500009" not in json.dumps(records, default=str)
+
+    replies = await eventually(lambda: _async(outbox.to(sender)))
+    assert "BANJAR" in replies[0]["text"]  # the format, with an example
+
+    # Acknowledged at the first delivery: a redelivery would come only after the
+    # consumer's first backoff (10 s), and would show in the delivery count.
+    async def acked() -> Any:
+        info = await js.consumer_info(no_text.stream, "intake-sms")
+        return info if info.ack_floor.stream_seq >= max(a.seq for a in acks) else None
+
+    info = await eventually(acked, timeout=8)
+    assert info.num_redelivered == 0 and info.num_ack_pending == 0
+    await asyncio.sleep(3)  # a second reply, if any, would be on its way by now
+    assert len(outbox.to(sender)) == 1
+    handled = [
+        line
+        for line in _log_lines(stack, "intake")
+        if line.get("logger") == "lapor.messages" and line.get("outcome") == "dead_letter"
+    ]
+    assert len(handled) >= len(acks)
+    assert {line["delivery"] for line in handled} == {1}
+    await outbox.detach()
 
 
 async def test_unknown_region_gets_a_clear_reply_and_is_kept(
@@ -156,8 +197,15 @@ async def _async(value: Any) -> Any:
     return value
 
 
-async def _count_at_least(collection: Any, n: int) -> bool:
-    return await collection.count_documents({}) >= n
+async def _all_found(collection: Any, field: str, values: list[str]) -> list[dict[str, Any]]:
+    found = await collection.find({field: {"$in": values}}).to_list(len(values))
+    return found if len(found) == len(values) else []
+
+
+def _log_lines(stack: Stack, service: str) -> list[dict[str, Any]]:
+    path = stack.workdir / "logs" / f"{service}.log"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 async def _stream_message(nc: Any, subject: str, complaint_id: str) -> bytes:

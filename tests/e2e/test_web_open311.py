@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -33,6 +35,10 @@ REQUEST_FIELDS = {
     "updated_datetime", "expected_datetime", "address", "address_id", "zipcode", "lat",
     "long", "media_url",
 }  # fmt: skip
+
+
+def _actors(view: dict[str, Any]) -> set[str]:
+    return {entry["actor"] for entry in view["history"]}
 
 
 async def _assigned(db: Any, tracking_id: str) -> dict[str, Any] | None:
@@ -91,7 +97,13 @@ async def test_open311_services_and_requests_in_json_and_xml(stack: Stack, db: A
         xml_services = ET.fromstring((await http.get("/services.xml")).content)
         assert xml_services.tag == "services" and len(xml_services) == len(services)
         definition = (await http.get(f"/services/{code}.json")).json()
-        assert definition["service_code"] == code
+        assert definition == {"service_code": code, "attributes": []}
+        xml_definition = ET.fromstring((await http.get(f"/services/{code}.xml")).content)
+        # The spec's shape: no <service> wrapper, attributes as elements, not "[]".
+        assert xml_definition.tag == "service_definition"
+        assert [child.tag for child in xml_definition] == ["service_code", "attributes"]
+        assert xml_definition.findtext("service_code") == code
+        assert not xml_definition.findtext("attributes")
 
         refused = await http.post("/requests.json", data={"api_key": "wrong", "service_code": code})
         assert refused.status_code == 403
@@ -114,9 +126,14 @@ async def test_open311_services_and_requests_in_json_and_xml(stack: Stack, db: A
         assert set(one) == REQUEST_FIELDS
         assert one["status"] == "open" and one["expected_datetime"].endswith("+08:00")
         assert one["agency_responsible"] and one["lat"] == -3.41
+        # Named as the service list names the service, not by the category id.
+        names = {s["service_code"]: s["service_name"] for s in services}
+        assert one["service_name"] == names[one["service_code"]]
         xml_one = ET.fromstring((await http.get(f"/requests/{request_id}.xml")).content)
         assert xml_one.tag == "service_requests"
+        assert {child.tag for child in xml_one.find("request")} == REQUEST_FIELDS
         assert xml_one.find("request/service_request_id").text == request_id
+        assert xml_one.findtext("request/service_name") == one["service_name"]
         listed = (await http.get("/requests.json", params={"status": "open"})).json()
         assert request_id in {r["service_request_id"] for r in listed}
         missing = await http.get("/requests/LPR-0000-00000.json")
@@ -196,7 +213,64 @@ async def test_reporters_secret_link_shows_and_acts_on_their_own_complaint_only(
             f"{url}/answer", params={"key": key}, json={"text": "sudah selesai"}
         )
         assert refused.status_code in (403, 409)
+
+        # Who acted: a citizen is just `citizen` to the reporter, the agency and the
+        # public; only an admin sees the detail.
+        admin_token = new_token()
+        await db.api_tokens.insert_one(token_record(admin_token, Role.ADMIN, "diskominfo", None))
+        admin = {"Authorization": f"Bearer {admin_token}"}
+        detail = f"citizen:web:{tracking_id}"
+        for view in (replied.json(), (await http.get(link)).json()):
+            assert "citizen" in _actors(view) and detail not in _actors(view)
+        as_officer = await http.get(f"/api/v1/complaints/{tracking_id}", headers=officer)
+        assert "citizen" in _actors(as_officer.json()) and detail not in _actors(as_officer.json())
+        as_admin = await http.get(f"/api/v1/complaints/{tracking_id}", headers=admin)
+        assert detail in _actors(as_admin.json())
     stored = await db.complaints.find_one({"_id": tracking_id})
     assert any(h["actor"] == f"citizen:web:{tracking_id}" for h in stored["history"])
     # Derived, never stored: the key is nowhere in the complaint.
     assert key not in repr(stored)
+
+
+async def test_open311_listing_window_and_id_override(stack: Stack, db: Any) -> None:
+    now = datetime.now(UTC)
+    old_id = f"LPR-OLD{uuid.uuid4().hex[:8].upper()}"
+    await db.complaints.insert_one(
+        {
+            "_id": old_id,
+            "source_key": f"test:{old_id}",
+            "region": "banjar",
+            "channel": "web",
+            "state": "closed",
+            "outcome": "resolved",
+            "agency": "PUPR",
+            "category": "jalan",
+            "text": "Jalan desa rusak parah sejak musim hujan tahun lalu",
+            "received_at": now - timedelta(days=100),
+            "updated_at": now - timedelta(days=80),
+            "deadlines": {},
+            "history": [],
+            "event_ids": [],
+        }
+    )
+    async with httpx.AsyncClient(base_url=f"{stack.url('intake')}/open311/v2") as http:
+        recent = (await http.get("/requests.json")).json()
+        assert old_id not in {r["service_request_id"] for r in recent}  # the last 90 days
+        assert all(set(r) == REQUEST_FIELDS for r in recent)
+        window = {
+            "start_date": (now - timedelta(days=120)).isoformat(),
+            "end_date": (now - timedelta(days=31)).isoformat(),
+        }
+        older = (await http.get("/requests.json", params=window)).json()
+        assert old_id in {r["service_request_id"] for r in older}
+        too_long = await http.get("/requests.xml", params={**window, "end_date": now.isoformat()})
+        assert too_long.status_code == 400
+        assert ET.fromstring(too_long.content).findtext("error/description")
+        # Ids override every other argument, the default window and the status too.
+        overridden = await http.get(
+            "/requests.xml",
+            params={"service_request_id": f"{old_id.lower()},LPR-0000-00000", "status": "open"},
+        )
+        rows = ET.fromstring(overridden.content).findall("request")
+        assert [r.findtext("service_request_id") for r in rows] == [old_id]
+        assert rows[0].findtext("status") == "closed"

@@ -7,7 +7,15 @@ import pytest
 
 from lapor.contracts import Priority, State
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Outcome, Role
-from services.intake.lifecycle import RULES, Known, Refused, check_routing, decide
+from services.intake.lifecycle import (
+    RULES,
+    Known,
+    Refused,
+    auto_close_outcome,
+    check_routing,
+    decide,
+    reopen_window_applies,
+)
 
 NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 OFFICER = Actor(role=Role.AGENCY, id="budi", agency="PUPR")
@@ -90,22 +98,112 @@ def test_refusals_say_why(state: State, cmd: ComplaintCommand, status: int, says
     assert says in refused.value.reason
 
 
-def test_reopen_only_within_the_window() -> None:
-    doc = complaint(State.CLOSED, closed_at=NOW - timedelta(days=20))
-    with pytest.raises(Refused, match="reply window"):
-        decide(
-            doc,
-            command(Action.REOPEN, CITIZEN, text="x"),
-            now=NOW,
-            reopen_until=NOW - timedelta(days=6),
-        )
-    decision = decide(
-        doc,
-        command(Action.REOPEN, CITIZEN, text="x"),
-        now=NOW,
-        reopen_until=NOW + timedelta(days=1),
+def test_reopen_only_within_the_window_sla_stored() -> None:
+    reopen = command(Action.REOPEN, CITIZEN, text="x")
+    closed_long_ago = complaint(
+        State.CLOSED, closed_at=NOW - timedelta(days=20), reopen_until=NOW - timedelta(days=6)
     )
+    with pytest.raises(Refused, match="reply window for reopening has passed") as refused:
+        decide(closed_long_ago, reopen, now=NOW)
+    assert refused.value.status == 409
+    assert "2026-11-22T03:00:00+00:00" in refused.value.reason
+    # The window is the stored one, whatever the closing date: a closing a while
+    # ago with a window stretched by holidays may still be reopened.
+    within = complaint(
+        State.CLOSED, closed_at=NOW - timedelta(days=20), reopen_until=NOW + timedelta(days=1)
+    )
+    decision = decide(within, reopen, now=NOW)
     assert decision.fields["reopen_count"] == 1
+    # Open again: no closing, no window; the next answer opens a new one.
+    assert decision.fields["closed_at"] is None
+    assert decision.fields["reopen_until"] is None and decision.fields["reopen_from"] is None
+    # Until SLA has said, nothing limits the citizen.
+    assert decide(complaint(State.RESPONDED, reopen_until=None), reopen, now=NOW).state is (
+        State.IN_PROGRESS
+    )
+
+
+def test_a_reopen_window_applies_only_to_the_latest_answer_or_closing() -> None:
+    answered = complaint(State.RESPONDED, reopen_from="state:command:answer-2")
+    assert reopen_window_applies(answered, "state:command:answer-2")
+    # The window of the first answer, arriving after a reopening and a new answer.
+    assert not reopen_window_applies(answered, "state:command:answer-1")
+    assert not reopen_window_applies(answered, None)
+    # Reopened meanwhile: no window applies until the next answer.
+    reopened = complaint(State.IN_PROGRESS, reopen_from=None)
+    assert not reopen_window_applies(reopened, "state:command:answer-2")
+    closed = complaint(State.CLOSED, reopen_from="state:routed:LPR-TEST:0")
+    assert reopen_window_applies(closed, "state:routed:LPR-TEST:0")
+
+
+def test_merging_records_when_it_was_closed() -> None:
+    merge = command(Action.MERGE, ADMIN, duplicate_of="LPR-OTHER")
+    decision = decide(complaint(State.TRIAGE), merge, now=NOW, known=KNOWN)
+    assert decision.state is State.CLOSED and decision.fields["closed_at"] == NOW
+
+
+ANSWERED_AT = NOW - timedelta(days=14)
+
+
+@pytest.mark.parametrize(
+    ("extra", "outcome"),
+    [
+        ({}, "no_reply"),
+        (
+            {"rating": {"score": 5, "comment": "", "at": ANSWERED_AT + timedelta(hours=1)}},
+            "resolved",
+        ),
+        (
+            {"rating": {"score": 3, "comment": "", "at": ANSWERED_AT + timedelta(hours=1)}},
+            "resolved",
+        ),
+        (
+            {"rating": {"score": 2, "comment": "", "at": ANSWERED_AT + timedelta(hours=1)}},
+            "not_resolved",
+        ),
+        # A rating of an earlier answer (before a reopening) says nothing of this one.
+        (
+            {"rating": {"score": 5, "comment": "", "at": ANSWERED_AT - timedelta(days=3)}},
+            "no_reply",
+        ),
+        # A reply before the answer (to a question) is not a reaction to the answer.
+        ({"replied_at": ANSWERED_AT - timedelta(days=1)}, "no_reply"),
+        # The rating decides, also when the citizen wrote as well.
+        (
+            {
+                "replied_at": ANSWERED_AT + timedelta(hours=2),
+                "rating": {"score": 1, "comment": "", "at": ANSWERED_AT + timedelta(hours=1)},
+            },
+            "not_resolved",
+        ),
+    ],
+)
+def test_auto_close_outcome_follows_the_citizens_reaction(
+    extra: dict[str, Any], outcome: str
+) -> None:
+    doc = complaint(State.RESPONDED, responded_at=ANSWERED_AT, **extra)
+    decision = decide(doc, command(Action.AUTO_CLOSE, SYSTEM), now=NOW)
+    assert decision.state is State.CLOSED
+    assert decision.fields["outcome"] == outcome and decision.fields["closed_at"] == NOW
+    if outcome == "no_reply":
+        assert decision.reason == "closed: no reaction from the citizen"
+    else:
+        assert decision.fields["outcome_note"] == auto_close_outcome(doc)[1]
+        assert "rated the answer" in decision.reason
+
+
+def test_a_reply_to_the_answer_is_not_closed_as_no_reply() -> None:
+    doc = complaint(
+        State.RESPONDED, responded_at=ANSWERED_AT, replied_at=ANSWERED_AT + timedelta(days=2)
+    )
+    with pytest.raises(Refused, match="citizen replied to the answer") as refused:
+        decide(doc, command(Action.AUTO_CLOSE, SYSTEM), now=NOW)
+    assert refused.value.status == 409
+    # The reply itself is what marks the reaction.
+    reply = decide(
+        complaint(State.RESPONDED), command(Action.REPLY, CITIZEN, text="masih rusak"), now=NOW
+    )
+    assert reply.state is None and reply.fields == {"replied_at": NOW}
 
 
 def test_forward_counts_bounces_and_remembers_who_refused() -> None:
