@@ -49,7 +49,7 @@ class SlaMetrics:
             registry=registry,
         )
         self.calendar_days_off = Gauge(
-            "lapor_sla_calendar_days_off",
+            "lapor_sla_calendar_extra_holidays",
             "Days off listed in the region's days_off.yaml for this and next year, read at "
             "start-up (0: the calendar of that year is probably incomplete)",
             ["region", "year"],

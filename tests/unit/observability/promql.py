@@ -10,6 +10,7 @@ from faststream.nats.prometheus import NatsPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
 from lapor.runtime.metrics import DomainMetrics
+from services.sla.metrics import SlaMetrics
 
 # Series Prometheus makes itself rather than scraping them.
 PROMETHEUS_SERIES = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
@@ -23,6 +24,8 @@ _IDENT = re.compile(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])(\s*\()?")
 def known_series() -> frozenset[str]:
     """Every series name a Lapor service can expose (domain and FastStream metrics)."""
     registry = CollectorRegistry()
+    # In the order sla registers them: its own families first, the shared ones adopt.
+    SlaMetrics(registry)
     DomainMetrics(registry)
     NatsBroker(
         "nats://127.0.0.1:1",

@@ -65,7 +65,7 @@ def test_a_missing_next_year_is_logged_and_counted(
     assert str(data / "regions" / "banjar" / "days_off.yaml") in message
     for year in ("2027", "2028"):
         labels = {"region": "banjar", "year": year}
-        assert registry.get_sample_value("lapor_sla_calendar_days_off", labels) == 0.0
+        assert registry.get_sample_value("lapor_sla_calendar_extra_holidays", labels) == 0.0
 
 
 def test_a_complete_calendar_says_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -75,7 +75,7 @@ def test_a_complete_calendar_says_nothing(tmp_path: Path, caplog: pytest.LogCapt
         assert check_calendars(rules_of(DATA), now, SlaMetrics(registry), DATA) == {}
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     labels = {"region": "banjar", "year": "2027"}
-    assert registry.get_sample_value("lapor_sla_calendar_days_off", labels) == 8.0
+    assert registry.get_sample_value("lapor_sla_calendar_extra_holidays", labels) == 8.0
 
 
 def test_the_service_warns_when_it_starts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
