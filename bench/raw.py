@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -194,41 +193,20 @@ async def db_limits(
     results["find"] = await _best(find, seconds)
     results["documents"] = stored
     if ferretdb_dir is not None:
-        results["ferretdb_id_lookup"] = await asyncio.to_thread(
-            ferretdb_id_lookup_plan, ferretdb_dir, db_name, "docs"
-        )
+        results["ferretdb_id_lookup"] = await id_lookup_plan(db, "docs", some_id())
     await client.drop_database(db_name)
     return results
 
 
-def ferretdb_id_lookup_plan(data_dir: Path, db_name: str, collection: str) -> dict[str, Any]:
-    """SQLite's plan for the query FerretDB v1 runs for `find({_id: <string>})`.
-
-    FerretDB's SQLite backend selects `WHERE _ferretdb_sjson->'$._id' = ?`
-    (backends/sqlite/collection.go) while its `_id_` index is built on
-    `_ferretdb_sjson->"_id"` (metadata/registry.go); read-only, from the file.
-    """
-    path = data_dir / f"{db_name}.sqlite"
-    if not path.exists():
-        return {"error": f"no {path.name}"}
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+async def id_lookup_plan(db: Any, collection: str, some_id: str) -> dict[str, Any]:
+    """The SQLite plan FerretDB reports for a lookup by `_id`: our build's patch makes it
+    use the `_id` index (upstream v1.24.2 scans the table, see ferretdb/patches/)."""
     try:
-        row = con.execute(
-            "SELECT table_name FROM _ferretdb_collections WHERE name = ?", (collection,)
-        ).fetchone()
-        if row is None:
-            return {"error": f"no collection {collection}"}
-        table = row[0]
-        indexes = [
-            sql
-            for (sql,) in con.execute(
-                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?", (table,)
-            )
-            if sql
-        ]
-        # The table name comes from FerretDB's own catalogue, not from input.
-        query = f"SELECT _ferretdb_sjson FROM \"{table}\" WHERE _ferretdb_sjson->'$._id' = ?"  # noqa: S608
-        plan = con.execute(f"EXPLAIN QUERY PLAN {query}", ('"x"',)).fetchall()
-    finally:
-        con.close()
-    return {"query": query, "plan": " / ".join(str(r[-1]) for r in plan), "indexes": indexes}
+        explained = await db.command("explain", {"find": collection, "filter": {"_id": some_id}})
+    except Exception as exc:
+        return {"error": str(exc)[:200]}
+    plan = explained.get("queryPlanner", {}).get("Plan")
+    return {
+        "filterPushdown": explained.get("filterPushdown"),
+        "plan": " / ".join(str(line) for line in plan) if isinstance(plan, list) else None,
+    }

@@ -26,7 +26,11 @@ from bench.texts import complaint_text
 from services.sla.repository import MongoSlaStore
 
 SEED_PREFIX = "SEED-"
-DUE_NOW = 100  # timers seeded as already due, at every size
+DUE_NOW = 100  # timers seeded due within SWEEP_AHEAD, at every size
+# The sweep is timed as of this far ahead. Seeded timers are never due for the
+# running sla service itself, which would fire them for complaints it never saw
+# and disturb the throughput measured right after.
+SWEEP_AHEAD = timedelta(days=1)
 BATCH = 500
 SWEEP_LIMIT = 500
 
@@ -48,7 +52,8 @@ def _pick(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
 def seeded_pair(
     i: int, rng: random.Random, now: datetime
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A stored complaint and its pending SLA timers; the first DUE_NOW have one due now."""
+    """A stored complaint and its pending SLA timers; the first DUE_NOW have one timer due
+    within SWEEP_AHEAD, every other timer is due later than that."""
     cid = f"{SEED_PREFIX}{i:09d}"
     text, agency = complaint_text(rng)
     state = _pick(rng, STATES)
@@ -58,7 +63,7 @@ def seeded_pair(
     first = received + timedelta(days=5)
     open_ = state not in ("closed", "responded")
     if i < DUE_NOW:
-        next_due: datetime | None = now - timedelta(minutes=rng.uniform(1, 600))
+        next_due: datetime | None = now + timedelta(hours=rng.uniform(1, 20))
     elif open_:
         next_due = now + timedelta(hours=rng.uniform(1, 24 * 14))
     else:
@@ -105,8 +110,9 @@ def seeded_pair(
         for clock, deadline in deadlines.items():
             for n, (point, kind) in enumerate(((50, "warning"), (80, "warning"), (100, "breach"))):
                 due = next_due + timedelta(hours=n) if clock == "first_response" else deadline
-                # Exactly one timer of each of the first DUE_NOW complaints is due now.
-                due_now = i < DUE_NOW and clock == "first_response" and n == 0
+                # Exactly one timer of each of the first DUE_NOW complaints is due soon.
+                due_soon = i < DUE_NOW and clock == "first_response" and n == 0
+                later = now + 2 * SWEEP_AHEAD
                 timers.append(
                     {
                         "_id": f"{cid}|{clock}|{point}|r0",
@@ -115,7 +121,7 @@ def seeded_pair(
                         "point": point,
                         "round": 0,
                         "kind": kind,
-                        "due_at": due if due_now else max(due, now + timedelta(hours=1)),
+                        "due_at": due if due_soon else max(due, later),
                         "deadline": deadline,
                         "agency": complaint["agency"],
                         "priority": priority,
@@ -186,7 +192,7 @@ async def _insert_retrying(collection: Any, docs: list[dict[str, Any]]) -> None:
 
 
 async def sweep_times(db: Any, repeats: int = 5, budget_s: float = 10.0) -> dict[str, Any]:
-    """sla's sweep query with few timers due and with every pending timer due.
+    """sla's sweep query as of a day ahead (few timers due) and with every pending timer due.
 
     Repeated up to `repeats` times, fewer when one run is slow (a big collection
     on FerretDB), so the phase stays bounded in time.
@@ -194,7 +200,7 @@ async def sweep_times(db: Any, repeats: int = 5, budget_s: float = 10.0) -> dict
     store = MongoSlaStore(db)
     now = datetime.now(UTC)
     out: dict[str, Any] = {}
-    for label, until in (("few_due", now), ("all_open", now + timedelta(days=3650))):
+    for label, until in (("few_due", now + SWEEP_AHEAD), ("all_open", now + timedelta(days=3650))):
         times: list[float] = []
         returned = 0
         for _ in range(repeats):
