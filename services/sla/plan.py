@@ -64,7 +64,7 @@ response (1, 2, ...) for auto-close and the ordinal of the pause for a lapsed
 reply window.
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -161,6 +161,9 @@ class StateChange:
     at: datetime
     state: State
     previous_state: State | None = None
+    # Who made the change (`agency:<officer>` for an officer) and the agency holding it.
+    actor: str | None = None
+    agency: str | None = None
 
 
 Fact = Routed | StateChange
@@ -185,6 +188,8 @@ def state_fact(event: ComplaintStateChanged) -> StateChange:
         at=to_ms(event.occurred_at),
         state=event.state,
         previous_state=event.previous_state,
+        actor=event.actor,
+        agency=event.agency,
     )
 
 
@@ -297,12 +302,19 @@ class Plan:
     pauses: tuple[Pause, ...]
     paused: timedelta
     latest_route: Routed
+    # The officer of the holding agency who acknowledged it: the one a breach is
+    # recorded against, besides the agency.
+    official: str | None = None
 
     def timer(self, timer_id: str) -> Timer | None:
         return next((t for t in self.timers if t.id == timer_id), None)
 
     def run(self, clock: Clock, round_: int) -> Run | None:
         return next((r for r in self.runs if r.clock is clock and r.round == round_), None)
+
+    def official_for(self, agency: str | None) -> str | None:
+        """The assigned official, for a clock the agency holding the complaint is held to."""
+        return self.official if agency is not None and agency == self.agency else None
 
     @property
     def next_due_at(self) -> datetime | None:
@@ -592,7 +604,32 @@ def build_plan(
         pauses=tuple(pauses),
         paused=paused,
         latest_route=latest,
+        official=assigned_official(states, latest),
     )
+
+
+_OFFICER = "agency:"
+
+
+def assigned_official(states: Sequence[StateChange], latest: Routed) -> str | None:
+    """The officer who acknowledged the complaint for the agency holding it now.
+
+    An acknowledgement by an officer of the agency of the latest routing decision,
+    made after that decision, assigns them; a forward to another agency ends it.
+    """
+    if not latest.assigned:
+        return None
+    for change in reversed(states):
+        if change.at < latest.at:
+            break
+        if (
+            change.state is State.IN_PROGRESS
+            and change.agency == latest.agency
+            and change.actor is not None
+            and change.actor.startswith(_OFFICER)
+        ):
+            return change.actor.removeprefix(_OFFICER) or None
+    return None
 
 
 # -- announcements -------------------------------------------------------------------

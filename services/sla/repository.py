@@ -86,6 +86,8 @@ def fact_to_doc(complaint_id: str, fact: Fact) -> Document:
             kind="state",
             state=fact.state.value,
             previous_state=fact.previous_state.value if fact.previous_state else None,
+            actor=fact.actor,
+            agency=fact.agency,
         )
     return doc
 
@@ -108,6 +110,8 @@ def fact_from_doc(doc: Mapping[str, Any]) -> Fact:
         at=doc["at"],
         state=State(doc["state"]),
         previous_state=State(previous) if previous else None,
+        actor=doc.get("actor"),
+        agency=doc.get("agency"),
     )
 
 

@@ -333,6 +333,9 @@ def state(
     at: datetime,
     previous: State | None = None,
     region: str = "banjar",
+    *,
+    actor: str = "agency:officer",
+    agency: str | None = None,
 ) -> ComplaintStateChanged:
     return ComplaintStateChanged(
         event_id=f"state:command:{complaint_id}:{name}",
@@ -341,7 +344,8 @@ def state(
         region=region,
         state=to,
         previous_state=previous,
-        actor="agency:officer",
+        actor=actor,
+        agency=agency,
         reason=name,
         cause_event_id=f"command:{complaint_id}:{name}",
     )

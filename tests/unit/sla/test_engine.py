@@ -164,6 +164,66 @@ async def test_late_acknowledgement_ends_escalation_and_fixes_how_late() -> None
     assert record["level_rank"] == 1  # liaison
 
 
+async def test_a_breach_is_recorded_against_the_officer_who_acknowledged() -> None:
+    sla = Harness(wita(12, 21, 10))
+    await sla.send(routed("C1", wita(12, 21, 10)))
+    await sla.run_until(wita(12, 22, 9))
+    ack = state(
+        "C1",
+        "ack",
+        State.IN_PROGRESS,
+        sla.clock.now,
+        State.ASSIGNED,
+        actor="agency:budi.pupr",
+        agency="PUPR",
+    )
+    await sla.send(ack)
+    await sla.run_until(wita(1, 25))
+
+    breach = next(a for a in sla.alerts() if a["event_id"] == "C1:answer:breach:0")
+    assert breach["agency"] == "PUPR" and breach["official"] == "budi.pupr"
+    escalation = next(e for e in sla.sink.bodies(subjects.SLA_ESCALATION) if e["clock"] == "answer")
+    assert escalation["official"] == "budi.pupr"
+    assert sla.store.breach_docs["C1:answer:0"]["official"] == "budi.pupr"
+    # The routing clock is Diskominfo's: no officer of PUPR answers for it.
+    plan = await sla.engine.plan_of("C1")
+    assert plan is not None and plan.official_for("DISKOMINFO") is None
+
+
+async def test_a_forward_ends_the_officers_assignment() -> None:
+    sla = Harness(wita(12, 21, 10))
+    await sla.send(
+        routed("C1", wita(12, 21, 10)),
+        state(
+            "C1",
+            "ack",
+            State.IN_PROGRESS,
+            wita(12, 21, 11),
+            State.ASSIGNED,
+            actor="agency:budi.pupr",
+            agency="PUPR",
+        ),
+        state("C1", "fwd", State.RECEIVED, wita(12, 21, 12), State.IN_PROGRESS, agency="PUPR"),
+        routed("C1", wita(12, 21, 13), round_=1, agency="DISHUB", received_at=wita(12, 21, 10)),
+    )
+    plan = await sla.engine.plan_of("C1")
+    assert plan is not None and plan.agency == "DISHUB" and plan.official is None
+    # Only an officer's acknowledgement assigns: an admin's state change does not.
+    await sla.send(
+        state(
+            "C1",
+            "ack2",
+            State.IN_PROGRESS,
+            wita(12, 21, 14),
+            State.ASSIGNED,
+            actor="admin:sari",
+            agency="DISHUB",
+        )
+    )
+    plan = await sla.engine.plan_of("C1")
+    assert plan is not None and plan.official is None
+
+
 async def test_needs_info_pauses_the_answer_and_the_citizen_is_told_the_new_date() -> None:
     sla = Harness(wita(11, 2, 9))
     await sla.send(routed("C1", wita(11, 2, 9)))
