@@ -76,6 +76,12 @@ class ComplaintReceived(Event):
     reply_to: str | None = Field(
         default=None, description="E.164 number for replies; only notify keeps it."
     )
+    reply_email: str | None = Field(
+        default=None,
+        max_length=254,
+        description="E-mail address for replies (web, Open311 or partner submissions); "
+        "only notify keeps it, sealed.",
+    )
     anonymous: bool = False
     confidential: bool = False
     text_truncated: bool = Field(

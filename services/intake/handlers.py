@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -181,11 +182,42 @@ async def accept_submission(
     phone = normalize_phone(submission.phone) if submission.phone else None
     if (known := await deps.repo.by_source(source_key)) is None:
         known = await _store_submission(submission, channel, source_key, phone, deps)
-    await deps.received.publish(
-        domain.received_event(known, reply_to=phone),
-        msg_id=domain.received_event_id(known["_id"]),
-    )
+    received = domain.received_event(known, reply_to=phone)
+    # Notify answers by e-mail too; an address that does not parse is not used (nor logged).
+    received = received.model_copy(update={"reply_email": reply_email(submission.email)})
+    await deps.received.publish(received, msg_id=domain.received_event_id(known["_id"]))
     return known
+
+
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_EMAIL_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def reply_email(raw: str | None) -> str | None:
+    """A submitted e-mail address usable for replies, domain in lower case; None otherwise.
+
+    Plain `local@domain` only (no display name, no quoted local part, no IP
+    literal); the domain needs a dot and an alphabetic (or IDNA) top level.
+    """
+    if raw is None:
+        return None
+    address = raw.strip()
+    local, at, host = address.rpartition("@")
+    if not at or len(address) > 254 or len(local) > 64:
+        return None
+    if not _EMAIL_LOCAL.fullmatch(local):
+        return None
+    try:
+        host = host.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return None
+    labels = host.split(".")
+    if len(labels) < 2 or not all(_EMAIL_LABEL.fullmatch(label) for label in labels):
+        return None
+    top = labels[-1]
+    if not (top.isalpha() and len(top) >= 2) and not top.startswith("xn--"):
+        return None
+    return f"{local}@{host}"
 
 
 async def _store_submission(
@@ -207,12 +239,12 @@ async def _store_submission(
             detail=reason[1],
             reply_to=None,  # the HTTP answer or the partner's own channel tells the sender
             phone_hash=sender_hash,
-            payload=submission.model_dump(mode="json", exclude={"phone"}),
+            # Contact details stay out: notify keeps the reply addresses, sealed.
+            payload=submission.model_dump(mode="json", exclude={"phone", "email"}),
         )
         raise SubmissionRejected(*reason)
-    details = submission.model_dump(
-        mode="json", include={"source", "name", "email", "category", "location"}
-    )
+    details = submission.model_dump(mode="json", include={"source", "name", "category", "location"})
+    details["replies_by_email"] = bool(submission.email)
     return await _store_complaint(
         deps,
         region=submission.region,

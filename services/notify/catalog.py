@@ -9,7 +9,12 @@ from typing import Any
 from lapor.contracts import AGENCY_OUT_OF_SCOPE
 from lapor.directory import ESCALATION_LEVELS, AgencyDirectory, Contacts, load_directory
 from lapor.regions import Region
-from services.notify.templates import TemplateSet, format_date_id, format_datetime_id
+from services.notify.templates import (
+    TemplateSet,
+    citizen_email_subject,
+    format_date_id,
+    format_datetime_id,
+)
 
 # Indonesia's three time zones as citizens name them.
 _ZONE_ABBREVIATIONS = {
@@ -80,12 +85,23 @@ class SmsRenderer:
         self.zones = {rid: _ZONE_ABBREVIATIONS.get(r.timezone, "WIB") for rid, r in regions.items()}
 
     def render_sms(self, template: str, values: Mapping[str, Any], region: str | None) -> str:
+        return self.templates.render(template, **self._citizen_values(values, region))
+
+    def render_email(
+        self, template: str, values: Mapping[str, Any], region: str | None
+    ) -> RenderedNotice:
+        """A citizen message as an e-mail: the SMS text without its segment budget."""
+        return RenderedNotice(
+            subject=citizen_email_subject(template, values.get("tracking_id")),
+            body=self.templates.render_plain(template, **self._citizen_values(values, region)),
+        )
+
+    def _citizen_values(self, values: Mapping[str, Any], region: str | None) -> dict[str, Any]:
         zone = self.zones.get(region or "", "WITA")
-        shown = {
+        return {
             key: format_date_id(value, zone) if isinstance(value, (date, datetime)) else value
             for key, value in values.items()
         }
-        return self.templates.render(template, **shown)
 
     def render_official(
         self, template: str, values: Mapping[str, Any], region: str | None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,25 @@ class OutgoingMessage:
     recipient_name: str | None = None
     # Structured content for machine receivers (webhooks).
     data: Mapping[str, Any] = field(default_factory=dict)
+    # A citizen's own address: personal data, never logged or kept in clear.
+    personal: bool = False
+
+
+def mask_email(address: str) -> str:
+    """'w****@example.org': enough to tell two addresses apart in a log, not to write."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return "****"
+    return f"{local[:1]}****@{domain}"
+
+
+def shown_address(message: OutgoingMessage) -> str:
+    """How logs and the delivery log name the recipient: never a citizen's address."""
+    if message.kind == "sms":
+        return mask_phones(message.to)
+    if message.personal:
+        return mask_email(message.to)
+    return message.to
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +267,13 @@ class SmtpEmail:
                     timeout=cfg.timeout_s,
                 )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return classify_smtp_error(exc)
+            result = classify_smtp_error(exc)
+            if message.personal and result.error:
+                # A refusal often quotes the mailbox; the error is logged and stored.
+                quoted = re.compile(re.escape(message.to), re.IGNORECASE)
+                error = quoted.sub(mask_email(message.to), result.error)
+                result = DeliveryResult(result.ok, result.permanent, error)
+            return result
         return DeliveryResult.sent()
 
 
@@ -282,7 +308,7 @@ class LogSink:
         self.logger = logger or log
 
     async def send(self, message: OutgoingMessage) -> DeliveryResult:
-        heading = f"{message.kind.upper()} to {mask_phones(message.to)}"
+        heading = f"{message.kind.upper()} to {shown_address(message)}"
         if message.subject:
             heading += f" | {message.subject}"
         self.logger.info(

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter
 from lapor.contracts import NotificationFailed
 from lapor.runtime.broker import EventPublisher
 from lapor.runtime.logs import mask_phones
-from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
+from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage, shown_address
 from services.notify.repository import (
     FAILED,
     FINAL,
@@ -58,8 +58,9 @@ class Notification:
 
 
 def recipient_label(message: OutgoingMessage) -> str:
-    """How the log and events name the recipient: never a full phone number."""
-    return mask_phones(message.to) if message.kind == "sms" else message.to
+    """How the log and events name the recipient: never a full phone number, nor a
+    citizen's e-mail address."""
+    return shown_address(message)
 
 
 class NotifyMetrics:

@@ -5,6 +5,9 @@ Handlers build the notifications an event calls for and hand them to the
 event with the reply address, the routing decision) they ask for the event
 again a little later; on its last delivery they go ahead with what they
 have, so that a notice fails visibly rather than disappearing.
+
+A citizen hears by SMS, by e-mail, or both: whichever addresses the complaint
+came with (an e-mail from the web, Open311 or a partner channel).
 """
 
 import logging
@@ -43,6 +46,10 @@ WAIT_FOR_DEPENDENCY_S = 2.0
 
 class Renderer(Protocol):
     def render_sms(self, template: str, values: Mapping[str, Any], region: str | None) -> str: ...
+
+    def render_email(
+        self, template: str, values: Mapping[str, Any], region: str | None
+    ) -> RenderedNotice: ...
 
     def render_official(
         self, template: str, values: Mapping[str, Any], region: str | None
@@ -85,6 +92,7 @@ async def handle_received(event: ComplaintReceived, deps: NotifyDeps) -> None:
             "region": event.region,
             "channel": event.channel.value,
             "sms": event.reply_to,
+            "email": event.reply_email,
             "anonymous": event.anonymous,
             "confidential": event.confidential,
             # For the assignment notice to the agency; never the reporter's identity.
@@ -174,7 +182,21 @@ async def _citizen(
             # The received event that carries the address is still on its way.
             raise NackMessage(delay=WAIT_FOR_DEPENDENCY_S)
         return [_unreachable_citizen(deps, message)]
-    return [_sms(deps, message, contact["sms"])] if contact.get("sms") else []
+    return citizen_notes(deps, message, sms=contact.get("sms"), email=contact.get("email"))
+
+
+def citizen_notes(
+    deps: NotifyDeps, message: domain.CitizenMessage, *, sms: str | None, email: str | None
+) -> list[Notification]:
+    """The citizen's message by SMS and by e-mail, to whichever addresses they gave.
+
+    Confidential and anonymous complaints included: the reporter is the one
+    person who may always hear about their own complaint.
+    """
+    notes = [_sms(deps, message, sms)] if sms else []
+    if email:
+        notes.append(_email(deps, message, email))
+    return notes
 
 
 def _sms(deps: NotifyDeps, message: domain.CitizenMessage, to: str) -> Notification:
@@ -186,6 +208,21 @@ def _sms(deps: NotifyDeps, message: domain.CitizenMessage, to: str) -> Notificat
         text=text,
         complaint_id=message.complaint_id,
         template=message.template,
+    )
+    return Notification(outgoing, "citizen", message.cause_event_id)
+
+
+def _email(deps: NotifyDeps, message: domain.CitizenMessage, to: str) -> Notification:
+    rendered = deps.renderer.render_email(message.template, message.values, message.region)
+    outgoing = OutgoingMessage(
+        notification_id=domain.notification_id(message.cause_event_id, to, message.template),
+        kind="email",
+        to=to,
+        text=rendered.body,
+        subject=rendered.subject,
+        complaint_id=message.complaint_id,
+        template=message.template,
+        personal=True,
     )
     return Notification(outgoing, "citizen", message.cause_event_id)
 

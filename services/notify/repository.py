@@ -9,8 +9,8 @@ is the only one sending it; a second worker gets a duplicate key and backs off.
 Status changes of one notification are serialised in-process because FerretDB
 v1 loses concurrent updates of the same document.
 
-A reporter's phone number is stored sealed (AES-GCM, bound to the complaint
-id) and opened only here, when a reply must go out.
+A reporter's phone number and e-mail address are stored sealed (AES-GCM,
+bound to the complaint id) and opened only here, when a reply must go out.
 """
 
 from collections.abc import Sequence
@@ -26,6 +26,9 @@ from lapor.runtime.locks import KeyedLock
 from lapor.runtime.pii import PiiCipher, is_sealed
 
 Document = dict[str, Any]
+
+# The reporter's addresses in a contact: sealed at rest.
+_SEALED = ("sms", "email")
 
 PENDING, SENT, DELIVERED, FAILED, WITHHELD = "pending", "sent", "delivered", "failed", "withheld"
 FINAL = frozenset({SENT, DELIVERED, FAILED, WITHHELD})
@@ -68,15 +71,19 @@ class NotificationRepository:
 
     async def save_contact(self, complaint_id: str, contact: Document) -> None:
         stored = dict(contact)
-        if stored.get("sms"):
-            stored["sms"] = self.cipher.seal(stored["sms"], complaint_id)
+        for key in _SEALED:
+            if stored.get(key):
+                stored[key] = self.cipher.seal(stored[key], complaint_id)
         await self.contacts.update_one({"_id": complaint_id}, {"$set": stored}, upsert=True)
 
     async def contact(self, complaint_id: str) -> Document | None:
         found = await self.contacts.find_one({"_id": complaint_id})
-        # A value stored before sealing was introduced is read as it is.
-        if found is not None and is_sealed(found.get("sms")):
-            found["sms"] = self.cipher.open(found["sms"], complaint_id)
+        if found is None:
+            return None
+        for key in _SEALED:
+            # A value stored before sealing was introduced is read as it is.
+            if is_sealed(found.get(key)):
+                found[key] = self.cipher.open(found[key], complaint_id)
         return found
 
     async def note_acknowledged_answer(self, complaint_id: str, answer: datetime) -> None:

@@ -507,6 +507,17 @@ class TemplateSet:
             return _substitute(tpl.text, prepared)
         return self._render_sms(tpl, prepared)
 
+    def render_plain(self, name: str, **values: object) -> str:
+        """Render a citizen template as a letter (e-mail): the same text, no SMS budget.
+
+        Values keep their characters (no GSM-7 transliteration) and are not cut to
+        fit segments; a bounded value still keeps its `max_length`.
+        """
+        tpl = self.get(name)
+        if tpl.audience is not Audience.CITIZEN:
+            raise RenderError(f"{name}: only citizen templates render as a letter")
+        return _tidy(_substitute(tpl.text, self._prepare(tpl, values, sms=False)))
+
     def render_subject(self, name: str, **values: object) -> str:
         """Render the subject line of an official message."""
         tpl = self.get(name)
@@ -514,7 +525,9 @@ class TemplateSet:
             raise RenderError(f"{name}: citizen SMS have no subject")
         return _tidy(_substitute(tpl.subject, self._prepare(tpl, values)))
 
-    def _prepare(self, tpl: MessageTemplate, values: Mapping[str, object]) -> dict[str, str]:
+    def _prepare(
+        self, tpl: MessageTemplate, values: Mapping[str, object], *, sms: bool = True
+    ) -> dict[str, str]:
         unknown = sorted(values.keys() - tpl.variables.keys())
         if unknown:
             raise RenderError(f"{tpl.name}: unknown value(s) {', '.join(unknown)}")
@@ -524,16 +537,16 @@ class TemplateSet:
         if missing:
             raise RenderError(f"{tpl.name}: missing value(s) {', '.join(missing)}")
         return {
-            var: self._prepare_value(tpl, v, _given_or_default(v, values.get(var)))
+            var: self._prepare_value(tpl, v, _given_or_default(v, values.get(var)), sms=sms)
             for var, v in tpl.variables.items()
         }
 
     @staticmethod
-    def _prepare_value(tpl: MessageTemplate, var: Variable, raw: object) -> str:
+    def _prepare_value(tpl: MessageTemplate, var: Variable, raw: object, *, sms: bool) -> str:
         value = _stringify(var.name, raw)
         if tpl.audience is Audience.CITIZEN:
-            # One line, typographic quotes made GSM-7: SMS, not a letter.
-            value = " ".join(transliterate(value).split())
+            # One line; for an SMS, typographic quotes made GSM-7 too.
+            value = " ".join((transliterate(value) if sms else value).split())
         if var.max_length is not None and len(value) > var.max_length:
             if not var.shorten:
                 raise RenderError(
@@ -615,6 +628,37 @@ def format_datetime_id(value: datetime, tz_abbr: str = "WITA") -> str:
 
 
 # --- Indonesian labels ---------------------------------------------------------------
+
+# Short titles of the citizen messages that also go out by e-mail: the subject
+# reads "Laporan <nomor>: <judul>".
+EMAIL_TITLES: Mapping[str, str] = MappingProxyType(
+    {
+        "ack": "Laporan diterima",
+        "ack_truncated": "Laporan diterima",
+        "ack_triage": "Laporan diterima",
+        "ack_triage_truncated": "Laporan diterima",
+        "ack_duplicate": "Laporan sudah tercatat",
+        "question": "Pertanyaan dari instansi",
+        "answer": "Tanggapan instansi",
+        "closed": "Laporan ditutup",
+        "out_of_scope": "Di luar kewenangan pemerintah daerah",
+        "deadline_extended": "Batas jawaban diperpanjang",
+        "status": "Status laporan",
+        "reply_received": "Tambahan informasi diterima",
+        "rating_received": "Penilaian diterima",
+        "reopened": "Laporan dibuka kembali",
+    }
+)
+DEFAULT_EMAIL_TITLE = "Pemberitahuan LAPOR!"
+
+
+def citizen_email_subject(template: str, tracking_id: str | None) -> str:
+    """'Laporan BJR-XXXX-XXXXX: Laporan diterima' (one line, whatever the id holds)."""
+    title = EMAIL_TITLES.get(template, DEFAULT_EMAIL_TITLE)
+    if not tracking_id:
+        return title
+    return f"Laporan {' '.join(str(tracking_id).split())}: {title}"
+
 
 STATE_LABELS: Mapping[State, str] = MappingProxyType(
     {

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from lapor.contracts import subjects
@@ -83,3 +84,32 @@ async def test_phone_numbers_are_sealed_in_the_database_and_the_streams(
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_a_web_reporters_email_is_sealed_wherever_it_is_kept(stack: Stack, db: Any) -> None:
+    address = "rest.check@example.org"
+    body = {
+        "text": "Saluran air di depan Puskesmas Martapura tersumbat dan meluap ke jalan",
+        "email": address,
+        "client_id": "at-rest-email-1",
+    }
+    async with httpx.AsyncClient(base_url=stack.url("intake")) as http:
+        accepted = await http.post("/api/v1/complaints", json=body)
+    assert accepted.status_code == 202, accepted.text
+    tracking_id = accepted.json()["tracking_id"]
+
+    async def notified() -> list[dict[str, Any]] | None:
+        found = await db.notifications.find(
+            {"complaint_id": tracking_id, "audience": "citizen", "channel": "email"}
+        ).to_list(None)
+        return found or None
+
+    [record] = await eventually(notified, timeout=30)
+    assert record["recipient"] == "r****@example.org"
+    contact = await db.notify_contacts.find_one({"_id": tracking_id})
+    assert contact is not None and contact["email"].startswith("pii1.")
+    complaint = await db.complaints.find_one({"_id": tracking_id})
+    assert complaint is not None and complaint["submission"]["replies_by_email"] is True
+    for name in await db.list_collection_names():
+        async for doc in db[name].find({}):
+            assert address not in json.dumps(doc, default=str), name

@@ -711,3 +711,71 @@ async def test_a_complaints_delivery_log_over_http_shows_what_failed(notify: Not
         assert (quiet["total"], quiet["notifications"]) == (0, [])
         assert (await http.get("/api/v1/complaints/BJR-NOPE/notifications")).status_code == 404
         assert (await http.get("/api/v1/complaints/a%20b/notifications")).status_code == 422
+
+
+async def test_a_web_reporter_with_only_an_email_is_acknowledged_by_email_once(
+    notify: Notify,
+) -> None:
+    complaint, address = "BJR-T10", "warga.web@example.test"
+    event = ComplaintReceived(
+        event_id=f"received:{complaint}",
+        occurred_at=NOW,
+        complaint_id=complaint,
+        region="banjar",
+        channel=Channel.WEB,
+        text="lampu penerangan jalan mati di Jalan Sekumpul sejak seminggu",
+        received_at=NOW,
+        reply_email=address,
+        confidential=True,  # hidden from the public, not from its own reporter
+    )
+    await notify.publish(subjects.COMPLAINT_RECEIVED, event, event.event_id)
+    # Routing unsure: only the citizen hears of it, in triage.
+    triage = deadlines_set(complaint, "PUPR").model_copy(
+        update={"agency": None, "state": State.TRIAGE}
+    )
+    await notify.publish(subjects.COMPLAINT_DEADLINES, triage, triage.event_id)
+
+    [raw] = await eventually(lambda: _mail_to(notify, address, 1), timeout=20)
+    mail = email.message_from_bytes(raw, policy=email.policy.default)
+    assert mail["Subject"] == f"Laporan {complaint}: Laporan diterima"
+    body_part = mail.get_body()
+    assert body_part is not None
+    text = body_part.get_content()
+    assert complaint in text and "Jawaban paling lambat" in text
+
+    async def sent() -> dict[str, Any] | None:
+        [record] = await notify.records(complaint)
+        return record if record["status"] == "sent" else None
+
+    record = await eventually(sent)
+    assert (record["audience"], record["channel"], record["transport"]) == (
+        "citizen",
+        "email",
+        "smtp",
+    )
+    assert record["template"] == "ack_triage" and mail["X-Lapor-Notification-Id"] == record["_id"]
+    assert record["recipient"] == "w****@example.test"
+    assert notify.http.to(address) == []  # no SMS without a phone
+
+    # Both events again under new message ids, as after lost acks: no second e-mail.
+    await notify.publish(subjects.COMPLAINT_RECEIVED, event, f"replay:{event.event_id}")
+    seq = await notify.publish(subjects.COMPLAINT_DEADLINES, triage, f"replay:{triage.event_id}")
+    await eventually(lambda: notify.settled("notify-deadlines", seq))
+    await asyncio.sleep(0.3)
+    assert len(notify.mail.to(address)) == 1
+    again = await notify.record(record["_id"])
+    assert again is not None and (again["status"], again["attempts"]) == ("sent", 1)
+
+    # The address rests sealed in the contact, and in clear nowhere in notify's database.
+    contact = await notify.db.notify_contacts.find_one({"_id": complaint})
+    assert contact is not None and contact["email"].startswith("pii1.")
+    opened = await notify.deps.repo.contact(complaint)
+    assert opened is not None and opened["email"] == address
+    for name in await notify.db.list_collection_names():
+        async for doc in notify.db[name].find({}):
+            assert "warga.web" not in json.dumps(doc, default=str), name
+
+
+async def _mail_to(notify: Notify, address: str, n: int) -> list[bytes] | None:
+    mails = notify.mail.to(address)
+    return mails if len(mails) >= n else None

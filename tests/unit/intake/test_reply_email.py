@@ -1,0 +1,155 @@
+"""The e-mail address a web, Open311 or partner submission gives for replies: checked,
+and carried to notify on `ComplaintReceived.reply_email`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from lapor.contracts import Channel, ComplaintReceived, InboundWeb
+from services.intake import handlers
+
+NOW = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "usable"),
+    [
+        ("warga@example.org", "warga@example.org"),
+        ("  warga@example.org ", "warga@example.org"),
+        ("Siti.Aminah+lapor@Mail.Example.CO.ID", "Siti.Aminah+lapor@mail.example.co.id"),
+        ("budi_99@sub-domain.example.id", "budi_99@sub-domain.example.id"),
+        ("a@example.org.", "a@example.org"),
+        ("pak@bücher.de", "pak@xn--bcher-kva.de"),
+        (None, None),
+        ("", None),
+        ("   ", None),
+        ("warga", None),
+        ("warga@", None),
+        ("@example.org", None),
+        ("warga@localhost", None),
+        ("warga@@example.org", None),
+        ("war ga@example.org", None),
+        ("warga@exa mple.org", None),
+        ("Warga <warga@example.org>", None),
+        ("warga@example.org, lain@example.org", None),
+        (".warga@example.org", None),
+        ("warga.@example.org", None),
+        ("war..ga@example.org", None),
+        ("warga@-example.org", None),
+        ("warga@example..org", None),
+        ("warga@example.o", None),
+        ("warga@example.123", None),
+        ("warga@127.0.0.1", None),
+        ("warga@[127.0.0.1]", None),
+        ('"warga"@example.org', None),
+        ("warga\n@example.org", None),
+        ("warga@example.org\r\nBcc: x@example.org", None),
+        ("x" * 65 + "@example.org", None),
+        ("a@" + "b" * 64 + ".org", None),
+    ],
+)
+def test_only_a_plain_address_is_used_for_replies(raw: str | None, usable: str | None) -> None:
+    assert handlers.reply_email(raw) == usable
+
+
+class Publisher:
+    def __init__(self) -> None:
+        self.published: list[tuple[Any, str | None]] = []
+
+    async def publish(self, message: Any, msg_id: str | None = None) -> bool:
+        self.published.append((message, msg_id))
+        return True
+
+
+class Repo:
+    """A submission sent before: `accept_submission` finds it and announces it again."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+
+    async def by_source(self, source_key: str) -> dict[str, Any] | None:
+        return self.doc
+
+
+def stored(tracking_id: str) -> dict[str, Any]:
+    return {
+        "_id": tracking_id,
+        "region": "banjar",
+        "channel": "web",
+        "text": "lampu jalan mati di depan sekolah",
+        "text_truncated": False,
+        "received_at": NOW,
+        "anonymous": False,
+        "confidential": True,
+        "history": [{"at": NOW}],
+    }
+
+
+def deps(repo: Repo, received: Publisher) -> handlers.IntakeDeps:
+    unused: Any = object()
+    return handlers.IntakeDeps(
+        repo=repo,  # type: ignore[arg-type]
+        received=received,  # type: ignore[arg-type]
+        rejected=unused,
+        answered=unused,
+        state_changed=unused,
+        forwarded=unused,
+        command_rejected=unused,
+        region_keywords={"BANJAR": "banjar"},
+        phone_key=b"k" * 32,
+    )
+
+
+def submission(**fields: Any) -> InboundWeb:
+    return InboundWeb(
+        source="web",
+        message_id="m-1",
+        text="lampu jalan mati di depan sekolah",
+        received_at=NOW,
+        **fields,
+    )
+
+
+@pytest.mark.parametrize("channel", [Channel.WEB, Channel.OPEN311])
+async def test_the_received_event_carries_the_reply_address(channel: Channel) -> None:
+    received = Publisher()
+    given = submission(email=" Warga@Example.ORG", confidential=True)
+    await handlers.accept_submission(given, channel, deps(Repo(stored("LPR-1")), received))
+
+    [(event, msg_id)] = received.published
+    assert isinstance(event, ComplaintReceived)
+    assert msg_id == "received:LPR-1"
+    assert (event.reply_email, event.reply_to) == ("Warga@example.org", None)
+    # Through the wire and back, as notify reads it.
+    again = ComplaintReceived.model_validate_json(event.model_dump_json())
+    assert again.reply_email == "Warga@example.org" and again.confidential
+
+
+async def test_phone_and_email_both_travel_and_a_bad_address_is_dropped() -> None:
+    received = Publisher()
+    both = submission(phone="0812-3456-7001", email="warga@example.org")
+    await handlers.accept_submission(both, Channel.WEB, deps(Repo(stored("LPR-2")), received))
+    bad = submission(email="bukan alamat")
+    await handlers.accept_submission(bad, Channel.WEB, deps(Repo(stored("LPR-3")), received))
+
+    [(first, _), (second, _)] = received.published
+    assert (first.reply_to, first.reply_email) == ("+6281234567001", "warga@example.org")
+    assert (second.reply_to, second.reply_email) == (None, None)
+
+
+def test_an_old_payload_without_the_field_is_still_valid() -> None:
+    old = {
+        "event_id": "received:LPR-OLD",
+        "occurred_at": NOW.isoformat(),
+        "complaint_id": "LPR-OLD",
+        "region": "banjar",
+        "channel": "sms",
+        "text": "jalan rusak",
+        "received_at": NOW.isoformat(),
+        "reply_to": "+6281234567002",
+    }
+    event = ComplaintReceived.model_validate(old)
+    assert event.reply_email is None and event.reply_to == "+6281234567002"
