@@ -494,3 +494,13 @@ def start_refresher(
             await task
 
     return stop
+
+
+def start_consumer_refresher(
+    metrics: DomainMetrics, broker: Any, interval_s: float
+) -> Callable[[], Awaitable[None]]:
+    """Backlog and redeliveries of the consumers `broker` declared, for a service that
+    exports no database figures of its own; returns the stop coroutine."""
+    return start_refresher(
+        metrics, None, broker, RefreshPlan(consumers=declared_consumers(broker)), interval_s
+    )

@@ -27,7 +27,7 @@ from lapor.contracts import (
 )
 from lapor.regions import load_regions, reopen_window
 from lapor.runtime.broker import EventPublisher, durable
-from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
+from lapor.runtime.metrics import DomainMetrics, start_consumer_refresher
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
@@ -275,12 +275,8 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             )
         )
         _warn_about_gaps(settings, catalog)
-        stop_refresher = start_refresher(
-            domain_metrics,
-            None,
-            runtime.broker,
-            RefreshPlan(consumers=declared_consumers(runtime.broker)),
-            settings.metrics_interval_s,
+        stop_refresher = start_consumer_refresher(
+            domain_metrics, runtime.broker, settings.metrics_interval_s
         )
 
         async def stop() -> None:

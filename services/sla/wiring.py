@@ -24,7 +24,7 @@ from lapor.contracts import (
 )
 from lapor.regions import load_regions
 from lapor.runtime.broker import EventPublisher, durable
-from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
+from lapor.runtime.metrics import DomainMetrics, start_consumer_refresher
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
@@ -191,12 +191,8 @@ def create_app(
             engine.run_forever(settings.sweep_interval_s, ready=lambda: runtime.broker.running),
             name="sla-sweep",
         )
-        stop_refresher = start_refresher(
-            domain_metrics,
-            None,
-            runtime.broker,
-            RefreshPlan(consumers=declared_consumers(runtime.broker)),
-            settings.metrics_interval_s,
+        stop_refresher = start_consumer_refresher(
+            domain_metrics, runtime.broker, settings.metrics_interval_s
         )
 
         async def stop() -> None:
