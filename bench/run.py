@@ -572,7 +572,7 @@ class Run:
         self.ui.note(
             f"  sweep query with {sweep['stored_timers']:,} timers: few due "
             f"{sweep['few_due']['median_ms']} ms ({sweep['few_due']['returned']} due), "
-            f"all open {sweep['all_open']['median_ms']} ms"
+            f"all open {sweep['all_open'].get('median_ms', sweep['all_open'].get('skipped'))} ms"
         )
 
     def _scale_ratios(self) -> None:
