@@ -220,7 +220,7 @@ def make_deps(
         admin_agency=settings.admin_agency,
         reopen_within={
             region: domain.reopen_phrase(*reopen_window(settings.infra.data_dir, region))
-            for region in load_regions(settings.infra.data_dir)
+            for region in catalog.directories
         },
     )
 
