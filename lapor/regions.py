@@ -31,7 +31,7 @@ def region_keywords(regions: dict[str, Region]) -> dict[str, str]:
     return {kw.upper(): region.id for region in regions.values() for kw in region.keywords}
 
 
-# What SLA applies when a region's sla.yaml names no reopen window (services/sla/policy.py).
+# The reopen window when a region's sla.yaml names none: SLA's default and notify's fallback.
 DEFAULT_REOPEN_WINDOW = ("working_days", 10)
 
 

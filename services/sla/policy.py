@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lapor.contracts import Priority
+from lapor.regions import DEFAULT_REOPEN_WINDOW
 
 
 class PolicyError(ValueError):
@@ -207,7 +208,8 @@ DEFAULTS: dict[str, Any] = {
         "levels": {"liaison": 0, "head": 2, "sekda": 5, "ombudsman": 10},
     },
     "auto_close": {"no_reply_after": _window(_WD, 10)},
-    "reopen": {"reply_window": _window(_WD, 10)},
+    # Shared with notify, which tells the citizen the window's length.
+    "reopen": {"reply_window": _window(Unit(DEFAULT_REOPEN_WINDOW[0]), DEFAULT_REOPEN_WINDOW[1])},
     # Not in DESIGN as a number: the citizen gets as long to answer a question
     # as to react to an answer before it closes as no_reply.
     "needs_info": {"reply_window": _window(_WD, 10)},
