@@ -125,6 +125,15 @@ def message_ids(body: Any) -> dict[str, str]:
     return {key: value[:64] for key, value in ids.items() if value}
 
 
+async def _decoded_or_raw(msg: StreamMessage[Any]) -> Any:
+    """The body as the handler will see it: FastStream caches the decoded form, so
+    the handler does not parse the JSON a second time. Undecodable bodies stay raw."""
+    try:
+        return await msg.decode()
+    except Exception:
+        return msg.body
+
+
 class _Handling:
     """What the middlewares of one message tell each other."""
 
@@ -154,7 +163,7 @@ class MessageLog(BaseMiddleware):
             consumer, delivery = metadata.consumer, metadata.num_delivered
         except Exception:  # not a JetStream delivery (core NATS, the test broker)
             consumer, delivery = None, None
-        ids = message_ids(msg.body)
+        ids = message_ids(await _decoded_or_raw(msg))
         ids_token = bind_ids(**ids)
         handling = _Handling()
         handling_token = _handling.set(handling)
