@@ -467,6 +467,19 @@ def _parts(
         yield "consumers", consumers
 
 
+# The gauges' aggregations may never take more than this share of the database's
+# time: on a server that scans instead of using an index (FerretDB on SQLite
+# with a million complaints), back-to-back refreshes would otherwise starve
+# the handlers and keep a reader open all the time.
+REFRESH_DUTY_MAX = 0.1
+
+
+def pause_after(took_s: float, interval_s: float) -> float:
+    """Seconds to wait after a refresh that took `took_s`: the interval, longer when
+    refreshing is slow, so it stays under REFRESH_DUTY_MAX of the time."""
+    return max(interval_s, took_s * (1.0 - REFRESH_DUTY_MAX) / REFRESH_DUTY_MAX)
+
+
 def start_refresher(
     metrics: DomainMetrics,
     db: AsyncDatabase[Document] | None,
@@ -474,7 +487,8 @@ def start_refresher(
     plan: RefreshPlan,
     interval_s: float = 30.0,
 ) -> Callable[[], Awaitable[None]]:
-    """Refresh now and then every `interval_s` in one task; returns the stop coroutine.
+    """Refresh now and then every `interval_s` (see `pause_after`) in one task; returns
+    the stop coroutine. `metrics.refresh_timestamp` shows how fresh each part is.
 
     `jetstream`: the service's NatsBroker (its connection is used once the
     broker is connected), a nats-py JetStreamContext, or None.
@@ -483,8 +497,9 @@ def start_refresher(
 
     async def loop() -> None:
         while True:
+            started = time.monotonic()
             await refresh_once(metrics, db, source, plan)
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(pause_after(time.monotonic() - started, interval_s))
 
     task = asyncio.create_task(loop(), name="lapor-metrics-refresh")
 

@@ -21,6 +21,7 @@ from lapor.runtime.metrics import (
     assigned_since,
     declared_consumers,
     jetstream_of,
+    pause_after,
     refresh_consumers,
     refresh_once,
     start_refresher,
@@ -203,6 +204,13 @@ async def test_refresher_runs_until_stopped(metrics: DomainMetrics) -> None:
     js.infos[("S", "c")] = _Info(5, 0, 0)
     await asyncio.sleep(0.03)
     assert metrics.consumer_backlog.value("S", "c") == 2, "stopped means stopped"
+
+
+def test_slow_refreshes_wait_longer_so_they_take_a_tenth_of_the_time_at_most() -> None:
+    assert pause_after(0.2, 30.0) == 30.0
+    assert pause_after(3.0, 30.0) == 30.0
+    assert pause_after(10.0, 30.0) == pytest.approx(90.0)  # 10 s of every 100 s
+    assert pause_after(0.0, 0.5) == 0.5
 
 
 def test_promtool_accepts_every_domain_metric(metrics: DomainMetrics) -> None:
