@@ -47,6 +47,10 @@ from lapor.devstack import ROOT, Stack, free_port, quiet_sink
 SCALES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 TARGET_RATE = 300.0
 P99_LIMIT_MS = 1000.0
+# The soak runs at this share of the capacity: it adds thousands of complaints
+# and the sustainable rate falls as they are stored (BENCHMARKS.md), so half
+# of the capacity measured at the start would run into the backlog bound.
+SOAK_SHARE = 1 / 3
 SERVICES = ("intake", "router", "sla", "notify")
 # Which raw measurement stands for each database command of the pipeline;
 # reads of any kind (find, aggregate, count, getMore) are priced as a find.
@@ -614,7 +618,7 @@ class Run:
         }
 
     async def _soak(self, maximum: StepResult) -> None:
-        rate = max(1.0, round(0.5 * (maximum.throughput_per_s or 2.0), 1))
+        rate = max(1.0, round(SOAK_SHARE * (maximum.throughput_per_s or 3.0), 1))
         start = time.monotonic()
         soak = await self._open(f"soak {rate:g}/s", rate, float(self.config.soak_s))
         per_process: dict[str, Any] = {}
