@@ -55,10 +55,18 @@ class BenchStack:
 
     def start(self) -> None:
         self.stack.start_servers()
+        self.start_services()
+
+    def start_services(self) -> None:
         for service in SERVICES:
             self._spawn_service(service, service, self.stack.http_ports[service])
         for service in SERVICES:
             self.stack.wait_ready(service)
+
+    def stop_services(self) -> None:
+        """Each service finishes and acks what it holds, then exits; the servers stay."""
+        for service in SERVICES:
+            self._stop(service)
 
     def add_replica(self, service: str) -> str:
         """Another process of `service` on the same durable consumers (a scale-out)."""
@@ -78,14 +86,20 @@ class BenchStack:
     def stop(self) -> None:
         self.stop_replicas()
         if self.cprofile and self.cprofile in self.stack.children:
-            # uvicorn re-raises the signal it stopped on; the default SIGTERM action
-            # would end the process before cProfile writes, SIGINT unwinds instead.
-            child = self.stack.children[self.cprofile]
-            child.signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                if child.process is not None:
-                    child.process.wait(60)
+            self._stop(self.cprofile)
         self.stack.stop()
+
+    def _stop(self, name: str) -> None:
+        child = self.stack.children[name]
+        if name != self.cprofile:
+            child.stop()
+            return
+        # uvicorn re-raises the signal it stopped on; the default SIGTERM action
+        # would end the process before cProfile writes, SIGINT unwinds instead.
+        child.signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            if child.process is not None:
+                child.process.wait(60)
 
     def pids(self) -> dict[str, int]:
         return {
