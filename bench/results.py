@@ -227,16 +227,19 @@ def _scale_table(result: dict[str, Any]) -> list[str]:
         "## Stored data",
         "",
         "| stored complaints | throughput/s | acked | p99 ms "
+        "| just started: throughput/s | first gauge refresh (s) "
         "| sweep, few due (ms) | sweep, all open (ms) |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for _label, v in rows:
         sweep = v.get("sweep") or {}
         few = (sweep.get("few_due") or {}).get("median_ms")
         every = (sweep.get("all_open") or {}).get("median_ms")
+        cold = v.get("just_started") or {}
         lines.append(
             f"| {_fmt(v.get('stored'))} | {_fmt(v.get('throughput_per_s'))} | "
             f"{_fmt(v.get('acknowledged'))} | {_fmt(v.get('p99_ms'))} | "
+            f"{_fmt(cold.get('throughput_per_s'))} | {_fmt(v.get('first_refresh_s'))} | "
             f"{_fmt(few)} | {_fmt(every)} |"
         )
     return lines
