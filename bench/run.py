@@ -638,6 +638,16 @@ class Run:
                     else f"{label} point not requested (make bench SCALE={label})"
                 )
                 continue
+            unsettled = [
+                n for n in ("10k", label) if (points.get(n) or {}).get("first_refresh_s") is None
+            ]
+            if unsettled:
+                # Measured while intake was still reading every complaint: not settled.
+                self.reasons[key] = (
+                    f"intake's first gauge refresh with {unsettled[-1]} stored did not "
+                    f"finish within {REFRESH_WAIT_S:.0f} s"
+                )
+                continue
             self.result[key] = ratio(points[label]["throughput_per_s"], base)
             if self.result[key] is None:
                 self.reasons[key] = f"throughput with 10k stored was {base}/s: no base"
