@@ -112,9 +112,14 @@ async def test_cek_open311_and_api_agree_at_every_step(stack: Stack, nc: Any, db
     citizen = Citizen(nc, outbox, "+6281234500301")
     filed = sms_payload(citizen.sender, "BANJAR jalan rusak berlubang di depan SDN 3 Martapura")
     await nc.publish(subjects.INBOUND_SMS, json.dumps(filed).encode())
+    # Intake takes the routing and the deadlines from two consumers, in either order.
     doc = await eventually(
         lambda: db.complaints.find_one(
-            {"source_key": f"sms:{filed['gateway_id']}", "deadlines.answer": {"$ne": None}}
+            {
+                "source_key": f"sms:{filed['gateway_id']}",
+                "state": State.ASSIGNED.value,
+                "deadlines.answer": {"$ne": None},
+            }
         )
     )
     tracking_id = doc["_id"]
