@@ -9,9 +9,10 @@ Two kinds live here:
   record was new;
 - gauges of the current state (open complaints, deadlines due soon, consumer
   backlog, dead letters). They need the database or the JetStream API, so one
-  background task per service refreshes them on a timer: one `$group`/`$sum`
-  aggregation per figure per refresh, however often Prometheus scrapes and
-  however many label combinations exist. Each refreshed gauge is a snapshot
+  background task per service refreshes them on a timer, however often
+  Prometheus scrapes and however many label combinations exist: the complaint
+  figures from one read of the open complaints, the dead letters from one
+  `$group`/`$sum` aggregation. Each refreshed gauge is a snapshot
   swapped in whole, so label combinations that disappear (an agency with no
   open complaint left) disappear from the output too, and a scrape never sees
   a half-refreshed family.
@@ -27,8 +28,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -285,77 +294,88 @@ async def _aggregate(db: AsyncDatabase[Document], name: str, pipeline: list[Docu
     return await cursor.to_list(None)
 
 
+@dataclass
+class ComplaintFigures:
+    """The complaint gauges of one refresh, tallied one open complaint at a time
+    (state, agency, priority, deadlines; the history of assigned ones), so a
+    refresh holds no complaint in memory."""
+
+    now: datetime
+    open: dict[Labels, float] = field(default_factory=dict)
+    deadlines_due: dict[Labels, float] = field(
+        default_factory=lambda: {(clock,): 0.0 for clock in CLOCK_STATES}
+    )
+    deadlines_overdue: dict[Labels, float] = field(
+        default_factory=lambda: {(clock,): 0.0 for clock in CLOCK_STATES}
+    )
+    urgent_unacknowledged: dict[Labels, float] = field(default_factory=dict)
+    urgent_oldest_age_s: float = 0.0
+
+    def add(self, complaint: Mapping[str, Any]) -> None:
+        state, agency = complaint.get("state"), _label(complaint.get("agency"))
+        labels = (_label(state), agency, _label(complaint.get("priority")))
+        self.open[labels] = self.open.get(labels, 0) + 1
+        deadlines = complaint.get("deadlines") or {}
+        for clock, states in CLOCK_STATES.items():
+            deadline = deadlines.get(clock)
+            if state not in states or not isinstance(deadline, datetime):
+                continue
+            if _aware(deadline) < self.now:
+                self.deadlines_overdue[(clock,)] += 1
+            elif _aware(deadline) < self.now + DUE_SOON:
+                self.deadlines_due[(clock,)] += 1
+        if state == State.ASSIGNED and complaint.get("priority") == Priority.URGENT:
+            since = assigned_since(complaint.get("history") or [])
+            if since is None:
+                return
+            age = (self.now - since).total_seconds()
+            self.urgent_oldest_age_s = max(self.urgent_oldest_age_s, age)
+            if age > URGENT_ACK_AFTER.total_seconds():
+                late = self.urgent_unacknowledged
+                late[(agency,)] = late.get((agency,), 0) + 1
+
+    @property
+    def triage_queue(self) -> float:
+        return sum(n for (state, _, _), n in self.open.items() if state == State.TRIAGE)
+
+
+_FIGURE_FIELDS: Document = {"_id": 0, "state": 1, "agency": 1, "priority": 1, "deadlines": 1}
+
+
+async def open_complaints(db: AsyncDatabase[Document]) -> AsyncIterator[Document]:
+    """The open complaints, with the fields `complaint_figures` reads.
+
+    One equality query per state: FerretDB answers it through the (state, agency)
+    index, where a `$in` or an aggregation per figure would decode every stored
+    complaint, closed ones included (minutes each with a million stored).
+    """
+    for state in OPEN_STATES:
+        fields = _FIGURE_FIELDS
+        if state == State.ASSIGNED:
+            # For the urgent ones' assignment time; few fields, not kept apart.
+            fields = {**fields, "history.state": 1, "history.at": 1}
+        async for doc in db["complaints"].find({"state": state}, fields):
+            yield doc
+
+
 async def refresh_complaints(
     metrics: DomainMetrics, db: AsyncDatabase[Document], now: datetime
 ) -> None:
-    rows = await _aggregate(
-        db,
-        "complaints",
-        [
-            {"$match": {"state": {"$in": list(OPEN_STATES)}}},
-            {
-                "$group": {
-                    "_id": {"state": "$state", "agency": "$agency", "priority": "$priority"},
-                    "n": {"$sum": 1},
-                }
-            },
-        ],
-    )
-    open_: dict[Labels, float] = {}
-    for row in rows:
-        key = row["_id"]
-        labels = (_label(key.get("state")), _label(key.get("agency")), _label(key.get("priority")))
-        open_[labels] = open_.get(labels, 0) + row["n"]
-    metrics.open_complaints.replace(open_)
-    metrics.triage_queue.set(sum(n for (state, _, _), n in open_.items() if state == "triage"))
-
-    due: dict[Labels, float] = {}
-    overdue: dict[Labels, float] = {}
-    for clock, states in CLOCK_STATES.items():
-        field = f"deadlines.{clock}"
-        running = {"state": {"$in": list(states)}}
-        due[(clock,)] = await _count(db, {**running, field: {"$gte": now, "$lt": now + DUE_SOON}})
-        overdue[(clock,)] = await _count(db, {**running, field: {"$lt": now}})
-    metrics.deadlines_due.replace(due)
-    metrics.deadlines_overdue.replace(overdue)
-    await _refresh_urgent(metrics, db, now)
-
-
-async def _count(db: AsyncDatabase[Document], match: Document) -> float:
-    rows = await _aggregate(
-        db, "complaints", [{"$match": match}, {"$group": {"_id": None, "n": {"$sum": 1}}}]
-    )
-    return float(rows[0]["n"]) if rows else 0.0
+    figures = ComplaintFigures(now)
+    async for complaint in open_complaints(db):
+        figures.add(complaint)
+    metrics.open_complaints.replace(figures.open)
+    metrics.triage_queue.set(figures.triage_queue)
+    metrics.deadlines_due.replace(figures.deadlines_due)
+    metrics.deadlines_overdue.replace(figures.deadlines_overdue)
+    metrics.urgent_unacknowledged.replace(figures.urgent_unacknowledged)
+    metrics.urgent_oldest_age.set(figures.urgent_oldest_age_s)
 
 
 def assigned_since(history: Sequence[Mapping[str, Any]]) -> datetime | None:
     """When the complaint entered its current assignment (latest `assigned` entry)."""
     times = [_aware(h["at"]) for h in history if h.get("state") == State.ASSIGNED and h.get("at")]
     return max(times) if times else None
-
-
-async def _refresh_urgent(
-    metrics: DomainMetrics, db: AsyncDatabase[Document], now: datetime
-) -> None:
-    # Few documents (urgent and not yet acknowledged), so the assignment time is
-    # read from the projected history rather than kept as an extra field.
-    cursor = db["complaints"].find(
-        {"state": State.ASSIGNED.value, "priority": Priority.URGENT.value},
-        {"agency": 1, "history.state": 1, "history.at": 1},
-    )
-    late: dict[Labels, float] = {}
-    oldest = 0.0
-    async for doc in cursor:
-        since = assigned_since(doc.get("history") or [])
-        if since is None:
-            continue
-        age = (now - since).total_seconds()
-        oldest = max(oldest, age)
-        if age > URGENT_ACK_AFTER.total_seconds():
-            key = (_label(doc.get("agency")),)
-            late[key] = late.get(key, 0) + 1
-    metrics.urgent_unacknowledged.replace(late)
-    metrics.urgent_oldest_age.set(oldest)
 
 
 async def refresh_dead_letters(metrics: DomainMetrics, db: AsyncDatabase[Document]) -> None:

@@ -160,6 +160,53 @@ async def test_refresher_exposes_the_database_and_jetstream_state(seeded: Any, o
     assert "tidak boleh" not in generate_latest(registry).decode()
 
 
+async def test_the_complaint_figures_read_only_open_complaints_through_intakes_index(
+    own_servers: Stack,
+) -> None:
+    """One equality query per open state: on FerretDB a `$in` or an aggregation is a
+    scan decoding every stored complaint, minutes each with a million stored."""
+    from pymongo import AsyncMongoClient, monitoring
+
+    from lapor.runtime.metrics import OPEN_STATES, refresh_complaints
+    from services.intake.repository import ComplaintRepository
+
+    class Finds(monitoring.CommandListener):
+        def __init__(self) -> None:
+            self.filters: list[dict[str, Any]] = []
+
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            if event.command_name in ("find", "aggregate", "count"):
+                self.filters.append(dict(event.command.get("filter", {"aggregate": True})))
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
+
+    finds = Finds()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        own_servers.mongo, tz_aware=True, event_listeners=[finds]
+    )
+    db = client["lapor_obs_index"]
+    try:
+        await ComplaintRepository(db).ensure_indexes()
+        await db.complaints.insert_many([{**c, "source_key": f"seed:{c['_id']}"} for c in _seed()])
+        metrics = DomainMetrics(CollectorRegistry())
+        finds.filters.clear()
+        await refresh_complaints(metrics, db, NOW)
+        assert finds.filters == [{"state": state} for state in OPEN_STATES]
+        assert sum(metrics.open_complaints.samples().values()) == 9
+        for query in finds.filters:
+            explained = await db.command("explain", {"find": "complaints", "filter": query})
+            if "ferretdbVersion" in explained.get("serverInfo", {}):
+                plan = " ".join(explained["queryPlanner"]["Plan"])
+                assert "USING INDEX" in plan and "SCAN" not in plan, plan
+            else:
+                assert "IXSCAN" in str(explained["queryPlanner"]["winningPlan"])
+    finally:
+        await client.drop_database("lapor_obs_index")
+        await client.close()
+
+
 async def _refreshed(registry: CollectorRegistry) -> bool | None:
     parts = ("complaints", "dead_letters", "consumers")
     done = all(

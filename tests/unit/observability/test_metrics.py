@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from lapor.contracts import subjects
 from lapor.runtime.broker import durable
 from lapor.runtime.metrics import (
+    ComplaintFigures,
     DomainMetrics,
     RefreshPlan,
     SnapshotGauge,
@@ -135,6 +136,52 @@ def test_assigned_since_takes_the_latest_assignment() -> None:
     ]
     assert assigned_since(history) == t + timedelta(hours=5)
     assert assigned_since([{"at": t, "state": "received"}]) is None
+
+
+def test_complaint_figures_are_tallied_in_one_pass() -> None:
+    now = datetime(2026, 12, 2, 9, tzinfo=UTC)
+    h = timedelta(hours=1)
+    figures = ComplaintFigures(now)
+    for complaint in (
+        {"state": "triage", "priority": "normal", "deadlines": {"routing": now - h}},
+        {"state": "received", "deadlines": {"routing": now + 2 * h}},
+        {
+            "state": "assigned",
+            "agency": "RSUD",
+            "priority": "urgent",
+            # Stored without a zone, as pymongo returns dates by default.
+            "deadlines": {"first_response": (now + 3 * h).replace(tzinfo=None)},
+            "history": [{"at": now - 2 * h, "state": "assigned"}],
+        },
+        {
+            "state": "assigned",
+            "agency": "RSUD",
+            "priority": "urgent",
+            "deadlines": {"first_response": now + 30 * h, "answer": now - h},
+            "history": [{"at": now - timedelta(minutes=5), "state": "assigned"}],
+        },
+        # The answer clock is paused while the agency waits for the citizen.
+        {
+            "state": "needs_info",
+            "agency": "PUPR",
+            "priority": "normal",
+            "deadlines": {"answer": now - h},
+        },
+        {"state": "in_progress", "agency": "PUPR", "priority": "normal", "deadlines": None},
+    ):
+        figures.add(complaint)
+    assert figures.open == {
+        ("triage", "none", "normal"): 1,
+        ("received", "none", "none"): 1,
+        ("assigned", "RSUD", "urgent"): 2,
+        ("needs_info", "PUPR", "normal"): 1,
+        ("in_progress", "PUPR", "normal"): 1,
+    }
+    assert figures.triage_queue == 1
+    assert figures.deadlines_overdue == {("routing",): 1, ("first_response",): 0, ("answer",): 1}
+    assert figures.deadlines_due == {("routing",): 1, ("first_response",): 1, ("answer",): 0}
+    assert figures.urgent_unacknowledged == {("RSUD",): 1}
+    assert figures.urgent_oldest_age_s == 2 * 3600
 
 
 @dataclass
