@@ -37,19 +37,16 @@ from services.notify.catalog import RenderedNotice
 from services.notify.channels import OutgoingMessage
 from services.notify.delivery import Deliverer, Notification
 from services.notify.repository import NotificationRepository
+from services.notify.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
-# Waits for an event that carries what a handler needs (the reply address, the
-# routing), by delivery. It usually lags by milliseconds (sla announces deadlines
-# while notify is still storing the routing), so the first wait is short: a
-# fixed 2 s put that on 1% of acknowledgements. About 16 s in all before the
-# last delivery, as the fixed waits gave.
-DEPENDENCY_WAITS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
-
-
-def dependency_wait_s(delivery: int) -> float:
-    return DEPENDENCY_WAITS_S[min(max(delivery, 1), len(DEPENDENCY_WAITS_S)) - 1]
+# The wait, by delivery, for an event that carries what a handler needs (the
+# reply address, the routing). It usually lags by milliseconds (sla announces
+# deadlines while notify is still storing the routing), so the first wait is
+# short: a fixed 2 s put that on 1% of acknowledgements. 0.25, 0.5, 1, 2, then
+# 4 s: about 16 s in all before the last delivery, as the fixed waits gave.
+DEPENDENCY_WAIT = RetryPolicy(base_s=0.25, factor=2.0, max_delay_s=4.0, jitter=0.0)
 
 
 class Renderer(Protocol):
@@ -188,7 +185,7 @@ async def _citizen(
     if contact is None:
         if not is_last_delivery(delivery):
             # The received event that carries the address is still on its way.
-            raise NackMessage(delay=dependency_wait_s(delivery))
+            raise NackMessage(delay=DEPENDENCY_WAIT.delay_after(delivery))
         return [_unreachable_citizen(deps, message)]
     return citizen_notes(deps, message, sms=contact.get("sms"), email=contact.get("email"))
 
@@ -274,7 +271,7 @@ async def _facts(
     routing = await deps.repo.routing(routed_event_id) if routed_event_id else {}
     if contact is None or routing is None:
         if not is_last_delivery(delivery):
-            raise NackMessage(delay=dependency_wait_s(delivery))
+            raise NackMessage(delay=DEPENDENCY_WAIT.delay_after(delivery))
         log.error(
             "complaint facts incomplete on the last delivery; treating it as confidential",
             extra={"complaint_id": complaint_id},
