@@ -294,6 +294,10 @@ async def _aggregate(db: AsyncDatabase[Document], name: str, pipeline: list[Docu
     return await cursor.to_list(None)
 
 
+def _per_clock() -> dict[Labels, float]:
+    return {(clock,): 0.0 for clock in CLOCK_STATES}
+
+
 @dataclass
 class ComplaintFigures:
     """The complaint gauges of one refresh, tallied one open complaint at a time
@@ -302,12 +306,8 @@ class ComplaintFigures:
 
     now: datetime
     open: dict[Labels, float] = field(default_factory=dict)
-    deadlines_due: dict[Labels, float] = field(
-        default_factory=lambda: {(clock,): 0.0 for clock in CLOCK_STATES}
-    )
-    deadlines_overdue: dict[Labels, float] = field(
-        default_factory=lambda: {(clock,): 0.0 for clock in CLOCK_STATES}
-    )
+    deadlines_due: dict[Labels, float] = field(default_factory=_per_clock)
+    deadlines_overdue: dict[Labels, float] = field(default_factory=_per_clock)
     urgent_unacknowledged: dict[Labels, float] = field(default_factory=dict)
     urgent_oldest_age_s: float = 0.0
 
@@ -320,9 +320,10 @@ class ComplaintFigures:
             deadline = deadlines.get(clock)
             if state not in states or not isinstance(deadline, datetime):
                 continue
-            if _aware(deadline) < self.now:
+            deadline = _aware(deadline)
+            if deadline < self.now:
                 self.deadlines_overdue[(clock,)] += 1
-            elif _aware(deadline) < self.now + DUE_SOON:
+            elif deadline < self.now + DUE_SOON:
                 self.deadlines_due[(clock,)] += 1
         if state == State.ASSIGNED and complaint.get("priority") == Priority.URGENT:
             since = assigned_since(complaint.get("history") or [])
@@ -343,7 +344,7 @@ _FIGURE_FIELDS: Document = {"_id": 0, "state": 1, "agency": 1, "priority": 1, "d
 
 
 async def open_complaints(db: AsyncDatabase[Document]) -> AsyncIterator[Document]:
-    """The open complaints, with the fields `complaint_figures` reads.
+    """The open complaints, with the fields `ComplaintFigures.add` reads.
 
     One equality query per state: FerretDB answers it through the (state, agency)
     index, where a `$in` or an aggregation per figure would decode every stored
