@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import nats.errors
+import pymongo.errors
 from fast_depends.exceptions import ValidationError as ContractError
 from faststream import AckPolicy
 from faststream._internal.middlewares import BaseMiddleware
@@ -86,6 +87,17 @@ def stream_for(subject: str) -> JStream:
             )
     raise ValueError(f"no stream covers subject {subject!r}")
 
+
+# A dependency that is away (database, NATS): the failure says nothing about the
+# message, so its traceback is not worth a log line on every attempt.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    pymongo.errors.ConnectionFailure,
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoServersError,
+    nats.errors.TimeoutError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+)
 
 _CONTRACT_ERRORS = (
     ContractError,
@@ -177,8 +189,18 @@ class MessageLog(BaseMiddleware):
         except AckMessage:
             outcome, level = "acked", logging.INFO
             raise
-        except NackMessage:
+        except NackMessage as nack:
             outcome = "retry"
+            if nack.__cause__ is not None:  # a failure `RetryLater` turned into a delayed NAK
+                error = type(nack.__cause__).__name__
+                log.warning(
+                    "attempt %s failed (%s: %s), retried in %.0f s",
+                    delivery,
+                    error,
+                    mask_phones(str(nack.__cause__)[:500]),
+                    nack.extra_options.get("delay") or 0.0,
+                    exc_info=not isinstance(nack.__cause__, UNAVAILABLE),
+                )
             raise
         except RejectMessage:
             outcome = "rejected"
@@ -222,6 +244,46 @@ class MessageLog(BaseMiddleware):
         return await call_next(cmd)
 
 
+def retry_delay(delivery: int | None) -> float | None:
+    """Seconds to wait before the next attempt after failed delivery `delivery`,
+    or None when it was the last one (the dead-letter path takes it from there)."""
+    if delivery is None or delivery >= MAX_DELIVER:
+        return None
+    return BACKOFF_S[min(delivery, len(BACKOFF_S)) - 1]
+
+
+class RetryLater(BaseMiddleware):
+    """A failed attempt is redelivered after the backoff, not at once.
+
+    FastStream's NACK_ON_ERROR sends a plain NAK, which the server redelivers
+    immediately whatever the consumer's backoff: a database restart would use up
+    every delivery within seconds and send healthy messages to the dead-letter
+    store. A NAK with the delay of the consumer's backoff spreads the
+    `MAX_DELIVER` attempts over `sum(BACKOFF_S[:-1])` seconds (about 19 minutes),
+    which an outage of the database or of NATS has to outlast before anything
+    is dead-lettered. The last attempt is NAKed plainly, so a poison message
+    reaches the dead-letter path without a further wait.
+    """
+
+    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        try:
+            return await call_next(msg)
+        except (AckMessage, NackMessage, RejectMessage):
+            raise
+        except Exception as exc:
+            delay = retry_delay(_delivery_of(msg))
+            if delay is None:
+                raise
+            raise NackMessage(delay=delay) from exc
+
+
+def _delivery_of(msg: StreamMessage[Any]) -> int | None:
+    try:
+        return int(msg.raw_message.metadata.num_delivered)
+    except Exception:  # not a JetStream delivery (core NATS, the test broker)
+        return None
+
+
 def quarantine_middleware(on_invalid: InvalidHandler) -> Callable[..., BaseMiddleware]:
     """Turn contract violations into a stored dead letter instead of a redelivery loop."""
 
@@ -245,7 +307,7 @@ def create_broker(
     registry: CollectorRegistry,
     on_invalid: InvalidHandler,
 ) -> NatsBroker:
-    return NatsBroker(
+    broker = NatsBroker(
         infra.nats_url.split(","),
         name=f"lapor-{service}",
         security=(
@@ -261,6 +323,7 @@ def create_broker(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         middlewares=[
             MessageLog,
+            RetryLater,
             NatsPrometheusMiddleware(registry=registry, app_name=service),
             quarantine_middleware(on_invalid),
         ],
@@ -269,6 +332,8 @@ def create_broker(
         logger=logging.getLogger("lapor.broker"),
         log_level=logging.DEBUG,
     )
+    _stream_replicas[broker] = infra.nats_stream_replicas
+    return broker
 
 
 def durable(
@@ -310,6 +375,9 @@ def durable(
     )
 
 
+# Stream copies per broker (`NATS_STREAM_REPLICAS`), applied when its streams are created.
+_stream_replicas: "weakref.WeakKeyDictionary[NatsBroker, int]" = weakref.WeakKeyDictionary()
+
 # Consumer declarations per broker, applied by `declare_consumers` at start-up.
 _consumers: "weakref.WeakKeyDictionary[NatsBroker, list[tuple[str, ConsumerConfig]]]" = (
     weakref.WeakKeyDictionary()
@@ -332,8 +400,10 @@ async def declare_consumers(broker: NatsBroker) -> None:
     """
     await broker.connect()
     js = broker.config.connection_state.stream
+    replicas = _stream_replicas.get(broker, 1)
     for stream, stream_subjects in broker._stream_builder.objects.values():
         if stream.declare:
+            stream.config.num_replicas = replicas
             await _declare_stream(js, stream, list(stream_subjects))
             stream.declare = False
     for stream_name, config in _consumers.get(broker, []):

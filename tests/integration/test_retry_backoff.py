@@ -1,0 +1,80 @@
+"""A failed attempt waits out the consumer's backoff before the next one (real nats-server).
+
+nats-server redelivers a plain NAK at once, whatever the consumer's backoff; a
+handler failing on a database that is away would use up every delivery within
+seconds. The services' broker NAKs with the backoff's delay instead, and the
+last attempt still ends on the dead-letter path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from pymongo.errors import ServerSelectionTimeoutError
+
+from lapor.devstack import Stack
+from lapor.runtime import broker as lapor_broker
+from lapor.runtime.settings import InfraSettings
+from tests.e2e.helpers import eventually
+
+pytestmark = [pytest.mark.integration]
+
+SUBJECT = "lapor.event.test.unavailable"
+BACKOFF = [1.0, 2.0, 3.0]
+
+
+async def _no_invalid(_msg: Any, _exc: Exception) -> None:
+    raise AssertionError("the test message is valid")
+
+
+async def test_failed_attempts_wait_for_the_backoff_and_the_last_one_dead_letters(
+    own_servers: Stack, own_nc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lapor_broker, "BACKOFF_S", BACKOFF)
+    monkeypatch.setattr(lapor_broker, "MAX_DELIVER", len(BACKOFF) + 1)
+    consumer = f"test-backoff-{uuid.uuid4().hex[:8]}"
+    infra = InfraSettings(NATS_URL=own_servers.nats)  # type: ignore[call-arg]
+    broker = lapor_broker.create_broker(
+        infra, service="test", registry=CollectorRegistry(), on_invalid=_no_invalid
+    )
+    attempts: list[float] = []
+
+    @lapor_broker.durable(broker, SUBJECT, consumer, batch_size=1)
+    async def always_unavailable(body: dict[str, Any]) -> None:
+        attempts.append(time.monotonic())
+        raise ServerSelectionTimeoutError("database away")
+
+    exhausted: list[dict[str, Any]] = []
+
+    async def on_advisory(msg: Any) -> None:
+        exhausted.append(json.loads(msg.data))
+
+    advisory = await own_nc.subscribe(
+        f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.LAPOR_EVENTS.{consumer}", cb=on_advisory
+    )
+    await lapor_broker.declare_consumers(broker)
+    await broker.start()
+    try:
+        await own_nc.jetstream().publish(SUBJECT, b'{"n": 1}', headers={"Nats-Msg-Id": consumer})
+        await eventually(lambda: _ready(len(exhausted) == 1), timeout=30)
+    finally:
+        await advisory.unsubscribe()
+        await broker.stop()
+        await own_nc.jetstream().delete_consumer("LAPOR_EVENTS", consumer)
+
+    assert len(attempts) == len(BACKOFF) + 1
+    gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
+    for gap, wait in zip(gaps, BACKOFF, strict=False):
+        assert gap >= wait * 0.9, (gaps, BACKOFF)
+    assert exhausted[0]["deliveries"] == len(BACKOFF) + 1
+
+
+async def _ready(value: bool) -> bool | None:
+    await asyncio.sleep(0)
+    return value or None
