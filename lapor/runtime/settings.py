@@ -64,7 +64,9 @@ class InfraSettings(BaseSettings):
     nats_password: str | None = Field(default=None, validation_alias="NATS_PASSWORD")
     # Copies of each stream a service creates: 1 on a single server, 3 on a
     # three-node JetStream cluster (a stream survives the loss of one node).
-    nats_stream_replicas: int = Field(default=1, ge=1, le=5, validation_alias="NATS_STREAM_REPLICAS")
+    nats_stream_replicas: int = Field(
+        default=1, ge=1, le=5, validation_alias="NATS_STREAM_REPLICAS"
+    )
     mongo_url: str = Field(default="mongodb://127.0.0.1:27017", validation_alias="MONGO_URL")
     mongo_db: str = Field(default="lapor", validation_alias="MONGO_DB", pattern=r"^[A-Za-z0-9_-]+$")
     data_dir: Path = Field(default=Path("data"), validation_alias="LAPOR_DATA_DIR")

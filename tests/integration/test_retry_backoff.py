@@ -9,6 +9,7 @@ last attempt still ends on the dead-letter path.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -69,7 +70,7 @@ async def test_failed_attempts_wait_for_the_backoff_and_the_last_one_dead_letter
         await own_nc.jetstream().delete_consumer("LAPOR_EVENTS", consumer)
 
     assert len(attempts) == len(BACKOFF) + 1
-    gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
     for gap, wait in zip(gaps, BACKOFF, strict=False):
         assert gap >= wait * 0.9, (gaps, BACKOFF)
     assert exhausted[0]["deliveries"] == len(BACKOFF) + 1
