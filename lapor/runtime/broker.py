@@ -464,6 +464,7 @@ class EventPublisher:
 
     def __init__(self, broker: NatsBroker, subject: str, schema: type[BaseModel], title: str):
         self.subject = subject
+        self.schema = schema
         self._publisher = broker.publisher(
             subject, stream=stream_for(subject), schema=schema, title=title
         )

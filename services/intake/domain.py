@@ -5,9 +5,12 @@ time, actor, reason and the causing event id, and the current state is the
 state of the latest entry.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from pydantic import BaseModel
 
 from lapor.contracts import (
     AGENCY_OUT_OF_SCOPE,
@@ -97,9 +100,61 @@ def new_complaint(
         "history": [received.history_entry()],
         "event_ids": [received.event_id],
         "updated_at": stored_at,
+        # Raised by one with every change: a write names the version it decided on.
+        "version": 1,
         # What the submitter gave besides the text (name, e-mail, location, category
         # hint); never part of a public view.
         "submission": submission or {},
+    }
+
+
+Announce = Callable[[dict[str, Any]], list[BaseModel]]
+
+
+def no_announcement(_after: dict[str, Any]) -> list[BaseModel]:
+    return []
+
+
+@dataclass(frozen=True)
+class Change:
+    """A decided transition and the events that announce it, built from the
+    complaint as it will be after the change."""
+
+    transition: Transition
+    announce: Announce = no_announcement
+
+
+def state_change(transition: Transition) -> Change:
+    """A transition announced as a state change (if it changes the state)."""
+
+    def announce(after: dict[str, Any]) -> list[BaseModel]:
+        changed = state_changed_event(after, transition)
+        return [changed] if changed is not None else []
+
+    return Change(transition, announce)
+
+
+def changed_fields(doc: dict[str, Any], transition: Transition, now: datetime) -> dict[str, Any]:
+    """The fields `transition` sets on `doc`, the worklist's sort keys included.
+
+    Computed from the complaint as read, which the write's version precondition
+    guarantees is still the stored one; so the derived keys need no second write.
+    """
+    changes: dict[str, Any] = {**transition.fields, "updated_at": now}
+    if transition.state is not None:
+        changes["state"] = transition.state.value
+    changes |= worklist_fields({**doc, **changes})
+    changes["version"] = int(doc.get("version") or 0) + 1
+    return changes
+
+
+def after_change(doc: dict[str, Any], transition: Transition, now: datetime) -> dict[str, Any]:
+    """The complaint as it is once `transition` is applied to `doc`."""
+    return {
+        **doc,
+        **changed_fields(doc, transition, now),
+        "history": [*doc.get("history", []), transition.history_entry()],
+        "event_ids": [*doc.get("event_ids", []), transition.event_id],
     }
 
 

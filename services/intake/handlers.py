@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from pymongo.errors import DuplicateKeyError
 
 from lapor.contracts import (
@@ -55,12 +56,10 @@ DEFAULT_RATE_LIMIT = RateLimit(per_hour=10, per_day=30)
 
 @dataclass(frozen=True)
 class IntakeDeps:
+    # Received, rejected, state-changed and forwarded events go out through the
+    # repository's outbox, stored with the change they announce.
     repo: ComplaintRepository
-    received: EventPublisher
-    rejected: EventPublisher
     answered: EventPublisher
-    state_changed: EventPublisher
-    forwarded: EventPublisher
     command_rejected: EventPublisher
     region_keywords: RegionKeywords | Mapping[str, str]
     phone_key: bytes
@@ -93,12 +92,9 @@ async def _handle_sms(
     payload = {"text": sms.text[:2000], "to": sms.to, "received_at": sms.received_at}
 
     # A gateway retry of a message that already became a complaint changes nothing;
-    # its announcement is repeated under the same id (dropped as a duplicate).
+    # what is still unannounced of it goes out now.
     if (known := await deps.repo.by_source(source_key)) is not None:
-        await deps.received.publish(
-            domain.received_event(known, reply_to=phone),
-            msg_id=domain.received_event_id(known["_id"]),
-        )
+        await deps.repo.announce(known)
         return
 
     if sender_hash is not None:
@@ -137,11 +133,9 @@ async def _handle_sms(
             anonymous=parsed.anonymous,
             confidential=parsed.confidential,
             truncated=parsed.truncated,
+            reply_to=phone,
         )
-        await deps.received.publish(
-            domain.received_event(complaint, reply_to=phone),
-            msg_id=domain.received_event_id(complaint["_id"]),
-        )
+        await deps.repo.announce(complaint)
         log.info("complaint received", extra={"complaint_id": complaint["_id"]})
         return
 
@@ -182,10 +176,9 @@ async def accept_submission(
     phone = normalize_phone(submission.phone) if submission.phone else None
     if (known := await deps.repo.by_source(source_key)) is None:
         known = await _store_submission(submission, channel, source_key, phone, deps)
-    received = domain.received_event(known, reply_to=phone)
-    # Notify answers by e-mail too; an address that does not parse is not used (nor logged).
-    received = received.model_copy(update={"reply_email": reply_email(submission.email)})
-    await deps.received.publish(received, msg_id=domain.received_event_id(known["_id"]))
+    # A resend is announced with the reply addresses of the first submission only:
+    # whoever knows a message id must not become the complaint's contact.
+    await deps.repo.announce(known)
     return known
 
 
@@ -257,6 +250,9 @@ async def _store_submission(
         confidential=submission.confidential,
         truncated=cleaned.truncated,
         submission=details,
+        reply_to=phone,
+        # Notify answers by e-mail too; an address that does not parse is not used (nor logged).
+        reply_email=reply_email(submission.email),
     )
 
 
@@ -443,30 +439,37 @@ async def _refusable(
 async def execute(command: ComplaintCommand, deps: IntakeDeps) -> dict[str, Any]:
     """Apply one lifecycle command; raises `lifecycle.Refused` and then changes nothing.
 
-    Read, decision and write happen while holding the complaint, so two commands
-    on one complaint cannot both pass the rules against the same old state.
+    The decision is written only if the complaint is still the one it was made
+    on (its version); otherwise it is made again on the new state, so two
+    commands on one complaint, in one replica or two, never both pass the rules
+    against the same old state.
     """
     event_id = domain.command_event_id(command.command_id)
-    async with deps.repo.writing(command.complaint_id):
-        doc = await deps.repo.get(command.complaint_id)
-        if doc is None:
-            raise lifecycle.Refused("no complaint with this tracking id", status=404)
+    duplicate = await deps.repo.get(command.duplicate_of) if command.duplicate_of else None
+    now = deps.clock()
+
+    def decide(doc: dict[str, Any]) -> domain.Change | None:
         if event_id in doc.get("event_ids", []):
-            return doc  # a retried command: it already took effect
-        now = deps.clock()
+            return None  # a retried command: it already took effect
         known = lifecycle.Known(
-            agencies=deps.agencies.get(doc["region"], frozenset()),
-            duplicate=await deps.repo.get(command.duplicate_of) if command.duplicate_of else None,
+            agencies=deps.agencies.get(doc["region"], frozenset()), duplicate=duplicate
         )
         decision = lifecycle.decide(doc, command, now=now, known=known)
-        transition = domain.command_transition(command, decision, now)
-        updated = await deps.repo.apply_held(command.complaint_id, transition)
-    assert updated is not None
-    await _announce(deps, updated, transition)
-    if decision.reroute:
-        forwarded = domain.forwarded_event(updated, command, now)
-        await deps.forwarded.publish(forwarded, msg_id=forwarded.event_id)
-    return updated
+        change = domain.state_change(domain.command_transition(command, decision, now))
+        if not decision.reroute:
+            return change
+
+        def announce(after: dict[str, Any]) -> list[BaseModel]:
+            return [*change.announce(after), domain.forwarded_event(after, command, now)]
+
+        return domain.Change(change.transition, announce)
+
+    doc, _ = await deps.repo.change(command.complaint_id, decide)
+    if doc is None:
+        raise lifecycle.Refused("no complaint with this tracking id", status=404)
+    # Also for a retried command: what it announced and is still pending goes out now.
+    await deps.repo.announce(doc)
+    return doc
 
 
 async def handle_command(command: ComplaintCommand, deps: IntakeDeps) -> None:
@@ -502,18 +505,20 @@ async def handle_auto_close(event: AutoCloseDue, deps: IntakeDeps) -> None:
 async def _record_reopen_window(event: AutoCloseDue, deps: IntakeDeps) -> None:
     """Store SLA's reopen window if it is the window of the current answer or closing."""
     transition = domain.reopen_window_transition(event)
-    async with deps.repo.writing(event.complaint_id):
-        doc = await deps.repo.get(event.complaint_id)
-        if doc is None:
-            # The complaint may not be visible yet; a redelivery will find it.
-            raise LookupError(f"{event.event_id}: unknown complaint {event.complaint_id}")
-        if not lifecycle.reopen_window_applies(doc, event.cause_event_id):
-            log.info(
-                "reopen window ignored: it belongs to an earlier answer or closing",
-                extra={"complaint_id": event.complaint_id, "event_id": event.event_id},
-            )
-            return
-        await deps.repo.apply_held(event.complaint_id, transition)
+
+    def decide(doc: dict[str, Any]) -> domain.Change | None:
+        if lifecycle.reopen_window_applies(doc, event.cause_event_id):
+            return domain.Change(transition)
+        log.info(
+            "reopen window ignored: it belongs to an earlier answer or closing",
+            extra={"complaint_id": event.complaint_id, "event_id": event.event_id},
+        )
+        return None
+
+    doc, _ = await deps.repo.change(event.complaint_id, decide)
+    if doc is None:
+        # The complaint may not be visible yet; a redelivery will find it.
+        raise LookupError(f"{event.event_id}: unknown complaint {event.complaint_id}")
 
 
 async def _citizen_reply(
@@ -536,52 +541,56 @@ async def handle_routed(event: ComplaintRouted, deps: IntakeDeps) -> None:
     merged or decided the complaint meanwhile) changes nothing and is acknowledged.
     """
     transition = domain.routed_transition(event)
-    async with deps.repo.writing(event.complaint_id):
-        doc = await deps.repo.get(event.complaint_id)
-        if doc is None:
-            # The complaint may not be visible yet; a redelivery will find it.
-            raise LookupError(f"{transition.event_id}: unknown complaint {event.complaint_id}")
-        if transition.event_id not in doc.get("event_ids", []):
-            try:
-                lifecycle.check_routing(doc, domain.routing_round(event))
-            except lifecycle.Refused as refused:
-                log.info(
-                    "routing decision ignored: %s",
-                    refused.reason,
-                    extra={"complaint_id": event.complaint_id, "event_id": event.event_id},
-                )
-                return
-            doc = await deps.repo.apply_held(event.complaint_id, transition)
-    assert doc is not None
-    # Also for a redelivery of a recorded decision: its announcement is repeated
-    # under the same id, in case the first one was lost.
-    await _announce(deps, doc, transition)
+
+    def decide(doc: dict[str, Any]) -> domain.Change | None:
+        if transition.event_id in doc.get("event_ids", []):
+            return None
+        try:
+            lifecycle.check_routing(doc, domain.routing_round(event))
+        except lifecycle.Refused as refused:
+            log.info(
+                "routing decision ignored: %s",
+                refused.reason,
+                extra={"complaint_id": event.complaint_id, "event_id": event.event_id},
+            )
+            return None
+        return domain.state_change(transition)
+
+    await _record(deps, event.complaint_id, transition.event_id, decide)
 
 
 async def handle_deadlines(event: DeadlinesSet, deps: IntakeDeps) -> None:
-    await _record(deps, event.complaint_id, domain.deadlines_transition(event))
+    transition = domain.deadlines_transition(event)
+    await _record(
+        deps, event.complaint_id, transition.event_id, lambda _doc: domain.Change(transition)
+    )
 
 
-async def _record(deps: IntakeDeps, complaint_id: str, transition: domain.Transition) -> None:
-    """Apply a transition once and announce the state change it made."""
-    doc = await deps.repo.apply(complaint_id, transition)
+async def _record(
+    deps: IntakeDeps,
+    complaint_id: str,
+    event_id: str,
+    decide: Callable[[dict[str, Any]], domain.Change | None],
+) -> None:
+    """Apply a decided change once and announce what is pending, also on a redelivery."""
+    doc, _ = await deps.repo.change(complaint_id, decide)
     if doc is None:
         # The complaint may not be visible yet; a redelivery will find it.
-        raise LookupError(f"{transition.event_id}: unknown complaint {complaint_id}")
-    await _announce(deps, doc, transition)
+        raise LookupError(f"{event_id}: unknown complaint {complaint_id}")
+    await deps.repo.announce(doc)
 
 
-async def _announce(deps: IntakeDeps, doc: dict[str, Any], transition: domain.Transition) -> None:
-    if (changed := domain.state_changed_event(doc, transition)) is not None:
-        await deps.state_changed.publish(changed, msg_id=changed.event_id)
-
-
-async def _store_complaint(deps: IntakeDeps, **fields: Any) -> dict[str, Any]:
+async def _store_complaint(
+    deps: IntakeDeps, *, reply_to: str | None, reply_email: str | None = None, **fields: Any
+) -> dict[str, Any]:
+    """Store a new complaint with its `received` announcement pending in it."""
     # A fresh random id can collide with an existing one; try again with another.
     for _ in range(5):
         doc = domain.new_complaint(tracking_id=new_tracking_id(), stored_at=deps.clock(), **fields)
+        received = domain.received_event(doc, reply_to=reply_to)
+        received = received.model_copy(update={"reply_email": reply_email})
         try:
-            stored, created = await deps.repo.add_complaint(doc)
+            stored, created = await deps.repo.add_complaint(doc, [received])
         except DuplicateKeyError:
             continue
         if created and deps.metrics is not None:
@@ -604,9 +613,21 @@ async def _reject(
     region: str | None = None,
 ) -> None:
     now = deps.clock()
+    rejection_id = f"REJ-{secrets.token_hex(6)}"
+    announcement = InboundRejected(
+        event_id=f"rejected:{rejection_id}",
+        occurred_at=now,
+        rejection_id=rejection_id,
+        channel=channel,
+        reason=reason,
+        detail=detail,
+        reply_to=reply_to,
+        complaint_id=complaint_id,
+        region=region,
+    )
     record, new = await deps.repo.add_rejection(
         {
-            "_id": f"REJ-{secrets.token_hex(6)}",
+            "_id": rejection_id,
             "source_key": source_key,
             "channel": channel.value,
             "reason": reason.value,
@@ -618,22 +639,11 @@ async def _reject(
             "answered": reply_to is not None,
             "complaint_id": complaint_id,
             "region": region,
-        }
+        },
+        [announcement],
     )
     if new and deps.metrics is not None:
         deps.metrics.rejections.labels(channel=channel.value, reason=reason.value).inc()
-    await deps.rejected.publish(
-        InboundRejected(
-            event_id=f"rejected:{record['_id']}",
-            occurred_at=record["stored_at"],
-            rejection_id=record["_id"],
-            channel=channel,
-            reason=RejectionReason(record["reason"]),
-            detail=record["detail"],
-            reply_to=reply_to if record.get("answered", True) else None,
-            complaint_id=record.get("complaint_id"),
-            region=record.get("region"),
-        ),
-        msg_id=f"rejected:{record['_id']}",
-    )
+    # A retry finds the first record: what it still has pending goes out, nothing new.
+    await deps.repo.announce_rejection(record)
     log.info("inbound rejected: %s", reason.value, extra={"event_id": record["_id"]})

@@ -1,17 +1,29 @@
 """Storage of complaints, rejection records and dead letters (MongoDB or FerretDB v1)."""
 
 import contextlib
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from lapor.runtime.locks import KeyedLock
-from services.intake.domain import Transition, worklist_fields
+from lapor.runtime.outbox import Outbox, ensure_outbox_index
+from services.intake.domain import Change, Transition, after_change, changed_fields
 
 Document = dict[str, Any]
+
+# Each conflict means another writer changed the complaint in between; this many
+# in a row means something is wrong, not busy.
+_MAX_CONFLICTS = 50
+
+
+class WriteConflict(RuntimeError):
+    """The complaint kept changing under every attempt to decide on it."""
+
 
 # The agency worklist: urgent first, always; then the nearest deadline the agency
 # still has to meet, complaints without one last; the oldest first among equals.
@@ -27,19 +39,15 @@ WORKLIST_ORDER = [
 
 
 class ComplaintRepository:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], outbox: Outbox | None = None) -> None:
         self.complaints = db["complaints"]
         self.rejections = db["rejections"]
         self.dead_letters = db["dead_letters"]
         self.tokens = db["api_tokens"]
         self.sender_messages = db["sender_messages"]
         self.rate_notices = db["rate_notices"]
-        # FerretDB v1 (SQLite) applies an update as read-modify-write of the whole
-        # document without isolation: two concurrent updates of one complaint can
-        # lose one of them. Changes to one complaint are therefore serialised here.
-        # MongoDB does not need it; with several intake replicas on FerretDB the
-        # race remains between replicas.
-        self._writing = KeyedLock()
+        # Announcements of changes are stored with the change (the outbox).
+        self.outbox = outbox
 
     async def ensure_indexes(self) -> None:
         await self.complaints.create_index("source_key", unique=True)
@@ -50,9 +58,16 @@ class ComplaintRepository:
         await self.rejections.create_index("source_key", unique=True)
         await self.sender_messages.create_index([("phone_hash", ASCENDING), ("at", ASCENDING)])
         await self.complaints.create_index([("agency", ASCENDING), *WORKLIST_ORDER[:3]])
+        await ensure_outbox_index(self.complaints)
+        await ensure_outbox_index(self.rejections)
 
-    async def add_complaint(self, doc: Document) -> tuple[Document, bool]:
-        """Store a new complaint; a second delivery of the same source returns the first."""
+    async def add_complaint(
+        self, doc: Document, events: Sequence[BaseModel] = ()
+    ) -> tuple[Document, bool]:
+        """Store a new complaint with its announcements pending; a second delivery
+        of the same source returns the first."""
+        if events:
+            doc = self.outbox_or_fail().document(doc, events, doc["updated_at"])
         try:
             await self.complaints.insert_one(doc)
         except DuplicateKeyError:
@@ -62,7 +77,11 @@ class ComplaintRepository:
             return existing, False
         return doc, True
 
-    async def add_rejection(self, doc: Document) -> tuple[Document, bool]:
+    async def add_rejection(
+        self, doc: Document, events: Sequence[BaseModel] = ()
+    ) -> tuple[Document, bool]:
+        if events:
+            doc = self.outbox_or_fail().document(doc, events, doc["stored_at"])
         try:
             await self.rejections.insert_one(doc)
         except DuplicateKeyError:
@@ -78,28 +97,63 @@ class ComplaintRepository:
     async def get(self, tracking_id: str) -> Document | None:
         return await self.complaints.find_one({"_id": tracking_id})
 
+    async def announce(self, doc: Document | None) -> int:
+        """Publish the complaint's pending announcements (see `lapor.runtime.outbox`)."""
+        return await self.outbox_or_fail().flush(self.complaints, doc)
+
+    async def announce_rejection(self, doc: Document | None) -> int:
+        return await self.outbox_or_fail().flush(self.rejections, doc)
+
+    def outbox_collections(self) -> dict[str, AsyncCollection[Document]]:
+        return {"complaints": self.complaints, "rejections": self.rejections}
+
     async def apply(self, complaint_id: str, transition: Transition) -> Document | None:
-        """Apply a transition once: the history's event ids make a redelivery a no-op.
+        """Apply a transition once, unannounced (notes, stored deadlines).
 
         Returns the complaint after the change, the unchanged complaint if the
         transition was already applied, or None if there is no such complaint.
         """
-        async with self._writing.hold(complaint_id):
-            return await self.apply_held(complaint_id, transition)
+        doc, _ = await self.change(complaint_id, lambda _doc: Change(transition))
+        return doc
 
-    def writing(self, complaint_id: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """Hold the complaint for a read-decide-write sequence."""
-        return self._writing.hold(complaint_id)
+    async def change(
+        self, complaint_id: str, decide: Callable[[Document], Change | None]
+    ) -> tuple[Document | None, Change | None]:
+        """Read the complaint, decide, and write the decision only if the complaint
+        is still the one the decision was made on; otherwise read and decide again.
 
-    async def apply_held(self, complaint_id: str, transition: Transition) -> Document | None:
-        """`apply` for a caller that already holds `writing(complaint_id)`."""
-        changes: Document = {**transition.fields, "updated_at": datetime.now(UTC)}
-        if transition.state is not None:
-            changes["state"] = transition.state.value
+        `decide` sees the stored complaint and returns the change to make, or None
+        for none (already applied, no longer wanted); it may raise to refuse.
+        Returns the complaint after the write (or as read, when nothing was
+        written) and the change written; (None, None) when there is no complaint.
+        The precondition is the version in the same atomic update: two replicas
+        can never both apply a decision to the same old state.
+        """
+        for _ in range(_MAX_CONFLICTS):
+            doc = await self.get(complaint_id)
+            if doc is None:
+                return None, None
+            change = decide(doc)
+            if change is None or change.transition.event_id in doc.get("event_ids", []):
+                return doc, None  # nothing to do, or a redelivery of what is done
+            if (updated := await self._write(doc, change)) is not None:
+                return updated, change
+        raise WriteConflict(f"{complaint_id}: changed by others {_MAX_CONFLICTS} times in a row")
+
+    async def _write(self, doc: Document, change: Change) -> Document | None:
+        transition, now = change.transition, datetime.now(UTC)
+        changes = changed_fields(doc, transition, now)
+        events = change.announce(after_change(doc, transition, now))
+        if events:
+            changes |= self.outbox_or_fail().fields(doc["_id"], events, now)
         # `event_ids` mirrors the history's event ids as a flat array: FerretDB v1
         # does not apply `$ne` to a dotted path into an array of documents.
-        updated = await self.complaints.find_one_and_update(
-            {"_id": complaint_id, "event_ids": {"$ne": transition.event_id}},
+        return await self.complaints.find_one_and_update(
+            {
+                "_id": doc["_id"],
+                "version": doc.get("version"),
+                "event_ids": {"$ne": transition.event_id},
+            },
             {
                 "$set": changes,
                 "$push": {
@@ -109,15 +163,11 @@ class ComplaintRepository:
             },
             return_document=ReturnDocument.AFTER,
         )
-        if updated is None:
-            return await self.get(complaint_id)
-        # Derived from the document after the change, so it needs this second write;
-        # the caller's hold on the complaint keeps the two together.
-        order = worklist_fields(updated)
-        if any(updated.get(key) != value for key, value in order.items()):
-            await self.complaints.update_one({"_id": complaint_id}, {"$set": order})
-            updated.update(order)
-        return updated
+
+    def outbox_or_fail(self) -> Outbox:
+        if self.outbox is None:
+            raise RuntimeError("this repository has no outbox to announce changes through")
+        return self.outbox
 
     async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> None:
         """Count each inbound message once, whatever the gateway retries."""

@@ -13,6 +13,8 @@ class IntakeSettings(ServiceSettings):
     phone_hash_key: SecretStr = Field(validation_alias="LAPOR_PHONE_HASH_KEY", min_length=16)
     min_words: int = Field(default=3, ge=1, le=20)
     metrics_interval_s: float = Field(default=30.0, gt=0)
+    # How often announcements a crash or an outage left pending are published.
+    outbox_sweep_s: float = Field(default=15.0, gt=0)
     # SMS pumping costs money: beyond these, messages are kept but not answered.
     rate_per_hour: int = Field(default=10, ge=1)
     rate_per_day: int = Field(default=30, ge=1)

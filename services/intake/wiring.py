@@ -30,6 +30,8 @@ from lapor.regions import load_regions, region_keywords
 from lapor.report import report_router
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
+from lapor.runtime.outbox import Outbox, start_sweeper
+from lapor.runtime.pii import PiiCipher
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     ContractViolation,
@@ -167,6 +169,14 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
     return publishers
 
 
+# The events intake announces through the outbox of the record they change.
+ANNOUNCED = ("received", "rejected", "state_changed", "forwarded")
+
+
+def announcements(publishers: dict[str, EventPublisher], cipher: PiiCipher) -> Outbox:
+    return Outbox([publishers[name] for name in ANNOUNCED], cipher)
+
+
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()  # type: ignore[call-arg]
     runtime = build_runtime("intake", settings)
@@ -183,16 +193,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     metrics = DomainMetrics(runtime.registry)
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
-        repo = ComplaintRepository(db)
+        repo = ComplaintRepository(db, announcements(publishers, settings.infra.pii.cipher()))
         await repo.ensure_indexes()
         deps.set(
             handlers.IntakeDeps(
                 repo=repo,
-                received=publishers["received"],
-                rejected=publishers["rejected"],
                 answered=publishers["answered"],
-                state_changed=publishers["state_changed"],
-                forwarded=publishers["forwarded"],
                 command_rejected=publishers["command_rejected"],
                 region_keywords=keywords,
                 phone_key=settings.phone_hash_key.get_secret_value().encode(),
@@ -210,7 +216,18 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             dead_letters=True,
             consumers=declared_consumers(runtime.broker),
         )
-        return start_refresher(metrics, db, runtime.broker, plan, settings.metrics_interval_s)
+        stop_refresher = start_refresher(
+            metrics, db, runtime.broker, plan, settings.metrics_interval_s
+        )
+        stop_sweeper = start_sweeper(
+            repo.outbox_or_fail(), repo.outbox_collections(), interval_s=settings.outbox_sweep_s
+        )
+
+        async def stop() -> None:
+            await stop_sweeper()
+            await stop_refresher()
+
+        return stop
 
     return create_service_app(
         runtime,

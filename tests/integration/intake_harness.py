@@ -15,7 +15,7 @@ from lapor.runtime.settings import InfraSettings, ServiceSettings
 from services.intake import handlers
 from services.intake.repository import ComplaintRepository
 from services.intake.sms import RegionKeywords
-from services.intake.wiring import register
+from services.intake.wiring import announcements, register
 
 
 @asynccontextmanager
@@ -32,13 +32,15 @@ async def running_intake(
     publishers = register(runtime, deps_box)
     db = mongo[database]
     repo = repo or ComplaintRepository(db)
+    repo.outbox = repo.outbox or announcements(publishers, infra.pii.cipher())
     await repo.ensure_indexes()
     runtime.db.set(db)
     deps = handlers.IntakeDeps(
         repo=repo,
         region_keywords=RegionKeywords(region_keywords(load_regions(ROOT / "data"))),
         phone_key=b"k" * 32,
-        **{name: publisher for name, publisher in publishers.items()},
+        answered=publishers["answered"],
+        command_rejected=publishers["command_rejected"],
     )
     deps = replace(deps, **overrides)
     deps_box.set(deps)

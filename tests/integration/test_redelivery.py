@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from nats.js.api import DeliverPolicy
+from pydantic import BaseModel
 
 from lapor.contracts import subjects
 from lapor.devstack import Stack
@@ -35,9 +37,11 @@ class CrashAfterStore(ComplaintRepository):
         self.deliveries += 1  # every delivery of an SMS starts with this lookup
         return await super().by_source(source_key)
 
-    async def add_complaint(self, doc: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    async def add_complaint(
+        self, doc: dict[str, Any], events: Sequence[BaseModel] = ()
+    ) -> tuple[dict[str, Any], bool]:
         self.calls += 1
-        stored = await super().add_complaint(doc)
+        stored = await super().add_complaint(doc, events)
         if self.calls == 1:
             raise ConnectionError("simulated crash after the complaint was stored")
         return stored

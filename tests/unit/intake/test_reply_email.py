@@ -55,48 +55,32 @@ def test_only_a_plain_address_is_used_for_replies(raw: str | None, usable: str |
     assert handlers.reply_email(raw) == usable
 
 
-class Publisher:
-    def __init__(self) -> None:
-        self.published: list[tuple[Any, str | None]] = []
-
-    async def publish(self, message: Any, msg_id: str | None = None) -> bool:
-        self.published.append((message, msg_id))
-        return True
-
-
 class Repo:
-    """A submission sent before: `accept_submission` finds it and announces it again."""
+    """A first submission: stored with its `received` announcement, then announced."""
 
-    def __init__(self, doc: dict[str, Any]) -> None:
-        self.doc = doc
+    def __init__(self) -> None:
+        self.pending: list[Any] = []
+        self.announced: list[str] = []
 
     async def by_source(self, source_key: str) -> dict[str, Any] | None:
-        return self.doc
+        return None
+
+    async def add_complaint(
+        self, doc: dict[str, Any], events: list[Any]
+    ) -> tuple[dict[str, Any], bool]:
+        self.pending.extend(events)
+        return doc, True
+
+    async def announce(self, doc: dict[str, Any]) -> int:
+        self.announced.append(doc["_id"])
+        return len(self.pending)
 
 
-def stored(tracking_id: str) -> dict[str, Any]:
-    return {
-        "_id": tracking_id,
-        "region": "banjar",
-        "channel": "web",
-        "text": "lampu jalan mati di depan sekolah",
-        "text_truncated": False,
-        "received_at": NOW,
-        "anonymous": False,
-        "confidential": True,
-        "history": [{"at": NOW}],
-    }
-
-
-def deps(repo: Repo, received: Publisher) -> handlers.IntakeDeps:
+def deps(repo: Repo) -> handlers.IntakeDeps:
     unused: Any = object()
     return handlers.IntakeDeps(
         repo=repo,  # type: ignore[arg-type]
-        received=received,  # type: ignore[arg-type]
-        rejected=unused,
         answered=unused,
-        state_changed=unused,
-        forwarded=unused,
         command_rejected=unused,
         region_keywords={"BANJAR": "banjar"},
         phone_key=b"k" * 32,
@@ -104,24 +88,24 @@ def deps(repo: Repo, received: Publisher) -> handlers.IntakeDeps:
 
 
 def submission(**fields: Any) -> InboundWeb:
-    return InboundWeb(
-        source="web",
-        message_id="m-1",
-        text="lampu jalan mati di depan sekolah",
-        received_at=NOW,
-        **fields,
-    )
+    given: dict[str, Any] = {
+        "source": "web",
+        "message_id": "m-1",
+        "text": "lampu jalan mati di depan sekolah",
+        "received_at": NOW,
+    }
+    return InboundWeb(**(given | fields))
 
 
 @pytest.mark.parametrize("channel", [Channel.WEB, Channel.OPEN311])
 async def test_the_received_event_carries_the_reply_address(channel: Channel) -> None:
-    received = Publisher()
+    repo = Repo()
     given = submission(email=" Warga@Example.ORG", confidential=True)
-    await handlers.accept_submission(given, channel, deps(Repo(stored("LPR-1")), received))
+    stored = await handlers.accept_submission(given, channel, deps(repo))
 
-    [(event, msg_id)] = received.published
+    [event] = repo.pending
     assert isinstance(event, ComplaintReceived)
-    assert msg_id == "received:LPR-1"
+    assert event.event_id == f"received:{stored['_id']}" and repo.announced == [stored["_id"]]
     assert (event.reply_email, event.reply_to) == ("Warga@example.org", None)
     # Through the wire and back, as notify reads it.
     again = ComplaintReceived.model_validate_json(event.model_dump_json())
@@ -129,13 +113,13 @@ async def test_the_received_event_carries_the_reply_address(channel: Channel) ->
 
 
 async def test_phone_and_email_both_travel_and_a_bad_address_is_dropped() -> None:
-    received = Publisher()
+    repo = Repo()
     both = submission(phone="0812-3456-7001", email="warga@example.org")
-    await handlers.accept_submission(both, Channel.WEB, deps(Repo(stored("LPR-2")), received))
-    bad = submission(email="bukan alamat")
-    await handlers.accept_submission(bad, Channel.WEB, deps(Repo(stored("LPR-3")), received))
+    await handlers.accept_submission(both, Channel.WEB, deps(repo))
+    bad = submission(message_id="m-2", email="bukan alamat")
+    await handlers.accept_submission(bad, Channel.WEB, deps(repo))
 
-    [(first, _), (second, _)] = received.published
+    [first, second] = repo.pending
     assert (first.reply_to, first.reply_email) == ("+6281234567001", "warga@example.org")
     assert (second.reply_to, second.reply_email) == (None, None)
 

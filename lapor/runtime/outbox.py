@@ -1,0 +1,183 @@
+"""The transactional outbox: an event is stored in the same document write as the
+change it announces, and published from there.
+
+A write and a publish are two systems; a crash or a NATS outage between them
+would leave a stored change that nobody hears about (SLA would keep the clock
+of an answered complaint running). So a service that changes a document others
+must hear about puts the announcement into that document, in the same atomic
+update, under `outbox.<key>`, and marks the document `announce: "pending"`.
+The relay then publishes each pending announcement with its event id as
+`Nats-Msg-Id` (JetStream drops a second copy) and clears it after the PubAck.
+The handler that made the change flushes right away; a retried message flushes
+what is still pending; `run_sweeper` publishes whatever a crash left behind,
+at start-up and on a timer.
+
+Announcements are sealed with the personal-data key: a received event carries
+the citizen's reply address, which is not stored in clear.
+"""
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+
+from lapor.runtime.broker import EventPublisher
+from lapor.runtime.pii import PiiCipher
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+
+PENDING = "pending"
+# The fields a document's announcements live in.
+OUTBOX = "outbox"
+FLAG = "announce"
+
+
+def outbox_key(event_id: str) -> str:
+    """A field name for an event id: ids may hold dots, which a field name may not."""
+    return hashlib.sha256(event_id.encode()).hexdigest()[:24]
+
+
+class Outbox:
+    """Seals announcements into a document's write and publishes them from there."""
+
+    def __init__(self, publishers: Iterable[EventPublisher], cipher: PiiCipher) -> None:
+        self._by_schema = {p.schema: p for p in publishers}
+        self._by_subject = {p.subject: p for p in self._by_schema.values()}
+        self._cipher = cipher
+
+    def fields(self, owner_id: str, events: Iterable[BaseModel], at: datetime) -> Document:
+        """`$set` fields that store `events` as pending announcements of `owner_id`."""
+        fields: Document = {}
+        for event in events:
+            event_id = str(getattr(event, "event_id"))  # noqa: B009 - every announcement has one
+            publisher = self._by_schema[type(event)]
+            body = event.model_dump_json(by_alias=True).encode()
+            fields[f"{OUTBOX}.{outbox_key(event_id)}"] = {
+                "event_id": event_id,
+                "subject": publisher.subject,
+                "sealed": self._cipher.seal_bytes(body, _context(owner_id, event_id)),
+                "at": at,
+            }
+        if fields:
+            fields[FLAG] = PENDING
+        return fields
+
+    def document(self, doc: Document, events: Iterable[BaseModel], at: datetime) -> Document:
+        """A new document with `events` pending in it, for an insert."""
+        stored = dict(doc)
+        pending: Document = {}
+        for path, value in self.fields(doc["_id"], events, at).items():
+            if path == FLAG:
+                stored[FLAG] = value
+            else:
+                pending[path.removeprefix(f"{OUTBOX}.")] = value
+        if pending:
+            stored[OUTBOX] = pending
+        return stored
+
+    async def flush(self, collection: AsyncCollection[Document], doc: Document | None) -> int:
+        """Publish `doc`'s pending announcements in the order they were stored, then
+        clear them; returns how many were published. A failed publish raises and
+        leaves the rest pending for a retry or the sweeper."""
+        if doc is None or not (pending := doc.get(OUTBOX)):
+            return 0
+        entries = sorted(pending.items(), key=lambda item: (item[1]["at"], item[0]))
+        for _key, entry in entries:
+            publisher = self._by_subject[entry["subject"]]
+            body = self._cipher.open_bytes(entry["sealed"], _context(doc["_id"], entry["event_id"]))
+            await publisher.publish(
+                publisher.schema.model_validate_json(body), msg_id=entry["event_id"]
+            )
+        await self._clear(collection, doc, [key for key, _ in entries])
+        return len(entries)
+
+    async def _clear(
+        self, collection: AsyncCollection[Document], doc: Document, keys: list[str]
+    ) -> None:
+        # Nothing written since `doc` was read (the usual case): clear all in one write.
+        # Clearing does not change `version`, so a writer holding this version still
+        # succeeds afterwards, and its new announcement is set on its own.
+        unchanged: Document = {"_id": doc["_id"], "version": doc.get("version")}
+        done = await collection.update_one(unchanged, {"$unset": {OUTBOX: "", FLAG: ""}})
+        if done.matched_count:
+            return
+        await collection.update_one(
+            {"_id": doc["_id"]}, {"$unset": {f"{OUTBOX}.{key}": "" for key in keys}}
+        )
+        await collection.update_one(
+            {"_id": doc["_id"], OUTBOX: {}}, {"$unset": {OUTBOX: "", FLAG: ""}}
+        )
+
+    async def sweep(
+        self,
+        collections: Iterable[AsyncCollection[Document]],
+        *,
+        older_than: timedelta,
+        now: datetime | None = None,
+        limit: int = 500,
+    ) -> int:
+        """Publish what is pending longer than `older_than` (a crash, an outage)."""
+        cutoff = (now or datetime.now(UTC)) - older_than
+        published = 0
+        for collection in collections:
+            cursor = collection.find({FLAG: PENDING}).limit(limit)
+            async for doc in cursor:
+                entries = (doc.get(OUTBOX) or {}).values()
+                if entries and min(entry["at"] for entry in entries) > cutoff:
+                    continue  # its own handler is most likely publishing it right now
+                if not entries:
+                    await self._clear(collection, doc, [])
+                    continue
+                published += await self.flush(collection, doc)
+        return published
+
+
+def _context(owner_id: str, event_id: str) -> str:
+    return f"outbox:{owner_id}:{event_id}"
+
+
+async def ensure_outbox_index(collection: AsyncCollection[Document]) -> None:
+    """The sweeper's lookup: equality on the flag, through an index (also on FerretDB)."""
+    await collection.create_index([(FLAG, ASCENDING)])
+
+
+def start_sweeper(
+    outbox: Outbox,
+    collections: Mapping[str, AsyncCollection[Document]],
+    *,
+    interval_s: float = 15.0,
+    grace: timedelta = timedelta(seconds=10),
+) -> Callable[[], Awaitable[None]]:
+    """Sweep once at start-up (everything pending), then every `interval_s` seconds;
+    returns the function that stops it."""
+
+    async def loop() -> None:
+        older_than = timedelta(0)
+        while True:
+            try:
+                if published := await outbox.sweep(collections.values(), older_than=older_than):
+                    log.info("outbox sweep published %d pending announcements", published)
+                older_than = grace
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database or NATS is away: next round
+                log.warning("outbox sweep failed (%s); next try in %.0f s", exc, interval_s)
+            await asyncio.sleep(interval_s)
+
+    task = asyncio.create_task(loop(), name="outbox-sweeper")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return stop
