@@ -352,10 +352,25 @@ def test_app_healthcheck_probes_healthz_on_the_service_port(
     assert (url.port, url.path) == (int(port), "/healthz")
 
 
-def test_intake_api_is_published(services: dict[str, dict[str, Any]]) -> None:
+def test_intake_api_is_published_through_the_edge_proxy(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    # intake publishes nothing itself (its replicas could not share a host
+    # port); `edge` publishes the API and proxies to the service name.
     port = _environment(services["intake"])["INTAKE_HTTP_PORT"]
-    published = [str(p).rsplit(":", 1)[-1] for p in services["intake"].get("ports", [])]
+    assert not services["intake"].get("ports"), "intake must not publish a port"
+    published = [str(p).rsplit(":", 1)[-1] for p in services["edge"].get("ports", [])]
     assert port in published
+    config_path = ROOT / _mounts(services["edge"])["/etc/nginx/conf.d/default.conf"]
+    config = config_path.read_text()
+    assert re.search(rf"http://intake:{port}\b", config), "edge must proxy to intake"
+    # Re-resolved at request time, so new replicas are found.
+    assert re.search(r"^\s*resolver 127\.0\.0\.11\b", config, re.M)
+    # intake trusts X-Forwarded-For (rate limits per client): edge overwrites it.
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in config
+    assert "$proxy_add_x_forwarded_for" not in config
+    assert _environment(services["intake"]).get("FORWARDED_ALLOW_IPS")
+    assert services["edge"]["depends_on"]["intake"]["condition"] == "service_healthy"
 
 
 def test_infrastructure_images_and_healthchecks(services: dict[str, dict[str, Any]]) -> None:
