@@ -157,23 +157,38 @@ def start_sweeper(
     interval_s: float = 15.0,
     grace: timedelta = timedelta(seconds=10),
 ) -> Callable[[], Awaitable[None]]:
-    """Sweep once at start-up (everything pending), then every `interval_s` seconds;
-    returns the function that stops it."""
+    """Sweep once at start-up (everything pending), then every `interval_s` seconds
+    (what is pending longer than `grace`); returns the function that stops it."""
+    rounds = 0
+
+    async def sweep() -> int:
+        nonlocal rounds
+        rounds += 1
+        older_than = timedelta(0) if rounds == 1 else grace
+        return await outbox.sweep(collections.values(), older_than=older_than)
+
+    return start_periodic("outbox", sweep, interval_s)
+
+
+def start_periodic(
+    name: str, job: Callable[[], Awaitable[int]], interval_s: float
+) -> Callable[[], Awaitable[None]]:
+    """Run `job` now and then every `interval_s` seconds until stopped; a failed round
+    (the database or NATS away) is logged and the next one tries again. `job`
+    returns how many leftovers it published."""
 
     async def loop() -> None:
-        older_than = timedelta(0)
         while True:
             try:
-                if published := await outbox.sweep(collections.values(), older_than=older_than):
-                    log.info("outbox sweep published %d pending announcements", published)
-                older_than = grace
+                if published := await job():
+                    log.info("%s sweep published %d pending announcements", name, published)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the database or NATS is away: next round
-                log.warning("outbox sweep failed (%s); next try in %.0f s", exc, interval_s)
+            except Exception as exc:
+                log.warning("%s sweep failed (%s); next try in %.0f s", name, exc, interval_s)
             await asyncio.sleep(interval_s)
 
-    task = asyncio.create_task(loop(), name="outbox-sweeper")
+    task = asyncio.create_task(loop(), name=f"{name}-sweeper")
 
     async def stop() -> None:
         task.cancel()

@@ -272,6 +272,13 @@ class Deliverer:
         if stored is not None and stored["status"] == FAILED:
             await self._announce(stored)
 
+    async def announce_failures(self) -> int:
+        """Announce every stored failure whose announcement is still pending."""
+        pending = await self.repo.unannounced_failures()
+        for record in pending:
+            await self._announce(record)
+        return len(pending)
+
     async def _announce(self, record: Document) -> None:
         if record.get("failure_announced", True):
             return

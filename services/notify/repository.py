@@ -22,7 +22,6 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from lapor.runtime.locks import KeyedLock
 from lapor.runtime.pii import PiiCipher, is_sealed
 
 Document = dict[str, Any]
@@ -60,7 +59,6 @@ class NotificationRepository:
         self.routings = db["notify_routings"]
         self.notifications = db["notifications"]
         self.attempts = db["notification_attempts"]
-        self._writing = KeyedLock()
 
     async def ensure_indexes(self) -> None:
         await self.notifications.create_index([("complaint_id", ASCENDING)])
@@ -241,17 +239,25 @@ class NotificationRepository:
         )
 
     async def mark_announced(self, notification_id: str) -> None:
-        async with self._writing.hold(notification_id):
-            await self.notifications.update_one(
-                {"_id": notification_id}, {"$set": {"failure_announced": True}}
-            )
+        await self.notifications.update_one(
+            {"_id": notification_id}, {"$set": {"failure_announced": True}}
+        )
+
+    async def unannounced_failures(self, limit: int = 500) -> list[Document]:
+        """Failures stored with `failure_announced: False` whose announcement a crash
+        or an outage cut off (the status index finds them)."""
+        cursor = self.notifications.find({"status": FAILED, "failure_announced": False})
+        return await cursor.limit(limit).to_list(limit)
 
     async def _transition(
         self, notification_id: str, allowed: Sequence[str], fields: Document
     ) -> bool:
-        """Apply `fields` if the status is still one of `allowed`; False if it moved on."""
-        async with self._writing.hold(notification_id):
-            result = await self.notifications.update_one(
-                {"_id": notification_id, "status": {"$in": list(allowed)}}, {"$set": fields}
-            )
+        """Apply `fields` if the status is still one of `allowed`; False if it moved on.
+
+        The status precondition is part of the atomic update, so two replicas never
+        both move one notification on from the same status.
+        """
+        result = await self.notifications.update_one(
+            {"_id": notification_id, "status": {"$in": list(allowed)}}, {"$set": fields}
+        )
         return result.matched_count == 1

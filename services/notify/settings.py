@@ -30,6 +30,8 @@ class NotifySettings(ServiceSettings):
     admin_agency: str = Field(default="DISKOMINFO", pattern=_AGENCY_CODE.pattern)
     # How often consumer backlog and redeliveries are read from JetStream.
     metrics_interval_s: float = Field(default=30.0, gt=0)
+    # How often failures whose announcement a crash or an outage cut off are published.
+    outbox_sweep_s: float = Field(default=15.0, gt=0)
 
     sms_gateway_url: HttpUrl | None = None
     sms_gateway_auth_header: str = Field(default="Authorization", pattern=_HEADER_NAME.pattern)

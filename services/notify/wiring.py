@@ -28,6 +28,7 @@ from lapor.contracts import (
 from lapor.regions import load_regions, reopen_window
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.metrics import DomainMetrics, start_consumer_refresher
+from lapor.runtime.outbox import start_periodic
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
@@ -278,8 +279,14 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         stop_refresher = start_consumer_refresher(
             domain_metrics, runtime.broker, settings.metrics_interval_s
         )
+        # A failure is stored with its announcement pending; this publishes what a
+        # crash or an outage left unannounced.
+        stop_sweeper = start_periodic(
+            "failure", deps.get().deliverer.announce_failures, settings.outbox_sweep_s
+        )
 
         async def stop() -> None:
+            await stop_sweeper()
             await stop_refresher()
             await client.aclose()
 

@@ -780,3 +780,38 @@ async def test_a_web_reporter_with_only_an_email_is_acknowledged_by_email_once(
 async def _mail_to(notify: Notify, address: str, n: int) -> list[bytes] | None:
     mails = notify.mail.to(address)
     return mails if len(mails) >= n else None
+
+
+async def test_a_failure_whose_announcement_a_crash_cut_off_is_announced_by_the_sweep(
+    notify: Notify,
+) -> None:
+    failed_events = await notify.js.subscribe(subjects.NOTIFICATION_FAILED, durable="t-swept")
+    record = {
+        "_id": "swept:BJR-T9:citizen:sms",
+        "complaint_id": "BJR-T9",
+        "cause_event_id": "received:BJR-T9",
+        "audience": "citizen",
+        "channel": "sms",
+        "transport": "http",
+        "template": "citizen_received",
+        "status": "failed",
+        "failure_reason": "rejected",
+        "last_error": "HTTP 400",
+        "attempts": 1,
+        "failed_at": datetime.now(UTC),
+        # Stored with the failure; the process died before publishing.
+        "failure_announced": False,
+    }
+    await notify.db.notifications.insert_one(record)
+
+    assert await notify.deps.deliverer.announce_failures() >= 1
+
+    msg = await failed_events.next_msg(timeout=5)
+    while json.loads(msg.data)["notification_id"] != record["_id"]:
+        await msg.ack()
+        msg = await failed_events.next_msg(timeout=5)
+    await msg.ack()
+    await failed_events.unsubscribe()
+    stored = await notify.db.notifications.find_one({"_id": record["_id"]})
+    assert stored["failure_announced"] is True
+    assert await notify.deps.deliverer.announce_failures() == 0
