@@ -59,10 +59,19 @@ DEV_DIR_ENV = "LAPOR_DEV_DIR"
 DEV_DIR = ROOT / "var" / "dev"
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port, never one this process was given before: the kernel may
+    hand out a just-released port again, and a three-node stack asks for fifteen."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
@@ -78,6 +87,14 @@ def _die_with_parent() -> None:
     # Linux: deliver SIGTERM to the child when the supervisor dies, however it dies.
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def nats_cluster_block(name: str, route_port: int, peer_route_ports: Sequence[int]) -> str:
+    """The `cluster` block of one JetStream cluster node: its route listener and its peers."""
+    routes = ", ".join(f"nats-route://127.0.0.1:{port}" for port in peer_route_ports)
+    return (
+        f"cluster {{\n  name: {name}\n  listen: 127.0.0.1:{route_port}\n  routes: [{routes}]\n}}\n"
+    )
 
 
 def nats_server_bin() -> str:
@@ -329,6 +346,11 @@ class Stack:
     with_dlq: bool = True
     # fsync every JetStream write before the ack (production compose does).
     nats_sync_always: bool = False
+    # A JetStream cluster of this many nats-servers (children nats-1 … nats-N, each
+    # with its own store) instead of the single `nats`; node 1 listens on nats_port,
+    # the other ports are picked once per Stack and kept for restarts.
+    nats_nodes: int = 1
+    nats_node_ports: dict[str, dict[str, int]] = field(default_factory=dict)
     # One random password per user and per Stack: restarts of a child reuse them.
     nats_passwords: dict[str, str] = field(default_factory=dict, repr=False)
     _nats_users: list[NatsUser] = field(default_factory=list, repr=False)
@@ -355,9 +377,32 @@ class Stack:
         return self.nats_url or self.nats_url_for("admin")
 
     def nats_url_for(self, user: str) -> str:
+        """`user`'s login; on a cluster, one URL per node, comma-separated."""
         if not self.nats_auth:
             return self.nats
-        return f"nats://{user}:{self.nats_password(user)}@127.0.0.1:{self.nats_port}"
+        login = f"{user}:{self.nats_password(user)}@"
+        return ",".join(f"nats://{login}127.0.0.1:{port}" for port in self._nats_client_ports())
+
+    def _nats_client_ports(self) -> list[int]:
+        if self.nats_nodes == 1:
+            return [self.nats_port]
+        return [self.nats_node(node)["client"] for node in self.nats_node_names()]
+
+    def nats_node_names(self) -> list[str]:
+        """The children (and server names) of the cluster nodes: nats-1 … nats-N."""
+        return [f"nats-{i}" for i in range(1, self.nats_nodes + 1)] if self.nats_nodes > 1 else []
+
+    def nats_node(self, node: str) -> dict[str, int]:
+        """A cluster node's ports: client, cluster route and HTTP monitoring."""
+        if not self.nats_node_ports:
+            for i, name in enumerate(self.nats_node_names()):
+                client = self.nats_port if i == 0 else free_port()
+                self.nats_node_ports[name] = {
+                    "client": client,
+                    "route": free_port(),
+                    "monitor": free_port(),
+                }
+        return self.nats_node_ports[node]
 
     def nats_password(self, user: str) -> str:
         if user not in self.nats_passwords:
@@ -374,7 +419,9 @@ class Stack:
     # -- servers -----------------------------------------------------------------
     def start_servers(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.nats_url is None:
+        if self.nats_url is None and self.nats_nodes > 1:
+            self.start_nats_cluster()
+        elif self.nats_url is None:
             self.start_nats()
         if self.mongo_url is None:
             self.start_ferretdb()
@@ -421,16 +468,70 @@ class Stack:
         self._spawn("nats", [nats_server_bin(), "-c", str(store / "server.conf")], env)
         wait_for_port(self.nats_port)
 
-    def _nats_conf(self, store: Path) -> str:
+    def _nats_conf(
+        self, store: Path, server_name: str = "lapor-dev", port: int | None = None, extra: str = ""
+    ) -> str:
         sync = "  sync_interval: always\n" if self.nats_sync_always else ""
         # Streams hold phone numbers (inbound SMS, reply addresses): encrypted on disk
         # with a key that nats-server reads from its environment, as in compose.
         return (
-            f"server_name: lapor-dev\nlisten: 127.0.0.1:{self.nats_port}\n"
+            f"server_name: {server_name}\nlisten: 127.0.0.1:{port or self.nats_port}\n"
             f'jetstream {{\n  store_dir: "{store}"\n{sync}'
             f"  cipher: aes\n  key: ${NATS_STORE_KEY_ENV}\n}}\n"
-            'include "auth.conf"\n'
+            f'{extra}include "auth.conf"\n'
         )
+
+    # -- a JetStream cluster (nats_nodes > 1) ------------------------------------
+    def start_nats_cluster(self, timeout: float = 60.0) -> None:
+        """Start every node, then wait until each answers and JetStream has a meta leader."""
+        for node in self.nats_node_names():
+            self.start_nats_node(node, wait=False)
+        for node in self.nats_node_names():
+            self.wait_nats_node(node, timeout)
+
+    def write_nats_node_conf(self, node: str) -> Path:
+        """A cluster node's config: the single-server one with its own name, ports and
+        store, plus the cluster block routing to the other nodes."""
+        store = self.workdir / node
+        store.mkdir(parents=True, exist_ok=True)
+        users = self._nats_users = self._nats_users or nats_users()
+        (store / "auth.conf").write_text(render_auth_conf(users))
+        ports = self.nats_node(node)
+        peers = [self.nats_node(n)["route"] for n in self.nats_node_names() if n != node]
+        extra = f"http: 127.0.0.1:{ports['monitor']}\n" + nats_cluster_block(
+            "lapor", ports["route"], peers
+        )
+        conf = store / "server.conf"
+        conf.write_text(self._nats_conf(store, node, ports["client"], extra))
+        return conf
+
+    def start_nats_node(self, node: str, wait: bool = True) -> None:
+        """Start (or restart) one cluster node on its ports and store directory."""
+        conf = self.write_nats_node_conf(node)
+        env = dict(os.environ)
+        env.update({user.password_env: self.nats_password(user.name) for user in self._nats_users})
+        env[NATS_STORE_KEY_ENV] = env.get(NATS_STORE_KEY_ENV) or self._dev_key(
+            "nats_store_key", secrets.token_hex(32)
+        )
+        self._spawn(node, [nats_server_bin(), "-c", str(conf)], env)
+        if wait:
+            self.wait_nats_node(node)
+
+    def wait_nats_node(self, node: str, timeout: float = 60.0) -> None:
+        """Until the node's /healthz is ok: JetStream is up, knows its meta leader and
+        its streams are current."""
+        import httpx
+
+        url = f"http://127.0.0.1:{self.nats_node(node)['monitor']}/healthz"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.children[node].alive():
+                raise RuntimeError(f"{node} exited before it was ready")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"{node} not healthy after {timeout:.0f}s")
 
     def start_ferretdb(self) -> None:
         """Start (or restart) FerretDB on the same port and data directory."""
@@ -451,7 +552,8 @@ class Stack:
         env = dict(os.environ)
         env.update(
             {
-                "NATS_URL": self.nats_url or f"nats://127.0.0.1:{self.nats_port}",
+                "NATS_URL": self.nats_url
+                or ",".join(f"nats://127.0.0.1:{port}" for port in self._nats_client_ports()),
                 "MONGO_URL": self.mongo,
                 "MONGO_DB": self.mongo_db,
                 "LAPOR_DATA_DIR": str(ROOT / "data"),
@@ -540,6 +642,8 @@ class Stack:
         """Start one child again with its original settings (ports, data dirs, users)."""
         if name == "nats":
             self.start_nats()
+        elif name in self.nats_node_names():
+            self.start_nats_node(name, wait=wait)
         elif name == "ferretdb":
             self.start_ferretdb()
         elif name == DLQ:
@@ -554,7 +658,7 @@ class Stack:
 
     def stop(self) -> None:
         # Services first (they finish and ack in-flight work), then the servers.
-        servers = ("ferretdb", "nats")
+        servers = ("ferretdb", "nats", *self.nats_node_names())
         for name in [*(n for n in self.children if n not in servers), *servers]:
             if name in self.children:
                 self.children[name].stop()
