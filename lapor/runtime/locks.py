@@ -1,9 +1,10 @@
 """Per-key locks inside one process.
 
-FerretDB v1 loses concurrent updates to one document, and a read-decide-write
-on one complaint must not interleave with another; so each service serialises
-its own work per complaint (or sender, or notification). Replicas rely on the
-database's unique keys instead.
+Only for order and efficiency, never for correctness: intake judges one
+sender's messages one after another (limits and repeats are about order, and a
+burst arrives in one batch), and SLA replans one complaint at a time instead
+of redoing each other's work. What must hold across replicas holds in the
+database: version preconditions in atomic updates, and unique keys.
 """
 
 import asyncio

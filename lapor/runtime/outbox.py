@@ -12,8 +12,9 @@ The handler that made the change flushes right away; a retried message flushes
 what is still pending; `run_sweeper` publishes whatever a crash left behind,
 at start-up and on a timer.
 
-Announcements are sealed with the personal-data key: a received event carries
-the citizen's reply address, which is not stored in clear.
+Announcements are sealed with the personal-data key when they may carry
+personal data: a received event carries the citizen's reply address, which is
+not stored in clear.
 """
 
 import asyncio
@@ -49,7 +50,9 @@ def outbox_key(event_id: str) -> str:
 class Outbox:
     """Seals announcements into a document's write and publishes them from there."""
 
-    def __init__(self, publishers: Iterable[EventPublisher], cipher: PiiCipher) -> None:
+    def __init__(
+        self, publishers: Iterable[EventPublisher], cipher: PiiCipher | None = None
+    ) -> None:
         self._by_schema = {p.schema: p for p in publishers}
         self._by_subject = {p.subject: p for p in self._by_schema.values()}
         self._cipher = cipher
@@ -60,13 +63,15 @@ class Outbox:
         for event in events:
             event_id = str(getattr(event, "event_id"))  # noqa: B009 - every announcement has one
             publisher = self._by_schema[type(event)]
-            body = event.model_dump_json(by_alias=True).encode()
-            fields[f"{OUTBOX}.{outbox_key(event_id)}"] = {
-                "event_id": event_id,
-                "subject": publisher.subject,
-                "sealed": self._cipher.seal_bytes(body, _context(owner_id, event_id)),
-                "at": at,
-            }
+            body = event.model_dump_json(by_alias=True)
+            entry: Document = {"event_id": event_id, "subject": publisher.subject, "at": at}
+            if self._cipher is None:  # announcements that carry no personal data
+                entry["body"] = body
+            else:
+                entry["sealed"] = self._cipher.seal_bytes(
+                    body.encode(), _context(owner_id, event_id)
+                )
+            fields[f"{OUTBOX}.{outbox_key(event_id)}"] = entry
         if fields:
             fields[FLAG] = PENDING
         return fields
@@ -93,12 +98,19 @@ class Outbox:
         entries = sorted(pending.items(), key=lambda item: (item[1]["at"], item[0]))
         for _key, entry in entries:
             publisher = self._by_subject[entry["subject"]]
-            body = self._cipher.open_bytes(entry["sealed"], _context(doc["_id"], entry["event_id"]))
+            body = self._body(doc["_id"], entry)
             await publisher.publish(
                 publisher.schema.model_validate_json(body), msg_id=entry["event_id"]
             )
         await self._clear(collection, doc, [key for key, _ in entries])
         return len(entries)
+
+    def _body(self, owner_id: str, entry: Document) -> str | bytes:
+        if "sealed" not in entry:
+            return str(entry["body"])
+        if self._cipher is None:
+            raise RuntimeError(f"a sealed announcement of {owner_id} and no key to open it")
+        return self._cipher.open_bytes(entry["sealed"], _context(owner_id, entry["event_id"]))
 
     async def _clear(
         self, collection: AsyncCollection[Document], doc: Document, keys: list[str]

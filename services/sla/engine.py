@@ -36,7 +36,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -92,6 +92,10 @@ SUBJECTS: dict[TimerKind, str] = {
 SKIPPED = "skipped"
 PUBLISHED = "published"
 _REPLAN_ATTEMPTS = 5
+
+
+# The deadline announcements a plan calls for, stored with its clock summary.
+Announce = Callable[[Plan], Sequence[DeadlinesSet]]
 
 
 class Publisher(Protocol):
@@ -180,17 +184,27 @@ class SlaEngine:
     async def plan_of(self, complaint_id: str) -> Plan | None:
         return build_plan(complaint_id, await self.store.facts(complaint_id), self.regions)
 
-    async def record(self, complaint_id: str, fact: Fact) -> Plan | None:
-        """Store a fact (once per event id) and bring the complaint's timers in line."""
+    async def record(
+        self, complaint_id: str, fact: Fact, announce: Announce | None = None
+    ) -> Plan | None:
+        """Store a fact (once per event id) and bring the complaint's timers in line.
+
+        `announce` names the deadline announcements the new plan calls for; they
+        are stored with the clock summary and published by `announce_pending`.
+        """
         async with self.locks.hold(complaint_id):
             await self.store.add_fact(complaint_id, fact)
-            return await self._replan(complaint_id)
+            return await self._replan(complaint_id, announce)
+
+    async def announce_pending(self, complaint_id: str) -> int:
+        """Publish the complaint's stored deadline announcements; also on a redelivery."""
+        return await self.store.announce(complaint_id)
 
     async def replan(self, complaint_id: str) -> Plan | None:
         async with self.locks.hold(complaint_id):
             return await self._replan(complaint_id)
 
-    async def _replan(self, complaint_id: str) -> Plan | None:
+    async def _replan(self, complaint_id: str, announce: Announce | None = None) -> Plan | None:
         plan: Plan | None = None
         for _ in range(_REPLAN_ATTEMPTS):
             facts = await self.store.facts(complaint_id)
@@ -198,7 +212,8 @@ class SlaEngine:
             now = self.clock()
             await self._reconcile(complaint_id, plan, now)
             if plan is not None:
-                await self.store.save_clock(complaint_id, clock_summary(plan, now))
+                announced = announce(plan) if announce is not None else ()
+                await self.store.save_clock(complaint_id, clock_summary(plan, now), announced)
                 await self._record_late_runs(plan, now)
             # Facts are insert-only: an unchanged count means nobody added one meanwhile.
             if await self.store.fact_count(complaint_id) == len(facts):
@@ -258,6 +273,10 @@ class SlaEngine:
         if startup:
             await self._republish_ledger(now, report)
         await self._republish_claimed(now, None if startup else now - self.republish_after, report)
+        # Deadline announcements a crash or an outage left in the clock summaries.
+        report.republished += await self.store.announce_leftovers(
+            timedelta(0) if startup else self.republish_after
+        )
         after: tuple[datetime, str] | None = None
         gate = asyncio.Semaphore(self.concurrency)
         while True:

@@ -5,11 +5,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from lapor.contracts import ComplaintRouted, ComplaintStateChanged, subjects
+from lapor.contracts import ComplaintRouted, ComplaintStateChanged, DeadlinesSet, subjects
 from services.sla.engine import Publisher, SlaEngine
 from services.sla.plan import (
     REPLY_WINDOW_STATES,
     Fact,
+    Plan,
     RegionRules,
     deadline_announcements,
     reopen_announcement,
@@ -23,7 +24,6 @@ __all__ = ["RegionRules", "SlaDeps", "handle_routed", "handle_state_changed"]
 @dataclass(frozen=True)
 class SlaDeps:
     engine: SlaEngine
-    deadlines: Publisher
     default_region: str = "banjar"
 
     @property
@@ -42,14 +42,14 @@ class SlaDeps:
 
 
 async def _apply(deps: SlaDeps, complaint_id: str, fact: Fact) -> None:
-    plan = await deps.engine.record(complaint_id, fact)
-    if plan is None:
-        return  # not routed yet (the decision will come), or out of scope: no clock runs
-    occurred_at = deps.regions[plan.region].calendar.local(deps.clock())
-    # Announced after the timers are stored; a redelivery announces again under the
-    # same id, which JetStream drops.
-    for announced in deadline_announcements(plan, fact, occurred_at):
-        await deps.deadlines.publish(announced, msg_id=announced.event_id)
+    def announce(plan: Plan) -> list[DeadlinesSet]:
+        occurred_at = deps.regions[plan.region].calendar.local(deps.clock())
+        return deadline_announcements(plan, fact, occurred_at)
+
+    # The announcements are stored with the clock summary, then published; a
+    # redelivery publishes what is still pending, and the sweep what a crash left.
+    await deps.engine.record(complaint_id, fact, announce)
+    await deps.engine.announce_pending(complaint_id)
 
 
 async def handle_routed(event: ComplaintRouted, deps: SlaDeps) -> None:

@@ -4,6 +4,8 @@ sla_facts     what SLA heard about each complaint (routing decisions, state
               changes), one document per event id; insert-only, so two
               replicas never overwrite each other's facts.
 sla_clocks    a readable summary per complaint (deadlines, runs, state); derived.
+              It also holds the deadline announcements not yet published
+              (`outbox`), written together with the summary that calls for them.
 sla_timers    the live timers: one document per firing id that is still to
               fire (`pending`) or claimed and not yet settled (`claimed`).
               Settled and cancelled timers are deleted, so the collection holds
@@ -21,16 +23,17 @@ that two replicas may make to one breach at the same time are verified by
 reading back and repeated if lost.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from lapor.contracts import Priority, State
+from lapor.contracts import DeadlinesSet, Priority, State
+from lapor.runtime.outbox import Outbox, ensure_outbox_index
 from services.sla.plan import Fact, Plan, Routed, StateChange
 from services.sla.policy import ESCALATION_ORDER, EscalationLevel
 
@@ -152,7 +155,11 @@ class SlaStore(Protocol):
     async def add_fact(self, complaint_id: str, fact: Fact) -> bool: ...
     async def facts(self, complaint_id: str) -> list[Fact]: ...
     async def fact_count(self, complaint_id: str) -> int: ...
-    async def save_clock(self, complaint_id: str, summary: Document) -> None: ...
+    async def save_clock(
+        self, complaint_id: str, summary: Document, announce: Sequence[DeadlinesSet] = ()
+    ) -> None: ...
+    async def announce(self, complaint_id: str) -> int: ...
+    async def announce_leftovers(self, older_than: timedelta) -> int: ...
 
     async def timers_of(self, complaint_id: str) -> list[Document]: ...
     async def insert_timers(self, docs: list[Document]) -> int: ...
@@ -235,7 +242,8 @@ def breach_covers(doc: Mapping[str, Any], update: BreachUpdate) -> bool:
 
 
 class MongoSlaStore:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], outbox: Outbox | None = None) -> None:
+        self.outbox = outbox
         self.facts_coll = db["sla_facts"]
         self.clocks = db["sla_clocks"]
         self.timers = db["sla_timers"]
@@ -253,6 +261,7 @@ class MongoSlaStore:
         await self.fired.create_index([("complaint_id", ASCENDING)])
         await self.breaches_coll.create_index([("agency", ASCENDING), ("due_at", ASCENDING)])
         await self.breaches_coll.create_index([("due_at", ASCENDING)])
+        await ensure_outbox_index(self.clocks)
 
     # -- facts ---------------------------------------------------------------
 
@@ -270,13 +279,42 @@ class MongoSlaStore:
     async def fact_count(self, complaint_id: str) -> int:
         return await self.facts_coll.count_documents({"complaint_id": complaint_id})
 
-    async def save_clock(self, complaint_id: str, summary: Document) -> None:
+    async def save_clock(
+        self, complaint_id: str, summary: Document, announce: Sequence[DeadlinesSet] = ()
+    ) -> None:
+        """Store the clock summary and, in the same write, the deadline announcements
+        it calls for (the outbox); `announce` publishes them."""
+        changes = dict(summary)
+        if announce:
+            changes |= self._outbox().fields(complaint_id, announce, summary["updated_at"])
         for _ in range(2):
             try:
-                await self.clocks.update_one({"_id": complaint_id}, {"$set": summary}, upsert=True)
+                await self.clocks.update_one(
+                    {"_id": complaint_id},
+                    # The version lets the relay clear all in one write when nothing changed.
+                    {"$set": changes, "$inc": {"version": 1}},
+                    upsert=True,
+                )
                 return
             except DuplicateKeyError:
                 continue  # another replica inserted it first: now it is an update
+
+    # Without an outbox nothing can be pending: `save_clock` refuses to store it.
+    async def announce(self, complaint_id: str) -> int:
+        if self.outbox is None:
+            return 0
+        doc = await self.clocks.find_one({"_id": complaint_id})
+        return await self.outbox.flush(self.clocks, doc)
+
+    async def announce_leftovers(self, older_than: timedelta) -> int:
+        if self.outbox is None:
+            return 0
+        return await self.outbox.sweep([self.clocks], older_than=older_than)
+
+    def _outbox(self) -> Outbox:
+        if self.outbox is None:
+            raise RuntimeError("this SLA store has no outbox to announce deadlines through")
+        return self.outbox
 
     # -- timers --------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from lapor.contracts import (
 from lapor.regions import load_regions
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.metrics import DomainMetrics, start_consumer_refresher
+from lapor.runtime.outbox import Outbox
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
@@ -144,7 +145,8 @@ def build_engine(
     replica: str | None = None,
 ) -> SlaEngine:
     return SlaEngine(
-        MongoSlaStore(db),
+        # Deadline announcements carry no personal data: stored unsealed.
+        MongoSlaStore(db, Outbox([publishers["deadlines"]])),
         rules,
         [
             publishers["alert"],
@@ -179,13 +181,7 @@ def create_app(
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
         engine = build_engine(db, rules, publishers, settings, clock=now, metrics=metrics)
         await engine.store.ensure_indexes()
-        deps.set(
-            handlers.SlaDeps(
-                engine=engine,
-                deadlines=publishers["deadlines"],
-                default_region=settings.default_region,
-            )
-        )
+        deps.set(handlers.SlaDeps(engine=engine, default_region=settings.default_region))
         # Publishing needs the broker, which starts right after this hook.
         sweeping = asyncio.create_task(
             engine.run_forever(settings.sweep_interval_s, ready=lambda: runtime.broker.running),

@@ -35,6 +35,7 @@ from lapor.contracts import (
 )
 from lapor.devstack import ROOT, Stack
 from lapor.runtime.broker import EventPublisher, declare_consumers
+from lapor.runtime.outbox import Outbox
 from lapor.runtime.service import Late, build_runtime
 from lapor.runtime.settings import InfraSettings
 from services.sla.engine import MODELS, SlaEngine
@@ -62,7 +63,7 @@ class CountingPublisher:
 
     def __init__(self, inner: EventPublisher, attempts: list[str]) -> None:
         self.inner = inner
-        self.subject = inner.subject
+        self.subject, self.schema = inner.subject, inner.schema
         self.attempts = attempts
         self.after_publish: Callable[[str], Any] | None = None
 
@@ -152,7 +153,8 @@ class Replica:
             concurrency=4,
             republish_after=timedelta(seconds=30),
         )
-        self.deps = SlaDeps(engine=self.engine, deadlines=self.publishers["deadlines"])
+        self.engine.store.outbox = Outbox([self.publishers["deadlines"]])  # type: ignore[attr-defined,list-item]
+        self.deps = SlaDeps(engine=self.engine)
         late.set(self.deps)
 
     async def start(self) -> Replica:

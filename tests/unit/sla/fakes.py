@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,9 +18,11 @@ from pydantic import BaseModel
 from lapor.contracts import (
     ComplaintRouted,
     ComplaintStateChanged,
+    DeadlinesSet,
     Priority,
     State,
 )
+from services.sla.engine import MODELS
 from services.sla.plan import Fact, to_ms
 from services.sla.repository import (
     CLAIMED,
@@ -52,6 +54,9 @@ class MemorySlaStore:
         self.fired: dict[str, Document] = {}
         self.breach_docs: dict[str, Document] = {}
         self.calls: list[str] = []
+        # Deadline announcements stored with the clock summary, not yet published.
+        self.pending: dict[str, dict[str, DeadlinesSet]] = {}
+        self.deadlines: RecordingPublisher | None = None
 
     async def _io(self, name: str) -> None:
         # A real database call gives other tasks (another replica) their turn.
@@ -80,8 +85,26 @@ class MemorySlaStore:
     async def fact_count(self, complaint_id: str) -> int:
         return sum(1 for doc in self.fact_docs.values() if doc["complaint_id"] == complaint_id)
 
-    async def save_clock(self, complaint_id: str, summary: Document) -> None:
+    async def save_clock(
+        self, complaint_id: str, summary: Document, announce: Sequence[DeadlinesSet] = ()
+    ) -> None:
         self.clocks[complaint_id] = bson(summary)
+        pending = self.pending.setdefault(complaint_id, {})
+        pending.update({event.event_id: event for event in announce})
+
+    async def announce(self, complaint_id: str) -> int:
+        if self.deadlines is None:
+            raise RuntimeError("no publisher for deadline announcements")
+        pending = self.pending.get(complaint_id, {})
+        published = 0
+        for event_id, event in list(pending.items()):
+            await self.deadlines.publish(event, msg_id=event_id)
+            del pending[event_id]
+            published += 1
+        return published
+
+    async def announce_leftovers(self, older_than: timedelta) -> int:
+        return sum([await self.announce(complaint_id) for complaint_id in list(self.pending)])
 
     # -- timers
     async def timers_of(self, complaint_id: str) -> list[Document]:
@@ -270,6 +293,7 @@ class RecordingPublisher:
 
     def __init__(self, subject: str, sink: Sink, fail_times: int = 0) -> None:
         self.subject = subject
+        self.schema = MODELS[subject]
         self.sink = sink
         self.fail_times = fail_times
 

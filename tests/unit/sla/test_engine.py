@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from lapor.contracts import ComplaintRouted, ComplaintStateChanged, Priority, State, subjects
 from lapor.runtime.metrics import DomainMetrics
+from lapor.runtime.outbox import Outbox
 from services.sla.calendar import load_calendar
 from services.sla.engine import MODELS, SlaEngine
 from services.sla.handlers import SlaDeps, handle_routed, handle_state_changed
@@ -59,10 +61,12 @@ class Harness:
             republish_after=timedelta(seconds=30),
             batch_size=7,
         )
-        self.deps = SlaDeps(
-            engine=self.engine,
-            deadlines=RecordingPublisher(subjects.COMPLAINT_DEADLINES, self.sink),
-        )
+        deadlines = self.publishers[subjects.COMPLAINT_DEADLINES]
+        if isinstance(self.store, MemorySlaStore):
+            self.store.deadlines = deadlines
+        else:  # the real store on the real database
+            self.store.outbox = Outbox([deadlines])  # type: ignore[list-item]
+        self.deps = SlaDeps(engine=self.engine)
         self.fired_at: dict[str, datetime] = {}
 
     async def send(self, *events: ComplaintRouted | ComplaintStateChanged) -> None:
@@ -502,6 +506,21 @@ async def test_a_publish_that_fails_after_the_claim_goes_out_once_later() -> Non
     assert "C1:first_response:warn50:0" not in sla.store.timers
     await sla.run_until(wita(12, 29))
     assert [i for i in sla.sla_ids() if ":first_response:" in i] == ["C1:first_response:warn50:0"]
+
+
+async def test_deadlines_whose_publish_failed_are_announced_by_the_sweep() -> None:
+    sla = Harness(wita(12, 21, 10))
+    sla.publishers[subjects.COMPLAINT_DEADLINES].fail_times = 1
+    with pytest.raises(ConnectionError):
+        await sla.send(routed("C1", wita(12, 21, 10)))
+    assert sla.sink.ids(subjects.COMPLAINT_DEADLINES) == []
+    assert sla.store.clocks["C1"]["deadlines"]["answer"] is not None
+    # The routing decision never comes back (dead-lettered, say): the sweep announces.
+    await sla.engine.sweep()
+    [announced] = sla.sink.bodies(subjects.COMPLAINT_DEADLINES)
+    assert announced["complaint_id"] == "C1" and announced["deadlines"]["answer"]
+    await sla.engine.sweep()
+    assert len(sla.sink.ids(subjects.COMPLAINT_DEADLINES)) == 1
 
 
 async def test_a_restart_republishes_unsettled_claims_at_once() -> None:
