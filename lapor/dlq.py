@@ -238,11 +238,13 @@ def _default_error(reason: str, advisory: Document) -> str:
 class DeadLetterWatcher:
     """Consumes LAPOR_ADVISORIES and turns each advisory into a dead-letter record."""
 
-    def __init__(self, nc: Any, store: DeadLetterStore, batch: int = 16) -> None:
+    def __init__(self, nc: Any, store: DeadLetterStore, batch: int = 16, replicas: int = 1) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.store = store
         self.batch = batch
+        # As many copies as the services' streams: a dead letter must survive a node.
+        self.replicas = replicas
 
     async def declare(self) -> None:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
@@ -253,6 +255,7 @@ class DeadLetterWatcher:
             subjects=list(ADVISORY_SUBJECTS),
             storage=StorageType.FILE,
             max_age=ADVISORY_MAX_AGE_S,
+            num_replicas=self.replicas,
         )
         try:
             await self.js.add_stream(config)
@@ -479,13 +482,16 @@ def watch_command(
     log_format: Annotated[str, typer.Option(envvar="LOG_FORMAT")] = "json",
     pii_key: PiiKey = "",
     pii_old_keys: PiiOldKeys = "",
+    stream_replicas: Annotated[int, typer.Option(envvar="NATS_STREAM_REPLICAS", min=1, max=5)] = 1,
 ) -> None:
     """Run the watcher: store every message JetStream gave up on (until SIGTERM)."""
     from lapor.runtime.logs import configure_logging
 
     cipher = _cipher(pii_key, pii_old_keys)
     configure_logging("dlq", log_level, log_format)
-    asyncio.run(_watch(nats_url, nats_user, nats_password, mongo_url, mongo_db, cipher))
+    asyncio.run(
+        _watch(nats_url, nats_user, nats_password, mongo_url, mongo_db, cipher, stream_replicas)
+    )
 
 
 async def _watch(
@@ -495,6 +501,7 @@ async def _watch(
     mongo_url: str,
     mongo_db: str,
     cipher: PiiCipher,
+    stream_replicas: int = 1,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -503,7 +510,8 @@ async def _watch(
     client = _client(mongo_url, "lapor-dlq")
     nc = await connect_nats(nats_url, user, password, "lapor-dlq")
     try:
-        await DeadLetterWatcher(nc, DeadLetterStore(client[mongo_db], cipher)).run(stop)
+        store = DeadLetterStore(client[mongo_db], cipher)
+        await DeadLetterWatcher(nc, store, replicas=stream_replicas).run(stop)
     finally:
         with contextlib.suppress(Exception):
             await nc.close()

@@ -431,7 +431,7 @@ async def test_no_complaint_lost_or_duplicated_when_a_cluster_node_dies(
         "gateway_publish_retries": gateway.retries,
         "services_publish_retries": _log_count(cluster, "got no PubAck"),
         "handler_retries": _log_count(cluster, '"outcome": "retry"'),
-        # The dead-letter watcher creates its stream itself, without NATS_STREAM_REPLICAS.
+        # The dead-letter watcher creates its own stream, with NATS_STREAM_REPLICAS too.
         "advisories_replicas": advisories.config.num_replicas,
         "advisories_on": advisories.cluster.leader if advisories.cluster else None,
         "longest_pause_between_sms_s": round(max(gaps, default=0.0), 2),
@@ -456,12 +456,6 @@ async def test_no_complaint_lost_or_duplicated_when_a_cluster_node_dies(
     assert all(cluster.children[name].alive() for name in pids), "every service still runs"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lapor.dlq declares LAPOR_ADVISORIES itself (DeadLetterWatcher.declare) with one "
-    "replica whatever NATS_STREAM_REPLICAS says: while the node holding it is down, no "
-    "max-deliveries advisory is captured, so such a message would never reach dead_letters",
-)
 async def test_dead_letter_advisories_are_replicated_like_the_service_streams(
     cluster: Stack,
 ) -> None:
