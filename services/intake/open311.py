@@ -12,6 +12,7 @@ other argument.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -129,6 +130,18 @@ def _iso(value: datetime | None, zone: ZoneInfo) -> str | None:
 # one of the singular name; the JSON is the same document with plain arrays.
 _XML_ITEMS = {"attributes": "attribute", "values": "value"}
 _XML_DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>'
+# XML 1.0 can carry only the characters of its Char production (w3.org/TR/xml/#charsets):
+# not the C0 controls other than tab, LF and CR, not U+FFFE/U+FFFF and not lone
+# surrogates (a Python str can hold them, UTF-8 cannot). No escape helps, `&#0;` is as
+# invalid as the raw character, so one such character in a stored address, description
+# or name would make the whole listing unreadable. It is replaced with U+FFFD rather than
+# dropped: the reader sees that something was there, and the words either side stay apart.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_chars(text: str) -> str:
+    """`text` with every character XML 1.0 cannot carry replaced by U+FFFD."""
+    return _NOT_XML_CHAR.sub("\ufffd", text)
 
 
 def _xml_fill(element: ET.Element, value: Any) -> None:
@@ -142,18 +155,36 @@ def _xml_fill(element: ET.Element, value: Any) -> None:
         element.text = str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _xml_bytes(top: ET.Element) -> bytes:
+    """Every Open311 XML document, well-formed whatever text its elements hold.
+
+    The characters XML cannot carry are replaced in every text and attribute value here,
+    once for all documents; ElementTree escapes the markup characters (`&`, `<`, `>`,
+    and quotes in attributes). A parser turns a raw CR into LF (XML 1.0, 2.11), so CRs
+    are written as `&#13;` and come back as stored: 0x0D is never part of a multi-byte
+    UTF-8 sequence and tags hold none, so each one in the output is a text's own.
+    """
+    for element in top.iter():
+        element.text = xml_chars(element.text) if element.text else element.text
+        element.tail = xml_chars(element.tail) if element.tail else element.tail
+        for name, attribute in list(element.attrib.items()):
+            element.set(name, xml_chars(attribute))
+    body = ET.tostring(top, encoding="utf-8").replace(b"\r", b"&#13;")
+    return _XML_DECLARATION + body
+
+
 def to_xml(root: str, item: str, rows: list[dict[str, Any]]) -> bytes:
     top = ET.Element(root)
     for row in rows:
         _xml_fill(ET.SubElement(top, item), row)
-    return _XML_DECLARATION + ET.tostring(top, encoding="utf-8")
+    return _xml_bytes(top)
 
 
 def document_xml(root: str, document: Mapping[str, Any]) -> bytes:
     """A single document (a service definition) under its root element."""
     top = ET.Element(root)
     _xml_fill(top, document)
-    return _XML_DECLARATION + ET.tostring(top, encoding="utf-8")
+    return _xml_bytes(top)
 
 
 def respond(
