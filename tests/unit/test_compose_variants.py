@@ -25,6 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "docker-compose.yml"
 SCALE = ROOT / "docker-compose.scale.yml"
+TLS = ROOT / "docker-compose.tls.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 NATS_CLUSTER_CONF = ROOT / "ops" / "nats" / "nats-cluster.conf"
 NATS_AUTH_CONF = ROOT / "ops" / "nats" / "auth.conf"
@@ -169,15 +170,21 @@ def scaled(base: dict[str, Any], scale: dict[str, Any]) -> dict[str, dict[str, A
 
 @pytest.fixture()
 def env_file(tmp_path: Path) -> Path:
-    """Every variable of .env.example with a non-placeholder test value."""
+    """Every variable of .env.example, each placeholder replaced by a test value.
+
+    Settings that are not placeholders (ports, directories, log level) keep
+    their example value, which must be valid as it is.
+    """
     lines = []
-    for index, key in enumerate(_read_env_file(ENV_EXAMPLE)):
+    for index, (key, value) in enumerate(_read_env_file(ENV_EXAMPLE).items()):
         if key == "COMPOSE_PROJECT_NAME":
             lines.append(f"{key}=laporcheck")
-        else:
+        elif value.startswith("change-me"):
             # Letters and digits only, starting with a letter: valid everywhere
             # (NATS config values, MongoDB URLs).
             lines.append(f"{key}=Check{index}x{'7' * 24}")
+        else:
+            lines.append(f"{key}={value}")
     path = tmp_path / "check.env"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -207,7 +214,9 @@ def _compose_config(
     return subprocess.run(args, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
 
 
-@pytest.mark.parametrize("files", [(BASE,), (BASE, SCALE)], ids=["base", "base+scale"])
+@pytest.mark.parametrize(
+    "files", [(BASE,), (BASE, SCALE), (BASE, TLS)], ids=["base", "base+scale", "base+tls"]
+)
 def test_docker_compose_accepts_the_variant(env_file: Path, files: tuple[Path, ...]) -> None:
     result = _compose_config(env_file, *files)
     assert result.returncode == 0, result.stderr or result.stdout
