@@ -28,10 +28,14 @@ run: setup
 test: setup
 	$(VENV)/bin/pytest
 
-# The long chaos run: 10,000 complaints while every process is killed in turn
-# (the short one, 2,000, is part of `make test`); then the log scan.
+# The long chaos run: 10,000 complaints, two replicas of every service, while every
+# process is killed in turn, the database is down for two minutes and NATS for one
+# (the short one, 2,000 with shorter outages, is part of `make test`); then the log scan.
 chaos: setup
-	LAPOR_CHAOS_COMPLAINTS=$${LAPOR_CHAOS_COMPLAINTS:-10000} $(VENV)/bin/pytest -m chaos tests/chaos
+	LAPOR_CHAOS_COMPLAINTS=$${LAPOR_CHAOS_COMPLAINTS:-10000} \
+	LAPOR_CHAOS_DB_OUTAGE_S=$${LAPOR_CHAOS_DB_OUTAGE_S:-120} \
+	LAPOR_CHAOS_NATS_OUTAGE_S=$${LAPOR_CHAOS_NATS_OUTAGE_S:-60} \
+	$(VENV)/bin/pytest -m chaos tests/chaos
 
 test-unit: setup
 	$(VENV)/bin/pytest tests/unit

@@ -89,6 +89,12 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
+def replica_of(name: str) -> str:
+    """The service (or the watcher) a child runs: `intake-2` runs `intake`."""
+    base, _, index = name.rpartition("-")
+    return base if base in (*SERVICES, DLQ) and index.isdigit() else name
+
+
 def nats_cluster_block(name: str, route_port: int, peer_route_ports: Sequence[int]) -> str:
     """The `cluster` block of one JetStream cluster node: its route listener and its peers."""
     routes = ", ".join(f"nats-route://127.0.0.1:{port}" for port in peer_route_ports)
@@ -344,6 +350,9 @@ class Stack:
     children: dict[str, Child] = field(default_factory=dict)
     # Run the dead-letter watcher (lapor.dlq) with the services.
     with_dlq: bool = True
+    # Replicas of every service and of the watcher: children `intake`, `intake-2`, …;
+    # each service replica has an HTTP port of its own, picked once per Stack.
+    replicas: int = 1
     # fsync every JetStream write before the ack (production compose does).
     nats_sync_always: bool = False
     # A JetStream cluster of this many nats-servers (children nats-1 … nats-N, each
@@ -414,7 +423,18 @@ class Stack:
         return self.mongo_url or f"mongodb://127.0.0.1:{self.mongo_port}"
 
     def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.http_ports[service]}"
+        return f"http://127.0.0.1:{self.http_port(service)}"
+
+    def replica_names(self, service: str) -> list[str]:
+        """The children that run `service` (or the watcher): `intake`, `intake-2`, …"""
+        return [service, *(f"{service}-{i}" for i in range(2, self.replicas + 1))]
+
+    def http_port(self, name: str) -> int:
+        """A service replica's HTTP port; the first replica has the service's port, the
+        others get a free one once, kept for their restarts."""
+        if name not in self.http_ports and replica_of(name) in SERVICES:
+            self.http_ports[name] = free_port()
+        return self.http_ports[name]
 
     # -- servers -----------------------------------------------------------------
     def start_servers(self) -> None:
@@ -567,40 +587,46 @@ class Stack:
         return env
 
     def service_env(self, service: str) -> dict[str, str]:
+        """The environment of `service`, or of one replica of it (`intake-2`): the
+        service's NATS user, the replica's HTTP port."""
+        name, service = service, replica_of(service)
         env = self._child_env(service)
         env.update(
             {
                 "LAPOR_PHONE_HASH_KEY": env.get("LAPOR_PHONE_HASH_KEY")
                 or self._dev_key("phone_hash_key", secrets.token_urlsafe(32)),
-                f"{service.upper()}_HTTP_PORT": str(self.http_ports[service]),
+                f"{service.upper()}_HTTP_PORT": str(self.http_port(name)),
             }
         )
         env.update(self.extra_env)
         return env
 
     def start_service(self, service: str, wait: bool = True) -> None:
-        argv = [sys.executable, "-m", f"services.{service}"]
+        argv = [sys.executable, "-m", f"services.{replica_of(service)}"]
         self._spawn(service, argv, self.service_env(service))
         if wait:
             self.wait_ready(service)
 
     def start_services(self, services: Sequence[str] = SERVICES) -> None:
-        if self.with_dlq and not (DLQ in self.children and self.children[DLQ].alive()):
-            self.start_dlq()
-        for service in services:
-            self.start_service(service, wait=False)
-        for service in services:
-            self.wait_ready(service)
+        for watcher in self.replica_names(DLQ) if self.with_dlq else []:
+            if not (watcher in self.children and self.children[watcher].alive()):
+                self.start_dlq(name=watcher)
+        replicas = [name for service in services for name in self.replica_names(service)]
+        for name in replicas:
+            self.start_service(name, wait=False)
+        for name in replicas:
+            self.wait_ready(name)
 
-    def start_dlq(self, wait: bool = True) -> None:
-        """The dead-letter watcher: JetStream advisories in, `dead_letters` records out."""
+    def start_dlq(self, wait: bool = True, name: str = DLQ) -> None:
+        """The dead-letter watcher: JetStream advisories in, `dead_letters` records out.
+        Replicas (`dlq-2`) share its durable consumer and store each record once."""
         env = self._child_env(DLQ)
         env.update(self.extra_env)
-        log = self.workdir / "logs" / f"{DLQ}.log"
+        log = self.workdir / "logs" / f"{name}.log"
         offset = log.stat().st_size if log.exists() else 0
-        self._spawn(DLQ, [sys.executable, "-m", "lapor.dlq", "watch"], env)
+        self._spawn(name, [sys.executable, "-m", "lapor.dlq", "watch"], env)
         if wait:
-            self._wait_log(DLQ, "watching", offset)
+            self._wait_log(name, "watching", offset)
 
     def _wait_log(self, name: str, marker: str, offset: int, timeout: float = 60.0) -> None:
         log = self.workdir / "logs" / f"{name}.log"
@@ -646,8 +672,8 @@ class Stack:
             self.start_nats_node(name, wait=wait)
         elif name == "ferretdb":
             self.start_ferretdb()
-        elif name == DLQ:
-            self.start_dlq(wait=wait)
+        elif replica_of(name) == DLQ:
+            self.start_dlq(wait=wait, name=name)
         else:
             self.start_service(name, wait=wait)
 

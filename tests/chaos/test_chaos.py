@@ -1,19 +1,26 @@
 """Chaos: complaints keep arriving while every process is SIGKILLed and restarted.
 
-A gateway (NATS user `channel`) submits SMS at a steady rate and retries each
-one, with the same gateway id, until JetStream acknowledges it. Meanwhile, in
-turn, each service, nats-server, FerretDB and the dead-letter watcher is killed
-with SIGKILL and started again on the same port and data directory. When the
+Every service and the dead-letter watcher run as two replicas (children
+`intake`, `intake-2`, ...). A gateway (NATS user `channel`) submits SMS at a
+steady rate and retries each one, with the same gateway id, until JetStream
+acknowledges it. Meanwhile, in turn, each replica, nats-server and FerretDB is
+killed with SIGKILL and started again on the same port and data directory; and
+once each, the database and NATS are down for a while (outages: killed, kept
+down, started again, then every replica must be ready; `make chaos`: two
+minutes and one minute). When the
 submissions are done, the system gets time to drain; then the check reads back
-the complaints, the acknowledgement notifications and the SMS in the
-LAPOR_OUTBOUND stream and compares them with the client's history (see
-jepsen.py): lost, duplicated and unexpected must all be zero. The kills go on
-after the last submission until most SMS are acknowledged, so that the faults
-hit the whole pipeline at work, not just the intake.
+the complaints with their histories, the acknowledgement notifications, the SMS
+in the LAPOR_OUTBOUND stream and the routing and deadline announcements in
+LAPOR_EVENTS, and compares them with the client's history (see jepsen.py):
+lost, duplicated, unexpected, invalid_history, unrouted and no_deadlines must
+all be zero. The kills go on after the last submission until most SMS are
+acknowledged, so that the faults hit the whole pipeline at work, not just the
+intake.
 
 Short run (part of `make test`): LAPOR_CHAOS_COMPLAINTS=2000 by default;
 `make chaos` runs 10,000. Tunables: LAPOR_CHAOS_RATE (SMS/s offered),
-LAPOR_CHAOS_KILL_EVERY_S, LAPOR_CHAOS_UNTIL, LAPOR_CHAOS_MAX_S, LAPOR_CHAOS_DRAIN_S.
+LAPOR_CHAOS_KILL_EVERY_S, LAPOR_CHAOS_UNTIL, LAPOR_CHAOS_MAX_S, LAPOR_CHAOS_DRAIN_S,
+LAPOR_CHAOS_REPLICAS, LAPOR_CHAOS_DB_OUTAGE_S and LAPOR_CHAOS_NATS_OUTAGE_S (0: none).
 """
 
 from __future__ import annotations
@@ -38,8 +45,16 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from lapor.contracts import subjects
-from lapor.devstack import ROOT, SERVICES, Stack
-from tests.chaos.jepsen import ACK_TEMPLATES, History, Observed, Verdict, check
+from lapor.devstack import DLQ, ROOT, SERVICES, Stack
+from tests.chaos.jepsen import (
+    ACK_TEMPLATES,
+    DEADLINES,
+    ROUTED,
+    History,
+    Observed,
+    Verdict,
+    check,
+)
 
 COMPLAINTS = int(os.environ.get("LAPOR_CHAOS_COMPLAINTS", "2000"))
 RATE = float(os.environ.get("LAPOR_CHAOS_RATE", "10"))
@@ -49,7 +64,20 @@ DRAIN_S = float(os.environ.get("LAPOR_CHAOS_DRAIN_S", "900"))
 # LAPOR_CHAOS_MAX_S seconds); then the system drains in peace.
 CHAOS_UNTIL = float(os.environ.get("LAPOR_CHAOS_UNTIL", "0.95"))
 CHAOS_MAX_S = float(os.environ.get("LAPOR_CHAOS_MAX_S", "3600"))
-VICTIMS = ("intake", "nats", "router", "ferretdb", "sla", "notify", "dlq")
+REPLICAS = int(os.environ.get("LAPOR_CHAOS_REPLICAS", "2"))
+# The outages: how long each server stays down, and when it goes down, as a share of
+# the submission time (COMPLAINTS / RATE); 0 seconds: no outage. `make chaos` takes
+# the database down for 120 s and NATS for 60 s; the short run in `make test` halves
+# both to stay within CI's time.
+DB_OUTAGE_S = float(os.environ.get("LAPOR_CHAOS_DB_OUTAGE_S", "60"))
+NATS_OUTAGE_S = float(os.environ.get("LAPOR_CHAOS_NATS_OUTAGE_S", "30"))
+OUTAGES = [
+    (at, victim, seconds)
+    for at, victim, seconds in ((0.2, "ferretdb", DB_OUTAGE_S), (0.6, "nats", NATS_OUTAGE_S))
+    if seconds > 0
+]
+# One round of quick kills, per replica: a service, a server, a service, ...
+ROUND = (SERVICES[0], "nats", SERVICES[1], "ferretdb", SERVICES[2], SERVICES[3], DLQ)
 DB = "lapor_chaos"
 CORPUS = ROOT / "tests" / "data" / "router_corpus_banjar.jsonl"
 
@@ -69,18 +97,31 @@ def complaint_texts() -> list[str]:
     return texts
 
 
+def victims(stack: Stack) -> list[str]:
+    """The quick kills in turn: each replica once, nats-server and FerretDB once per replica."""
+    return [
+        stack.replica_names(name)[replica] if name in (*SERVICES, DLQ) else name
+        for replica in range(stack.replicas)
+        for name in ROUND
+    ]
+
+
 @dataclass
 class Kill:
     victim: str
     killed: float
     back: float
     ready: float
+    # an outage: the time the victim was kept down on purpose
+    outage_s: float = 0.0
 
 
 @dataclass
 class Run:
     history: History = field(default_factory=History)
     kills: list[Kill] = field(default_factory=list)
+    outages: list[Kill] = field(default_factory=list)
+    outages_done: asyncio.Event = field(default_factory=asyncio.Event)
     bus_sms: list[float] = field(default_factory=list)
     crashed: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -91,7 +132,10 @@ class Run:
 @pytest.fixture(scope="module")
 def chaos_stack(workdir: Path) -> Iterator[Stack]:
     stack = Stack.for_tests(
-        workdir / "chaos", mongo_db=DB, extra_env={"LOG_LEVEL": "INFO", "LOG_FORMAT": "json"}
+        workdir / "chaos",
+        mongo_db=DB,
+        replicas=REPLICAS,
+        extra_env={"LOG_LEVEL": "INFO", "LOG_FORMAT": "json"},
     )
     try:
         stack.start_servers()
@@ -167,20 +211,52 @@ async def _expected(_exc: Exception) -> None:
 async def kill_in_turn(stack: Stack, run: Run, stop: asyncio.Event) -> None:
     rng = random.Random(9)
     turn = 0
+    order = victims(stack)
+    planned = list(OUTAGES)
+    if not planned:
+        run.outages_done.set()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), KILL_EVERY_S)
             break
-        victim = VICTIMS[turn % len(VICTIMS)]
+        due = [o for o in planned if time.monotonic() - run.started >= o[0] * COMPLAINTS / RATE]
+        if due:
+            planned.remove(due[0])
+            await outage(stack, run, due[0][1], due[0][2])
+            if not planned:
+                run.outages_done.set()
+            continue
+        victim = order[turn % len(order)]
         turn += 1
         killed = time.monotonic()
         stack.kill(victim)
         await asyncio.sleep(rng.uniform(0.2, 2.0))
         stack.start(victim, wait=False)
         back = time.monotonic()
-        if victim in SERVICES:
+        if victim not in ("nats", "ferretdb") and not victim.startswith(DLQ):
             await _ready(stack, victim)
         run.kills.append(Kill(victim, killed, back, time.monotonic()))
+
+
+async def outage(stack: Stack, run: Run, victim: str, seconds: float) -> None:
+    """`victim` (nats or ferretdb) down for `seconds`, then back on the same port and
+    data; over once every replica of every service is ready again."""
+    killed = time.monotonic()
+    stack.kill(victim)
+    await asyncio.sleep(seconds)  # the outage itself: its length is the point
+    stack.start(victim, wait=False)
+    back = time.monotonic()
+    for service in SERVICES:
+        for name in stack.replica_names(service):
+            await _ready(stack, name, timeout=600.0)
+    run.outages.append(Kill(victim, killed, back, time.monotonic(), outage_s=seconds))
+
+
+async def until_outages_done(run: Run, chaos: asyncio.Task[None]) -> None:
+    """Until every planned outage is over (or the chaos itself failed)."""
+    done = asyncio.ensure_future(run.outages_done.wait())
+    await asyncio.wait({done, chaos}, return_when=asyncio.FIRST_COMPLETED)
+    done.cancel()
 
 
 async def _ready(stack: Stack, service: str, timeout: float = 120.0) -> None:
@@ -260,26 +336,41 @@ async def wait_drained(js: Any, timeout: float) -> bool:
     return False
 
 
-async def outbound_sms(js: Any) -> list[tuple[str, str | None]]:
-    """Every SMS notify put on the bus, read back from the stream itself."""
+async def read_stream(js: Any, stream: str, subject: str) -> list[dict[str, Any]]:
+    """Every message on `subject` in `stream`, read back from the stream itself."""
     sub = await js.pull_subscribe(
-        subjects.OUTBOUND_SMS,
-        stream="LAPOR_OUTBOUND",
+        subject,
+        stream=stream,
         config=ConsumerConfig(
             ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=120
         ),
     )
-    found: list[tuple[str, str | None]] = []
+    found: list[dict[str, Any]] = []
     while True:
         try:
             batch = await sub.fetch(500, timeout=3)
         except (TimeoutError, nats.errors.TimeoutError):
             break
-        for msg in batch:
-            body = json.loads(msg.data)
-            found.append((body["notification_id"], body.get("complaint_id")))
+        found += [json.loads(msg.data) for msg in batch]
     await sub.unsubscribe()
     return found
+
+
+async def outbound_sms(js: Any) -> list[tuple[str, str | None]]:
+    """Every SMS notify put on the bus."""
+    return [
+        (body["notification_id"], body.get("complaint_id"))
+        for body in await read_stream(js, "LAPOR_OUTBOUND", subjects.OUTBOUND_SMS)
+    ]
+
+
+async def announcements(js: Any) -> list[tuple[str, str, str]]:
+    """The routing decisions and deadlines announced: (subject, event id, complaint id)."""
+    return [
+        (subject, body["event_id"], body["complaint_id"])
+        for subject in (ROUTED, DEADLINES)
+        for body in await read_stream(js, "LAPOR_EVENTS", subject)
+    ]
 
 
 async def observe(stack: Stack, js: Any) -> tuple[Observed, list[dict[str, Any]]]:
@@ -288,10 +379,11 @@ async def observe(stack: Stack, js: Any) -> tuple[Observed, list[dict[str, Any]]
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo)
     try:
         db = client[DB]
-        complaints = [
-            (doc["source_key"], doc["_id"])
-            async for doc in db.complaints.find({}, {"source_key": 1})
-        ]
+        fields = ("source_key", "state", "agency", "outcome", "deadlines", "history", "version")
+        records = {
+            doc["_id"]: doc async for doc in db.complaints.find({}, dict.fromkeys(fields, 1))
+        }
+        complaints = [(doc["source_key"], cid) for cid, doc in records.items()]
         notes = [
             (doc["_id"], doc["complaint_id"])
             async for doc in db.notifications.find(
@@ -301,7 +393,8 @@ async def observe(stack: Stack, js: Any) -> tuple[Observed, list[dict[str, Any]]
         dead = [doc async for doc in db.dead_letters.find({}, {"payload_sealed": 0})]
     finally:
         await client.close()
-    return Observed(complaints, notes, await outbound_sms(js)), dead
+    observed = Observed(complaints, notes, await outbound_sms(js), records, await announcements(js))
+    return observed, dead
 
 
 # -- the report ----------------------------------------------------------------------
@@ -311,16 +404,31 @@ def report(run: Run, verdict: Verdict, dead: list[dict[str, Any]], drained_ok: b
     restarts: dict[str, list[float]] = {}
     for kill in run.kills:
         restarts.setdefault(kill.victim, []).append(kill.ready - kill.killed)
-    chaos_end = max((k.ready for k in run.kills), default=run.submitted)
+    chaos_end = max((k.ready for k in [*run.kills, *run.outages]), default=run.submitted)
     during = sorted(t for t in run.bus_sms if run.started <= t <= chaos_end)
     gaps = [b - a for a, b in itertools.pairwise(during)]
     return {
         "complaints_offered": COMPLAINTS,
         "rate_per_s": RATE,
+        "replicas": REPLICAS,
         "verdict": verdict.summary(),
-        "lost": verdict.lost,
-        "duplicated": verdict.duplicated,
-        "unexpected": verdict.unexpected,
+        **verdict.counts(),
+        "findings": {
+            "lost": verdict.lost[:50],
+            "duplicated": verdict.duplicated[:50],
+            "unexpected": verdict.unexpected[:50],
+            "invalid_history": verdict.invalid_history[:50],
+            "unrouted": verdict.unrouted[:50],
+            "no_deadlines": verdict.no_deadlines[:50],
+        },
+        "outages": [
+            {
+                "victim": o.victim,
+                "down_s": round(o.back - o.killed, 1),
+                "back_to_ready_s": round(o.ready - o.back, 1),
+            }
+            for o in run.outages
+        ],
         "dead_letters": [f"{d['_id']} {d.get('reason')}: {d.get('error')}" for d in dead],
         "kills": {v: len(t) for v, t in restarts.items()},
         "kill_to_ready_s": {
@@ -335,7 +443,9 @@ def report(run: Run, verdict: Verdict, dead: list[dict[str, Any]], drained_ok: b
     }
 
 
-@pytest.mark.timeout(int(COMPLAINTS / RATE + CHAOS_MAX_S + DRAIN_S + 300))
+@pytest.mark.timeout(
+    int(COMPLAINTS / RATE + CHAOS_MAX_S + DRAIN_S + DB_OUTAGE_S + NATS_OUTAGE_S + 300)
+)
 async def test_no_complaint_lost_or_duplicated_under_chaos(
     chaos_stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -350,6 +460,7 @@ async def test_no_complaint_lost_or_duplicated_under_chaos(
         run.submitted = time.monotonic()
         # The faults go on while the backlog is worked off, not only while SMS arrive.
         await until_mostly_acknowledged(stack, run)
+        await until_outages_done(run, chaos)
     finally:
         stop.set()
         await chaos
@@ -374,10 +485,13 @@ async def test_no_complaint_lost_or_duplicated_under_chaos(
     verdict = check(run.history, observed)
     result = report(run, verdict, dead, drained_ok)
     (stack.workdir / "chaos-result.json").write_text(json.dumps(result, indent=2))
+    counts = " ".join(f"{name}={n}" for name, n in verdict.counts().items())
     with capsys.disabled():
         print("\nchaos:", json.dumps(result, indent=2))
+        print(f"chaos summary: {counts}")
     assert drained_ok, "the system did not drain"
     assert not run.crashed, f"crashed without being killed: {run.crashed}"
     assert verdict.ok, verdict.summary()
     assert verdict.accepted >= COMPLAINTS * 0.99
-    assert set(result["kills"]) == set(VICTIMS), "every process was killed at least once"
+    assert set(result["kills"]) == set(victims(stack)), "every process was killed at least once"
+    assert sorted(o.victim for o in run.outages) == sorted(v for _at, v, _s in OUTAGES)
