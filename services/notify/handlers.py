@@ -36,7 +36,7 @@ from services.notify import domain
 from services.notify.catalog import RenderedNotice
 from services.notify.channels import OutgoingMessage
 from services.notify.delivery import Deliverer, Notification
-from services.notify.repository import NotificationRepository
+from services.notify.repository import Document, NotificationRepository
 from services.notify.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -129,14 +129,16 @@ async def handle_routed(event: ComplaintRouted, deps: NotifyDeps, delivery: int 
 
 async def handle_deadlines(event: DeadlinesSet, deps: NotifyDeps, delivery: int = 1) -> None:
     name = deps.agencies.name_of(event.region, event.agency) if event.agency else ""
-    contact = await deps.repo.contact(event.complaint_id) or {}
+    # Read once: the acknowledgement's wording and its address come from the same
+    # record, also when the received event is stored between two reads.
+    contact = await _contact(deps, event.complaint_id, delivery)
     ack = domain.acknowledgement(
         event,
         name,
-        truncated=bool(contact.get("text_truncated")),
-        acknowledged_answer=contact.get("acknowledged_answer"),
+        truncated=bool((contact or {}).get("text_truncated")),
+        acknowledged_answer=(contact or {}).get("acknowledged_answer"),
     )
-    notes = await _citizen(deps, ack, delivery)
+    notes = _citizen_notes_for(deps, ack, contact)
     if ack.template != "deadline_extended" and event.deadlines.answer is not None:
         # Kept once: every later announcement is compared with what the citizen was told first.
         await deps.repo.note_acknowledged_answer(event.complaint_id, event.deadlines.answer)
@@ -181,11 +183,22 @@ async def _citizen(
     deps: NotifyDeps, message: domain.CitizenMessage, delivery: int
 ) -> list[Notification]:
     assert message.complaint_id is not None
-    contact = await deps.repo.contact(message.complaint_id)
+    return _citizen_notes_for(deps, message, await _contact(deps, message.complaint_id, delivery))
+
+
+async def _contact(deps: NotifyDeps, complaint_id: str, delivery: int) -> Document | None:
+    """The complaint's contact; waits (redelivery) while the received event that
+    carries it is still on its way, None on the last delivery."""
+    contact = await deps.repo.contact(complaint_id)
+    if contact is None and not is_last_delivery(delivery):
+        raise NackMessage(delay=DEPENDENCY_WAIT.delay_after(delivery))
+    return contact
+
+
+def _citizen_notes_for(
+    deps: NotifyDeps, message: domain.CitizenMessage, contact: Document | None
+) -> list[Notification]:
     if contact is None:
-        if not is_last_delivery(delivery):
-            # The received event that carries the address is still on its way.
-            raise NackMessage(delay=DEPENDENCY_WAIT.delay_after(delivery))
         return [_unreachable_citizen(deps, message)]
     return citizen_notes(deps, message, sms=contact.get("sms"), email=contact.get("email"))
 

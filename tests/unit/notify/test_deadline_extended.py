@@ -4,11 +4,13 @@ and the new answer date whenever it moves after that."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from faststream.exceptions import NackMessage
 
 from lapor.contracts import (
     Channel,
@@ -239,3 +241,47 @@ async def test_deadlines_ahead_of_the_routing_are_retried_soon_then_less_often(
     # The last delivery sends what it can rather than waiting again.
     await handlers.handle_deadlines(FIRST, deps, MAX_DELIVER)
     assert len(outbox.sms()) == 1
+
+
+class LateContact(Repo):
+    """The received event is stored right after the deadline handler's first look."""
+
+    def __init__(self, contact: dict[str, Any]) -> None:
+        super().__init__()
+        self.late = contact
+        self.reads = 0
+
+    async def contact(self, complaint_id: str) -> dict[str, Any] | None:
+        self.reads += 1
+        found = await super().contact(complaint_id)
+        if found is None:
+            self.contacts[complaint_id] = dict(self.late)
+        return found
+
+
+async def test_the_acknowledgement_is_worded_from_the_contact_it_is_sent_to(
+    notify: tuple[handlers.NotifyDeps, Outbox],
+) -> None:
+    deps, outbox = notify
+    repo = LateContact({"sms": PHONE, "region": "banjar", "text": "x", "text_truncated": True})
+    deps = replace(deps, repo=repo)  # type: ignore[arg-type]
+    routed = ComplaintRouted(
+        event_id=f"routed:{CID}:0",
+        occurred_at=RECEIVED,
+        complaint_id=CID,
+        region="banjar",
+        received_at=RECEIVED,
+        agency="PUPR",
+        priority=Priority.NORMAL,
+        category="jalan",
+        confidence=0.9,
+        triage=False,
+    )
+    await handlers.handle_routed(routed, deps)
+    with pytest.raises(NackMessage):
+        await handlers.handle_deadlines(FIRST, deps, 1)
+    await handlers.handle_deadlines(FIRST, deps, 2)
+
+    [ack] = [n for n in outbox.sent.values() if n.audience == "citizen"]
+    assert ack.message.template == "ack_truncated"
+    assert "1600 huruf pertama" in ack.message.text
