@@ -14,8 +14,8 @@ in the LAPOR_OUTBOUND stream and the routing and deadline announcements in
 LAPOR_EVENTS, and compares them with the client's history (see jepsen.py):
 lost, duplicated, unexpected, invalid_history, unrouted and no_deadlines must
 all be zero. The kills go on after the last submission until most SMS are
-acknowledged, so that the faults hit the whole pipeline at work, not just the
-intake.
+acknowledged (and every process was killed once and both outages are over), so
+that the faults hit the whole pipeline at work, not just the intake.
 
 Short run (part of `make test`): LAPOR_CHAOS_COMPLAINTS=2000 by default;
 `make chaos` runs 10,000. Tunables: LAPOR_CHAOS_RATE (SMS/s offered),
@@ -121,7 +121,8 @@ class Run:
     history: History = field(default_factory=History)
     kills: list[Kill] = field(default_factory=list)
     outages: list[Kill] = field(default_factory=list)
-    outages_done: asyncio.Event = field(default_factory=asyncio.Event)
+    # set once every planned outage is over and every victim was killed at least once
+    faults_done: asyncio.Event = field(default_factory=asyncio.Event)
     bus_sms: list[float] = field(default_factory=list)
     crashed: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -213,9 +214,9 @@ async def kill_in_turn(stack: Stack, run: Run, stop: asyncio.Event) -> None:
     turn = 0
     order = victims(stack)
     planned = list(OUTAGES)
-    if not planned:
-        run.outages_done.set()
     while not stop.is_set():
+        if not planned and turn >= len(order):
+            run.faults_done.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), KILL_EVERY_S)
             break
@@ -223,8 +224,6 @@ async def kill_in_turn(stack: Stack, run: Run, stop: asyncio.Event) -> None:
         if due:
             planned.remove(due[0])
             await outage(stack, run, due[0][1], due[0][2])
-            if not planned:
-                run.outages_done.set()
             continue
         victim = order[turn % len(order)]
         turn += 1
@@ -252,9 +251,10 @@ async def outage(stack: Stack, run: Run, victim: str, seconds: float) -> None:
     run.outages.append(Kill(victim, killed, back, time.monotonic(), outage_s=seconds))
 
 
-async def until_outages_done(run: Run, chaos: asyncio.Task[None]) -> None:
-    """Until every planned outage is over (or the chaos itself failed)."""
-    done = asyncio.ensure_future(run.outages_done.wait())
+async def until_faults_done(run: Run, chaos: asyncio.Task[None]) -> None:
+    """Until every planned outage is over and every victim was killed once (or the
+    chaos itself failed)."""
+    done = asyncio.ensure_future(run.faults_done.wait())
     await asyncio.wait({done, chaos}, return_when=asyncio.FIRST_COMPLETED)
     done.cancel()
 
@@ -460,7 +460,7 @@ async def test_no_complaint_lost_or_duplicated_under_chaos(
         run.submitted = time.monotonic()
         # The faults go on while the backlog is worked off, not only while SMS arrive.
         await until_mostly_acknowledged(stack, run)
-        await until_outages_done(run, chaos)
+        await until_faults_done(run, chaos)
     finally:
         stop.set()
         await chaos
