@@ -20,7 +20,7 @@ from services.intake.auth import (
     hash_token,
     principal_from,
 )
-from services.intake.handlers import SubmissionRejected
+from services.intake.handlers import SubmissionConflict, SubmissionRejected
 from services.intake.lifecycle import Refused
 from services.intake.repository import ComplaintRepository
 
@@ -235,13 +235,30 @@ def build_router(
         response_model=ComplaintAccepted,
         responses=refusals(
             _400="The body is not JSON",
+            _401="Unknown token",
+            _409="This client_id was used before for a different complaint",
             _422="Not a valid complaint; the reason is given and kept",
         ),
         summary="Submit a complaint (web form, app)",
     )
-    async def submit_complaint(body: NewComplaintRequest) -> ComplaintAccepted:
+    async def submit_complaint(
+        body: NewComplaintRequest,
+        caller: Caller,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> ComplaintAccepted:
+        # `client_id` is the caller's idempotency key, bound to the whole submission
+        # (handlers.submission_binding): a token holder's keys are its own (the
+        # token's hash scopes them); anonymous callers share one scope, in which a
+        # key only returns its complaint to someone who sends the same submission
+        # again, contact details included. So a replay answers with the secret link
+        # only those who could file it: the token holder, or whoever knows the
+        # client_id and everything the reporter sent (the phone and e-mail are in no
+        # view). Without contact details, the unguessable client_id is what guards it.
+        scope = "web"
+        if caller is not None and credentials is not None:
+            scope = f"token:{hash_token(credentials.credentials)[:32]}"
         submission = InboundWeb(
-            source="web",
+            source=scope,
             message_id=body.client_id or uuid.uuid4().hex,
             received_at=datetime.now(UTC),
             **body.model_dump(exclude={"client_id"}),
@@ -251,6 +268,12 @@ def build_router(
         except SubmissionRejected as rejected:
             raise HTTPException(
                 422, detail={"reason": rejected.reason.value, "message": rejected.detail}
+            ) from None
+        except SubmissionConflict:
+            raise HTTPException(
+                409,
+                detail="this client_id was already used for a different complaint: a resend "
+                "must repeat the submission unchanged; a new complaint needs a new client_id",
             ) from None
         status_url = f"/api/v1/complaints/{doc['_id']}"
         return ComplaintAccepted(

@@ -1,6 +1,8 @@
 """Intake's message handlers: plain async functions over explicit dependencies."""
 
-import contextlib
+import hashlib
+import hmac
+import json
 import logging
 import re
 import secrets
@@ -164,22 +166,60 @@ class SubmissionRejected(Exception):
         self.detail = detail
 
 
+class SubmissionConflict(Exception):
+    """A used `source` + `message_id` sent again with a different submission: refused,
+    nothing stored or announced."""
+
+
 async def accept_submission(
     submission: InboundWeb, channel: Channel, deps: IntakeDeps
 ) -> dict[str, Any]:
     """Store a complaint from the web, Open311 or a partner channel and announce it.
 
-    Returns the complaint (the first one for a resent `source` + `message_id`);
-    raises `SubmissionRejected` after keeping a rejection record.
+    `source` + `message_id` is the idempotency key; the caller scopes it (the web
+    API puts the token, or the anonymous web, into `source`; Open311 the partner).
+    The key is bound to the whole submission: returns the complaint (the first one
+    for a resend of the same submission under the same key); raises
+    `SubmissionConflict` for the same key with anything else changed, and
+    `SubmissionRejected` after keeping a rejection record.
     """
     source_key = f"{channel.value}:{submission.source}:{submission.message_id}"
     phone = normalize_phone(submission.phone) if submission.phone else None
+    binding = submission_binding(submission, deps.phone_key)
     if (known := await deps.repo.by_source(source_key)) is None:
-        known = await _store_submission(submission, channel, source_key, phone, deps)
+        known = await _store_submission(submission, channel, source_key, phone, deps, binding)
+    # Also checked on what was just stored: a concurrent first use of the key with
+    # another submission may have won the insert. A complaint stored before keys
+    # were bound has no binding and matches nothing.
+    stored = str((known.get("submission") or {}).get("binding") or "")
+    if not hmac.compare_digest(stored.encode(), binding.encode()):
+        raise SubmissionConflict(
+            f"{submission.message_id!r} was already used for a different submission"
+        )
     # A resend is announced with the reply addresses of the first submission only:
     # whoever knows a message id must not become the complaint's contact.
     await deps.repo.announce(known)
     return known
+
+
+# Leaves out only when the channel received it: a retry is stamped anew.
+_UNBOUND_FIELDS = {"received_at"}
+
+
+def submission_binding(submission: InboundWeb, key: bytes) -> str:
+    """What binds an idempotency key to a submission: an HMAC, under intake's
+    phone-hash key, of the canonical JSON of every field of it (its key, region,
+    text, name, phone, e-mail, category, location and flags, as sent).
+
+    Keyed, because the phone number and e-mail address are in it: a plain hash
+    stored with the complaint could be tested against every number. The label
+    keeps these MACs apart from the other uses of the key (phone hashes are of
+    E.164 strings, citizen links of tracking ids).
+    """
+    fields = submission.model_dump(mode="json", exclude=_UNBOUND_FIELDS)
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    mac = hmac.new(key, b"submission-binding:" + canonical.encode(), hashlib.sha256)
+    return mac.hexdigest()
 
 
 _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
@@ -214,7 +254,12 @@ def reply_email(raw: str | None) -> str | None:
 
 
 async def _store_submission(
-    submission: InboundWeb, channel: Channel, source_key: str, phone: str | None, deps: IntakeDeps
+    submission: InboundWeb,
+    channel: Channel,
+    source_key: str,
+    phone: str | None,
+    deps: IntakeDeps,
+    binding: str,
 ) -> dict[str, Any]:
     cleaned = clean_text(submission.text)
     reason: tuple[RejectionReason, str] | None = None
@@ -238,6 +283,7 @@ async def _store_submission(
         raise SubmissionRejected(*reason)
     details = submission.model_dump(mode="json", include={"source", "name", "category", "location"})
     details["replies_by_email"] = bool(submission.email)
+    details["binding"] = binding
     return await _store_complaint(
         deps,
         region=submission.region,
@@ -257,9 +303,14 @@ async def _store_submission(
 
 
 async def handle_web(submission: InboundWeb, deps: IntakeDeps) -> None:
-    """`lapor.inbound.web`: a rejection is kept and announced; it is not retried."""
-    with contextlib.suppress(SubmissionRejected):
+    """`lapor.inbound.web`: a rejection is kept and announced; it is not retried. A
+    used `source` + `message_id` with a different submission changes nothing."""
+    try:
         await accept_submission(submission, Channel.WEB, deps)
+    except SubmissionRejected:
+        pass
+    except SubmissionConflict as conflict:
+        log.warning("inbound web message ignored: %s (source %s)", conflict, submission.source)
 
 
 # The most of a broken payload a rejection record keeps, as the dead letter does.

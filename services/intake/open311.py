@@ -31,6 +31,7 @@ from lapor.contracts.commands import Role
 from lapor.directory import AgencyDirectory
 from lapor.runtime.http import IsoDateTime
 from services.intake.auth import hash_token
+from services.intake.handlers import SubmissionConflict
 
 CLOSED_STATES = {State.CLOSED.value, State.REJECTED.value}
 MAX_REQUESTS = 1000  # the spec lets a server cap a listing
@@ -486,6 +487,11 @@ def build_router(ctx: Open311Context) -> APIRouter:
             **_ok(list[CreatedRow], 201),
             400: {"model": list[ErrorRow], "content": _XML, "description": "Invalid request"},
             403: {"model": list[ErrorRow], "content": _XML, "description": "No valid api_key"},
+            409: {
+                "model": list[ErrorRow],
+                "content": _XML,
+                "description": "This request_id was used before for a different request",
+            },
         },
         openapi_extra=_CREATE_FORM,
     )
@@ -522,6 +528,15 @@ def build_router(ctx: Open311Context) -> APIRouter:
             return error(fmt, 400, _form_errors(invalid))
         try:
             doc = await ctx.submit(submission)
+        except SubmissionConflict:
+            # A partner's request_id is its own (the source names the partner) and
+            # bound to the whole request: a resend repeats it, anything else is refused.
+            return error(
+                fmt,
+                409,
+                "this request_id was already used for a different request: a resend must "
+                "repeat the request unchanged; a new request needs a new request_id",
+            )
         except Exception as exc:  # a kept rejection: answer the client with its reason
             detail = getattr(exc, "detail", None)
             if detail is None:
