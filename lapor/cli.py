@@ -198,24 +198,31 @@ def _dlq_defaults(ctx: typer.Context) -> None:
 app.add_typer(dlq_app, name="dlq", callback=_dlq_defaults)
 
 
+MongoUrlOption = Annotated[str, typer.Option("--mongo", envvar="MONGO_URL")]
+MongoDbOption = Annotated[str, typer.Option("--db", envvar="MONGO_DB")]
+LOCAL_MONGO = "mongodb://127.0.0.1:27017"
+
+
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="Officer or admin name, shown in the history")],
-    role: Annotated[str, typer.Option(help="agency or admin")] = "agency",
+    role: Annotated[str, typer.Option(help="agency, admin or partner")] = "agency",
     agency: Annotated[str | None, typer.Option(help="Agency code for an officer")] = None,
-    mongo_url: Annotated[str, typer.Option("--mongo", envvar="MONGO_URL")] = (
-        "mongodb://127.0.0.1:27017"
-    ),
-    mongo_db: Annotated[str, typer.Option("--db", envvar="MONGO_DB")] = "lapor",
+    days: Annotated[int, typer.Option(min=1, max=365, help="Days until the token expires")] = 90,
+    mongo_url: MongoUrlOption = LOCAL_MONGO,
+    mongo_db: MongoDbOption = "lapor",
 ) -> None:
     """Create a token; it is printed once and only its hash is stored."""
     from lapor.contracts.commands import Role
     from services.intake.auth import new_token, token_record
 
     token = new_token()
-    record = token_record(token, Role(role), name, agency)
+    record = token_record(token, Role(role), name, agency, days=days)
     asyncio.run(_store_token(mongo_url, mongo_db, record))
-    console.print(f"token for {name} ({role}{' ' + agency if agency else ''}):")
+    console.print(
+        f"token {record['id']} for {name} ({role}{' ' + agency if agency else ''}), "
+        f"expires {record['expires_at']:%Y-%m-%d %H:%M} UTC:"
+    )
     print(token)
 
 
@@ -225,6 +232,81 @@ async def _store_token(mongo_url: str, mongo_db: str, record: dict[str, Any]) ->
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
     try:
         await client[mongo_db]["api_tokens"].insert_one(record)
+    finally:
+        await client.close()
+
+
+@token_app.command("list")
+def token_list(
+    mongo_url: MongoUrlOption = LOCAL_MONGO,
+    mongo_db: MongoDbOption = "lapor",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Every token: id, name, role, agency, created, expires, last use, revoked.
+    Never the token itself or its hash."""
+    from datetime import UTC
+
+    from services.intake.auth import token_view
+
+    now = datetime.now(UTC)
+    views = [token_view(r, now) for r in asyncio.run(_tokens(mongo_url, mongo_db, None, now))]
+    if as_json:
+        print(json.dumps(views, indent=2, default=str, ensure_ascii=False))
+        return
+    table = Table("id", "name", "role", "agency", "created", "expires", "last used", "status")
+    for view in views:
+        table.add_row(
+            view["id"],
+            view["name"],
+            view["role"],
+            view["agency"] or "-",
+            _when(view["created_at"]),
+            _when(view["expires_at"]),
+            _when(view["last_used_at"]),
+            view["status"]
+            + (f" {_when(view['revoked_at'])}" if view["revoked_at"] is not None else ""),
+        )
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id (tok_…), see `lapor token list`")],
+    mongo_url: MongoUrlOption = LOCAL_MONGO,
+    mongo_db: MongoDbOption = "lapor",
+) -> None:
+    """Revoke a token at once; it stays listed, marked revoked."""
+    from datetime import UTC
+
+    now = datetime.now(UTC)
+    found = asyncio.run(_tokens(mongo_url, mongo_db, token_id, now))
+    if not found:
+        console.print(f"[red]no token {token_id}[/red]")
+        raise typer.Exit(1)
+    console.print(f"token {token_id} ({found[0]['name']}) revoked")
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else "-"
+
+
+async def _tokens(
+    mongo_url: str, mongo_db: str, revoke: str | None, now: datetime
+) -> list[dict[str, Any]]:
+    """All token records, or (`revoke`) the one revoked now, as a one-item list."""
+    from pymongo import AsyncMongoClient
+
+    from services.intake.repository import ComplaintRepository
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_url, tz_aware=True, serverSelectionTimeoutMS=10_000
+    )
+    try:
+        repo = ComplaintRepository(client[mongo_db])
+        if revoke is None:
+            return await repo.list_tokens()
+        record = await repo.revoke_token(revoke, now)
+        return [record] if record else []
     finally:
         await client.close()
 

@@ -580,6 +580,9 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
                 "LAPOR_PII_KEY": os.environ.get("LAPOR_PII_KEY")
                 or self._dev_key(PII_KEY_FILE, new_pii_key()),
+                # A development stack: values from the caller's environment need
+                # not be production-strong (its generated ones are anyway).
+                "LAPOR_ENV": os.environ.get("LAPOR_ENV") or "development",
             }
         )
         if self.nats_auth:
@@ -595,6 +598,9 @@ class Stack:
             {
                 "LAPOR_PHONE_HASH_KEY": env.get("LAPOR_PHONE_HASH_KEY")
                 or self._dev_key("phone_hash_key", secrets.token_urlsafe(32)),
+                # Its own secret, one per data folder like the others.
+                "LAPOR_CITIZEN_LINK_KEY": env.get("LAPOR_CITIZEN_LINK_KEY")
+                or self._dev_key("citizen_link_key", secrets.token_urlsafe(32)),
                 f"{service.upper()}_HTTP_PORT": str(self.http_port(name)),
             }
         )

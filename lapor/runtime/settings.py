@@ -6,9 +6,11 @@ service's own prefix (`INTAKE_HTTP_PORT`, …). Invalid values stop the process
 at start-up with a message naming the variable.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -16,6 +18,59 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from lapor.runtime.pii import PiiCipher, PiiKeyError, new_key
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+# `LAPOR_ENV`: only a development stack (`make run`, the tests) says
+# `development`; anything deployed is `production`, the default, and must bring
+# real secrets.
+DeploymentEnv = Literal["development", "production"]
+DEVELOPMENT: DeploymentEnv = "development"
+
+# Every placeholder in .env.example contains one of these (checked by
+# tests/unit/foundation/test_secrets.py): a secret that does is a copied example.
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "change_me", "replace-me", "placeholder")
+MIN_SECRET_LENGTH = 32
+# A random secret of 32 characters has far more; `aaaa…` or `abababab…` has not.
+MIN_SECRET_DISTINCT = 10
+
+
+def secret_problem(value: str) -> str | None:
+    """Why `value` is not a real secret, or None. The value itself is never in the reason."""
+    lowered = value.lower()
+    if any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+        return "is a placeholder from .env.example"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    if len(set(value)) < MIN_SECRET_DISTINCT:
+        return f"has fewer than {MIN_SECRET_DISTINCT} distinct characters"
+    return None
+
+
+def require_real_secrets(env: DeploymentEnv, named: Iterable[tuple[str, str | None]]) -> None:
+    """Outside development, refuse a placeholder or weak secret: the error names the
+    variable and the rule it breaks, never the value."""
+    if env == DEVELOPMENT:
+        return
+    problems = [
+        f"{name} {problem}"
+        for name, value in named
+        if value is not None and (problem := secret_problem(value))
+    ]
+    if problems:
+        raise ValueError(
+            "; ".join(problems) + " (generate real secrets as .env.example shows; "
+            "only a development stack may set LAPOR_ENV=development)"
+        )
+
+
+def url_passwords(name: str, urls: str) -> list[tuple[str, str | None]]:
+    """The passwords inside a (comma-separated) URL setting, named after it."""
+    found: list[tuple[str, str | None]] = []
+    for url in urls.split(","):
+        netloc = urlsplit(url.strip()).netloc
+        userinfo, at, _hosts = netloc.rpartition("@")
+        if at and ":" in userinfo:
+            found.append((f"the password in {name}", unquote(userinfo.split(":", 1)[1])))
+    return found
 
 
 class PiiSettings(BaseSettings):
@@ -57,7 +112,10 @@ class PiiSettings(BaseSettings):
 
 
 class InfraSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore")
+    # A rejected password must not be echoed in the start-up error.
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
+
+    env: DeploymentEnv = Field(default="production", validation_alias="LAPOR_ENV")
 
     nats_url: str = Field(default="nats://127.0.0.1:4222", validation_alias="NATS_URL")
     nats_user: str | None = Field(default=None, validation_alias="NATS_USER")
@@ -79,7 +137,9 @@ class InfraSettings(BaseSettings):
     def _nats_scheme(cls, value: str) -> str:
         for url in value.split(","):
             if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
-                raise ValueError(f"NATS_URL must be nats://host:port (got {url.strip()!r})")
+                # Named without its login: the password must not reach the log.
+                shown = urlsplit(url.strip())._replace(netloc=url.strip().rpartition("@")[2])
+                raise ValueError(f"NATS_URL must be nats://host:port (got {shown.geturl()!r})")
         return value
 
     @field_validator("mongo_url")
@@ -95,6 +155,21 @@ class InfraSettings(BaseSettings):
         if not (value / "regions").is_dir():
             raise ValueError(f"LAPOR_DATA_DIR={value} has no regions/ folder")
         return value
+
+    @model_validator(mode="after")
+    def _real_secrets(self) -> "InfraSettings":
+        require_real_secrets(self.env, self.secrets())
+        return self
+
+    def secrets(self) -> list[tuple[str, str | None]]:
+        """Every secret these settings hold, by the variable it came from."""
+        return [
+            ("LAPOR_PII_KEY", self.pii.key.get_secret_value()),
+            *(("LAPOR_PII_OLD_KEYS", key.get_secret_value()) for key in self.pii.old_keys),
+            ("NATS_PASSWORD", self.nats_password),
+            *url_passwords("NATS_URL", self.nats_url),
+            *url_passwords("MONGO_URL", self.mongo_url),
+        ]
 
 
 def documentation_infra(**values: Any) -> InfraSettings:
@@ -118,7 +193,7 @@ class HttpLimits:
 class ServiceSettings(BaseSettings):
     """Base of each service's settings; subclasses set `env_prefix` and the port."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)

@@ -1,7 +1,7 @@
 """Intake's HTTP API: the complaint as citizens and officers see it."""
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -15,10 +15,13 @@ from lapor.contracts.commands import Action, ComplaintCommand, Outcome, Role
 from lapor.runtime.http import refusals
 from services.intake.auth import (
     Principal,
+    TokenStatus,
     citizen_key,
     citizen_principal,
     hash_token,
     principal_from,
+    token_refusal,
+    token_view,
 )
 from services.intake.handlers import SubmissionConflict, SubmissionRejected
 from services.intake.lifecycle import Refused
@@ -169,6 +172,23 @@ class WorklistItem(BaseModel):
     text: str | None
 
 
+class TokenView(BaseModel):
+    """An API token as admins see it: never the secret, never its hash."""
+
+    id: str | None = Field(description="The token's public id (revoke by it)")
+    name: str | None
+    role: str | None
+    agency: str | None
+    created_at: datetime | None
+    expires_at: datetime | None = Field(
+        description="After this the token is refused; tokens from before expiries "
+        "existed expire 90 days after their creation"
+    )
+    last_used_at: datetime | None = Field(description="Recorded at most once a minute")
+    revoked_at: datetime | None
+    status: TokenStatus
+
+
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -176,11 +196,23 @@ def _is_admin(viewer: Principal | None) -> bool:
     return viewer is not None and viewer.role is Role.ADMIN
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def build_router(
-    repository: Any, zones: Mapping[str, ZoneInfo], execute: Any, submit: Any, link_secret: bytes
+    repository: Any,
+    zones: Mapping[str, ZoneInfo],
+    execute: Any,
+    submit: Any,
+    link_secret: bytes,
+    old_link_secrets: Sequence[bytes] = (),
+    clock: Callable[[], datetime] = _utcnow,
 ) -> APIRouter:
     """`repository` returns the live repository; `execute(command)` applies a command;
-    `submit(InboundWeb)` stores a new complaint; `link_secret` signs citizens' links."""
+    `submit(InboundWeb)` stores a new complaint; `link_secret` signs citizens' links,
+    `old_link_secrets` still open links signed before a change of key; `clock`
+    decides token expiry and last use."""
     router = APIRouter(prefix="/api/v1", tags=["complaints"])
     Repo = Annotated[ComplaintRepository, Depends(repository)]
 
@@ -190,9 +222,13 @@ def build_router(
     ) -> Principal | None:
         if credentials is None:
             return None
-        record = await repo.token(hash_token(credentials.credentials))
+        record = await repo.find_token(hash_token(credentials.credentials))
         if record is None:
             raise HTTPException(401, detail="unknown token")
+        now = clock()
+        if (refusal := token_refusal(record, now)) is not None:
+            raise HTTPException(401, detail=refusal)
+        await repo.record_token_use(record, now)
         return principal_from(record)
 
     Caller = Annotated[Principal | None, Depends(principal)]
@@ -202,7 +238,7 @@ def build_router(
     ]
 
     def reporter(tracking_id: str, key: str | None) -> Principal | None:
-        return citizen_principal(tracking_id, key, link_secret) if key else None
+        return citizen_principal(tracking_id, key, link_secret, old_link_secrets) if key else None
 
     def zone_of(doc: dict[str, Any]) -> ZoneInfo:
         return zones.get(doc["region"], ZoneInfo("Asia/Jakarta"))
@@ -362,5 +398,44 @@ def build_router(
             )
             for d in docs
         ]
+
+    def admin_only(caller: Principal | None) -> None:
+        if caller is None:
+            raise HTTPException(401, detail="a bearer token is required")
+        if caller.role is not Role.ADMIN:
+            raise HTTPException(403, detail="only admins manage tokens")
+
+    @router.get(
+        "/tokens",
+        response_model=list[TokenView],
+        tags=["tokens"],
+        responses=refusals(_401="Missing, unknown, expired or revoked token", _403="Not an admin"),
+        summary="Every API token: role, agency, created, expires, last use, revoked (admins)",
+    )
+    async def list_tokens(repo: Repo, caller: Caller) -> list[TokenView]:
+        admin_only(caller)
+        now = clock()
+        return [TokenView(**token_view(record, now)) for record in await repo.list_tokens()]
+
+    @router.post(
+        "/tokens/{token_id}/revoke",
+        response_model=TokenView,
+        tags=["tokens"],
+        responses=refusals(
+            _401="Missing, unknown, expired or revoked token",
+            _403="Not an admin",
+            _404="No token with this id",
+        ),
+        summary="Revoke an API token at once (admins); it is kept, marked revoked",
+    )
+    async def revoke_token(
+        token_id: Annotated[str, Path(max_length=64)], repo: Repo, caller: Caller
+    ) -> TokenView:
+        admin_only(caller)
+        now = clock()
+        record = await repo.revoke_token(token_id, now)
+        if record is None:
+            raise HTTPException(404, detail="no token with this id")
+        return TokenView(**token_view(record, now))
 
     return router

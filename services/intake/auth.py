@@ -1,27 +1,45 @@
 """API tokens: officers of one agency, Diskominfo admins. Stored only as hashes.
 
 Tokens are 256-bit random strings, so a plain SHA-256 is enough to make a leaked
-token table useless (no dictionary to attack, unlike passwords).
+token table useless (no dictionary to attack, unlike passwords). Each has a
+public id (for listing and revoking; never the secret or its hash), an expiry
+and a last use. Records from before expiries existed expire
+`DEFAULT_TOKEN_DAYS` after their creation, like a new token of the default
+lifetime.
 
 A citizen who files on the web gets a secret link to their complaint instead of
-a token. Its key is an HMAC of the tracking id under intake's secret, so
-nothing is stored at all (stronger than a stored hash) and a resent form gets
-the same link.
+a token. Its key is an HMAC of the tracking id under intake's citizen-link key
+(`LAPOR_CITIZEN_LINK_KEY`, used for nothing else), so nothing is stored at all
+(stronger than a stored hash) and a resent form gets the same link. Old keys
+still open the links they signed until they are removed.
 """
 
 import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from lapor.contracts.commands import Actor, Role
+
+DEFAULT_TOKEN_DAYS = 90
+MAX_TOKEN_DAYS = 365
+# The last use is written at most this often per token (one write, not one per request).
+LAST_USE_EVERY = timedelta(minutes=1)
+
+TokenStatus = Literal["active", "expired", "revoked"]
 
 
 def new_token() -> str:
     return "lpt_" + secrets.token_urlsafe(32)
+
+
+def new_token_id() -> str:
+    """A token's public id: what `lapor token list` shows and `revoke` takes."""
+    return "tok_" + secrets.token_hex(8)
 
 
 def hash_token(token: str) -> str:
@@ -55,24 +73,101 @@ def citizen_key(tracking_id: str, secret: bytes) -> str:
     return "lpc_" + base64.urlsafe_b64encode(mac[:24]).decode()
 
 
-def citizen_principal(tracking_id: str, key: str, secret: bytes) -> Principal | None:
-    """The reporter of `tracking_id`, if `key` is that complaint's secret link key."""
-    if not hmac.compare_digest(key.encode(), citizen_key(tracking_id, secret).encode()):
+def citizen_principal(
+    tracking_id: str, key: str, secret: bytes, old_secrets: Sequence[bytes] = ()
+) -> Principal | None:
+    """The reporter of `tracking_id`, if `key` is that complaint's secret link key
+    under the current secret or one of the old ones (verification only)."""
+    if not any(
+        hmac.compare_digest(key.encode(), citizen_key(tracking_id, s).encode())
+        for s in (secret, *old_secrets)
+    ):
         return None
     return Principal(role=Role.CITIZEN, name=f"web:{tracking_id}", complaint=tracking_id)
 
 
-def token_record(token: str, role: Role, name: str, agency: str | None) -> dict[str, Any]:
+def token_record(
+    token: str,
+    role: Role,
+    name: str,
+    agency: str | None,
+    *,
+    days: int = DEFAULT_TOKEN_DAYS,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     if role is Role.AGENCY and not agency:
         raise ValueError("an agency token names its agency")
     if role not in (Role.AGENCY, Role.ADMIN, Role.PARTNER):
         raise ValueError("tokens are for agency officers, admins and partner systems")
+    if not 1 <= days <= MAX_TOKEN_DAYS:
+        raise ValueError(f"a token lives 1 to {MAX_TOKEN_DAYS} days")
+    now = now or datetime.now(UTC)
     return {
         "_id": hash_token(token),
+        "id": new_token_id(),
         "role": role.value,
         "name": name,
         "agency": agency,
-        "created_at": datetime.now(UTC),
+        "created_at": now,
+        "expires_at": now + timedelta(days=days),
+        "last_used_at": None,
+        "revoked_at": None,
+    }
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Stored times come back naive from a client without tz_aware: they are UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def token_expiry(record: dict[str, Any]) -> datetime | None:
+    """When the token stops working. A record from before expiries: its creation plus
+    the default lifetime; without a creation time either, None (treated as expired)."""
+    if explicit := _aware(record.get("expires_at")):
+        return explicit
+    created = _aware(record.get("created_at"))
+    return created + timedelta(days=DEFAULT_TOKEN_DAYS) if created else None
+
+
+def token_status(record: dict[str, Any], now: datetime) -> TokenStatus:
+    if record.get("revoked_at"):
+        return "revoked"
+    expiry = token_expiry(record)
+    return "expired" if expiry is None or now >= expiry else "active"
+
+
+def token_refusal(record: dict[str, Any], now: datetime) -> str | None:
+    """Why a stored token may not be used at `now` (for a 401), or None when it may."""
+    status = token_status(record, now)
+    if status == "revoked":
+        return "token revoked; ask an admin for a new one"
+    if status == "expired":
+        expiry = token_expiry(record)
+        when = f" on {expiry.isoformat(timespec='seconds')}" if expiry else ""
+        return f"token expired{when}; ask an admin for a new one"
+    return None
+
+
+def needs_last_use(record: dict[str, Any], now: datetime) -> bool:
+    """Whether a use at `now` is worth a write: at most one per `LAST_USE_EVERY`."""
+    last = _aware(record.get("last_used_at"))
+    return last is None or now - last >= LAST_USE_EVERY
+
+
+def token_view(record: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """What may be shown of a token: never the secret, never its hash."""
+    return {
+        "id": record.get("id"),
+        "name": record.get("name"),
+        "role": record.get("role"),
+        "agency": record.get("agency"),
+        "created_at": _aware(record.get("created_at")),
+        "expires_at": token_expiry(record),
+        "last_used_at": _aware(record.get("last_used_at")),
+        "revoked_at": _aware(record.get("revoked_at")),
+        "status": token_status(record, now),
     }
 
 

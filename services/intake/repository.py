@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from lapor.runtime.outbox import Outbox, ensure_outbox_index
+from services.intake.auth import LAST_USE_EVERY, needs_last_use, new_token_id, token_refusal
 from services.intake.domain import Change, Transition, after_change, changed_fields
 
 Document = dict[str, Any]
@@ -216,8 +217,49 @@ class ComplaintRepository:
         )
         return await cursor.to_list(limit)
 
-    async def token(self, token_hash: str) -> Document | None:
+    async def find_token(self, token_hash: str) -> Document | None:
+        """The stored token, whether usable or not."""
         return await self.tokens.find_one({"_id": token_hash})
+
+    async def token(self, token_hash: str, now: datetime | None = None) -> Document | None:
+        """The token if it may be used (not revoked, not expired), its use recorded."""
+        now = now or datetime.now(UTC)
+        record = await self.find_token(token_hash)
+        if record is None or token_refusal(record, now) is not None:
+            return None
+        await self.record_token_use(record, now)
+        return record
+
+    async def record_token_use(self, record: Document, now: datetime) -> None:
+        """Write the last use at most once a minute per token, across all replicas:
+        the write applies only while the stored last use is that old."""
+        if not needs_last_use(record, now):
+            return
+        await self.tokens.update_one(
+            {
+                "_id": record["_id"],
+                "$or": [
+                    {"last_used_at": None},
+                    {"last_used_at": {"$lte": now - LAST_USE_EVERY}},
+                ],
+            },
+            {"$set": {"last_used_at": now}},
+        )
+
+    async def list_tokens(self) -> list[Document]:
+        """Every token, oldest first. Records from before public ids get one here."""
+        async for legacy in self.tokens.find({"id": {"$exists": False}}, {"_id": 1}):
+            await self.tokens.update_one(
+                {"_id": legacy["_id"], "id": {"$exists": False}}, {"$set": {"id": new_token_id()}}
+            )
+        return await self.tokens.find({}).sort("created_at", ASCENDING).to_list(None)
+
+    async def revoke_token(self, token_id: str, now: datetime) -> Document | None:
+        """Revoke by public id (a second revocation keeps the first time); None if unknown."""
+        await self.tokens.update_one(
+            {"id": token_id, "revoked_at": None}, {"$set": {"revoked_at": now}}
+        )
+        return await self.tokens.find_one({"id": token_id})
 
     async def add_token(self, doc: Document) -> None:
         await self.tokens.insert_one(doc)

@@ -1,7 +1,9 @@
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from typing import Annotated
 
-from lapor.runtime.settings import ServiceSettings
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from lapor.runtime.settings import ServiceSettings, require_real_secrets
 
 
 class IntakeSettings(ServiceSettings):
@@ -11,6 +13,13 @@ class IntakeSettings(ServiceSettings):
     # Keyed hash of phone numbers for de-duplication and rate limits; without it
     # intake cannot run, so there is deliberately no default.
     phone_hash_key: SecretStr = Field(validation_alias="LAPOR_PHONE_HASH_KEY", min_length=16)
+    # Signs citizens' secret links (HMAC of the tracking id); a secret of its own,
+    # never the phone-hash key. Old keys still open links made with them (verify
+    # only): during the move off the phone-hash key, that key is listed here.
+    citizen_link_key: SecretStr = Field(validation_alias="LAPOR_CITIZEN_LINK_KEY", min_length=16)
+    citizen_link_old_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(), validation_alias="LAPOR_CITIZEN_LINK_OLD_KEYS"
+    )
     min_words: int = Field(default=3, ge=1, le=20)
     metrics_interval_s: float = Field(default=30.0, gt=0)
     # How often announcements a crash or an outage left pending are published.
@@ -20,3 +29,42 @@ class IntakeSettings(ServiceSettings):
     rate_per_day: int = Field(default=30, ge=1)
     duplicate_window_hours: float = Field(default=24, gt=0)
     duplicate_similarity: float = Field(default=90, ge=50, le=100)
+
+    @field_validator("citizen_link_old_keys", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _separate_real_secrets(self) -> "IntakeSettings":
+        phone = self.phone_hash_key.get_secret_value()
+        link = self.citizen_link_key.get_secret_value()
+        pii = self.infra.pii.key.get_secret_value()
+        # One secret per purpose: a leak or a rotation of one leaves the others.
+        if link in (phone, pii):
+            raise ValueError(
+                "LAPOR_CITIZEN_LINK_KEY must differ from LAPOR_PHONE_HASH_KEY and LAPOR_PII_KEY"
+            )
+        if phone == pii:
+            raise ValueError("LAPOR_PHONE_HASH_KEY must differ from LAPOR_PII_KEY")
+        require_real_secrets(
+            self.infra.env,
+            [
+                ("LAPOR_PHONE_HASH_KEY", phone),
+                ("LAPOR_CITIZEN_LINK_KEY", link),
+                *(
+                    ("LAPOR_CITIZEN_LINK_OLD_KEYS", key.get_secret_value())
+                    for key in self.citizen_link_old_keys
+                ),
+            ],
+        )
+        return self
+
+    def citizen_link_keys(self) -> tuple[bytes, tuple[bytes, ...]]:
+        """The key that signs new citizen links, and the old ones that still open links."""
+        return (
+            self.citizen_link_key.get_secret_value().encode(),
+            tuple(key.get_secret_value().encode() for key in self.citizen_link_old_keys),
+        )

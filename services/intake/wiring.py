@@ -238,8 +238,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 zones,
                 lambda command: handlers.execute(command, deps.get()),
                 submit,
-                # One secret, two uses kept apart by their MAC labels (see auth.py).
-                settings.phone_hash_key.get_secret_value().encode(),
+                # A key of its own, never the phone-hash key (see auth.py).
+                *settings.citizen_link_keys(),
             ),
             report_router(lambda: runtime.db.get(), settings.infra.data_dir),
             open311.build_router(
@@ -273,6 +273,10 @@ def openapi_document() -> dict[str, Any]:
     root = Path(__file__).resolve().parents[2]
     infra = documentation_infra(data_dir=root / "data")
     settings = IntakeSettings.model_construct(
-        infra=infra, phone_hash_key=SecretStr("x" * 32), default_region="banjar"
+        infra=infra,
+        phone_hash_key=SecretStr("x" * 32),
+        citizen_link_key=SecretStr("y" * 32),
+        citizen_link_old_keys=(),
+        default_region="banjar",
     )
     return create_app(settings).openapi()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -116,7 +117,11 @@ def intake_app(own_servers: Stack, tokens: dict[str, str]) -> Iterator[Any]:
         LAPOR_DATA_DIR=ROOT / "data",
         LOG_LEVEL="WARNING",
     )
-    intake = IntakeSettings(infra=infra, LAPOR_PHONE_HASH_KEY="f" * 32)  # type: ignore[call-arg]
+    intake = IntakeSettings(  # type: ignore[call-arg]
+        infra=infra,
+        LAPOR_PHONE_HASH_KEY=secrets.token_urlsafe(32),
+        LAPOR_CITIZEN_LINK_KEY=secrets.token_urlsafe(32),
+    )
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     app = create_app(intake)

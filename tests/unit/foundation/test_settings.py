@@ -1,3 +1,4 @@
+import secrets
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,16 @@ DATA = Path(__file__).resolve().parents[3] / "data"
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("NATS_URL", "MONGO_URL", "MONGO_DB", "INTAKE_HTTP_PORT", "LAPOR_PHONE_HASH_KEY"):
+    for name in (
+        "NATS_URL",
+        "MONGO_URL",
+        "MONGO_DB",
+        "INTAKE_HTTP_PORT",
+        "LAPOR_PHONE_HASH_KEY",
+        "LAPOR_CITIZEN_LINK_KEY",
+        "LAPOR_CITIZEN_LINK_OLD_KEYS",
+        "LAPOR_ENV",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LAPOR_DATA_DIR", str(DATA))
 
@@ -27,7 +37,8 @@ def test_local_defaults() -> None:
 def test_service_prefix_and_shared_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTAKE_HTTP_PORT", "9000")
     monkeypatch.setenv("NATS_URL", "nats://nats:4222")
-    monkeypatch.setenv("LAPOR_PHONE_HASH_KEY", "k" * 32)
+    monkeypatch.setenv("LAPOR_PHONE_HASH_KEY", secrets.token_urlsafe(32))
+    monkeypatch.setenv("LAPOR_CITIZEN_LINK_KEY", secrets.token_urlsafe(32))
     settings = IntakeSettings()  # type: ignore[call-arg]
     assert settings.http_port == 9000
     assert settings.infra.nats_url == "nats://nats:4222"

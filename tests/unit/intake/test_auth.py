@@ -1,5 +1,22 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
 from lapor.contracts.commands import Role
-from services.intake.auth import Principal, citizen_key, citizen_principal
+from services.intake.auth import (
+    DEFAULT_TOKEN_DAYS,
+    Principal,
+    citizen_key,
+    citizen_principal,
+    hash_token,
+    needs_last_use,
+    new_token,
+    token_expiry,
+    token_record,
+    token_refusal,
+    token_status,
+    token_view,
+)
 
 SECRET = b"k" * 32
 
@@ -31,3 +48,83 @@ def test_confidential_complaints_stay_in_their_circle() -> None:
     assert not Principal(Role.AGENCY, "x", agency="PUPR").may_see(confidential)
     assert Principal(Role.ADMIN, "admin").may_see(confidential)
     assert not Principal(Role.PARTNER, "app").may_see(confidential)
+
+
+# --- citizen links under a key of their own, old keys verify only -------------------
+
+OLD = b"o" * 32
+
+
+def test_an_old_link_key_still_opens_its_links_but_signs_no_new_ones() -> None:
+    old_link = citizen_key("LPR-2611-ABCD2345", OLD)
+    assert citizen_principal("LPR-2611-ABCD2345", old_link, SECRET) is None
+    assert citizen_principal("LPR-2611-ABCD2345", old_link, SECRET, (OLD,)) is not None
+    assert citizen_key("LPR-2611-ABCD2345", SECRET) != old_link
+
+
+# --- API tokens: expiry, revocation, last use ----------------------------------------
+
+NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+
+
+def test_a_token_expires_after_90_days_by_default() -> None:
+    record = token_record(new_token(), Role.AGENCY, "budi", "PUPR", now=NOW)
+    assert record["expires_at"] == NOW + timedelta(days=DEFAULT_TOKEN_DAYS) == NOW + timedelta(90)
+    assert record["id"].startswith("tok_") and record["last_used_at"] is None
+    assert token_refusal(record, NOW + timedelta(days=89, hours=23)) is None
+    refusal = token_refusal(record, NOW + timedelta(days=90))
+    assert refusal is not None and refusal.startswith("token expired on 2027-03-01")
+
+
+def test_the_lifetime_is_chosen_within_limits() -> None:
+    record = token_record(new_token(), Role.ADMIN, "rina", None, days=7, now=NOW)
+    assert token_status(record, NOW + timedelta(days=7)) == "expired"
+    for days in (0, -1, 366):
+        with pytest.raises(ValueError, match="1 to 365 days"):
+            token_record(new_token(), Role.ADMIN, "rina", None, days=days)
+
+
+def test_a_revoked_token_is_refused() -> None:
+    record = token_record(new_token(), Role.PARTNER, "app", None, now=NOW) | {"revoked_at": NOW}
+    assert token_status(record, NOW) == "revoked"
+    assert token_refusal(record, NOW) == "token revoked; ask an admin for a new one"
+
+
+def test_a_token_from_before_expiries_expires_90_days_after_its_creation() -> None:
+    legacy = {"_id": "h", "role": "agency", "name": "x", "agency": "PUPR", "created_at": NOW}
+    assert token_expiry(legacy) == NOW + timedelta(days=90)
+    assert token_refusal(legacy, NOW + timedelta(days=89)) is None
+    assert token_status(legacy, NOW + timedelta(days=90)) == "expired"
+    # Stored without a time zone (a client without tz_aware): UTC.
+    naive = legacy | {"created_at": NOW.replace(tzinfo=None)}
+    assert token_expiry(naive) == NOW + timedelta(days=90)
+    # Without even a creation time, nothing says it is young: expired.
+    assert token_status({"role": "admin", "name": "x"}, NOW) == "expired"
+
+
+def test_the_last_use_is_written_at_most_once_a_minute() -> None:
+    record = token_record(new_token(), Role.ADMIN, "rina", None, now=NOW)
+    assert needs_last_use(record, NOW)
+    used = record | {"last_used_at": NOW}
+    assert not needs_last_use(used, NOW + timedelta(seconds=59))
+    assert needs_last_use(used, NOW + timedelta(seconds=60))
+
+
+def test_a_token_view_holds_neither_the_secret_nor_its_hash() -> None:
+    token = new_token()
+    record = token_record(token, Role.AGENCY, "budi", "PUPR", now=NOW)
+    view = token_view(record, NOW)
+    assert set(view) == {
+        "id",
+        "name",
+        "role",
+        "agency",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+        "status",
+    }
+    shown = repr(view)
+    assert token not in shown and hash_token(token) not in shown and token[4:12] not in shown
+    assert view["status"] == "active" and view["id"] == record["id"]
