@@ -73,6 +73,13 @@ def url_passwords(name: str, urls: str) -> list[tuple[str, str | None]]:
     return found
 
 
+def comma_separated(cls: type, value: object) -> object:
+    """A list setting given as `a,b,c` in the environment (for `NoDecode` fields)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 class PiiSettings(BaseSettings):
     """The key that seals personal data at rest (reply addresses, dead-letter payloads).
 
@@ -90,12 +97,7 @@ class PiiSettings(BaseSettings):
         default=(), validation_alias="LAPOR_PII_OLD_KEYS"
     )
 
-    @field_validator("old_keys", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+    _split = field_validator("old_keys", mode="before")(comma_separated)
 
     @model_validator(mode="after")
     def _usable(self) -> "PiiSettings":

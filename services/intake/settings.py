@@ -3,7 +3,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from lapor.runtime.settings import ServiceSettings, require_real_secrets
+from lapor.runtime.settings import ServiceSettings, comma_separated, require_real_secrets
 
 
 class IntakeSettings(ServiceSettings):
@@ -30,12 +30,7 @@ class IntakeSettings(ServiceSettings):
     duplicate_window_hours: float = Field(default=24, gt=0)
     duplicate_similarity: float = Field(default=90, ge=50, le=100)
 
-    @field_validator("citizen_link_old_keys", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+    _split = field_validator("citizen_link_old_keys", mode="before")(comma_separated)
 
     @model_validator(mode="after")
     def _separate_real_secrets(self) -> "IntakeSettings":
