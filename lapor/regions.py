@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
+import phonenumbers
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class Region(BaseModel):
@@ -11,6 +12,18 @@ class Region(BaseModel):
     name: str
     timezone: str
     keywords: list[str] = Field(min_length=1)
+    # Countries (ISO 3166 alpha-2) whose mobile numbers a web, Open311 or partner
+    # submission may give for SMS replies; Indonesia only unless the region says more.
+    allowed_sms_countries: list[str] = Field(default_factory=lambda: ["ID"], min_length=1)
+
+    @field_validator("allowed_sms_countries")
+    @classmethod
+    def _countries(cls, value: list[str]) -> list[str]:
+        codes = [code.strip().upper() for code in value]
+        for code in codes:
+            if code not in phonenumbers.SUPPORTED_REGIONS:
+                raise ValueError(f"allowed_sms_countries: {code!r} is not a country code")
+        return codes
 
 
 def load_regions(data_dir: Path) -> dict[str, Region]:

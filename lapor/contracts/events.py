@@ -60,6 +60,7 @@ class RejectionReason(StrEnum):
     BAD_TRACKING_ID = "bad_tracking_id"
     BAD_RATING = "bad_rating"
     DUPLICATE = "duplicate"
+    PHONE_NOT_ALLOWED = "phone_not_allowed"
 
 
 class Event(BaseModel):

@@ -33,7 +33,7 @@ from lapor.runtime.pii import PiiCipher
 from lapor.runtime.service import ContractViolation
 from services.intake import domain, lifecycle
 from services.intake.guard import RateLimit, similar_complaint, windows
-from services.intake.phones import normalize_phone, phone_hash
+from services.intake.phones import DEFAULT_SMS_COUNTRIES, normalize_phone, phone_hash, sms_reachable
 from services.intake.repository import ComplaintRepository
 from services.intake.sms import (
     CitizenReply,
@@ -74,6 +74,9 @@ class IntakeDeps:
     # Agency codes of each region's directory: what triage decisions and forward
     # suggestions may name.
     agencies: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Per region: countries whose mobile numbers a web, Open311 or partner submission
+    # may give (the region's `allowed_sms_countries`); Indonesia for a region not named.
+    sms_countries: Mapping[str, frozenset[str]] = field(default_factory=dict)
     metrics: DomainMetrics | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -263,11 +266,26 @@ async def _store_submission(
 ) -> dict[str, Any]:
     cleaned = clean_text(submission.text)
     reason: tuple[RejectionReason, str] | None = None
+    countries = deps.sms_countries.get(submission.region, DEFAULT_SMS_COUNTRIES)
     if submission.region not in deps.region_ids:
         reason = (RejectionReason.UNKNOWN_REGION, f"no region {submission.region!r}")
+    elif phone is not None and not sms_reachable(phone, countries):
+        allowed = ", ".join(sorted(countries))
+        reason = (
+            RejectionReason.PHONE_NOT_ALLOWED,
+            f"the phone number must be a mobile number of: {allowed}",
+        )
     elif is_too_short(cleaned.text, deps.min_words):
         reason = (RejectionReason.TOO_SHORT, f"at least {deps.min_words} meaningful words needed")
     sender_hash = phone_hash(phone, deps.phone_key) if phone else None
+    if reason is None and sender_hash is not None:
+        # The same per-number limit as the number's SMS: every submission giving a
+        # number counts, whatever the channel, so the web cannot pump SMS to it.
+        async with deps.senders.hold(sender_hash):
+            now = deps.clock()
+            await deps.repo.record_sender_message(source_key, sender_hash, now)
+            if await _over_limit(deps, sender_hash, now) is not None:
+                reason = (RejectionReason.RATE_LIMITED, "too many messages from this number")
     if reason is not None:
         await _reject(
             deps,

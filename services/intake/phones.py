@@ -13,7 +13,15 @@ import re
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
-__all__ = ["HASH_HEX_CHARS", "MIN_KEY_BYTES", "mask_phone", "normalize_phone", "phone_hash"]
+__all__ = [
+    "DEFAULT_SMS_COUNTRIES",
+    "HASH_HEX_CHARS",
+    "MIN_KEY_BYTES",
+    "mask_phone",
+    "normalize_phone",
+    "phone_hash",
+    "sms_reachable",
+]
 
 # 128 bits: no collision among any realistic number of citizens, and still
 # short enough for an index key.
@@ -24,6 +32,14 @@ MASK = "****"
 _MAX_RAW = 64
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _DOMAIN = b"lapor/phone/v1\x00"
+# Where a number given on the web, Open311 or a partner channel may be texted
+# when the region's configuration names no other countries.
+DEFAULT_SMS_COUNTRIES = frozenset({"ID"})
+# Numbers that can receive an SMS; phonenumbers cannot tell mobile from fixed
+# line in some countries (e.g. US), which a region has to allow explicitly.
+_TEXTABLE = frozenset(
+    {phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
+)
 
 
 def normalize_phone(raw: str | None, default_region: str = "ID") -> str | None:
@@ -42,6 +58,22 @@ def normalize_phone(raw: str | None, default_region: str = "ID") -> str | None:
     if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+def sms_reachable(e164: str, countries: frozenset[str] = DEFAULT_SMS_COUNTRIES) -> bool:
+    """Whether a submitted number may be texted: a mobile number of one of `countries`
+    (ISO 3166 codes). Guards against SMS pumping through the web form: without it
+    anyone could make notify text premium-rate or foreign numbers at our cost.
+    """
+    try:
+        number = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return False
+    if not phonenumbers.is_valid_number(number):
+        return False
+    if phonenumbers.region_code_for_number(number) not in countries:
+        return False
+    return phonenumbers.number_type(number) in _TEXTABLE
 
 
 def phone_hash(e164: str, key: bytes) -> str:

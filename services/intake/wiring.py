@@ -205,6 +205,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 min_words=settings.min_words,
                 region_ids=frozenset(regions),
                 agencies={rid: frozenset(d.codes) for rid, d in directories.items()},
+                sms_countries={
+                    rid: frozenset(r.allowed_sms_countries) for rid, r in regions.items()
+                },
                 rate_limit=RateLimit(settings.rate_per_hour, settings.rate_per_day),
                 duplicate_window=timedelta(hours=settings.duplicate_window_hours),
                 duplicate_similarity=settings.duplicate_similarity,
