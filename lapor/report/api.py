@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,13 +14,32 @@ from pymongo.asynchronous.database import AsyncDatabase
 from lapor.report.build import MIN_VOLUME, build_report
 from lapor.report.fetch import fetch_report_data
 from lapor.report.html import render_html
-from lapor.report.period import load_labels, period_bounds, region_timezone
+from lapor.report.period import (
+    DEFAULT_DAYS,
+    MAX_DAYS,
+    bounded_period,
+    load_labels,
+    period_bounds,
+    region_timezone,
+)
 from lapor.runtime.http import IsoDate, refusals
 
 GetDb = Callable[[], AsyncDatabase[dict[str, Any]]]
 Region = Annotated[str, Query(description="Region id", pattern=r"^[a-z][a-z0-9_]{0,47}$")]
-From = Annotated[IsoDate | None, Query(alias="from", description="First day (local), inclusive")]
-To = Annotated[IsoDate | None, Query(alias="to", description="Last day (local), inclusive")]
+From = Annotated[
+    IsoDate | None,
+    Query(
+        alias="from",
+        description=f"First day (local), inclusive; without it {DEFAULT_DAYS} days up to `to`",
+    ),
+]
+To = Annotated[
+    IsoDate | None,
+    Query(
+        alias="to",
+        description=f"Last day (local), inclusive (default today); at most {MAX_DAYS} days",
+    ),
+]
 MinVolume = Annotated[
     int, Query(ge=1, le=1000, description="Complaints due before an agency is ranked")
 ]
@@ -34,8 +53,11 @@ def report_router(
     async def report(
         region: str, start: date | None, end: date | None, min_volume: int
     ) -> dict[str, Any]:
+        zone = region_timezone(data_dir, region)
         try:
-            lower, upper = period_bounds(start, end, region_timezone(data_dir, region))
+            # Always a bounded period of one region: the (region, received_at) index.
+            first, last = bounded_period(start, end, datetime.now(UTC).astimezone(zone).date())
+            lower, upper = period_bounds(first, last, zone)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
         data = await fetch_report_data(get_db(), region=region, start=lower, end=upper)

@@ -43,6 +43,39 @@ def period_bounds(
     return lower, upper
 
 
+# What the report over HTTP covers without a period, and the longest it covers:
+# every period is a range of received_at in one region, read through the
+# (region, received_at) index, so its length bounds the work of one request.
+DEFAULT_DAYS = 30
+MAX_DAYS = 366
+
+
+def bounded_period(
+    start: date | None, end: date | None, today: date, max_days: int = MAX_DAYS
+) -> tuple[date, date]:
+    """The days (first, last, inclusive) a report over HTTP covers.
+
+    Without dates the last `DEFAULT_DAYS` days up to today; only `end`, the
+    `DEFAULT_DAYS` days up to it; only `start`, from it up to today. ValueError for
+    a period longer than `max_days` days or one that ends before it starts.
+    """
+    try:
+        if start is None and end is None:
+            end = today
+        if start is None:
+            assert end is not None
+            start = end - timedelta(days=DEFAULT_DAYS - 1)
+        if end is None:
+            end = max(start, today)
+    except OverflowError:
+        raise ValueError("the period lies outside the calendar's range") from None
+    if end < start:
+        raise ValueError("the period ends before it starts")
+    if (end - start).days + 1 > max_days:
+        raise ValueError(f"a report covers at most {max_days} days")
+    return start, end
+
+
 @functools.lru_cache(maxsize=16)
 def load_labels(data_dir: Path | None, region: str | None) -> Labels:
     """Agency names and category labels from the region's directory, if it has one."""

@@ -59,6 +59,9 @@ class ComplaintRepository:
         await self.rejections.create_index("source_key", unique=True)
         await self.sender_messages.create_index([("phone_hash", ASCENDING), ("at", ASCENDING)])
         await self.complaints.create_index([("agency", ASCENDING), *WORKLIST_ORDER[:3]])
+        # The public reads by period (Open311 listing, performance report): equality on
+        # the region, then a range of received_at, which our FerretDB build can use too.
+        await self.complaints.create_index([("region", ASCENDING), ("received_at", DESCENDING)])
         await ensure_outbox_index(self.complaints)
         await ensure_outbox_index(self.rejections)
 
