@@ -3,7 +3,8 @@ the documented shape of a refusal and the date types of query parameters.
 
 Every app also gets the same protection in front of its routes: a request body
 size limit (413), a per-client rate limit on requests that change something
-(429 with Retry-After) and a last-resort handler that answers a bug with a bare
+and another, more generous one on anonymous reads of listings, reports and
+public status (429 with Retry-After) and a last-resort handler that answers a bug with a bare
 JSON 500 while the traceback goes to the service's log only.
 """
 
@@ -159,6 +160,19 @@ class BodyLimit:
 
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+READING = frozenset({"GET", "HEAD"})
+# Reads anyone may ask for that cost a query: the Open311 listing and requests,
+# a complaint's public status, the performance report. Health and metrics are not.
+ANONYMOUS_READS = ("/open311/v2/", "/api/v1/complaints/", "/api/v1/reports/", "/reports/")
+
+
+def anonymous_read(scope: Scope) -> bool:
+    """A GET of a public listing, report or status that carries no bearer token."""
+    return (
+        scope["method"] in READING
+        and scope["path"].startswith(ANONYMOUS_READS)
+        and b"authorization" not in dict(scope["headers"])
+    )
 
 
 class TokenBuckets:
@@ -215,21 +229,53 @@ def client_key(scope: Scope) -> str | None:
 
 
 class RateLimit:
-    """429 with Retry-After for a client over its budget of mutating requests."""
+    """429 with Retry-After for a client over its budget of mutating requests, or
+    over its budget of anonymous reads (`anonymous_read`).
 
-    def __init__(self, app: ASGIApp, buckets: TokenBuckets) -> None:
+    A read with a bearer token is not counted against the anonymous budget, but
+    one the service answers 401 (a made-up, expired or revoked token) is counted
+    afterwards: a token is worth something only when it is valid.
+    """
+
+    def __init__(
+        self, app: ASGIApp, buckets: TokenBuckets | None, reads: TokenBuckets | None = None
+    ) -> None:
         self.app = app
         self.buckets = buckets
+        self.reads = reads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in MUTATING:
-            key = client_key(scope)
-            wait = self.buckets.take(key) if key is not None else 0.0
-            if wait > 0:
-                retry = str(max(1, math.ceil(wait))).encode()
-                await _answer(send, 429, "too many requests", [(b"retry-after", retry)])
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        key = client_key(scope)
+        buckets = None
+        if scope["method"] in MUTATING:
+            buckets = self.buckets
+        elif self.reads is not None and anonymous_read(scope):
+            buckets = self.reads
+        wait = buckets.take(key) if buckets is not None and key is not None else 0.0
+        if wait > 0:
+            retry = str(max(1, math.ceil(wait))).encode()
+            await _answer(send, 429, "too many requests", [(b"retry-after", retry)])
+            return
+        reads = self.reads
+        if (
+            reads is None
+            or key is None
+            or scope["method"] not in READING
+            or not scope["path"].startswith(ANONYMOUS_READS)
+            or anonymous_read(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                reads.take(key)
+            await send(message)
+
+        await self.app(scope, receive, watched)
 
 
 class ErrorsAsJson:
@@ -280,9 +326,18 @@ def create_http_app(
     # The last added runs first: errors are caught around everything, and an
     # over-budget client is refused before its body is read.
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
-    if limits.rate_per_minute > 0:
-        buckets = TokenBuckets(limits.rate_per_minute, limits.rate_burst)
-        app.add_middleware(RateLimit, buckets=buckets)
+    writes = (
+        TokenBuckets(limits.rate_per_minute, limits.rate_burst)
+        if limits.rate_per_minute > 0
+        else None
+    )
+    reads = (
+        TokenBuckets(limits.read_rate_per_minute, limits.read_rate_burst)
+        if limits.read_rate_per_minute > 0
+        else None
+    )
+    if writes is not None or reads is not None:
+        app.add_middleware(RateLimit, buckets=writes, reads=reads)
     app.add_middleware(ErrorsAsJson)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")

@@ -183,13 +183,18 @@ def documentation_infra(**values: Any) -> InfraSettings:
 
 @dataclass(frozen=True)
 class HttpLimits:
-    """What one HTTP client may send: body size, and mutating requests per minute."""
+    """What one HTTP client may send: body size, mutating requests and anonymous
+    reads per minute."""
 
     max_body_bytes: int = 64 * 1024
     # Token bucket per client address: `burst` requests at once, refilled at
     # `per_minute`; 0 turns the limit off (benchmarks, a trusted proxy in front).
     rate_per_minute: int = 60
     rate_burst: int = 20
+    # Anonymous reads of listings, reports and public status (GET without a bearer
+    # token), per client address, in a bucket of their own; 0 turns it off.
+    read_rate_per_minute: int = 600
+    read_rate_burst: int = 120
 
 
 class ServiceSettings(BaseSettings):
@@ -203,6 +208,8 @@ class ServiceSettings(BaseSettings):
     http_max_body_bytes: int = Field(default=HttpLimits.max_body_bytes, ge=1024, le=16 * 2**20)
     http_rate_per_minute: int = Field(default=HttpLimits.rate_per_minute, ge=0)
     http_rate_burst: int = Field(default=HttpLimits.rate_burst, ge=1)
+    http_read_rate_per_minute: int = Field(default=HttpLimits.read_rate_per_minute, ge=0)
+    http_read_rate_burst: int = Field(default=HttpLimits.read_rate_burst, ge=1)
     infra: InfraSettings = Field(default_factory=InfraSettings)
     default_region: str = Field(default="banjar", pattern=r"^[a-z0-9_-]+$")
 
@@ -214,4 +221,6 @@ class ServiceSettings(BaseSettings):
             max_body_bytes=self.http_max_body_bytes,
             rate_per_minute=self.http_rate_per_minute,
             rate_burst=self.http_rate_burst,
+            read_rate_per_minute=self.http_read_rate_per_minute,
+            read_rate_burst=self.http_read_rate_burst,
         )
