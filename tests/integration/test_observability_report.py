@@ -192,7 +192,9 @@ async def test_html_renders_in_headless_chromium(client: httpx.AsyncClient, tmp_
     browser = _chromium()
     if browser is None:
         pytest.skip("no headless Chromium (Debian package `chromium`; .ci/run installs it)")
-    page = await client.get("/reports/agencies.html", params={"from": "2026-03-01"})
+    page = await client.get(
+        "/reports/agencies.html", params={"from": "2026-03-01", "to": "2026-12-01"}
+    )
     html = tmp_path / "agencies.html"
     html.write_text(page.text, encoding="utf-8")
     url = html.as_uri()
