@@ -39,6 +39,7 @@ from services.notify.retry import RetryAction, RetryPolicy, plan_retry
 log = logging.getLogger(__name__)
 
 Audience = Literal["citizen", "official"]
+BUDGET_EXHAUSTED = "budget_exhausted"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class Notification:
     undeliverable: str | None = None
     # Set when the message must not go out (confidentiality): logged, not sent.
     withheld: str | None = None
+    # The complaint's region: a citizen SMS counts against the region's daily budget.
+    region: str | None = None
 
     @property
     def id(self) -> str:
@@ -91,6 +94,14 @@ class NotifyMetrics:
             "SMS the gateway reported as delivered.",
             [],
         )
+        # The family the LaporSmsBudgetExhausted alert reads.
+        self.withheld = _counter(
+            registry,
+            "lapor_notifications_withheld_total",
+            "Notifications not sent on purpose, by region and why (budget_exhausted: "
+            "the region's daily SMS budget was spent).",
+            ["channel", "region", "reason"],
+        )
 
 
 def _counter(
@@ -121,6 +132,7 @@ class Deliverer:
         sleep: Sleep = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        sms_budget: Callable[[str | None], int] | None = None,
     ) -> None:
         self.repo = repo
         self.channels = channels
@@ -134,6 +146,8 @@ class Deliverer:
         self.sleep = sleep
         self.monotonic = monotonic
         self.rand = rand
+        # Citizen SMS a region may send per day; None: no budget.
+        self.sms_budget = sms_budget
 
     async def deliver_all(
         self, notifications: Sequence[Notification], *, last_chance: bool = False
@@ -163,10 +177,44 @@ class Deliverer:
         if note.undeliverable:
             await self._fail(record, "undeliverable", note.undeliverable, attempts=None)
             return None
+        if not await self._within_budget(note):
+            return None
         wait = self._backing_off(record)
         if wait > 0 and not last_chance:
             return wait
         return await self._attempts(note, record, last_chance)
+
+    async def _within_budget(self, note: Notification) -> bool:
+        """Whether a citizen SMS may go out under its region's daily budget (UTC day).
+
+        Counted once per notification: a retry or redelivery of an SMS already
+        counted goes on. One beyond the budget is withheld (`budget_exhausted`),
+        counted in the metric and in the day's counter document, never sent.
+        """
+        if self.sms_budget is None or note.message.kind != "sms" or note.audience != "citizen":
+            return True
+        region = note.region or "-"
+        day = self.clock().astimezone(UTC).date().isoformat()
+        if not await self.repo.claim_budget(note.id, day):
+            # Counted by an earlier delivery, or by another replica right now: only
+            # an SMS the budget let through goes on; the claimant settles the rest.
+            record = await self.repo.get(note.id)
+            return record is not None and record.get("budget") == "spent"
+        if await self.repo.spend_sms_budget(region, day, self.sms_budget(note.region)):
+            await self.repo.note_budget(note.id, "spent")
+            return True
+        await self.repo.note_budget(note.id, "held")
+        if await self.repo.mark_withheld(note.id, BUDGET_EXHAUSTED, self.clock()):
+            self.metrics.withheld.labels(
+                channel="sms", region=region, reason=BUDGET_EXHAUSTED
+            ).inc()
+            log.warning(
+                "SMS %s withheld: the daily SMS budget of %s is spent",
+                note.id,
+                region,
+                extra={"complaint_id": note.message.complaint_id, "notification_id": note.id},
+            )
+        return False
 
     async def _attempts(
         self, note: Notification, record: Document, last_chance: bool

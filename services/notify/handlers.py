@@ -227,7 +227,7 @@ def _sms(deps: NotifyDeps, message: domain.CitizenMessage, to: str) -> Notificat
         complaint_id=message.complaint_id,
         template=message.template,
     )
-    return Notification(outgoing, "citizen", message.cause_event_id)
+    return Notification(outgoing, "citizen", message.cause_event_id, region=message.region)
 
 
 def _email(deps: NotifyDeps, message: domain.CitizenMessage, to: str) -> Notification:

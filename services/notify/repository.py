@@ -59,6 +59,7 @@ class NotificationRepository:
         self.routings = db["notify_routings"]
         self.notifications = db["notifications"]
         self.attempts = db["notification_attempts"]
+        self.sms_budget = db["notify_sms_budget"]
 
     async def ensure_indexes(self) -> None:
         await self.notifications.create_index([("complaint_id", ASCENDING)])
@@ -237,6 +238,58 @@ class NotificationRepository:
             (PENDING,),
             {"status": WITHHELD, "withheld_reason": reason, "updated_at": now},
         )
+
+    # --- the daily SMS budget ------------------------------------------------------
+
+    async def spend_sms_budget(self, region: str, day: str, budget: int) -> bool:
+        """Count one citizen SMS of `region` on `day` if the budget allows it.
+
+        One counter document per region and day; the increment is conditional on
+        the count being under the budget in the same update (atomic on MongoDB and
+        on our FerretDB build), so concurrent senders, in one replica or many,
+        never spend more than the budget. A refusal is counted as held back.
+        """
+        key = {"_id": f"{region}:{day}"}
+        for _ in range(2):
+            spent = await self.sms_budget.update_one(
+                {**key, "sent": {"$lt": budget}}, {"$inc": {"sent": 1}}
+            )
+            if spent.matched_count == 1:
+                return True
+            if budget <= 0 or await self.sms_budget.find_one(key) is not None:
+                break
+            try:
+                await self.sms_budget.insert_one(
+                    {**key, "region": region, "day": day, "sent": 1, "held": 0}
+                )
+                return True
+            except DuplicateKeyError:
+                continue  # another sender opened the day first: count against it
+        try:
+            await self.sms_budget.update_one(
+                key,
+                {"$inc": {"held": 1}, "$setOnInsert": {"region": region, "day": day, "sent": 0}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            await self.sms_budget.update_one(key, {"$inc": {"held": 1}})
+        return False
+
+    async def claim_budget(self, notification_id: str, day: str) -> bool:
+        """True for the one delivery of a pending SMS that counts it against a budget;
+        a retry or redelivery of an SMS already counted is not counted again."""
+        result = await self.notifications.update_one(
+            {"_id": notification_id, "status": PENDING, "budget_day": {"$exists": False}},
+            {"$set": {"budget_day": day}},
+        )
+        return result.matched_count == 1
+
+    async def note_budget(self, notification_id: str, outcome: str) -> None:
+        """What the budget decided for a claimed SMS (`spent` or `held`)."""
+        await self.notifications.update_one({"_id": notification_id}, {"$set": {"budget": outcome}})
+
+    async def sms_budget_day(self, region: str, day: str) -> Document | None:
+        return await self.sms_budget.find_one({"_id": f"{region}:{day}"})
 
     async def mark_announced(self, notification_id: str) -> None:
         await self.notifications.update_one(

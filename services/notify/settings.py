@@ -51,6 +51,12 @@ class NotifySettings(ServiceSettings):
     webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=MAX_SEND_TIMEOUT_S)
 
+    # Citizen SMS a region may send per day (UTC): beyond it an SMS is withheld
+    # (`budget_exhausted`), counted and alerted on, never sent. 0 sends none.
+    # NOTIFY_SMS_DAILY_BUDGETS overrides it per region, e.g. {"banjar": 20000}.
+    sms_daily_budget: int = Field(default=5000, ge=0)
+    sms_daily_budgets: dict[str, int] = Field(default_factory=dict)
+
     retry_base_s: float = Field(default=2.0, gt=0, le=60)
     retry_factor: float = Field(default=3.0, ge=1, le=10)
     retry_max_delay_s: float = Field(default=600.0, gt=0, le=3600)
@@ -67,6 +73,18 @@ class NotifySettings(ServiceSettings):
         if not _EMAIL.match(address):
             raise ValueError(f"NOTIFY_SMTP_FROM is not an e-mail address: {value!r}")
         return value
+
+    @field_validator("sms_daily_budgets")
+    @classmethod
+    def _budgets(cls, value: dict[str, int]) -> dict[str, int]:
+        for region, budget in value.items():
+            if budget < 0:
+                raise ValueError(f"NOTIFY_SMS_DAILY_BUDGETS: budget of {region} is negative")
+        return value
+
+    def sms_budget(self, region: str | None) -> int:
+        """The daily budget of citizen SMS of `region` (the default for an unknown one)."""
+        return self.sms_daily_budgets.get(region or "", self.sms_daily_budget)
 
     @field_validator("webhook_secrets")
     @classmethod

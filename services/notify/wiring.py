@@ -212,6 +212,7 @@ def make_deps(
         metrics,
         retry_policy(settings),
         send_timeout_s=send_timeout(settings),
+        sms_budget=settings.sms_budget,
     )
     return handlers.NotifyDeps(
         repo=repo,

@@ -10,6 +10,7 @@ from faststream.nats.prometheus import NatsPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
 from lapor.runtime.metrics import DomainMetrics
+from services.notify.delivery import NotifyMetrics
 from services.sla.metrics import SlaMetrics
 
 # Series Prometheus makes itself rather than scraping them.
@@ -27,6 +28,7 @@ def known_series() -> frozenset[str]:
     # In the order sla registers them: its own families first, the shared ones adopt.
     SlaMetrics(registry)
     DomainMetrics(registry)
+    NotifyMetrics(registry)
     NatsBroker(
         "nats://127.0.0.1:1",
         middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="check")],

@@ -1,0 +1,99 @@
+"""The daily SMS budget on the real FerretDB: two notify replicas delivering at once
+never send more citizen SMS of a region than its budget; the rest are withheld."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+
+from lapor.devstack import Stack
+from lapor.runtime.pii import PiiCipher, new_key
+from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
+from services.notify.delivery import Deliverer, Notification, NotifyMetrics
+from services.notify.repository import NotificationRepository
+from services.notify.retry import RetryPolicy
+
+pytestmark = [pytest.mark.integration]
+
+DATABASE = "lapor_sms_budget"
+BUDGET = 7
+NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
+
+
+class Gateway:
+    name = "bus"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, message: OutgoingMessage) -> DeliveryResult:
+        await asyncio.sleep(0)
+        self.sent.append(message.notification_id)
+        return DeliveryResult.sent()
+
+
+def replica(client: Any, gateway: Gateway, registry: CollectorRegistry) -> Deliverer:
+    repo = NotificationRepository(client[DATABASE], PiiCipher(new_key()))
+    return Deliverer(
+        repo,
+        ChannelSet(sms=gateway, email=gateway, webhook=gateway),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        NotifyMetrics(registry),
+        RetryPolicy(base_s=1, factor=2, max_delay_s=5, max_attempts=2, jitter=0),
+        send_timeout_s=1.0,
+        clock=lambda: NOW,
+        sms_budget=lambda region: BUDGET if region == "banjar" else 1000,
+    )
+
+
+def sms(n: int, region: str = "banjar") -> Notification:
+    message = OutgoingMessage(
+        f"ntf-{region}-{n}", "sms", f"+6281234{n:06d}", "Laporan diterima", template="ack"
+    )
+    return Notification(message, "citizen", f"received:LPR-{n}", region=region)
+
+
+async def test_two_replicas_never_send_beyond_the_budget(
+    own_servers: Stack, own_mongo: Any
+) -> None:
+    await own_mongo.drop_database(DATABASE)
+    second: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(own_servers.mongo, tz_aware=True)
+    gateway, registries = Gateway(), (CollectorRegistry(), CollectorRegistry())
+    try:
+        a = replica(own_mongo, gateway, registries[0])
+        b = replica(second, gateway, registries[1])
+        notes = [sms(n) for n in range(30)]
+        # Each replica gets every SMS (as after a redelivery) and they race for them.
+        await asyncio.gather(
+            *(a.deliver(n) for n in notes),
+            *(b.deliver(n) for n in reversed(notes)),
+            *(a.deliver(sms(n, "tapin")) for n in range(3)),
+        )
+    finally:
+        await second.close()
+
+    banjar = [nid for nid in gateway.sent if "-banjar-" in nid]
+    assert len(set(banjar)) == BUDGET
+    assert len({nid for nid in gateway.sent if "-tapin-" in nid}) == 3
+    db = own_mongo[DATABASE]
+    counter = await db.notify_sms_budget.find_one({"_id": f"banjar:{NOW.date().isoformat()}"})
+    assert counter is not None and counter["sent"] == BUDGET
+    assert counter["held"] == 30 - BUDGET
+    withheld = await db.notifications.count_documents(
+        {"status": "withheld", "withheld_reason": "budget_exhausted"}
+    )
+    assert withheld == 30 - BUDGET
+    held = sum(
+        r.get_sample_value(
+            "lapor_notifications_withheld_total",
+            {"channel": "sms", "region": "banjar", "reason": "budget_exhausted"},
+        )
+        or 0
+        for r in registries
+    )
+    assert held == 30 - BUDGET

@@ -1,0 +1,132 @@
+"""The daily SMS budget of a region: within it citizen SMS go out, beyond it they are
+withheld as `budget_exhausted`, counted and never sent; each SMS counts once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
+from services.notify.delivery import Deliverer, Notification, NotifyMetrics
+from services.notify.repository import PENDING
+from services.notify.retry import RetryPolicy
+from services.notify.settings import NotifySettings
+from tests.unit.notify.test_delivery import T0, MemoryLog, Publisher, Scripted
+
+
+class BudgetLog(MemoryLog):
+    """The delivery log with the per-region, per-day counters of the repository."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.days: dict[str, dict[str, int]] = {}
+
+    async def claim_budget(self, nid: str, day: str) -> bool:
+        record = self.records[nid]
+        if record["status"] != PENDING or "budget_day" in record:
+            return False
+        record["budget_day"] = day
+        return True
+
+    async def note_budget(self, nid: str, outcome: str) -> None:
+        self.records[nid]["budget"] = outcome
+
+    async def spend_sms_budget(self, region: str, day: str, budget: int) -> bool:
+        counter = self.days.setdefault(f"{region}:{day}", {"sent": 0, "held": 0})
+        if counter["sent"] < budget:
+            counter["sent"] += 1
+            return True
+        counter["held"] += 1
+        return False
+
+
+class Budgeted:
+    def __init__(self, budgets: dict[str | None, int]) -> None:
+        self.log = BudgetLog()
+        self.channel = Scripted()
+        self.registry = CollectorRegistry()
+        self.now = T0
+        self.deliverer = Deliverer(
+            self.log,  # type: ignore[arg-type]
+            ChannelSet(sms=self.channel, email=self.channel, webhook=self.channel),
+            Publisher(),  # type: ignore[arg-type]
+            NotifyMetrics(self.registry),
+            RetryPolicy(base_s=1, factor=4, max_delay_s=60, max_attempts=4, jitter=0),
+            send_timeout_s=1.0,
+            clock=lambda: self.now,
+            sms_budget=lambda region: budgets.get(region, 0),
+        )
+
+    def held(self, region: str) -> float | None:
+        labels = {"channel": "sms", "region": region, "reason": "budget_exhausted"}
+        return self.registry.get_sample_value("lapor_notifications_withheld_total", labels)
+
+
+def sms(
+    n: int, region: str = "banjar", kind: Any = "sms", audience: Any = "citizen"
+) -> Notification:
+    message = OutgoingMessage(f"ntf-{n}", kind, f"+62812345670{n:02d}", "Halo", template="ack")
+    return Notification(message, audience, f"received:LPR-{n}", region=region)
+
+
+async def test_sms_beyond_the_daily_budget_are_withheld_and_counted() -> None:
+    s = Budgeted({"banjar": 2, "tapin": 5})
+    for n in range(4):
+        await s.deliverer.deliver(sms(n))
+    await s.deliverer.deliver(sms(9, region="tapin"))
+
+    assert [m.notification_id for m in s.channel.sent] == ["ntf-0", "ntf-1", "ntf-9"]
+    for n in (2, 3):
+        record = s.log.records[f"ntf-{n}"]
+        assert (record["status"], record["withheld_reason"]) == ("withheld", "budget_exhausted")
+    assert s.held("banjar") == 2 and s.held("tapin") is None
+    day = T0.date().isoformat()
+    assert s.log.days[f"banjar:{day}"] == {"sent": 2, "held": 2}
+    # A redelivery of a withheld SMS does not send it.
+    await s.deliverer.deliver(sms(3))
+    assert len(s.channel.sent) == 3
+
+
+async def test_the_budget_starts_afresh_each_day() -> None:
+    s = Budgeted({"banjar": 1})
+    await s.deliverer.deliver(sms(0))
+    await s.deliverer.deliver(sms(1))
+    s.now += timedelta(days=1)
+    await s.deliverer.deliver(sms(2))
+    assert [m.notification_id for m in s.channel.sent] == ["ntf-0", "ntf-2"]
+
+
+async def test_a_retried_sms_counts_once() -> None:
+    s = Budgeted({"banjar": 1})
+    s.channel.answers = [DeliveryResult.temporary("HTTP 503")] * 2
+    for _ in range(3):  # retried in the handler, then redelivered later
+        s.now += timedelta(minutes=5)
+        await s.deliverer.deliver(sms(0))
+    assert s.log.records["ntf-0"]["status"] == "sent" and len(s.channel.sent) == 3
+    day = T0.date().isoformat()
+    assert s.log.days[f"banjar:{day}"] == {"sent": 1, "held": 0}
+
+
+async def test_e_mail_and_officials_are_not_counted() -> None:
+    s = Budgeted({"banjar": 0})
+    await s.deliverer.deliver(sms(0, kind="email"))
+    await s.deliverer.deliver(sms(1, audience="official"))
+    await s.deliverer.deliver(sms(2))
+    assert [m.notification_id for m in s.channel.sent] == ["ntf-0", "ntf-1"]
+    assert s.log.records["ntf-2"]["status"] == "withheld"
+
+
+def test_budget_settings_default_and_per_region(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert NotifySettings().sms_daily_budget == 5000  # type: ignore[call-arg]
+    monkeypatch.setenv("NOTIFY_SMS_DAILY_BUDGET", "100")
+    monkeypatch.setenv("NOTIFY_SMS_DAILY_BUDGETS", '{"banjar": 20000}')
+    settings = NotifySettings()  # type: ignore[call-arg]
+    assert settings.sms_budget("banjar") == 20000
+    assert settings.sms_budget("tapin") == 100 and settings.sms_budget(None) == 100
+    monkeypatch.setenv("NOTIFY_SMS_DAILY_BUDGETS", '{"banjar": -1}')
+    with pytest.raises(ValidationError, match="negative"):
+        NotifySettings()  # type: ignore[call-arg]
