@@ -177,14 +177,15 @@ class Deliverer:
         if note.undeliverable:
             await self._fail(record, "undeliverable", note.undeliverable, attempts=None)
             return None
-        if not await self._within_budget(note):
-            return None
+        budget = await self._within_budget(note, last_chance=last_chance)
+        if budget is not True:
+            return None if budget is False else budget
         wait = self._backing_off(record)
         if wait > 0 and not last_chance:
             return wait
         return await self._attempts(note, record, last_chance)
 
-    async def _within_budget(self, note: Notification) -> bool:
+    async def _within_budget(self, note: Notification, *, last_chance: bool) -> bool | float:
         """Whether a citizen SMS may go out under its region's daily budget (UTC day).
 
         Counted once per notification: a retry or redelivery of an SMS already
@@ -195,11 +196,21 @@ class Deliverer:
             return True
         region = note.region or "-"
         day = self.clock().astimezone(UTC).date().isoformat()
-        if not await self.repo.claim_budget(note.id, day):
+        now = self.clock()
+        if not await self.repo.claim_budget(note.id, day, now):
             # Counted by an earlier delivery, or by another replica right now: only
             # an SMS the budget let through goes on; the claimant settles the rest.
-            record = await self.repo.get(note.id)
-            return record is not None and record.get("budget") == "spent"
+            record = await self.repo.get(note.id) or {}
+            if record.get("budget") in ("spent", "held"):
+                return record["budget"] == "spent"
+            claimed_at = record.get("budget_claimed_at")
+            if claimed_at is not None and claimed_at.tzinfo is None:
+                claimed_at = claimed_at.replace(tzinfo=UTC)
+            age = (now - claimed_at).total_seconds() if claimed_at is not None else None
+            if age is not None and age < self.lease_s and not last_chance:
+                return max(self.lease_s - age, 1.0)  # its claimant is deciding: look again
+            # Its claimant died before deciding: decide now rather than lose the SMS.
+            # The day may so count one SMS twice, which errs on the side of the budget.
         if await self.repo.spend_sms_budget(region, day, self.sms_budget(note.region)):
             await self.repo.note_budget(note.id, "spent")
             return True

@@ -275,12 +275,12 @@ class NotificationRepository:
             await self.sms_budget.update_one(key, {"$inc": {"held": 1}})
         return False
 
-    async def claim_budget(self, notification_id: str, day: str) -> bool:
+    async def claim_budget(self, notification_id: str, day: str, now: datetime) -> bool:
         """True for the one delivery of a pending SMS that counts it against a budget;
         a retry or redelivery of an SMS already counted is not counted again."""
         result = await self.notifications.update_one(
             {"_id": notification_id, "status": PENDING, "budget_day": {"$exists": False}},
-            {"$set": {"budget_day": day}},
+            {"$set": {"budget_day": day, "budget_claimed_at": now}},
         )
         return result.matched_count == 1
 

@@ -3,7 +3,7 @@ withheld as `budget_exhausted`, counted and never sent; each SMS counts once."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -25,11 +25,11 @@ class BudgetLog(MemoryLog):
         super().__init__()
         self.days: dict[str, dict[str, int]] = {}
 
-    async def claim_budget(self, nid: str, day: str) -> bool:
+    async def claim_budget(self, nid: str, day: str, now: datetime) -> bool:
         record = self.records[nid]
         if record["status"] != PENDING or "budget_day" in record:
             return False
-        record["budget_day"] = day
+        record["budget_day"], record["budget_claimed_at"] = day, now
         return True
 
     async def note_budget(self, nid: str, outcome: str) -> None:
@@ -130,3 +130,19 @@ def test_budget_settings_default_and_per_region(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("NOTIFY_SMS_DAILY_BUDGETS", '{"banjar": -1}')
     with pytest.raises(ValidationError, match="negative"):
         NotifySettings()  # type: ignore[call-arg]
+
+
+async def test_an_sms_whose_claimant_died_before_deciding_is_decided_later_not_lost() -> None:
+    s = Budgeted({"banjar": 5})
+    note = sms(0)
+    await s.log.open(s.deliverer._new_record(note))
+    # A delivery claimed the SMS for the budget, then its process died.
+    assert await s.log.claim_budget(note.id, T0.date().isoformat(), T0)
+
+    # While the claimant may still be deciding, the next delivery comes back later.
+    wait = await s.deliverer.deliver(note)
+    assert wait is not None and wait > 0 and not s.channel.sent
+    s.now += timedelta(minutes=5)
+    await s.deliverer.deliver(note)
+    assert [m.notification_id for m in s.channel.sent] == ["ntf-0"]
+    assert s.log.records["ntf-0"]["budget"] == "spent"
