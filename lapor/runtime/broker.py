@@ -69,6 +69,11 @@ MAX_DELIVER = 8
 # Redelivery delays after a failed attempt; the server uses backoff[0] as ack wait,
 # so the first entry must exceed the slowest normal handler run.
 BACKOFF_S = [10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0]
+# The wait before the next attempt after failed delivery n (a NAK with this delay).
+# The first is short: a database or NATS restart leaves stale connections whose
+# first use fails, and the next attempt then succeeds. Together they exceed 18
+# minutes, which an outage must outlast before a message is dead-lettered.
+RETRY_DELAYS_S = [1.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0]
 DUPLICATE_WINDOW_S = 2 * 3600.0
 STREAM_MAX_AGE_S = 30 * 24 * 3600.0
 
@@ -249,7 +254,7 @@ def retry_delay(delivery: int | None) -> float | None:
     or None when it was the last one (the dead-letter path takes it from there)."""
     if delivery is None or delivery >= MAX_DELIVER:
         return None
-    return BACKOFF_S[min(delivery, len(BACKOFF_S)) - 1]
+    return RETRY_DELAYS_S[min(delivery, len(RETRY_DELAYS_S)) - 1]
 
 
 class RetryLater(BaseMiddleware):
@@ -258,11 +263,11 @@ class RetryLater(BaseMiddleware):
     FastStream's NACK_ON_ERROR sends a plain NAK, which the server redelivers
     immediately whatever the consumer's backoff: a database restart would use up
     every delivery within seconds and send healthy messages to the dead-letter
-    store. A NAK with the delay of the consumer's backoff spreads the
-    `MAX_DELIVER` attempts over `sum(BACKOFF_S[:-1])` seconds (about 19 minutes),
-    which an outage of the database or of NATS has to outlast before anything
-    is dead-lettered. The last attempt is NAKed plainly, so a poison message
-    reaches the dead-letter path without a further wait.
+    store. A NAK with the delays of `RETRY_DELAYS_S` spreads the `MAX_DELIVER`
+    attempts over more than 18 minutes, which an outage of the database or of
+    NATS has to outlast before anything is dead-lettered. The last attempt is
+    NAKed plainly, so a poison message reaches the dead-letter path without a
+    further wait.
     """
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:

@@ -38,6 +38,7 @@ async def test_failed_attempts_wait_for_the_backoff_and_the_last_one_dead_letter
     own_servers: Stack, own_nc: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(lapor_broker, "BACKOFF_S", BACKOFF)
+    monkeypatch.setattr(lapor_broker, "RETRY_DELAYS_S", BACKOFF)
     monkeypatch.setattr(lapor_broker, "MAX_DELIVER", len(BACKOFF) + 1)
     consumer = f"test-backoff-{uuid.uuid4().hex[:8]}"
     infra = InfraSettings(NATS_URL=own_servers.nats)  # type: ignore[call-arg]
