@@ -17,7 +17,7 @@ from lapor.report.fetch import _public, complaint_filter
 from services.intake.open311 import requests_query
 from services.intake.repository import ComplaintRepository
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 DB = "lapor_bounded_read_plans"

@@ -16,7 +16,7 @@ from services.intake.guard import RateLimit
 from tests.e2e.helpers import eventually, sms_payload
 from tests.integration.intake_harness import running_intake
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 WORDS = (
     "jalan rusak lampu mati sampah sungai drainase sekolah guru puskesmas bidan pasar "

@@ -18,7 +18,7 @@ from services.notify.delivery import Deliverer, Notification, NotifyMetrics
 from services.notify.repository import NotificationRepository
 from services.notify.retry import RetryPolicy
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 DATABASE = "lapor_sms_budget"
 BUDGET = 7

@@ -24,7 +24,7 @@ from services.intake.settings import IntakeSettings
 from services.intake.wiring import create_app
 from tests.e2e.helpers import eventually, sms_payload
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 DATABASE = "lapor_sms_pumping"
 TEXTS = [

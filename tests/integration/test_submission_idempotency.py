@@ -10,7 +10,6 @@ secret citizen link.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
@@ -26,12 +25,14 @@ import pytest_asyncio
 from lapor.contracts import subjects
 from lapor.contracts.commands import Role
 from lapor.devstack import ROOT, Stack
+from lapor.runtime.outbox import FLAG
 from lapor.runtime.settings import InfraSettings
 from services.intake.auth import new_token, token_record
 from services.intake.settings import IntakeSettings
 from services.intake.wiring import create_app
+from tests.e2e.helpers import eventually
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.security]
 
 DATABASE = "lapor_submission_keys"
 TEXT = "Jalan di depan SDN 2 Martapura berlubang besar, dua pengendara motor jatuh minggu ini"
@@ -109,13 +110,16 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def settled(received: Counter[str], tracking_id: str) -> int:
-    """The announcements of a complaint once the outbox had time to send more."""
-    for _ in range(50):
-        if received[tracking_id]:
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(1.0)
+async def settled(db: Any, nc: Any, received: Counter[str], tracking_id: str) -> int:
+    """The announcements of a complaint once nothing of it is left to announce: its
+    outbox is empty, and a round trip to NATS has brought in what was published."""
+
+    async def announced() -> bool:
+        doc = await db.complaints.find_one({"_id": tracking_id}, {FLAG: 1})
+        return doc is not None and FLAG not in doc
+
+    await eventually(announced, timeout=30)
+    await nc.flush()
     return received[tracking_id]
 
 
@@ -124,6 +128,7 @@ async def test_the_same_key_and_submission_is_the_same_complaint_announced_once(
     http: httpx.AsyncClient,
     db: Any,
     received: Counter[str],
+    own_nc: Any,
     tokens: dict[str, str],
     caller: str,
 ) -> None:
@@ -138,7 +143,7 @@ async def test_the_same_key_and_submission_is_the_same_complaint_announced_once(
     tracking_id = first.json()["tracking_id"]
     assert await db.complaints.count_documents({"text": TEXT, "_id": tracking_id}) == 1
     assert await db.complaints.count_documents({"source_key": {"$regex": form["client_id"]}}) == 1
-    assert await settled(received, tracking_id) == 1
+    assert await settled(db, own_nc, received, tracking_id) == 1
 
 
 CHANGES = {
@@ -156,6 +161,7 @@ async def test_the_same_key_with_another_submission_is_refused_and_changes_nothi
     http: httpx.AsyncClient,
     db: Any,
     received: Counter[str],
+    own_nc: Any,
     tokens: dict[str, str],
     caller: str,
     change: str,
@@ -165,7 +171,7 @@ async def test_the_same_key_with_another_submission_is_refused_and_changes_nothi
     first = await http.post("/api/v1/complaints", json=body(client_id), headers=headers)
     assert first.status_code == 202, first.text
     tracking_id = first.json()["tracking_id"]
-    await settled(received, tracking_id)
+    await settled(db, own_nc, received, tracking_id)
     before = await db.complaints.find_one({"_id": tracking_id})
     total = await db.complaints.count_documents({})
 
@@ -178,11 +184,15 @@ async def test_the_same_key_with_another_submission_is_refused_and_changes_nothi
     assert tracking_id not in other.text and "key=" not in other.text
     assert await db.complaints.find_one({"_id": tracking_id}) == before
     assert await db.complaints.count_documents({}) == total
-    assert await settled(received, tracking_id) == 1
+    assert await settled(db, own_nc, received, tracking_id) == 1
 
 
 async def test_another_caller_reusing_a_token_holders_key_never_gets_its_complaint(
-    http: httpx.AsyncClient, db: Any, received: Counter[str], tokens: dict[str, str]
+    http: httpx.AsyncClient,
+    db: Any,
+    received: Counter[str],
+    own_nc: Any,
+    tokens: dict[str, str],
 ) -> None:
     form = body(f"kota-app-{uuid.uuid4().hex}")
     mine = await http.post("/api/v1/complaints", json=form, headers=bearer(tokens["kota-app"]))
@@ -198,13 +208,17 @@ async def test_another_caller_reusing_a_token_holders_key_never_gets_its_complai
         assert tracking_id not in answer.text and key not in answer.text
     again = await http.post("/api/v1/complaints", json=form, headers=bearer(tokens["kota-app"]))
     assert again.json() == mine.json()
-    assert await settled(received, tracking_id) == 1
+    assert await settled(db, own_nc, received, tracking_id) == 1
     unknown = await http.post("/api/v1/complaints", json=form, headers=bearer(new_token()))
     assert unknown.status_code == 401 and tracking_id not in unknown.text
 
 
 async def test_open311_request_id_is_bound_to_the_request(
-    http: httpx.AsyncClient, db: Any, received: Counter[str], tokens: dict[str, str]
+    http: httpx.AsyncClient,
+    db: Any,
+    received: Counter[str],
+    own_nc: Any,
+    tokens: dict[str, str],
 ) -> None:
     services = (await http.get("/open311/v2/services.json")).json()
     code = next(s["service_code"] for s in services if s["service_code"].startswith("PUPR-"))
@@ -227,4 +241,4 @@ async def test_open311_request_id_is_bound_to_the_request(
     assert other.status_code == 409, other.text
     assert "request_id" in other.json()[0]["description"] and tracking_id not in other.text
     assert await db.complaints.find_one({"_id": tracking_id}) == before
-    assert await settled(received, tracking_id) == 1
+    assert await settled(db, own_nc, received, tracking_id) == 1

@@ -22,6 +22,8 @@ from services.intake.api import build_router
 from services.intake.auth import hash_token
 from services.intake.repository import ComplaintRepository
 
+pytestmark = [pytest.mark.security]
+
 DB = "tokens_it"
 runner = CliRunner()
 

@@ -32,6 +32,8 @@ from typing import Any
 import pytest
 import yaml
 
+pytestmark = [pytest.mark.security]
+
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "docker-compose.yml"
 SCALE = ROOT / "docker-compose.scale.yml"

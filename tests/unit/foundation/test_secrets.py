@@ -12,6 +12,8 @@ from lapor.runtime.pii import new_key
 from lapor.runtime.settings import InfraSettings, secret_problem
 from services.intake.settings import IntakeSettings
 
+pytestmark = [pytest.mark.security]
+
 ROOT = Path(__file__).resolve().parents[3]
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY")
 # 40 characters, 16 distinct, no marker: passes every rule.

@@ -37,6 +37,8 @@ from services.intake.open311 import (
     to_xml,
 )
 
+pytestmark = [pytest.mark.security]
+
 DIRECTORY = load_directory(ROOT / "data" / "regions" / "banjar")
 NAMES = {a.code: a.name for a in DIRECTORY.agencies}
 WITA = ZoneInfo("Asia/Makassar")
