@@ -8,6 +8,7 @@ public status (429 with Retry-After) and a last-resort handler that answers a bu
 JSON 500 while the traceback goes to the service's log only.
 """
 
+import hashlib
 import ipaddress
 import json
 import logging
@@ -19,7 +20,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from faststream.nats import NatsBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import AfterValidator, BaseModel, BeforeValidator
@@ -166,13 +167,18 @@ READING = frozenset({"GET", "HEAD"})
 ANONYMOUS_READS = ("/open311/v2/", "/api/v1/complaints/", "/api/v1/reports/", "/reports/")
 
 
-def anonymous_read(scope: Scope) -> bool:
-    """A GET of a public listing, report or status that carries no bearer token."""
-    return (
-        scope["method"] in READING
-        and scope["path"].startswith(ANONYMOUS_READS)
-        and b"authorization" not in dict(scope["headers"])
-    )
+# Set on a request's state by whatever checked its bearer token and found it valid.
+AUTHENTICATED = "authenticated"
+
+
+def mark_authenticated(request: Request) -> None:
+    """A valid token came with this request: its read is not an anonymous one."""
+    setattr(request.state, AUTHENTICATED, True)
+
+
+def public_read(scope: Scope) -> bool:
+    """A GET of a public listing, report or status, whatever credentials it carries."""
+    return scope["method"] in READING and scope["path"].startswith(ANONYMOUS_READS)
 
 
 class TokenBuckets:
@@ -202,6 +208,12 @@ class TokenBuckets:
         self._buckets[key] = (tokens - 1.0, now)
         return 0.0
 
+    def give(self, key: str) -> None:
+        """Return one token taken from `key` (a request that turned out not to count)."""
+        if key in self._buckets:
+            tokens, last = self._buckets[key]
+            self._buckets[key] = (min(self.burst, tokens + 1.0), last)
+
     def _forget_idle(self, now: float) -> None:
         refill_s = self.burst / self.rate
         self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < refill_s}
@@ -230,52 +242,97 @@ def client_key(scope: Scope) -> str | None:
 
 class RateLimit:
     """429 with Retry-After for a client over its budget of mutating requests, or
-    over its budget of anonymous reads (`anonymous_read`).
+    over its budget of public reads (`PUBLIC_READS`).
 
-    A read with a bearer token is not counted against the anonymous budget, but
-    one the service answers 401 (a made-up, expired or revoked token) is counted
-    afterwards: a token is worth something only when it is valid.
+    Every public read is counted against the client's budget before it runs,
+    whatever header it carries, so a made-up token buys nothing. A read whose
+    token a route found valid (`mark_authenticated`) is given its count back,
+    and the token is remembered for a while: its next reads pass uncounted even
+    when the client's budget is spent. Only a token never seen valid can be held
+    up by its neighbours behind the same address, and only until one read fits.
     """
 
+    # How long a token seen valid passes without counting; the route still checks
+    # it on every request, and a 401 forgets it at once.
+    VERIFIED_S = 600.0
+    MAX_VERIFIED = 10_000
+
     def __init__(
-        self, app: ASGIApp, buckets: TokenBuckets | None, reads: TokenBuckets | None = None
+        self,
+        app: ASGIApp,
+        buckets: TokenBuckets | None,
+        reads: TokenBuckets | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.app = app
         self.buckets = buckets
         self.reads = reads
+        self.clock = clock
+        self._verified: dict[str, float] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         key = client_key(scope)
-        buckets = None
-        if scope["method"] in MUTATING:
-            buckets = self.buckets
-        elif self.reads is not None and anonymous_read(scope):
-            buckets = self.reads
-        wait = buckets.take(key) if buckets is not None and key is not None else 0.0
-        if wait > 0:
-            retry = str(max(1, math.ceil(wait))).encode()
-            await _answer(send, 429, "too many requests", [(b"retry-after", retry)])
-            return
-        reads = self.reads
-        if (
-            reads is None
-            or key is None
-            or scope["method"] not in READING
-            or not scope["path"].startswith(ANONYMOUS_READS)
-            or anonymous_read(scope)
-        ):
+        if key is None:
             await self.app(scope, receive, send)
             return
+        if scope["method"] in MUTATING and self.buckets is not None:
+            if not await self._admitted(self.buckets, key, send):
+                return
+        elif self.reads is not None and public_read(scope):
+            await self._read(self.reads, key, scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _read(
+        self, reads: TokenBuckets, key: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        token = _token_digest(scope)
+        if token is not None and self._verified.get(token, 0.0) > self.clock():
+            counted = False
+        elif await self._admitted(reads, key, send):
+            counted = True
+        else:
+            return
+        # The routes mark the same dict (Starlette keeps `request.state` in it).
+        state = scope.setdefault("state", {})
 
         async def watched(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 401:
-                reads.take(key)
+            if message["type"] == "http.response.start" and token is not None:
+                if message["status"] == 401:
+                    self._verified.pop(token, None)
+                    if not counted:
+                        reads.take(key)
+                elif state.get(AUTHENTICATED):
+                    self._remember(token)
+                    if counted:
+                        reads.give(key)
             await send(message)
 
         await self.app(scope, receive, watched)
+
+    async def _admitted(self, buckets: TokenBuckets, key: str, send: Send) -> bool:
+        wait = buckets.take(key)
+        if wait > 0:
+            retry = str(max(1, math.ceil(wait))).encode()
+            await _answer(send, 429, "too many requests", [(b"retry-after", retry)])
+            return False
+        return True
+
+    def _remember(self, token: str) -> None:
+        now = self.clock()
+        if token not in self._verified and len(self._verified) >= self.MAX_VERIFIED:
+            self._verified = {t: until for t, until in self._verified.items() if until > now}
+            if len(self._verified) >= self.MAX_VERIFIED:
+                return
+        self._verified[token] = now + self.VERIFIED_S
+
+
+def _token_digest(scope: Scope) -> str | None:
+    header = dict(scope["headers"]).get(b"authorization")
+    return None if header is None else hashlib.sha256(header).hexdigest()
 
 
 class ErrorsAsJson:

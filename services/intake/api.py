@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from lapor.contracts import InboundWeb, Location, Priority, State
 from lapor.contracts.commands import Action, ComplaintCommand, Outcome, Role
-from lapor.runtime.http import refusals
+from lapor.runtime.http import mark_authenticated, refusals
 from services.intake.auth import (
     Principal,
     TokenStatus,
@@ -218,6 +218,7 @@ def build_router(
 
     async def principal(
         repo: Repo,
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal | None:
         if credentials is None:
@@ -229,6 +230,7 @@ def build_router(
         if (refusal := token_refusal(record, now)) is not None:
             raise HTTPException(401, detail=refusal)
         await repo.record_token_use(record, now)
+        mark_authenticated(request)
         return principal_from(record)
 
     Caller = Annotated[Principal | None, Depends(principal)]

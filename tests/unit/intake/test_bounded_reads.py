@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI, Header, HTTPException
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Request
 from faststream.nats import NatsBroker
 from prometheus_client import CollectorRegistry
 
@@ -20,7 +20,7 @@ from lapor.devstack import ROOT
 from lapor.directory import load_directory
 from lapor.report import report_router
 from lapor.report.period import MAX_DAYS, bounded_period
-from lapor.runtime.http import create_http_app
+from lapor.runtime.http import create_http_app, mark_authenticated
 from lapor.runtime.settings import HttpLimits, ServiceSettings, documentation_infra
 from services.intake.open311 import MAX_IDS, Open311Context, build_router, requests_query
 
@@ -67,9 +67,13 @@ def _app(store: Store, limits: HttpLimits) -> FastAPI:
     status = APIRouter()
 
     @status.get("/api/v1/complaints/{tracking_id}")
-    async def public_status(tracking_id: str, authorization: str | None = Header(None)) -> Any:
-        if authorization is not None and authorization != "Bearer good":
-            raise HTTPException(401, "unknown token")
+    async def public_status(
+        tracking_id: str, request: Request, authorization: str | None = Header(None)
+    ) -> Any:
+        if authorization is not None:
+            if authorization != "Bearer good":
+                raise HTTPException(401, "unknown token")
+            mark_authenticated(request)
         return {"tracking_id": tracking_id}
 
     @asynccontextmanager
@@ -181,13 +185,14 @@ async def test_anonymous_reads_over_their_budget_get_429(path: str) -> None:
 async def test_a_client_with_a_valid_token_is_not_limited_by_the_anonymous_budget() -> None:
     app = _app(Store(), READS)
     path = "/api/v1/complaints/LPR-1"
+    good = {"authorization": "Bearer good"}
     async with _client(app) as http:
+        first = await http.get(path, headers=good)
         anonymous = [(await http.get(path)).status_code for _ in range(4)]
-        signed = [
-            (await http.get(path, headers={"authorization": "Bearer good"})).status_code
-            for _ in range(10)
-        ]
-    assert anonymous[-1] == 429
+        signed = [(await http.get(path, headers=good)).status_code for _ in range(10)]
+    assert first.status_code == 200
+    # The valid token's read was given back: the client still had its three.
+    assert anonymous == [200, 200, 200, 429]
     assert signed == [200] * 10
 
 
@@ -202,6 +207,24 @@ async def test_a_refused_token_counts_against_the_anonymous_budget() -> None:
         after = await http.get(path)
     assert bad == [401] * 3
     assert after.status_code == 429
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("path", ["/open311/v2/requests.json", "/reports/agencies.html"])
+async def test_a_made_up_token_on_a_public_read_counts_against_the_anonymous_budget(
+    path: str,
+) -> None:
+    """The listing and the report check no token: any Authorization header would
+    otherwise buy unlimited reads."""
+    params = {"from": "2020-01-01"} if "reports" in path else {}
+    app = _app(Store(), READS)
+    async with _client(app) as http:
+        statuses = [
+            (await http.get(path, params=params, headers={"authorization": "Bearer x"})).status_code
+            for _ in range(4)
+        ]
+    assert 429 not in statuses[:3]
+    assert statuses[3] == 429
 
 
 def test_the_anonymous_read_budget_is_a_setting() -> None:
