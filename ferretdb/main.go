@@ -16,10 +16,19 @@ import (
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
 
+// operatorPasswordEnv names the variable holding the password the operator is
+// created with on a first start with -access.
+const operatorPasswordEnv = "LAPOR_FERRETDB_OPERATOR_PASSWORD"
+
 func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
 	dataDir := flag.String("data", "./var/ferretdb", "directory for the SQLite databases")
+	access := flag.String("access", "", "JSON file of the users' access to collections; "+
+		"turns on authentication (the operator's first password comes from "+operatorPasswordEnv+")")
 	flag.Parse()
+	if *access != "" && os.Getenv(operatorPasswordEnv) == "" {
+		log.Fatalf("-access needs the operator's password in %s", operatorPasswordEnv)
+	}
 
 	dir, err := filepath.Abs(*dataDir)
 	if err != nil {
@@ -36,6 +45,10 @@ func main() {
 		// the write-ahead log back after a checkpoint, so a bulk load does not
 		// leave a WAL many times the database's size on disk.
 		SQLiteURL: "file:" + dir + "/?_pragma=journal_size_limit(67108864)",
+		// From the environment rather than a flag: a command line is visible to
+		// every local user.
+		AccessFile:       *access,
+		OperatorPassword: os.Getenv(operatorPasswordEnv),
 	})
 	if err != nil {
 		log.Fatalf("ferretdb: %v", err)

@@ -1,0 +1,158 @@
+"""Who may touch which collection: the one table the database users are made from.
+
+Every process connects to the database as its own user, allowed exactly the
+collections below and, on each, exactly the MongoDB privilege actions listed
+(find, insert, update, remove, createIndex, createCollection). A compromised
+router can then neither read notify's contacts nor intake's API token hashes.
+The operator (the `lapor` CLI, migrations) owns the whole database.
+
+The table is the list of what the code does today; a new query on another
+collection fails with Unauthorized (13) until it is granted here. Two
+collections are written by every process: `dead_letters` (a message that
+breaks its contract is kept there by the service that got it) and
+`delivery_failures` (`lapor.dlq.failure_notes`: the last error of a failing
+delivery, read by the watcher).
+
+Two renderings follow the table:
+- MongoDB (docker compose): `ops/mongo/db-access.json`, which
+  `ops/mongo/init-users.js` turns into one custom role and one user per
+  process (`python -m lapor.runtime.db_access [--check]` writes or checks it);
+- FerretDB (`make run`): the same document is the `-access` file of our
+  FerretDB build, which refuses every command its user has no privilege for
+  (ferretdb/patches/0005-...).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+FIND = "find"
+INSERT = "insert"
+UPDATE = "update"
+REMOVE = "remove"
+CREATE_INDEX = "createIndex"
+CREATE_COLLECTION = "createCollection"
+# On the database itself (collection ""): names of its collections, no data.
+LIST_COLLECTIONS = "listCollections"
+
+DATABASE = ""  # the "collection" of a privilege on the database itself
+
+_OWN = (FIND, INSERT, UPDATE, CREATE_INDEX)
+# What every process does with the two shared collections (see the module doc).
+_SHARED: Mapping[str, tuple[str, ...]] = {
+    "dead_letters": (INSERT,),
+    "delivery_failures": (INSERT, UPDATE),
+}
+
+# Read-only, intake's: sla's breaches and notify's delivery log answer officers,
+# whose bearer tokens they look up by hash (lapor.tokens.stored_tokens).
+_TOKEN_CHECK: Mapping[str, tuple[str, ...]] = {"api_tokens": (FIND,)}
+
+# process → collection → actions. The processes are the four services, the
+# dead-letter watcher (`dlq`) and the operator.
+GRANTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
+    "intake": {
+        **_SHARED,
+        "complaints": _OWN,
+        "rejections": _OWN,
+        "api_tokens": (FIND, INSERT, UPDATE),
+        "sender_messages": (FIND, INSERT, CREATE_INDEX),
+        "rate_notices": (INSERT,),
+        # The lapor_dead_letters gauge counts pending records (intake alone exports it).
+        "dead_letters": (FIND, INSERT),
+        # Read-only, sla's: the public report counts breaches, when sla has any.
+        "sla_breaches": (FIND,),
+        DATABASE: (LIST_COLLECTIONS,),
+    },
+    # The router keeps nothing of its own: its decisions travel as events.
+    "router": {**_SHARED},
+    "sla": {
+        **_SHARED,
+        "sla_facts": (FIND, INSERT, CREATE_INDEX),
+        "sla_clocks": _OWN,
+        "sla_timers": (FIND, INSERT, UPDATE, REMOVE, CREATE_INDEX),
+        "sla_fired": _OWN,
+        "sla_breaches": _OWN,
+        **_TOKEN_CHECK,
+    },
+    "notify": {
+        **_SHARED,
+        "notify_contacts": (FIND, INSERT, UPDATE),
+        "notify_routings": (FIND, INSERT, UPDATE),
+        "notifications": _OWN,
+        "notification_attempts": _OWN,
+        "notify_sms_budget": (FIND, INSERT, UPDATE),
+        **_TOKEN_CHECK,
+    },
+    "dlq": {
+        "dead_letters": (FIND, INSERT, UPDATE),
+        "delivery_failures": (FIND,),
+    },
+}
+OPERATOR = "operator"
+PROCESSES = (*GRANTS, OPERATOR)
+
+ACCESS_JSON = Path(__file__).resolve().parents[2] / "ops" / "mongo" / "db-access.json"
+
+
+def db_user(process: str) -> str:
+    """The database login of a process (`lapor-intake`, …, `lapor-operator`)."""
+    return f"lapor-{process}"
+
+
+def password_env(process: str) -> str:
+    """The variable holding that login's password in compose (LAPOR_DB_INTAKE_PASSWORD)."""
+    return f"LAPOR_DB_{process.upper()}_PASSWORD"
+
+
+def privileges(process: str) -> dict[str, list[str]]:
+    """collection → actions of one process. Creating a collection comes with the
+    right to insert into it or index it: both create it when it is missing."""
+    granted: dict[str, list[str]] = {}
+    for collection, actions in GRANTS[process].items():
+        wanted = set(actions)
+        if collection != DATABASE and wanted & {INSERT, CREATE_INDEX}:
+            wanted.add(CREATE_COLLECTION)
+        granted[collection] = sorted(wanted)
+    return granted
+
+
+def access_document(db: str = "lapor") -> dict[str, Any]:
+    """The table as both MongoDB's initialisation and FerretDB's `-access` read it."""
+    return {
+        "db": db,
+        "operator": db_user(OPERATOR),
+        "operator_password_env": password_env(OPERATOR),
+        "users": {
+            db_user(process): {
+                "password_env": password_env(process),
+                "privileges": privileges(process),
+            }
+            for process in GRANTS
+        },
+    }
+
+
+def render_access(db: str = "lapor") -> str:
+    return json.dumps(access_document(db), indent=2) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    """`python -m lapor.runtime.db_access [--check]`: write (or check) ops/mongo/db-access.json."""
+    text = render_access()
+    if "--check" in argv:
+        if ACCESS_JSON.read_text() == text:
+            return 0
+        print(f"{ACCESS_JSON} is stale: run python -m lapor.runtime.db_access", file=sys.stderr)
+        return 1
+    ACCESS_JSON.write_text(text)
+    print(f"wrote {ACCESS_JSON}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
