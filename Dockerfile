@@ -4,7 +4,10 @@
 #   docker run lapor python -m services.router
 # (docker-compose.yml sets the command per service; the default is intake.)
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# A full version (and Debian release), the interpreter the tests run on, so a
+# rebuild cannot bring a different Python or base system; bump it together
+# with the development interpreter.
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 # --------------------------------------------------------------------------
 # Builder: resolve the locked dependencies into /app/.venv with uv.

@@ -15,6 +15,18 @@ from services.sla.metrics import SlaMetrics
 
 # Series Prometheus makes itself rather than scraping them.
 PROMETHEUS_SERIES = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped"})
+# Series of the exporters docker-compose.yml runs, as they name them:
+# prometheus-nats-exporter 0.20 (collector/healthz.go, collector/jsz.go; no
+# -prefix, so core series are gnatsd_*, JetStream ones jetstream_*) and
+# percona mongodb_exporter 0.47.
+EXPORTER_SERIES = frozenset(
+    {
+        "gnatsd_healthz_status",
+        "jetstream_consumer_num_pending",
+        "jetstream_consumer_num_ack_pending",
+        "mongodb_up",
+    }
+)
 _KEYWORDS = frozenset({"and", "or", "unless", "offset", "bool", "inf", "nan"})
 _CLAUSE = re.compile(
     r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
@@ -23,7 +35,7 @@ _IDENT = re.compile(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])(\s*\()?")
 
 
 def known_series() -> frozenset[str]:
-    """Every series name a Lapor service can expose (domain and FastStream metrics)."""
+    """Every series name Prometheus can scrape: Lapor's (domain, FastStream) and the exporters'."""
     registry = CollectorRegistry()
     # In the order sla registers them: its own families first, the shared ones adopt.
     SlaMetrics(registry)
@@ -33,7 +45,7 @@ def known_series() -> frozenset[str]:
         "nats://127.0.0.1:1",
         middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="check")],
     )
-    return frozenset(registry._names_to_collectors) | PROMETHEUS_SERIES
+    return frozenset(registry._names_to_collectors) | PROMETHEUS_SERIES | EXPORTER_SERIES
 
 
 def metric_names(expr: str) -> set[str]:

@@ -21,6 +21,12 @@ REQUIRED_ALERTS = {
     "LaporBreachRateRising",
     "LaporUrgentComplaintUnacknowledged",
     "LaporNotificationsFailing",
+    "LaporSlaSweepStalled",
+    "LaporSlaSweepFailing",
+    "LaporDeadLetterBacklog",
+    "LaporNatsDown",
+    "LaporMongoDown",
+    "LaporOutboundSmsBacklog",
 }
 
 
