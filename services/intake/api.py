@@ -10,15 +10,18 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from lapor.audience import Access, Audience, access, mask_contacts, reveal
 from lapor.contracts import InboundWeb, Location, Priority, State
 from lapor.contracts.commands import Action, ComplaintCommand, Outcome, Role
 from lapor.runtime.http import mark_authenticated, refusals
 from services.intake.auth import (
     Principal,
     TokenStatus,
+    audience_of,
     citizen_key,
     citizen_principal,
     hash_token,
+    may_see,
     principal_from,
     token_refusal,
     token_view,
@@ -45,6 +48,12 @@ class DeadlinesView(BaseModel):
     answer: datetime | None = None
 
 
+class LocationView(BaseModel):
+    address: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
 class ComplaintView(BaseModel):
     tracking_id: str
     region: str
@@ -63,17 +72,23 @@ class ComplaintView(BaseModel):
     )
     text: str | None
     anonymous: bool
+    location: LocationView | None = Field(
+        default=None,
+        description="Where: hidden outside the reporter, the holding agency and admins "
+        "when the reporter is anonymous; phone numbers and e-mail addresses masked there.",
+    )
+    reporter_name: str | None = Field(
+        default=None, description="The holding agency and admins only, never when anonymous."
+    )
     history: list[HistoryEntryView]
 
 
-def public_view(doc: dict[str, Any], zone: ZoneInfo, *, actors: bool = False) -> ComplaintView:
-    """The complaint as anyone may see it, times in the region's own offset.
-
-    The reporter is never part of a view; a confidential complaint's text is
-    not shown to the public. `actors` (admins only) keeps who acted in full.
-    """
-    local = _localiser(zone, actors)
-    history = [local(h) for h in sorted(doc["history"], key=lambda h: h["at"])]
+def complaint_view(doc: dict[str, Any], zone: ZoneInfo, audience: Audience) -> ComplaintView:
+    """The complaint as `audience` may see it (`lapor.audience.POLICY`), times in the
+    region's own offset. The reporter's phone and e-mail are never part of it."""
+    anonymous = bool(doc.get("anonymous"))
+    submitted = doc.get("submission") or {}
+    history = sorted(doc["history"], key=lambda h: h["at"])
     deadlines = {
         k: v.astimezone(zone) if v else None for k, v in (doc.get("deadlines") or {}).items()
     }
@@ -88,10 +103,30 @@ def public_view(doc: dict[str, Any], zone: ZoneInfo, *, actors: bool = False) ->
         received_at=doc["received_at"].astimezone(zone),
         deadlines=DeadlinesView(**deadlines),
         reopen_until=_in_zone(doc.get("reopen_until"), zone),
-        text=None if doc.get("confidential") else doc["text"],
-        anonymous=doc.get("anonymous", False),
-        history=[HistoryEntryView(**h) for h in history],
+        text=reveal(audience, "text", doc["text"]),
+        anonymous=anonymous,
+        location=_location_view(submitted.get("location"), audience, anonymous),
+        reporter_name=reveal(audience, "reporter_name", submitted.get("name"), anonymous=anonymous),
+        history=[_entry_view(h, zone, audience) for h in history],
     )
+
+
+def public_view(doc: dict[str, Any], zone: ZoneInfo, *, actors: bool = False) -> ComplaintView:
+    """The complaint as the public sees it; with `actors`, as an admin sees it."""
+    return complaint_view(doc, zone, Audience.ADMIN if actors else Audience.PUBLIC)
+
+
+def _location_view(
+    location: dict[str, Any] | None, audience: Audience, anonymous: bool
+) -> LocationView | None:
+    if not location:
+        return None
+    view = LocationView(
+        address=reveal(audience, "address", location.get("address"), anonymous=anonymous),
+        lat=reveal(audience, "coordinates", location.get("lat"), anonymous=anonymous),
+        lon=reveal(audience, "coordinates", location.get("lon"), anonymous=anonymous),
+    )
+    return view if view.model_dump(exclude_none=True) else None
 
 
 def _in_zone(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
@@ -99,7 +134,7 @@ def _in_zone(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
 
 
 def public_actor(actor: str) -> str:
-    """Who acted, as a view outside the admins shows it.
+    """Who acted, as a view outside the admins shows a citizen.
 
     A citizen's actor id is derived from their number's hash (or names the
     complaint): the same for all of one sender's complaints, anonymous ones
@@ -108,12 +143,77 @@ def public_actor(actor: str) -> str:
     return Role.CITIZEN.value if actor.split(":", 1)[0] == Role.CITIZEN.value else actor
 
 
-def _localiser(zone: ZoneInfo, actors: bool) -> Any:
-    def local(entry: dict[str, Any]) -> dict[str, Any]:
-        actor = entry["actor"] if actors else public_actor(entry["actor"])
-        return {**entry, "at": entry["at"].astimezone(zone), "actor": actor}
+def actor_for(audience: Audience, actor: str) -> str:
+    """Who acted, as `audience` may see it: a citizen by role for everyone but admins,
+    officers and admins by role for everyone but the holding agency and admins."""
+    role = actor.split(":", 1)[0]
+    if role == Role.CITIZEN.value:
+        return actor if access(audience, "citizen_actor") is Access.FULL else role
+    if role in _OFFICERS and access(audience, "officer") is not Access.FULL:
+        return role
+    return actor
 
-    return local
+
+_OFFICERS = frozenset({Role.AGENCY.value, Role.ADMIN.value})
+# A history entry's texts belong to a part of the policy: by the action that made it
+# (`detail.action`) or, for entries no command made, by what they record. Where the
+# part is hidden, the entry keeps its time, state, actor's role and these keys only.
+_ACTION_PART = {
+    "answer": "answer",
+    "close": "answer",
+    "ask": "question",
+    "reply": "citizen_reply",
+    "rate": "citizen_reply",
+    "reopen": "citizen_reply",
+    "auto_close": "citizen_reply",
+    "forward": "internal_note",
+    "reject": "internal_note",
+    "decide_triage": "officer",
+}
+_PUBLIC_DETAIL = frozenset({"action", "outcome", "agency", "priority", "duplicate_of"})
+# The reason shown instead of one that quotes a hidden part (a name, a text, a score).
+_HIDDEN_REASON = {
+    "rate": "citizen rated the answer",
+    "reject": "archived",
+    "decide_triage": "triage decided",
+}
+
+
+def _entry_part(entry: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the policy's part, the action) of a history entry's reason and detail."""
+    detail = entry.get("detail") or {}
+    action = detail.get("action")
+    if action in _ACTION_PART:
+        return _ACTION_PART[action], action
+    if entry.get("actor", "").split(":", 1)[0] == Role.CITIZEN.value or "text" in detail:
+        return "citizen_reply", "reply"  # a citizen's note kept outside the rules
+    if "reasons" in detail or "confidence" in detail:
+        return "routing", None
+    return None, None
+
+
+def _entry_view(entry: dict[str, Any], zone: ZoneInfo, audience: Audience) -> HistoryEntryView:
+    part, action = _entry_part(entry)
+    reason, detail = entry["reason"], entry.get("detail")
+    rule = access(audience, part) if part else Access.FULL
+    if not rule.shown:
+        if action == "auto_close":
+            reason = "closed: " + str((detail or {}).get("outcome", ""))
+        else:
+            reason = _HIDDEN_REASON.get(action or "", reason)
+        detail = {k: v for k, v in (detail or {}).items() if k in _PUBLIC_DETAIL} or None
+    elif rule is Access.MASKED:
+        reason = mask_contacts(reason)
+        if detail:
+            detail = {k: mask_contacts(v) if isinstance(v, str) else v for k, v in detail.items()}
+    return HistoryEntryView(
+        at=entry["at"].astimezone(zone),
+        state=entry.get("state"),
+        actor=actor_for(audience, entry["actor"]),
+        reason=reason,
+        event_id=entry["event_id"],
+        detail=detail,
+    )
 
 
 class ActionRequest(BaseModel):
@@ -192,10 +292,6 @@ class TokenView(BaseModel):
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _is_admin(viewer: Principal | None) -> bool:
-    return viewer is not None and viewer.role is Role.ADMIN
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -263,9 +359,9 @@ def build_router(
         viewer = caller or reporter(tracking_id, key)
         doc = await repo.get(tracking_id)
         # A confidential complaint does not exist for anyone outside its circle.
-        if doc is None or not (viewer.may_see(doc) if viewer else not doc.get("confidential")):
+        if doc is None or not may_see(audience := audience_of(viewer, doc), doc):
             raise HTTPException(404, detail="complaint not found")
-        return public_view(doc, zone_of(doc), actors=_is_admin(viewer))
+        return complaint_view(doc, zone_of(doc), audience)
 
     @router.post(
         "/complaints",
@@ -361,7 +457,7 @@ def build_router(
             doc = await execute(command)
         except Refused as refused:
             raise HTTPException(refused.status, detail=refused.reason) from None
-        return public_view(doc, zone_of(doc), actors=_is_admin(actor))
+        return complaint_view(doc, zone_of(doc), actor.audience(doc))
 
     @router.get(
         "/agencies/{code}/complaints",

@@ -21,16 +21,19 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
+from lapor.audience import Audience, access
 from lapor.contracts.commands import Actor, Role
+from lapor.tokens import DEFAULT_TOKEN_DAYS, token_expiry, token_status
+from lapor.tokens import TokenStatus as TokenStatus
+from lapor.tokens import aware as _aware
+from lapor.tokens import hash_token as hash_token
+from lapor.tokens import token_refusal as token_refusal
 
-DEFAULT_TOKEN_DAYS = 90
 MAX_TOKEN_DAYS = 365
 # The last use is written at most this often per token (one write, not one per request).
 LAST_USE_EVERY = timedelta(minutes=1)
-
-TokenStatus = Literal["active", "expired", "revoked"]
 
 
 def new_token() -> str:
@@ -40,10 +43,6 @@ def new_token() -> str:
 def new_token_id() -> str:
     """A token's public id: what `lapor token list` shows and `revoke` takes."""
     return "tok_" + secrets.token_hex(8)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -56,15 +55,28 @@ class Principal:
     def actor(self) -> Actor:
         return Actor(role=self.role, id=self.name, agency=self.agency)
 
+    def audience(self, complaint: dict[str, Any]) -> Audience:
+        """Which audience of `lapor.audience.POLICY` this caller is for `complaint`."""
+        if self.role is Role.ADMIN:
+            return Audience.ADMIN
+        if self.role is Role.AGENCY:
+            holding = self.agency is not None and self.agency == complaint.get("agency")
+            return Audience.AGENCY if holding else Audience.OTHER_AGENCY
+        if self.role is Role.CITIZEN and self.complaint == complaint.get("_id"):
+            return Audience.REPORTER
+        return Audience.PUBLIC
+
     def may_see(self, complaint: dict[str, Any]) -> bool:
-        """Confidential complaints stay inside the agency/admin circle."""
-        if not complaint.get("confidential"):
-            return True
-        if self.role is Role.CITIZEN:
-            return self.complaint == complaint.get("_id")
-        return self.role is Role.ADMIN or (
-            self.role is Role.AGENCY and self.agency == complaint.get("agency")
-        )
+        """Confidential complaints stay inside the reporter/agency/admin circle."""
+        return may_see(self.audience(complaint), complaint)
+
+
+def audience_of(viewer: Principal | None, complaint: dict[str, Any]) -> Audience:
+    return viewer.audience(complaint) if viewer else Audience.PUBLIC
+
+
+def may_see(audience: Audience, complaint: dict[str, Any]) -> bool:
+    return not complaint.get("confidential") or access(audience, "confidential").shown
 
 
 def citizen_key(tracking_id: str, secret: bytes) -> str:
@@ -113,41 +125,6 @@ def token_record(
         "last_used_at": None,
         "revoked_at": None,
     }
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """Stored times come back naive from a client without tz_aware: they are UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
-def token_expiry(record: dict[str, Any]) -> datetime | None:
-    """When the token stops working. A record from before expiries: its creation plus
-    the default lifetime; without a creation time either, None (treated as expired)."""
-    if explicit := _aware(record.get("expires_at")):
-        return explicit
-    created = _aware(record.get("created_at"))
-    return created + timedelta(days=DEFAULT_TOKEN_DAYS) if created else None
-
-
-def token_status(record: dict[str, Any], now: datetime) -> TokenStatus:
-    if record.get("revoked_at"):
-        return "revoked"
-    expiry = token_expiry(record)
-    return "expired" if expiry is None or now >= expiry else "active"
-
-
-def token_refusal(record: dict[str, Any], now: datetime) -> str | None:
-    """Why a stored token may not be used at `now` (for a 401), or None when it may."""
-    status = token_status(record, now)
-    if status == "revoked":
-        return "token revoked; ask an admin for a new one"
-    if status == "expired":
-        expiry = token_expiry(record)
-        when = f" on {expiry.isoformat(timespec='seconds')}" if expiry else ""
-        return f"token expired{when}; ask an admin for a new one"
-    return None
 
 
 def needs_last_use(record: dict[str, Any], now: datetime) -> bool:

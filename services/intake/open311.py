@@ -26,6 +26,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from lapor.audience import Audience, reveal
 from lapor.contracts import AGENCY_OUT_OF_SCOPE, STATE_LABELS, InboundWeb, State
 from lapor.contracts.commands import Role
 from lapor.directory import AgencyDirectory
@@ -38,6 +39,7 @@ MAX_REQUESTS = 1000  # the spec lets a server cap a listing (the largest page_si
 MAX_IDS = 100  # service_request_ids of one listing, each looked up by its _id
 REQUEST_WINDOW = timedelta(days=90)  # the spec's default span, and the longest one
 STATUSES = ("open", "closed")
+PUBLIC = Audience.PUBLIC  # Open311 answers anyone: partners' api_key only submits
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,14 @@ def request_json(
     agency_names: Mapping[str, str],
     services: Mapping[str, Service],
 ) -> dict[str, Any]:
-    """One complaint as a GeoReport service request; no reporter, no confidential text.
+    """One complaint as a GeoReport service request, as the public sees it
+    (`lapor.audience`): no reporter, no confidential complaint, no anonymous reporter's
+    address or coordinates, phone numbers and e-mail addresses masked in every text.
 
     `services` by service code: a request names its service as the service list does.
     """
     location = (doc.get("submission") or {}).get("location") or {}
+    anonymous = bool(doc.get("anonymous"))
     agency = doc.get("agency")
     deadlines = doc.get("deadlines") or {}
     category = doc.get("category")
@@ -109,17 +114,18 @@ def request_json(
         "status_notes": notes,
         "service_name": service.name if service else None,
         "service_code": code,
-        "description": doc["text"],
+        # Never listed when confidential; should one slip through, its text stays out.
+        "description": "" if doc.get("confidential") else reveal(PUBLIC, "text", doc["text"]),
         "agency_responsible": agency_names.get(agency, agency) if agency else None,
         "service_notice": None,
         "requested_datetime": _iso(doc.get("received_at"), zone),
         "updated_datetime": _iso(doc.get("updated_at"), zone),
         "expected_datetime": _iso(deadlines.get("answer"), zone),
-        "address": location.get("address"),
+        "address": reveal(PUBLIC, "address", location.get("address"), anonymous=anonymous),
         "address_id": None,
         "zipcode": None,
-        "lat": location.get("lat"),
-        "long": location.get("lon"),
+        "lat": reveal(PUBLIC, "coordinates", location.get("lat"), anonymous=anonymous),
+        "long": reveal(PUBLIC, "coordinates", location.get("lon"), anonymous=anonymous),
         "media_url": None,
     }
 

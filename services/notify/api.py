@@ -8,17 +8,21 @@ error, next to those that went out. Recipients are shown as the log keeps them
 (a citizen's number masked); errors pass through the same masking, because a
 gateway may quote the number back. Times are ISO 8601 in the complaint's
 region (Banjar: +08:00).
+
+Who reads it (`lapor.audience`, "delivery log"): admins every row; an agency's
+officer only the rows addressed to their own agency; nobody else (401/403).
 """
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from lapor.runtime.http import refusals
 from lapor.runtime.logs import mask_phones
+from lapor.tokens import FindToken, Officer, officer_dependency
 from services.notify.repository import NotificationRepository
 
 Status = Literal["pending", "sent", "delivered", "failed", "withheld"]
@@ -125,13 +129,20 @@ def delivery_router(
     get_repo: Callable[[], NotificationRepository],
     zones: Mapping[str, tzinfo],
     default_region: str,
+    find_token: FindToken,
 ) -> APIRouter:
+    """`find_token` looks up the stored API token (`lapor.tokens.stored_tokens`)."""
     router = APIRouter(prefix="/api/v1", tags=["delivery"])
+    Reader = Annotated[Officer, Depends(officer_dependency(find_token))]
 
     @router.get(
         "/complaints/{complaint_id}/notifications",
         response_model=DeliveryLog,
-        responses=refusals(_404="Notify knows nothing of this complaint"),
+        responses=refusals(
+            _401="Missing, unknown, expired or revoked token",
+            _403="Not an officer or admin token",
+            _404="Notify knows nothing of this complaint",
+        ),
         summary="Every notification a complaint caused, with its status and attempts",
     )
     async def complaint_notifications(
@@ -143,9 +154,11 @@ def delivery_router(
                 pattern=r"^[A-Za-z0-9_:-]+$",
             ),
         ],
+        reader: Reader,
     ) -> DeliveryLog:
         repo = get_repo()
-        docs = await repo.for_complaint(complaint_id)
+        found = await repo.for_complaint(complaint_id)
+        docs = [doc for doc in found if reader.reads_rows_of(doc.get("agency"))]
         region = await repo.region_of(complaint_id)
         if not docs and region is None:
             raise HTTPException(status_code=404, detail=f"no notifications for {complaint_id!r}")

@@ -6,17 +6,22 @@ A period is `[from, to)` over the breached deadline (`due_at`); a bare date is
 midnight in the region's time zone, a date-time may carry its own offset. Every
 time in the answer is ISO 8601 with the region's offset (Banjar: +08:00). An
 open breach (the clock still not stopped) shows how late it is now.
+
+Who reads it (`lapor.audience`, "breaches"): admins every agency's breaches; an
+agency's officer only their own agency's (without `agency`, theirs is meant;
+another agency's is refused with 403); nobody else (401/403).
 """
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from lapor.contracts import EscalationLevel, Priority, SlaClock
 from lapor.runtime.http import refusals
+from lapor.tokens import FindToken, Officer, officer_dependency
 from services.sla.calendar import WorkingCalendar
 from services.sla.handlers import SlaDeps
 from services.sla.policy import ESCALATION_ORDER
@@ -126,16 +131,24 @@ def _breach(doc: dict[str, Any], calendar: WorkingCalendar, now: datetime) -> Br
     )
 
 
-def breaches_router(get_deps: Callable[[], SlaDeps]) -> APIRouter:
+def breaches_router(get_deps: Callable[[], SlaDeps], find_token: FindToken) -> APIRouter:
+    """`find_token` looks up the stored API token (`lapor.tokens.stored_tokens`)."""
     router = APIRouter(prefix="/api/v1", tags=["accountability"])
+    Reader = Annotated[Officer, Depends(officer_dependency(find_token))]
 
     @router.get(
         "/breaches",
         response_model=BreachReport,
-        responses=refusals(_404="Unknown region", _422="Invalid period, clock or limit"),
+        responses=refusals(
+            _401="Missing, unknown, expired or revoked token",
+            _403="Not an officer or admin token, or another agency's breaches",
+            _404="Unknown region",
+            _422="Invalid period, clock or limit",
+        ),
         summary="Breached deadlines per agency and period, with counts per clock",
     )
     async def list_breaches(
+        reader: Reader,
         agency: Annotated[
             str | None, Query(description="Agency code, e.g. PUPR.", max_length=32)
         ] = None,
@@ -153,6 +166,10 @@ def breaches_router(get_deps: Callable[[], SlaDeps]) -> APIRouter:
         clock: Annotated[SlaClock | None, Query(description="Only this clock.")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
     ) -> BreachReport:
+        if reader.role != "admin":
+            agency = agency or reader.agency
+            if not reader.reads_rows_of(agency):
+                raise HTTPException(403, detail="an officer reads only their agency's breaches")
         deps = get_deps()
         region_id = region or deps.default_region
         rules = deps.regions.get(region_id)

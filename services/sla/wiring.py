@@ -35,6 +35,7 @@ from lapor.runtime.service import (
     create_service_app,
     docs_runtime,
 )
+from lapor.tokens import stored_tokens
 from services.sla import handlers
 from services.sla.api import breaches_router
 from services.sla.calendar import load_calendar, years_without_days_off
@@ -203,7 +204,7 @@ def create_app(
     return create_service_app(
         runtime,
         on_start=on_start,
-        routers=[breaches_router(deps.get)],
+        routers=[breaches_router(deps.get, stored_tokens(runtime.db.get))],
         description=DESCRIPTION,
     )
 

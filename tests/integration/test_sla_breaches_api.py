@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from lapor.contracts import Priority, State
 from lapor.devstack import Stack
+from lapor.tokens import in_memory_tokens
 from services.sla.api import breaches_router
 from services.sla.repository import MongoSlaStore
 from tests.unit.sla.fakes import routed, state
@@ -60,8 +61,12 @@ async def worlds(own_servers: Stack, own_mongo: Any) -> tuple[Harness, Harness]:
 
 def client(sla: Harness) -> httpx.AsyncClient:
     app = FastAPI()
-    app.include_router(breaches_router(lambda: sla.deps))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sla")
+    app.include_router(
+        breaches_router(lambda: sla.deps, in_memory_tokens({"t": {"role": "admin"}}))
+    )
+    transport = httpx.ASGITransport(app=app)
+    bearer = {"Authorization": "Bearer t"}
+    return httpx.AsyncClient(transport=transport, base_url="http://sla", headers=bearer)
 
 
 async def get(sla: Harness, params: dict[str, Any]) -> httpx.Response:

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from lapor.audience import mask_contacts
 from lapor.devstack import ROOT
 from lapor.directory import load_directory
 from services.intake.open311 import (
@@ -257,15 +258,16 @@ def test_the_served_listing_parses_in_xml_and_keeps_the_text_in_json(
         item = parsed(answer.content).find("request")
         assert item is not None
         assert item.findtext("service_request_id") == xml_text(tracking_id)
-        assert item.findtext("description") == xml_text(text)
-        assert item.findtext("address") == xml_text(address)
+        # Public: phone numbers and e-mail addresses masked (lapor.audience).
+        assert item.findtext("description") == xml_text(mask_contacts(text))
+        assert item.findtext("address") == xml_text(mask_contacts(address))
         assert item.findtext("agency_responsible") == xml_text(responsible or "")
     # JSON escapes every control character: the text comes back exactly.
     (row,) = json.loads(client.get("/open311/v2/requests.json").content)
     assert (row["service_request_id"], row["description"], row["address"]) == (
         tracking_id,
-        text,
-        address,
+        mask_contacts(text),
+        mask_contacts(address),
     )
     assert row["agency_responsible"] == responsible and outcome in row["status_notes"]
 

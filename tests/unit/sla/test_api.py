@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from lapor.contracts import State
+from lapor.tokens import in_memory_tokens
 from services.sla.api import breaches_router, iso_duration
 from tests.unit.sla.fakes import routed, state
 from tests.unit.sla.test_engine import Harness, wita
@@ -29,8 +30,12 @@ async def world() -> Harness:
 
 def client(sla: Harness) -> httpx.AsyncClient:
     app = FastAPI()
-    app.include_router(breaches_router(lambda: sla.deps))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sla")
+    app.include_router(
+        breaches_router(lambda: sla.deps, in_memory_tokens({"t": {"role": "admin"}}))
+    )
+    transport = httpx.ASGITransport(app=app)
+    bearer = {"Authorization": "Bearer t"}
+    return httpx.AsyncClient(transport=transport, base_url="http://sla", headers=bearer)
 
 
 async def test_breaches_of_one_agency_in_one_month(world: Harness) -> None:
