@@ -31,11 +31,13 @@ _LOGIN_SCHEME = {
     "type": "userPassword",
     "description": (
         "Every connection logs in with a NATS user and password, e.g. "
-        "`nats://<user>:<password>@<host>:4222`. External channels (SMS gateway, web, "
-        "partners) use the user `channel`: it may publish on `lapor.inbound.>` only. "
-        "A client that waits for replies (JetStream publish acknowledgements) must "
-        "use the inbox prefix `_INBOX.channel`; a plain publish needs none. The "
-        "operator gives out the password."
+        "`nats://<user>:<password>@<host>:4222`. The SMS gateway uses the user "
+        "`gateway`, the only one that may publish on `lapor.inbound.sms`. Each partner "
+        "system has its own user `partner-<name>`, which may publish on "
+        "`lapor.inbound.partner.<name>` only. A client that waits for replies "
+        "(JetStream publish acknowledgements) must use the inbox prefix "
+        "`_INBOX.<user>`; a plain publish needs none. The operator gives out the "
+        "password."
     ),
 }
 
@@ -96,11 +98,11 @@ SUBMISSIONS = (
         summary="A complaint by SMS to 1708; the sender gets a tracking id by SMS.",
     ),
     Submission(
-        subject=subjects.INBOUND_WEB,
+        subject=subjects.INBOUND_PARTNERS,
         model=InboundWeb,
-        msg_id="`<source>:<message_id>`",
+        msg_id="`partner:<name>:<message_id>`",
         example={
-            "source": "whatsapp",
+            "source": "partner:whatsapp",
             "message_id": "wa-000123",
             "region": "banjar",
             "text": "Sudah empat hari sampah di TPS pasar Martapura tidak diangkut, bau sekali",
@@ -111,8 +113,8 @@ SUBMISSIONS = (
             "confidential": False,
             "received_at": "2026-03-02T09:15:00+08:00",
         },
-        example_msg_id="whatsapp:wa-000123",
-        summary="A complaint relayed by a WhatsApp bot.",
+        example_msg_id="partner:whatsapp:wa-000123",
+        summary=("A complaint relayed by the WhatsApp bot on `lapor.inbound.partner.whatsapp`."),
     ),
 )
 

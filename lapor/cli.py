@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lapor.dlq import dlq_app
+from lapor.terminal import err, fail, mongo_client, progress, run
 
 app = typer.Typer(help="Lapor command line: simulate SMS, look up complaints, check routing.")
 console = Console()
@@ -66,20 +67,23 @@ def sms(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply")] = 20.0,
     gateway_id: Annotated[str | None, typer.Option(help="Gateway message id")] = None,
 ) -> None:
-    """Publish a simulated SMS on lapor.inbound.sms and print the reply SMS."""
+    """Publish a simulated SMS on lapor.inbound.sms and print the reply SMS.
+
+    As the SMS gateway: of the running `make run`, its `gateway` login, the only
+    one that may submit SMS."""
     import nats.errors
 
-    url = nats_url or local_stack().get("nats_url") or DEFAULT_NATS_URL
+    url = nats_url or local_stack().get("gateway_nats_url") or DEFAULT_NATS_URL
     try:
         reply = asyncio.run(_send_sms(url, sender, text, gateway_id, timeout))
     except (OSError, nats.errors.Error) as exc:
         # The URL may carry a password: name the failure, not the URL.
-        console.print(f"[red]NATS refused or unreachable: {type(exc).__name__}: {exc}[/red]")
-        console.print("Is `make run` running? Otherwise set NATS_URL or --nats.")
-        raise typer.Exit(1) from None
+        fail(
+            f"NATS refused or unreachable: {type(exc).__name__}: {exc}. "
+            "Is `make run` running? Otherwise set NATS_URL or --nats."
+        )
     if reply is None:
-        console.print(f"[red]no reply within {timeout:.0f}s[/red]")
-        raise typer.Exit(1)
+        fail(f"no reply within {timeout:.0f}s")
     console.print(f"[bold]Reply to {reply['to']}[/bold] ({reply.get('complaint_id') or '-'}):")
     console.print(reply["text"])
 
@@ -87,10 +91,13 @@ def sms(
 async def _send_sms(
     nats_url: str, sender: str, text: str, gateway_id: str | None, timeout: float
 ) -> dict[str, Any] | None:
+    from urllib.parse import urlsplit
+
     import nats
     import phonenumbers
 
     from lapor.contracts import InboundSms, subjects
+    from lapor.runtime.broker import inbox_prefix
 
     try:
         expected_to = phonenumbers.format_number(
@@ -102,10 +109,13 @@ async def _send_sms(
     async def quiet(_exc: Exception) -> None:
         pass  # the failure that matters is raised by connect and reported once
 
+    # A login reads replies (the PubAck) on its own inbox only.
+    user = urlsplit(nats_url.split(",")[0]).username
     # One more try, not nats-py's minutes of retries: a person is waiting.
     nc = await nats.connect(
         nats_url,
         name="lapor-cli",
+        inbox_prefix=inbox_prefix(user) if user else "_INBOX",
         allow_reconnect=False,
         max_reconnect_attempts=1,
         reconnect_time_wait=0.5,
@@ -156,12 +166,11 @@ def status(
     try:
         response = httpx.get(f"{base}/api/v1/complaints/{tracking_id}", timeout=10)
     except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach {base}: {type(exc).__name__}[/red]")
-        raise typer.Exit(1) from None
+        fail(f"cannot reach {base}: {type(exc).__name__}")
     if response.status_code == 404:
-        console.print(f"[red]no complaint {tracking_id}[/red]")
-        raise typer.Exit(1)
-    response.raise_for_status()
+        fail(f"no complaint {tracking_id}")
+    if response.is_error:
+        fail(f"{base} answered {response.status_code} {response.reason_phrase}")
     data = response.json()
     if as_json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
@@ -180,7 +189,17 @@ def status(
 
 
 token_app = typer.Typer(help="API tokens for agency officers and Diskominfo admins.")
-app.add_typer(token_app, name="token")
+
+
+def _token_defaults(ctx: typer.Context) -> None:
+    # The running `make run`'s database, as its operator (the services' own logins
+    # may not write tokens), for what the command line and the environment leave open.
+    stack = local_stack()
+    found = {key: stack[key] for key in ("mongo_url", "mongo_db") if stack.get(key)}
+    ctx.default_map = {command: found for command in ("create", "list", "revoke")}
+
+
+app.add_typer(token_app, name="token", callback=_token_defaults)
 
 
 def _dlq_defaults(ctx: typer.Context) -> None:
@@ -203,10 +222,18 @@ MongoDbOption = Annotated[str, typer.Option("--db", envvar="MONGO_DB")]
 LOCAL_MONGO = "mongodb://127.0.0.1:27017"
 
 
+class TokenRole(StrEnum):
+    """Who a token is for: the roles that call the API with a bearer token."""
+
+    AGENCY = "agency"
+    ADMIN = "admin"
+    PARTNER = "partner"
+
+
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="Officer or admin name, shown in the history")],
-    role: Annotated[str, typer.Option(help="agency, admin or partner")] = "agency",
+    role: Annotated[TokenRole, typer.Option(help="Who the token is for")] = TokenRole.AGENCY,
     agency: Annotated[str | None, typer.Option(help="Agency code for an officer")] = None,
     days: Annotated[int, typer.Option(min=1, max=365, help="Days until the token expires")] = 90,
     mongo_url: MongoUrlOption = LOCAL_MONGO,
@@ -216,20 +243,20 @@ def token_create(
     from lapor.contracts.commands import Role
     from services.intake.auth import new_token, token_record
 
+    if role is TokenRole.AGENCY and not agency:
+        raise typer.BadParameter("an agency token names its agency", param_hint="--agency")
     token = new_token()
-    record = token_record(token, Role(role), name, agency, days=days)
-    asyncio.run(_store_token(mongo_url, mongo_db, record))
+    record = token_record(token, Role(role.value), name, agency, days=days)
+    run(_store_token(mongo_url, mongo_db, record), mongo_url=mongo_url)
     console.print(
-        f"token {record['id']} for {name} ({role}{' ' + agency if agency else ''}), "
+        f"token {record['id']} for {name} ({role.value}{' ' + agency if agency else ''}), "
         f"expires {record['expires_at']:%Y-%m-%d %H:%M} UTC:"
     )
     print(token)
 
 
 async def _store_token(mongo_url: str, mongo_db: str, record: dict[str, Any]) -> None:
-    from pymongo import AsyncMongoClient
-
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    client = mongo_client(mongo_url)
     try:
         await client[mongo_db]["api_tokens"].insert_one(record)
     finally:
@@ -249,7 +276,8 @@ def token_list(
     from services.intake.auth import token_view
 
     now = datetime.now(UTC)
-    views = [token_view(r, now) for r in asyncio.run(_tokens(mongo_url, mongo_db, None, now))]
+    found = run(_tokens(mongo_url, mongo_db, None, now), mongo_url=mongo_url)
+    views = [token_view(r, now) for r in found]
     if as_json:
         print(json.dumps(views, indent=2, default=str, ensure_ascii=False))
         return
@@ -279,10 +307,9 @@ def token_revoke(
     from datetime import UTC
 
     now = datetime.now(UTC)
-    found = asyncio.run(_tokens(mongo_url, mongo_db, token_id, now))
+    found = run(_tokens(mongo_url, mongo_db, token_id, now), mongo_url=mongo_url)
     if not found:
-        console.print(f"[red]no token {token_id}[/red]")
-        raise typer.Exit(1)
+        fail(f"no token {token_id}")
     console.print(f"token {token_id} ({found[0]['name']}) revoked")
 
 
@@ -294,13 +321,9 @@ async def _tokens(
     mongo_url: str, mongo_db: str, revoke: str | None, now: datetime
 ) -> list[dict[str, Any]]:
     """All token records, or (`revoke`) the one revoked now, as a one-item list."""
-    from pymongo import AsyncMongoClient
-
     from services.intake.repository import ComplaintRepository
 
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongo_url, tz_aware=True, serverSelectionTimeoutMS=10_000
-    )
+    client = mongo_client(mongo_url)
     try:
         repo = ComplaintRepository(client[mongo_db])
         if revoke is None:
@@ -374,31 +397,35 @@ def report(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    data = asyncio.run(_report_data(mongo_url, mongo_db, region, lower, upper))
-    result = build_report(data, labels=load_labels(data_dir, region), min_volume=min_volume)
-    if output_format is ReportFormat.JSON:
-        text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
-    elif output_format is ReportFormat.HTML:
-        text = render_html(result)
-    else:
-        text = render_text(result)
+    with progress() as shown:
+        step = shown.add_task("reading complaints", total=3)
+        data = run(_report_data(mongo_url, mongo_db, region, lower, upper), mongo_url=mongo_url)
+        shown.update(step, advance=1, description="ranking agencies")
+        result = build_report(data, labels=load_labels(data_dir, region), min_volume=min_volume)
+        shown.update(step, advance=1, description=f"rendering {output_format.value}")
+        if output_format is ReportFormat.JSON:
+            text = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+        elif output_format is ReportFormat.HTML:
+            text = render_html(result)
+        else:
+            text = render_text(result)
+        shown.update(step, advance=1, description="report ready")
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
-        console.print(f"report written to {out}")
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write {out}: {exc.strerror or exc}")
+        err.print(f"report written to {out}")
 
 
 async def _report_data(
     mongo_url: str, mongo_db: str, region: str, start: datetime | None, end: datetime | None
 ) -> Any:
-    from pymongo import AsyncMongoClient
-
     from lapor.report import fetch_report_data
 
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongo_url, tz_aware=True, serverSelectionTimeoutMS=10_000
-    )
+    client = mongo_client(mongo_url)
     try:
         return await fetch_report_data(client[mongo_db], region=region, start=start, end=end)
     finally:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
+import hashlib
 import importlib
 import json
 import os
@@ -35,8 +37,11 @@ from pathlib import Path
 
 from lapor import dlq
 from lapor.contracts import subjects
+from lapor.contracts.partners import PARTNER_NAME, PARTNERS, partner_login
+from lapor.runtime import db_access
 from lapor.runtime.broker import broker_inbox, inbox_prefix
 from lapor.runtime.pii import new_key as new_pii_key
+from lapor.runtime.pii import public_key_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("intake", "router", "sla", "notify")
@@ -54,6 +59,9 @@ NATS_STORE_KEY_ENV = "LAPOR_NATS_STORE_KEY"
 # `lapor status` and `lapor dlq` find the stack on their own.
 OPERATOR_FILE = "operator.json"
 PII_KEY_FILE = "pii_key"
+# The children that open sealed personal data and so get the private key; every
+# other one gets its public half only (the operator's CLI reads the key file).
+PII_KEY_HOLDERS = frozenset({"notify"})
 # Where the CLI looks for that file: `make run`'s workdir unless this names another.
 DEV_DIR_ENV = "LAPOR_DEV_DIR"
 DEV_DIR = ROOT / "var" / "dev"
@@ -115,12 +123,33 @@ def nats_server_bin() -> str:
 
 
 def ensure_ferretdb() -> Path:
-    """Build the embedded FerretDB once (Go module proxy); later calls reuse the binary."""
-    if FERRETDB_BIN.exists():
-        return FERRETDB_BIN
+    """Build the embedded FerretDB (Go module proxy) once per version of its sources
+    in ferretdb/ (a new patch, a new flag); later calls reuse the binary."""
+    stamp = FERRETDB_BIN.with_name(FERRETDB_BIN.name + ".sources")
     FERRETDB_BIN.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["bash", "ferretdb/build.sh", str(FERRETDB_BIN)], cwd=ROOT, check=True)
+    # One build at a time: build.sh rebuilds its work folder from scratch.
+    with open(FERRETDB_BIN.with_name(".ferretdb-build.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sources = _ferretdb_sources()
+        if FERRETDB_BIN.exists() and stamp.exists() and stamp.read_text() == sources:
+            return FERRETDB_BIN
+        fresh = FERRETDB_BIN.with_name(FERRETDB_BIN.name + ".new")
+        subprocess.run(["bash", "ferretdb/build.sh", str(fresh)], cwd=ROOT, check=True)
+        # Renamed into place: a FerretDB running from the old binary keeps it.
+        fresh.replace(FERRETDB_BIN)
+        stamp.write_text(sources)
     return FERRETDB_BIN
+
+
+def _ferretdb_sources() -> str:
+    """A digest of what ferretdb/build.sh reads from the repository."""
+    here = ROOT / "ferretdb"
+    digest = hashlib.sha256()
+    for path in sorted(
+        [*here.glob("*.go"), *here.glob("go.*"), here / "build.sh", *here.glob("patches/*")]
+    ):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 # -- NATS users ----------------------------------------------------------------------
@@ -142,7 +171,7 @@ class NatsUser:
 
     @property
     def password_env(self) -> str:
-        return f"LAPOR_NATS_{self.name.upper()}_PASSWORD"
+        return f"LAPOR_NATS_{self.name.upper().replace('-', '_')}_PASSWORD"
 
 
 def _stream_api(stream: str) -> list[str]:
@@ -193,21 +222,32 @@ def service_user(service: str) -> NatsUser:
     return NatsUser(service, role, tuple(sorted(set(publish))), (f"{inbox}.>",))
 
 
+def partner_user(partner: str) -> NatsUser:
+    """A partner system submits on its own subject only: intake takes the partner
+    from the subject, so no partner can speak as another or as the SMS gateway."""
+    if not PARTNER_NAME.fullmatch(partner):
+        raise ValueError(f"partner name {partner!r}: lower-case letters and digits only")
+    login = partner_login(partner)
+    return NatsUser(
+        login,
+        f"partner system {partner}: submits complaints on its own subject only",
+        (subjects.inbound_partner(partner),),
+        (f"{inbox_prefix(login)}.>",),
+    )
+
+
 def nats_users(services: Sequence[str] = SERVICES) -> list[NatsUser]:
     """Every NATS login of a deployment, least privilege first, the admin last."""
     return [
         *(service_user(service) for service in services),
-        NatsUser(
-            "channel",
-            "external channels (SMS gateway inbound, web, partners): submit only",
-            ("lapor.inbound.>",),
-            (f"{inbox_prefix('channel')}.>",),
-        ),
+        *(partner_user(partner) for partner in PARTNERS),
         NatsUser(
             "gateway",
-            f"SMS gateway connector: outbound SMS through its consumer {GATEWAY_CONSUMER}, "
+            "SMS gateway connector: the only login that submits SMS (and so names a "
+            f"sender's number), outbound SMS through its consumer {GATEWAY_CONSUMER}, "
             "delivery receipts",
             (
+                subjects.INBOUND_SMS,
                 subjects.OUTBOUND_SMS_STATUS,
                 f"{JS_API}.STREAM.INFO.{OUTBOUND_STREAM}",
                 *_durable_api(OUTBOUND_STREAM, GATEWAY_CONSUMER, subjects.OUTBOUND_SMS),
@@ -363,6 +403,10 @@ class Stack:
     # One random password per user and per Stack: restarts of a child reuse them.
     nats_passwords: dict[str, str] = field(default_factory=dict, repr=False)
     _nats_users: list[NatsUser] = field(default_factory=list, repr=False)
+    # Our FerretDB with authentication: every child logs in as its own database
+    # user, allowed only its collections (lapor.runtime.db_access), and `mongo`
+    # is the operator's login. `make run` turns it on; tests opt in.
+    db_auth: bool = False
 
     @classmethod
     def for_tests(cls, workdir: Path, **kwargs: object) -> Stack:
@@ -420,7 +464,24 @@ class Stack:
 
     @property
     def mongo(self) -> str:
+        """URL for operators and tests: with db_auth, the operator's login is in it."""
+        if self.db_auth and self.mongo_url is None:
+            return self.mongo_url_for(db_access.OPERATOR)
         return self.mongo_url or f"mongodb://127.0.0.1:{self.mongo_port}"
+
+    def mongo_url_for(self, process: str) -> str:
+        """The database login of a process (a service, `dlq`, the operator)."""
+        if not self.db_auth or self.mongo_url is not None:
+            return self.mongo
+        # FerretDB creates the operator in `admin` (its first user); the processes'
+        # users live in the application database, as on MongoDB.
+        source = "admin" if process == db_access.OPERATOR else self.mongo_db
+        login = f"{db_access.db_user(process)}:{self.db_password(process)}"
+        return f"mongodb://{login}@127.0.0.1:{self.mongo_port}/?authSource={source}"
+
+    def db_password(self, process: str) -> str:
+        """Kept in the data folder: the users live as long as the database does."""
+        return self._dev_key(f"db_{process}_password", new_password())
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.http_port(service)}"
@@ -453,11 +514,22 @@ class Stack:
 
     def write_operator_file(self) -> None:
         """The run's admin login for the CLI; only the owner may read it."""
-        found = {
+        found: dict[str, object] = {
             "nats_url": self.nats,
+            # What `lapor sms` publishes with: only the gateway may name a sender.
+            "gateway_nats_url": self.nats_url_for("gateway"),
             "api_url": self.url("intake"),
             "mongo_url": self.mongo,
             "mongo_db": self.mongo_db,
+            # What each partner system needs to submit: its login and its subject.
+            "partners": {
+                partner: {
+                    "nats_url": self.nats_url_for(partner_login(partner)),
+                    "inbox_prefix": inbox_prefix(partner_login(partner)),
+                    "subject": subjects.inbound_partner(partner),
+                }
+                for partner in PARTNERS
+            },
         }
         if not os.environ.get("LAPOR_PII_KEY"):
             # The key the services get (`_child_env`); from the environment it is
@@ -564,8 +636,39 @@ class Stack:
             "-data",
             str(data),
         ]
-        self._spawn("ferretdb", argv, dict(os.environ))
+        env = dict(os.environ)
+        if self.db_auth:
+            access = self.workdir / "db_access.json"
+            access.write_text(db_access.render_access(self.mongo_db))
+            argv += ["-access", str(access)]
+            env["LAPOR_FERRETDB_OPERATOR_PASSWORD"] = self.db_password(db_access.OPERATOR)
+        self._spawn("ferretdb", argv, env)
         wait_for_port(self.mongo_port)
+        if self.db_auth:
+            self.ensure_db_users()
+
+    def ensure_db_users(self) -> None:
+        """Every process's user, with this data folder's password (created once,
+        updated if it exists). FerretDB v1 stores no roles: what each user may
+        touch is the -access file written above."""
+        from pymongo import MongoClient
+        from pymongo.errors import OperationFailure
+
+        client: MongoClient[dict[str, object]] = MongoClient(
+            self.mongo, serverSelectionTimeoutMS=10_000
+        )
+        try:
+            db = client[self.mongo_db]
+            for process in db_access.GRANTS:
+                name, password = db_access.db_user(process), self.db_password(process)
+                try:
+                    db.command("createUser", name, pwd=password, roles=[])
+                except OperationFailure as exc:
+                    if exc.code != 51003:  # UserAlreadyExists
+                        raise
+                    db.command("updateUser", name, pwd=password)
+        finally:
+            client.close()
 
     # -- services ----------------------------------------------------------------
     def _child_env(self, user: str) -> dict[str, str]:
@@ -574,20 +677,30 @@ class Stack:
             {
                 "NATS_URL": self.nats_url
                 or ",".join(f"nats://127.0.0.1:{port}" for port in self._nats_client_ports()),
-                "MONGO_URL": self.mongo,
+                "MONGO_URL": self.mongo_url_for(user),
                 "MONGO_DB": self.mongo_db,
                 "LAPOR_DATA_DIR": str(ROOT / "data"),
                 "PYTHONUNBUFFERED": "1",
-                "LAPOR_PII_KEY": os.environ.get("LAPOR_PII_KEY")
-                or self._dev_key(PII_KEY_FILE, new_pii_key()),
+                "LAPOR_PII_PUBLIC_KEY": public_key_of(self.pii_key()),
                 # A development stack: values from the caller's environment need
                 # not be production-strong (its generated ones are anyway).
                 "LAPOR_ENV": os.environ.get("LAPOR_ENV") or "development",
             }
         )
+        # Inherited or not, the private key reaches only the children that open.
+        for name in ("LAPOR_PII_KEY", "LAPOR_PII_OLD_KEYS"):
+            env.pop(name, None)
+        if user in PII_KEY_HOLDERS:
+            env["LAPOR_PII_KEY"] = self.pii_key()
+            if old := os.environ.get("LAPOR_PII_OLD_KEYS"):
+                env["LAPOR_PII_OLD_KEYS"] = old
         if self.nats_auth:
             env.update({"NATS_USER": user, "NATS_PASSWORD": self.nats_password(user)})
         return env
+
+    def pii_key(self) -> str:
+        """The private personal-data key: the caller's, or one made for this data folder."""
+        return os.environ.get("LAPOR_PII_KEY") or self._dev_key(PII_KEY_FILE, new_pii_key())
 
     def service_env(self, service: str) -> dict[str, str]:
         """The environment of `service`, or of one replica of it (`intake-2`): the
@@ -729,6 +842,7 @@ def run_foreground() -> int:
         workdir=DEV_DIR,
         nats_url=os.environ.get("NATS_URL"),
         mongo_url=os.environ.get("MONGO_URL"),
+        db_auth=True,
         extra_env={"LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"), "NOTIFY_CHANNEL": "log"},
     )
     stopping = threading.Event()
@@ -746,7 +860,8 @@ def run_foreground() -> int:
             f"  HTTP API   {stack.url('intake')}/api/v1/complaints/<tracking id>\n"
             f"  API docs   {stack.url('intake')}/docs (OpenAPI), AsyncAPI in docs/asyncapi/\n"
             f"  metrics    " + ", ".join(f"{stack.url(s)}/metrics" for s in SERVICES) + "\n"
-            f"  NATS       {stack.nats_url_for('channel')} (submit only)\n"
+            f"  NATS       {stack.nats_url_for('gateway')} (SMS gateway); partners' "
+            "logins in the operator file\n"
             f"  database   {stack.mongo}\n"
             f"  operator   {stack.operator_file} (this run's admin login, for the CLI)\n"
             "Try, in a second terminal:\n"

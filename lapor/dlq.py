@@ -18,6 +18,11 @@ retention) and stores it with the consumer, the delivery count and the last
 error its service noted (`failure_notes`). A watcher that was down catches up
 when it starts; storing is idempotent, so a repeated advisory changes nothing.
 
+Payloads are sealed to the personal-data public key (`LAPOR_PII_PUBLIC_KEY`),
+which the services and the watcher hold: they store dead letters but cannot
+read any. Only the operator's commands below, given the private
+`LAPOR_PII_KEY`, open them.
+
 `lapor dlq list` shows the records (phone numbers masked); `lapor dlq replay`
 publishes a stored payload again on its original subject with a new
 `Nats-Msg-Id` (the old one would be dropped as a duplicate) and marks the
@@ -42,7 +47,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lapor.runtime.pii import PiiCipher
+from lapor.runtime.pii import PiiOpener, PiiSealer
 
 log = logging.getLogger("lapor.dlq")
 
@@ -77,21 +82,32 @@ def now() -> datetime:
 class DeadLetterStore:
     """The `dead_letters` collection: one record per failed (message, consumer).
 
-    A payload may carry a citizen's phone number, so it is stored sealed
-    (`payload_sealed`, bound to the record id); callers see `payload_b64`.
+    A payload may carry a citizen's phone number, so it is stored sealed to the
+    public key (`payload_sealed`, bound to the record id); callers that hold the
+    private key see `payload_b64`.
     """
 
-    def __init__(self, db: Any, cipher: PiiCipher | None) -> None:
+    def __init__(
+        self, db: Any, sealer: PiiSealer | None = None, opener: PiiOpener | None = None
+    ) -> None:
         self.collection = db[COLLECTION]
         self.notes = db[NOTES]
-        # None for work that opens no payload (resolving a record).
-        self._cipher = cipher
+        # An opener also seals; either may be absent for work that needs neither
+        # (resolving a record).
+        self._sealer = sealer or (opener.sealer() if opener is not None else None)
+        self._opener = opener
 
     @property
-    def cipher(self) -> PiiCipher:
-        if self._cipher is None:
-            raise RuntimeError("dead-letter payloads need the PII key")
-        return self._cipher
+    def sealer(self) -> PiiSealer:
+        if self._sealer is None:
+            raise RuntimeError("storing a dead letter needs LAPOR_PII_PUBLIC_KEY")
+        return self._sealer
+
+    @property
+    def opener(self) -> PiiOpener:
+        if self._opener is None:
+            raise RuntimeError("dead-letter payloads open only with LAPOR_PII_KEY")
+        return self._opener
 
     async def add(self, record: Document) -> bool:
         """Store a record; False when it is already there (a repeated advisory)."""
@@ -116,7 +132,7 @@ class DeadLetterStore:
         stored = {k: v for k, v in record.items() if k != "payload_b64"}
         payload = record.get("payload_b64")
         stored["payload_sealed"] = (
-            None if payload is None else self.cipher.seal(payload, str(record["_id"]))
+            None if payload is None else self.sealer.seal(payload, str(record["_id"]))
         )
         return stored
 
@@ -125,7 +141,7 @@ class DeadLetterStore:
         if "payload_b64" not in stored:
             sealed = stored.get("payload_sealed")
             record["payload_b64"] = (
-                None if sealed is None else self.cipher.open(sealed, str(stored["_id"]))
+                None if sealed is None else self.opener.open(sealed, str(stored["_id"]))
             )
         return record
 
@@ -443,8 +459,17 @@ PiiKey = Annotated[
         "--pii-key",
         envvar="LAPOR_PII_KEY",
         show_default=False,
-        help="Key that seals stored payloads, as the services have it "
+        help="The private personal-data key, which opens stored payloads "
         "(default: the running `make run`'s)",
+    ),
+]
+PiiPublicKey = Annotated[
+    str,
+    typer.Option(
+        "--pii-public-key",
+        envvar="LAPOR_PII_PUBLIC_KEY",
+        show_default=False,
+        help="Public half of the personal-data key: seals stored payloads, opens none",
     ),
 ]
 PiiOldKeys = Annotated[
@@ -454,15 +479,31 @@ DEFAULT_NATS = "nats://127.0.0.1:4222"
 DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
 
 
-def _cipher(key: str, old_keys: str) -> PiiCipher:
+def _opener(key: str, old_keys: str) -> PiiOpener:
     from lapor.runtime.pii import PiiKeyError
 
     if not key:
         raise typer.BadParameter("set LAPOR_PII_KEY (or --pii-key)", param_hint="LAPOR_PII_KEY")
     try:
-        return PiiCipher(key, tuple(k.strip() for k in old_keys.split(",") if k.strip()))
+        return PiiOpener(key, tuple(k.strip() for k in old_keys.split(",") if k.strip()))
     except PiiKeyError as exc:
         raise typer.BadParameter(str(exc), param_hint="LAPOR_PII_KEY") from None
+
+
+def _sealer(public_key: str) -> PiiSealer:
+    from lapor.runtime.pii import PiiKeyError
+
+    hint = "LAPOR_PII_PUBLIC_KEY"
+    if not public_key:
+        raise typer.BadParameter(
+            "set LAPOR_PII_PUBLIC_KEY (or --pii-public-key): "
+            "`python -m lapor.runtime.pii public-key` prints it",
+            param_hint=hint,
+        )
+    try:
+        return PiiSealer(public_key)
+    except PiiKeyError as exc:
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
 
 
 def _client(mongo_url: str, app: str) -> Any:
@@ -480,17 +521,16 @@ def watch_command(
     mongo_db: MongoDb = "lapor",
     log_level: Annotated[str, typer.Option(envvar="LOG_LEVEL")] = "INFO",
     log_format: Annotated[str, typer.Option(envvar="LOG_FORMAT")] = "json",
-    pii_key: PiiKey = "",
-    pii_old_keys: PiiOldKeys = "",
+    pii_public_key: PiiPublicKey = "",
     stream_replicas: Annotated[int, typer.Option(envvar="NATS_STREAM_REPLICAS", min=1, max=5)] = 1,
 ) -> None:
     """Run the watcher: store every message JetStream gave up on (until SIGTERM)."""
     from lapor.runtime.logs import configure_logging
 
-    cipher = _cipher(pii_key, pii_old_keys)
+    sealer = _sealer(pii_public_key)
     configure_logging("dlq", log_level, log_format)
     asyncio.run(
-        _watch(nats_url, nats_user, nats_password, mongo_url, mongo_db, cipher, stream_replicas)
+        _watch(nats_url, nats_user, nats_password, mongo_url, mongo_db, sealer, stream_replicas)
     )
 
 
@@ -500,7 +540,7 @@ async def _watch(
     password: str | None,
     mongo_url: str,
     mongo_db: str,
-    cipher: PiiCipher,
+    sealer: PiiSealer,
     stream_replicas: int = 1,
 ) -> None:
     stop = asyncio.Event()
@@ -510,7 +550,7 @@ async def _watch(
     client = _client(mongo_url, "lapor-dlq")
     nc = await connect_nats(nats_url, user, password, "lapor-dlq")
     try:
-        store = DeadLetterStore(client[mongo_db], cipher)
+        store = DeadLetterStore(client[mongo_db], sealer)
         await DeadLetterWatcher(nc, store, replicas=stream_replicas).run(stop)
     finally:
         with contextlib.suppress(Exception):
@@ -531,8 +571,8 @@ def list_command(
     pii_old_keys: PiiOldKeys = "",
 ) -> None:
     """List dead letters, oldest first (phone numbers in payloads are masked)."""
-    cipher = _cipher(pii_key, pii_old_keys)
-    records = asyncio.run(_list(mongo_url, mongo_db, pending, cipher))
+    opener = _opener(pii_key, pii_old_keys)
+    records = asyncio.run(_list(mongo_url, mongo_db, pending, opener))
     views = [public_view(record) for record in records]
     if as_json:
         print(json.dumps(views, indent=2, ensure_ascii=False, default=str))
@@ -584,10 +624,10 @@ def public_view(record: Document) -> Document:
     }
 
 
-async def _list(mongo_url: str, mongo_db: str, pending: bool, cipher: PiiCipher) -> list[Document]:
+async def _list(mongo_url: str, mongo_db: str, pending: bool, opener: PiiOpener) -> list[Document]:
     client = _client(mongo_url, "lapor-cli")
     try:
-        return await DeadLetterStore(client[mongo_db], cipher).records(pending_only=pending)
+        return await DeadLetterStore(client[mongo_db], opener=opener).records(pending_only=pending)
     finally:
         await client.close()
 
@@ -606,8 +646,8 @@ def replay_command(
     """Publish dead letters again on their original subjects, with a new message id."""
     if (record_id is None) == (not replay_all):
         raise typer.BadParameter("give one dead-letter id or --all")
-    cipher = _cipher(pii_key, pii_old_keys)
-    _done, failed = asyncio.run(_replay(nats_url, mongo_url, mongo_db, record_id, dry_run, cipher))
+    opener = _opener(pii_key, pii_old_keys)
+    _done, failed = asyncio.run(_replay(nats_url, mongo_url, mongo_db, record_id, dry_run, opener))
     raise typer.Exit(1 if failed else 0)
 
 
@@ -617,12 +657,12 @@ async def _replay(
     mongo_db: str,
     record_id: str | None,
     dry_run: bool,
-    cipher: PiiCipher,
+    opener: PiiOpener,
 ) -> tuple[int, int]:
     import nats
 
     client = _client(mongo_url, "lapor-cli")
-    store = DeadLetterStore(client[mongo_db], cipher)
+    store = DeadLetterStore(client[mongo_db], opener=opener)
     try:
         if record_id is not None:
             found = await store.get(record_id)
@@ -680,7 +720,7 @@ def _operator() -> str:
 async def _resolve(mongo_url: str, mongo_db: str, record_id: str, reason: str, by: str) -> str:
     client = _client(mongo_url, "lapor-cli")
     try:
-        store = DeadLetterStore(client[mongo_db], cipher=None)
+        store = DeadLetterStore(client[mongo_db])
         return await store.mark_resolved(record_id, reason, by, now())
     finally:
         await client.close()

@@ -13,11 +13,13 @@ import pytest
 import pytest_asyncio
 
 from lapor.devstack import Stack
-from lapor.runtime.pii import new_key
+from lapor.runtime.pii import new_key, public_key_of
 
-# Settings built in the test process and every process a test Stack starts seal
-# personal data with this session's key, as a deployment's services share one.
+# Settings built in the test process seal personal data with this session's key,
+# as a deployment's services share one; a test Stack passes the private key to
+# notify only and its public half to every process.
 os.environ.setdefault("LAPOR_PII_KEY", new_key())
+os.environ.setdefault("LAPOR_PII_PUBLIC_KEY", public_key_of(os.environ["LAPOR_PII_KEY"]))
 
 
 @pytest.fixture(scope="session")

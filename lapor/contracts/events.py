@@ -68,20 +68,40 @@ class Event(BaseModel):
     occurred_at: AwareDatetime
 
 
+# A reporter's phone number or e-mail address never travels in clear: intake seals
+# it to notify's public key (a libsodium sealed box: X25519 + XSalsa20-Poly1305),
+# bound to the event and the field it is in, so only notify can read it and a copy
+# placed into another event does not open.
+SEALED_CONTACT = r"^pii2\.[0-9a-f]{8}\.[A-Za-z0-9_-]+=*$"
+_SEALED_HOW = (
+    "sealed to notify's public key as `pii2.<key id>.<sealed box, URL-safe base64>`; "
+    "the sealed text is `<event_id>/<field name>`, a NUL byte, then the value."
+)
+
+
+def contact_context(event_id: str, field: str) -> str:
+    """What a sealed contact field is bound to: its event and its own name."""
+    return f"{event_id}/{field}"
+
+
 class ComplaintReceived(Event):
     complaint_id: str
     region: str
     channel: Channel
     text: str
     received_at: AwareDatetime
-    reply_to: str | None = Field(
-        default=None, description="E.164 number for replies; only notify keeps it."
-    )
-    reply_email: str | None = Field(
+    reply_to_sealed: str | None = Field(
         default=None,
-        max_length=254,
-        description="E-mail address for replies (web, Open311 or partner submissions); "
-        "only notify keeps it, sealed.",
+        pattern=SEALED_CONTACT,
+        max_length=1024,
+        description="The reporter's E.164 number for replies, " + _SEALED_HOW,
+    )
+    reply_email_sealed: str | None = Field(
+        default=None,
+        pattern=SEALED_CONTACT,
+        max_length=1024,
+        description="E-mail address for replies (web, Open311 or partner submissions), "
+        + _SEALED_HOW,
     )
     anonymous: bool = False
     confidential: bool = False
@@ -131,8 +151,13 @@ class InboundRejected(Event):
     channel: Channel
     reason: RejectionReason
     detail: str = ""
-    reply_to: str | None = Field(
-        default=None, description="Absent when the sender must not get another notice."
+    reply_to_sealed: str | None = Field(
+        default=None,
+        pattern=SEALED_CONTACT,
+        max_length=1024,
+        description="The sender's number, "
+        + _SEALED_HOW
+        + " Absent when the sender must not get another notice.",
     )
     region: str | None = None
     complaint_id: str | None = Field(
@@ -146,7 +171,12 @@ class CitizenCommandAnswered(Event):
     command: Literal["status", "reply", "rating", "reopen"]
     found: bool = Field(description="False when the id is unknown or not the sender's.")
     tracking_id: str
-    reply_to: str | None = None
+    reply_to_sealed: str | None = Field(
+        default=None,
+        pattern=SEALED_CONTACT,
+        max_length=1024,
+        description="The sender's number, " + _SEALED_HOW,
+    )
     region: str | None = None
     state: State | None = None
     agency: str | None = None

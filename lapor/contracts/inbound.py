@@ -23,7 +23,11 @@ class InboundSms(BaseModel):
         description="The gateway's own message id; a redelivery carries the same id.",
     )
     received_at: AwareDatetime = Field(
-        description="When the gateway received it (ISO 8601 with offset)."
+        description=(
+            "When the gateway received it (ISO 8601 with offset). Kept for information "
+            "only: limits, windows and the complaint's time use the time the server "
+            "stored the message."
+        )
     )
 
 
@@ -34,13 +38,20 @@ class Location(BaseModel):
 
 
 class InboundWeb(BaseModel):
-    """A complaint from any other channel (subject `lapor.inbound.web`): a WhatsApp bot,
-    social media, a partner system. `source` + `message_id` identify it: a resend with
-    the same pair is the same complaint."""
+    """A complaint from any other channel: a partner system on its own subject
+    `lapor.inbound.partner.<name>` (a WhatsApp bot, SP4N), the web API, Open311.
+    `source` + `message_id` identify it: a resend with the same pair is the same
+    complaint. On the bus the subject names the source (`partner:<name>`); the
+    payload's `source` is not trusted."""
 
     model_config = ConfigDict(extra="ignore")
 
-    source: str = Field(min_length=1, max_length=64, examples=["whatsapp", "partner:sp4n"])
+    source: str = Field(
+        min_length=1,
+        max_length=64,
+        examples=["partner:whatsapp"],
+        description="On the bus: ignored, the subject names the partner.",
+    )
     message_id: str = Field(min_length=1, max_length=128)
     region: str = Field(default="banjar", pattern=r"^[a-z0-9_-]+$")
     text: str = Field(min_length=1, max_length=10_000)
@@ -51,4 +62,9 @@ class InboundWeb(BaseModel):
     location: Location | None = None
     anonymous: bool = False
     confidential: bool = False
-    received_at: AwareDatetime
+    received_at: AwareDatetime = Field(
+        description=(
+            "When the channel received it. Kept for information only: limits and the "
+            "complaint's time use the time the server stored the message."
+        )
+    )

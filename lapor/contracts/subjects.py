@@ -1,14 +1,27 @@
 """Subject names and the JetStream streams that keep them.
 
-Inbound subjects are written by outside channels (SMS gateway, web, partner
-systems); events are written by the services; outbound subjects are read by
-delivery connectors (the SMS gateway connector).
+Inbound subjects are written by outside channels (the SMS gateway, partner
+systems, each on its own subject); events are written by the services;
+outbound subjects are read by delivery connectors (the SMS gateway connector).
 """
 
 from dataclasses import dataclass
 
 INBOUND_SMS = "lapor.inbound.sms"
-INBOUND_WEB = "lapor.inbound.web"
+INBOUND_PARTNER_PREFIX = "lapor.inbound.partner"
+INBOUND_PARTNERS = f"{INBOUND_PARTNER_PREFIX}.*"
+
+
+def inbound_partner(partner: str) -> str:
+    """The one subject partner `partner` publishes on (see `lapor.contracts.partners`)."""
+    return f"{INBOUND_PARTNER_PREFIX}.{partner}"
+
+
+def partner_of(subject: str) -> str | None:
+    """The partner a message came from, named by the subject it was published on."""
+    prefix, _, partner = subject.rpartition(".")
+    return partner if prefix == INBOUND_PARTNER_PREFIX and partner else None
+
 
 COMPLAINT_RECEIVED = "lapor.event.complaint.received"
 COMPLAINT_ROUTED = "lapor.event.complaint.routed"

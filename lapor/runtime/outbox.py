@@ -12,9 +12,9 @@ The handler that made the change flushes right away; a retried message flushes
 what is still pending; `run_sweeper` publishes whatever a crash left behind,
 at start-up and on a timer.
 
-Announcements are sealed with the personal-data key when they may carry
-personal data: a received event carries the citizen's reply address, which is
-not stored in clear.
+Announcements are stored as they are published: no announcement carries
+personal data in clear (a reporter's reply addresses travel sealed to notify's
+public key), so the services that store them hold no key that opens anything.
 """
 
 import asyncio
@@ -30,7 +30,6 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from lapor.runtime.broker import EventPublisher
-from lapor.runtime.pii import PiiCipher
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +47,11 @@ def outbox_key(event_id: str) -> str:
 
 
 class Outbox:
-    """Seals announcements into a document's write and publishes them from there."""
+    """Puts announcements into a document's write and publishes them from there."""
 
-    def __init__(
-        self, publishers: Iterable[EventPublisher], cipher: PiiCipher | None = None
-    ) -> None:
+    def __init__(self, publishers: Iterable[EventPublisher]) -> None:
         self._by_schema = {p.schema: p for p in publishers}
         self._by_subject = {p.subject: p for p in self._by_schema.values()}
-        self._cipher = cipher
 
     def fields(self, owner_id: str, events: Iterable[BaseModel], at: datetime) -> Document:
         """`$set` fields that store `events` as pending announcements of `owner_id`."""
@@ -64,13 +60,12 @@ class Outbox:
             event_id = str(getattr(event, "event_id"))  # noqa: B009 - every announcement has one
             publisher = self._by_schema[type(event)]
             body = event.model_dump_json(by_alias=True)
-            entry: Document = {"event_id": event_id, "subject": publisher.subject, "at": at}
-            if self._cipher is None:  # announcements that carry no personal data
-                entry["body"] = body
-            else:
-                entry["sealed"] = self._cipher.seal_bytes(
-                    body.encode(), _context(owner_id, event_id)
-                )
+            entry: Document = {
+                "event_id": event_id,
+                "subject": publisher.subject,
+                "at": at,
+                "body": body,
+            }
             fields[f"{OUTBOX}.{outbox_key(event_id)}"] = entry
         if fields:
             fields[FLAG] = PENDING
@@ -105,12 +100,12 @@ class Outbox:
         await self._clear(collection, doc, [key for key, _ in entries])
         return len(entries)
 
-    def _body(self, owner_id: str, entry: Document) -> str | bytes:
-        if "sealed" not in entry:
-            return str(entry["body"])
-        if self._cipher is None:
-            raise RuntimeError(f"a sealed announcement of {owner_id} and no key to open it")
-        return self._cipher.open_bytes(entry["sealed"], _context(owner_id, entry["event_id"]))
+    def _body(self, owner_id: str, entry: Document) -> str:
+        if "body" not in entry:
+            # Sealed whole by an earlier version, whose services held the private key:
+            # none does now, so such leftovers must be published before an upgrade.
+            raise RuntimeError(f"a sealed announcement of {owner_id} this service cannot open")
+        return str(entry["body"])
 
     async def _clear(
         self, collection: AsyncCollection[Document], doc: Document, keys: list[str]
@@ -151,10 +146,6 @@ class Outbox:
                     continue
                 published += await self.flush(collection, doc)
         return published
-
-
-def _context(owner_id: str, event_id: str) -> str:
-    return f"outbox:{owner_id}:{event_id}"
 
 
 async def ensure_outbox_index(collection: AsyncCollection[Document]) -> None:

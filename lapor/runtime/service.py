@@ -84,7 +84,9 @@ Starter = Callable[[AsyncDatabase[dict[str, Any]]], Awaitable[Callable[[], Await
 def build_runtime(service: str, settings: ServiceSettings) -> Runtime:
     registry = CollectorRegistry()
     db_box: Late[AsyncDatabase[dict[str, Any]]] = Late("database")
-    cipher = settings.infra.pii.cipher()
+    # The public key: a service seals its dead letters but cannot open them, nor
+    # anyone else's; only the operator's tools hold the private key.
+    sealer = settings.infra.pii.sealer()
     violation_handlers: dict[str, ViolationHandler] = {}
 
     async def store_dead_letter(msg: StreamMessage[Any], exc: Exception) -> None:
@@ -92,7 +94,7 @@ def build_runtime(service: str, settings: ServiceSettings) -> Runtime:
         log.warning("message violates its contract; kept as dead letter %s", record["_id"])
         # A redelivery finds its dead letter already stored and still runs the handler:
         # the first run may have failed after the dead letter was written.
-        await DeadLetterStore(db_box.get(), cipher).add(record)
+        await DeadLetterStore(db_box.get(), sealer).add(record)
         if (handler := violation_handlers.get(record["subject"] or "")) is not None:
             body = msg.body if isinstance(msg.body, bytes) else str(msg.body).encode()
             await handler(ContractViolation(record["subject"], body, exc, str(record["_id"])))

@@ -15,7 +15,14 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from lapor.runtime.pii import PiiCipher, PiiKeyError, new_key
+from lapor.runtime.pii import (
+    PiiCipher,
+    PiiKeyError,
+    PiiOpener,
+    PiiSealer,
+    new_key,
+    public_key_of,
+)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
@@ -33,10 +40,17 @@ MIN_SECRET_LENGTH = 32
 MIN_SECRET_DISTINCT = 10
 
 
+def is_placeholder(value: str | SecretStr) -> bool:
+    """Whether `value` was copied from .env.example."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    lowered = value.lower()
+    return any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
 def secret_problem(value: str) -> str | None:
     """Why `value` is not a real secret, or None. The value itself is never in the reason."""
-    lowered = value.lower()
-    if any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+    if is_placeholder(value):
         return "is a placeholder from .env.example"
     if len(value) < MIN_SECRET_LENGTH:
         return f"is shorter than {MIN_SECRET_LENGTH} characters"
@@ -80,13 +94,42 @@ def comma_separated(cls: type, value: object) -> object:
     return value
 
 
-class PiiSettings(BaseSettings):
-    """The key that seals personal data at rest (reply addresses, dead-letter payloads).
+class PiiPublicKeySettings(BaseSettings):
+    """The public half of the personal-data key (`LAPOR_PII_PUBLIC_KEY`), which every
+    service and the dead-letter watcher hold: it seals reply addresses in events,
+    kept payloads and dead letters. Nothing it sealed opens without the private key,
+    so a compromised service reads no stored or published phone number."""
 
-    Every service and the dead-letter watcher need it: any of them may store a
-    message that carries a phone number. Rotation: set the new key and keep the
-    old one in `LAPOR_PII_OLD_KEYS` (comma-separated) until no value sealed with
-    it is left.
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
+
+    public_key: str = Field(validation_alias="LAPOR_PII_PUBLIC_KEY")
+
+    @field_validator("public_key")
+    @classmethod
+    def _usable(cls, value: str) -> str:
+        # Refused in development too: a placeholder or a malformed key seals nothing.
+        if is_placeholder(value):
+            raise ValueError(
+                "LAPOR_PII_PUBLIC_KEY is a placeholder from .env.example; "
+                "print the real one with `python -m lapor.runtime.pii public-key`"
+            )
+        try:
+            PiiSealer(value)
+        except PiiKeyError as exc:
+            raise ValueError(f"LAPOR_PII_PUBLIC_KEY: {exc}") from None
+        return value
+
+    def sealer(self) -> PiiSealer:
+        return PiiSealer(self.public_key)
+
+
+class PiiSettings(BaseSettings):
+    """The private personal-data key: only notify (its contacts, the reply addresses
+    in events) and the operator's tools (`lapor dlq list` / `replay`) get it.
+
+    Rotation: set the new key and keep the old one in `LAPOR_PII_OLD_KEYS`
+    (comma-separated) until no value sealed with it is left; the processes that
+    seal get the new key's public half at the same time.
     """
 
     # A rejected key must not be echoed in the start-up error.
@@ -102,15 +145,28 @@ class PiiSettings(BaseSettings):
     @model_validator(mode="after")
     def _usable(self) -> "PiiSettings":
         try:
-            self.cipher()
+            self.opener()
         except PiiKeyError as exc:
             raise ValueError(f"LAPOR_PII_KEY / LAPOR_PII_OLD_KEYS: {exc}") from None
         return self
 
+    def _old(self) -> tuple[str, ...]:
+        return tuple(k.get_secret_value() for k in self.old_keys)
+
     def cipher(self) -> PiiCipher:
-        return PiiCipher(
-            self.key.get_secret_value(), tuple(k.get_secret_value() for k in self.old_keys)
-        )
+        return PiiCipher(self.key.get_secret_value(), self._old())
+
+    def opener(self) -> PiiOpener:
+        return PiiOpener(self.key.get_secret_value(), self._old())
+
+    def public_key(self) -> str:
+        return public_key_of(self.key.get_secret_value())
+
+    def secrets(self) -> list[tuple[str, str | None]]:
+        return [
+            ("LAPOR_PII_KEY", self.key.get_secret_value()),
+            *(("LAPOR_PII_OLD_KEYS", key) for key in self._old()),
+        ]
 
 
 class InfraSettings(BaseSettings):
@@ -132,7 +188,8 @@ class InfraSettings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), validation_alias="LAPOR_DATA_DIR")
     log_level: LogLevel = Field(default="INFO", validation_alias="LOG_LEVEL")
     log_format: Literal["json", "text"] = Field(default="json", validation_alias="LOG_FORMAT")
-    pii: PiiSettings = Field(default_factory=PiiSettings)  # type: ignore[arg-type]
+    # The public key only: a process that may be compromised reads no sealed data.
+    pii: PiiPublicKeySettings = Field(default_factory=PiiPublicKeySettings)  # type: ignore[arg-type]
 
     @field_validator("nats_url")
     @classmethod
@@ -166,8 +223,6 @@ class InfraSettings(BaseSettings):
     def secrets(self) -> list[tuple[str, str | None]]:
         """Every secret these settings hold, by the variable it came from."""
         return [
-            ("LAPOR_PII_KEY", self.pii.key.get_secret_value()),
-            *(("LAPOR_PII_OLD_KEYS", key.get_secret_value()) for key in self.pii.old_keys),
             ("NATS_PASSWORD", self.nats_password),
             *url_passwords("NATS_URL", self.nats_url),
             *url_passwords("MONGO_URL", self.mongo_url),
@@ -177,7 +232,7 @@ class InfraSettings(BaseSettings):
 def documentation_infra(**values: Any) -> InfraSettings:
     """Built-in defaults, not the environment, for generating documents from the code:
     no secret is needed, so the personal-data key is a throwaway one."""
-    pii = PiiSettings.model_construct(key=SecretStr(new_key()), old_keys=())
+    pii = PiiPublicKeySettings.model_construct(public_key=public_key_of(new_key()))
     return InfraSettings.model_construct(pii=pii, **values)
 
 

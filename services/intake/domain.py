@@ -162,7 +162,12 @@ def received_event_id(tracking_id: str) -> str:
     return f"received:{tracking_id}"
 
 
-def received_event(doc: dict[str, Any], reply_to: str | None) -> ComplaintReceived:
+def received_event(
+    doc: dict[str, Any],
+    *,
+    reply_to_sealed: str | None = None,
+    reply_email_sealed: str | None = None,
+) -> ComplaintReceived:
     return ComplaintReceived(
         event_id=received_event_id(doc["_id"]),
         occurred_at=doc["history"][0]["at"],
@@ -171,7 +176,8 @@ def received_event(doc: dict[str, Any], reply_to: str | None) -> ComplaintReceiv
         channel=Channel(doc["channel"]),
         text=doc["text"],
         received_at=doc["received_at"],
-        reply_to=reply_to,
+        reply_to_sealed=reply_to_sealed,
+        reply_email_sealed=reply_email_sealed,
         anonymous=doc["anonymous"],
         confidential=doc["confidential"],
         text_truncated=doc.get("text_truncated", False),

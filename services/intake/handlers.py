@@ -26,10 +26,12 @@ from lapor.contracts import (
     RejectionReason,
 )
 from lapor.contracts.commands import Action, Actor, CommandRejected, ComplaintCommand, Role
+from lapor.contracts.events import contact_context
+from lapor.contracts.partners import partner_source
 from lapor.runtime.broker import EventPublisher
 from lapor.runtime.locks import KeyedLock
 from lapor.runtime.metrics import DomainMetrics
-from lapor.runtime.pii import PiiCipher
+from lapor.runtime.pii import PiiSealer
 from lapor.runtime.service import ContractViolation
 from services.intake import domain, lifecycle
 from services.intake.guard import RateLimit, similar_complaint, windows
@@ -65,6 +67,9 @@ class IntakeDeps:
     command_rejected: EventPublisher
     region_keywords: RegionKeywords | Mapping[str, str]
     phone_key: bytes
+    # The personal-data public key: reply addresses in events and kept payloads are
+    # sealed with it, and intake cannot open them again (only notify and operators can).
+    sealer: PiiSealer
     min_words: int = 3
     rate_limit: RateLimit = DEFAULT_RATE_LIMIT
     duplicate_window: timedelta = timedelta(hours=24)
@@ -81,20 +86,34 @@ class IntakeDeps:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
-async def handle_sms(sms: InboundSms, deps: IntakeDeps) -> None:
+async def handle_sms(
+    sms: InboundSms, deps: IntakeDeps, received_at: datetime | None = None
+) -> None:
+    """An SMS from the gateway. `received_at` is when the server stored the message
+    (now, if unknown): limits, windows and the complaint's time use it, never the
+    time the payload claims, which only the gateway vouches for."""
     phone = normalize_phone(sms.sender)
     sender_hash = phone_hash(phone, deps.phone_key) if phone else None
     # One sender's messages are judged one after another: limits and repeats are
     # about order, and a burst arrives in one batch.
     async with deps.senders.hold(sender_hash or sms.sender):
-        await _handle_sms(sms, deps, phone, sender_hash)
+        await _handle_sms(sms, deps, phone, sender_hash, received_at or deps.clock())
 
 
 async def _handle_sms(
-    sms: InboundSms, deps: IntakeDeps, phone: str | None, sender_hash: str | None
+    sms: InboundSms,
+    deps: IntakeDeps,
+    phone: str | None,
+    sender_hash: str | None,
+    received_at: datetime,
 ) -> None:
     source_key = f"sms:{sms.gateway_id}"
-    payload = {"text": sms.text[:2000], "to": sms.to, "received_at": sms.received_at}
+    payload = {
+        "text": sms.text[:2000],
+        "to": sms.to,
+        "received_at": received_at,
+        "gateway_received_at": sms.received_at,
+    }
 
     # A gateway retry of a message that already became a complaint changes nothing;
     # what is still unannounced of it goes out now.
@@ -103,9 +122,9 @@ async def _handle_sms(
         return
 
     if sender_hash is not None:
-        await deps.repo.record_sender_message(source_key, sender_hash, sms.received_at)
-        if (limited := await _over_limit(deps, sender_hash, sms.received_at)) is not None:
-            notice = await _claim_notice(deps, sender_hash, sms.received_at, daily=limited)
+        await deps.repo.record_sender_message(source_key, sender_hash, received_at)
+        if (limited := await _over_limit(deps, sender_hash, received_at)) is not None:
+            notice = await _claim_notice(deps, sender_hash, received_at, daily=limited)
             await _reject(
                 deps,
                 channel=Channel.SMS,
@@ -120,7 +139,7 @@ async def _handle_sms(
 
     parsed = parse_sms(sms.text, deps.region_keywords, min_words=deps.min_words)
     if isinstance(parsed, NewComplaint) and sender_hash is not None:
-        since = sms.received_at - deps.duplicate_window
+        since = received_at - deps.duplicate_window
         recent = await deps.repo.recent_by_sender(sender_hash, since)
         if (same := similar_complaint(parsed.text, recent, deps.duplicate_similarity)) is not None:
             await _link_duplicate(deps, same, source_key, phone, sender_hash, payload)
@@ -132,7 +151,7 @@ async def _handle_sms(
             region=parsed.region,
             channel=Channel.SMS,
             text=parsed.text,
-            received_at=sms.received_at,
+            received_at=received_at,
             source_key=source_key,
             phone_hash=sender_hash,
             anonymous=parsed.anonymous,
@@ -175,12 +194,15 @@ class SubmissionConflict(Exception):
 
 
 async def accept_submission(
-    submission: InboundWeb, channel: Channel, deps: IntakeDeps
+    submission: InboundWeb, channel: Channel, deps: IntakeDeps, received_at: datetime | None = None
 ) -> dict[str, Any]:
     """Store a complaint from the web, Open311 or a partner channel and announce it.
 
     `source` + `message_id` is the idempotency key; the caller scopes it (the web
-    API puts the token, or the anonymous web, into `source`; Open311 the partner).
+    API puts the token, or the anonymous web, into `source`; Open311 the client; a
+    partner's subject the partner). `received_at` is when the server received it
+    (now, if not given): the per-number limit and the complaint's time use it, not
+    the submission's own `received_at`.
     The key is bound to the whole submission: returns the complaint (the first one
     for a resend of the same submission under the same key); raises
     `SubmissionConflict` for the same key with anything else changed, and
@@ -190,7 +212,10 @@ async def accept_submission(
     phone = normalize_phone(submission.phone) if submission.phone else None
     binding = submission_binding(submission, deps.phone_key)
     if (known := await deps.repo.by_source(source_key)) is None:
-        known = await _store_submission(submission, channel, source_key, phone, deps, binding)
+        receipt = received_at or deps.clock()
+        known = await _store_submission(
+            submission, channel, source_key, phone, deps, binding, receipt
+        )
     # Also checked on what was just stored: a concurrent first use of the key with
     # another submission may have won the insert. A complaint stored before keys
     # were bound has no binding and matches nothing.
@@ -263,6 +288,7 @@ async def _store_submission(
     phone: str | None,
     deps: IntakeDeps,
     binding: str,
+    received_at: datetime,
 ) -> dict[str, Any]:
     cleaned = clean_text(submission.text)
     reason: tuple[RejectionReason, str] | None = None
@@ -282,9 +308,8 @@ async def _store_submission(
         # The same per-number limit as the number's SMS: every submission giving a
         # number counts, whatever the channel, so the web cannot pump SMS to it.
         async with deps.senders.hold(sender_hash):
-            now = deps.clock()
-            await deps.repo.record_sender_message(source_key, sender_hash, now)
-            if await _over_limit(deps, sender_hash, now) is not None:
+            await deps.repo.record_sender_message(source_key, sender_hash, received_at)
+            if await _over_limit(deps, sender_hash, received_at) is not None:
                 reason = (RejectionReason.RATE_LIMITED, "too many messages from this number")
     if reason is not None:
         await _reject(
@@ -307,7 +332,7 @@ async def _store_submission(
         region=submission.region,
         channel=channel,
         text=cleaned.text,
-        received_at=submission.received_at,
+        received_at=received_at,
         source_key=source_key,
         phone_hash=sender_hash,
         anonymous=submission.anonymous,
@@ -320,15 +345,22 @@ async def _store_submission(
     )
 
 
-async def handle_web(submission: InboundWeb, deps: IntakeDeps) -> None:
-    """`lapor.inbound.web`: a rejection is kept and announced; it is not retried. A
-    used `source` + `message_id` with a different submission changes nothing."""
+async def handle_partner(
+    submission: InboundWeb, partner: str, deps: IntakeDeps, received_at: datetime | None = None
+) -> None:
+    """`lapor.inbound.partner.<partner>`: stored as `partner:<partner>`, the name the
+    subject gives, since only that partner's login may publish there; the payload's
+    `source` could name anyone. So a partner's message ids are its own, and it can
+    only file complaints: a phone number it gives is a reply contact, never a sender
+    of SMS commands. A rejection is kept and announced; it is not retried. A used
+    `message_id` with a different submission changes nothing."""
+    submission = submission.model_copy(update={"source": partner_source(partner)})
     try:
-        await accept_submission(submission, Channel.WEB, deps)
+        await accept_submission(submission, Channel.WEB, deps, received_at)
     except SubmissionRejected:
         pass
     except SubmissionConflict as conflict:
-        log.warning("inbound web message ignored: %s (source %s)", conflict, submission.source)
+        log.warning("partner message ignored: %s (partner %s)", conflict, partner)
 
 
 # The most of a broken payload a rejection record keeps, as the dead letter does.
@@ -336,7 +368,7 @@ _MAX_KEPT_PAYLOAD = 64_000
 
 
 async def handle_contract_violation(
-    violation: ContractViolation, channel: Channel, deps: IntakeDeps, cipher: PiiCipher
+    violation: ContractViolation, channel: Channel, deps: IntakeDeps
 ) -> None:
     """An inbound message that is not JSON or fails its contract: besides its dead
     letter, a `malformed` rejection record, and one reply telling the format to an
@@ -353,7 +385,7 @@ async def handle_contract_violation(
         "dead_letter_id": violation.dead_letter_id,
         "subject": violation.subject,
         # The number may be anywhere in a broken payload: kept sealed, bound to this record.
-        "payload_sealed": cipher.seal_bytes(violation.payload[:_MAX_KEPT_PAYLOAD], source_key),
+        "payload_sealed": deps.sealer.seal_bytes(violation.payload[:_MAX_KEPT_PAYLOAD], source_key),
     }
 
     async def reject(reason: RejectionReason, detail: str, reply_to: str | None) -> None:
@@ -459,7 +491,7 @@ async def _answer_command(
         command=kind,  # type: ignore[arg-type]
         found=found,
         tracking_id=command.tracking_id,
-        reply_to=phone,
+        reply_to_sealed=sealed_contact(deps, event_id, "reply_to_sealed", phone),
         region=doc["region"] if found and doc else None,
         state=doc["state"] if found and doc else None,
         agency=doc.get("agency") if found and doc else None,
@@ -656,8 +688,12 @@ async def _store_complaint(
     # A fresh random id can collide with an existing one; try again with another.
     for _ in range(5):
         doc = domain.new_complaint(tracking_id=new_tracking_id(), stored_at=deps.clock(), **fields)
-        received = domain.received_event(doc, reply_to=reply_to)
-        received = received.model_copy(update={"reply_email": reply_email})
+        event_id = domain.received_event_id(doc["_id"])
+        received = domain.received_event(
+            doc,
+            reply_to_sealed=sealed_contact(deps, event_id, "reply_to_sealed", reply_to),
+            reply_email_sealed=sealed_contact(deps, event_id, "reply_email_sealed", reply_email),
+        )
         try:
             stored, created = await deps.repo.add_complaint(doc, [received])
         except DuplicateKeyError:
@@ -666,6 +702,14 @@ async def _store_complaint(
             deps.metrics.received.labels(channel=stored["channel"], region=stored["region"]).inc()
         return stored
     raise RuntimeError("could not allocate a tracking id")
+
+
+def sealed_contact(deps: IntakeDeps, event_id: str, field: str, value: str | None) -> str | None:
+    """A reply address as an event carries it: sealed to notify, bound to the event
+    and its field, so the bus and every store on the way hold no plain number."""
+    if value is None:
+        return None
+    return deps.sealer.seal(value, contact_context(event_id, field))
 
 
 async def _reject(
@@ -683,14 +727,15 @@ async def _reject(
 ) -> None:
     now = deps.clock()
     rejection_id = f"REJ-{secrets.token_hex(6)}"
+    event_id = f"rejected:{rejection_id}"
     announcement = InboundRejected(
-        event_id=f"rejected:{rejection_id}",
+        event_id=event_id,
         occurred_at=now,
         rejection_id=rejection_id,
         channel=channel,
         reason=reason,
         detail=detail,
-        reply_to=reply_to,
+        reply_to_sealed=sealed_contact(deps, event_id, "reply_to_sealed", reply_to),
         complaint_id=complaint_id,
         region=region,
     )

@@ -194,9 +194,11 @@ class ComplaintRepository:
         return True
 
     async def recent_by_sender(self, phone_hash: str, since: datetime) -> list[Document]:
+        """The sender's own recent SMS complaints: a number a partner or the web form
+        named is a reply contact, not the sender of those complaints."""
         cursor = (
             self.complaints.find(
-                {"reporter_hash": phone_hash, "received_at": {"$gte": since}},
+                {"reporter_hash": phone_hash, "channel": "sms", "received_at": {"$gte": since}},
                 {"text": 1, "state": 1, "region": 1},
             )
             .sort("received_at", DESCENDING)

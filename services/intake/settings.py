@@ -36,14 +36,10 @@ class IntakeSettings(ServiceSettings):
     def _separate_real_secrets(self) -> "IntakeSettings":
         phone = self.phone_hash_key.get_secret_value()
         link = self.citizen_link_key.get_secret_value()
-        pii = self.infra.pii.key.get_secret_value()
         # One secret per purpose: a leak or a rotation of one leaves the others.
-        if link in (phone, pii):
-            raise ValueError(
-                "LAPOR_CITIZEN_LINK_KEY must differ from LAPOR_PHONE_HASH_KEY and LAPOR_PII_KEY"
-            )
-        if phone == pii:
-            raise ValueError("LAPOR_PHONE_HASH_KEY must differ from LAPOR_PII_KEY")
+        # (Intake never holds LAPOR_PII_KEY: only its public half.)
+        if link == phone:
+            raise ValueError("LAPOR_CITIZEN_LINK_KEY must differ from LAPOR_PHONE_HASH_KEY")
         require_real_secrets(
             self.infra.env,
             [

@@ -1,13 +1,16 @@
 """Intake bootstrap: what it consumes, what it publishes, what it serves."""
 
+import contextlib
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 from faststream import FastStream
+from faststream.nats.annotations import NatsMessage
+from nats.errors import NotJSMessageError
 from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -25,13 +28,13 @@ from lapor.contracts import (
     subjects,
 )
 from lapor.contracts.commands import CommandRejected, ComplaintCommand, ComplaintForwarded
+from lapor.contracts.partners import PARTNERS
 from lapor.directory import load_directory
 from lapor.regions import load_regions, region_keywords
 from lapor.report import report_router
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
 from lapor.runtime.outbox import Outbox, start_sweeper
-from lapor.runtime.pii import PiiCipher
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     ContractViolation,
@@ -53,6 +56,14 @@ DESCRIPTION = (
     "Intake is the edge of Lapor: it receives complaints from SMS gateways and other "
     "channels, stores them with a tracking id and records every lifecycle change."
 )
+
+
+def stored_at(msg: NatsMessage) -> datetime | None:
+    """When JetStream stored the message: the receipt time no publisher can set.
+    None for a message that did not come from a stream (in-memory test brokers)."""
+    with contextlib.suppress(NotJSMessageError, AttributeError, ValueError, IndexError):
+        return msg.raw_message.metadata.timestamp
+    return None
 
 
 def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, EventPublisher]:
@@ -83,14 +94,13 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
             "Citizen command answered",
         ),
     }
-    cipher = runtime.settings.infra.pii.cipher()
     for subject, channel in (
         (subjects.INBOUND_SMS, Channel.SMS),
-        (subjects.INBOUND_WEB, Channel.WEB),
+        *((subjects.inbound_partner(partner), Channel.WEB) for partner in PARTNERS),
     ):
 
         async def on_violation(violation: ContractViolation, channel: Channel = channel) -> None:
-            await handlers.handle_contract_violation(violation, channel, deps.get(), cipher)
+            await handlers.handle_contract_violation(violation, channel, deps.get())
 
         runtime.on_contract_violation(subject, on_violation)
 
@@ -101,15 +111,17 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
         title="Inbound SMS",
         description=(
             "An SMS sent by a citizen to the short code, published by the SMS gateway "
-            "(core NATS or JetStream) with the `channel` login. Text format: "
+            "(core NATS or JetStream) with the `gateway` login, the only one allowed to "
+            "name a sender's phone number. Text format: "
             "`<REGION> <complaint>`, e.g. `BANJAR jalan rusak di depan pasar`. Set the "
-            "`Nats-Msg-Id` header to `gateway_id`: JetStream then drops a resend. A "
-            "message that is not JSON or breaks this schema is kept as a `malformed` "
-            "rejection, and a readable sender is told the format by SMS."
+            "`Nats-Msg-Id` header to `gateway_id`: JetStream then drops a resend. Limits "
+            "and the complaint's time use the time the server stored the message, not "
+            "`received_at`. A message that is not JSON or breaks this schema is kept as a "
+            "`malformed` rejection, and a readable sender is told the format by SMS."
         ),
     )
-    async def on_sms(sms: InboundSms) -> None:
-        await handlers.handle_sms(sms, deps.get())
+    async def on_sms(sms: InboundSms, msg: NatsMessage) -> None:
+        await handlers.handle_sms(sms, deps.get(), stored_at(msg))
 
     @durable(broker, subjects.COMPLAINT_ROUTED, "intake-routed", title="Record routing")
     async def on_routed(event: ComplaintRouted) -> None:
@@ -136,19 +148,26 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
 
     @durable(
         broker,
-        subjects.INBOUND_WEB,
-        "intake-web",
-        title="Inbound complaint from another channel",
+        subjects.INBOUND_PARTNERS,
+        "intake-partners",
+        title="Inbound complaint from a partner system",
         description=(
-            "A complaint from a WhatsApp bot, social media or a partner system, published "
-            "with the `channel` login. `source` + `message_id` identify it; a resend is "
-            "the same complaint. Set the `Nats-Msg-Id` header to `<source>:<message_id>`: "
-            "JetStream then drops a resend. A message that is not JSON or breaks this "
-            "schema is kept as a `malformed` rejection."
+            "A complaint from a partner system (WhatsApp bot, SP4N), published on "
+            "`lapor.inbound.partner.<name>` with its own login `partner-<name>`, the only "
+            "one allowed to publish there. The subject names the partner: the complaint "
+            "is stored as `partner:<name>` whatever `source` says, so `message_id` is "
+            "the partner's own; a resend is the same complaint. A partner only files "
+            "complaints: `phone` is where replies go. Set the `Nats-Msg-Id` header to "
+            "`partner:<name>:<message_id>`: JetStream then drops a resend. The complaint's "
+            "time is when the server stored the message. A message that is not JSON or "
+            "breaks this schema is kept as a `malformed` rejection."
         ),
     )
-    async def on_web(submission: InboundWeb) -> None:
-        await handlers.handle_web(submission, deps.get())
+    async def on_partner(submission: InboundWeb, msg: NatsMessage) -> None:
+        partner = subjects.partner_of(msg.raw_message.subject)
+        if partner is None:
+            raise ValueError(f"not a partner subject: {msg.raw_message.subject!r}")
+        await handlers.handle_partner(submission, partner, deps.get(), stored_at(msg))
 
     @durable(
         broker,
@@ -173,8 +192,8 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
 ANNOUNCED = ("received", "rejected", "state_changed", "forwarded")
 
 
-def announcements(publishers: dict[str, EventPublisher], cipher: PiiCipher) -> Outbox:
-    return Outbox([publishers[name] for name in ANNOUNCED], cipher)
+def announcements(publishers: dict[str, EventPublisher]) -> Outbox:
+    return Outbox([publishers[name] for name in ANNOUNCED])
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -193,7 +212,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     metrics = DomainMetrics(runtime.registry)
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
-        repo = ComplaintRepository(db, announcements(publishers, settings.infra.pii.cipher()))
+        repo = ComplaintRepository(db, announcements(publishers))
         await repo.ensure_indexes()
         deps.set(
             handlers.IntakeDeps(
@@ -202,6 +221,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 command_rejected=publishers["command_rejected"],
                 region_keywords=keywords,
                 phone_key=settings.phone_hash_key.get_secret_value().encode(),
+                sealer=settings.infra.pii.sealer(),
                 min_words=settings.min_words,
                 region_ids=frozenset(regions),
                 agencies={rid: frozenset(d.codes) for rid, d in directories.items()},

@@ -7,7 +7,9 @@ again a little later; on its last delivery they go ahead with what they
 have, so that a notice fails visibly rather than disappearing.
 
 A citizen hears by SMS, by e-mail, or both: whichever addresses the complaint
-came with (an e-mail from the web, Open311 or a partner channel).
+came with (an e-mail from the web, Open311 or a partner channel). Events carry
+those addresses sealed to notify's public key; notify alone holds the private
+key that opens them.
 """
 
 import logging
@@ -29,9 +31,11 @@ from lapor.contracts import (
     InboundRejected,
     SmsDeliveryReceipt,
 )
+from lapor.contracts.events import Event, contact_context
 from lapor.directory import Contacts
 from lapor.regions import DEFAULT_REOPEN_WINDOW
 from lapor.runtime.broker import MAX_DELIVER
+from lapor.runtime.pii import PiiOpener
 from services.notify import domain
 from services.notify.catalog import RenderedNotice
 from services.notify.channels import OutgoingMessage
@@ -77,6 +81,8 @@ class NotifyDeps:
     deliverer: Deliverer
     renderer: Renderer
     agencies: Agencies
+    # Opens the reply addresses sealed into events (the private personal-data key).
+    opener: PiiOpener
     admin_agency: str = "DISKOMINFO"
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Per region: how long an answered or closed complaint may be reopened, in words.
@@ -85,6 +91,17 @@ class NotifyDeps:
 
 def is_last_delivery(delivery: int) -> bool:
     return delivery >= MAX_DELIVER
+
+
+def opened_contact(deps: NotifyDeps, event: Event, field: str) -> str | None:
+    """A reply address sealed into `event` by intake, in clear; None when absent. A
+    value that does not open (another key, another event) raises: the event is
+    retried and, if the keys stay wrong, kept as a dead letter, never silently
+    answered nowhere."""
+    sealed = getattr(event, field)
+    if not sealed:
+        return None
+    return deps.opener.open(sealed, contact_context(event.event_id, field))
 
 
 # --- what notify remembers -----------------------------------------------------------
@@ -96,8 +113,8 @@ async def handle_received(event: ComplaintReceived, deps: NotifyDeps) -> None:
         {
             "region": event.region,
             "channel": event.channel.value,
-            "sms": event.reply_to,
-            "email": event.reply_email,
+            "sms": opened_contact(deps, event, "reply_to_sealed"),
+            "email": opened_contact(deps, event, "reply_email_sealed"),
             "anonymous": event.anonymous,
             "confidential": event.confidential,
             # For the assignment notice to the agency; never the reporter's identity.
@@ -161,21 +178,21 @@ async def handle_state_changed(
 
 
 async def handle_rejected(event: InboundRejected, deps: NotifyDeps, delivery: int = 1) -> None:
-    if event.reply_to:
-        note = _sms(deps, domain.rejection_reply(event), event.reply_to)
+    if (reply_to := opened_contact(deps, event, "reply_to_sealed")) is not None:
+        note = _sms(deps, domain.rejection_reply(event), reply_to)
         await _deliver(deps, [note], delivery)
 
 
 async def handle_command_answered(
     event: CitizenCommandAnswered, deps: NotifyDeps, delivery: int = 1
 ) -> None:
-    if not event.reply_to:
+    if (reply_to := opened_contact(deps, event, "reply_to_sealed")) is None:
         return
     if event.agency and event.region:
         agency_name = deps.agencies.name_of(event.region, event.agency)
     else:
         agency_name = "Diskominfo (verifikasi)"
-    note = _sms(deps, domain.command_reply(event, agency_name), event.reply_to)
+    note = _sms(deps, domain.command_reply(event, agency_name), reply_to)
     await _deliver(deps, [note], delivery)
 
 

@@ -4,7 +4,14 @@ from typing import Literal, Self
 from pydantic import Field, HttpUrl, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from lapor.runtime.settings import ServiceSettings
+from lapor.runtime.pii import PiiSealer
+from lapor.runtime.settings import (
+    DEVELOPMENT,
+    PiiSettings,
+    ServiceSettings,
+    is_placeholder,
+    require_real_secrets,
+)
 
 _AGENCY_CODE = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
@@ -20,6 +27,8 @@ class NotifySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore")
 
     http_port: int = Field(default=8083, ge=1, le=65535)
+    # Notify alone opens the reply addresses intake seals: it holds the private key.
+    pii: PiiSettings = Field(default_factory=PiiSettings)  # type: ignore[arg-type]
     # How citizen SMS leave: `bus` for a gateway connector on lapor.outbound.sms,
     # `http` through the gateway's HTTP API, `log` for development: SMS still go
     # on the bus (the `lapor sms` command reads replies there) and every message,
@@ -107,4 +116,24 @@ class NotifySettings(ServiceSettings):
             raise ValueError("set both NOTIFY_SMTP_USER and NOTIFY_SMTP_PASSWORD, or neither")
         if self.retry_max_delay_s < self.retry_base_s:
             raise ValueError("NOTIFY_RETRY_MAX_DELAY_S must not be below NOTIFY_RETRY_BASE_S")
+        # Every process seals to LAPOR_PII_PUBLIC_KEY: one that is not this key's half
+        # would seal reply addresses nobody can open, so notify refuses to start.
+        if self.infra.pii.sealer().key_id != PiiSealer(self.pii.public_key()).key_id:
+            raise ValueError("LAPOR_PII_PUBLIC_KEY is not the public half of LAPOR_PII_KEY")
+        require_real_secrets(self.infra.env, self.pii.secrets())
+        # Passwords chosen by a mail or SMS provider may be short; a copied example never is real.
+        if self.infra.env != DEVELOPMENT:
+            named = [
+                ("NOTIFY_SMTP_PASSWORD", self.smtp_password),
+                ("NOTIFY_SMS_GATEWAY_AUTH_VALUE", self.sms_gateway_auth_value),
+                *(
+                    (f"NOTIFY_WEBHOOK_SECRETS ({code})", s)
+                    for code, s in self.webhook_secrets.items()
+                ),
+            ]
+            copied = [name for name, secret in named if secret and is_placeholder(secret)]
+            if copied:
+                raise ValueError(
+                    f"{', '.join(copied)}: a placeholder from .env.example, not a real secret"
+                )
         return self

@@ -38,6 +38,7 @@ from lapor.runtime.service import (
     create_service_app,
     docs_runtime,
 )
+from lapor.tokens import stored_tokens
 from services.notify import domain, handlers
 from services.notify.api import delivery_router
 from services.notify.catalog import AgencyCatalog, SmsRenderer
@@ -219,6 +220,7 @@ def make_deps(
         deliverer=deliverer,
         renderer=renderer,
         agencies=catalog,
+        opener=settings.pii.opener(),
         admin_agency=settings.admin_agency,
         reopen_within={
             region: domain.reopen_phrase(*reopen_window(settings.infra.data_dir, region))
@@ -262,7 +264,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     zones = {rid: ZoneInfo(region.timezone) for rid, region in regions.items()}
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
-        repo = NotificationRepository(db, settings.infra.pii.cipher())
+        repo = NotificationRepository(db, settings.pii.cipher())
         await repo.ensure_indexes()
         client = httpx.AsyncClient(follow_redirects=False)
         deps.set(
@@ -296,7 +298,14 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     return create_service_app(
         runtime,
         on_start=on_start,
-        routers=[delivery_router(lambda: deps.get().repo, zones, settings.default_region)],
+        routers=[
+            delivery_router(
+                lambda: deps.get().repo,
+                zones,
+                settings.default_region,
+                stored_tokens(runtime.db.get),
+            )
+        ],
         description=DESCRIPTION,
     )
 

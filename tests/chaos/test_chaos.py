@@ -1,7 +1,7 @@
 """Chaos: complaints keep arriving while every process is SIGKILLed and restarted.
 
 Every service and the dead-letter watcher run as two replicas (children
-`intake`, `intake-2`, ...). A gateway (NATS user `channel`) submits SMS at a
+`intake`, `intake-2`, ...). A gateway (NATS user `gateway`) submits SMS at a
 steady rate and retries each one, with the same gateway id, until JetStream
 acknowledges it. Meanwhile, in turn, each replica, nats-server and FerretDB is
 killed with SIGKILL and started again on the same port and data directory; and
@@ -151,8 +151,8 @@ def chaos_stack(workdir: Path) -> Iterator[Stack]:
 
 async def submit_all(stack: Stack, run: Run, texts: list[str]) -> None:
     nc = await nats.connect(
-        stack.nats_url_for("channel"),
-        inbox_prefix="_INBOX.channel",
+        stack.nats_url_for("gateway"),
+        inbox_prefix="_INBOX.gateway",
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.2,
         name="chaos-gateway",

@@ -1,7 +1,8 @@
 """An outside program submits a complaint knowing nothing but the committed AsyncAPI
 document: it reads the subject, the login, the header and an example from the YAML,
 checks its payload against the document's schema, and publishes with plain core
-NATS under the `channel` login. The acknowledgement SMS comes back."""
+NATS under the login the document names for it (the SMS gateway's, a partner's).
+The acknowledgement SMS comes back."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def _sms(example: dict[str, Any], number: str) -> tuple[dict[str, Any], str]:
     return payload, payload["gateway_id"]
 
 
-def _web(example: dict[str, Any], number: str) -> tuple[dict[str, Any], str]:
+def _partner(example: dict[str, Any], number: str) -> tuple[dict[str, Any], str]:
     payload = copy.deepcopy(example)
     payload.update(
         {
@@ -74,22 +75,28 @@ def _web(example: dict[str, Any], number: str) -> tuple[dict[str, Any], str]:
             "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )
-    return payload, f"{payload['source']}:{payload['message_id']}"
+    return payload, f"partner:whatsapp:{payload['message_id']}"
 
 
 @pytest.mark.parametrize(
-    ("address", "fill", "number"),
+    ("address", "subject", "user", "fill", "number"),
     [
-        ("lapor.inbound.sms", _sms, "+6281234500771"),
-        ("lapor.inbound.web", _web, "+6281234500772"),
+        ("lapor.inbound.sms", "lapor.inbound.sms", "gateway", _sms, "+6281234500771"),
+        (
+            "lapor.inbound.partner.*",
+            "lapor.inbound.partner.whatsapp",
+            "partner-whatsapp",
+            _partner,
+            "+6281234500772",
+        ),
     ],
 )
 async def test_a_program_with_only_the_document_submits_a_complaint(
-    stack: Stack, nc: Any, address: str, fill: Any, number: str
+    stack: Stack, nc: Any, address: str, subject: str, user: str, fill: Any, number: str
 ) -> None:
     document = yaml.safe_load(DOCUMENT.read_text(encoding="utf-8"))
     login = _login(document)
-    assert login["type"] == "userPassword" and "`channel`" in login["description"]
+    assert login["type"] == "userPassword" and f"`{user.split('-')[0]}" in login["description"]
     message = _message(document, address)
     (example,) = message["examples"]
     payload_schema = _validator(document, message["payload"])
@@ -106,9 +113,9 @@ async def test_a_program_with_only_the_document_submits_a_complaint(
     assert not payload_schema.is_valid({k: v for k, v in payload.items() if k != "text"})
 
     outbox = await Outbox().attach(nc)
-    channel = await nats.connect(stack.nats_url_for("channel"), name="outside-program")
+    channel = await nats.connect(stack.nats_url_for(user), name="outside-program")
     try:
-        await channel.publish(address, json.dumps(payload).encode(), headers=headers)
+        await channel.publish(subject, json.dumps(payload).encode(), headers=headers)
         await channel.flush()
         replies = await eventually(lambda: _async(outbox.to(number)), timeout=60)
     finally:

@@ -147,7 +147,7 @@ async def test_invalid_payload_is_kept_rejected_answered_once_and_not_redelivere
     by_key = {r["source_key"]: r for r in records}
     assert {r["reason"] for r in records} == {"malformed"}
     assert all(r["channel"] == "sms" for r in records)
-    assert all(r["payload"]["payload_sealed"].startswith("pii1.") for r in records)
+    assert all(r["payload"]["payload_sealed"].startswith("pii2.") for r in records)
     assert by_key[keys[0]]["reporter"]["phone_hash"] is None
     assert by_key[keys[1]]["reporter"]["phone_hash"] is None
     assert len(by_key[keys[2]]["reporter"]["phone_hash"]) == 32

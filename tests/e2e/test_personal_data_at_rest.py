@@ -1,15 +1,17 @@
 """A citizen's phone number is nowhere on disk in clear: not in any collection of
-the database, not in JetStream's files. Replies still reach the citizen, so the
-number is there, sealed, where it is needed."""
+the database, not in JetStream's files, not in any event on the bus. Replies
+still reach the citizen, so the number is there, sealed, where it is needed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from nats.js.errors import NotFoundError
 
 from lapor.contracts import subjects
 from lapor.devstack import Stack
@@ -69,10 +71,16 @@ async def test_phone_numbers_are_sealed_in_the_database_and_the_streams(
     finally:
         await outbox.detach()
 
-    assert dead["payload_sealed"].startswith("pii1.")
+    # Intake sealed it to the public key: only the operator's private key opens it.
+    assert dead["payload_sealed"].startswith("pii2.")
     contact = await db.notify_contacts.find_one({"_id": outbox.to(SENDER)[0]["complaint_id"]})
     assert contact is not None and contact["sms"].startswith("pii1.")
     assert await _documents_with_the_number(db) == {}
+    # Every event, read back through JetStream as any consumer would: the received
+    # event carries the number sealed only.
+    events = await _stream_messages(js, "LAPOR_EVENTS")
+    assert any(subject == subjects.COMPLAINT_RECEIVED for subject, _ in events)
+    assert [subject for subject, data in events if clear_copies(data)] == []
 
     if stack.nats_url is not None:
         pytest.skip("external nats-server: its storage is not ours to inspect")
@@ -84,6 +92,16 @@ async def test_phone_numbers_are_sealed_in_the_database_and_the_streams(
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def _stream_messages(js: Any, stream: str) -> list[tuple[str, bytes]]:
+    info = await js.stream_info(stream)
+    found = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        with contextlib.suppress(NotFoundError):  # removed by a limit
+            msg = await js.get_msg(stream, seq)
+            found.append((msg.subject, msg.data or b""))
+    return found
 
 
 async def test_a_web_reporters_email_is_sealed_wherever_it_is_kept(stack: Stack, db: Any) -> None:

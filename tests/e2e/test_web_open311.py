@@ -9,6 +9,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 import httpx
+import nats
 import pytest
 
 from lapor.contracts import subjects
@@ -71,19 +72,25 @@ async def test_web_form_submission_is_routed_and_resend_is_the_same(stack: Stack
     assert await db.rejections.count_documents({"reason": "too_short", "channel": "web"}) >= 1
 
 
-async def test_partner_channel_on_the_bus(stack: Stack, nc: Any, db: Any) -> None:
+async def test_partner_channel_on_the_bus(stack: Stack, db: Any) -> None:
     message = {
         "source": "whatsapp",
         "message_id": "wa-0001",
         "text": "Sudah 4 hari sampah di TPS pasar Martapura tidak diangkut, bau sekali",
         "received_at": "2026-11-28T09:15:00+08:00",
     }
-    await nc.publish(subjects.INBOUND_WEB, json.dumps(message).encode())
+    partner = await nats.connect(stack.nats_url_for("partner-whatsapp"))
+    try:
+        await partner.publish(subjects.inbound_partner("whatsapp"), json.dumps(message).encode())
+        await partner.flush()
+    finally:
+        await partner.close()
 
     async def stored() -> dict[str, Any] | None:
-        return await db.complaints.find_one({"source_key": "web:whatsapp:wa-0001"})
+        return await db.complaints.find_one({"source_key": "web:partner:whatsapp:wa-0001"})
 
     doc = await eventually(stored)
+    assert doc["submission"]["source"] == "partner:whatsapp"
     await eventually(lambda: _assigned(db, doc["_id"]))
 
 

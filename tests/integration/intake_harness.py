@@ -32,13 +32,14 @@ async def running_intake(
     publishers = register(runtime, deps_box)
     db = mongo[database]
     repo = repo or ComplaintRepository(db)
-    repo.outbox = repo.outbox or announcements(publishers, infra.pii.cipher())
+    repo.outbox = repo.outbox or announcements(publishers)
     await repo.ensure_indexes()
     runtime.db.set(db)
     deps = handlers.IntakeDeps(
         repo=repo,
         region_keywords=RegionKeywords(region_keywords(load_regions(ROOT / "data"))),
         phone_key=b"k" * 32,
+        sealer=infra.pii.sealer(),
         answered=publishers["answered"],
         command_rejected=publishers["command_rejected"],
     )

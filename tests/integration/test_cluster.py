@@ -4,7 +4,7 @@ Three nats-servers form a cluster (the devstack's single-node configuration
 with its own server name, store and ports, plus a `cluster` block); the four
 services and the dead-letter watcher connect with NATS_URL listing all three
 and create their streams with NATS_STREAM_REPLICAS=3. A gateway (NATS user
-`channel`) submits SMS complaints at a steady rate, each retried with its
+`gateway`) submits SMS complaints at a steady rate, each retried with its
 gateway id as `Nats-Msg-Id` until JetStream acknowledges it; a third of the way
 in, the leader of LAPOR_EVENTS is SIGKILLed while the earlier complaints are
 still moving through intake, router, sla and notify.
@@ -350,7 +350,7 @@ async def test_no_complaint_lost_or_duplicated_when_a_cluster_node_dies(
 ) -> None:
     started = time.monotonic()
     admin = await _connect(cluster, "admin", "cluster-admin")
-    gateway_nc = await _connect(cluster, "channel", "cluster-gateway")
+    gateway_nc = await _connect(cluster, "gateway", "cluster-gateway")
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(cluster.mongo, tz_aware=True)
     bus_sms: list[float] = []
 

@@ -31,7 +31,7 @@ from lapor.dlq import DeadLetterStore, failure_notes
 from lapor.runtime.broker import stream_for
 from lapor.runtime.metrics import DomainMetrics, refresh_dead_letters
 from lapor.runtime.pii import is_sealed
-from lapor.runtime.settings import PiiSettings
+from lapor.runtime.settings import PiiPublicKeySettings, PiiSettings
 from tests.e2e.helpers import eventually
 
 pytestmark = [pytest.mark.integration]
@@ -129,7 +129,10 @@ async def test_exhausted_message_is_stored_with_its_error(
     # The payload (it may carry a phone number) is stored sealed, never in clear.
     assert "payload_b64" not in record and PHONE not in json.dumps(record, default=str)
     assert is_sealed(record["payload_sealed"])
-    opened = await DeadLetterStore(own_mongo[DB], PiiSettings().cipher()).get(record_id)
+    # Sealed by the watcher to the public key; only the operator's private key opens it.
+    with pytest.raises(RuntimeError, match="LAPOR_PII_KEY"):
+        await DeadLetterStore(own_mongo[DB], PiiPublicKeySettings().sealer()).get(record_id)
+    opened = await DeadLetterStore(own_mongo[DB], opener=PiiSettings().opener()).get(record_id)
     assert opened is not None
     assert json.loads(base64.b64decode(opened["payload_b64"]))["order"] == 1
 

@@ -64,7 +64,7 @@ async def test_flood_is_kept_but_answered_once(
     assert await db.complaints.count_documents({}) == 5
     assert await db.rejections.count_documents({"reason": "rate_limited"}) == 15
     assert len(limited) == 15
-    assert len([r for r in limited if r["reply_to"]]) == 1  # one notice, not fifteen
+    assert len([r for r in limited if r["reply_to_sealed"]]) == 1  # one notice, not fifteen
 
 
 async def test_same_text_again_is_linked_and_a_retry_is_absorbed(

@@ -1,6 +1,6 @@
 """NATS authorisation: every user may do what its job needs and nothing else.
 
-Each user of the generated config (services, external channels, the gateway
+Each user of the generated config (services, partner systems, the gateway
 connector, the dead-letter watcher) tries publishes and subscriptions it must
 not make; the server refuses every one (nats-py reports a permissions
 violation to the error callback), while the allowed action succeeds. The file
@@ -55,7 +55,7 @@ OWN_EVENT = {
 # destroying and reading stored messages behind the consumers' back.
 SERVICE_FORBIDDEN_PUBLISH = [
     "lapor.inbound.sms",
-    "lapor.inbound.web",
+    "lapor.inbound.partner.whatsapp",
     "lapor.command.complaint.close",
     "$JS.API.STREAM.DELETE.LAPOR_EVENTS",
     "$JS.API.STREAM.PURGE.LAPOR_EVENTS",
@@ -85,7 +85,7 @@ SERVICE_FORBIDDEN_SUBSCRIBE = [
     # Replies are per login: the shared root and every other login's inbox.
     "_INBOX.>",
     "_INBOX.*.>",
-    "_INBOX.channel.>",
+    "_INBOX.partner-whatsapp.>",
     "_INBOX.gateway.>",
     "_INBOX.dlq.>",
 ]
@@ -267,11 +267,19 @@ async def _ensure_consumer(js: Any, stream: str, name: str, filter_subject: str)
         await js.add_consumer(stream, _consumer(name, filter_subject))
 
 
-async def test_channel_may_only_submit(streams: Stack) -> None:
-    client = await _login(streams, "channel", "_INBOX.channel")
+@pytest.mark.parametrize(("partner", "other"), [("whatsapp", "sp4n"), ("sp4n", "whatsapp")])
+async def test_a_partner_may_only_submit_on_its_own_subject(
+    streams: Stack, partner: str, other: str
+) -> None:
+    login = f"partner-{partner}"
+    client = await _login(streams, login, f"_INBOX.{login}")
     try:
         through = await client.unrefused(
             [
+                "lapor.inbound.sms",
+                f"lapor.inbound.partner.{other}",
+                "lapor.inbound.partner.>",
+                "lapor.inbound.web",
                 "lapor.event.complaint.received",
                 "lapor.outbound.sms",
                 "lapor.outbound.sms.status",
@@ -280,13 +288,29 @@ async def test_channel_may_only_submit(streams: Stack) -> None:
                 "$JS.API.STREAM.PURGE.LAPOR_INBOUND",
                 "$JS.API.CONSUMER.CREATE.LAPOR_INBOUND",
             ],
-            [">", "lapor.>", "lapor.inbound.sms", "lapor.outbound.>", "_INBOX.>", "$JS.>"],
+            [
+                ">",
+                "lapor.>",
+                "lapor.inbound.sms",
+                "lapor.outbound.>",
+                "_INBOX.>",
+                f"_INBOX.partner-{other}.>",
+                "$JS.>",
+            ],
         )
-        ack = await client.nc.jetstream().publish("lapor.inbound.sms", b"{}", timeout=5)
+        subject = f"lapor.inbound.partner.{partner}"
+        ack = await client.nc.jetstream().publish(subject, b"{}", timeout=5)
     finally:
         await client.close()
     assert through == []
     assert ack.stream == "LAPOR_INBOUND"
+
+
+def test_the_gateway_is_the_only_login_but_the_admin_that_submits_sms() -> None:
+    senders = [user.name for user in nats_users() if "lapor.inbound.sms" in user.publish]
+    assert senders == ["gateway"]
+    assert {user.name for user in nats_users()} >= {"partner-whatsapp", "partner-sp4n"}
+    assert "channel" not in {user.name for user in nats_users()}
 
 
 async def test_gateway_reads_outbound_and_publishes_receipts_only(
@@ -301,7 +325,8 @@ async def test_gateway_reads_outbound_and_publishes_receipts_only(
         through = await client.unrefused(
             [
                 "lapor.outbound.sms",
-                "lapor.inbound.sms",
+                "lapor.inbound.partner.whatsapp",
+                "lapor.inbound.web",
                 "lapor.event.complaint.received",
                 "$JS.API.CONSUMER.CREATE.LAPOR_OUTBOUND.gw.lapor.outbound.sms",
                 "$JS.API.CONSUMER.CREATE.LAPOR_OUTBOUND.gateway-sms.lapor.outbound.>",
@@ -333,6 +358,8 @@ async def test_gateway_reads_outbound_and_publishes_receipts_only(
         await messages[0].ack()
         core = await live.next_msg(timeout=20)
         receipt = await js.publish("lapor.outbound.sms.status", b"{}", timeout=20)
+        # The gateway is the one login that submits SMS.
+        inbound = await js.publish("lapor.inbound.sms", b"{}", timeout=20)
         # Fetching from notify's consumer: the pull request never reaches the server.
         stolen = await js.pull_subscribe_bind(durable="notify-receipts", stream="LAPOR_OUTBOUND")
         with pytest.raises(nats.errors.TimeoutError):
@@ -345,6 +372,7 @@ async def test_gateway_reads_outbound_and_publishes_receipts_only(
     assert through == []
     assert messages[0].data == sent and core.data == sent
     assert receipt.stream == "LAPOR_OUTBOUND"
+    assert inbound.stream == "LAPOR_INBOUND"
     assert fetch_refused
     receipts = await own_nc.jetstream().consumer_info("LAPOR_OUTBOUND", "notify-receipts")
     assert receipts.num_pending == 1 and receipts.num_ack_pending == 0

@@ -54,6 +54,7 @@ from lapor.directory import AgencyDirectory, Contact, Contacts, load_directory
 from lapor.regions import load_regions
 from lapor.runtime.service import Late, Runtime, build_runtime
 from lapor.runtime.settings import InfraSettings
+from lapor.tokens import in_memory_tokens
 from services.notify import handlers, signing
 from services.notify.api import delivery_router
 from services.notify.catalog import AgencyCatalog, SmsRenderer
@@ -63,6 +64,7 @@ from services.notify.repository import NotificationRepository
 from services.notify.settings import NotifySettings
 from services.notify.templates import TemplateSet
 from services.notify.wiring import make_deps, register
+from tests.contacts import sealed
 from tests.e2e.helpers import eventually
 
 pytestmark = [pytest.mark.integration]
@@ -260,7 +262,7 @@ async def notify(own_servers: Stack, own_nc: Any, own_mongo: Any) -> AsyncIterat
     late: Late[handlers.NotifyDeps] = Late("deps")
     publishers = register(runtime, late)
     db = own_mongo[DB_NAME]
-    repo = NotificationRepository(db, infra.pii.cipher())
+    repo = NotificationRepository(db, settings.pii.cipher())
     await repo.ensure_indexes()
     runtime.db.set(db)
     client = httpx.AsyncClient()
@@ -295,7 +297,7 @@ def rejected(event_id: str, phone: str) -> InboundRejected:
         rejection_id=event_id,
         channel=Channel.SMS,
         reason=RejectionReason.UNKNOWN_REGION,
-        reply_to=phone,
+        reply_to_sealed=sealed(event_id, "reply_to_sealed", phone),
         region="banjar",
     )
 
@@ -309,7 +311,7 @@ def received(complaint: str, phone: str, text: str, **flags: bool) -> ComplaintR
         channel=Channel.SMS,
         text=text,
         received_at=NOW,
-        reply_to=phone,
+        reply_to_sealed=sealed(f"received:{complaint}", "reply_to_sealed", phone),
         **flags,
     )
 
@@ -676,9 +678,13 @@ async def _sms_to(notify: Notify, phone: str, n: int) -> list[Call] | None:
 async def test_a_complaints_delivery_log_over_http_shows_what_failed(notify: Notify) -> None:
     zones = {"banjar": ZoneInfo("Asia/Makassar")}
     app = FastAPI()
-    app.include_router(delivery_router(lambda: notify.deps.repo, zones, "banjar"))
+    admin = in_memory_tokens({"t-admin": {"role": "admin"}})
+    app.include_router(delivery_router(lambda: notify.deps.repo, zones, "banjar", admin))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://notify") as http:
+    bearer = {"Authorization": "Bearer t-admin"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://notify", headers=bearer
+    ) as http:
         # BJR-T3: the agency's e-mail refused (550), its webhook answered 500 to the cap.
         response = await http.get("/api/v1/complaints/BJR-T3/notifications")
         assert response.status_code == 200
@@ -726,7 +732,7 @@ async def test_a_web_reporter_with_only_an_email_is_acknowledged_by_email_once(
         channel=Channel.WEB,
         text="lampu penerangan jalan mati di Jalan Sekumpul sejak seminggu",
         received_at=NOW,
-        reply_email=address,
+        reply_email_sealed=sealed(f"received:{complaint}", "reply_email_sealed", address),
         confidential=True,  # hidden from the public, not from its own reporter
     )
     await notify.publish(subjects.COMPLAINT_RECEIVED, event, event.event_id)

@@ -7,7 +7,7 @@ server is back, instead of ending in `dead_letters`.
 
 A full stack (nats-server, FerretDB, intake, router, sla, notify and the
 dead-letter watcher) runs on free ports with its own data directories. The
-gateway (NATS user `channel`) submits SMS, retrying each with its gateway id
+gateway (NATS user `gateway`) submits SMS, retrying each with its gateway id
 as `Nats-Msg-Id` until JetStream acks it. One server is killed (SIGKILL) and
 kept down for a fixed time, then started again on the same port and data
 directory while the services keep running. Afterwards every SMS must have
@@ -81,9 +81,9 @@ def outage_stack(workdir: Path, request: pytest.FixtureRequest) -> Iterator[Stac
 
 @contextlib.asynccontextmanager
 async def gateway(stack: Stack) -> AsyncIterator[Any]:
-    """The SMS gateway's JetStream context (user `channel`), reconnecting for ever."""
+    """The SMS gateway's JetStream context (user `gateway`), reconnecting for ever."""
     nc = await nats.connect(
-        stack.nats_url_for("channel"), inbox_prefix="_INBOX.channel", **RECONNECTING
+        stack.nats_url_for("gateway"), inbox_prefix="_INBOX.gateway", **RECONNECTING
     )
     try:
         yield nc.jetstream()

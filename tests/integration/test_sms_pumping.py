@@ -136,7 +136,7 @@ async def test_a_numbers_sms_web_and_open311_submissions_share_one_limit(
         return len([r for r in rejected if r["reason"] == "rate_limited"]) == 2
 
     await eventually(announced, timeout=10)
-    assert all(r["reply_to"] is None for r in rejected)
+    assert all(r["reply_to_sealed"] is None for r in rejected)
 
 
 async def test_a_number_that_is_not_an_indonesian_mobile_is_refused(
@@ -159,4 +159,4 @@ async def test_a_number_that_is_not_an_indonesian_mobile_is_refused(
         return len([r for r in rejected if r["reason"] == "phone_not_allowed"]) == 2
 
     await eventually(announced, timeout=10)
-    assert all(r["reply_to"] is None for r in rejected)
+    assert all(r["reply_to_sealed"] is None for r in rejected)

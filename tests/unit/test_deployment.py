@@ -29,7 +29,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 NATS_CONF = ROOT / "ops" / "nats" / "nats.conf"
-MONGO_INIT = ROOT / "ops" / "mongo" / "init-app-user.js"
+MONGO_INIT = ROOT / "ops" / "mongo" / "init-users.js"
 PROMETHEUS_CONF = ROOT / "ops" / "prometheus" / "prometheus.yml"
 GRAFANA_DIR = ROOT / "ops" / "grafana"
 
@@ -396,7 +396,7 @@ def test_stateful_services_keep_data_in_named_volumes(compose: dict[str, Any]) -
         assert source in declared, f"{name}: {target} must be a named volume"
 
 
-def test_mongo_creates_a_least_privilege_app_user(services: dict[str, dict[str, Any]]) -> None:
+def test_mongo_creates_least_privilege_users(services: dict[str, dict[str, Any]]) -> None:
     mongo = services["mongo"]
     init_scripts = {
         source
@@ -408,16 +408,13 @@ def test_mongo_creates_a_least_privilege_app_user(services: dict[str, dict[str, 
     env = _environment(mongo)
     for key in ("MONGO_INITDB_ROOT_USERNAME", "MONGO_INITDB_ROOT_PASSWORD"):
         assert env.get(key), f"mongo must run with authentication ({key})"
+    # One user per process, each with a role of its own (tests/unit/test_db_access.py);
+    # the metrics exporter: clusterMonitor only; the operator: readWrite and
+    # dbAdmin on the services' database and nothing else.
     script = MONGO_INIT.read_text()
-    for variable in re.findall(r"process\.env\.([A-Z_]+)", script):
-        assert variable in env, f"the init script reads {variable}, not set for mongo"
-
-    # readWrite on the services' database and nothing else.
-    assert "createUser" in script
+    assert "createRole" in script and "createUser" in script
     roles = re.findall(r"role:\s*\"(\w+)\"", script)
-    assert roles == ["readWrite"], roles
-    app_db = re.search(r"appDbName\s*=\s*\"(\w+)\"", script)
-    assert app_db and app_db[1] == _environment(services["intake"])["MONGO_DB"]
+    assert roles == ["clusterMonitor", "readWrite", "dbAdmin"], roles
 
 
 # --------------------------------------------------------------------------
@@ -586,11 +583,17 @@ def test_jetstream_encrypts_its_files_with_a_key_from_the_environment() -> None:
     assert settings.get("key") == "$LAPOR_NATS_STORE_KEY"
 
 
-def test_every_process_that_stores_messages_gets_the_pii_key(
+@pytest.mark.security
+def test_only_notify_gets_the_private_pii_key(
     services: dict[str, dict[str, Any]],
 ) -> None:
+    # Every process seals with the public half; a compromised router, sla, intake or
+    # dead-letter watcher holds nothing that opens a stored or published number.
     for name in (*APP_SERVICES, "dlq"):
-        assert "LAPOR_PII_KEY" in _environment(services[name]), name
+        env = _environment(services[name])
+        assert env.get("LAPOR_PII_PUBLIC_KEY", "").startswith("${LAPOR_PII_PUBLIC_KEY:?"), name
+        assert ("LAPOR_PII_KEY" in env) == (name == "notify"), name
+        assert ("LAPOR_PII_OLD_KEYS" in env) <= (name == "notify"), name
 
 
 # --------------------------------------------------------------------------
@@ -607,7 +610,10 @@ def test_dockerfile_builds_with_uv_in_stages() -> None:
         image, *alias = stage[0][1].split()
         image = re.sub(r"\$\{?(\w+)\}?", lambda m: global_args.get(m[1], m[0]), image)
         image = aliases.get(image, image)
-        assert image == "python:3.11-slim", f"unexpected base image {image}"
+        # Pinned to a full version (and Debian release) of the Python the tests run on.
+        match = re.fullmatch(r"python:(\d+)\.(\d+)\.\d+-slim-bookworm", image)
+        assert match, f"unexpected base image {image}"
+        assert (int(match[1]), int(match[2])) == sys.version_info[:2], image
         if alias:
             aliases[alias[-1]] = image
 

@@ -42,7 +42,8 @@ def test_every_subject_is_covered_by_exactly_one_stream() -> None:
         stream_for(s).name
         for s in (
             subjects.INBOUND_SMS,
-            subjects.INBOUND_WEB,
+            subjects.INBOUND_PARTNERS,
+            subjects.inbound_partner("whatsapp"),
             subjects.COMPLAINT_RECEIVED,
             subjects.COMPLAINT_ROUTED,
             subjects.COMPLAINT_DEADLINES,

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from lapor import dlq
 from lapor.cli import app
 from lapor.devstack import DEV_DIR_ENV, OPERATOR_FILE
-from lapor.runtime.pii import PiiCipher, new_key
+from lapor.runtime.pii import PiiOpener, PiiSealer, new_key, public_key_of
 
 STACK_NATS = "nats://admin:secretPassword@127.0.0.1:14222"
 
@@ -45,8 +45,8 @@ def test_list_uses_the_running_stack(
 ) -> None:
     seen: dict[str, Any] = {}
 
-    async def fake_list(mongo_url: str, mongo_db: str, pending: bool, cipher: PiiCipher) -> list:
-        seen.update(mongo_url=mongo_url, mongo_db=mongo_db, cipher=cipher)
+    async def fake_list(mongo_url: str, mongo_db: str, pending: bool, opener: PiiOpener) -> list:
+        seen.update(mongo_url=mongo_url, mongo_db=mongo_db, opener=opener)
         return []
 
     monkeypatch.setattr(dlq, "_list", fake_list)
@@ -54,8 +54,9 @@ def test_list_uses_the_running_stack(
 
     assert result.exit_code == 0, result.output
     assert (seen["mongo_url"], seen["mongo_db"]) == ("mongodb://127.0.0.1:37017", "lapor_dev")
-    sealed = PiiCipher(dev_dir[1]).seal("x", "id")
-    assert seen["cipher"].open(sealed, "id") == "x"
+    # What the services and the watcher sealed with the stack's public key.
+    sealed = PiiSealer(public_key_of(dev_dir[1])).seal("x", "id")
+    assert seen["opener"].open(sealed, "id") == "x"
 
 
 def test_replay_uses_the_stacks_admin_login_and_the_environment_wins(

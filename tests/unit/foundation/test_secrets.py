@@ -8,9 +8,10 @@ import pytest
 from pydantic import ValidationError
 
 from lapor.devstack import Stack
-from lapor.runtime.pii import new_key
+from lapor.runtime.pii import new_key, public_key_of
 from lapor.runtime.settings import InfraSettings, secret_problem
 from services.intake.settings import IntakeSettings
+from services.notify.settings import NotifySettings
 
 pytestmark = [pytest.mark.security]
 
@@ -37,7 +38,9 @@ def _production(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LAPOR_DATA_DIR", str(ROOT / "data"))
-    monkeypatch.setenv("LAPOR_PII_KEY", new_key())
+    key = new_key()
+    monkeypatch.setenv("LAPOR_PII_KEY", key)
+    monkeypatch.setenv("LAPOR_PII_PUBLIC_KEY", public_key_of(key))
     monkeypatch.setenv("LAPOR_PHONE_HASH_KEY", secrets.token_urlsafe(32))
     monkeypatch.setenv("LAPOR_CITIZEN_LINK_KEY", secrets.token_urlsafe(32))
 
@@ -51,7 +54,7 @@ def placeholders() -> dict[str, str]:
     return found
 
 
-def refusal(settings: type[InfraSettings] | type[IntakeSettings]) -> str:
+def refusal(settings: type[InfraSettings] | type[IntakeSettings] | type[NotifySettings]) -> str:
     with pytest.raises(ValidationError) as info:
         settings()
     return str(info.value)
@@ -89,8 +92,8 @@ def test_a_placeholder_is_refused_naming_the_variable_not_the_value(
 
 
 def test_the_placeholder_in_the_database_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    password = placeholders()["LAPOR_DB_PASSWORD"]
-    monkeypatch.setenv("MONGO_URL", f"mongodb://lapor:{password}@mongo:27017/lapor")
+    password = placeholders()["LAPOR_DB_ROUTER_PASSWORD"]
+    monkeypatch.setenv("MONGO_URL", f"mongodb://lapor-router:{password}@mongo:27017/lapor")
     message = refusal(InfraSettings)
     assert "the password in MONGO_URL is a placeholder" in message
     assert password not in message
@@ -98,7 +101,32 @@ def test_the_placeholder_in_the_database_url_is_refused(monkeypatch: pytest.Monk
 
 def test_the_placeholder_pii_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAPOR_PII_KEY", placeholders()["LAPOR_PII_KEY"])
-    assert "LAPOR_PII_KEY" in refusal(InfraSettings)
+    assert "LAPOR_PII_KEY" in refusal(NotifySettings)
+
+
+def test_notify_refuses_a_public_key_that_is_not_its_keys_half(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Intake would seal every reply address to a key notify cannot open.
+    monkeypatch.setenv("LAPOR_PII_PUBLIC_KEY", public_key_of(new_key()))
+    assert "LAPOR_PII_PUBLIC_KEY is not the public half of LAPOR_PII_KEY" in refusal(NotifySettings)
+
+
+@pytest.mark.parametrize("env", ["production", "development"])
+def test_the_placeholder_pii_public_key_is_refused(
+    monkeypatch: pytest.MonkeyPatch, env: str
+) -> None:
+    # It seals every reply address: a placeholder would stop all replies, in any stack.
+    monkeypatch.setenv("LAPOR_ENV", env)
+    monkeypatch.setenv("LAPOR_PII_PUBLIC_KEY", placeholders()["LAPOR_PII_PUBLIC_KEY"])
+    assert "LAPOR_PII_PUBLIC_KEY is a placeholder" in refusal(InfraSettings)
+
+
+@pytest.mark.parametrize("value", ["c2hvcnQ=", "not base64 at all!", new_key()[:40]])
+def test_a_malformed_pii_public_key_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("LAPOR_PII_PUBLIC_KEY", value)
+    message = refusal(InfraSettings)
+    assert "LAPOR_PII_PUBLIC_KEY" in message and value not in message
 
 
 @pytest.mark.parametrize("variable", ["LAPOR_PHONE_HASH_KEY", "LAPOR_CITIZEN_LINK_KEY"])

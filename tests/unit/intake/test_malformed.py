@@ -95,13 +95,13 @@ async def test_the_service_hook_runs_after_the_dead_letter_for_its_subject_only(
     async def on_sms(sms: InboundSms) -> None:
         raise AssertionError("never valid here")
 
-    @runtime.broker.subscriber(subjects.INBOUND_WEB)
+    @runtime.broker.subscriber(subjects.inbound_partner("whatsapp"))
     async def on_web(sms: InboundSms) -> None:
         raise AssertionError("never valid here")
 
     async with TestNatsBroker(runtime.broker) as broker:
         await broker.publish(b'{"from": "+6281234567890"', subjects.INBOUND_SMS)
-        await broker.publish(b"{}", subjects.INBOUND_WEB)
+        await broker.publish(b"{}", subjects.inbound_partner("whatsapp"))
 
     assert len(dead_letters.docs) == 2
     assert [v.subject for v in seen] == [subjects.INBOUND_SMS]

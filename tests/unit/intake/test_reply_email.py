@@ -1,5 +1,5 @@
 """The e-mail address a web, Open311 or partner submission gives for replies: checked,
-and carried to notify on `ComplaintReceived.reply_email`."""
+and carried to notify on `ComplaintReceived.reply_email_sealed`, sealed to its key."""
 
 from __future__ import annotations
 
@@ -9,9 +9,18 @@ from typing import Any
 import pytest
 
 from lapor.contracts import Channel, ComplaintReceived, InboundWeb
+from lapor.contracts.events import contact_context
+from lapor.runtime.pii import PiiOpener, new_key
 from services.intake import handlers
 
 NOW = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
+NOTIFY_KEY = PiiOpener(new_key())
+
+
+def opened(event: ComplaintReceived, field: str) -> str | None:
+    """A sealed address as notify reads it."""
+    sealed = getattr(event, field)
+    return sealed and NOTIFY_KEY.open(sealed, contact_context(event.event_id, field))
 
 
 @pytest.mark.parametrize(
@@ -90,6 +99,7 @@ def deps(repo: Repo) -> handlers.IntakeDeps:
         command_rejected=unused,
         region_keywords={"BANJAR": "banjar"},
         phone_key=b"k" * 32,
+        sealer=NOTIFY_KEY.sealer(),
     )
 
 
@@ -112,10 +122,14 @@ async def test_the_received_event_carries_the_reply_address(channel: Channel) ->
     [event] = repo.pending
     assert isinstance(event, ComplaintReceived)
     assert event.event_id == f"received:{stored['_id']}" and repo.announced == [stored["_id"]]
-    assert (event.reply_email, event.reply_to) == ("Warga@example.org", None)
+    assert (opened(event, "reply_email_sealed"), event.reply_to_sealed) == (
+        "Warga@example.org",
+        None,
+    )
+    assert "Warga" not in event.model_dump_json()
     # Through the wire and back, as notify reads it.
     again = ComplaintReceived.model_validate_json(event.model_dump_json())
-    assert again.reply_email == "Warga@example.org" and again.confidential
+    assert opened(again, "reply_email_sealed") == "Warga@example.org" and again.confidential
 
 
 async def test_phone_and_email_both_travel_and_a_bad_address_is_dropped() -> None:
@@ -126,11 +140,14 @@ async def test_phone_and_email_both_travel_and_a_bad_address_is_dropped() -> Non
     await handlers.accept_submission(bad, Channel.WEB, deps(repo))
 
     [first, second] = repo.pending
-    assert (first.reply_to, first.reply_email) == ("+6281234567001", "warga@example.org")
-    assert (second.reply_to, second.reply_email) == (None, None)
+    assert (opened(first, "reply_to_sealed"), opened(first, "reply_email_sealed")) == (
+        "+6281234567001",
+        "warga@example.org",
+    )
+    assert (second.reply_to_sealed, second.reply_email_sealed) == (None, None)
 
 
-def test_an_old_payload_without_the_field_is_still_valid() -> None:
+def test_an_old_payload_is_still_valid_but_its_plain_number_is_not_taken_up() -> None:
     old = {
         "event_id": "received:LPR-OLD",
         "occurred_at": NOW.isoformat(),
@@ -142,4 +159,5 @@ def test_an_old_payload_without_the_field_is_still_valid() -> None:
         "reply_to": "+6281234567002",
     }
     event = ComplaintReceived.model_validate(old)
-    assert event.reply_email is None and event.reply_to == "+6281234567002"
+    assert event.reply_email_sealed is None and event.reply_to_sealed is None
+    assert "6281234567002" not in event.model_dump_json()

@@ -11,13 +11,16 @@ from typing import Any
 import pytest
 
 from lapor.contracts import Channel, InboundRejected, InboundWeb, RejectionReason
+from lapor.contracts.events import contact_context
 from lapor.regions import load_regions
+from lapor.runtime.pii import PiiOpener, new_key
 from services.intake import handlers
 from services.intake.guard import RateLimit
 from services.intake.phones import sms_reachable
 
 NOW = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[3]
+NOTIFY_KEY = PiiOpener(new_key())
 
 
 @pytest.mark.parametrize(
@@ -113,6 +116,7 @@ def deps(repo: Repo, **fields: Any) -> handlers.IntakeDeps:
         command_rejected=unused,
         region_keywords={"BANJAR": "banjar"},
         phone_key=b"k" * 32,
+        sealer=NOTIFY_KEY.sealer(),
         clock=lambda: NOW,
         **fields,
     )
@@ -149,7 +153,7 @@ async def test_a_number_that_is_not_an_indonesian_mobile_is_refused_and_not_text
     assert record["reason"] == "phone_not_allowed" and record["answered"] is False
     assert "phone" not in record["payload"]
     [event] = rejected_events(repo)
-    assert event.reply_to is None  # nothing for notify to text
+    assert event.reply_to_sealed is None  # nothing for notify to text
 
 
 async def test_a_region_that_allows_a_country_accepts_its_mobile_numbers() -> None:
@@ -160,7 +164,9 @@ async def test_a_region_that_allows_a_country_accepts_its_mobile_numbers() -> No
     )
     assert stored["_id"] and repo.rejections == []
     [received] = repo.events
-    assert received.reply_to == "+447400123456"
+    sealed = received.reply_to_sealed
+    context = contact_context(received.event_id, "reply_to_sealed")
+    assert NOTIFY_KEY.open(sealed, context) == "+447400123456"
 
 
 async def test_a_number_counts_against_one_limit_across_channels() -> None:
@@ -184,7 +190,7 @@ async def test_a_number_counts_against_one_limit_across_channels() -> None:
 
     assert len(repo.complaints) == 1
     assert [r["reason"] for r in repo.rejections] == ["rate_limited", "rate_limited"]
-    assert all(e.reply_to is None for e in rejected_events(repo))
+    assert all(e.reply_to_sealed is None for e in rejected_events(repo))
     # Another number is not affected.
     await handlers.accept_submission(submission(4, phone="+6281234567891"), Channel.WEB, limited)
     assert len(repo.complaints) == 2

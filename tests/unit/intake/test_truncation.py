@@ -25,16 +25,16 @@ def test_a_long_sms_is_cut_and_the_cut_is_in_the_history_and_the_event() -> None
     entry = doc["history"][0]
     assert entry["detail"] == {"text_truncated": True, "kept_chars": len(parsed.text)}
     assert len(parsed.text) <= MAX_SMS_TEXT and "cut" in entry["reason"]
-    assert domain.received_event(doc, reply_to=None).text_truncated is True
+    assert domain.received_event(doc).text_truncated is True
 
 
 def test_a_normal_sms_carries_no_note() -> None:
     doc = stored("jalan rusak berlubang parah", truncated=False)
     assert "detail" not in doc["history"][0]
-    assert domain.received_event(doc, reply_to=None).text_truncated is False
+    assert domain.received_event(doc).text_truncated is False
 
 
 def test_an_event_from_before_the_field_existed_still_reads() -> None:
-    event = domain.received_event(stored("jalan rusak", truncated=False), reply_to=None)
+    event = domain.received_event(stored("jalan rusak", truncated=False))
     old = event.model_dump(mode="json", exclude={"text_truncated"})
     assert ComplaintReceived.model_validate(old).text_truncated is False

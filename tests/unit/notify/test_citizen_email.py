@@ -32,6 +32,7 @@ from services.notify.channels import LogSink, OutgoingMessage, SmtpConfig, SmtpE
 from services.notify.delivery import Notification, recipient_label
 from services.notify.repository import NotificationRepository
 from services.notify.templates import CONTRACT, EMAIL_TITLES, Audience, TemplateSet
+from tests.contacts import NOTIFY_KEY, sealed
 
 WITA = ZoneInfo("Asia/Makassar")
 RECEIVED = datetime(2026, 11, 2, 9, 0, tzinfo=WITA)
@@ -143,6 +144,7 @@ def notify() -> tuple[handlers.NotifyDeps, Outbox]:
         deliverer=outbox,  # type: ignore[arg-type]
         renderer=RENDERER,
         agencies=AgencyCatalog.load(ROOT / "data", REGIONS),
+        opener=NOTIFY_KEY,
     )
     return deps, outbox
 
@@ -156,8 +158,8 @@ def received(cid: str, *, phone: str | None, email: str | None, **flags: bool) -
         channel=Channel.WEB,
         text="jalan berlubang besar di depan pasar Martapura",
         received_at=RECEIVED,
-        reply_to=phone,
-        reply_email=email,
+        reply_to_sealed=sealed(f"received:{cid}", "reply_to_sealed", phone),
+        reply_email_sealed=sealed(f"received:{cid}", "reply_email_sealed", email),
         **flags,
     )
 

@@ -27,6 +27,7 @@ from services.notify import domain, handlers
 from services.notify.catalog import AgencyCatalog, SmsRenderer
 from services.notify.delivery import Notification
 from services.notify.templates import TemplateSet
+from tests.contacts import NOTIFY_KEY, sealed
 
 WITA = ZoneInfo("Asia/Makassar")
 RECEIVED = datetime(2026, 11, 2, 9, 0, tzinfo=WITA)
@@ -161,6 +162,7 @@ def notify() -> tuple[handlers.NotifyDeps, Outbox]:
         deliverer=outbox,  # type: ignore[arg-type]
         renderer=SmsRenderer(TemplateSet.load(), regions),
         agencies=AgencyCatalog.load(ROOT / "data", regions),
+        opener=NOTIFY_KEY,
     )
     return deps, outbox
 
@@ -178,7 +180,7 @@ async def test_the_citizen_hears_the_ack_once_then_each_new_date(
             channel=Channel.SMS,
             text="jalan rusak parah di depan pasar Martapura",
             received_at=RECEIVED,
-            reply_to=PHONE,
+            reply_to_sealed=sealed(f"received:{CID}", "reply_to_sealed", PHONE),
         ),
         deps,
     )

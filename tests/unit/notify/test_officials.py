@@ -21,6 +21,7 @@ from lapor.regions import load_regions
 from services.notify import domain
 from services.notify.catalog import SmsRenderer
 from services.notify.templates import TemplateSet
+from tests.contacts import sealed
 
 NOW = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
 DIRECTORY = load_directory(ROOT / "data" / "regions" / "banjar")
@@ -184,7 +185,7 @@ def test_a_duplicate_text_is_answered_with_the_existing_tracking_id() -> None:
             "rejection_id": "R1",
             "channel": "sms",
             "reason": "duplicate",
-            "reply_to": "+6281234567890",
+            "reply_to_sealed": sealed("rejected:1", "reply_to_sealed", "+6281234567890"),
             "complaint_id": "BJR-7",
         }
     )

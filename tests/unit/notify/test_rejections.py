@@ -16,6 +16,7 @@ from lapor.contracts import (
 from services.intake.sms import DEFAULT_REGIONS, Invalid, parse_sms
 from services.notify import domain
 from services.notify.templates import DEFAULT_TEMPLATE_PATH, TemplateSet
+from tests.contacts import sealed
 
 NOW = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
 TEMPLATES = TemplateSet.load(DEFAULT_TEMPLATE_PATH)
@@ -29,7 +30,7 @@ def rejected(reason: RejectionReason) -> InboundRejected:
         rejection_id="R1",
         channel="sms",  # type: ignore[arg-type]
         reason=reason,
-        reply_to="+6281234567890",
+        reply_to_sealed=sealed("rejected:R1", "reply_to_sealed", "+6281234567890"),
         region="banjar",
     )
 

@@ -1,0 +1,125 @@
+"""What every `lapor` command shares, so that each fails and reports like a tool.
+
+- A failure is one line on standard error and a non-zero exit, never a
+  traceback: an operator reads the line, a script reads the exit code.
+- A server that does not answer fails within seconds: the drivers' defaults
+  (30 s server selection for pymongo, minutes of reconnects for nats-py) are
+  right for services, which must ride out an outage, and wrong for a person
+  waiting at a prompt.
+- Progress goes to standard error too, so standard output stays what a
+  command produced (JSON, a report, a token) and can be piped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+T = TypeVar("T")
+
+err = Console(stderr=True, highlight=False)
+
+# Seconds a command waits for a server before it says it cannot reach it.
+CONNECT_TIMEOUT_S = 3.0
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print `message` as one line on standard error and end the command with `code`."""
+    err.print(f"lapor: {message}", style="red", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def where(url: str | None) -> str:
+    """A server URL without its login: URLs here carry passwords."""
+    if not url:
+        return "the default address"
+    return re.sub(r"//[^@/]*@", "//", url.split("?", 1)[0])
+
+
+def mongo_client(url: str, app: str = "lapor-cli") -> Any:
+    """A database client that gives up after a few seconds when nobody answers."""
+    from pymongo import AsyncMongoClient
+
+    timeout_ms = int(CONNECT_TIMEOUT_S * 1000)
+    return AsyncMongoClient(
+        url,
+        appname=app,
+        tz_aware=True,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+    )
+
+
+async def connect_nats(url: str, name: str = "lapor-cli", **options: Any) -> Any:
+    """One connection attempt per server, no reconnects: a person is waiting."""
+    import nats
+
+    async def quiet(_exc: Exception) -> None:
+        pass  # connect raises the failure that matters; `run` reports it once
+
+    return await nats.connect(
+        url.split(","),
+        name=name,
+        allow_reconnect=False,
+        max_reconnect_attempts=0,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        error_cb=quiet,
+        **options,
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    # pymongo appends its whole topology description; the first clause says it all.
+    text = str(exc).split(" (configured timeouts", 1)[0].split(", Timeout:", 1)[0]
+    return text.strip() or type(exc).__name__
+
+
+def run(
+    work: Coroutine[Any, Any, T], *, mongo_url: str | None = None, nats_url: str | None = None
+) -> T:
+    """Run a command's async work; a server that cannot be reached or refuses the
+    login ends the command with one line naming it (without its password)."""
+    import nats.errors
+    from pymongo.errors import ConnectionFailure, OperationFailure
+
+    hint = "Is `make run` running? Otherwise set {var} or {option}."
+    try:
+        return asyncio.run(work)
+    except ConnectionFailure as exc:
+        fail(
+            f"cannot reach the database at {where(mongo_url)} ({_reason(exc)}). "
+            + hint.format(var="MONGO_URL", option="--mongo")
+        )
+    except OperationFailure as exc:
+        said = (exc.details or {}).get("errmsg") or type(exc).__name__
+        fail(f"the database at {where(mongo_url)} refused: {said} (code {exc.code})")
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        if nats_url is None:
+            raise
+        fail(
+            f"cannot reach NATS at {where(nats_url)} ({type(exc).__name__}: {_reason(exc)}). "
+            + hint.format(var="NATS_URL", option="--nats")
+        )
+
+
+def progress() -> Progress:
+    """A progress display on standard error: a bar on a terminal, a summary otherwise."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
