@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter
@@ -133,6 +133,7 @@ class Deliverer:
         monotonic: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
         sms_budget: Callable[[str | None], int] | None = None,
+        budget_zone: Callable[[str | None], tzinfo] = lambda _region: UTC,
     ) -> None:
         self.repo = repo
         self.channels = channels
@@ -148,6 +149,8 @@ class Deliverer:
         self.rand = rand
         # Citizen SMS a region may send per day; None: no budget.
         self.sms_budget = sms_budget
+        # The budget's day is the region's calendar day, not UTC's (08:00 WITA).
+        self.budget_zone = budget_zone
 
     async def deliver_all(
         self, notifications: Sequence[Notification], *, last_chance: bool = False
@@ -186,7 +189,7 @@ class Deliverer:
         return await self._attempts(note, record, last_chance)
 
     async def _within_budget(self, note: Notification, *, last_chance: bool) -> bool | float:
-        """Whether a citizen SMS may go out under its region's daily budget (UTC day).
+        """Whether a citizen SMS may go out under its region's daily budget (its local day).
 
         Counted once per notification: a retry or redelivery of an SMS already
         counted goes on. One beyond the budget is withheld (`budget_exhausted`),
@@ -195,7 +198,7 @@ class Deliverer:
         if self.sms_budget is None or note.message.kind != "sms" or note.audience != "citizen":
             return True
         region = note.region or "-"
-        day = self.clock().astimezone(UTC).date().isoformat()
+        day = self.clock().astimezone(self.budget_zone(note.region)).date().isoformat()
         now = self.clock()
         if not await self.repo.claim_budget(note.id, day, now):
             # Counted by an earlier delivery, or by another replica right now: only

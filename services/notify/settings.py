@@ -60,7 +60,7 @@ class NotifySettings(ServiceSettings):
     webhook_secrets: dict[str, SecretStr] = Field(default_factory=dict)
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=MAX_SEND_TIMEOUT_S)
 
-    # Citizen SMS a region may send per day (UTC): beyond it an SMS is withheld
+    # Citizen SMS a region may send per local day: beyond it an SMS is withheld
     # (`budget_exhausted`), counted and alerted on, never sent. 0 sends none.
     # NOTIFY_SMS_DAILY_BUDGETS overrides it per region, e.g. {"banjar": 20000}.
     sms_daily_budget: int = Field(default=5000, ge=0)

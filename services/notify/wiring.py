@@ -1,7 +1,8 @@
 """Notify bootstrap: consumes domain events, sends through the configured channels."""
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -205,7 +206,9 @@ def make_deps(
     renderer: SmsRenderer,
     catalog: AgencyCatalog,
     metrics: NotifyMetrics,
+    zones: Mapping[str, tzinfo] | None = None,
 ) -> handlers.NotifyDeps:
+    local = dict(zones or {})
     deliverer = Deliverer(
         repo,
         build_channels(settings, publishers["sms"], client),
@@ -214,6 +217,7 @@ def make_deps(
         retry_policy(settings),
         send_timeout_s=send_timeout(settings),
         sms_budget=settings.sms_budget,
+        budget_zone=lambda region: local.get(region or "", UTC),
     )
     return handlers.NotifyDeps(
         repo=repo,
@@ -276,6 +280,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 renderer=renderer,
                 catalog=catalog,
                 metrics=metrics,
+                zones=zones,
             )
         )
         _warn_about_gaps(settings, catalog)

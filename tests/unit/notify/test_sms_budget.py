@@ -3,8 +3,9 @@ withheld as `budget_exhausted`, counted and never sent; each SMS counts once."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -45,7 +46,7 @@ class BudgetLog(MemoryLog):
 
 
 class Budgeted:
-    def __init__(self, budgets: dict[str | None, int]) -> None:
+    def __init__(self, budgets: dict[str | None, int], zone: tzinfo = UTC) -> None:
         self.log = BudgetLog()
         self.channel = Scripted()
         self.registry = CollectorRegistry()
@@ -59,6 +60,7 @@ class Budgeted:
             send_timeout_s=1.0,
             clock=lambda: self.now,
             sms_budget=lambda region: budgets.get(region, 0),
+            budget_zone=lambda _region: zone,
         )
 
     def held(self, region: str) -> float | None:
@@ -98,6 +100,20 @@ async def test_the_budget_starts_afresh_each_day() -> None:
     s.now += timedelta(days=1)
     await s.deliverer.deliver(sms(2))
     assert [m.notification_id for m in s.channel.sent] == ["ntf-0", "ntf-2"]
+
+
+async def test_the_budget_day_is_the_regions_local_day() -> None:
+    """Banjar's day starts at 16:00 UTC: an SMS at 17:00 UTC counts on the next WITA day."""
+    s = Budgeted({"banjar": 1}, zone=ZoneInfo("Asia/Makassar"))
+    s.now = datetime(2026, 3, 2, 15, 30, tzinfo=UTC)  # 23:30 WITA on 2 March
+    await s.deliverer.deliver(sms(1))
+    s.now = datetime(2026, 3, 2, 17, 0, tzinfo=UTC)  # 01:00 WITA on 3 March
+    await s.deliverer.deliver(sms(2))
+    assert s.log.days == {
+        "banjar:2026-03-02": {"sent": 1, "held": 0},
+        "banjar:2026-03-03": {"sent": 1, "held": 0},
+    }
+    assert s.held("banjar") is None
 
 
 async def test_a_retried_sms_counts_once() -> None:
