@@ -14,6 +14,16 @@ from lapor.report.stats import median, percentile, share, wilson_interval
 
 UNASSIGNED = "UNASSIGNED"
 UNCATEGORISED = "uncategorised"
+# The router's category for a complaint none of its vocabularies matched; no
+# agency lists it, so the directory gives it no label.
+UNCLASSIFIED = "belum_terklasifikasi"
+# Names for what the report itself groups under a placeholder, shown to
+# citizens and leaders in place of the code.
+PLACEHOLDER_AGENCIES = {UNASSIGNED: "Belum ditentukan (triase)"}
+PLACEHOLDER_CATEGORIES = {
+    UNCATEGORISED: "Belum diklasifikasikan",
+    UNCLASSIFIED: "Belum terklasifikasi (triase)",
+}
 NOT_RANKED = frozenset({UNASSIGNED, AGENCY_OUT_OF_SCOPE})
 MIN_VOLUME = 5
 WEAK_LIMIT = 5
@@ -67,10 +77,22 @@ class ReportData:
 
 @dataclass(frozen=True)
 class Labels:
-    """Display names: agency code → name, category id → label."""
+    """What a reader sees instead of codes: agency code → name, category id →
+    label, the region's name, and the time zone its people read times in."""
 
     agencies: Mapping[str, str] = field(default_factory=dict)
     categories: Mapping[str, str] = field(default_factory=dict)
+    region: str | None = None
+    timezone: str | None = None
+
+    def agency(self, code: str) -> str:
+        return self.agencies.get(code) or PLACEHOLDER_AGENCIES.get(code, code)
+
+    def category(self, category: str) -> str:
+        if label := self.categories.get(category) or PLACEHOLDER_CATEGORIES.get(category):
+            return label
+        # A category the directory no longer lists: its id, readable.
+        return category.replace("_", " ").capitalize()
 
 
 @dataclass
@@ -272,14 +294,14 @@ def build_report(
     names = labels or Labels()
     agencies, categories, total, rejected = _collect(data)
     agency_rows = [
-        {"agency": code, "name": names.agencies.get(code, code), **_figures(group)}
+        {"agency": code, "name": names.agency(code), **_figures(group)}
         for code, group in sorted(agencies.items())
     ]
     ranking = _rank(agency_rows, min_volume)
     category_rows = [
         {
             "category": category,
-            "label": names.categories.get(category, category),
+            "label": names.category(category),
             "agencies": [code for code, _ in group.agencies.most_common()],
             **_figures(group),
         }
@@ -290,6 +312,8 @@ def build_report(
     return {
         "report": "agency_performance",
         "region": data.region,
+        "region_name": names.region or data.region,
+        "timezone": names.timezone,
         "period": {
             "from": data.start.isoformat() if data.start else None,
             "to": data.end.isoformat() if data.end else None,

@@ -5,8 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal, format_percent
+
+from lapor.report.build import NOT_RANKED
+from lapor.report.period import DEFAULT_TIMEZONE
+
+# The page says lang="id": decimal comma, "." between thousands, Indonesian
+# month names and zone abbreviations (WIB, WITA, WIT).
+LOCALE = "id_ID"
 
 WIDTH = 900
 LABEL_W = 230
@@ -91,21 +103,56 @@ def bar_chart(
 
 
 def _pct(value: float | None) -> str:
-    return f"{value * 100:.0f}%" if value is not None else "–"
+    return format_percent(value, locale=LOCALE) if value is not None else "–"
 
 
 def _num(value: float | None, digits: int = 1) -> str:
-    return f"{value:.{digits}f}" if value is not None else "–"
+    pattern = "#,##0." + "0" * digits
+    return format_decimal(value, format=pattern, locale=LOCALE) if value is not None else "–"
+
+
+def _count(value: int) -> str:
+    return format_decimal(value, locale=LOCALE)
 
 
 def _days(hours: float | None) -> str:
-    return f"{hours / 24:.1f} hari" if hours is not None else "–"
+    return f"{_num(hours / 24)} hari" if hours is not None else "–"
+
+
+def _zone(report: dict[str, Any]) -> ZoneInfo:
+    return ZoneInfo(report.get("timezone") or DEFAULT_TIMEZONE)
+
+
+def _moment(iso: str, zone: ZoneInfo) -> str:
+    """The moment as the region's people read it, e.g. 6 Desember 2026 14.05 WITA."""
+    return format_datetime(
+        datetime.fromisoformat(iso), "d MMMM y HH.mm z", tzinfo=zone, locale=LOCALE
+    )
+
+
+def _day(iso: str | None, zone: ZoneInfo, *, exclusive: bool = False) -> str | None:
+    if iso is None:
+        return None
+    moment = datetime.fromisoformat(iso).astimezone(zone)
+    # A period ends at the midnight after its last day.
+    if exclusive:
+        moment -= timedelta(microseconds=1)
+    return format_date(moment.date(), "d MMMM y", locale=LOCALE)
+
+
+def _agency_label(row: dict[str, Any]) -> str:
+    """The code for an agency; the name for what stands in for one (unassigned, out of scope)."""
+    return str(row["name"] if row["agency"] in NOT_RANKED else row["agency"])
+
+
+def _agency_labels(report: dict[str, Any]) -> dict[str, str]:
+    return {row["agency"]: _agency_label(row) for row in report["agencies"]}
 
 
 def received_chart(report: dict[str, Any]) -> str:
     rows = [r for r in report["agencies"] if r["received"]]
     rows.sort(key=lambda r: (-r["received"], r["agency"]))
-    bars = [Bar(r["agency"], r["received"], str(r["received"])) for r in rows]
+    bars = [Bar(_agency_label(r), r["received"], _count(r["received"])) for r in rows]
     top = max((r["received"] for r in rows), default=1)
     return bar_chart("chart-received", "Aduan diterima per perangkat daerah", bars, max_value=top)
 
@@ -124,9 +171,9 @@ def compliance_chart(report: dict[str, Any]) -> str:
         prefix = f"{row['rank']}. " if row["rank"] else ""
         bars.append(
             Bar(
-                prefix + row["agency"],
+                prefix + _agency_label(row),
                 c["share"],
-                f"{_pct(c['share'])} ({c['on_time']}/{c['due']})",
+                f"{_pct(c['share'])} ({_count(c['on_time'])}/{_count(c['due'])})",
                 low=c["wilson_lower"],
                 high=c["wilson_upper"],
                 muted=row["rank"] is None,
@@ -148,7 +195,7 @@ def answer_time_chart(report: dict[str, Any]) -> str:
     rows.sort(key=lambda r: (-(r["time_to_answer"]["median_hours"] or 0), r["agency"]))
     bars = [
         Bar(
-            r["agency"],
+            _agency_label(r),
             r["time_to_answer"]["median_hours"],
             f"{_days(r['time_to_answer']['median_hours'])}",
             tick=r["time_to_answer"]["p90_hours"],
@@ -169,7 +216,7 @@ def answer_time_chart(report: dict[str, Any]) -> str:
 def weak_chart(report: dict[str, Any]) -> str:
     weak = report["weak_services"]
     bars = [
-        Bar(w["label"], w["missed"], f"{w['missed']} terlambat ({_pct(w['share'])} tepat)")
+        Bar(w["label"], w["missed"], f"{_count(w['missed'])} terlambat ({_pct(w['share'])} tepat)")
         for w in weak
     ]
     top = max((w["missed"] for w in weak), default=1)
@@ -201,13 +248,13 @@ def _figures_cells(row: dict[str, Any]) -> list[str]:
         for hours in (answer["median_hours"], answer["p90_hours"])
     ]
     return [
-        str(row["received"]),
-        f"{_pct(c['share'])} ({c['on_time']}/{c['due']})",
+        _count(row["received"]),
+        f"{_pct(c['share'])} ({_count(c['on_time'])}/{_count(c['due'])})",
         _pct(c["wilson_lower"]),
         f"{_num(first['median_hours'])} / {_num(first['p90_hours'])}",
         " / ".join(answer_days),
-        str(row["breaches"]["total"]),
-        f"{_num(row['rating']['average'])} ({row['rating']['n']})",
+        _count(row["breaches"]["total"]),
+        f"{_num(row['rating']['average'])} ({_count(row['rating']['n'])})",
         _pct(row["reopen"]["rate"]),
     ]
 
@@ -220,17 +267,21 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], css: str) -> s
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def _agency_title(row: dict[str, Any]) -> str:
+    label = _agency_label(row)
+    return label if label == row["name"] else f"{label} — {row['name']}"
+
+
 def agency_table(report: dict[str, Any]) -> str:
     ordered = sorted(report["agencies"], key=lambda r: (r["rank"] is None, r["rank"] or 0))
-    rows = [
-        [str(r["rank"] or "–"), f"{r['agency']} — {r['name']}", *_figures_cells(r)] for r in ordered
-    ]
+    rows = [[str(r["rank"] or "–"), _agency_title(r), *_figures_cells(r)] for r in ordered]
     return _table(_AGENCY_COLUMNS, rows, "agencies")
 
 
 def category_table(report: dict[str, Any]) -> str:
+    names = _agency_labels(report)
     rows = [
-        [r["label"], ", ".join(r["agencies"][:3]), *_figures_cells(r)]
+        [r["label"], ", ".join(names.get(a, a) for a in r["agencies"][:3]), *_figures_cells(r)]
         for r in sorted(report["categories"], key=lambda r: (-r["received"], r["category"]))
     ]
     return _table(("Layanan", "Perangkat daerah", *_AGENCY_COLUMNS[2:]), rows, "categories")
@@ -259,10 +310,10 @@ th:nth-child(-n+2),td:nth-child(-n+2){text-align:left}
 def _cards(report: dict[str, Any]) -> str:
     t = report["totals"]
     cards = [
-        ("Aduan diterima", str(t["received"])),
+        ("Aduan diterima", _count(t["received"])),
         ("Dijawab tepat waktu", _pct(t["answered_within_deadline"]["share"])),
         ("Median waktu jawaban", _days(t["time_to_answer"]["median_hours"])),
-        ("Pelanggaran batas waktu", str(t["breaches"]["total"])),
+        ("Pelanggaran batas waktu", _count(t["breaches"]["total"])),
         ("Rating rata-rata", _num(t["rating"]["average"])),
     ]
     return (
@@ -285,16 +336,19 @@ def _method(report: dict[str, Any]) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
-    period = report["period"]
-    span = f"{period['from'] or 'awal'} – {period['to'] or 'sekarang'}"
-    region = report["region"] or "semua daerah"
+    period, zone = report["period"], _zone(report)
+    first = _day(period["from"], zone) or "awal"
+    last = _day(period["to"], zone, exclusive=True) or "sekarang"
+    span = f"{first} – {last}"
+    as_of = _moment(report["as_of"], zone)
+    region = report.get("region_name") or report["region"] or "semua daerah"
     return (
         '<!DOCTYPE html><html lang="id"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Kinerja penanganan aduan — {escape(region)}</title>"
         f"<style>{_CSS}</style></head><body>"
         f"<h1>Kinerja penanganan aduan — {escape(region)}</h1>"
-        f'<p class="meta">Periode {escape(span)}; data per {escape(report["as_of"])}</p>'
+        f'<p class="meta">Periode {escape(span)}; data per {escape(as_of)}</p>'
         + _cards(report)
         + "<h2>Peringkat perangkat daerah</h2>"
         + compliance_chart(report)

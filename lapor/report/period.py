@@ -78,21 +78,29 @@ def bounded_period(
 
 @functools.lru_cache(maxsize=16)
 def load_labels(data_dir: Path | None, region: str | None) -> Labels:
-    """Agency names and category labels from the region's directory, if it has one."""
+    """Agency names and category labels from the region's directory, and the
+    region's name and time zone from its description, as far as they exist."""
+    zone = region_timezone(data_dir, region).key
     if data_dir is None or not region:
-        return Labels()
+        return Labels(timezone=zone)
     from lapor.directory import DirectoryError, load_directory
+    from lapor.regions import load_regions
 
+    try:
+        described = load_regions(data_dir).get(region)
+    except (ValueError, OSError):
+        described = None
+    name = described.name if described is not None else None
     region_dir = data_dir / "regions" / region
     if not region_dir.is_dir():
-        return Labels()
+        return Labels(region=name, timezone=zone)
     try:
         directory = load_directory(region_dir)
     except (DirectoryError, OSError):
-        return Labels()
+        return Labels(region=name, timezone=zone)
     agencies = {code: directory.name_of(code) for code in directory.codes}
     categories: dict[str, str] = {}
     for code in directory.codes:
         for category in directory.agency(code).categories:
             categories.setdefault(category.id, category.label)
-    return Labels(agencies=agencies, categories=categories)
+    return Labels(agencies=agencies, categories=categories, region=name, timezone=zone)

@@ -16,6 +16,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import regex
+
 __all__ = [
     "DEFAULT_MIN_WORDS",
     "MAX_SMS_TEXT",
@@ -48,8 +50,13 @@ _SPACE_LIKE = frozenset("\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029")
 # rare subdivision flags lose their tags and show as a plain black flag).
 _JOINERS = _ZWNJ + _ZWJ
 _KEPT_FORMAT = frozenset(_JOINERS)
-# How far truncation may back off to avoid cutting a word or an emoji in half.
+# How far truncation may back off to end on a word rather than inside one.
 _BACKOFF = 24
+# What a reader sees as one character: a flag (two regional indicators), a
+# family emoji (joined by ZWJ), a letter with its combining marks. `regex`
+# follows the current Unicode segmentation rules, which hand-written checks
+# of code point categories do not.
+_GRAPHEME = regex.compile(r"\X")
 _WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
 
 
@@ -82,12 +89,16 @@ def normalize_text(text: str) -> str:
 
 
 def truncate(text: str, limit: int = MAX_SMS_TEXT) -> CleanText:
-    """Cap `text` at `limit` characters, preferring a word or emoji boundary."""
+    """Cap `text` at `limit` characters, keeping only whole grapheme clusters.
+
+    The cut prefers the end of a word; it never splits a flag, an emoji
+    sequence or a letter from its accents.
+    """
     if limit < 1:
         raise ValueError("limit must be at least 1")
     if len(text) <= limit:
         return CleanText(text, truncated=False)
-    return CleanText(text[: _cut_position(text, limit)].rstrip(" " + _JOINERS), truncated=True)
+    return CleanText(_leading_clusters(text, limit), truncated=True)
 
 
 def clean_text(raw: str | bytes, *, limit: int = MAX_SMS_TEXT) -> CleanText:
@@ -150,20 +161,22 @@ def _is_noncharacter(code: int) -> bool:
     return (code & 0xFFFE) == 0xFFFE or 0xFDD0 <= code <= 0xFDEF
 
 
-def _cut_position(text: str, limit: int) -> int:
-    floor = max(0, limit - _BACKOFF)
-    space = text.rfind(" ", floor, limit + 1)
-    if space > 0:
-        return space
-    cut = limit
-    while cut > floor and (_attaches_to_previous(text[cut]) or text[cut - 1] == _ZWJ):
-        cut -= 1
-    # A pathological run of combining marks: a hard cut is better than nothing.
-    return cut if cut > floor else limit
-
-
-def _attaches_to_previous(ch: str) -> bool:
-    """Combining marks (variation selectors among them), skin tones, joiners."""
-    if ch == _ZWJ or unicodedata.category(ch) in ("Mn", "Me", "Mc"):
-        return True
-    return 0x1F3FB <= ord(ch) <= 0x1F3FF
+def _leading_clusters(text: str, limit: int) -> str:
+    kept: list[str] = []
+    used = 0
+    word_end = 0
+    for match in _GRAPHEME.finditer(text):
+        cluster = match.group()
+        if cluster[0] == " " and used >= limit - _BACKOFF:
+            word_end = len(kept)
+        if used + len(cluster) > limit:
+            break
+        kept.append(cluster)
+        used += len(cluster)
+    if word_end:
+        del kept[word_end:]
+    # A joiner only means something inside a word (see `normalize_text`), so a
+    # cluster left ending in one goes too, like a trailing space.
+    while kept and (kept[-1].isspace() or kept[-1][-1] in _JOINERS):
+        kept.pop()
+    return "".join(kept)

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+import regex
+
 # GSM 03.38 default alphabet (3GPP TS 23.038, 6.2.1). ESC (0x1B) is left out on
 # purpose: a literal ESC in a value is not a character a phone can show.
 GSM7_BASIC = frozenset(
@@ -48,7 +50,13 @@ _TYPOGRAPHIC_TABLE = str.maketrans(_TYPOGRAPHIC)
 # Symbols (emoji, dingbats) carry no meaning worth a "?" in a degraded SMS.
 _DROP_CATEGORIES = frozenset({"So", "Sk", "Cf", "Co", "Cs", "Mn"})
 
-_TRAILING_JUNK = " \t\n,;:-"
+_TRAILING_JUNK = " \t\r\n,;:-"
+
+# What a reader sees as one character: a flag (two regional indicators), a
+# family emoji (joined by ZWJ), a letter with its combining marks. A cut
+# between the code points of one of these shows the citizen a wrong flag or a
+# broken glyph; `regex` follows the current Unicode segmentation rules.
+_GRAPHEME = regex.compile(r"\X")
 
 
 class Encoding(StrEnum):
@@ -156,14 +164,27 @@ def cut_words(text: str, limit: int) -> str:
 
 
 def _cut_core(core: str, keep: int) -> str:
-    """First `keep` characters of `core`, backed off to a word boundary, plus ELLIPSIS."""
-    prefix = core[:keep]
-    if keep < len(core) and not core[keep].isspace():
-        space = max(prefix.rfind(" "), prefix.rfind("\n"))
+    """Whole grapheme clusters of `core` within `keep` characters, backed off to a
+    word boundary, plus ELLIPSIS."""
+    kept: list[str] = []
+    used = 0
+    gap: int | None = None  # clusters kept before the last whitespace within reach
+    inside_word = False
+    for match in _GRAPHEME.finditer(core):
+        cluster = match.group()
+        if used + len(cluster) > keep:
+            inside_word = not cluster[0].isspace()
+            break
         # A cut in the middle of a long token (a URL, a number) beats losing half the text.
-        if space >= keep // 2:
-            prefix = prefix[:space]
-    return prefix.rstrip(_TRAILING_JUNK) + ELLIPSIS
+        if cluster[0].isspace() and used >= keep // 2:
+            gap = len(kept)
+        kept.append(cluster)
+        used += len(cluster)
+    if inside_word and gap is not None:
+        del kept[gap:]
+    while kept and not kept[-1].strip(_TRAILING_JUNK):
+        kept.pop()
+    return "".join(kept) + ELLIPSIS
 
 
 def _split_ws(text: str) -> tuple[str, str, str]:

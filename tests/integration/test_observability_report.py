@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -99,6 +100,10 @@ async def test_http_json_and_html(client: httpx.AsyncClient) -> None:
     page = await client.get("/reports/agencies.html", params=params)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.text.count("<svg") == 4
+    # The region's own name, days and clock, from its data directory.
+    assert "<h1>Kinerja penanganan aduan — Kabupaten Banjar</h1>" in page.text
+    assert "Periode 1 Maret 2026 – 31 Maret 2026; data per " in page.text
+    assert re.search(r"data per \d{1,2} \w+ \d{4} \d{2}\.\d{2} WITA<", page.text)
     for secret in ("teks aduan", "detail-pribadi-xyz", "komentar", "hash-", "P1"):
         assert secret not in page.text
 

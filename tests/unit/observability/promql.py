@@ -34,8 +34,7 @@ _CLAUSE = re.compile(
 _IDENT = re.compile(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])(\s*\()?")
 
 
-def known_series() -> frozenset[str]:
-    """Every series name Prometheus can scrape: Lapor's (domain, FastStream) and the exporters'."""
+def _lapor_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     # In the order sla registers them: its own families first, the shared ones adopt.
     SlaMetrics(registry)
@@ -45,7 +44,30 @@ def known_series() -> frozenset[str]:
         "nats://127.0.0.1:1",
         middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="check")],
     )
-    return frozenset(registry._names_to_collectors) | PROMETHEUS_SERIES | EXPORTER_SERIES
+    return registry
+
+
+def known_series() -> frozenset[str]:
+    """Every series name Prometheus can scrape: Lapor's (domain, FastStream) and the exporters'."""
+    names = _lapor_registry()._names_to_collectors
+    return frozenset(names) | PROMETHEUS_SERIES | EXPORTER_SERIES
+
+
+def lapor_series() -> frozenset[str]:
+    """Series scraped from the Lapor services (job `lapor`), which all carry the
+    `service` target label; `up{job="lapor"}` does too."""
+    return frozenset(_lapor_registry()._names_to_collectors) | {"up"}
+
+
+def series_with_label(label: str) -> frozenset[str]:
+    """Lapor series whose own label names include `label`."""
+    return frozenset(
+        name
+        for name, collector in _lapor_registry()._names_to_collectors.items()
+        # prometheus_client's own metrics keep `_labelnames`, Lapor's snapshot gauges `labelnames`.
+        if label
+        in (getattr(collector, "_labelnames", None) or getattr(collector, "labelnames", ()))
+    )
 
 
 def metric_names(expr: str) -> set[str]:

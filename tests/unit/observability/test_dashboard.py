@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.observability.promql import known_series, metric_names
+from tests.unit.observability.promql import (
+    known_series,
+    lapor_series,
+    metric_names,
+    series_with_label,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 GRAFANA = ROOT / "ops" / "grafana"
@@ -85,6 +91,53 @@ def test_panels_are_well_formed(path: Path) -> None:
         assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
         ref_ids = [target["refId"] for target in panel["targets"]]
         assert len(ref_ids) == len(set(ref_ids)), panel["title"]
+
+
+# Dashboard variable → the label it filters, and the series that carry it.
+FILTERS = {
+    "service": ("service", lapor_series),
+    "agency": ("agency", lambda: series_with_label("agency")),
+}
+
+
+def _selectors(expr: str, name: str) -> list[str]:
+    """The label matchers of every selector of series `name` in `expr` ("" for none)."""
+    pattern = rf"(?<![\w:]){re.escape(name)}(?![\w:])\s*(\{{[^}}]*\}})?"
+    return [match.group(1) or "" for match in re.finditer(pattern, expr)]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_has_service_and_agency_variables(path: Path) -> None:
+    variables = {v["name"]: v for v in _dashboard(path)["templating"]["list"]}
+    known = known_series()
+    for name, (label, _) in FILTERS.items():
+        variable = variables[name]
+        assert variable["type"] == "query" and variable["datasource"]["uid"] == "lapor-prometheus"
+        # All by default, and "All" must match every value, not only those listed.
+        assert variable["includeAll"] and variable["multi"] and variable["allValue"] == ".*"
+        query = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", variable["query"])
+        assert query and query.group(2) == label, variable["query"]
+        assert metric_names(query.group(1)) <= known, variable["query"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+@pytest.mark.parametrize("variable", sorted(FILTERS))
+def test_every_query_on_a_labelled_series_filters_by_the_variable(
+    path: Path, variable: str
+) -> None:
+    label, carriers = FILTERS[variable]
+    matcher = f'{label}=~"${variable}"'
+    series = carriers()
+    assert series, f"no series carries {label}"
+    filtered = 0
+    for panel in _panels(_dashboard(path)):
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for name in metric_names(expr) & series:
+                for selector in _selectors(expr, name):
+                    assert matcher in selector, f"{panel['title']}: {name} in {expr!r}"
+                    filtered += 1
+    assert filtered, f"no panel filters by ${variable}"
 
 
 def test_provisioning_matches_the_compose_mounts() -> None:
