@@ -164,6 +164,7 @@ async def submit_all(stack: Stack, run: Run, texts: list[str]) -> None:
     try:
         start = time.monotonic()
         for i in range(COMPLAINTS):
+            # Paces the gateway at RATE SMS per second, as a real one would send.
             await asyncio.sleep(max(0.0, start + i / RATE - time.monotonic()))
             await slots.acquire()
             tasks.append(asyncio.create_task(_submit(js, run.history, i, texts, slots)))
@@ -229,7 +230,7 @@ async def kill_in_turn(stack: Stack, run: Run, stop: asyncio.Event) -> None:
         turn += 1
         killed = time.monotonic()
         stack.kill(victim)
-        await asyncio.sleep(rng.uniform(0.2, 2.0))
+        await asyncio.sleep(rng.uniform(0.2, 2.0))  # the outage itself, of a random length
         stack.start(victim, wait=False)
         back = time.monotonic()
         if victim not in ("nats", "ferretdb") and not victim.startswith(DLQ):

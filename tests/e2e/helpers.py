@@ -6,13 +6,34 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+import nats
+from nats.js.api import DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 
 from lapor.contracts import subjects
 
 T = TypeVar("T")
+
+# A durable consumer, named as JetStream does: (stream, durable name).
+Consumer = tuple[str, str]
+
+# The services' consumers an SMS passes, upstream before downstream.
+SMS_PATH: tuple[Consumer, ...] = (
+    ("LAPOR_INBOUND", "intake-sms"),
+    ("LAPOR_EVENTS", "router-received"),
+    ("LAPOR_EVENTS", "notify-received"),
+    ("LAPOR_EVENTS", "intake-routed"),
+    ("LAPOR_EVENTS", "sla-routed"),
+    ("LAPOR_EVENTS", "notify-routed"),
+    ("LAPOR_EVENTS", "intake-deadlines"),
+    ("LAPOR_EVENTS", "notify-deadlines"),
+    ("LAPOR_EVENTS", "notify-rejected"),
+    ("LAPOR_EVENTS", "notify-commands"),
+)
 
 
 def sms_payload(sender: str, text: str, gateway_id: str | None = None) -> dict[str, Any]:
@@ -45,6 +66,32 @@ class Outbox:
         await self._sub.unsubscribe()
 
 
+class Collector:
+    """Every message stored on a subject from now on, as the test's own JetStream consumer
+    receives it; `drained` says when it has received all there is so far."""
+
+    def __init__(self) -> None:
+        self.got: list[dict[str, Any]] = []
+
+    async def attach(self, nc: Any, subject: str) -> Collector:
+        self._sub = await nc.jetstream().subscribe(subject, deliver_policy=DeliverPolicy.NEW)
+        self._task = asyncio.create_task(self._pump())
+        return self
+
+    async def _pump(self) -> None:
+        async for msg in self._sub.messages:
+            self.got.append(json.loads(msg.data))
+            await msg.ack()
+
+    async def drained(self) -> bool:
+        info = await self._sub.consumer_info()
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    async def detach(self) -> None:
+        self._task.cancel()
+        await self._sub.unsubscribe()
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T | None]], timeout: float = 30.0, interval: float = 0.1
 ) -> T:
@@ -56,3 +103,29 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout:.0f}s")
         await asyncio.sleep(interval)
+
+
+async def consumers_idle(js: Any, consumers: Iterable[Consumer], timeout: float = 30.0) -> None:
+    """Wait until each consumer has been handed, and has acknowledged, everything
+    its stream holds for it: the positive signal that lets a test assert that
+    something did NOT happen.
+
+    It covers what JetStream has acknowledged before the call: a core NATS
+    publish may not be stored yet, so a test publishes its last message with a
+    PubAck. Consumers are checked in the order given, within one pass: a
+    handler publishes what it causes before it acknowledges, so listing a path
+    upstream first covers the messages its handlers publish while the test waits.
+    """
+    path = list(consumers)
+
+    async def idle() -> bool:
+        for stream, durable in path:
+            try:
+                info = await js.consumer_info(stream, durable)
+            except (nats.errors.TimeoutError, ServiceUnavailableError):
+                return False  # a server restarting or electing a leader: ask again
+            if info.num_pending or info.num_ack_pending:
+                return False
+        return True
+
+    await eventually(idle, timeout=timeout)

@@ -5,7 +5,6 @@ Runs the four services as separate processes against the real nats-server and Fe
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 
 from lapor.contracts import subjects
 from lapor.devstack import Stack
-from tests.e2e.helpers import Outbox, eventually, sms_payload
+from tests.e2e.helpers import SMS_PATH, Outbox, consumers_idle, eventually, sms_payload
 
 pytestmark = [pytest.mark.e2e]
 
@@ -94,7 +93,9 @@ async def test_jetstream_sms_and_gateway_retries_make_one_complaint_and_one_repl
 
     await eventually(lambda: _assigned(db, f"sms:{payload['gateway_id']}"))
     await eventually(lambda: _async(outbox.to(sender)))
-    await asyncio.sleep(3)  # give stray duplicates time to show up
+    # Every copy has been through the whole path once this holds: a stray
+    # duplicate would be stored or sent by now.
+    await consumers_idle(js, SMS_PATH)
 
     assert await db.complaints.count_documents({"source_key": f"sms:{payload['gateway_id']}"}) == 1
     assert len(outbox.to(sender)) == 1
@@ -116,7 +117,7 @@ async def test_redelivered_event_changes_nothing(stack: Stack, nc: Any, db: Any)
     js = nc.jetstream()
     await js.publish(subjects.COMPLAINT_RECEIVED, received, headers={"Nats-Msg-Id": "replay-1"})
     await js.publish(subjects.COMPLAINT_ROUTED, routed, headers={"Nats-Msg-Id": "replay-2"})
-    await asyncio.sleep(4)
+    await consumers_idle(js, SMS_PATH)
 
     after = await db.complaints.find_one({"_id": doc["_id"]})
     assert len(after["history"]) == len(doc["history"])
@@ -165,7 +166,7 @@ async def test_invalid_payload_is_kept_rejected_answered_once_and_not_redelivere
 
     info = await eventually(acked, timeout=8)
     assert info.num_redelivered == 0 and info.num_ack_pending == 0
-    await asyncio.sleep(3)  # a second reply, if any, would be on its way by now
+    await consumers_idle(js, SMS_PATH)  # a second reply, if any, would be sent by now
     assert len(outbox.to(sender)) == 1
     handled = [
         line

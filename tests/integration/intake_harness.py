@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
+
+import httpx
+from fastapi import FastAPI
 
 from lapor.devstack import ROOT, Stack
 from lapor.regions import load_regions, region_keywords
@@ -14,8 +19,45 @@ from lapor.runtime.service import Late, build_runtime
 from lapor.runtime.settings import InfraSettings, ServiceSettings
 from services.intake import handlers
 from services.intake.repository import ComplaintRepository
+from services.intake.settings import IntakeSettings
 from services.intake.sms import RegionKeywords
-from services.intake.wiring import announcements, register
+from services.intake.wiring import announcements, create_app, register
+
+
+def intake_app(servers: Stack, database: str, **settings: Any) -> FastAPI:
+    """The whole intake app, as its process builds it, on `servers` and `database`;
+    `settings` override IntakeSettings fields. Its lifespan is not started."""
+    infra = InfraSettings(  # type: ignore[call-arg]
+        NATS_URL=servers.nats,
+        MONGO_URL=servers.mongo,
+        MONGO_DB=database,
+        LAPOR_DATA_DIR=ROOT / "data",
+        LOG_LEVEL="WARNING",
+    )
+    config = IntakeSettings(  # type: ignore[call-arg]
+        infra=infra,
+        LAPOR_PHONE_HASH_KEY=secrets.token_urlsafe(32),
+        LAPOR_CITIZEN_LINK_KEY=secrets.token_urlsafe(32),
+        **settings,
+    )
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    app = create_app(config)
+    # The app configures logging as a service process does; the test process keeps pytest's.
+    root.handlers[:], root.level = handlers, level
+    return app
+
+
+@asynccontextmanager
+async def serving_intake(servers: Stack, database: str, **settings: Any) -> AsyncIterator[FastAPI]:
+    """`intake_app` with its lifespan running: database, consumers, HTTP API."""
+    app = intake_app(servers, database, **settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+def http_client(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake")
 
 
 @asynccontextmanager

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -41,11 +40,10 @@ from lapor.devstack import ROOT, Stack
 from lapor.runtime.settings import InfraSettings
 from lapor.tokens import in_memory_tokens
 from services.intake.auth import new_token, token_record
-from services.intake.settings import IntakeSettings
-from services.intake.wiring import create_app
 from services.sla.api import breaches_router
 from services.sla.settings import SlaSettings
 from services.sla.wiring import create_app as create_sla_app
+from tests.integration import intake_harness
 
 pytestmark = [pytest.mark.integration]
 
@@ -111,24 +109,7 @@ async def tokens(own_mongo: Any) -> AsyncIterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def intake_app(own_servers: Stack, tokens: dict[str, str]) -> Iterator[Any]:
-    infra = InfraSettings(  # type: ignore[call-arg]
-        NATS_URL=own_servers.nats,
-        MONGO_URL=own_servers.mongo,
-        MONGO_DB=DATABASE,
-        LAPOR_DATA_DIR=ROOT / "data",
-        LOG_LEVEL="WARNING",
-    )
-    intake = IntakeSettings(  # type: ignore[call-arg]
-        infra=infra,
-        LAPOR_PHONE_HASH_KEY=secrets.token_urlsafe(32),
-        LAPOR_CITIZEN_LINK_KEY=secrets.token_urlsafe(32),
-    )
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    app = create_app(intake)
-    # The app configures logging as a service process does; the test process keeps pytest's.
-    root.handlers[:], root.level = handlers, level
-    yield app
+    yield intake_harness.intake_app(own_servers, DATABASE)
     # Schemathesis keeps a started lifespan for the process; end it before the servers stop.
     asgi.shutdown_lifespans()
 

@@ -29,7 +29,7 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from lapor.audience import MASKED_EMAIL, POLICY, Access, Audience, access
-from lapor.contracts import Channel, ComplaintRouted, Priority, subjects
+from lapor.contracts import Channel, subjects
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Role
 from lapor.devstack import ROOT, Stack
 from lapor.directory import load_directory
@@ -46,6 +46,7 @@ from services.notify.repository import NotificationRepository
 from services.sla.api import breaches_router
 from services.sla.repository import MongoSlaStore
 from tests.e2e.helpers import eventually, sms_payload
+from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
 from tests.unit.sla.fakes import routed as sla_routed
 from tests.unit.sla.test_engine import Harness, wita
@@ -110,17 +111,12 @@ async def _act(repo: ComplaintRepository, command: ComplaintCommand, at: datetim
 async def _route(repo: ComplaintRepository, tracking_id: str, round_: int, agency: str) -> None:
     doc = await repo.get(tracking_id)
     assert doc is not None
-    event = ComplaintRouted(
-        event_id=f"routed:{tracking_id}:{round_}",
-        occurred_at=datetime.now(UTC),
-        complaint_id=tracking_id,
-        region="banjar",
+    event = complaint_routed(
+        tracking_id,
+        round_=round_,
         received_at=doc["received_at"],
         agency=agency,
-        priority=Priority.NORMAL,
-        category="jalan",
         confidence=0.8,
-        triage=False,
         reasons=[ROUTER_REASON],
     )
     await repo.apply(tracking_id, domain.routed_transition(event))

@@ -10,8 +10,6 @@ stored the message, not the `received_at` a publisher wrote.
 from __future__ import annotations
 
 import json
-import logging
-import secrets
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,11 +21,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from lapor.contracts import subjects
-from lapor.devstack import ROOT, Stack
-from lapor.runtime.settings import InfraSettings
-from services.intake.settings import IntakeSettings
-from services.intake.wiring import create_app
+from lapor.devstack import Stack
 from tests.e2e.helpers import eventually, sms_payload
+from tests.integration.intake_harness import serving_intake
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 
@@ -45,24 +41,7 @@ TEXTS = [
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def intake(own_servers: Stack) -> AsyncIterator[FastAPI]:
     """Intake with its consumers running, and a low per-number limit."""
-    infra = InfraSettings(  # type: ignore[call-arg]
-        NATS_URL=own_servers.nats,
-        MONGO_URL=own_servers.mongo,
-        MONGO_DB=DATABASE,
-        LAPOR_DATA_DIR=ROOT / "data",
-        LOG_LEVEL="WARNING",
-    )
-    settings = IntakeSettings(  # type: ignore[call-arg]
-        infra=infra,
-        LAPOR_PHONE_HASH_KEY=secrets.token_urlsafe(32),
-        LAPOR_CITIZEN_LINK_KEY=secrets.token_urlsafe(32),
-        rate_per_hour=RATE_PER_HOUR,
-    )
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    app = create_app(settings)
-    root.handlers[:], root.level = handlers, level
-    async with app.router.lifespan_context(app):
+    async with serving_intake(own_servers, DATABASE, rate_per_hour=RATE_PER_HOUR) as app:
         yield app
 
 

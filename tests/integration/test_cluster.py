@@ -35,10 +35,11 @@ import pytest
 from nats.js.errors import NotFoundError
 from pymongo import AsyncMongoClient
 
+from lapor import dlq
 from lapor.contracts import subjects
 from lapor.devstack import SERVICES, Stack
 from tests.chaos.jepsen import ACK_TEMPLATES
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import SMS_PATH, consumers_idle, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -290,26 +291,6 @@ async def streams_replicated(js: Any, nodes: int) -> dict[str, Any] | None:
     return found
 
 
-async def drained(js: Any) -> bool:
-    """No durable consumer has work left (pending or waiting for an ack)."""
-    for stream in (*STREAMS, "LAPOR_ADVISORIES"):
-        for info in await js._jsm.consumers_info(stream):
-            if info.num_pending or info.num_ack_pending:
-                return False
-    return True
-
-
-async def stays_drained(js: Any, polls: int = 3) -> bool:
-    for _ in range(polls):
-        try:
-            if not await drained(js):
-                return False
-        except Exception:
-            return False
-        await asyncio.sleep(0.5)
-    return True
-
-
 async def meta_leader(stack: Stack) -> str | None:
     async with httpx.AsyncClient(timeout=2.0) as http:
         for node in stack.nats_node_names():
@@ -393,6 +374,7 @@ async def test_no_complaint_lost_or_duplicated_when_a_cluster_node_dies(
                 begin = time.monotonic() - (i + BURST) / RATE
             if i in range(KILL_AFTER, KILL_AFTER + BURST):
                 continue
+            # Paces the gateway at RATE SMS per second, as a real one would send.
             await asyncio.sleep(max(0.0, begin + i / RATE - time.monotonic()))
             tasks.append(asyncio.create_task(gateway.submit(i)))
         await asyncio.gather(*tasks)
@@ -409,7 +391,7 @@ async def test_no_complaint_lost_or_duplicated_when_a_cluster_node_dies(
         # The node comes back on its store and catches up (its /healthz waits for that).
         await asyncio.to_thread(cluster.start, victim)
         await eventually(lambda: streams_replicated(js, NODES), timeout=60)
-        await eventually(lambda: stays_drained(js), timeout=SETTLE_S, interval=0.5)
+        await consumers_idle(js, (*SMS_PATH, (dlq.ADVISORY_STREAM, dlq.WATCHER)), SETTLE_S)
         final = await wait_complete(db, outbound, keys, SETTLE_S)
         events = await StreamReader(js, "LAPOR_EVENTS").refresh()
         found = verdict(gateway, final, events)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from typing import Any
 
 import pytest
-from nats.js.api import DeliverPolicy
 
 from lapor.contracts import subjects
 from lapor.devstack import Stack
 from services.intake.guard import RateLimit
-from tests.e2e.helpers import eventually, sms_payload
+from tests.e2e.helpers import Collector, consumers_idle, eventually, sms_payload
 from tests.integration.intake_harness import running_intake
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
@@ -30,16 +28,11 @@ def distinct_text(n: int) -> str:
     return " ".join(random.Random(n).sample(WORDS, 7))
 
 
-async def _collect(nc: Any, subject: str) -> tuple[Any, list[dict[str, Any]]]:
-    got: list[dict[str, Any]] = []
-    sub = await nc.jetstream().subscribe(subject, deliver_policy=DeliverPolicy.NEW)
-
-    async def pump() -> None:
-        async for msg in sub.messages:
-            got.append(json.loads(msg.data))
-            await msg.ack()
-
-    return asyncio.create_task(pump()), got
+async def _all_handled(nc: Any, collector: Collector) -> None:
+    """Intake has handled every SMS and announced what it caused, and the test's
+    consumer has every announcement: nothing more is on its way."""
+    await consumers_idle(nc.jetstream(), [(subjects.INBOUND_STREAM.name, "intake-sms")])
+    await eventually(collector.drained)
 
 
 async def test_flood_is_kept_but_answered_once(
@@ -50,17 +43,17 @@ async def test_flood_is_kept_but_answered_once(
     async with running_intake(
         own_servers, own_mongo, "lapor_flood", rate_limit=RateLimit(per_hour=5, per_day=30)
     ):
-        task, rejected = await _collect(own_nc, subjects.INBOUND_REJECTED)
+        collector = await Collector().attach(own_nc, subjects.INBOUND_REJECTED)
         for n in range(20):
             text = "BANJAR " + distinct_text(n)
             await own_nc.publish(
                 subjects.INBOUND_SMS, json.dumps(sms_payload(sender, text)).encode()
             )
         await eventually(lambda: _stored(db, 20), timeout=60)
-        await asyncio.sleep(1)
-    task.cancel()
+        await _all_handled(own_nc, collector)
+    await collector.detach()
 
-    limited = [r for r in rejected if r["reason"] == "rate_limited"]
+    limited = [r for r in collector.got if r["reason"] == "rate_limited"]
     assert await db.complaints.count_documents({}) == 5
     assert await db.rejections.count_documents({"reason": "rate_limited"}) == 15
     assert len(limited) == 15
@@ -73,7 +66,7 @@ async def test_same_text_again_is_linked_and_a_retry_is_absorbed(
     db = own_mongo["lapor_repeat"]
     sender = "+6281234500302"
     async with running_intake(own_servers, own_mongo, "lapor_repeat"):
-        task, received = await _collect(own_nc, subjects.COMPLAINT_RECEIVED)
+        collector = await Collector().attach(own_nc, subjects.COMPLAINT_RECEIVED)
         first = sms_payload(sender, "BANJAR jembatan desa Sungai Batang retak dan miring")
         for _ in range(3):  # the gateway retries the same message
             await own_nc.publish(subjects.INBOUND_SMS, json.dumps(first).encode())
@@ -82,15 +75,15 @@ async def test_same_text_again_is_linked_and_a_retry_is_absorbed(
         duplicate = await eventually(
             lambda: db.rejections.find_one({"source_key": f"sms:{again['gateway_id']}"})
         )
-        await asyncio.sleep(1)
-    task.cancel()
+        await _all_handled(own_nc, collector)
+    await collector.detach()
 
     complaint = await db.complaints.find_one({"source_key": f"sms:{first['gateway_id']}"})
     assert await db.complaints.count_documents({}) == 1
     assert duplicate["reason"] == "duplicate"
     assert duplicate["complaint_id"] == complaint["_id"]
     assert any(h["reason"] == "the same text was sent again" for h in complaint["history"])
-    assert len({r["event_id"] for r in received}) == 1
+    assert len({r["event_id"] for r in collector.got}) == 1
 
 
 async def _stored(db: Any, n: int) -> bool:

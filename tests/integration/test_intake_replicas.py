@@ -20,12 +20,13 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from lapor.contracts import Channel, ComplaintRouted, Priority, State, subjects
+from lapor.contracts import Channel, State, subjects
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Role
 from lapor.devstack import Stack
 from lapor.runtime.broker import EventPublisher
 from services.intake import domain, handlers, lifecycle
 from services.intake.repository import ComplaintRepository
+from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
 
 pytestmark = [pytest.mark.integration]
@@ -51,18 +52,7 @@ async def _assigned(repo: ComplaintRepository) -> str:
         stored_at=T0,
     )
     await repo.add_complaint(doc)
-    routed = ComplaintRouted(
-        event_id=f"routed:{tracking_id}:0",
-        occurred_at=T0 + timedelta(minutes=1),
-        complaint_id=tracking_id,
-        region="banjar",
-        received_at=T0,
-        agency="PUPR",
-        priority=Priority.NORMAL,
-        category="jalan",
-        confidence=0.9,
-        triage=False,
-    )
+    routed = complaint_routed(tracking_id, at=T0 + timedelta(minutes=1), received_at=T0)
     await repo.apply(tracking_id, domain.routed_transition(routed))
     return tracking_id
 

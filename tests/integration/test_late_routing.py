@@ -6,9 +6,7 @@ by the test, late, exactly as a slow router would publish them.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,7 +15,8 @@ from lapor.contracts import ComplaintRouted, Priority, subjects
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Role
 from lapor.devstack import Stack
 from services.intake import handlers
-from tests.e2e.helpers import eventually, sms_payload
+from tests.e2e.helpers import consumers_idle, eventually, sms_payload
+from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
 
 pytestmark = [pytest.mark.integration]
@@ -27,18 +26,8 @@ AGENCIES = {"banjar": frozenset({"PUPR", "DLH", "DISHUB", "OUT_OF_SCOPE"})}
 
 
 def routed(doc: dict[str, Any], round_: int, agency: str, **fields: Any) -> ComplaintRouted:
-    return ComplaintRouted(
-        event_id=f"routed:{doc['_id']}:{round_}",
-        occurred_at=datetime.now(UTC),
-        complaint_id=doc["_id"],
-        region="banjar",
-        received_at=doc["received_at"],
-        agency=agency,
-        priority=Priority.NORMAL,
-        category="jalan",
-        confidence=0.9,
-        triage=False,
-        **fields,
+    return complaint_routed(
+        doc["_id"], round_=round_, received_at=doc["received_at"], agency=agency, **fields
     )
 
 
@@ -50,10 +39,9 @@ async def _publish(nc: Any, event: ComplaintRouted) -> None:
     )
 
 
-async def _settled(nc: Any) -> bool:
-    """Intake has acknowledged every routing decision published so far."""
-    info = await nc.jetstream().consumer_info(subjects.EVENTS_STREAM.name, "intake-routed")
-    return info.num_pending + info.num_ack_pending == 0
+async def _settled(nc: Any) -> None:
+    """Until intake has acknowledged every routing decision published so far."""
+    await consumers_idle(nc.jetstream(), [(subjects.EVENTS_STREAM.name, "intake-routed")])
 
 
 async def _file(nc: Any, db: Any, sender: str, text: str) -> dict[str, Any]:
@@ -95,8 +83,7 @@ async def test_late_routing_leaves_archived_and_admin_decided_complaints_alone(
 
         await _publish(own_nc, routed(archived, 0, "PUPR"))
         await _publish(own_nc, routed(decided, 0, "PUPR"))
-        await eventually(lambda: _settled(own_nc))
-        await asyncio.sleep(0.5)
+        await _settled(own_nc)
 
         after = await db.complaints.find_one({"_id": archived["_id"]})
         assert after["state"] == "rejected" and after["agency"] is None
@@ -114,7 +101,7 @@ async def test_late_routing_leaves_archived_and_admin_decided_complaints_alone(
             admin_round.model_dump_json().encode(),
             headers={"Nats-Msg-Id": "redelivered"},
         )
-        await eventually(lambda: _settled(own_nc))
+        await _settled(own_nc)
         again = await db.complaints.find_one({"_id": decided["_id"]})
         assert len(again["history"]) == len(assigned["history"])
 

@@ -42,6 +42,7 @@ from lapor.devstack import (
 from lapor.runtime.broker import EventPublisher, create_broker, durable, inbox_prefix, stream_for
 from lapor.runtime.http import broker_running
 from lapor.runtime.settings import InfraSettings
+from tests.e2e.helpers import eventually
 
 pytestmark = [pytest.mark.integration]
 
@@ -142,11 +143,19 @@ class Client:
         )
         return self
 
-    async def _refused(self, action: str, subject: str) -> bool:
-        await self.nc.flush(timeout=5)
-        await asyncio.sleep(0.02)
+    async def _refused(self, action: str, subject: str, timeout: float = 5.0) -> bool:
+        """Every caller expects the server to refuse: wait for its error (which may
+        come after a flush's PONG); one that never comes counts as let through."""
         wanted = f'permissions violation for {action} to "{subject.lower()}"'
-        return any(wanted in error for error in self.errors)
+
+        async def seen() -> bool:
+            return any(wanted in error for error in self.errors)
+
+        try:
+            await eventually(seen, timeout=timeout, interval=0.01)
+        except AssertionError:
+            return False
+        return True
 
     async def publish_refused(self, subject: str) -> bool:
         await self.nc.publish(subject, b"{}")

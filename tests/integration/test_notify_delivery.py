@@ -65,7 +65,8 @@ from services.notify.settings import NotifySettings
 from services.notify.templates import TemplateSet
 from services.notify.wiring import make_deps, register
 from tests.contacts import sealed
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import consumers_idle, eventually
+from tests.factories import complaint_routed
 
 pytestmark = [pytest.mark.integration]
 
@@ -114,7 +115,7 @@ class HttpStub:
         self.calls.append(call)
         script = self.scripts.get(self._key(call), [])
         answer = script.pop(0) if script else "ok"
-        if answer == "slow":
+        if answer == "slow":  # beyond the client's timeout: the answer never arrives in time
             await asyncio.sleep(1.5)
         if answer == "pause":  # slow, but within the client's timeout
             await asyncio.sleep(0.3)
@@ -185,13 +186,9 @@ class Notify:
             None
         )
 
-    async def settled(self, consumer: str, after_seq: int, stream: str = "LAPOR_EVENTS") -> bool:
-        info = await self.js.consumer_info(stream, consumer)
-        return (
-            info.delivered.stream_seq >= after_seq
-            and info.num_pending == 0
-            and info.num_ack_pending == 0
-        )
+    async def settled(self, *consumers: str, stream: str = subjects.EVENTS_STREAM.name) -> None:
+        """Until notify's `consumers` have handled and acknowledged all published so far."""
+        await consumers_idle(self.js, [(stream, name) for name in consumers])
 
 
 def directory_for_tests() -> AgencyDirectory:
@@ -317,18 +314,7 @@ def received(complaint: str, phone: str, text: str, **flags: bool) -> ComplaintR
 
 
 def routed(complaint: str, agency: str, category: str) -> ComplaintRouted:
-    return ComplaintRouted(
-        event_id=f"routed:{complaint}:0",
-        occurred_at=NOW,
-        complaint_id=complaint,
-        region="banjar",
-        received_at=NOW,
-        agency=agency,
-        priority=Priority.NORMAL,
-        category=category,
-        confidence=0.9,
-        triage=False,
-    )
+    return complaint_routed(complaint, at=NOW, agency=agency, category=category)
 
 
 def deadlines_set(complaint: str, agency: str) -> DeadlinesSet:
@@ -401,11 +387,10 @@ async def test_a_redelivered_event_sends_nothing_new(notify: Notify) -> None:
     before = len(notify.http.to(phone))
     record = await notify.db.notifications.find_one({"cause_event_id": "rejected:T1"})
     # The same event again under a new message id, as after a lost ack.
-    seq = await notify.publish(
+    await notify.publish(
         subjects.INBOUND_REJECTED, rejected("rejected:T1", phone), "replay:rejected:T1"
     )
-    await eventually(lambda: notify.settled("notify-rejected", seq))
-    await asyncio.sleep(0.3)
+    await notify.settled("notify-rejected")
 
     assert len(notify.http.to(phone)) == before
     after = await notify.record(record["_id"])
@@ -463,9 +448,8 @@ async def test_assignment_reaches_the_agency_by_email_and_signed_webhook_once(
     assert phone not in hook.body.decode()
 
     # Redelivery of the deadlines event: nobody hears it twice.
-    seq = await notify.publish(subjects.COMPLAINT_DEADLINES, event, f"replay:{event.event_id}")
-    await eventually(lambda: notify.settled("notify-deadlines", seq))
-    await asyncio.sleep(0.3)
+    await notify.publish(subjects.COMPLAINT_DEADLINES, event, f"replay:{event.event_id}")
+    await notify.settled("notify-deadlines")
     assert len(notify.mail.to("liaison@pupr.test.id")) == 1
     assert len(notify.http.to("/hooks/PUPR")) == 1
     assert len(notify.http.to(phone)) == 1
@@ -553,8 +537,8 @@ async def test_delivery_receipts_update_the_log(notify: Notify) -> None:
     )
     # A late "delivered" never turns a failure back, nor a delivered one into sent.
     receipt = SmsDeliveryReceipt(notification_id=citizen["_id"], status="delivered", at=NOW)
-    seq = await notify.publish(subjects.OUTBOUND_SMS_STATUS, receipt, "receipt:late")
-    await eventually(lambda: notify.settled("notify-receipts", seq, "LAPOR_OUTBOUND"))
+    await notify.publish(subjects.OUTBOUND_SMS_STATUS, receipt, "receipt:late")
+    await notify.settled("notify-receipts", stream=subjects.OUTBOUND_STREAM.name)
     again = await notify.record(citizen["_id"])
     assert again is not None and again["status"] == "failed"
 
@@ -662,9 +646,8 @@ async def test_the_citizen_is_told_the_answer_date_a_wait_moved(notify: Notify) 
     assert abs(contact["acknowledged_answer"] - first.deadlines.answer) < timedelta(seconds=1)
 
     # The first announcement redelivered after the move: still the one acknowledgement.
-    seq = await notify.publish(subjects.COMPLAINT_DEADLINES, first, f"replay:{first.event_id}")
-    await eventually(lambda: notify.settled("notify-deadlines", seq))
-    await asyncio.sleep(0.3)
+    await notify.publish(subjects.COMPLAINT_DEADLINES, first, f"replay:{first.event_id}")
+    await notify.settled("notify-deadlines")
     assert len(notify.http.to(phone)) == 2
     templates = [r["template"] for r in await notify.records(complaint, audience="citizen")]
     assert sorted(templates) == ["ack", "deadline_extended"]
@@ -766,9 +749,8 @@ async def test_a_web_reporter_with_only_an_email_is_acknowledged_by_email_once(
 
     # Both events again under new message ids, as after lost acks: no second e-mail.
     await notify.publish(subjects.COMPLAINT_RECEIVED, event, f"replay:{event.event_id}")
-    seq = await notify.publish(subjects.COMPLAINT_DEADLINES, triage, f"replay:{triage.event_id}")
-    await eventually(lambda: notify.settled("notify-deadlines", seq))
-    await asyncio.sleep(0.3)
+    await notify.publish(subjects.COMPLAINT_DEADLINES, triage, f"replay:{triage.event_id}")
+    await notify.settled("notify-received", "notify-deadlines")
     assert len(notify.mail.to(address)) == 1
     again = await notify.record(record["_id"])
     assert again is not None and (again["status"], again["attempts"]) == ("sent", 1)

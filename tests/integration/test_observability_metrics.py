@@ -104,12 +104,23 @@ async def seeded(own_mongo: Any, own_nc: Any) -> AsyncIterator[Any]:
     for index in range(5):
         await js.publish("obs.metrics.work", f"{index}".encode())
     await js.add_consumer(
-        STREAM, ConsumerConfig(durable_name=CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=1)
+        STREAM,
+        ConsumerConfig(
+            durable_name=CONSUMER,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=1,
+            max_ack_pending=2,
+        ),
     )
     sub = await js.pull_subscribe("obs.metrics.work", durable=CONSUMER, stream=STREAM)
     await sub.fetch(2, timeout=5)
-    await asyncio.sleep(1.5)
-    await sub.fetch(2, timeout=5)
+    # At its limit of unacknowledged messages the consumer hands out nothing new:
+    # the next fetches get the same two back, once their ack wait has run out.
+    redelivered: set[int] = set()
+    while len(redelivered) < 2:
+        for msg in await sub.fetch(2, timeout=5):
+            assert msg.metadata.num_delivered == 2
+            redelivered.add(msg.metadata.sequence.stream)
     yield db
 
 

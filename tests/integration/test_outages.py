@@ -110,6 +110,7 @@ async def submit(js: Any, history: History, numbers: range, per_second: float = 
 
 
 async def until(deadline: float) -> None:
+    """Keeps a server down until `deadline`: the outage's length is the point."""
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
 
 

@@ -7,19 +7,17 @@ work as done.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from nats.js.api import DeliverPolicy
 from pydantic import BaseModel
 
 from lapor.contracts import subjects
 from lapor.devstack import Stack
 from services.intake.repository import ComplaintRepository
-from tests.e2e.helpers import eventually, sms_payload
+from tests.e2e.helpers import Collector, consumers_idle, eventually, sms_payload
 from tests.integration.intake_harness import running_intake
 
 pytestmark = [pytest.mark.integration]
@@ -53,12 +51,11 @@ async def test_message_redelivered_after_a_failure_leaves_one_complaint_and_one_
     servers, nc, mongo = own_servers, own_nc, own_mongo
     db = mongo["lapor_redelivery"]
     repo = CrashAfterStore(db)
-    received_events: list[dict[str, Any]] = []
     js = nc.jetstream()
 
     async with running_intake(servers, mongo, "lapor_redelivery", repo):
         payload = sms_payload("+6281234500101", "BANJAR lampu jalan mati sepanjang jalan A Yani")
-        sub = await js.subscribe(subjects.COMPLAINT_RECEIVED, deliver_policy=DeliverPolicy.NEW)
+        received = await Collector().attach(nc, subjects.COMPLAINT_RECEIVED)
         await nc.publish(subjects.INBOUND_SMS, json.dumps(payload).encode())
 
         doc = await eventually(
@@ -66,20 +63,14 @@ async def test_message_redelivered_after_a_failure_leaves_one_complaint_and_one_
         )
         # The first attempt failed after storing; wait for the redelivered attempt.
         await eventually(lambda: _ready(repo.deliveries >= 2), timeout=60)
-        await asyncio.sleep(1.5)
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=1)
-            except Exception:
-                break
-            body = json.loads(msg.data)
-            if body["complaint_id"] == doc["_id"]:
-                received_events.append(body)
-        await sub.unsubscribe()
+        # Then until the SMS is acknowledged and its announcement has reached us.
+        await consumers_idle(js, [(subjects.INBOUND_STREAM.name, "intake-sms")])
+        await eventually(received.drained)
+        await received.detach()
 
     assert repo.calls == 1 and repo.deliveries == 2
     assert await db.complaints.count_documents({}) == 1
-    assert len(received_events) == 1
+    assert [e["complaint_id"] for e in received.got] == [doc["_id"]]
 
 
 async def _ready(value: bool) -> bool:

@@ -5,8 +5,6 @@ that is not an Indonesian mobile is refused; neither gets anything texted."""
 from __future__ import annotations
 
 import json
-import logging
-import secrets
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,12 +15,10 @@ import pytest_asyncio
 
 from lapor.contracts import subjects
 from lapor.contracts.commands import Role
-from lapor.devstack import ROOT, Stack
-from lapor.runtime.settings import InfraSettings
+from lapor.devstack import Stack
 from services.intake.auth import new_token, token_record
-from services.intake.settings import IntakeSettings
-from services.intake.wiring import create_app
 from tests.e2e.helpers import eventually, sms_payload
+from tests.integration.intake_harness import http_client, serving_intake
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 
@@ -60,28 +56,11 @@ async def rejected(own_nc: Any) -> AsyncIterator[list[dict[str, Any]]]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def http(own_servers: Stack, partner: str) -> AsyncIterator[httpx.AsyncClient]:
-    infra = InfraSettings(  # type: ignore[call-arg]
-        NATS_URL=own_servers.nats,
-        MONGO_URL=own_servers.mongo,
-        MONGO_DB=DATABASE,
-        LAPOR_DATA_DIR=ROOT / "data",
-        LOG_LEVEL="WARNING",
-    )
-    settings = IntakeSettings(  # type: ignore[call-arg]
-        infra=infra,
-        LAPOR_PHONE_HASH_KEY=secrets.token_urlsafe(32),
-        LAPOR_CITIZEN_LINK_KEY=secrets.token_urlsafe(32),
-        http_rate_per_minute=0,
-        rate_per_hour=3,
-    )
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    app = create_app(settings)
-    root.handlers[:], root.level = handlers, level
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
-            yield client
+    async with (
+        serving_intake(own_servers, DATABASE, http_rate_per_minute=0, rate_per_hour=3) as app,
+        http_client(app) as client,
+    ):
+        yield client
 
 
 async def test_a_numbers_sms_web_and_open311_submissions_share_one_limit(

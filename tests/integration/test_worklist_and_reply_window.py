@@ -16,7 +16,6 @@ import pytest
 from lapor.contracts import (
     AutoCloseDue,
     Channel,
-    ComplaintRouted,
     Deadlines,
     DeadlinesSet,
     Priority,
@@ -27,6 +26,7 @@ from lapor.devstack import Stack
 from services.intake import domain, handlers, lifecycle
 from services.intake.api import OPEN_STATES, public_view
 from services.intake.repository import ComplaintRepository
+from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
 
 pytestmark = [pytest.mark.integration]
@@ -59,18 +59,7 @@ async def _new(repo: ComplaintRepository, name: str, minutes: int) -> str:
 async def _route(
     repo: ComplaintRepository, tracking_id: str, priority: Priority, agency: str = "PUPR"
 ) -> None:
-    event = ComplaintRouted(
-        event_id=f"routed:{tracking_id}:0",
-        occurred_at=T0,
-        complaint_id=tracking_id,
-        region="banjar",
-        received_at=T0,
-        agency=agency,
-        priority=priority,
-        category="jalan",
-        confidence=0.9,
-        triage=False,
-    )
+    event = complaint_routed(tracking_id, at=T0, agency=agency, priority=priority)
     await repo.apply(tracking_id, domain.routed_transition(event))
 
 
@@ -302,17 +291,8 @@ async def test_out_of_scope_and_merged_complaints_are_closed_with_a_window(
         assert doc["closed_at"] is not None and doc["reopen_from"].startswith("state:command:")
         outside = await _new(deps.repo, "OUTSIDE", 2)
         await handlers.handle_routed(
-            ComplaintRouted(
-                event_id=f"routed:{outside}:0",
-                occurred_at=T0,
-                complaint_id=outside,
-                region="banjar",
-                received_at=T0,
-                agency="OUT_OF_SCOPE",
-                priority=Priority.NORMAL,
-                category="pidana",
-                confidence=0.95,
-                triage=False,
+            complaint_routed(
+                outside, at=T0, agency="OUT_OF_SCOPE", category="pidana", confidence=0.95
             ),
             deps,
         )

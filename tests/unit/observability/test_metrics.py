@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from lapor.runtime.metrics import (
     refresh_once,
     start_refresher,
 )
+from tests.e2e.helpers import eventually
 from tests.unit.observability.promql import promtool
 
 # Closed sets of codes; anything else (phone, id, text) must never be a label.
@@ -194,8 +194,10 @@ class _Info:
 class _FakeJetStream:
     def __init__(self, infos: dict[tuple[str, str], _Info]) -> None:
         self.infos = infos
+        self.asked = 0
 
     async def consumer_info(self, stream: str, consumer: str) -> _Info:
+        self.asked += 1
         try:
             return self.infos[(stream, consumer)]
         except KeyError:
@@ -245,12 +247,33 @@ def test_declared_consumers_come_from_the_broker() -> None:
 async def test_refresher_runs_until_stopped(metrics: DomainMetrics) -> None:
     js = _FakeJetStream({("S", "c"): _Info(1, 1, 0)})
     stop = start_refresher(metrics, None, js, RefreshPlan(consumers=[("S", "c")]), interval_s=0.01)
-    await asyncio.sleep(0.05)
+    await _asked_twice(js)
     await stop()
     assert metrics.consumer_backlog.value("S", "c") == 2
+    asked = js.asked
     js.infos[("S", "c")] = _Info(5, 0, 0)
-    await asyncio.sleep(0.03)
-    assert metrics.consumer_backlog.value("S", "c") == 2, "stopped means stopped"
+
+    # A second refresher on the same interval has gone round twice since: the
+    # first would have gone round again by now, had it not stopped.
+    witness = _FakeJetStream({("S", "w"): _Info(0, 0, 0)})
+    stop_witness = start_refresher(
+        DomainMetrics(CollectorRegistry()),
+        None,
+        witness,
+        RefreshPlan(consumers=[("S", "w")]),
+        interval_s=0.01,
+    )
+    await _asked_twice(witness)
+    await stop_witness()
+    assert js.asked == asked, "stopped means stopped"
+    assert metrics.consumer_backlog.value("S", "c") == 2
+
+
+async def _asked_twice(js: _FakeJetStream) -> None:
+    async def twice() -> bool:
+        return js.asked >= 2
+
+    await eventually(twice, timeout=5, interval=0.005)
 
 
 def test_slow_refreshes_wait_longer_so_they_take_a_tenth_of_the_time_at_most() -> None:

@@ -244,23 +244,41 @@ def test_leak_check_would_catch_a_copied_phrase() -> None:
     assert leaks({"situs resmi dinas sering"}, ["situs resmi pemkab kd bisa dibuka"]) == []
 
 
-def test_report() -> None:
-    result = figures()
-    print("\nrouter corpus (triage counts as not correct):")
-    for name in ("overall", "dev", "holdout"):
-        print("  " + result[name].line())
-    print(" by split and batch:")
-    for name in sorted(n for n in result if n.startswith("  ")):
-        print("  " + result[name].line())
-    print(" by batch of origin (holdout rows plus those moved into dev):")
-    for name in sorted(n for n in result if n.startswith("batch ")):
-        print("  " + result[name].line())
+def report(result: dict[str, Figures]) -> str:
+    lines = ["router corpus (triage counts as not correct):"]
+    lines += ["  " + result[name].line() for name in ("overall", "dev", "holdout")]
+    lines.append(" by split and batch:")
+    lines += ["  " + result[name].line() for name in sorted(n for n in result if n[:2] == "  ")]
+    lines.append(" by batch of origin (holdout rows plus those moved into dev):")
+    lines += ["  " + result[n].line() for n in sorted(n for n in result if n.startswith("batch "))]
     for name in ("dev", "holdout"):
-        print(f"  {name} misses:")
-        for miss in result[name].wrong:
-            print(f"    {miss}")
-        for text in result[name].urgent_missed:
-            print(f"    URGENT MISSED: {text}")
+        lines.append(f"  {name} misses:")
+        lines += [f"    {miss}" for miss in result[name].wrong]
+        lines += [f"    URGENT MISSED: {text}" for text in result[name].urgent_missed]
+    return "\n".join(lines)
+
+
+def test_report_accounts_for_every_row_and_every_miss() -> None:
+    """The printed report (run with -s): each figure adds up to the corpus, and
+    every miss it counts is listed for whoever works on the rules."""
+    result = figures()
+    text = report(result)
+    print("\n" + text)
+
+    assert result["overall"].total == len(rows())
+    assert sum(result[split].total for split in SPLITS) == result["overall"].total
+    for split in SPLITS:
+        batches = [f for name, f in result.items() if name.startswith(f"  {split}: ")]
+        assert sum(f.total for f in batches) == result[split].total, split
+        assert sum(f.correct for f in batches) == result[split].correct, split
+    for name, group in result.items():
+        assert "  " + group.line() in text.splitlines(), name
+        assert group.total - group.correct == len(group.wrong), name
+    for split in SPLITS:
+        assert all(f"    {miss}" in text for miss in result[split].wrong)
+        assert all(f"URGENT MISSED: {t}" in text for t in result[split].urgent_missed)
+    recorded = json.loads(MEASUREMENTS.read_text(encoding="utf-8"))["batches"][FRESH_BATCH]
+    assert result[f"batch {FRESH_BATCH}"].total == recorded["first_measurement"]["n"]
 
 
 @pytest.mark.parametrize("name", ["overall", "dev"])

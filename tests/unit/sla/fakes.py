@@ -33,6 +33,7 @@ from services.sla.repository import (
     fact_from_doc,
     fact_to_doc,
 )
+from tests.factories import complaint_routed
 
 
 def bson(value: Any) -> Any:
@@ -336,16 +337,14 @@ def routed(
     received_at: datetime | None = None,
     region: str = "banjar",
 ) -> ComplaintRouted:
-    return ComplaintRouted(
-        event_id=f"routed:{complaint_id}:{round_}",
-        occurred_at=at,
-        complaint_id=complaint_id,
+    return complaint_routed(
+        complaint_id,
+        round_=round_,
+        at=at,
+        received_at=received_at,
         region=region,
-        received_at=received_at or at,
         agency=None if triage else agency,
         priority=priority,
-        category="jalan",
-        confidence=0.9,
         triage=triage,
     )
 
