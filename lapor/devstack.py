@@ -49,6 +49,7 @@ DEFAULT_PORTS = {"intake": 8080, "router": 8081, "sla": 8082, "notify": 8083}
 FERRETDB_BIN = ROOT / ".cache" / "bin" / "lapor-ferretdb"
 _COLORS = {
     "nats": 90, "ferretdb": 90, "dlq": 31, "intake": 36, "router": 35, "sla": 33, "notify": 32,
+    "gateway": 34, "bearerbox": 90, "smsbox": 90, "smsc": 90,
 }  # fmt: skip
 AUTH_CONF = ROOT / "ops" / "nats" / "auth.conf"
 DLQ = "dlq"  # the dead-letter watcher child
@@ -65,6 +66,35 @@ PII_KEY_HOLDERS = frozenset({"notify"})
 # Where the CLI looks for that file: `make run`'s workdir unless this names another.
 DEV_DIR_ENV = "LAPOR_DEV_DIR"
 DEV_DIR = ROOT / "var" / "dev"
+
+# -- the SMS gateway: Kannel (Debian packages kannel, kannel-extras) and the connector
+GATEWAY = "gateway"
+GATEWAY_HTTP_PORT = 8084
+KANNEL_DIR = ROOT / "ops" / "kannel"
+FAKESMSC = Path("/usr/lib/kannel/test/fakesmsc")
+# bearerbox, smsbox, and fakesmsc as the SMSC; `make run` uses Kannel's usual ports.
+KANNEL_CHILDREN = ("bearerbox", "smsbox", "smsc")
+KANNEL_DEFAULT_PORTS = {
+    "admin": 13000, "smsbox": 13001, "sendsms": 13013, "fake_smsc": 10000, "inject_smsc": 10001,
+}  # fmt: skip
+# `make run` starts Kannel when it is installed, or when this is 1 (then it must be).
+DEV_KANNEL_ENV = "LAPOR_DEV_KANNEL"
+
+
+def kannel_bin(name: str) -> str:
+    """bearerbox or smsbox: on the PATH, or in /usr/sbin where Debian puts them."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin") or name
+
+
+def kannel_installed() -> bool:
+    """bearerbox and smsbox (package kannel) and fakesmsc (package kannel-extras)."""
+    boxes = all(shutil.which(kannel_bin(name)) for name in ("bearerbox", "smsbox"))
+    return boxes and FAKESMSC.exists()
+
+
+def render_kannel(template: Path, values: dict[str, str]) -> str:
+    """A Kannel config template with its KANNEL_* variables filled in, as envsubst does."""
+    return string.Template(template.read_text()).substitute(values)
 
 
 _PORTS_GIVEN: set[int] = set()
@@ -373,6 +403,17 @@ def quiet_sink(_name: str, _line: str) -> None:
     pass
 
 
+def _fakesmsc_text(kind: str, data: str) -> str:
+    """The text of one SMS (or part) as fakesmsc prints it: plain `text`, or URL-encoded
+    `data` (UTF-8 here) or `ucs-2` (UTF-16BE)."""
+    from urllib.parse import unquote_to_bytes
+
+    if kind == "text":
+        return data
+    raw = unquote_to_bytes(data.replace("+", " "))
+    return raw.decode("utf-16-be" if kind in ("ucs2", "ucs-2") else "utf-8", "replace")
+
+
 @dataclass
 class Stack:
     """nats-server + FerretDB (unless external URLs are given) + the four services,
@@ -407,6 +448,11 @@ class Stack:
     # user, allowed only its collections (lapor.runtime.db_access), and `mongo`
     # is the operator's login. `make run` turns it on; tests opt in.
     db_auth: bool = False
+    # Kannel's ports (admin, smsbox, sendsms, fake_smsc, inject_smsc): picked once
+    # per Stack unless given, kept for restarts.
+    kannel_ports: dict[str, int] = field(default_factory=dict)
+    # smsbox's wait before it calls the connector again after a failed callback.
+    kannel_retry_delay_s: int = 10
 
     @classmethod
     def for_tests(cls, workdir: Path, **kwargs: object) -> Stack:
@@ -493,7 +539,7 @@ class Stack:
     def http_port(self, name: str) -> int:
         """A service replica's HTTP port; the first replica has the service's port, the
         others get a free one once, kept for their restarts."""
-        if name not in self.http_ports and replica_of(name) in SERVICES:
+        if name not in self.http_ports and (replica_of(name) in SERVICES or name == GATEWAY):
             self.http_ports[name] = free_port()
         return self.http_ports[name]
 
@@ -793,6 +839,10 @@ class Stack:
             self.start_ferretdb()
         elif replica_of(name) == DLQ:
             self.start_dlq(wait=wait, name=name)
+        elif name in KANNEL_CHILDREN:
+            self.start_kannel_child(name, wait=wait)
+        elif name == GATEWAY:
+            self.start_gateway(wait=wait)
         else:
             self.start_service(name, wait=wait)
 
@@ -809,6 +859,193 @@ class Stack:
                 self.children[name].stop()
         # Its password dies with this run's nats-server.
         self.operator_file.unlink(missing_ok=True)
+
+    # -- Kannel and the SMS gateway connector -------------------------------------
+    def kannel_port(self, name: str) -> int:
+        if name not in self.kannel_ports:
+            self.kannel_ports[name] = free_port()
+        return self.kannel_ports[name]
+
+    def kannel_secret(self, name: str) -> str:
+        """Kannel's passwords and the callback token: one per data folder."""
+        return self._dev_key(f"kannel_{name}", new_password())
+
+    def write_kannel_conf(self) -> Path:
+        """ops/kannel/kannel.conf with the fake SMSC, rendered for this stack's ports."""
+        here = self.workdir / "kannel"
+        for sub in ("logs", "spool"):
+            (here / sub).mkdir(parents=True, exist_ok=True)
+        values = {
+            "KANNEL_ADMIN_PORT": str(self.kannel_port("admin")),
+            "KANNEL_ADMIN_PASSWORD": self.kannel_secret("admin_password"),
+            "KANNEL_STATUS_PASSWORD": self.kannel_secret("status_password"),
+            "KANNEL_ALLOW_IP": "127.0.0.1",
+            "KANNEL_SMSBOX_PORT": str(self.kannel_port("smsbox")),
+            "KANNEL_LOG_DIR": str(here / "logs"),
+            "KANNEL_STORE_DIR": str(here),
+            "KANNEL_SMSC_CONF": str(here / "smsc.conf"),
+            "KANNEL_BEARERBOX_HOST": "127.0.0.1",
+            "KANNEL_SENDSMS_PORT": str(self.kannel_port("sendsms")),
+            "KANNEL_SENDSMS_INTERFACE": "127.0.0.1",
+            "KANNEL_SHORT_CODE": "1708",
+            "KANNEL_HTTP_REQUEST_RETRY": str(max(1, 1200 // self.kannel_retry_delay_s)),
+            "KANNEL_HTTP_QUEUE_DELAY": str(self.kannel_retry_delay_s),
+            "KANNEL_SENDSMS_USER": "lapor",
+            "KANNEL_SENDSMS_PASSWORD": self.kannel_secret("sendsms_password"),
+            "KANNEL_CALLBACK_URL": self.url(GATEWAY),
+            "KANNEL_CALLBACK_TOKEN": self.kannel_secret("callback_token"),
+            "KANNEL_FAKE_SMSC_PORT": str(self.kannel_port("fake_smsc")),
+            "KANNEL_INJECT_SMSC_PORT": str(self.kannel_port("inject_smsc")),
+        }
+        (here / "smsc.conf").write_text(render_kannel(KANNEL_DIR / "smsc-fake.conf", values))
+        conf = here / "kannel.conf"
+        conf.write_text(render_kannel(KANNEL_DIR / "kannel.conf", values))
+        conf.chmod(0o600)
+        return conf
+
+    def start_kannel(self) -> None:
+        """bearerbox, then smsbox (it gives up if bearerbox is not there yet), then
+        fakesmsc as the SMSC, which prints every SMS it gets."""
+        for name in KANNEL_CHILDREN:
+            self.start_kannel_child(name)
+
+    def start_kannel_child(self, name: str, wait: bool = True) -> None:
+        conf = self.write_kannel_conf()
+        if name == "bearerbox":
+            self._spawn(name, [kannel_bin("bearerbox"), str(conf)], dict(os.environ))
+            if wait:
+                wait_for_port(self.kannel_port("smsbox"))
+                wait_for_port(self.kannel_port("fake_smsc"))
+        elif name == "smsbox":
+            self._spawn(name, [kannel_bin("smsbox"), str(conf)], dict(os.environ))
+            if wait:
+                wait_for_port(self.kannel_port("sendsms"))
+        else:
+            argv = [str(FAKESMSC), "-H", "127.0.0.1", "-r", str(self.kannel_port("fake_smsc"))]
+            # Sends none of its own (it needs one to be given), receives until stopped.
+            self._spawn(name, [*argv, "-m", "0", "0 0 text -"], dict(os.environ))
+            if wait:
+                self.wait_smsc_online("fake")
+
+    def kannel_status(self) -> str:
+        import httpx
+
+        url = f"http://127.0.0.1:{self.kannel_port('admin')}/status.xml"
+        password = self.kannel_secret("status_password")
+        return httpx.get(url, params={"password": password}, timeout=2.0).text
+
+    def wait_smsc_online(self, smsc_id: str, timeout: float = 30.0) -> None:
+        import httpx
+
+        from services.gateway.domain import smsc_links
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                links = smsc_links(self.kannel_status())
+                if any(link.smsc_id == smsc_id and link.online for link in links):
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"Kannel's SMSC {smsc_id} not online after {timeout:.0f}s")
+
+    def gateway_env(self) -> dict[str, str]:
+        env = self._child_env(GATEWAY)
+        admin, sendsms = self.kannel_port("admin"), self.kannel_port("sendsms")
+        env.update(
+            {
+                "GATEWAY_HTTP_PORT": str(self.http_port(GATEWAY)),
+                "GATEWAY_KANNEL_SENDSMS_URL": f"http://127.0.0.1:{sendsms}/cgi-bin/sendsms",
+                "GATEWAY_KANNEL_USER": "lapor",
+                "GATEWAY_KANNEL_PASSWORD": self.kannel_secret("sendsms_password"),
+                "GATEWAY_KANNEL_STATUS_URL": f"http://127.0.0.1:{admin}/status.xml",
+                "GATEWAY_KANNEL_STATUS_PASSWORD": self.kannel_secret("status_password"),
+                "GATEWAY_CALLBACK_URL": self.url(GATEWAY),
+                "GATEWAY_CALLBACK_TOKEN": self.kannel_secret("callback_token"),
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start_gateway(self, wait: bool = True) -> None:
+        """The connector, as the `gateway` NATS and database user."""
+        argv = [sys.executable, "-m", "services.gateway"]
+        self._spawn(GATEWAY, argv, self.gateway_env())
+        if wait:
+            self.wait_ready(GATEWAY)
+
+    def inject_sms(self, sender: str, text: str, timeout: float = 30.0) -> None:
+        """A citizen's SMS arriving at the SMSC: one fakesmsc run on the second fake
+        SMSC, stopped once it has written the message. GSM text goes as `text`,
+        anything else as UCS-2 (`ucs2`, UTF-16BE, URL-encoded), as a phone sends it."""
+        from urllib.parse import quote
+
+        try:
+            text.encode("ascii")
+            body = f"text {text}"
+        except UnicodeEncodeError:
+            body = f"ucs2 {quote(text.encode('utf-16-be'))}"
+        port = str(self.kannel_port("inject_smsc"))
+        argv = [str(FAKESMSC), "-H", "127.0.0.1", "-r", port, "-m", "1", f"{sender} 1708 {body}"]
+        injector = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
+        assert injector.stdout is not None
+        deadline = time.monotonic() + timeout
+        try:
+            for raw in injector.stdout:
+                if b"sent message 1" in raw:
+                    return
+                if time.monotonic() > deadline:
+                    break
+            raise RuntimeError("fakesmsc did not send the SMS")
+        finally:
+            # SIGINT: fakesmsc closes its connection; bearerbox reads the line first.
+            injector.send_signal(signal.SIGINT)
+            try:
+                injector.wait(10)
+            except subprocess.TimeoutExpired:
+                injector.kill()
+                injector.wait(5)
+
+    def smsc_received(self) -> list[str]:
+        """Every SMS the fake SMSC got so far, as fakesmsc prints it:
+        `<from> <to> text|data|udh <text>`."""
+        log = self.workdir / "logs" / "smsc.log"
+        if not log.exists():
+            return []
+        found = []
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            if "Got message" in line and ": <" in line:
+                found.append(line.split(": <", 1)[1].rstrip(">"))
+        return found
+
+    def smsc_messages(self) -> list[tuple[str, str, str]]:
+        """The SMS the fake SMSC received as (from, to, text), the parts of a long
+        one (concatenation UDH) joined in order."""
+        from urllib.parse import unquote_to_bytes
+
+        whole: list[tuple[str, str, str]] = []
+        parts: dict[tuple[str, str, int], dict[int, str]] = {}
+        counts: dict[tuple[str, str, int], int] = {}
+        for line in self.smsc_received():
+            sender, receiver, kind, rest = [*line.split(" ", 3), "", "", ""][:4]
+            if kind != "udh":
+                whole.append((sender, receiver, _fakesmsc_text(kind, rest)))
+                continue
+            udh_text, _, body = rest.partition(" ")
+            udh = unquote_to_bytes(udh_text)
+            body_kind, _, body = body.partition(" ")
+            text = _fakesmsc_text(body_kind, body)
+            if len(udh) >= 6 and udh[1] == 0x00:  # 8-bit reference: ref, total, number
+                key = (sender, receiver, udh[3])
+                parts.setdefault(key, {})[udh[5]] = text
+                counts[key] = udh[4]
+                if len(parts[key]) == counts[key]:
+                    got = parts.pop(key)
+                    whole.append((sender, receiver, "".join(got[n] for n in sorted(got))))
+            else:
+                whole.append((sender, receiver, text))
+        return whole
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         logs = self.workdir / "logs"
@@ -838,12 +1075,24 @@ class Stack:
 
 def run_foreground() -> int:
     """`make run`: everything in the foreground until Ctrl-C."""
+    with_kannel = os.environ.get(DEV_KANNEL_ENV) == "1" or (
+        os.environ.get(DEV_KANNEL_ENV) != "0" and kannel_installed()
+    )
+    if with_kannel and not kannel_installed():
+        print(f"{DEV_KANNEL_ENV}=1 but Kannel is missing: apt-get install kannel kannel-extras")
+        return 1
     stack = Stack(
         workdir=DEV_DIR,
         nats_url=os.environ.get("NATS_URL"),
         mongo_url=os.environ.get("MONGO_URL"),
         db_auth=True,
-        extra_env={"LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"), "NOTIFY_CHANNEL": "log"},
+        # With Kannel, citizens' replies go out through the gateway connector.
+        extra_env={
+            "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"),
+            "NOTIFY_CHANNEL": "bus" if with_kannel else "log",
+        },
+        http_ports={**DEFAULT_PORTS, GATEWAY: GATEWAY_HTTP_PORT},
+        kannel_ports=dict(KANNEL_DEFAULT_PORTS),
     )
     stopping = threading.Event()
 
@@ -855,6 +1104,9 @@ def run_foreground() -> int:
     try:
         stack.start_servers()
         stack.start_services()
+        if with_kannel:
+            stack.start_kannel()
+            stack.start_gateway()
         print(
             "\nLapor is running:\n"
             f"  HTTP API   {stack.url('intake')}/api/v1/complaints/<tracking id>\n"
@@ -870,6 +1122,17 @@ def run_foreground() -> int:
             "Ctrl-C stops everything.\n",
             flush=True,
         )
+        if with_kannel:
+            inject = stack.kannel_port("inject_smsc")
+            print(
+                "SMS gateway: Kannel (bearerbox, smsbox) with fakesmsc as the SMSC, and the\n"
+                f"connector on {stack.url(GATEWAY)}. A citizen's SMS arriving at the SMSC:\n"
+                f"  {FAKESMSC} -H 127.0.0.1 -r {inject} -m 1 \\\n"
+                '    "+6281234567890 1708 text BANJAR jalan rusak di depan pasar"\n'
+                f"(Ctrl-C it once it says `sent message 1`); replies show in {stack.workdir}/logs/"
+                "smsc.log.\n",
+                flush=True,
+            )
         while not stopping.wait(0.5):
             dead = [n for n, c in stack.children.items() if not c.alive()]
             if dead:

@@ -52,8 +52,8 @@ _SHARED: Mapping[str, tuple[str, ...]] = {
 # whose bearer tokens they look up by hash (lapor.tokens.stored_tokens).
 _TOKEN_CHECK: Mapping[str, tuple[str, ...]] = {"api_tokens": (FIND,)}
 
-# process → collection → actions. The processes are the four services, the
-# dead-letter watcher (`dlq`) and the operator.
+# process → collection → actions. The processes are the four services, the SMS
+# gateway connector, the dead-letter watcher (`dlq`) and the operator.
 GRANTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "intake": {
         **_SHARED,
@@ -88,6 +88,11 @@ GRANTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "notify_sms_budget": (FIND, INSERT, UPDATE),
         **_TOKEN_CHECK,
     },
+    # The SMS gateway connector: its record of what it handed to Kannel.
+    "gateway": {
+        **_SHARED,
+        "gateway_submissions": (FIND, INSERT, UPDATE),
+    },
     "dlq": {
         "dead_letters": (FIND, INSERT, UPDATE),
         "delivery_failures": (FIND,),
@@ -95,6 +100,22 @@ GRANTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
 }
 OPERATOR = "operator"
 PROCESSES = (*GRANTS, OPERATOR)
+
+# Where personal data lies sealed (lapor.runtime.pii), for `lapor keys rotate`:
+# collection → dotted path of a sealed value → the field of the same record it is
+# bound to. OUTBOX_BODIES stands for the pending announcements of a collection
+# (lapor.runtime.outbox), whose events carry reply addresses bound to their event.
+OUTBOX_BODIES = "outbox"
+SEALED_VALUES: Mapping[str, Mapping[str, str]] = {
+    # notify reads these back with the symmetric key (the `pii1` form).
+    "notify_contacts": {"sms": "_id", "email": "_id"},
+    "dead_letters": {"payload_sealed": "_id"},
+    "rejections": {"payload.payload_sealed": "source_key", OUTBOX_BODIES: ""},
+    "complaints": {OUTBOX_BODIES: ""},
+}
+# Read back by a holder of the private key with the symmetric form; every other
+# sealed value is sealed to the public key (the `pii2` form).
+SYMMETRIC_SEALED = frozenset({"notify_contacts"})
 
 ACCESS_JSON = Path(__file__).resolve().parents[2] / "ops" / "mongo" / "db-access.json"
 

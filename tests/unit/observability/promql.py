@@ -10,6 +10,7 @@ from faststream.nats.prometheus import NatsPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
 from lapor.runtime.metrics import DomainMetrics
+from services.gateway.metrics import GatewayMetrics
 from services.notify.delivery import NotifyMetrics
 from services.sla.metrics import SlaMetrics
 
@@ -40,6 +41,7 @@ def _lapor_registry() -> CollectorRegistry:
     SlaMetrics(registry)
     DomainMetrics(registry)
     NotifyMetrics(registry)
+    GatewayMetrics(registry)
     NatsBroker(
         "nats://127.0.0.1:1",
         middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="check")],

@@ -1,0 +1,3 @@
+from services.gateway.wiring import main
+
+main()
