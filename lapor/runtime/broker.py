@@ -93,9 +93,15 @@ def stream_for(subject: str) -> JStream:
     raise ValueError(f"no stream covers subject {subject!r}")
 
 
+class DependencyUnavailable(Exception):
+    """A service's own downstream (an SMS gateway, a mail server) is away; the
+    message is retried like one that met a database outage."""
+
+
 # A dependency that is away (database, NATS): the failure says nothing about the
 # message, so its traceback is not worth a log line on every attempt.
 UNAVAILABLE: tuple[type[Exception], ...] = (
+    DependencyUnavailable,
     pymongo.errors.ConnectionFailure,
     nats.errors.ConnectionClosedError,
     nats.errors.NoServersError,

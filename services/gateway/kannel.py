@@ -7,11 +7,13 @@ from typing import Protocol
 
 import httpx
 
+from lapor.runtime.broker import DependencyUnavailable
+
 # Kannel got the request but its answer was lost (smsbox stopped, a timeout).
 NO_ANSWER = "no_answer"
 
 
-class KannelUnavailable(Exception):
+class KannelUnavailable(DependencyUnavailable):
     """Kannel did not take the SMS now (down, overloaded, misconfigured login): later."""
 
     def __init__(self, kind: str, detail: str) -> None:
