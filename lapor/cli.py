@@ -17,7 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lapor.backup import backup_command, restore_command
 from lapor.dlq import dlq_app
+from lapor.keys import keys_app
 from lapor.terminal import err, fail, mongo_client, progress, run
 
 app = typer.Typer(help="Lapor command line: simulate SMS, look up complaints, check routing.")
@@ -202,19 +204,41 @@ def _token_defaults(ctx: typer.Context) -> None:
 app.add_typer(token_app, name="token", callback=_token_defaults)
 
 
-def _dlq_defaults(ctx: typer.Context) -> None:
+def _operator_defaults(*keys: str) -> dict[str, str]:
     # The running `make run`'s servers and PII key, for what the command line and
     # the environment (NATS_URL, MONGO_URL, MONGO_DB, LAPOR_PII_KEY) leave open.
     stack = local_stack()
-    found = {key: stack[key] for key in ("nats_url", "mongo_url", "mongo_db") if stack.get(key)}
+    found = {key: stack[key] for key in keys if stack.get(key)}
     if key_file := stack.get("pii_key_file"):
         with contextlib.suppress(OSError):
             found["pii_key"] = Path(key_file).read_text(encoding="utf-8").strip()
+    return found
+
+
+def _dlq_defaults(ctx: typer.Context) -> None:
+    found = _operator_defaults("nats_url", "mongo_url", "mongo_db")
     # Not `watch`: the watcher runs as its own NATS user, never as the admin.
     ctx.default_map = {command: found for command in ("list", "replay", "resolve")}
 
 
 app.add_typer(dlq_app, name="dlq", callback=_dlq_defaults)
+
+
+def _keys_defaults(ctx: typer.Context) -> None:
+    found = _operator_defaults("mongo_url", "mongo_db")
+    ctx.default_map = {command: found for command in ("rotate", "check")}
+
+
+app.add_typer(keys_app, name="keys", callback=_keys_defaults)
+app.command("backup")(backup_command)
+app.command("restore")(restore_command)
+
+
+@app.callback()
+def _defaults(ctx: typer.Context) -> None:
+    # Backup and restore work as the running `make run`'s operator and NATS admin.
+    found = _operator_defaults("nats_url", "mongo_url", "mongo_db")
+    ctx.default_map = {"backup": found, "restore": found}
 
 
 MongoUrlOption = Annotated[str, typer.Option("--mongo", envvar="MONGO_URL")]

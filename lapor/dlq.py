@@ -41,7 +41,7 @@ import json
 import logging
 import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -124,9 +124,46 @@ class DeadLetterStore:
         return self._opened(found) if found is not None else None
 
     async def records(self, *, pending_only: bool = False, limit: int = 500) -> list[Document]:
-        query = PENDING if pending_only else {}
-        cursor = self.collection.find(query).sort("stored_at", 1).limit(limit)
-        return [self._opened(doc) async for doc in cursor]
+        found, _more = await self.page(pending_only=pending_only, limit=limit)
+        return found
+
+    async def page(
+        self,
+        *,
+        pending_only: bool = False,
+        after: str | None = None,
+        until: datetime | None = None,
+        limit: int = 500,
+    ) -> tuple[list[Document], int]:
+        """Up to `limit` records, oldest first, that follow the record `after`, and how
+        many more follow them. Records stored after `until` are left out, so that
+        working through all pages ends even while new ones arrive."""
+        query = self._query(pending_only, until)
+        if after is not None:
+            mark = await self.collection.find_one({"_id": after}, {"stored_at": 1})
+            if mark is None:
+                raise LookupError(f"no dead letter {after}")
+            # Keyset paging on (stored_at, _id): stable while records change state.
+            query["$or"] = [
+                {"stored_at": {"$gt": mark["stored_at"]}},
+                {"stored_at": mark["stored_at"], "_id": {"$gt": after}},
+            ]
+        cursor = self.collection.find(query).sort([("stored_at", 1), ("_id", 1)]).limit(limit)
+        found = [self._opened(doc) async for doc in cursor]
+        more = 0
+        if len(found) == limit:
+            more = await self.collection.count_documents(query) - len(found)
+        return found, more
+
+    async def count(self, *, pending_only: bool = False, until: datetime | None = None) -> int:
+        return int(await self.collection.count_documents(self._query(pending_only, until)))
+
+    @staticmethod
+    def _query(pending_only: bool, until: datetime | None) -> Document:
+        query: Document = dict(PENDING) if pending_only else {}
+        if until is not None:
+            query["stored_at"] = {"$lte": until}
+        return query
 
     def _sealed(self, record: Document) -> Document:
         stored = {k: v for k, v in record.items() if k != "payload_b64"}
@@ -559,6 +596,11 @@ async def _watch(
         log.info("dlq watcher stopped")
 
 
+# Records an operator command reads or replays at a time: a page of `dlq list`,
+# a batch of `dlq replay --all`.
+PAGE = 500
+
+
 @dlq_app.command("list")
 def list_command(
     mongo_url: OperatorMongoUrl = DEFAULT_MONGO,
@@ -567,36 +609,56 @@ def list_command(
     pending: Annotated[
         bool, typer.Option("--pending", help="Only those neither replayed nor resolved")
     ] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Records on one page")] = PAGE,
+    after: Annotated[
+        str | None, typer.Option("--after", help="Start after this dead-letter id (next page)")
+    ] = None,
     pii_key: PiiKey = "",
     pii_old_keys: PiiOldKeys = "",
 ) -> None:
-    """List dead letters, oldest first (phone numbers in payloads are masked)."""
+    """List dead letters, oldest first, a page at a time (phone numbers in payloads
+    are masked). When more remain, the last line says how to see them."""
+    from lapor.terminal import err, run
+
     opener = _opener(pii_key, pii_old_keys)
-    records = asyncio.run(_list(mongo_url, mongo_db, pending, opener))
+    records, more = run(
+        _list(mongo_url, mongo_db, pending, opener, limit=limit, after=after), mongo_url=mongo_url
+    )
     views = [public_view(record) for record in records]
     if as_json:
         print(json.dumps(views, indent=2, ensure_ascii=False, default=str))
-        return
-    from rich.console import Console
-    from rich.table import Table
+    else:
+        from rich.console import Console
+        from rich.table import Table
 
-    table = Table(
-        "id", "reason", "consumer", "subject", "tries", "stored", "replayed", "resolved", "error"
-    )
-    for v in views:
-        table.add_row(
-            v["id"],
-            v["reason"],
-            v["consumer"] or v["service"] or "-",
-            v["subject"] or "-",
-            str(v["deliveries"] or "-"),
-            str(v["stored_at"])[:19],
-            str(v["replayed_at"] or "")[:19],
-            str(v["resolved_at"] or "")[:19],
-            (v["error"] or "")[:60],
+        table = Table(
+            "id",
+            "reason",
+            "consumer",
+            "subject",
+            "tries",
+            "stored",
+            "replayed",
+            "resolved",
+            "error",
         )
-    Console().print(table)
-    Console().print(f"{len(views)} dead letter(s)")
+        for v in views:
+            table.add_row(
+                v["id"],
+                v["reason"],
+                v["consumer"] or v["service"] or "-",
+                v["subject"] or "-",
+                str(v["deliveries"] or "-"),
+                str(v["stored_at"])[:19],
+                str(v["replayed_at"] or "")[:19],
+                str(v["resolved_at"] or "")[:19],
+                (v["error"] or "")[:60],
+            )
+        Console().print(table)
+        Console().print(f"{len(views)} dead letter(s)")
+    if more:
+        # On standard error: the JSON on standard output stays one valid array.
+        err.print(f"{more} more, use --after {views[-1]['id']}", markup=False, soft_wrap=True)
 
 
 def public_view(record: Document) -> Document:
@@ -624,10 +686,24 @@ def public_view(record: Document) -> Document:
     }
 
 
-async def _list(mongo_url: str, mongo_db: str, pending: bool, opener: PiiOpener) -> list[Document]:
-    client = _client(mongo_url, "lapor-cli")
+async def _list(
+    mongo_url: str,
+    mongo_db: str,
+    pending: bool,
+    opener: PiiOpener,
+    *,
+    limit: int = PAGE,
+    after: str | None = None,
+) -> tuple[list[Document], int]:
+    from lapor.terminal import fail, mongo_client
+
+    client = mongo_client(mongo_url)
     try:
-        return await DeadLetterStore(client[mongo_db], opener=opener).records(pending_only=pending)
+        store = DeadLetterStore(client[mongo_db], opener=opener)
+        try:
+            return await store.page(pending_only=pending, after=after, limit=limit)
+        except LookupError as exc:
+            fail(str(exc))
     finally:
         await client.close()
 
@@ -635,7 +711,9 @@ async def _list(mongo_url: str, mongo_db: str, pending: bool, opener: PiiOpener)
 @dlq_app.command("replay")
 def replay_command(
     record_id: Annotated[str | None, typer.Argument(help="Dead-letter id from `dlq list`")] = None,
-    replay_all: Annotated[bool, typer.Option("--all", help="Every not yet replayed one")] = False,
+    replay_all: Annotated[
+        bool, typer.Option("--all", help="Every one neither replayed nor resolved")
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, publish nothing")] = False,
     nats_url: OperatorNatsUrl = DEFAULT_NATS,
     mongo_url: OperatorMongoUrl = DEFAULT_MONGO,
@@ -643,11 +721,18 @@ def replay_command(
     pii_key: PiiKey = "",
     pii_old_keys: PiiOldKeys = "",
 ) -> None:
-    """Publish dead letters again on their original subjects, with a new message id."""
+    """Publish dead letters again on their original subjects, with a new message id.
+    `--all` works through every waiting one in batches of 500, with progress."""
+    from lapor.terminal import run
+
     if (record_id is None) == (not replay_all):
         raise typer.BadParameter("give one dead-letter id or --all")
     opener = _opener(pii_key, pii_old_keys)
-    _done, failed = asyncio.run(_replay(nats_url, mongo_url, mongo_db, record_id, dry_run, opener))
+    _done, failed = run(
+        _replay(nats_url, mongo_url, mongo_db, record_id, dry_run, opener),
+        mongo_url=mongo_url,
+        nats_url=nats_url,
+    )
     raise typer.Exit(1 if failed else 0)
 
 
@@ -659,30 +744,53 @@ async def _replay(
     dry_run: bool,
     opener: PiiOpener,
 ) -> tuple[int, int]:
-    import nats
+    from lapor.terminal import connect_nats, fail, mongo_client
 
-    client = _client(mongo_url, "lapor-cli")
+    # NATS first: a replay that cannot publish should say so before reading anything.
+    nc = None if dry_run else await connect_nats(nats_url)
+    client = mongo_client(mongo_url)
     store = DeadLetterStore(client[mongo_db], opener=opener)
     try:
         if record_id is not None:
             found = await store.get(record_id)
             if found is None:
-                print(f"no dead letter {record_id}")
-                return 0, 1
-            records = [found]
+                fail(f"no dead letter {record_id}")
+            batches = _one(found)
+            total = 1
         else:
-            records = await store.records(pending_only=True)
-        if dry_run:
-            for record in records:
-                print(f"would replay {record['_id']} on {record.get('subject')}")
-            return len(records), 0
-        nc = await nats.connect(nats_url, name="lapor-cli")
-        try:
-            return await _replay_records(nc.jetstream(), store, records)
-        finally:
-            await nc.close()
+            # What waits now; a replay that fails again comes back as a new record,
+            # stored later, and is not replayed a second time in this run.
+            until = now()
+            total = await store.count(pending_only=True, until=until)
+            batches = _pending_batches(store, until)
+        if nc is None:
+            shown = 0
+            async for batch in batches:
+                for record in batch:
+                    print(f"would replay {record['_id']} on {record.get('subject')}")
+                shown += len(batch)
+            return shown, 0
+        return await _replay_records(nc.jetstream(), store, batches, total)
     finally:
+        if nc is not None:
+            await nc.close()
         await client.close()
+
+
+async def _one(record: Document) -> AsyncIterator[list[Document]]:
+    yield [record]
+
+
+async def _pending_batches(
+    store: DeadLetterStore, until: datetime
+) -> AsyncIterator[list[Document]]:
+    after: str | None = None
+    while True:
+        batch, _more = await store.page(pending_only=True, after=after, until=until, limit=PAGE)
+        if not batch:
+            return
+        yield batch
+        after = batch[-1]["_id"]
 
 
 @dlq_app.command("resolve")
@@ -696,15 +804,15 @@ def resolve_command(
 ) -> None:
     """Settle a dead letter without replaying it (a test message, fixed by hand, obsolete)."""
     from lapor.runtime.logs import mask_phones
+    from lapor.terminal import fail, run
 
     if not reason.strip():
         raise typer.BadParameter("say why it is not replayed", param_hint="--reason")
     # Free text an operator typed: it may quote the citizen's number.
     note = mask_phones(reason.strip())[:500]
-    outcome = asyncio.run(_resolve(mongo_url, mongo_db, record_id, note, _operator()))
+    outcome = run(_resolve(mongo_url, mongo_db, record_id, note, _operator()), mongo_url=mongo_url)
     if outcome == "missing":
-        print(f"no dead letter {record_id}")
-        raise typer.Exit(1)
+        fail(f"no dead letter {record_id}")
     print(f"{record_id} was resolved before" if outcome == "already" else f"resolved {record_id}")
 
 
@@ -718,7 +826,9 @@ def _operator() -> str:
 
 
 async def _resolve(mongo_url: str, mongo_db: str, record_id: str, reason: str, by: str) -> str:
-    client = _client(mongo_url, "lapor-cli")
+    from lapor.terminal import mongo_client
+
+    client = mongo_client(mongo_url)
     try:
         store = DeadLetterStore(client[mongo_db])
         return await store.mark_resolved(record_id, reason, by, now())
@@ -727,18 +837,25 @@ async def _resolve(mongo_url: str, mongo_db: str, record_id: str, reason: str, b
 
 
 async def _replay_records(
-    js: Any, store: DeadLetterStore, records: list[Document]
+    js: Any, store: DeadLetterStore, batches: AsyncIterator[list[Document]], total: int
 ) -> tuple[int, int]:
+    from lapor.terminal import err, progress
+
     done = failed = 0
-    for record in records:
-        try:
-            msg_id = await replay_one(js, store, record)
-        except Exception as exc:
-            print(f"{record['_id']}: not replayed ({exc})")
-            failed += 1
-            continue
-        print(f"replayed {record['_id']} on {record['subject']} as {msg_id}")
-        done += 1
+    with progress() as shown:
+        task = shown.add_task("replaying dead letters", total=total)
+        async for batch in batches:
+            for record in batch:
+                try:
+                    msg_id = await replay_one(js, store, record)
+                except Exception as exc:
+                    err.print(f"{record['_id']}: not replayed ({exc})", markup=False)
+                    failed += 1
+                else:
+                    print(f"replayed {record['_id']} on {record['subject']} as {msg_id}")
+                    done += 1
+                shown.advance(task)
+    err.print(f"{done} replayed, {failed} failed", markup=False)
     return done, failed
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -73,7 +74,9 @@ async def connect_nats(url: str, name: str = "lapor-cli", **options: Any) -> Any
         url.split(","),
         name=name,
         allow_reconnect=False,
-        max_reconnect_attempts=0,
+        # Counted per server: 0 would mean "forever" to nats-py's server pool.
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.5,
         connect_timeout=CONNECT_TIMEOUT_S,
         error_cb=quiet,
         **options,
@@ -114,12 +117,20 @@ def run(
         )
 
 
-def progress() -> Progress:
-    """A progress display on standard error: a bar on a terminal, a summary otherwise."""
-    return Progress(
+@contextmanager
+def progress() -> Iterator[Progress]:
+    """A progress display on standard error: bars on a terminal, the final state
+    otherwise. A failure takes the display away: its one line is what remains."""
+    shown = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
     )
+    with shown:
+        try:
+            yield shown
+        except BaseException:
+            shown.live.transient = True
+            raise

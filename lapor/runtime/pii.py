@@ -70,6 +70,11 @@ class PiiCipher:
         self._current_id = _key_id(current)
         self._keys = {_key_id(raw): AESGCM(raw) for raw in map(_decode_key, (*old_keys, key))}
 
+    @property
+    def key_id(self) -> str:
+        """Names the current key in every value it seals."""
+        return self._current_id
+
     def seal(self, value: str, context: str) -> str:
         return self.seal_bytes(value.encode(), context)
 

@@ -9,12 +9,14 @@ and the dead-letter gauge counts only the records still waiting for one.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -259,3 +261,54 @@ async def test_resolve_settles_a_dead_letter_and_the_gauge_counts_only_pending_o
 
 async def _true(value: bool) -> bool:
     return value
+
+
+PAGED_DB = "lapor_dlq_paged"
+PAGED_SUBJECT = "lapor.event.test.paged"
+PAGED = 520
+
+
+async def test_list_and_replay_go_past_one_page(
+    dlq_stack: Stack, own_nc: Any, own_mongo: Any
+) -> None:
+    db = own_mongo[PAGED_DB]
+    store = DeadLetterStore(db, PiiPublicKeySettings().sealer())
+    start = datetime.now(UTC)
+    # Pairs stored in the same millisecond: paging must neither skip nor repeat one.
+    await db.dead_letters.insert_many(
+        [
+            store._sealed(
+                {
+                    "_id": f"LAPOR_EVENTS:{n}:paged",
+                    "reason": "max_deliveries",
+                    "subject": PAGED_SUBJECT,
+                    "stored_at": start + timedelta(milliseconds=n // 2),
+                    "payload_b64": base64.b64encode(json.dumps({"n": n}).encode()).decode(),
+                }
+            )
+            for n in range(PAGED)
+        ]
+    )
+
+    first = await asyncio.to_thread(_cli, dlq_stack, "list", "--json", "--db", PAGED_DB)
+
+    assert first.returncode == 0, first.stderr
+    page = [r["id"] for r in json.loads(first.stdout)]
+    assert len(page) == 500
+    assert first.stderr.strip() == f"{PAGED - 500} more, use --after {page[-1]}"
+    rest = await asyncio.to_thread(
+        _cli, dlq_stack, "list", "--json", "--db", PAGED_DB, "--after", page[-1]
+    )
+    assert rest.returncode == 0 and "more" not in rest.stderr
+    listed = page + [r["id"] for r in json.loads(rest.stdout)]
+    assert sorted(listed) == sorted(f"LAPOR_EVENTS:{n}:paged" for n in range(PAGED))
+
+    dry = await asyncio.to_thread(_cli, dlq_stack, "replay", "--all", "--dry-run", "--db", PAGED_DB)
+    assert dry.returncode == 0 and dry.stdout.count("would replay") == PAGED
+
+    replayed = await asyncio.to_thread(_cli, dlq_stack, "replay", "--all", "--db", PAGED_DB)
+
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    assert replayed.stdout.count("replayed LAPOR_EVENTS:") == PAGED
+    assert f"{PAGED} replayed, 0 failed" in replayed.stderr
+    assert await db.dead_letters.count_documents({"replayed_at": None}) == 0

@@ -45,9 +45,11 @@ def test_list_uses_the_running_stack(
 ) -> None:
     seen: dict[str, Any] = {}
 
-    async def fake_list(mongo_url: str, mongo_db: str, pending: bool, opener: PiiOpener) -> list:
+    async def fake_list(
+        mongo_url: str, mongo_db: str, pending: bool, opener: PiiOpener, **_: Any
+    ) -> tuple[list, int]:
         seen.update(mongo_url=mongo_url, mongo_db=mongo_db, opener=opener)
-        return []
+        return [], 0
 
     monkeypatch.setattr(dlq, "_list", fake_list)
     result = CliRunner().invoke(app, ["dlq", "list", "--json"])
