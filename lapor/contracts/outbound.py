@@ -33,9 +33,13 @@ class SmsDeliveryReceipt(BaseModel):
         description="The `notification_id` of the OutboundSms (or the `reference` the HTTP "
         "gateway adapter sent).",
     )
-    status: Literal["delivered", "failed"]
+    status: Literal["delivered", "failed", "expired"] = Field(
+        description="`expired`: the SMSC gave up when the SMS outlived its validity period."
+    )
     error: str | None = Field(
-        default=None, max_length=500, description="The gateway's reason when status is failed."
+        default=None,
+        max_length=500,
+        description="The gateway's reason when status is failed or expired.",
     )
     at: AwareDatetime = Field(description="When the gateway learned the outcome.")
 
@@ -55,9 +59,10 @@ class NotificationFailed(Event):
     transport: str = Field(description="How it was sent: bus, http, smtp, webhook, log or none.")
     template: str
     agency: str | None = Field(default=None, description="Agency of an official recipient.")
-    reason: Literal["rejected", "exhausted", "undeliverable", "receipt"] = Field(
+    reason: Literal["rejected", "exhausted", "undeliverable", "receipt", "expired"] = Field(
         description="rejected: permanent error; exhausted: temporary errors until the retry "
-        "cap; undeliverable: no usable address or channel; receipt: the gateway reported it."
+        "cap; undeliverable: no usable address or channel; receipt: the gateway reported it; "
+        "expired: the SMSC gave up when the SMS outlived its validity period."
     )
     error: str
     attempts: int = Field(ge=0)

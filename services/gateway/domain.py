@@ -148,7 +148,7 @@ def parse_received(values: Mapping[str, bytes], now: datetime) -> ReceivedSms:
 class Outcome:
     """What a delivery report means for the SMS: delivered or failed, and why."""
 
-    status: str  # "delivered" or "failed", as SmsDeliveryReceipt has it
+    status: str  # "delivered", "failed" or "expired", as SmsDeliveryReceipt has it
     reason: str  # metric label: delivered, undelivered, expired, rejected
     error: str | None = None
 
@@ -157,14 +157,14 @@ def outcome_of(dlr_type: int, smsc_reply: str) -> Outcome | None:
     """A final outcome, or None for a progress report (buffered, accepted by the SMSC).
 
     An SMSC reports an SMS that outlived its validity as undelivered, with
-    `stat:EXPIRED` in its answer: the delivery log says so in the error.
+    `stat:EXPIRED` in its answer: that is an outcome of its own.
     """
     reply = smsc_reply.strip()[:200]
     if dlr_type & DLR_DELIVERED:
         return Outcome("delivered", "delivered")
     if dlr_type & DLR_UNDELIVERED:
         if "EXPIRED" in reply.upper():
-            return Outcome("failed", "expired", f"expired: {reply}")
+            return Outcome("expired", "expired", f"expired: {reply}")
         return Outcome("failed", "undelivered", f"undelivered: {reply or 'no reason given'}")
     if dlr_type & DLR_SMSC_NACK:
         return Outcome("failed", "rejected", f"rejected by the SMSC: {reply or 'no reason given'}")

@@ -85,7 +85,7 @@ class NotifyMetrics:
             registry,
             "lapor_notifications_failed_total",
             "Notifications given up, by why: rejected, exhausted (retries), undeliverable "
-            "(no address), receipt (the gateway reported failure).",
+            "(no address), receipt (the gateway reported failure), expired (the SMSC gave up).",
             ["channel", "audience", "reason", "template"],
         )
         self.delivered = _counter(
@@ -296,8 +296,9 @@ class Deliverer:
 
     # --- failure -----------------------------------------------------------------
 
-    async def fail_by_receipt(self, record: Document, error: str) -> None:
-        await self._fail(record, "receipt", error, attempts=None)
+    async def fail_by_receipt(self, record: Document, error: str, reason: str = "receipt") -> None:
+        """`reason` is `expired` when the SMSC gave up on the SMS's validity period."""
+        await self._fail(record, reason, error, attempts=None)
 
     async def mark_delivered(self, record: Document, at: datetime) -> None:
         if record["status"] in (PENDING, SENT):

@@ -103,7 +103,7 @@ def test_a_received_sms_needs_its_id_and_sender() -> None:
     [
         (1, "", "delivered", "delivered"),
         (2, "id:1 stat:UNDELIV err:001", "failed", "undelivered"),
-        (2, "id:1 sub:001 dlvrd:000 stat:EXPIRED err:000", "failed", "expired"),
+        (2, "id:1 sub:001 dlvrd:000 stat:EXPIRED err:000", "expired", "expired"),
         (16, "NACK/0x00000045/Submit failed", "failed", "rejected"),
     ],
 )

@@ -140,8 +140,8 @@ async def test_reports_become_one_receipt_each_outcome() -> None:
 async def test_an_expired_sms_says_so_in_the_receipt() -> None:
     deps, _, _, receipts, _ = _deps()
     await handlers.record_delivery_report("n-2", 2, "stat:EXPIRED err:000", deps)
-    receipt = receipts.stored["receipt:n-2:failed"]
-    assert receipt["error"].startswith("expired")
+    receipt = receipts.stored["receipt:n-2:expired"]
+    assert receipt["status"] == "expired" and receipt["error"].startswith("expired")
     assert _value(deps, "lapor_gateway_sms_failed_total", reason="expired") == 1
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from lapor.contracts.outbound import SmsDeliveryReceipt
 from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
 from services.notify.delivery import Deliverer, Notification, NotifyMetrics
+from services.notify.handlers import handle_receipt
 from services.notify.repository import PENDING, Claim, InFlight
 from services.notify.retry import RetryPolicy
 
@@ -257,3 +260,25 @@ async def test_final_outcomes_are_counted_by_channel_and_status() -> None:
     for status in ("sent", "failed"):
         labels = {"channel": "sms", "status": status}
         assert s.registry.get_sample_value("lapor_notifications_total", labels) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "expected"),
+    [
+        ("delivered", None, ("delivered", None)),
+        ("failed", "handset unreachable", ("failed", "receipt")),
+        ("expired", "expired: stat:EXPIRED", ("failed", "expired")),
+    ],
+)
+async def test_a_receipt_settles_the_sms_and_says_whether_it_expired(
+    status: str, error: str | None, expected: tuple[str, str | None]
+) -> None:
+    s = Setup(Scripted())
+    await s.deliverer.deliver(note())
+    receipt = SmsDeliveryReceipt(notification_id="ntf-1", status=status, error=error, at=T0)  # type: ignore[arg-type]
+    deps = SimpleNamespace(repo=s.log, deliverer=s.deliverer)
+    await handle_receipt(receipt, deps)  # type: ignore[arg-type]
+    record = s.log.records["ntf-1"]
+    assert (record["status"], record.get("failure_reason")) == expected
+    if status == "expired":
+        assert s.failed_count("expired") == 1
