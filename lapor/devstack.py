@@ -912,12 +912,14 @@ class Stack:
     def start_kannel_child(self, name: str, wait: bool = True) -> None:
         conf = self.write_kannel_conf()
         if name == "bearerbox":
-            self._spawn(name, [kannel_bin("bearerbox"), str(conf)], dict(os.environ))
+            # -v: the console gets Kannel's log level, not its debug lines, which name
+            # phone numbers (as ops/kannel/entrypoint.sh starts them).
+            self._spawn(name, [kannel_bin("bearerbox"), "-v", "1", str(conf)], dict(os.environ))
             if wait:
                 wait_for_port(self.kannel_port("smsbox"))
                 wait_for_port(self.kannel_port("fake_smsc"))
         elif name == "smsbox":
-            self._spawn(name, [kannel_bin("smsbox"), str(conf)], dict(os.environ))
+            self._spawn(name, [kannel_bin("smsbox"), "-v", "2", str(conf)], dict(os.environ))
             if wait:
                 wait_for_port(self.kannel_port("sendsms"))
         else:

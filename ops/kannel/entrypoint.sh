@@ -18,11 +18,14 @@ done
 mkdir -p /tmp/kannel "$KANNEL_STORE_DIR" "$KANNEL_LOG_DIR"
 envsubst "$vars" < /etc/lapor-kannel/smsc-smpp.conf > /tmp/kannel/smsc.conf
 envsubst "$vars" < /etc/lapor-kannel/kannel.conf > /tmp/kannel/kannel.conf
-bearerbox /tmp/kannel/kannel.conf &
+# Without -v both boxes also write every line, debug included, to the console
+# (the container's log), and debug lines name citizens' numbers: the console
+# gets the levels of their log files.
+bearerbox -v 1 /tmp/kannel/kannel.conf &
 bearerbox_pid=$!
 # smsbox gives up when bearerbox does not answer yet.
 until curl -s -o /dev/null "http://127.0.0.1:$KANNEL_ADMIN_PORT/status.txt"; do sleep 1; done
-smsbox /tmp/kannel/kannel.conf &
+smsbox -v 2 /tmp/kannel/kannel.conf &
 smsbox_pid=$!
 trap 'kill -TERM $smsbox_pid $bearerbox_pid 2>/dev/null' TERM INT
 while kill -0 $bearerbox_pid 2>/dev/null && kill -0 $smsbox_pid 2>/dev/null; do sleep 2; done

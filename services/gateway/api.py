@@ -1,10 +1,13 @@
-"""Kannel's callbacks: each received SMS (sms-service get-url) and each delivery
+"""Kannel's callbacks: each received SMS (sms-service post-url) and each delivery
 report (the dlr-url of a submitted SMS).
 
 Kannel retries a callback that gets no 2xx answer (smsbox `http-request-retry`,
 `http-queue-delay`), so the answer comes only once the bus has stored the
 message: 200 means stored, 503 means "try again". A callback without the shared
 token is refused: the endpoints would otherwise let anyone speak as a citizen.
+smsbox logs the URL of every call that fails, so a received SMS comes as a POST
+whose URL holds the token and Kannel's id only: the sender's number is in a
+header and the text in the body.
 """
 
 from __future__ import annotations
@@ -33,16 +36,18 @@ def callbacks_router(deps: Callable[[], GatewayDeps], token: str, short_code: st
         given = values.get("token", b"")
         return values if hmac.compare_digest(given, token.encode()) else None
 
-    @router.get("/mo")
+    @router.post("/mo")
     async def received(request: Request) -> Response:
         values = values_of(request)
         if values is None:
             return Response(status_code=403)
         current = deps()
         try:
-            sms = domain.parse_received(values, current.clock())
+            kannel_id = values.get("id", b"").decode()
+            body = await request.body()
+            sms = domain.parse_received(kannel_id, request.headers, body, current.clock())
             await handlers.receive_sms(sms, short_code, current)
-        except (domain.InvalidCallback, ValidationError) as exc:
+        except (domain.InvalidCallback, ValidationError, UnicodeDecodeError) as exc:
             # Retrying cannot fix it: answered, counted, and the reason logged.
             current.metrics.received.labels(outcome="invalid").inc()
             log.warning("received SMS not usable: %s", type(exc).__name__)

@@ -8,6 +8,7 @@ import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.message import Message
 from enum import IntEnum
 from urllib.parse import parse_qsl, urlencode
 
@@ -109,8 +110,7 @@ class ReceivedSms:
 
 
 def query_bytes(raw_query: bytes) -> dict[str, bytes]:
-    """A query string's values as the bytes sent: `%b` carries UTF-16 text, which
-    a UTF-8 reading of the query would garble."""
+    """A query string's values as the bytes sent, undecoded."""
     pairs = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
     return {name: value.encode("latin-1") for name, value in pairs}
 
@@ -125,23 +125,38 @@ def decode_text(data: bytes, coding: int, charset: str) -> str:
         return data.decode("latin-1")
 
 
-def _text(values: Mapping[str, bytes], name: str) -> str:
-    return values.get(name, b"").decode("utf-8", errors="replace").strip()
+def charset_of(content_type: str) -> str:
+    """The charset parameter of a Content-Type (Kannel quotes it), or ""."""
+    header = Message()
+    header["content-type"] = content_type
+    return header.get_content_charset("") or ""
 
 
-def parse_received(values: Mapping[str, bytes], now: datetime) -> ReceivedSms:
-    """The sms-service callback (`get-url` of ops/kannel/kannel.conf)."""
-    kannel_id, sender = _text(values, "id"), _text(values, "from")
-    if not kannel_id or not sender:
-        raise InvalidCallback("a received SMS needs id and from")
+# X-Kannel-Time: the SMSC's time stamp of the SMS, UTC.
+KANNEL_TIME = "%Y-%m-%d %H:%M:%S"
+
+
+def parse_received(
+    kannel_id: str, headers: Mapping[str, str], body: bytes, now: datetime
+) -> ReceivedSms:
+    """The sms-service callback (`post-url` of ops/kannel/kannel.conf): the text is
+    the body as the SMS carried it, everything else is in X-Kannel-* headers, so
+    no phone number is in the URL Kannel logs when a call fails."""
+    fields = {name.lower(): value.strip() for name, value in headers.items()}
+    sender = fields.get("x-kannel-from", "")
+    if not kannel_id.strip() or not sender:
+        raise InvalidCallback("a received SMS needs its id and X-Kannel-From")
     try:
-        coding = int(_text(values, "coding") or "0")
-        sent = int(_text(values, "time") or "0")
+        coding = int(fields.get("x-kannel-coding") or "0")
+        stamp = fields.get("x-kannel-time", "")
+        sent_at = datetime.strptime(stamp, KANNEL_TIME).replace(tzinfo=UTC) if stamp else now
     except ValueError as exc:
-        raise InvalidCallback("coding and time are numbers") from exc
-    text = decode_text(values.get("text", b""), coding, _text(values, "charset"))
-    sent_at = datetime.fromtimestamp(sent, UTC) if sent > 0 else now
-    return ReceivedSms(kannel_id, sender, _text(values, "to"), text, sent_at)
+        raise InvalidCallback("X-Kannel-Coding is a number, X-Kannel-Time a time") from exc
+    # An SMS without the SMSC's time stamp gets the epoch (or just before it).
+    if sent_at.timestamp() <= 0:
+        sent_at = now
+    text = decode_text(body, coding, charset_of(fields.get("content-type", "")))
+    return ReceivedSms(kannel_id.strip(), sender, fields.get("x-kannel-to", ""), text, sent_at)
 
 
 @dataclass(frozen=True)

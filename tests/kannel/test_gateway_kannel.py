@@ -10,6 +10,7 @@ import json
 import re
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -92,6 +93,26 @@ async def test_unicode_sms_arrives_whole(kannel: Stack, nc: Any) -> None:
     assert mine[0]["gateway_id"].startswith("kannel:")
 
 
+def _written_forms(number: str) -> list[bytes]:
+    """A number as a log line could write it: +62…, 62…, 08…, and %2B62… in a URL."""
+    digits = number.lstrip("+")
+    local = "0" + digits.removeprefix("62")
+    return [form.encode() for form in (number, digits, local, quote(number, safe=""))]
+
+
+def _kannel_logs(stack: Stack) -> dict[str, bytes]:
+    """Kannel's own log files (bearerbox, smsbox, and any access log) as they are, and
+    what the boxes wrote to their consoles (the stack's capture of each process)."""
+    folder = stack.workdir / "kannel" / "logs"
+    found = {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+    for box in ("bearerbox", "smsbox"):
+        console = stack.workdir / "logs" / f"{box}.log"
+        if console.exists():
+            found[f"console/{box}.log"] = console.read_bytes()
+    return found
+
+
+@pytest.mark.security
 async def test_sms_received_while_the_connector_is_down_arrives_once(
     kannel: Stack, nc: Any, kannel_db: Any
 ) -> None:
@@ -124,13 +145,28 @@ async def test_sms_received_while_the_connector_is_down_arrives_once(
     assert await eventually(lambda: kannel_db.complaints.find_one({"source_key": source_key}), 60)
     assert await kannel_db.complaints.count_documents({"source_key": source_key}) == 1
 
+    # The failed callbacks (and the acknowledgement sent back to the citizen
+    # through sendsms) are in Kannel's logs without the citizen's number.
+    await eventually(lambda: _found(_at_smsc(kannel, sender)), timeout=60)
+    logs = await asyncio.to_thread(_kannel_logs, kannel)
+    assert b"Couldn't fetch" in logs["smsbox.log"]
+    leaks = {
+        (name, form.decode())
+        for name, text in logs.items()
+        for form in _written_forms(sender)
+        if form in text
+    }
+    assert leaks == set()
+
 
 @pytest.mark.security
 async def test_a_callback_without_the_token_is_refused(kannel: Stack) -> None:
     async with httpx.AsyncClient() as client:
-        answer = await client.get(
+        answer = await client.post(
             f"{kannel.url(GATEWAY)}/kannel/mo",
-            params={"id": "x1", "from": "+6281200000000", "to": "1708", "text": "BANJAR palsu"},
+            params={"id": "x1"},
+            headers={"X-Kannel-From": "+6281200000000", "X-Kannel-To": "1708"},
+            content=b"BANJAR palsu",
         )
     assert answer.status_code == 403
     async with httpx.AsyncClient() as client:
