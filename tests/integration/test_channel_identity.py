@@ -170,8 +170,9 @@ async def test_a_claimed_receipt_time_neither_escapes_the_limit_nor_dates_the_co
         return (complaints, rejections) if len(complaints) + len(rejections) == len(sent) else None
 
     complaints, rejections = await eventually(all_decided, timeout=30)
+    # Which one is refused depends on the order intake handled them in (a retried
+    # delivery comes after the next); that one of the four is, does not.
     assert [r["reason"] for r in rejections] == ["rate_limited"]
-    assert rejections[0]["source_key"] == sent[-1]
     assert len(complaints) == RATE_PER_HOUR
     for doc in complaints:
         assert abs(doc["received_at"] - now) < timedelta(minutes=5), doc["received_at"]
