@@ -925,7 +925,9 @@ class Stack:
         else:
             argv = [str(FAKESMSC), "-H", "127.0.0.1", "-r", str(self.kannel_port("fake_smsc"))]
             # Sends none of its own (it needs one to be given), receives until stopped.
-            self._spawn(name, [*argv, "-m", "0", "0 0 text -"], dict(os.environ))
+            # It stands in for the phone network: what it prints is what handsets
+            # receive, numbers included, so it is kept apart from the logs.
+            self._spawn(name, [*argv, "-m", "0", "0 0 text -"], dict(os.environ), self.handsets)
             if wait:
                 self.wait_smsc_online("fake")
 
@@ -1009,10 +1011,15 @@ class Stack:
                 injector.kill()
                 injector.wait(5)
 
+    @property
+    def handsets(self) -> Path:
+        """Where the fake SMSC records the SMS it delivered (to citizens' phones)."""
+        return self.workdir / "handsets"
+
     def smsc_received(self) -> list[str]:
         """Every SMS the fake SMSC got so far, as fakesmsc prints it:
         `<from> <to> text|data|udh <text>`."""
-        log = self.workdir / "logs" / "smsc.log"
+        log = self.handsets / "smsc.log"
         if not log.exists():
             return []
         found = []
@@ -1049,8 +1056,10 @@ class Stack:
                 whole.append((sender, receiver, text))
         return whole
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        logs = self.workdir / "logs"
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str], logs: Path | None = None
+    ) -> None:
+        logs = logs or self.workdir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         child = Child(name, argv, env, log_path=logs / f"{name}.log")
         child.start(self.sink)
@@ -1131,8 +1140,8 @@ def run_foreground() -> int:
                 f"connector on {stack.url(GATEWAY)}. A citizen's SMS arriving at the SMSC:\n"
                 f"  {FAKESMSC} -H 127.0.0.1 -r {inject} -m 1 \\\n"
                 '    "+6281234567890 1708 text BANJAR jalan rusak di depan pasar"\n'
-                f"(Ctrl-C it once it says `sent message 1`); replies show in {stack.workdir}/logs/"
-                "smsc.log.\n",
+                f"(Ctrl-C it once it says `sent message 1`); replies show in "
+                f"{stack.handsets}/smsc.log.\n",
                 flush=True,
             )
         while not stopping.wait(0.5):
