@@ -15,6 +15,8 @@ class Region(BaseModel):
     # Countries (ISO 3166 alpha-2) whose mobile numbers a web, Open311 or partner
     # submission may give for SMS replies; Indonesia only unless the region says more.
     allowed_sms_countries: list[str] = Field(default_factory=lambda: ["ID"], min_length=1)
+    # Kemendagri code of the kabupaten/kota whose gazetteer places.json holds.
+    kabupaten: str | None = Field(default=None, pattern=r"^\d{2}\.\d{2}$")
 
     @field_validator("allowed_sms_countries")
     @classmethod

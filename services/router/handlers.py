@@ -1,15 +1,16 @@
 """Router's message handlers: decide agency and urgency, publish the decision."""
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lapor.contracts import ComplaintReceived, ComplaintRouted
+from lapor.contracts import ComplaintReceived, ComplaintRouted, Place
 from lapor.contracts.commands import ComplaintForwarded
 from lapor.runtime.broker import EventPublisher
 from lapor.runtime.metrics import DomainMetrics
 from services.router.domain import Decision, Router
+from services.router.places import PlaceFinder
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class RouterDeps:
     routed: EventPublisher
     metrics: DomainMetrics | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # Regions without a gazetteer publish decisions without a place.
+    places: Mapping[str, PlaceFinder] = field(default_factory=dict)
 
 
 def routed_event_id(complaint_id: str, round_: int) -> str:
@@ -42,8 +45,14 @@ async def handle_received(event: ComplaintReceived, deps: RouterDeps) -> None:
         triage=decision.triage,
         candidates=list(decision.candidates),
         reasons=list(decision.reasons),
+        place=_place(deps, event.region, event.text),
     )
     await _publish(deps, routed)
+
+
+def _place(deps: RouterDeps, region: str, text: str) -> Place | None:
+    finder = deps.places.get(region)
+    return finder.find(text) if finder is not None else None
 
 
 # After this many refusals an agency's "not ours" goes to a person, not to rules.
@@ -64,6 +73,7 @@ async def handle_forwarded(event: ComplaintForwarded, deps: RouterDeps) -> None:
         region=event.region,
         received_at=event.received_at,
         bounces=event.bounces,
+        place=_place(deps, event.region, event.text),
         **fields,
     )
     await _publish(deps, routed)

@@ -23,6 +23,7 @@ from lapor.runtime.service import (
 )
 from services.router import handlers
 from services.router.domain import Router
+from services.router.places import PlaceFinder
 from services.router.settings import RouterSettings
 
 DESCRIPTION = "Router decides which agency handles a complaint and how urgent it is."
@@ -55,10 +56,18 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         for region in load_regions(settings.infra.data_dir)
     }
 
+    places = {
+        region: finder
+        for region in routers
+        if (finder := PlaceFinder.load(settings.region_dir(region))) is not None
+    }
+
     metrics = DomainMetrics(runtime.registry)
 
     async def on_start(_db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
-        deps.set(handlers.RouterDeps(routers=routers, routed=routed, metrics=metrics))
+        deps.set(
+            handlers.RouterDeps(routers=routers, routed=routed, metrics=metrics, places=places)
+        )
         plan = RefreshPlan(consumers=declared_consumers(runtime.broker))
         return start_refresher(metrics, None, runtime.broker, plan, 30.0)
 
