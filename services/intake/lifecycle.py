@@ -16,6 +16,10 @@ Auto-close
     verdict (`resolved` for 3-5, `not_resolved` for 1-2); a reply after the
     answer without a rating is not closed by the clock at all, an officer reads
     it and closes or answers again (`auto_close_outcome`).
+Withdrawal
+    The reporter may withdraw a complaint that is still open (any state before
+    closing, an answered one included); it closes as `withdrawn`. A withdrawn
+    complaint is not reopened: what was withdrawn is sent again as a new one.
 """
 
 from collections.abc import Collection, Mapping
@@ -69,6 +73,7 @@ RULES: Mapping[Action, Rule] = {
     ),
     Action.MERGE: _rule({Role.ADMIN}, _ANY_OPEN, State.CLOSED),
     Action.AUTO_CLOSE: _rule({Role.SYSTEM}, {State.RESPONDED}, State.CLOSED),
+    Action.WITHDRAW: _rule({Role.CITIZEN}, _ANY_OPEN, State.CLOSED),
 }
 
 _AGENCY_OUTCOMES = frozenset(
@@ -172,7 +177,8 @@ def _require_text(command: ComplaintCommand, what: str) -> str:
 
 
 def _acknowledge(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
-    return Decision(rule.to_state, f"acknowledged by {cmd.actor.agency}")
+    # The officer who acknowledged holds it: they hear when the citizen acts on it.
+    return Decision(rule.to_state, f"acknowledged by {cmd.actor.agency}", {"officer": cmd.actor.id})
 
 
 def _ask(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
@@ -197,6 +203,7 @@ def _forward(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decisi
         "bounces": int(c.get("bounces", 0)) + 1,
         "routing_round": int(c.get("routing_round", 0)) + 1,
         "agency": None,
+        "officer": None,
     }
     return Decision(rule.to_state, f"{c.get('agency')}: not ours", fields, detail, reroute=True)
 
@@ -226,12 +233,17 @@ def _reply(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision
 def _rate(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     if cmd.score is None:
         raise Refused("a rating is a score from 1 to 5", status=422)
+    if c.get("outcome") == Outcome.WITHDRAWN:
+        # It would count in the agency's report for a case the citizen took back.
+        raise Refused("the citizen withdrew this complaint: there is no answer to rate")
     rating = {"score": cmd.score, "comment": cmd.text or "", "at": now}
     return Decision(None, f"citizen rated {cmd.score}/5", {"rating": rating}, {"score": cmd.score})
 
 
 def _reopen(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     reason = _require_text(cmd, "a reason to reopen")
+    if c.get("outcome") == Outcome.WITHDRAWN:
+        raise Refused("the citizen withdrew this complaint: send it again as a new complaint")
     until = c.get("reopen_until")
     if until is not None and now > until:
         raise Refused(
@@ -239,14 +251,26 @@ def _reopen(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decisio
             f"{until.isoformat(timespec='seconds')}"
         )
     # Open again: no closing and no window any more; the next answer opens a new one.
+    round_ = int(c.get("reopen_count", 0)) + 1
     fields = {
-        "reopen_count": int(c.get("reopen_count", 0)) + 1,
+        "reopen_count": round_,
         "outcome": None,
         "closed_at": None,
         "reopen_until": None,
         "reopen_from": None,
     }
-    return Decision(rule.to_state, "reopened by the citizen", fields, {"text": reason})
+    # The round names the answer the agency owes now (SLA counts a new deadline for it).
+    detail = {"text": reason, "round": round_}
+    return Decision(rule.to_state, "reopened by the citizen", fields, detail)
+
+
+def _withdraw(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
+    # A reason helps the agency but is not required: the citizen owes none.
+    fields: dict[str, Any] = {"outcome": Outcome.WITHDRAWN.value, "closed_at": now}
+    detail: dict[str, Any] = {"outcome": Outcome.WITHDRAWN.value}
+    if cmd.text and cmd.text.strip():
+        detail["text"] = cmd.text.strip()
+    return Decision(rule.to_state, "withdrawn by the citizen", fields, detail)
 
 
 def _decide_triage(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
@@ -336,4 +360,5 @@ _DECIDERS = {
     Action.REJECT: _reject,
     Action.MERGE: _merge,
     Action.AUTO_CLOSE: _auto_close,
+    Action.WITHDRAW: _withdraw,
 }

@@ -11,6 +11,7 @@ after them is ignored, so ``BANJAR:``, ``banjar,`` and ``Cek: lpr-…`` work)::
     BALAS <id> <teks>                   the citizen's reply, e.g. to a question
     NILAI <id> <1-5> [komentar]         rating of the answer, 1 (bad) to 5 (good)
     BUKA <id> <alasan>                  reopen an answered or closed complaint
+    BATAL <id> [alasan]                 withdraw an open complaint (the reason is optional)
 
 Region keywords come from configuration (`RegionKeywords`); Banjar's is
 ``BANJAR`` (`DEFAULT_REGIONS`). A keyword is also recognised
@@ -28,13 +29,13 @@ only directly after the region keyword; there the ``#`` may be left out
 marker is removed from the complaint text.
 
 Tracking ids are forgiving (see `services.intake.tracking`): ``CEK lpr 7k3m
-9qx2t`` works. ``CEK``, ``BALAS``, ``NILAI`` and ``BUKA`` also work after the region
+9qx2t`` works. ``CEK``, ``BALAS``, ``NILAI``, ``BUKA`` and ``BATAL`` also work after the region
 keyword (``BANJAR CEK <id>``), but there only with a valid id, because a
 complaint may well begin with "nilai" (grades) or "cek".
 
 Given a valid region table, every text gives exactly one result and the
 parser never raises on any `str` (or `bytes`): a `NewComplaint`,
-`StatusQuery`, `CitizenReply`, `Rating`, `Reopen`, or an `Invalid` carrying the reason
+`StatusQuery`, `CitizenReply`, `Rating`, `Reopen`, `Withdraw`, or an `Invalid` carrying the reason
 the citizen is told. Its `detail` never echoes the citizen's text, which may
 contain a phone number.
 """
@@ -69,6 +70,7 @@ __all__ = [
     "RegionKeywords",
     "Reopen",
     "StatusQuery",
+    "Withdraw",
     "contract_fault",
     "parse_sms",
     "sender_in_payload",
@@ -115,6 +117,12 @@ class Reopen:
 
 
 @dataclass(frozen=True, slots=True)
+class Withdraw:
+    tracking_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Invalid:
     reason: InvalidReason
     detail: str = ""
@@ -124,12 +132,21 @@ class Invalid:
         return self.reason
 
 
-ParsedSms: TypeAlias = NewComplaint | StatusQuery | CitizenReply | Rating | Reopen | Invalid
+ParsedSms: TypeAlias = (
+    NewComplaint | StatusQuery | CitizenReply | Rating | Reopen | Withdraw | Invalid
+)
 
 ANONYMOUS_MARKERS = frozenset({"anonim", "anonym", "anon"})
 CONFIDENTIAL_MARKERS = frozenset({"rahasia"})
 _STATUS, _REPLY, _RATE, _REOPEN = "status", "reply", "rate", "reopen"
-_COMMANDS = {"cek": _STATUS, "balas": _REPLY, "nilai": _RATE, "buka": _REOPEN}
+_WITHDRAW = "withdraw"
+_COMMANDS = {
+    "cek": _STATUS,
+    "balas": _REPLY,
+    "nilai": _RATE,
+    "buka": _REOPEN,
+    "batal": _WITHDRAW,
+}
 # Words citizens put before the keyword: the service's name, the regency's title.
 _LEAD_INS = frozenset({"lapor", "kab", "kabupaten"})
 _MAX_LEAD_INS = 2
@@ -266,7 +283,7 @@ def _find_region(head: tuple[str, str], keywords: RegionKeywords) -> tuple[str |
 
 
 def _parse_command(body: str, truncated: bool, *, strict: bool) -> ParsedSms | None:
-    """A CEK/BALAS/NILAI/BUKA command, or None if `body` is not one.
+    """A CEK/BALAS/NILAI/BUKA/BATAL command, or None if `body` is not one.
 
     Not strict (the SMS starts with the command): a command word followed by
     something id-like is a command even if the id is wrong, so the citizen
@@ -291,6 +308,8 @@ def _parse_command(body: str, truncated: bool, *, strict: bool) -> ParsedSms | N
         return _reply(tracking_id, rest, truncated)
     if kind == _REOPEN:
         return _reopen(tracking_id, rest, truncated)
+    if kind == _WITHDRAW:
+        return Withdraw(tracking_id, _strip_separators(" ".join(rest)))
     return _rating(tracking_id, rest)
 
 

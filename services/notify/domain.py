@@ -74,6 +74,16 @@ def acknowledgement(
     truncated: bool = False,
     acknowledged_answer: datetime | None = None,
 ) -> CitizenMessage:
+    if event.reopened:
+        # The citizen reopened it: the agency owes a new answer, by a new date.
+        again = {
+            "tracking_id": event.complaint_id,
+            "agency_name": agency_name or "Diskominfo",
+            "answer_date": event.deadlines.answer,
+        }
+        return CitizenMessage(
+            "reopen_deadline", again, event.event_id, event.complaint_id, event.region
+        )
     if answer_moved(event, acknowledged_answer):
         extended = {
             "tracking_id": event.complaint_id,
@@ -129,7 +139,8 @@ def rejection_reply(event: InboundRejected) -> CitizenMessage:
 
 
 def command_reply(event: CitizenCommandAnswered, agency_name: str) -> CitizenMessage:
-    """The answer to CEK, BALAS, NILAI or BUKA; an unknown or foreign id reveals nothing."""
+    """The answer to CEK, BALAS, NILAI, BUKA or BATAL; an unknown or foreign id reveals
+    nothing."""
     values: dict[str, Any] = {"tracking_id": event.tracking_id}
     if not event.found:
         template = "status_not_found"
@@ -147,6 +158,11 @@ def command_reply(event: CitizenCommandAnswered, agency_name: str) -> CitizenMes
         values["agency_name"] = agency_name
     elif event.command == "reopen":
         template = "reopen_refused"
+        values["state_label"] = state_label(event.state or "received")
+    elif event.command == "withdraw" and event.refused is None:
+        template = "withdrawn"
+    elif event.command == "withdraw":
+        template = "withdraw_refused"
         values["state_label"] = state_label(event.state or "received")
     elif event.command == "rating" and event.refused is not None:
         template = "rating_refused"
@@ -314,6 +330,48 @@ def escalation_notice(
     )
 
 
+# What the holding agency is told when the citizen acts on the complaint.
+CITIZEN_ACTION_LABELS = {
+    "reply": "menjawab pertanyaan instansi",
+    "reopen": "membuka kembali laporan",
+    "withdraw": "mencabut laporan",
+}
+
+
+def citizen_action_notice(
+    event: ComplaintStateChanged, agency_name: str, facts: ComplaintFacts, admin_agency: str
+) -> OfficialNotice | None:
+    """The holding agency (Diskominfo before routing) hears that the citizen answered its
+    question, reopened or withdrew: its liaison's address, naming the officer who holds it.
+
+    A reply is announced only when it answers a question (the state changes); a note
+    outside the rules waits in the history.
+    """
+    label = CITIZEN_ACTION_LABELS.get(event.action or "")
+    if label is None:
+        return None
+    values: dict[str, Any] = {
+        "tracking_id": event.complaint_id,
+        "agency_name": agency_name,
+        "action_label": label,
+    }
+    if event.message:
+        values["citizen_text"] = shareable_text(
+            ComplaintFacts(text=event.message, anonymous=facts.anonymous)
+        )
+    if event.officer:
+        values["official"] = event.officer
+    return OfficialNotice(
+        template="official_citizen_action",
+        values=values,
+        cause_event_id=event.event_id,
+        complaint_id=event.complaint_id,
+        region=event.region,
+        agency=responsible_agency(event.agency, admin_agency),
+        levels=ALERT_LEVELS,
+    )
+
+
 def recipients(
     contacts: Contacts, levels: Sequence[EscalationLevel], agency: str
 ) -> list[Recipient]:
@@ -364,6 +422,11 @@ def reopen_phrase(unit: str, amount: int) -> str:
     return f"{amount} {_WINDOW_UNITS.get(unit, unit)} sejak pesan ini"
 
 
+# Out of scope has its own message (from the routing decision); a withdrawal was the
+# citizen's own act, confirmed by the answer to BATAL or on the citizen link.
+_NO_CLOSING_SMS = frozenset({"out_of_scope", "withdrawn"})
+
+
 def lifecycle_message(
     event: ComplaintStateChanged, agency_name: str, reopen_within: str
 ) -> CitizenMessage | None:
@@ -379,7 +442,7 @@ def lifecycle_message(
             "answer": event.message,
             "reopen_until": reopen_within,
         }
-    elif event.state is State.CLOSED and event.outcome and event.outcome != "out_of_scope":
+    elif event.state is State.CLOSED and event.outcome and event.outcome not in _NO_CLOSING_SMS:
         template = "closed"
         values |= {
             "outcome_label": outcome_label(event.outcome),

@@ -156,7 +156,7 @@ async def handle_deadlines(event: DeadlinesSet, deps: NotifyDeps, delivery: int 
         acknowledged_answer=(contact or {}).get("acknowledged_answer"),
     )
     notes = _citizen_notes_for(deps, ack, contact)
-    if ack.template != "deadline_extended" and event.deadlines.answer is not None:
+    if ack.template not in _LATER_DATES and event.deadlines.answer is not None:
         # Kept once: every later announcement is compared with what the citizen was told first.
         await deps.repo.note_acknowledged_answer(event.complaint_id, event.deadlines.answer)
     if domain.is_new_assignment(event):
@@ -167,14 +167,32 @@ async def handle_deadlines(event: DeadlinesSet, deps: NotifyDeps, delivery: int 
     await _deliver(deps, notes, delivery)
 
 
+# Announcements of a date after the first acknowledgement: never the date first told.
+_LATER_DATES = frozenset({"deadline_extended", "reopen_deadline"})
+
+
 async def handle_state_changed(
     event: ComplaintStateChanged, deps: NotifyDeps, delivery: int = 1
 ) -> None:
     name = deps.agencies.name_of(event.region, event.agency) if event.agency else "Diskominfo"
     within = deps.reopen_within.get(event.region) or domain.reopen_phrase(*DEFAULT_REOPEN_WINDOW)
     message = domain.lifecycle_message(event, name, within)
-    if message is not None:
-        await _deliver(deps, await _citizen(deps, message, delivery), delivery)
+    notes = await _citizen(deps, message, delivery) if message is not None else []
+    notes += await _citizen_action(deps, event, delivery)
+    await _deliver(deps, notes, delivery)
+
+
+async def _citizen_action(
+    deps: NotifyDeps, event: ComplaintStateChanged, delivery: int
+) -> list[Notification]:
+    """The holding agency's notice that the citizen acted (`domain.citizen_action_notice`)."""
+    if event.action not in domain.CITIZEN_ACTION_LABELS:
+        return []
+    agency = domain.responsible_agency(event.agency, deps.admin_agency)
+    name = deps.agencies.name_of(event.region, agency)
+    facts = await _facts(deps, event.complaint_id, None, delivery)
+    notice = domain.citizen_action_notice(event, name, facts, deps.admin_agency)
+    return _officials(deps, notice, facts) if notice is not None else []
 
 
 async def handle_rejected(event: InboundRejected, deps: NotifyDeps, delivery: int = 1) -> None:
@@ -412,5 +430,9 @@ async def handle_receipt(receipt: SmsDeliveryReceipt, deps: NotifyDeps) -> None:
         return
     if receipt.status == "delivered":
         await deps.deliverer.mark_delivered(record, receipt.at)
+    elif receipt.status == "expired":
+        await deps.deliverer.fail_by_receipt(
+            record, receipt.error or "expired at the SMSC", reason="expired"
+        )
     else:
         await deps.deliverer.fail_by_receipt(record, receipt.error or "gateway reported failure")

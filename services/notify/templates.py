@@ -109,6 +109,9 @@ CONTRACT: Mapping[str, TemplateSpec] = MappingProxyType(
         "rating_refused": _citizen("tracking_id", "state_label"),
         "reopened": _citizen("tracking_id", "agency_name"),
         "reopen_refused": _citizen("tracking_id", "state_label"),
+        "withdrawn": _citizen("tracking_id"),
+        "reopen_deadline": _citizen("tracking_id", "agency_name", "answer_date"),
+        "withdraw_refused": _citizen("tracking_id", "state_label"),
         "question": _citizen("tracking_id", "agency_name", "question"),
         "answer": _citizen("tracking_id", "agency_name", "answer", "reopen_until"),
         "closed": _citizen("tracking_id", "outcome_label", "reopen_until", optional=("note",)),
@@ -134,6 +137,12 @@ CONTRACT: Mapping[str, TemplateSpec] = MappingProxyType(
             "due_date",
             "level_label",
             optional=("official",),
+        ),
+        "official_citizen_action": _official(
+            "tracking_id",
+            "agency_name",
+            "action_label",
+            optional=("official", "citizen_text"),
         ),
     }
 )
@@ -647,6 +656,8 @@ EMAIL_TITLES: Mapping[str, str] = MappingProxyType(
         "reply_received": "Tambahan informasi diterima",
         "rating_received": "Penilaian diterima",
         "reopened": "Laporan dibuka kembali",
+        "withdrawn": "Laporan dicabut",
+        "reopen_deadline": "Batas jawaban baru",
     }
 )
 DEFAULT_EMAIL_TITLE = "Pemberitahuan LAPOR!"

@@ -35,7 +35,10 @@ class Breach(BaseModel):
     agency: str | None = Field(description="Agency held to the clock when it was breached.")
     official: str | None = Field(description="The assigned official, where one is known.")
     clock: SlaClock
-    round: int = Field(description="Routing round (first_response); 0 otherwise.")
+    round: int = Field(
+        description="Routing round (first_response); for answer 0 is the first answer and "
+        "n the answer owed after the citizen's n-th reopening; 0 for routing."
+    )
     priority: Priority
     due_at: datetime = Field(description="The deadline that passed.")
     breached_at: datetime | None = Field(description="When SLA recorded the breach.")

@@ -413,6 +413,7 @@ class SlaEngine:
                 level=EscalationLevel(timer.level.value),
                 due_at=deadline,
                 late_by_s=late_by,
+                round=timer.round,
             )
         else:
             event = DeadlineAlert(
@@ -427,6 +428,7 @@ class SlaEngine:
                 kind="breach" if timer.kind is TimerKind.BREACH else "warning",
                 percent=timer.percent or 0,
                 due_at=deadline,
+                round=timer.round,
             )
         if timer.kind is TimerKind.WARNING:
             return event, None

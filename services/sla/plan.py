@@ -37,6 +37,13 @@ answer
     after a pause began moves later by the pause's length, so nothing of the
     answer clock is due while the citizen is still being waited for. Stops at
     responded, closed or rejected.
+answer after a reopening
+    Each reopening by the citizen (in_progress right after responded or
+    closed) starts a new run of the answer clock, round n for the n-th
+    reopening: from the reopening to `reopen.answer` of the latest priority,
+    extended by its own waits for the citizen like the first; it stops at the
+    next responded, closed or rejected. Closing before the reopening does not
+    stop it. Its start is announced as new deadlines (`reopened`).
 reply lapsed
     One per pause that no state change ended in time: at the end of its reply
     window, unless the answer clock stopped first. It announces the answer
@@ -59,7 +66,8 @@ firing rule
 
 Timer ids are `<complaint>:<clock>:<point>:<round>`: the round is the routing
 round for first_response, 0 for routing and answer (an answer deadline moved
-by a pause keeps its id, so a threshold fires once), the ordinal of the
+by a pause keeps its id, so a threshold fires once) or the reopening's
+ordinal for the answer after a reopening, the ordinal of the
 response (1, 2, ...) for auto-close and the ordinal of the pause for a lapsed
 reply window.
 """
@@ -109,6 +117,8 @@ _FIRST_RESPONSE_STOPS = frozenset(
 _ANSWER_STOPS = frozenset({State.RESPONDED, State.CLOSED, State.REJECTED})
 _ROUTING_PENDING = frozenset({State.RECEIVED, State.TRIAGE})
 _TERMINAL = frozenset({State.CLOSED, State.REJECTED})
+# Only a reopening leads from these back to in_progress.
+_REOPENED_FROM = frozenset({State.RESPONDED, State.CLOSED})
 # The states after which the citizen may reopen, each time for a new window.
 REPLY_WINDOW_STATES = frozenset({State.RESPONDED, State.CLOSED})
 
@@ -302,6 +312,10 @@ class Plan:
     pauses: tuple[Pause, ...]
     paused: timedelta
     latest_route: Routed
+    # The answer round each of `pauses` belongs to (0 the first answer, n the n-th reopening).
+    pause_rounds: tuple[int, ...] = ()
+    # The reopenings, in order: reopening n starts answer round n.
+    reopenings: tuple[StateChange, ...] = ()
     # The officer of the holding agency who acknowledged it: the one a breach is
     # recorded against, besides the agency.
     official: str | None = None
@@ -315,6 +329,11 @@ class Plan:
     def official_for(self, agency: str | None) -> str | None:
         """The assigned official, for a clock the agency holding the complaint is held to."""
         return self.official if agency is not None and agency == self.agency else None
+
+    def answer_run(self) -> Run | None:
+        """The answer clock of the latest round: what the citizen is owed now."""
+        answers = [r for r in self.runs if r.clock is Clock.ANSWER]
+        return max(answers, key=lambda r: r.round, default=None)
 
     @property
     def next_due_at(self) -> datetime | None:
@@ -531,12 +550,26 @@ def build_plan(
         )
     )
 
+    answer_runs = [runs[-1]]
+    pause_rounds = [0] * len(pauses)
+    reopenings = [
+        s for s in states if s.state is State.IN_PROGRESS and s.previous_state in _REOPENED_FROM
+    ]
+    for ordinal, reopening in enumerate(reopenings, start=1):
+        run, round_pauses = _reopened_run(
+            ordinal, reopening, states, routes, latest, policy, calendar
+        )
+        runs.append(run)
+        answer_runs.append(run)
+        pauses += round_pauses
+        pause_rounds += [ordinal] * len(round_pauses)
+
     timers: list[Timer] = []
     for run in runs:
         timers += _run_timers(complaint_id, run, policy, calendar)
 
-    answer_run = runs[-1]
-    for ordinal, pause in enumerate(pauses, start=1):
+    for ordinal, (pause, round_) in enumerate(zip(pauses, pause_rounds, strict=True), start=1):
+        answer_run = answer_runs[round_]
         if pause.lapsed and answer_run.running_at(pause.lapses_at):
             timers.append(
                 Timer(
@@ -597,7 +630,8 @@ def build_plan(
         deadlines=Deadlines(
             routing=routing_run.due,
             first_response=latest_first_response.due if latest_first_response else None,
-            answer=answer_run.due,
+            answer=answer_runs[-1].due,
+            first_answer=answer_runs[0].due,
         ),
         runs=tuple(runs),
         timers=tuple(sorted(timers, key=lambda t: (t.due_at, t.id))),
@@ -605,7 +639,57 @@ def build_plan(
         paused=paused,
         latest_route=latest,
         official=assigned_official(states, latest),
+        pause_rounds=tuple(pause_rounds),
+        reopenings=tuple(reopenings),
     )
+
+
+def _reopened_run(
+    ordinal: int,
+    reopening: StateChange,
+    states: list[StateChange],
+    routes: list[Routed],
+    latest: Routed,
+    policy: SlaPolicy,
+    calendar: WorkingCalendar,
+) -> tuple[Run, list[Pause]]:
+    """Answer round `ordinal`: the answer the agency owes after the citizen reopened."""
+    # In the same millisecond, a change out of in_progress can only follow the reopening.
+    after = [
+        s
+        for s in states
+        if s.at > reopening.at
+        or (s.at == reopening.at and s is not reopening and s.previous_state is State.IN_PROGRESS)
+    ]
+    stop = _earliest(
+        [s.at for s in after if s.state in _ANSWER_STOPS]
+        + [r.at for r in routes if r.out_of_scope and r.at > reopening.at]
+    )
+    pauses = _pauses(after, stop, lambda at: reply_lapses_at(at, policy, calendar))
+    paused = sum((p.length(stop) for p in pauses), timedelta(0))
+    waiting = (
+        pauses[-1] if pauses and stop is None and states[-1].state is State.NEEDS_INFO else None
+    )
+    window = policy.reopen_answer(latest.priority)
+    due = window_end(calendar, reopening.at, window)
+    run = Run(
+        clock=Clock.ANSWER,
+        round=ordinal,
+        agency=latest.agency if latest.assigned else policy.routing_agency,
+        priority=latest.priority,
+        unit=window.unit,
+        start=calendar.local(reopening.at),
+        due=calendar.local(due + paused),
+        stopped_at=stop,
+        paused_since=waiting.started.at if waiting else None,
+        resumes_at=waiting.lapses_at if waiting else None,
+        pauses=tuple(
+            (p.started.at, p.started.at + p.length(stop))
+            for p in pauses
+            if p.length(stop) > timedelta(0)
+        ),
+    )
+    return run, pauses
 
 
 _OFFICER = "agency:"
@@ -646,10 +730,13 @@ def deadline_announcements(plan: Plan, fact: Fact, occurred_at: datetime) -> lis
     A pause that ends by its reply window lapsing has no fact to hang on: the
     sweep announces it when its timer fires (`lapse_announcement`).
     """
-    answer = plan.run(Clock.ANSWER, 0)
     announced: list[DeadlinesSet] = []
+    latest_answer = plan.answer_run()
+    current_round = latest_answer.round if latest_answer is not None else 0
 
-    def deadlines_set(event_id: str, state: State, cause: str, agency: str | None) -> DeadlinesSet:
+    def deadlines_set(
+        event_id: str, state: State, cause: str, agency: str | None, *, reopened: bool = False
+    ) -> DeadlinesSet:
         return DeadlinesSet(
             event_id=event_id,
             occurred_at=occurred_at,
@@ -661,6 +748,8 @@ def deadline_announcements(plan: Plan, fact: Fact, occurred_at: datetime) -> lis
             received_at=plan.received_at,
             deadlines=plan.deadlines,
             cause_event_id=cause,
+            answer_round=current_round,
+            reopened=reopened,
         )
 
     if isinstance(fact, Routed):
@@ -675,13 +764,27 @@ def deadline_announcements(plan: Plan, fact: Fact, occurred_at: datetime) -> lis
                 )
             )
         return announced
-    for pause in plan.pauses:
+    for ordinal, reopening in enumerate(plan.reopenings, start=1):
+        # Only the latest round's deadlines are the ones to tell; an older
+        # reopening arriving late has been overtaken.
+        if fact.event_id == reopening.event_id and ordinal == current_round:
+            announced.append(
+                deadlines_set(
+                    f"deadlines:{fact.event_id}",
+                    State.IN_PROGRESS,
+                    fact.event_id,
+                    plan.agency,
+                    reopened=True,
+                )
+            )
+    for pause, round_ in zip(plan.pauses, plan.pause_rounds, strict=True):
         ended = pause.ended
         if ended is None or fact.event_id not in (pause.started.event_id, ended.event_id):
             continue
         if ended.state in _ANSWER_STOPS or pause.length(None) <= timedelta(0):
             continue
-        if answer is None or not answer.running_at(ended.at):
+        answer = plan.run(Clock.ANSWER, round_)
+        if answer is None or round_ != current_round or not answer.running_at(ended.at):
             continue
         announced.append(
             deadlines_set(f"deadlines:{ended.event_id}", ended.state, ended.event_id, plan.agency)
@@ -696,6 +799,7 @@ def lapse_announcement(plan: Plan, timer: Timer, occurred_at: datetime) -> Deadl
     date and notify tells the citizen; the state is still needs_info.
     """
     pause = plan.pauses[timer.round - 1]
+    answer = plan.answer_run()
     return DeadlinesSet(
         event_id=f"deadlines:{timer.id}",
         occurred_at=occurred_at,
@@ -707,6 +811,7 @@ def lapse_announcement(plan: Plan, timer: Timer, occurred_at: datetime) -> Deadl
         received_at=plan.received_at,
         deadlines=plan.deadlines,
         cause_event_id=pause.started.event_id,
+        answer_round=answer.round if answer is not None else 0,
     )
 
 

@@ -108,7 +108,22 @@ class AutoClose(_Strict):
 
 
 class Reopen(_Strict):
+    """How long the citizen may reopen, and how long the agency then has to answer again.
+
+    `answer` is counted from the reopening, by the latest routing decision's
+    priority; the round it starts warns, breaches and escalates like the first.
+    """
+
     reply_window: Window
+    answer: dict[Priority, Window]
+
+    @field_validator("answer")
+    @classmethod
+    def _every_priority(cls, value: dict[Priority, Window]) -> dict[Priority, Window]:
+        missing = [p.value for p in Priority if p not in value]
+        if missing:
+            raise ValueError(f"no reopen answer window for priorities {missing}")
+        return value
 
 
 class NeedsInfo(_Strict):
@@ -162,6 +177,10 @@ class SlaPolicy(_Strict):
     def window(self, priority: Priority, clock: Clock) -> Window:
         return self.priorities[priority].window(clock)
 
+    def reopen_answer(self, priority: Priority) -> Window:
+        """The answer window after a reopening, counted from the reopening."""
+        return self.reopen.answer[priority]
+
     def escalation_for(self, priority: Priority) -> Escalation:
         return self.priorities[priority].escalation or self.escalation
 
@@ -209,7 +228,16 @@ DEFAULTS: dict[str, Any] = {
     },
     "auto_close": {"no_reply_after": _window(_WD, 10)},
     # Shared with notify, which tells the citizen the window's length.
-    "reopen": {"reply_window": _window(Unit(DEFAULT_REOPEN_WINDOW[0]), DEFAULT_REOPEN_WINDOW[1])},
+    # The answer after a reopening: not in DESIGN as a number. The agency knows the
+    # case already, so it gets the first-response window of the priority again.
+    "reopen": {
+        "reply_window": _window(Unit(DEFAULT_REOPEN_WINDOW[0]), DEFAULT_REOPEN_WINDOW[1]),
+        "answer": {
+            "normal": _window(_WD, 5),
+            "high": _window(_WD, 2),
+            "urgent": _window(_CH, 24),
+        },
+    },
     # Not in DESIGN as a number: the citizen gets as long to answer a question
     # as to react to an answer before it closes as no_reply.
     "needs_info": {"reply_window": _window(_WD, 10)},

@@ -14,10 +14,14 @@ from lapor.devstack import ROOT, SERVICES, Stack
 # A responded complaint closes itself this soon in the end-to-end runs, so that
 # "answer, then silence, then auto-close" can be watched through the real chain.
 AUTO_CLOSE_MINUTES = 1
+# After a reopening the agency must answer again this soon, so that the second
+# round's warning and breach can be watched too.
+REOPEN_ANSWER_MINUTES = 1
 
 
 def quick_auto_close_data(workdir: Path) -> Path:
-    """The region data with Banjar's auto-close window shortened to minutes."""
+    """The region data with Banjar's auto-close window and the answer owed after a
+    reopening shortened to minutes."""
     data = workdir / "e2e-data"
     shutil.rmtree(data, ignore_errors=True)
     shutil.copytree(ROOT / "data", data)
@@ -26,6 +30,8 @@ def quick_auto_close_data(workdir: Path) -> Path:
     policy["auto_close"] = {
         "no_reply_after": {"unit": "clock_minutes", "amount": AUTO_CLOSE_MINUTES}
     }
+    quick = {"unit": "clock_minutes", "amount": REOPEN_ANSWER_MINUTES}
+    policy["reopen"]["answer"] = {priority: quick for priority in ("normal", "high", "urgent")}
     policy_file.write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
     return data
 
