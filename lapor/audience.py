@@ -90,6 +90,15 @@ POLICY: tuple[Part, ...] = (
         _Y,
     ),
     _part(
+        "place",
+        "kecamatan and desa/kelurahan (codes)",
+        Access.UNLESS_ANONYMOUS,
+        _Y,
+        _Y,
+        Access.UNLESS_ANONYMOUS,
+        _Y,
+    ),
+    _part(
         "coordinates",
         "coordinates",
         Access.UNLESS_ANONYMOUS,

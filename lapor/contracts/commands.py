@@ -26,6 +26,7 @@ class Action(StrEnum):
     REJECT = "reject"
     MERGE = "merge"
     AUTO_CLOSE = "auto_close"
+    WITHDRAW = "withdraw"
 
 
 class Role(StrEnum):
@@ -59,7 +60,9 @@ class ComplaintCommand(BaseModel):
     action: Action
     actor: Actor
     text: str | None = Field(
-        default=None, max_length=4000, description="Question, answer, reply or reason."
+        default=None,
+        max_length=4000,
+        description="Question, answer, reply or reason (also why a citizen withdraws).",
     )
     outcome: Outcome | None = None
     agency: str | None = Field(default=None, description="Target agency (forward, triage).")

@@ -112,6 +112,35 @@ class ComplaintReceived(Event):
     )
 
 
+class PlaceArea(BaseModel):
+    code: str = Field(
+        pattern=r"^\d{2}\.\d{2}\.\d{2}(\.\d{4})?$",
+        description="Kemendagri code, e.g. 63.03.05 (kecamatan) or 63.03.05.1001 (desa).",
+    )
+    name: str = Field(max_length=100)
+
+
+class PlaceCandidate(BaseModel):
+    kecamatan: PlaceArea
+    desa: PlaceArea | None = None
+
+
+class Place(BaseModel):
+    """Where the complaint is about: a kecamatan and, if named, its desa/kelurahan."""
+
+    kecamatan: PlaceArea | None = Field(
+        description="None only when the place is ambiguous (see candidates)."
+    )
+    desa: PlaceArea | None = None
+    source: Literal["text", "coordinates", "reporter"] = Field(
+        description="Found in the complaint text, from the reporter's coordinates, "
+        "or as the reporter named it."
+    )
+    confidence: float = Field(ge=0, le=1)
+    ambiguous: bool = Field(default=False, description="The name fits places in several kecamatan.")
+    candidates: list[PlaceCandidate] = Field(default_factory=list, max_length=10)
+
+
 class ComplaintRouted(Event):
     complaint_id: str
     region: str
@@ -125,12 +154,23 @@ class ComplaintRouted(Event):
     reasons: list[str] = Field(default_factory=list)
     decided_by: str = Field(default="router", description="`router` or `admin:<id>`.")
     bounces: int = Field(default=0, ge=0, description="Times agencies refused it so far.")
+    place: Place | None = Field(
+        default=None, description="The kecamatan/desa named in the text, if any."
+    )
 
 
 class Deadlines(BaseModel):
     routing: datetime | None = None
     first_response: datetime | None = None
-    answer: datetime | None = None
+    answer: datetime | None = Field(
+        default=None,
+        description="The answer owed now: after a reopening, the new round's deadline.",
+    )
+    first_answer: datetime | None = Field(
+        default=None,
+        description="The first answer's deadline (the promise made at receipt, moved only "
+        "by waits for the citizen); the same as `answer` until the citizen reopens.",
+    )
 
 
 class DeadlinesSet(Event):
@@ -142,6 +182,17 @@ class DeadlinesSet(Event):
     received_at: AwareDatetime
     deadlines: Deadlines
     cause_event_id: str
+    answer_round: int = Field(
+        default=0,
+        ge=0,
+        description="Whose answer `deadlines.answer` is: 0 the first, n the answer owed "
+        "after the citizen's n-th reopening.",
+    )
+    reopened: bool = Field(
+        default=False,
+        description="This announces the new answer deadline a reopening set "
+        "(`cause_event_id` is the reopening's state change).",
+    )
 
 
 class InboundRejected(Event):
@@ -166,9 +217,9 @@ class InboundRejected(Event):
 
 
 class CitizenCommandAnswered(Event):
-    """Intake's answer to a citizen command (CEK, BALAS, NILAI, BUKA) for notify to send."""
+    """Intake's answer to a citizen command (CEK, BALAS, NILAI, BUKA, BATAL) for notify to send."""
 
-    command: Literal["status", "reply", "rating", "reopen"]
+    command: Literal["status", "reply", "rating", "reopen", "withdraw"]
     found: bool = Field(description="False when the id is unknown or not the sender's.")
     tracking_id: str
     reply_to_sealed: str | None = Field(
@@ -184,7 +235,7 @@ class CitizenCommandAnswered(Event):
     score: int | None = Field(default=None, ge=1, le=5)
     refused: str | None = Field(
         default=None,
-        description="Why the command changed nothing (BUKA or NILAI outside the rules).",
+        description="Why the command changed nothing (BUKA, NILAI or BATAL outside the rules).",
     )
     reopen_until: datetime | None = Field(
         default=None, description="Last moment the citizen may reopen, if answered or closed."
@@ -204,7 +255,20 @@ class ComplaintStateChanged(Event):
     priority: Priority | None = None
     outcome: str | None = None
     message: str | None = Field(
-        default=None, description="The agency's question or answer, or a closing note."
+        default=None,
+        description="The agency's question or answer, or a closing note; for a citizen's "
+        "change (`action` reply, reopen, withdraw) the citizen's text, if any.",
+    )
+    action: str | None = Field(
+        default=None,
+        description="The lifecycle command that made the change (`acknowledge`, `reply`, "
+        "`reopen`, `withdraw`, ...); null for routing and for events from before it existed.",
+    )
+    officer: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The officer of the holding agency who acknowledged the complaint, "
+        "while they hold it.",
     )
     reopen_until: AwareDatetime | None = Field(
         default=None,
@@ -228,6 +292,12 @@ class EscalationLevel(StrEnum):
     OMBUDSMAN = "ombudsman"
 
 
+_ROUND = (
+    "The clock's round: for `answer` 0 is the first answer and n the answer owed after "
+    "the citizen's n-th reopening; for `first_response` the routing round; 0 for `routing`."
+)
+
+
 class DeadlineAlert(Event):
     """A clock reached a warning threshold (50%, 80%) or its deadline (100% = breach)."""
 
@@ -240,6 +310,7 @@ class DeadlineAlert(Event):
     kind: Literal["warning", "breach"]
     percent: int = Field(ge=0, le=100)
     due_at: AwareDatetime
+    round: int = Field(default=0, ge=0, description=_ROUND)
 
 
 class EscalationRaised(Event):
@@ -254,6 +325,7 @@ class EscalationRaised(Event):
     level: EscalationLevel
     due_at: AwareDatetime
     late_by_s: float = Field(ge=0)
+    round: int = Field(default=0, ge=0, description=_ROUND)
 
 
 class AutoCloseDue(Event):

@@ -283,6 +283,27 @@ def _weak_services(
     return weak[:limit]
 
 
+# Complaints whose place is not known (none named, or ambiguous).
+UNKNOWN_KECAMATAN = "unknown"
+
+
+def _kecamatan_rows(data: ReportData) -> list[dict[str, Any]]:
+    """Per kecamatan: received and answer figures. Confidential complaints are
+    left out: their place is a statistic detail."""
+    groups: dict[str, _Group] = {}
+    names: dict[str, str] = {}
+    for facts in data.facts:
+        if facts.rejected or facts.confidential:
+            continue
+        code = facts.kecamatan or UNKNOWN_KECAMATAN
+        names.setdefault(code, facts.kecamatan_name or "tidak diketahui")
+        group = groups.setdefault(code, _Group())
+        group.received += 1
+        _add_facts(group, facts, data.as_of)
+    order = sorted(groups, key=lambda code: (code == UNKNOWN_KECAMATAN, code))
+    return [{"kecamatan": code, "name": names[code], **_figures(groups[code])} for code in order]
+
+
 def build_report(
     data: ReportData,
     *,
@@ -331,4 +352,5 @@ def build_report(
         "ranking": ranking,
         "categories": category_rows,
         "weak_services": _weak_services(category_rows, overall, min_volume, weak_limit),
+        "kecamatan": _kecamatan_rows(data),
     }

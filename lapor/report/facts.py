@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lapor.contracts import State
+from lapor.contracts.commands import Outcome
 
 # States a complaint can be sent back to by a reopening (anything still open
 # before an answer).
@@ -31,8 +32,13 @@ PROJECTION: dict[str, int] = {
     "received_at": 1,
     "deadlines.first_response": 1,
     "deadlines.answer": 1,
+    "deadlines.first_answer": 1,
+    "outcome": 1,
+    "closed_at": 1,
     "history.state": 1,
     "history.at": 1,
+    "place.kecamatan": 1,
+    "confidential": 1,
 }
 
 
@@ -50,6 +56,15 @@ class ComplaintFacts:
     concluded: bool
     reopened: bool
     rejected: bool
+    # The kecamatan the complaint is about (Kemendagri code and name), if known.
+    kecamatan: str | None = None
+    kecamatan_name: str | None = None
+    confidential: bool = False
+    # Withdrawn by the citizen: the agency's clocks are judged up to that moment only.
+    withdrawn_at: datetime | None = None
+
+    def _until(self, as_of: datetime) -> datetime:
+        return min(as_of, self.withdrawn_at) if self.withdrawn_at is not None else as_of
 
     @property
     def first_response_s(self) -> float | None:
@@ -69,7 +84,7 @@ class ComplaintFacts:
         """Answered, or its answer deadline has passed: the on-time share can count it."""
         if self.rejected or self.answer_due is None:
             return False
-        return self.answered_at is not None or self.answer_due <= as_of
+        return self.answered_at is not None or self.answer_due <= self._until(as_of)
 
     def answered_on_time(self) -> bool:
         return (
@@ -80,6 +95,7 @@ class ComplaintFacts:
 
     def late_clocks(self, as_of: datetime) -> list[str]:
         """Clocks this complaint missed, judged from its own record (no SLA data)."""
+        as_of = self._until(as_of)
         late = []
         if self.first_response_due is not None and _missed(
             self.acknowledged_at, self.first_response_due, as_of
@@ -111,8 +127,17 @@ def _first_after(
 
 def facts_from(doc: Mapping[str, Any]) -> ComplaintFacts:
     """Derive the report's facts from a complaint projected with `PROJECTION`."""
-    steps = _steps(doc.get("history") or [])
+    withdrawn_at = (
+        _optional(doc.get("closed_at")) if doc.get("outcome") == Outcome.WITHDRAWN else None
+    )
+    # The citizen's withdrawal is no answer of the agency's.
+    steps = [
+        step
+        for step in _steps(doc.get("history") or [])
+        if not (step[1] == State.CLOSED.value and step[0] == withdrawn_at)
+    ]
     deadlines = doc.get("deadlines") or {}
+    kecamatan = (doc.get("place") or {}).get("kecamatan") or {}
     received_at = _aware(doc["received_at"])
     first_assigned = next((at for at, state in steps if state == State.ASSIGNED), None)
     acknowledged_at = assigned_at = answered_at = None
@@ -133,10 +158,15 @@ def facts_from(doc: Mapping[str, Any]) -> ComplaintFacts:
         acknowledged_at=acknowledged_at,
         answered_at=answered_at,
         first_response_due=_optional(deadlines.get("first_response")),
-        answer_due=_optional(deadlines.get("answer")),
+        # The first answer is judged against its own deadline, not a reopening's.
+        answer_due=_optional(deadlines.get("first_answer") or deadlines.get("answer")),
         concluded=any(state in _CONCLUDED for _, state in steps),
         reopened=_reopened(steps),
         rejected=doc.get("state") == State.REJECTED.value,
+        kecamatan=kecamatan.get("code"),
+        kecamatan_name=kecamatan.get("name"),
+        confidential=bool(doc.get("confidential")),
+        withdrawn_at=withdrawn_at,
     )
 
 

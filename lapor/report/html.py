@@ -287,6 +287,14 @@ def category_table(report: dict[str, Any]) -> str:
     return _table(("Layanan", "Perangkat daerah", *_AGENCY_COLUMNS[2:]), rows, "categories")
 
 
+def kecamatan_table(report: dict[str, Any]) -> str:
+    rows = [
+        [r["kecamatan"] if r["kecamatan"] != "unknown" else "–", r["name"], *_figures_cells(r)]
+        for r in report.get("kecamatan") or []
+    ]
+    return _table(("Kode", "Kecamatan", *_AGENCY_COLUMNS[2:]), rows, "kecamatan")
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px;color:#1f2933;
 max-width:1100px}
@@ -361,5 +369,7 @@ def render_html(report: dict[str, Any]) -> str:
         + weak_chart(report)
         + "<h2>Per layanan</h2>"
         + category_table(report)
+        + "<h2>Per kecamatan</h2>"
+        + kecamatan_table(report)
         + "</body></html>"
     )

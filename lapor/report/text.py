@@ -49,4 +49,11 @@ def render_text(report: dict[str, Any]) -> str:
         )
     if not report["weak_services"]:
         lines.append("  none")
+    lines += ["", f"by kecamatan:  {'recv':>5} {'on time':>7} {'answer h':>8}"]
+    for row in report.get("kecamatan") or []:
+        lines.append(
+            f"  {row['kecamatan']:<9} {row['name']:<22} {row['received']:>5} "
+            f"{_pct(row['answered_within_deadline']['share']):>7} "
+            f"{_h(row['time_to_answer']['median_hours']):>8}"
+        )
     return "\n".join(lines) + "\n"

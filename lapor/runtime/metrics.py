@@ -181,6 +181,12 @@ class DomainMetrics:
             "Escalations raised, by level of the chain",
             ["level"],
         )
+        self.citizen_actions = _counter(
+            r,
+            "lapor_citizen_actions_total",
+            "Citizens' own actions that took effect (reply, rate, reopen, withdraw), by region",
+            ["action", "region"],
+        )
         self.notifications = _counter(
             r,
             "lapor_notifications_total",
@@ -192,6 +198,14 @@ class DomainMetrics:
             "lapor_complaints_open",
             "Complaints not yet closed or rejected, by state, agency and priority",
             ["state", "agency", "priority"],
+            r,
+        )
+        # Its own gauge: a kecamatan label on the one above would multiply its series.
+        self.open_by_kecamatan = SnapshotGauge(
+            "lapor_complaints_open_by_kecamatan",
+            "Complaints not yet closed or rejected, by the Kemendagri code of the kecamatan "
+            "they are about (unknown when none or several fit)",
+            ["kecamatan"],
             r,
         )
         self.triage_queue = SnapshotGauge(
@@ -310,11 +324,14 @@ class ComplaintFigures:
     deadlines_overdue: dict[Labels, float] = field(default_factory=_per_clock)
     urgent_unacknowledged: dict[Labels, float] = field(default_factory=dict)
     urgent_oldest_age_s: float = 0.0
+    open_by_kecamatan: dict[Labels, float] = field(default_factory=dict)
 
     def add(self, complaint: Mapping[str, Any]) -> None:
         state, agency = complaint.get("state"), _label(complaint.get("agency"))
         labels = (_label(state), agency, _label(complaint.get("priority")))
         self.open[labels] = self.open.get(labels, 0) + 1
+        where = (kecamatan_of(complaint),)
+        self.open_by_kecamatan[where] = self.open_by_kecamatan.get(where, 0) + 1
         deadlines = complaint.get("deadlines") or {}
         for clock, states in CLOCK_STATES.items():
             deadline = deadlines.get(clock)
@@ -340,7 +357,23 @@ class ComplaintFigures:
         return sum(n for (state, _, _), n in self.open.items() if state == State.TRIAGE)
 
 
-_FIGURE_FIELDS: Document = {"_id": 0, "state": 1, "agency": 1, "priority": 1, "deadlines": 1}
+_FIGURE_FIELDS: Document = {
+    "_id": 0,
+    "state": 1,
+    "agency": 1,
+    "priority": 1,
+    "deadlines": 1,
+    "place.kecamatan.code": 1,
+}
+# A complaint whose place is not known (none named, or ambiguous).
+UNKNOWN_KECAMATAN = "unknown"
+
+
+def kecamatan_of(complaint: Mapping[str, Any]) -> str:
+    """The kecamatan code of a stored complaint: one of the region's gazetteer (codes
+    come through the routed event's validated contract), so the label stays bounded."""
+    kecamatan = (complaint.get("place") or {}).get("kecamatan") or {}
+    return str(kecamatan.get("code") or UNKNOWN_KECAMATAN)
 
 
 async def open_complaints(db: AsyncDatabase[Document]) -> AsyncIterator[Document]:
@@ -366,6 +399,7 @@ async def refresh_complaints(
     async for complaint in open_complaints(db):
         figures.add(complaint)
     metrics.open_complaints.replace(figures.open)
+    metrics.open_by_kecamatan.replace(figures.open_by_kecamatan)
     metrics.triage_queue.set(figures.triage_queue)
     metrics.deadlines_due.replace(figures.deadlines_due)
     metrics.deadlines_overdue.replace(figures.deadlines_overdue)

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from lapor.audience import Access, Audience, access, mask_contacts, reveal
-from lapor.contracts import InboundWeb, Location, Priority, State
+from lapor.contracts import InboundWeb, Location, Place, Priority, State
 from lapor.contracts.commands import Action, ComplaintCommand, Outcome, Role
 from lapor.runtime.http import mark_authenticated, refusals
 from services.intake.auth import (
@@ -45,7 +45,12 @@ class HistoryEntryView(BaseModel):
 class DeadlinesView(BaseModel):
     routing: datetime | None = None
     first_response: datetime | None = None
-    answer: datetime | None = None
+    answer: datetime | None = Field(
+        default=None, description="The answer owed now: after a reopening, the new one."
+    )
+    first_answer: datetime | None = Field(
+        default=None, description="The first answer's deadline; kept after a reopening."
+    )
 
 
 class LocationView(BaseModel):
@@ -80,6 +85,12 @@ class ComplaintView(BaseModel):
     reporter_name: str | None = Field(
         default=None, description="The holding agency and admins only, never when anonymous."
     )
+    place: Place | None = Field(
+        default=None,
+        description="The kecamatan and desa/kelurahan (Kemendagri codes) the complaint is "
+        "about, as the router found it; hidden like the location when the reporter is "
+        "anonymous.",
+    )
     history: list[HistoryEntryView]
 
 
@@ -107,6 +118,7 @@ def complaint_view(doc: dict[str, Any], zone: ZoneInfo, audience: Audience) -> C
         anonymous=anonymous,
         location=_location_view(submitted.get("location"), audience, anonymous),
         reporter_name=reveal(audience, "reporter_name", submitted.get("name"), anonymous=anonymous),
+        place=_place_view(doc.get("place"), audience, anonymous),
         history=[_entry_view(h, zone, audience) for h in history],
     )
 
@@ -127,6 +139,13 @@ def _location_view(
         lon=reveal(audience, "coordinates", location.get("lon"), anonymous=anonymous),
     )
     return view if view.model_dump(exclude_none=True) else None
+
+
+def _place_view(place: dict[str, Any] | None, audience: Audience, anonymous: bool) -> Place | None:
+    shown = access(audience, "place")
+    if not place or not shown.shown or (anonymous and shown is not Access.FULL):
+        return None
+    return Place.model_validate(place)
 
 
 def _in_zone(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
@@ -165,12 +184,13 @@ _ACTION_PART = {
     "reply": "citizen_reply",
     "rate": "citizen_reply",
     "reopen": "citizen_reply",
+    "withdraw": "citizen_reply",
     "auto_close": "citizen_reply",
     "forward": "internal_note",
     "reject": "internal_note",
     "decide_triage": "officer",
 }
-_PUBLIC_DETAIL = frozenset({"action", "outcome", "agency", "priority", "duplicate_of"})
+_PUBLIC_DETAIL = frozenset({"action", "outcome", "agency", "priority", "duplicate_of", "round"})
 # The reason shown instead of one that quotes a hidden part (a name, a text, a score).
 _HIDDEN_REASON = {
     "rate": "citizen rated the answer",
@@ -270,6 +290,46 @@ class WorklistItem(BaseModel):
         "while not acknowledged, then the answer); null when none is pending.",
     )
     text: str | None
+
+
+class TriageItem(BaseModel):
+    """A complaint the router was unsure about, as the admin deciding it sees it."""
+
+    tracking_id: str
+    region: str
+    channel: str
+    received_at: datetime
+    priority: str | None = Field(description="The router's priority, kept until decided.")
+    category: str | None = Field(description="The router's best category guess.")
+    confidence: float | None = Field(default=None, description="The router's confidence, 0-1.")
+    candidates: list[str] = Field(
+        default_factory=list, description="The agencies the router hesitated between."
+    )
+    reasons: list[str] = Field(default_factory=list, description="Why the router was unsure.")
+    bounces: int = Field(default=0, description="Times agencies refused it before.")
+    anonymous: bool
+    confidential: bool
+    text: str
+
+
+def _triage_item(doc: dict[str, Any], zone: ZoneInfo) -> TriageItem:
+    """Admins see a complaint whole (`lapor.audience.POLICY`), the router's reasons included."""
+    routing = doc.get("routing") or {}
+    return TriageItem(
+        tracking_id=doc["_id"],
+        region=doc["region"],
+        channel=doc["channel"],
+        received_at=doc["received_at"].astimezone(zone),
+        priority=doc.get("priority"),
+        category=doc.get("category"),
+        confidence=routing.get("confidence"),
+        candidates=list(routing.get("candidates") or []),
+        reasons=list(routing.get("reasons") or []),
+        bounces=int(doc.get("bounces") or 0),
+        anonymous=bool(doc.get("anonymous")),
+        confidential=bool(doc.get("confidential")),
+        text=doc["text"],
+    )
 
 
 class TokenView(BaseModel):
@@ -496,6 +556,24 @@ def build_router(
             )
             for d in docs
         ]
+
+    @router.get(
+        "/triage",
+        response_model=list[TriageItem],
+        tags=["triage"],
+        responses=refusals(_401="Missing or unknown token", _403="Not an admin"),
+        summary="The triage queue: complaints waiting for Diskominfo, oldest first (admins)",
+    )
+    async def triage_queue(
+        repo: Repo,
+        caller: Caller,
+        limit: Annotated[int, Query(ge=1, le=500)] = 200,
+    ) -> list[TriageItem]:
+        if caller is None:
+            raise HTTPException(401, detail="a bearer token is required")
+        if caller.role is not Role.ADMIN:
+            raise HTTPException(403, detail="only admins decide triage")
+        return [_triage_item(d, zone_of(d)) for d in await repo.triage_queue(limit)]
 
     def admin_only(caller: Principal | None) -> None:
         if caller is None:

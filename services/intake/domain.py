@@ -212,6 +212,8 @@ def routed_transition(event: ComplaintRouted) -> Transition:
             "reasons": event.reasons,
         },
     }
+    if event.place is not None:
+        fields["place"] = event.place.model_dump(mode="json")
     if state is State.CLOSED:
         fields["outcome"] = "out_of_scope"
         fields["closed_at"] = event.occurred_at
@@ -240,9 +242,13 @@ def deadlines_transition(event: DeadlinesSet) -> Transition:
         at=event.occurred_at,
         actor="sla",
         state=None,
-        reason="deadlines set",
+        reason="new answer deadline after reopening" if event.reopened else "deadlines set",
         fields={"deadlines": deadlines},
-        detail={k: v.isoformat() for k, v in deadlines.items() if v is not None},
+        detail={
+            **{k: v.isoformat() for k, v in deadlines.items() if v is not None},
+            # Which answer the date is for: 0 the first, n after the n-th reopening.
+            **({"answer_round": event.answer_round} if event.answer_round else {}),
+        },
     )
 
 
@@ -353,6 +359,8 @@ def state_changed_event(
         priority=doc.get("priority"),
         outcome=doc.get("outcome"),
         message=transition.message,
+        action=transition.detail.get("action"),
+        officer=doc.get("officer"),
         cause_event_id=transition.event_id,
     )
 
@@ -365,6 +373,9 @@ def command_transition(
         message = decision.detail.get("text")
     elif command.action is Action.CLOSE:
         message = decision.fields.get("outcome_note")
+    elif command.action in _CITIZEN_TEXTS:
+        # The agency reads what the citizen wrote with the notice that they acted.
+        message = decision.detail.get("text")
     event_id = command_event_id(command.command_id)
     return Transition(
         event_id=event_id,
@@ -376,6 +387,9 @@ def command_transition(
         detail={"action": command.action.value, **decision.detail},
         message=message,
     )
+
+
+_CITIZEN_TEXTS = frozenset({Action.REPLY, Action.REOPEN, Action.WITHDRAW})
 
 
 def command_event_id(command_id: str) -> str:

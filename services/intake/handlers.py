@@ -45,6 +45,7 @@ from services.intake.sms import (
     RegionKeywords,
     Reopen,
     StatusQuery,
+    Withdraw,
     contract_fault,
     parse_sms,
     sender_in_payload,
@@ -468,7 +469,7 @@ async def _link_duplicate(
 
 async def _answer_command(
     deps: IntakeDeps,
-    command: StatusQuery | CitizenReply | Rating | Reopen,
+    command: StatusQuery | CitizenReply | Rating | Reopen | Withdraw,
     source_key: str,
     phone: str | None,
     sender_hash: str | None,
@@ -478,13 +479,17 @@ async def _answer_command(
     # The gateway message id makes the change and the answer happen once.
     event_id = f"command:{source_key}"
     refused: str | None = None
-    if found and doc is not None and isinstance(command, Reopen | Rating):
+    if found and doc is not None and isinstance(command, Reopen | Rating | Withdraw):
         doc, refused = await _refusable(deps, _sms_command(command, source_key, sender_hash), doc)
     elif found and doc is not None and isinstance(command, CitizenReply):
         doc = await _citizen_reply(deps, command, source_key, sender_hash) or doc
-    kind = {StatusQuery: "status", CitizenReply: "reply", Rating: "rating", Reopen: "reopen"}[
-        type(command)
-    ]
+    kind = {
+        StatusQuery: "status",
+        CitizenReply: "reply",
+        Rating: "rating",
+        Reopen: "reopen",
+        Withdraw: "withdraw",
+    }[type(command)]
     answer = CitizenCommandAnswered(
         event_id=event_id,
         occurred_at=deps.clock(),
@@ -504,13 +509,17 @@ async def _answer_command(
 
 
 def _sms_command(
-    command: CitizenReply | Rating | Reopen, source_key: str, sender_hash: str | None
+    command: CitizenReply | Rating | Reopen | Withdraw, source_key: str, sender_hash: str | None
 ) -> ComplaintCommand:
-    """BALAS, NILAI and BUKA as lifecycle commands; the gateway message id is the command id."""
+    """BALAS, NILAI, BUKA and BATAL as lifecycle commands; the gateway message id is the
+    command id."""
+    text: str | None
     if isinstance(command, CitizenReply):
         action, text, score = Action.REPLY, command.text, None
     elif isinstance(command, Rating):
         action, text, score = Action.RATE, command.comment, command.score
+    elif isinstance(command, Withdraw):
+        action, text, score = Action.WITHDRAW, command.reason or None, None
     else:
         action, text, score = Action.REOPEN, command.reason, None
     return ComplaintCommand(
@@ -526,7 +535,7 @@ def _sms_command(
 async def _refusable(
     deps: IntakeDeps, command: ComplaintCommand, doc: dict[str, Any]
 ) -> tuple[dict[str, Any], str | None]:
-    """NILAI and BUKA under the lifecycle rules, or the reason they changed nothing.
+    """NILAI, BUKA and BATAL under the lifecycle rules, or the reason they changed nothing.
 
     As on the web, a rating before the answer is refused rather than kept: a
     score in the complaint would count in the agency's performance report.
@@ -565,9 +574,11 @@ async def execute(command: ComplaintCommand, deps: IntakeDeps) -> dict[str, Any]
 
         return domain.Change(change.transition, announce)
 
-    doc, _ = await deps.repo.change(command.complaint_id, decide)
+    doc, written = await deps.repo.change(command.complaint_id, decide)
     if doc is None:
         raise lifecycle.Refused("no complaint with this tracking id", status=404)
+    if written is not None and command.actor.role is Role.CITIZEN and deps.metrics is not None:
+        deps.metrics.citizen_actions.labels(action=command.action.value, region=doc["region"]).inc()
     # Also for a retried command: what it announced and is still pending goes out now.
     await deps.repo.announce(doc)
     return doc

@@ -222,6 +222,18 @@ class ComplaintRepository:
         )
         return await cursor.to_list(limit)
 
+    async def triage_queue(self, limit: int = 200) -> list[Document]:
+        """Complaints waiting for an admin's triage decision, the longest waiting first."""
+        cursor = (
+            self.complaints.find(
+                {"state": "triage"},
+                {"history": 0, "event_ids": 0, "reporter": 0, "reporter_hash": 0},
+            )
+            .sort([("received_at", ASCENDING), ("_id", ASCENDING)])
+            .limit(limit)
+        )
+        return await cursor.to_list(limit)
+
     async def find_token(self, token_hash: str) -> Document | None:
         """The stored token, whether usable or not."""
         return await self.tokens.find_one({"_id": token_hash})

@@ -66,6 +66,9 @@ async def test_core_nats_sms_is_stored_routed_timed_and_answered(
     assert view["agency"] == "PUPR"
     assert view["deadlines"]["answer"].endswith("+08:00")  # Banjar: WITA
     assert view["received_at"].endswith("+08:00")
+    # "pasar Martapura": the router placed it, intake kept it, the view shows it.
+    assert doc["place"]["kecamatan"] == {"code": "63.03.05", "name": "Martapura"}
+    assert view["place"]["kecamatan"]["code"] == "63.03.05"
     assert len(view["history"]) == len(doc["history"])
     assert sender not in json.dumps(view)
     await outbox.detach()

@@ -29,7 +29,7 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from lapor.audience import MASKED_EMAIL, POLICY, Access, Audience, access
-from lapor.contracts import Channel, subjects
+from lapor.contracts import Channel, Place, PlaceArea, subjects
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Role
 from lapor.devstack import ROOT, Stack
 from lapor.directory import load_directory
@@ -64,6 +64,12 @@ CITIZEN_ACTOR = "citizen:sms:5f0c1e2d3a4b"
 REPORTER_NAME = "Siti Rahmawati"
 LAT, LON = -3.4123456, 114.8654321
 ROUTER_REASON = "kata kunci: jalan-berlubang-xyz"
+PLACE = Place(
+    kecamatan=PlaceArea(code="63.03.01", name="Aluh Aluh"),
+    desa=PlaceArea(code="63.03.01.2002", name="Tanipah"),
+    source="text",
+    confidence=1.0,
+)
 
 # Per part: the number typed into it. Masked, it shows as +62 ••• ••• <last three>.
 PHONES = {
@@ -118,6 +124,7 @@ async def _route(repo: ComplaintRepository, tracking_id: str, round_: int, agenc
         agency=agency,
         confidence=0.8,
         reasons=[ROUTER_REASON],
+        place=PLACE,
     )
     await repo.apply(tracking_id, domain.routed_transition(event))
 
@@ -332,7 +339,7 @@ async def test_status_api_texts_follow_the_table(
             assert PHONES[part] in body, (which, body)
 
 
-@pytest.mark.parametrize(("part", "audience"), _cells("coordinates", "reporter_name"))
+@pytest.mark.parametrize(("part", "audience"), _cells("coordinates", "reporter_name", "place"))
 async def test_status_api_location_and_name_follow_the_table(
     world: World, part: str, audience: Audience
 ) -> None:
@@ -342,8 +349,14 @@ async def test_status_api_location_and_name_follow_the_table(
         value = (view.get("location") or {}).get("lat") if part == "coordinates" else None
         if part == "reporter_name":
             value = view.get("reporter_name")
+        if part == "place":
+            value = ((view.get("place") or {}).get("desa") or {}).get("code")
         shown = rule is Access.FULL or (rule is Access.UNLESS_ANONYMOUS and which == "named")
-        expected = {"coordinates": LAT, "reporter_name": REPORTER_NAME}[part]
+        expected = {
+            "coordinates": LAT,
+            "reporter_name": REPORTER_NAME,
+            "place": PLACE.desa.code if PLACE.desa else None,
+        }[part]
         assert value == (expected if shown else None), (which, view)
 
 
@@ -483,6 +496,7 @@ async def test_breaches_show_each_officer_their_agency_s_rows(
 def test_every_cell_of_the_table_is_asked() -> None:
     """The parametrisations above cover every part of the policy a view serves."""
     asked = {*TEXT_PARTS, "coordinates", "reporter_name", "officer", "citizen_actor", "routing"}
+    asked.add("place")
     asked |= {"confidential", "delivery_log", "breaches", "report"}
     # In every view for everyone, or (phone, e-mail) in none: no view reads them.
     elsewhere = {"phone", "email", "category", "state", "dates", "agency"}

@@ -44,6 +44,8 @@ ALLOWED_LABELS = {
     "consumer",
     "stored_by",
     "part",
+    "action",
+    "kecamatan",
 }
 
 
@@ -60,7 +62,7 @@ def test_names_units_and_labels_follow_conventions() -> None:
     registry = CollectorRegistry()
     DomainMetrics(registry)
     families = _families(registry)
-    assert len(families) == 17
+    assert len(families) == 19
     for family in families:
         assert family.documentation, family.name
         if family.type == "counter":
