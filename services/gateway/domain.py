@@ -12,18 +12,7 @@ from email.message import Message
 from enum import IntEnum
 from urllib.parse import parse_qsl, urlencode
 
-# GSM 03.38 default alphabet (3GPP TS 23.038, 6.2.1) and its extension table. ESC
-# (0x1B) is left out: a literal ESC in a text is not a character a phone shows.
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅå"
-    "\u0394_\u03a6\u0393\u039b\u03a9\u03a0\u03a8\u03a3\u0398\u039e"
-    "ÆæßÉ"
-    " !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
-    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
-GSM7 = GSM7_BASIC | GSM7_EXTENSION
+from lapor.gsm import is_gsm7
 
 # What the connector asks Kannel to report: delivered, undelivered, buffered on
 # the SMSC, accepted by the SMSC, rejected by the SMSC (Kannel's dlr-mask bits).
@@ -41,7 +30,7 @@ class Coding(IntEnum):
 def coding_for(text: str) -> Coding:
     """GSM-7 when every character is in the GSM alphabet, else UCS-2: one character
     outside it (an emoji, a curly quote) would otherwise reach the phone as `?`."""
-    return Coding.GSM7 if set(text) <= GSM7 else Coding.UCS2
+    return Coding.GSM7 if is_gsm7(text) else Coding.UCS2
 
 
 def callback_key(notification_id: str) -> str:

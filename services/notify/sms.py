@@ -17,19 +17,7 @@ from enum import StrEnum
 
 import regex
 
-# GSM 03.38 default alphabet (3GPP TS 23.038, 6.2.1). ESC (0x1B) is left out on
-# purpose: a literal ESC in a value is not a character a phone can show.
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅå"
-    "\u0394_\u03a6\u0393\u039b\u03a9\u03a0\u03a8\u03a3\u0398\u039e"
-    "ÆæßÉ"
-    " !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
-    "¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-# Extension table: each of these is sent as ESC + code, i.e. two septets.
-GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
-GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
+from lapor.gsm import GSM7_ALL, GSM7_EXTENSION, is_gsm7
 
 GSM7_SINGLE, GSM7_PART = 160, 153
 UCS2_SINGLE, UCS2_PART = 70, 67
@@ -89,10 +77,6 @@ class Part:
 
 class SmsBudgetError(ValueError):
     """The protected parts alone do not fit the segment budget."""
-
-
-def is_gsm7(text: str) -> bool:
-    return all(ch in GSM7_ALL for ch in text)
 
 
 def non_gsm7_chars(text: str) -> list[str]:

@@ -2,10 +2,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lapor.gsm import GSM7_BASIC, GSM7_EXTENSION
 from services.notify.sms import (
     ELLIPSIS,
-    GSM7_BASIC,
-    GSM7_EXTENSION,
     Encoding,
     Part,
     SmsBudgetError,
