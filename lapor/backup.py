@@ -58,6 +58,8 @@ from typing import Annotated, Any
 import typer
 
 from lapor.runtime.pii import PiiKeyError, PiiOpener, PiiSealer
+from lapor.terminal import MongoDb
+from lapor.terminal import OperatorMongoUrl as MongoUrl
 
 Document = dict[str, Any]
 
@@ -405,17 +407,6 @@ async def _acknowledge_up_to(js: Any, stream: str, config: Any, last_done: int) 
 
 # -- command line -------------------------------------------------------------------
 
-MongoUrl = Annotated[
-    str,
-    typer.Option(
-        "--mongo",
-        envvar="MONGO_URL",
-        show_default=False,
-        help="MongoDB URL, as the operator (default: the running `make run`'s, "
-        "else mongodb://127.0.0.1:27017)",
-    ),
-]
-MongoDb = Annotated[str, typer.Option("--db", envvar="MONGO_DB", show_default=False)]
 NatsUrl = Annotated[
     str,
     typer.Option(

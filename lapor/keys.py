@@ -31,6 +31,8 @@ import typer
 
 from lapor.runtime import db_access
 from lapor.runtime.pii import PREFIX, SEALED_PREFIX, PiiCipher, PiiKeyError, PiiOpener
+from lapor.terminal import MongoDb
+from lapor.terminal import OperatorMongoUrl as MongoUrl
 
 Document = dict[str, Any]
 
@@ -235,17 +237,6 @@ async def old_seals(db: Any, keys: Resealer, shown: Any = None) -> dict[str, Cou
 
 # -- command line -------------------------------------------------------------------
 
-MongoUrl = Annotated[
-    str,
-    typer.Option(
-        "--mongo",
-        envvar="MONGO_URL",
-        show_default=False,
-        help="MongoDB URL, as the operator (default: the running `make run`'s, "
-        "else mongodb://127.0.0.1:27017)",
-    ),
-]
-MongoDb = Annotated[str, typer.Option("--db", envvar="MONGO_DB", show_default=False)]
 PiiKey = Annotated[
     str,
     typer.Option(

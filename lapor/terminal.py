@@ -16,7 +16,7 @@ import asyncio
 import re
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -134,3 +134,18 @@ def progress() -> Iterator[Progress]:
         except BaseException:
             shown.live.transient = True
             raise
+
+
+# The operator's database options of the commands that read or rewrite everything
+# stored (backup, restore, key rotation).
+OperatorMongoUrl = Annotated[
+    str,
+    typer.Option(
+        "--mongo",
+        envvar="MONGO_URL",
+        show_default=False,
+        help="MongoDB URL, as the operator (default: the running `make run`'s, "
+        "else mongodb://127.0.0.1:27017)",
+    ),
+]
+MongoDb = Annotated[str, typer.Option("--db", envvar="MONGO_DB", show_default=False)]
