@@ -518,11 +518,10 @@ DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
 
 def _opener(key: str, old_keys: str) -> PiiOpener:
     from lapor.runtime.pii import PiiKeyError
+    from lapor.terminal import private_pii_keys
 
-    if not key:
-        raise typer.BadParameter("set LAPOR_PII_KEY (or --pii-key)", param_hint="LAPOR_PII_KEY")
     try:
-        return PiiOpener(key, tuple(k.strip() for k in old_keys.split(",") if k.strip()))
+        return PiiOpener(*private_pii_keys(key, old_keys))
     except PiiKeyError as exc:
         raise typer.BadParameter(str(exc), param_hint="LAPOR_PII_KEY") from None
 

@@ -31,7 +31,7 @@ import typer
 
 from lapor.runtime import db_access
 from lapor.runtime.pii import PREFIX, SEALED_PREFIX, PiiCipher, PiiKeyError, PiiOpener
-from lapor.terminal import MongoDb
+from lapor.terminal import MongoDb, private_pii_keys
 from lapor.terminal import OperatorMongoUrl as MongoUrl
 
 Document = dict[str, Any]
@@ -259,10 +259,8 @@ DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
 
 
 def _keys(key: str, old_keys: str) -> Resealer:
-    if not key:
-        raise typer.BadParameter("set LAPOR_PII_KEY (or --pii-key)", param_hint="LAPOR_PII_KEY")
     try:
-        return Resealer(key, tuple(k.strip() for k in old_keys.split(",") if k.strip()))
+        return Resealer(*private_pii_keys(key, old_keys))
     except PiiKeyError as exc:
         raise typer.BadParameter(str(exc), param_hint="LAPOR_PII_KEY") from None
 

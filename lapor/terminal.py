@@ -149,3 +149,11 @@ OperatorMongoUrl = Annotated[
     ),
 ]
 MongoDb = Annotated[str, typer.Option("--db", envvar="MONGO_DB", show_default=False)]
+
+
+def private_pii_keys(key: str, old_keys: str) -> tuple[str, tuple[str, ...]]:
+    """The private personal-data key and the retired ones, from their options; a
+    missing key is a usage error."""
+    if not key:
+        raise typer.BadParameter("set LAPOR_PII_KEY (or --pii-key)", param_hint="LAPOR_PII_KEY")
+    return key, tuple(k.strip() for k in old_keys.split(",") if k.strip())

@@ -88,19 +88,25 @@ class PiiCipher:
         return f"{PREFIX}.{self._current_id}.{body}"
 
     def open_bytes(self, token: str, context: str) -> bytes:
-        try:
-            prefix, key_id, body = token.split(".", 2)
-            blob = base64.urlsafe_b64decode(body)
-        except (ValueError, binascii.Error) as exc:
-            raise PiiKeyError("not a sealed value") from exc
-        if prefix != PREFIX:
-            raise PiiKeyError("not a sealed value")
+        key_id, blob = _parse(token, PREFIX)
         if (aead := self._keys.get(key_id)) is None:
             raise PiiKeyError(f"sealed with an unknown key {key_id}; is LAPOR_PII_OLD_KEYS set?")
         try:
             return aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], context.encode())
         except InvalidTag as exc:
             raise PiiKeyError("sealed value does not belong to this record or was altered") from exc
+
+
+def _parse(token: str, prefix: str) -> tuple[str, bytes]:
+    """The key id and the sealed bytes of `<prefix>.<key id>.<base64>`."""
+    try:
+        found, key_id, body = token.split(".", 2)
+        blob = base64.urlsafe_b64decode(body)
+    except (ValueError, binascii.Error) as exc:
+        raise PiiKeyError("not a sealed value") from exc
+    if found != prefix:
+        raise PiiKeyError("not a sealed value")
+    return key_id, blob
 
 
 def _box_key(raw: bytes) -> PrivateKey:
@@ -185,13 +191,7 @@ class PiiOpener:
     def open_bytes(self, token: str, context: str) -> bytes:
         if token.startswith(PREFIX + "."):
             return self._cipher.open_bytes(token, context)
-        try:
-            prefix, key_id, body = token.split(".", 2)
-            blob = base64.urlsafe_b64decode(body)
-        except (ValueError, binascii.Error) as exc:
-            raise PiiKeyError("not a sealed value") from exc
-        if prefix != SEALED_PREFIX:
-            raise PiiKeyError("not a sealed value")
+        key_id, blob = _parse(token, SEALED_PREFIX)
         if (box := self._boxes.get(key_id)) is None:
             raise PiiKeyError(f"sealed with an unknown key {key_id}; is LAPOR_PII_OLD_KEYS set?")
         try:
