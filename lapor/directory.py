@@ -12,18 +12,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lapor.contracts import AGENCY_OUT_OF_SCOPE
+from lapor.contracts import AGENCY_OUT_OF_SCOPE, EscalationLevel
 
 REGIONS_DIR = Path(__file__).resolve().parent.parent / "data" / "regions"
 AGENCIES_FILE = "agencies.yaml"
 
-EscalationLevel = Literal["liaison", "head", "sekda", "ombudsman"]
-ESCALATION_LEVELS: tuple[EscalationLevel, ...] = ("liaison", "head", "sekda", "ombudsman")
+# The chain in order, lowest first: the order of the contracts' levels.
+ESCALATION_LEVELS: tuple[EscalationLevel, ...] = tuple(EscalationLevel)
 
 _CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
 _SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,47}$")

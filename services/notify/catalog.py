@@ -9,12 +9,8 @@ from typing import Any
 from lapor.contracts import AGENCY_OUT_OF_SCOPE
 from lapor.directory import ESCALATION_LEVELS, AgencyDirectory, Contacts, load_directory
 from lapor.regions import Region
-from services.notify.templates import (
-    TemplateSet,
-    citizen_email_subject,
-    format_date_id,
-    format_datetime_id,
-)
+from services.notify.labels import citizen_email_subject, format_date_id, format_datetime_id
+from services.notify.templates import TemplateSet
 
 # Indonesia's three time zones as citizens name them.
 _ZONE_ABBREVIATIONS = {

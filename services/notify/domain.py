@@ -14,14 +14,15 @@ from lapor.contracts import (
     ComplaintStateChanged,
     DeadlineAlert,
     DeadlinesSet,
+    EscalationLevel,
     EscalationRaised,
     InboundRejected,
     Priority,
     RejectionReason,
     State,
 )
-from lapor.directory import Contacts, EscalationLevel
-from services.notify.templates import (
+from lapor.directory import Contacts
+from services.notify.labels import (
     clock_label,
     escalation_label,
     outcome_label,
@@ -177,12 +178,12 @@ def command_reply(event: CitizenCommandAnswered, agency_name: str) -> CitizenMes
 
 # Who hears what, by escalation level of the agency's contacts. Urgent cases go
 # to the head at once: a hospital refusing a patient cannot wait for a liaison.
-ASSIGNMENT_LEVELS: tuple[EscalationLevel, ...] = ("liaison",)
-URGENT_ASSIGNMENT_LEVELS: tuple[EscalationLevel, ...] = ("liaison", "head")
-ALERT_LEVELS: tuple[EscalationLevel, ...] = ("liaison",)
+ASSIGNMENT_LEVELS: tuple[EscalationLevel, ...] = (EscalationLevel.LIAISON,)
+URGENT_ASSIGNMENT_LEVELS = (EscalationLevel.LIAISON, EscalationLevel.HEAD)
+ALERT_LEVELS: tuple[EscalationLevel, ...] = (EscalationLevel.LIAISON,)
 
 # Confidential complaints stay with the agency and the regency's administration.
-_INSIDE_CIRCLE: frozenset[EscalationLevel] = frozenset({"liaison", "head", "sekda"})
+_INSIDE_CIRCLE = frozenset({EscalationLevel.LIAISON, EscalationLevel.HEAD, EscalationLevel.SEKDA})
 
 
 @dataclass(frozen=True)
@@ -326,7 +327,7 @@ def escalation_notice(
         complaint_id=event.complaint_id,
         region=event.region,
         agency=responsible_agency(event.agency, admin_agency),
-        levels=(event.level.value,),
+        levels=(event.level,),
     )
 
 
@@ -388,7 +389,9 @@ def recipients(
     return list(found.values())
 
 
-def unreachable_levels(contacts: Contacts, levels: Sequence[EscalationLevel]) -> list[str]:
+def unreachable_levels(
+    contacts: Contacts, levels: Sequence[EscalationLevel]
+) -> list[EscalationLevel]:
     """Levels with nobody reachable by e-mail or webhook (a phone alone does not do)."""
     return [level for level in levels if not any(c.email or c.webhook for c in contacts.at(level))]
 

@@ -16,7 +16,7 @@ bound to the complaint id) and opened only here, when a reply must go out.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -50,6 +50,23 @@ class InFlight:
     """Another worker is making an attempt right now; look again after `retry_in_s`."""
 
     retry_in_s: float
+
+
+class NotifyRecords(Protocol):
+    """What notify's use cases read and write: `NotificationRepository` on the database,
+    an in-memory stand-in in unit tests."""
+
+    async def save_contact(self, complaint_id: str, contact: Document) -> None: ...
+
+    async def contact(self, complaint_id: str) -> Document | None: ...
+
+    async def note_acknowledged_answer(self, complaint_id: str, answer: datetime) -> None: ...
+
+    async def save_routing(self, routed_event_id: str, routing: Document) -> None: ...
+
+    async def routing(self, routed_event_id: str) -> Document | None: ...
+
+    async def get(self, notification_id: str) -> Document | None: ...
 
 
 class NotificationRepository:

@@ -16,8 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from enum import StrEnum
+from datetime import date, datetime
 from pathlib import Path
 from string import Template
 from types import MappingProxyType
@@ -26,7 +25,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, PositiveInt, ValidationError
 
-from lapor.contracts import Priority, State
 from services.notify.sms import (
     Part,
     SmsBudgetError,
@@ -38,6 +36,7 @@ from services.notify.sms import (
     to_gsm7,
     transliterate,
 )
+from services.notify.template_contract import CONTRACT, Audience, TemplateSpec
 
 DEFAULT_TEMPLATE_PATH = Path(__file__).with_name("templates") / "id.yaml"
 
@@ -48,104 +47,6 @@ class TemplateError(Exception):
 
 class RenderError(TemplateError):
     """A render call does not match the template (missing or unknown values, bad types)."""
-
-
-class Audience(StrEnum):
-    CITIZEN = "citizen"  # SMS, segment budget applies
-    OFFICIAL = "official"  # e-mail / webhook, needs a subject, may be long
-
-
-@dataclass(frozen=True, slots=True)
-class TemplateSpec:
-    """What the code supplies for one template: the file must declare exactly these."""
-
-    audience: Audience
-    required: frozenset[str]
-    optional: frozenset[str] = frozenset()
-
-    @property
-    def variables(self) -> frozenset[str]:
-        return self.required | self.optional
-
-
-def _citizen(*required: str, optional: tuple[str, ...] = ()) -> TemplateSpec:
-    return TemplateSpec(Audience.CITIZEN, frozenset(required), frozenset(optional))
-
-
-def _official(*required: str, optional: tuple[str, ...] = ()) -> TemplateSpec:
-    return TemplateSpec(Audience.OFFICIAL, frozenset(required), frozenset(optional))
-
-
-_ASSIGNMENT = (
-    "tracking_id",
-    "agency_name",
-    "category",
-    "priority_label",
-    "received_at",
-    "first_response_date",
-    "answer_date",
-    "complaint_text",
-)
-
-CONTRACT: Mapping[str, TemplateSpec] = MappingProxyType(
-    {
-        "ack": _citizen("tracking_id", "agency_name", "answer_date"),
-        "ack_triage": _citizen("tracking_id", "answer_date"),
-        "ack_truncated": _citizen("tracking_id", "agency_name", "answer_date"),
-        "ack_triage_truncated": _citizen("tracking_id", "answer_date"),
-        "ack_duplicate": _citizen("tracking_id"),
-        # The file may give the region keyword a default, so callers can leave it out.
-        "reject_unknown_region": _citizen(optional=("region_keyword",)),
-        "reject_too_short": _citizen(optional=("region_keyword",)),
-        "reject_malformed": _citizen(optional=("region_keyword",)),
-        "reject_rate_limited": _citizen(),
-        "reject_bad_tracking_id": _citizen(),
-        "reject_bad_rating": _citizen(),
-        "reject_empty": _citizen(optional=("region_keyword",)),
-        "status": _citizen("tracking_id", "state_label", "agency_name", "answer_date"),
-        "status_not_found": _citizen("tracking_id"),
-        "reply_received": _citizen("tracking_id"),
-        "rating_received": _citizen("tracking_id", "score"),
-        "rating_refused": _citizen("tracking_id", "state_label"),
-        "reopened": _citizen("tracking_id", "agency_name"),
-        "reopen_refused": _citizen("tracking_id", "state_label"),
-        "withdrawn": _citizen("tracking_id"),
-        "reopen_deadline": _citizen("tracking_id", "agency_name", "answer_date"),
-        "withdraw_refused": _citizen("tracking_id", "state_label"),
-        "question": _citizen("tracking_id", "agency_name", "question"),
-        "answer": _citizen("tracking_id", "agency_name", "answer", "reopen_until"),
-        "closed": _citizen("tracking_id", "outcome_label", "reopen_until", optional=("note",)),
-        "out_of_scope": _citizen("tracking_id", "guidance"),
-        "deadline_extended": _citizen("tracking_id", "agency_name", "answer_date"),
-        "official_assignment": _official(*_ASSIGNMENT, optional=("routing_note",)),
-        "official_assignment_urgent": _official(*_ASSIGNMENT, optional=("routing_note",)),
-        "official_warning": _official(
-            "tracking_id",
-            "agency_name",
-            "clock_label",
-            "percent",
-            "due_date",
-            optional=("official",),
-        ),
-        "official_breach": _official(
-            "tracking_id", "agency_name", "clock_label", "due_date", optional=("official",)
-        ),
-        "official_escalation": _official(
-            "tracking_id",
-            "agency_name",
-            "clock_label",
-            "due_date",
-            "level_label",
-            optional=("official",),
-        ),
-        "official_citizen_action": _official(
-            "tracking_id",
-            "agency_name",
-            "action_label",
-            optional=("official", "citizen_text"),
-        ),
-    }
-)
 
 
 # --- file schema -------------------------------------------------------------
@@ -581,165 +482,3 @@ class TemplateSet:
 
 def _error(source: str, problems: list[str]) -> TemplateError:
     return TemplateError(f"{source}: invalid templates:\n  - " + "\n  - ".join(problems))
-
-
-# --- Indonesian dates --------------------------------------------------------------
-
-MONTHS_ID = (
-    "Januari",
-    "Februari",
-    "Maret",
-    "April",
-    "Mei",
-    "Juni",
-    "Juli",
-    "Agustus",
-    "September",
-    "Oktober",
-    "November",
-    "Desember",
-)
-
-# Indonesia has no daylight saving time, so fixed offsets are exact and need no tz database.
-TIME_ZONES_ID: Mapping[str, timezone] = MappingProxyType(
-    {
-        "WIB": timezone(timedelta(hours=7), "WIB"),
-        "WITA": timezone(timedelta(hours=8), "WITA"),
-        "WIT": timezone(timedelta(hours=9), "WIT"),
-    }
-)
-
-
-def _in_zone(value: datetime, tz_abbr: str) -> datetime:
-    try:
-        zone = TIME_ZONES_ID[tz_abbr]
-    except KeyError:
-        raise ValueError(f"unknown time zone {tz_abbr!r}; use WIB, WITA or WIT") from None
-    # A naive datetime is taken as wall-clock time in that zone already.
-    return value if value.tzinfo is None else value.astimezone(zone)
-
-
-def format_date_id(value: date | datetime, tz_abbr: str | None = None) -> str:
-    """'12 Desember 2026'. With `tz_abbr`, an aware datetime is first converted.
-
-    Pass the region's zone for deadlines stored in UTC: 16:00 UTC is already
-    the next day in WITA.
-    """
-    if isinstance(value, datetime) and tz_abbr is not None:
-        value = _in_zone(value, tz_abbr)
-    return f"{value.day} {MONTHS_ID[value.month - 1]} {value.year}"
-
-
-def format_datetime_id(value: datetime, tz_abbr: str = "WITA") -> str:
-    """'12 Desember 2026 pukul 14.30 WITA' (Indonesian style uses a dot in times)."""
-    local = _in_zone(value, tz_abbr)
-    return f"{format_date_id(local)} pukul {local:%H.%M} {tz_abbr}"
-
-
-# --- Indonesian labels ---------------------------------------------------------------
-
-# Short titles of the citizen messages that also go out by e-mail: the subject
-# reads "Laporan <nomor>: <judul>".
-EMAIL_TITLES: Mapping[str, str] = MappingProxyType(
-    {
-        "ack": "Laporan diterima",
-        "ack_truncated": "Laporan diterima",
-        "ack_triage": "Laporan diterima",
-        "ack_triage_truncated": "Laporan diterima",
-        "ack_duplicate": "Laporan sudah tercatat",
-        "question": "Pertanyaan dari instansi",
-        "answer": "Tanggapan instansi",
-        "closed": "Laporan ditutup",
-        "out_of_scope": "Di luar kewenangan pemerintah daerah",
-        "deadline_extended": "Batas jawaban diperpanjang",
-        "status": "Status laporan",
-        "reply_received": "Tambahan informasi diterima",
-        "rating_received": "Penilaian diterima",
-        "reopened": "Laporan dibuka kembali",
-        "withdrawn": "Laporan dicabut",
-        "reopen_deadline": "Batas jawaban baru",
-    }
-)
-DEFAULT_EMAIL_TITLE = "Pemberitahuan LAPOR!"
-
-
-def citizen_email_subject(template: str, tracking_id: str | None) -> str:
-    """'Laporan BJR-XXXX-XXXXX: Laporan diterima' (one line, whatever the id holds)."""
-    title = EMAIL_TITLES.get(template, DEFAULT_EMAIL_TITLE)
-    if not tracking_id:
-        return title
-    return f"Laporan {' '.join(str(tracking_id).split())}: {title}"
-
-
-STATE_LABELS: Mapping[State, str] = MappingProxyType(
-    {
-        State.RECEIVED: "Diterima",
-        State.TRIAGE: "Menunggu Verifikasi",
-        State.ASSIGNED: "Didisposisikan",
-        State.IN_PROGRESS: "Diproses",
-        State.NEEDS_INFO: "Menunggu Pelapor",
-        State.RESPONDED: "Ditanggapi",
-        State.CLOSED: "Selesai",
-        State.REJECTED: "Diarsipkan",
-    }
-)
-
-OUTCOME_LABELS: Mapping[str, str] = MappingProxyType(
-    {
-        "resolved": "Terselesaikan",
-        "not_resolved": "Tidak Dapat Diselesaikan",
-        "duplicate": "Laporan Ganda",
-        "out_of_scope": "Di Luar Kewenangan",
-        "withdrawn": "Dicabut Pelapor",
-        "no_reply": "Tanpa Tanggapan Pelapor",
-    }
-)
-
-PRIORITY_LABELS: Mapping[Priority, str] = MappingProxyType(
-    {Priority.URGENT: "MENDESAK", Priority.HIGH: "Tinggi", Priority.NORMAL: "Biasa"}
-)
-
-# The three deadline clocks of a complaint (see lapor.contracts.Deadlines).
-CLOCK_LABELS: Mapping[str, str] = MappingProxyType(
-    {
-        "routing": "verifikasi dan disposisi",
-        "first_response": "tanggapan pertama",
-        "answer": "jawaban akhir",
-    }
-)
-
-ESCALATION_LABELS: Mapping[str, str] = MappingProxyType(
-    {
-        "liaison": "Penghubung LAPOR! Instansi",
-        "head": "Kepala Instansi",
-        "sekda": "Sekretaris Daerah",
-        "ombudsman": "Ombudsman RI Perwakilan Provinsi",
-    }
-)
-
-
-def _label(table: Mapping[Any, str], code: str, kind: str) -> str:
-    try:
-        return table[code]
-    except KeyError:
-        raise ValueError(f"unknown {kind} {code!r}; known: {', '.join(table)}") from None
-
-
-def state_label(state: State | str) -> str:
-    return _label(STATE_LABELS, state, "state")
-
-
-def outcome_label(outcome: str) -> str:
-    return _label(OUTCOME_LABELS, outcome, "outcome")
-
-
-def priority_label(priority: Priority | str) -> str:
-    return _label(PRIORITY_LABELS, priority, "priority")
-
-
-def clock_label(clock: str) -> str:
-    return _label(CLOCK_LABELS, clock, "deadline clock")
-
-
-def escalation_label(level: str) -> str:
-    return _label(ESCALATION_LABELS, level, "escalation level")

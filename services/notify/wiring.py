@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from fastapi import FastAPI
 from faststream import FastStream
+from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -60,6 +61,7 @@ from services.notify.repository import NotificationRepository
 from services.notify.retry import RetryPolicy
 from services.notify.settings import NotifySettings
 from services.notify.templates import TemplateSet
+from services.notify.usecases import NotifyDeps
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,8 @@ def delivery_count(msg: Any) -> int:
     return int(getattr(metadata, "num_delivered", 1) or 1)
 
 
-def register(runtime: Runtime, deps: Late[handlers.NotifyDeps]) -> dict[str, EventPublisher]:
+def register(runtime: Runtime, deps: Late[NotifyDeps]) -> dict[str, EventPublisher]:
+    """Notify's subscribers and its publishers (which the deliverer sends through)."""
     broker = runtime.broker
     publishers = {
         "sms": EventPublisher(
@@ -87,6 +90,18 @@ def register(runtime: Runtime, deps: Late[handlers.NotifyDeps]) -> dict[str, Eve
             broker, subjects.NOTIFICATION_FAILED, NotificationFailed, "Notification failed"
         ),
     }
+    _subscribe_complaints(broker, deps)
+    _subscribe_deadlines(broker, deps)
+
+    @durable(broker, subjects.OUTBOUND_SMS_STATUS, "notify-receipts", title="Delivery receipts")
+    async def on_receipt(receipt: SmsDeliveryReceipt) -> None:
+        await handlers.handle_receipt(receipt, deps.get())
+
+    return publishers
+
+
+def _subscribe_complaints(broker: NatsBroker, deps: Late[NotifyDeps]) -> None:
+    """What notify remembers of each complaint, and what the citizen is told."""
 
     @durable(broker, subjects.COMPLAINT_RECEIVED, "notify-received", title="Keep reply address")
     async def on_received(event: ComplaintReceived) -> None:
@@ -123,6 +138,10 @@ def register(runtime: Runtime, deps: Late[handlers.NotifyDeps]) -> dict[str, Eve
     async def on_command_answered(event: CitizenCommandAnswered, msg: NatsMessage) -> None:
         await handlers.handle_command_answered(event, deps.get(), delivery_count(msg))
 
+
+def _subscribe_deadlines(broker: NatsBroker, deps: Late[NotifyDeps]) -> None:
+    """Officials hear of deadlines at risk, breached and escalated."""
+
     @durable(
         broker,
         subjects.SLA_ALERT,
@@ -142,12 +161,6 @@ def register(runtime: Runtime, deps: Late[handlers.NotifyDeps]) -> dict[str, Eve
     )
     async def on_escalation(event: EscalationRaised, msg: NatsMessage) -> None:
         await handlers.handle_escalation(event, deps.get(), delivery_count(msg))
-
-    @durable(broker, subjects.OUTBOUND_SMS_STATUS, "notify-receipts", title="Delivery receipts")
-    async def on_receipt(receipt: SmsDeliveryReceipt) -> None:
-        await handlers.handle_receipt(receipt, deps.get())
-
-    return publishers
 
 
 def retry_policy(settings: NotifySettings) -> RetryPolicy:
@@ -197,19 +210,16 @@ def send_timeout(settings: NotifySettings) -> float:
     return max(settings.sms_gateway_timeout_s, settings.smtp_timeout_s, settings.webhook_timeout_s)
 
 
-def make_deps(
+def make_deliverer(
     settings: NotifySettings,
     publishers: dict[str, EventPublisher],
     repo: NotificationRepository,
     client: httpx.AsyncClient,
-    *,
-    renderer: SmsRenderer,
-    catalog: AgencyCatalog,
     metrics: NotifyMetrics,
     zones: Mapping[str, tzinfo] | None = None,
-) -> handlers.NotifyDeps:
+) -> Deliverer:
     local = dict(zones or {})
-    deliverer = Deliverer(
+    return Deliverer(
         repo,
         build_channels(settings, publishers["sms"], client),
         publishers["failed"],
@@ -219,7 +229,17 @@ def make_deps(
         sms_budget=settings.sms_budget,
         budget_zone=lambda region: local.get(region or "", UTC),
     )
-    return handlers.NotifyDeps(
+
+
+def use_case_deps(
+    settings: NotifySettings,
+    repo: NotificationRepository,
+    deliverer: Deliverer,
+    *,
+    renderer: SmsRenderer,
+    catalog: AgencyCatalog,
+) -> NotifyDeps:
+    return NotifyDeps(
         repo=repo,
         deliverer=deliverer,
         renderer=renderer,
@@ -231,6 +251,21 @@ def make_deps(
             for region in catalog.directories
         },
     )
+
+
+def make_deps(
+    settings: NotifySettings,
+    publishers: dict[str, EventPublisher],
+    repo: NotificationRepository,
+    client: httpx.AsyncClient,
+    *,
+    renderer: SmsRenderer,
+    catalog: AgencyCatalog,
+    metrics: NotifyMetrics,
+    zones: Mapping[str, tzinfo] | None = None,
+) -> NotifyDeps:
+    deliverer = make_deliverer(settings, publishers, repo, client, metrics, zones)
+    return use_case_deps(settings, repo, deliverer, renderer=renderer, catalog=catalog)
 
 
 def _warn_about_gaps(settings: NotifySettings, catalog: AgencyCatalog) -> None:
@@ -248,7 +283,8 @@ def _warn_about_gaps(settings: NotifySettings, catalog: AgencyCatalog) -> None:
 def create_app(settings: NotifySettings | None = None) -> FastAPI:
     settings = settings or NotifySettings()
     runtime = build_runtime("notify", settings)
-    deps: Late[handlers.NotifyDeps] = Late("notify dependencies")
+    deps: Late[NotifyDeps] = Late("notify dependencies")
+    records: Late[NotificationRepository] = Late("notify records")
     publishers = register(runtime, deps)
     # Templates and the directory are validated before any message is taken.
     regions = load_regions(settings.infra.data_dir)
@@ -270,19 +306,10 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
         repo = NotificationRepository(db, settings.pii.cipher())
         await repo.ensure_indexes()
+        records.set(repo)
         client = httpx.AsyncClient(follow_redirects=False)
-        deps.set(
-            make_deps(
-                settings,
-                publishers,
-                repo,
-                client,
-                renderer=renderer,
-                catalog=catalog,
-                metrics=metrics,
-                zones=zones,
-            )
-        )
+        deliverer = make_deliverer(settings, publishers, repo, client, metrics, zones)
+        deps.set(use_case_deps(settings, repo, deliverer, renderer=renderer, catalog=catalog))
         _warn_about_gaps(settings, catalog)
         stop_refresher = start_consumer_refresher(
             domain_metrics, runtime.broker, settings.metrics_interval_s
@@ -290,7 +317,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         # A failure is stored with its announcement pending; this publishes what a
         # crash or an outage left unannounced.
         stop_sweeper = start_periodic(
-            "failure", deps.get().deliverer.announce_failures, settings.outbox_sweep_s
+            "failure", deliverer.announce_failures, settings.outbox_sweep_s
         )
 
         async def stop() -> None:
@@ -305,7 +332,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         on_start=on_start,
         routers=[
             delivery_router(
-                lambda: deps.get().repo,
+                records.get,
                 zones,
                 settings.default_region,
                 stored_tokens(runtime.db.get),

@@ -24,7 +24,6 @@ from lapor.runtime.http import refusals
 from lapor.tokens import FindToken, Officer, officer_dependency
 from services.sla.calendar import WorkingCalendar
 from services.sla.handlers import SlaDeps
-from services.sla.policy import ESCALATION_ORDER
 
 MAX_LIMIT = 10_000
 
@@ -127,7 +126,7 @@ def _breach(doc: dict[str, Any], calendar: WorkingCalendar, now: datetime) -> Br
         breached_at=calendar.local(breached) if breached else None,
         late_by_s=round(late, 3),
         late_by=iso_duration(late),
-        level=EscalationLevel(ESCALATION_ORDER[rank - 1].value) if rank else None,
+        level=list(EscalationLevel)[rank - 1] if rank else None,
         escalations=escalations,
         resolved_at=calendar.local(resolved) if resolved else None,
         open=resolved is None,
@@ -174,30 +173,40 @@ def breaches_router(get_deps: Callable[[], SlaDeps], find_token: FindToken) -> A
             if not reader.reads_rows_of(agency):
                 raise HTTPException(403, detail="an officer reads only their agency's breaches")
         deps = get_deps()
-        region_id = region or deps.default_region
-        rules = deps.regions.get(region_id)
+        rules = deps.regions.get(region or deps.default_region)
         if rules is None:
-            raise HTTPException(status_code=404, detail=f"unknown region {region_id!r}")
-        calendar = rules.calendar
-        start = parse_bound(period_from, calendar, "from")
-        end = parse_bound(period_to, calendar, "to")
+            raise HTTPException(404, detail=f"unknown region {region or deps.default_region!r}")
+        start = parse_bound(period_from, rules.calendar, "from")
+        end = parse_bound(period_to, rules.calendar, "to")
         if start is not None and end is not None and end <= start:
             raise HTTPException(status_code=422, detail="`to` must be after `from`")
-        store = deps.engine.store
         filters: dict[str, Any] = {"agency": agency, "region": region, "start": start, "end": end}
-        docs = await store.breaches(clock=clock.value if clock else None, limit=limit, **filters)
-        counted = await store.breach_counts(**filters)
-        counts = {c: counted.get(c.value, 0) for c in SlaClock}
-        now = deps.clock()
-        return BreachReport(
-            region=region_id,
-            agency=agency,
-            period_from=calendar.local(start) if start else None,
-            period_to=calendar.local(end) if end else None,
-            total=sum(counts.values()),
-            counts=counts,
-            returned=len(docs),
-            breaches=[_breach(doc, calendar, now) for doc in docs],
-        )
+        return await breach_report(deps, rules.calendar, filters, clock, limit)
 
     return router
+
+
+async def breach_report(
+    deps: SlaDeps,
+    calendar: WorkingCalendar,
+    filters: dict[str, Any],
+    clock: SlaClock | None,
+    limit: int,
+) -> BreachReport:
+    """The breaches matching `filters` (agency, region, start, end), with counts per clock."""
+    store = deps.engine.store
+    docs = await store.breaches(clock=clock.value if clock else None, limit=limit, **filters)
+    counted = await store.breach_counts(**filters)
+    counts = {c: counted.get(c.value, 0) for c in SlaClock}
+    now = deps.clock()
+    start, end = filters["start"], filters["end"]
+    return BreachReport(
+        region=filters["region"] or deps.default_region,
+        agency=filters["agency"],
+        period_from=calendar.local(start) if start else None,
+        period_to=calendar.local(end) if end else None,
+        total=sum(counts.values()),
+        counts=counts,
+        returned=len(docs),
+        breaches=[_breach(doc, calendar, now) for doc in docs],
+    )

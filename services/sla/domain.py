@@ -42,13 +42,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from lapor.contracts import Deadlines, Priority
+from lapor.contracts import Deadlines, EscalationLevel, Priority, SlaClock
 from services.sla.calendar import WorkingCalendar
-from services.sla.policy import Clock, EscalationLevel, SlaPolicy, Unit, Window
+from services.sla.policy import SlaPolicy, Unit, Window
 
 __all__ = [
-    "Clock",
-    "EscalationLevel",
     "TimerPoint",
     "auto_close_at",
     "compute_deadlines",
@@ -64,14 +62,14 @@ __all__ = [
 
 BREACH = "breach"
 _NO_PAUSE = timedelta(0)
-_CLOCK_ORDER = {clock: index for index, clock in enumerate(Clock)}
+_CLOCK_ORDER = {clock: index for index, clock in enumerate(SlaClock)}
 
 
 @dataclass(frozen=True, slots=True)
 class TimerPoint:
     """One moment at which the sla service must act on a clock."""
 
-    clock: Clock
+    clock: SlaClock
     label: str  # "warn50", "warn80" or "breach"
     fraction: float
     due_at: datetime
@@ -153,7 +151,7 @@ def _point_at(
 
 
 def timer_schedule(
-    clock: Clock,
+    clock: SlaClock,
     start: datetime,
     due: datetime,
     thresholds: Iterable[float],
@@ -190,11 +188,11 @@ def deadline_timers(
     assigned_at: datetime | None = None,
 ) -> list[TimerPoint]:
     """Every warning and breach point of the given deadlines, in time order."""
-    starts = {Clock.ROUTING: received_at, Clock.ANSWER: received_at}
+    starts = {SlaClock.ROUTING: received_at, SlaClock.ANSWER: received_at}
     if assigned_at is not None:
-        starts[Clock.FIRST_RESPONSE] = assigned_at
+        starts[SlaClock.FIRST_RESPONSE] = assigned_at
     points: list[TimerPoint] = []
-    for clock in Clock:
+    for clock in SlaClock:
         due: datetime | None = getattr(deadlines, clock.value)
         if due is None:
             continue

@@ -39,32 +39,29 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel
 
 from lapor.contracts import (
-    AutoCloseDue,
-    DeadlineAlert,
     DeadlinesSet,
-    EscalationLevel,
-    EscalationRaised,
-    Event,
-    SlaClock,
-    subjects,
 )
 from lapor.runtime.locks import KeyedLock
-from services.sla.metrics import SlaMetrics
-from services.sla.plan import (
-    Fact,
-    Plan,
-    RegionRules,
-    Timer,
-    TimerKind,
-    build_plan,
-    lapse_announcement,
+from services.sla.clocks import Plan, TimerKind
+from services.sla.facts import Fact
+from services.sla.firing import (
+    MODELS,
+    PUBLISHED,
+    SKIPPED,
+    breach_update,
+    differs,
+    ledger_entry,
+    moved_fields,
+    timer_doc,
+    with_event,
 )
-from services.sla.policy import EscalationLevel as ChainLevel
+from services.sla.metrics import SlaMetrics
+from services.sla.plan import RegionRules, build_plan
 from services.sla.repository import (
     PENDING,
     BreachUpdate,
@@ -76,21 +73,6 @@ from services.sla.repository import (
 
 log = logging.getLogger(__name__)
 
-MODELS: dict[str, type[Event]] = {
-    subjects.SLA_ALERT: DeadlineAlert,
-    subjects.SLA_ESCALATION: EscalationRaised,
-    subjects.SLA_AUTO_CLOSE: AutoCloseDue,
-    subjects.COMPLAINT_DEADLINES: DeadlinesSet,
-}
-SUBJECTS: dict[TimerKind, str] = {
-    TimerKind.WARNING: subjects.SLA_ALERT,
-    TimerKind.BREACH: subjects.SLA_ALERT,
-    TimerKind.ESCALATION: subjects.SLA_ESCALATION,
-    TimerKind.AUTO_CLOSE: subjects.SLA_AUTO_CLOSE,
-    TimerKind.REPLY_LAPSED: subjects.COMPLAINT_DEADLINES,
-}
-SKIPPED = "skipped"
-PUBLISHED = "published"
 _REPLAN_ATTEMPTS = 5
 
 
@@ -125,30 +107,6 @@ class SweepReport:
     def left_due(self) -> int:
         """Due timers this sweep read but could not settle (contended or failed)."""
         return self.due - self.fired - self.cancelled - self.rescheduled - self.skipped
-
-
-def timer_doc(timer: Timer, now: datetime) -> Document:
-    return {
-        "_id": timer.id,
-        "complaint_id": timer.complaint_id,
-        "clock": timer.clock.value,
-        "point": timer.point,
-        "round": timer.round,
-        "kind": timer.kind.value,
-        "due_at": timer.due_at,
-        "deadline": timer.deadline,
-        "agency": timer.agency,
-        "priority": timer.priority.value,
-        "status": PENDING,
-        "updated_at": now,
-    }
-
-
-_COMPARED = ("due_at", "deadline", "agency", "priority")
-
-
-def _differs(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    return any(stored.get(key) != wanted[key] for key in _COMPARED)
 
 
 class SlaEngine:
@@ -231,12 +189,11 @@ class SlaEngine:
             fired = await self.store.fired_ids(complaint_id)
             await self.store.insert_timers([doc for doc in new if doc["_id"] not in fired])
         for timer_id, timer in wanted.items():
-            doc = timer_doc(timer, now)
             existing = stored.get(timer_id)
-            if existing is not None and existing["status"] == PENDING and _differs(existing, doc):
-                await self.store.update_pending_timer(
-                    timer_id, {key: doc[key] for key in (*_COMPARED, "updated_at")}
-                )
+            if existing is None or existing["status"] != PENDING:
+                continue
+            if differs(existing, timer_doc(timer, now)):
+                await self.store.update_pending_timer(timer_id, moved_fields(timer, now))
         for timer_id, existing in stored.items():
             if timer_id not in wanted and existing["status"] == PENDING:
                 await self.store.delete_pending_timer(timer_id)
@@ -327,16 +284,19 @@ class SlaEngine:
             await self.store.delete_pending_timer(timer_id)
             return "cancelled"
         if timer.due_at > now:
-            wanted = timer_doc(timer, now)
-            await self.store.update_pending_timer(
-                timer_id, {key: wanted[key] for key in (*_COMPARED, "updated_at")}
-            )
+            await self.store.update_pending_timer(timer_id, moved_fields(timer, now))
             return "rescheduled"
         if timer.kind is TimerKind.WARNING and timer.deadline <= now:
-            await self.store.claim(self._ledger(timer, now, outcome=SKIPPED))
+            await self.store.claim(ledger_entry(timer, now, self.replica, outcome=SKIPPED))
             await self.store.delete_timer(timer_id)
             return "skipped"
-        ledger = self._ledger(timer, now, outcome=PUBLISHED, plan=plan)
+        ledger = with_event(
+            ledger_entry(timer, now, self.replica, outcome=PUBLISHED),
+            timer,
+            plan,
+            now,
+            self.regions[plan.region].calendar,
+        )
         if not await self.store.claim(ledger):
             existing = await self.store.firing(timer_id)
             if existing is not None and existing.get("settled_at") is not None:
@@ -351,136 +311,21 @@ class SlaEngine:
         await self._publish_and_settle(ledger, now)
         return "fired"
 
-    def _ledger(
-        self, timer: Timer, now: datetime, *, outcome: str, plan: Plan | None = None
-    ) -> Document:
-        entry: Document = {
-            "_id": timer.id,
-            "complaint_id": timer.complaint_id,
-            "clock": timer.clock.value,
-            "point": timer.point,
-            "round": timer.round,
-            "kind": timer.kind.value,
-            "due_at": timer.due_at,
-            "claimed_at": now,
-            "claimed_by": self.replica,
-            "outcome": outcome,
-            "subject": None,
-            "payload": None,
-            "breach": None,
-            "settled_at": now if outcome == SKIPPED else None,
-        }
-        if plan is not None and outcome == PUBLISHED:
-            event, breach = self._build(timer, plan, now)
-            entry["subject"] = SUBJECTS[timer.kind]
-            entry["payload"] = event.model_dump(mode="json")
-            entry["breach"] = breach
-        return entry
-
-    def _build(self, timer: Timer, plan: Plan, now: datetime) -> tuple[Event, Document | None]:
-        calendar = self.regions[plan.region].calendar
-        occurred_at = calendar.local(now)
-        if timer.kind is TimerKind.AUTO_CLOSE:
-            assert timer.responded_at is not None
-            return (
-                AutoCloseDue(
-                    event_id=timer.id,
-                    occurred_at=occurred_at,
-                    complaint_id=timer.complaint_id,
-                    region=plan.region,
-                    responded_at=timer.responded_at,
-                ),
-                None,
-            )
-        if timer.kind is TimerKind.REPLY_LAPSED:
-            return lapse_announcement(plan, timer, occurred_at), None
-        run = plan.run(timer.clock, timer.round)
-        stopped = run.stopped_at if run is not None else None
-        late_by = max(((min(now, stopped) if stopped else now) - timer.deadline).total_seconds(), 0)
-        deadline = calendar.local(timer.deadline)
-        event: Event
-        if timer.kind is TimerKind.ESCALATION:
-            assert timer.level is not None
-            event = EscalationRaised(
-                event_id=timer.id,
-                occurred_at=occurred_at,
-                complaint_id=timer.complaint_id,
-                region=plan.region,
-                agency=timer.agency,
-                official=plan.official_for(timer.agency),
-                priority=timer.priority,
-                clock=SlaClock(timer.clock.value),
-                level=EscalationLevel(timer.level.value),
-                due_at=deadline,
-                late_by_s=late_by,
-                round=timer.round,
-            )
-        else:
-            event = DeadlineAlert(
-                event_id=timer.id,
-                occurred_at=occurred_at,
-                complaint_id=timer.complaint_id,
-                region=plan.region,
-                agency=timer.agency,
-                official=plan.official_for(timer.agency),
-                priority=timer.priority,
-                clock=SlaClock(timer.clock.value),
-                kind="breach" if timer.kind is TimerKind.BREACH else "warning",
-                percent=timer.percent or 0,
-                due_at=deadline,
-                round=timer.round,
-            )
-        if timer.kind is TimerKind.WARNING:
-            return event, None
-        breach = {
-            "breach_id": breach_id(timer.complaint_id, timer.clock.value, timer.round),
-            "complaint_id": timer.complaint_id,
-            "region": plan.region,
-            "agency": timer.agency,
-            "official": plan.official_for(timer.agency),
-            "clock": timer.clock.value,
-            "round": timer.round,
-            "priority": timer.priority.value,
-            "due_at": timer.deadline,
-            "late_by_s": late_by,
-            "level": timer.level.value if timer.level else None,
-            "resolved_at": stopped,
-        }
-        return event, breach
-
     async def _publish_and_settle(self, ledger: Document, now: datetime) -> None:
         firing_id = ledger["_id"]
         subject = ledger["subject"]
         message = MODELS[subject].model_validate(ledger["payload"])
         await self.publishers[subject].publish(message, msg_id=message.event_id)
-        breach = ledger.get("breach")
+        breach = breach_update(ledger)
         if breach is not None:
-            level = breach.get("level")
-            await self.store.record_breach(
-                BreachUpdate(
-                    breach_id=breach["breach_id"],
-                    complaint_id=breach["complaint_id"],
-                    region=breach["region"],
-                    agency=breach["agency"],
-                    official=breach.get("official"),
-                    clock=breach["clock"],
-                    round=int(breach["round"]),
-                    priority=breach["priority"],
-                    due_at=breach["due_at"],
-                    seen_at=ledger["claimed_at"],
-                    late_by_s=float(breach["late_by_s"]),
-                    level=ChainLevel(level) if level else None,
-                    level_at=ledger["claimed_at"] if level else None,
-                    resolved_at=breach.get("resolved_at"),
-                )
-            )
+            await self.store.record_breach(breach)
         await self.store.delete_timer(firing_id)
         if not await self.store.settle(firing_id, now):
             return  # settled by another replica meanwhile: it has counted it
         kind = ledger["kind"]
         self.metrics.fired.labels(kind, ledger["clock"]).inc()
         if kind == TimerKind.BREACH.value and breach is not None:
-            self.metrics.breaches.labels(breach["clock"], breach["agency"] or "").inc()
+            self.metrics.breaches.labels(breach.clock, breach.agency or "").inc()
         if kind == TimerKind.ESCALATION.value:
             self.metrics.escalations.labels(level=ledger["point"]).inc()
 

@@ -5,18 +5,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from lapor.contracts import ComplaintRouted, ComplaintStateChanged, DeadlinesSet, subjects
-from services.sla.engine import Publisher, SlaEngine
-from services.sla.plan import (
+from lapor.contracts import ComplaintRouted, ComplaintStateChanged, DeadlinesSet
+from services.sla.announcements import (
     REPLY_WINDOW_STATES,
-    Fact,
-    Plan,
-    RegionRules,
     deadline_announcements,
     reopen_announcement,
-    routed_fact,
-    state_fact,
 )
+from services.sla.clocks import Plan
+from services.sla.engine import Publisher, SlaEngine
+from services.sla.facts import Fact, routed_fact, state_fact
+from services.sla.plan import RegionRules
 
 __all__ = ["RegionRules", "SlaDeps", "handle_routed", "handle_state_changed"]
 
@@ -24,6 +22,8 @@ __all__ = ["RegionRules", "SlaDeps", "handle_routed", "handle_state_changed"]
 @dataclass(frozen=True)
 class SlaDeps:
     engine: SlaEngine
+    # Reopen windows go out where intake already hears auto-close from SLA.
+    reply_windows: Publisher
     default_region: str = "banjar"
 
     @property
@@ -34,11 +34,6 @@ class SlaDeps:
     def clock(self) -> Callable[[], datetime]:
         """The one injectable clock: handlers, sweep and API all read it."""
         return self.engine.clock
-
-    @property
-    def reply_window(self) -> Publisher:
-        """Reopen windows go out where intake already hears auto-close from SLA."""
-        return self.engine.publishers[subjects.SLA_AUTO_CLOSE]
 
 
 async def _apply(deps: SlaDeps, complaint_id: str, fact: Fact) -> None:
@@ -66,4 +61,4 @@ async def handle_state_changed(event: ComplaintStateChanged, deps: SlaDeps) -> N
         raise LookupError(f"no SLA rules for region {event.region!r}")
     window = reopen_announcement(event, rules, rules.calendar.local(deps.clock()))
     if window is not None:
-        await deps.reply_window.publish(window, msg_id=window.event_id)
+        await deps.reply_windows.publish(window, msg_id=window.event_id)

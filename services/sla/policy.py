@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lapor.contracts import Priority
+from lapor.contracts import EscalationLevel, Priority, SlaClock
 from lapor.regions import DEFAULT_REOPEN_WINDOW
 
 
@@ -36,22 +36,6 @@ class Unit(StrEnum):
     # Short windows an operator may want (and tests of the whole chain need).
     CLOCK_MINUTES = "clock_minutes"
     CALENDAR_DAYS = "calendar_days"
-
-
-class Clock(StrEnum):
-    ROUTING = "routing"
-    FIRST_RESPONSE = "first_response"
-    ANSWER = "answer"
-
-
-class EscalationLevel(StrEnum):
-    LIAISON = "liaison"
-    HEAD = "head"
-    SEKDA = "sekda"
-    OMBUDSMAN = "ombudsman"
-
-
-ESCALATION_ORDER: tuple[EscalationLevel, ...] = tuple(EscalationLevel)
 
 
 class _Strict(BaseModel):
@@ -78,9 +62,10 @@ class Escalation(_Strict):
         if not levels:
             raise ValueError("an escalation chain needs at least one level")
         names = list(levels)
-        canonical = [level for level in ESCALATION_ORDER if level in levels]
+        # The contracts list the levels in chain order.
+        canonical = [level for level in EscalationLevel if level in levels]
         if names != canonical:
-            order = ", ".join(ESCALATION_ORDER)
+            order = ", ".join(EscalationLevel)
             raise ValueError(f"levels must follow the chain order {order}; got {names}")
         delays = list(levels.values())
         if any(delay < 0 for delay in delays):
@@ -98,7 +83,7 @@ class PriorityPolicy(_Strict):
         default=None, description="Chain for this priority; the policy's chain if absent."
     )
 
-    def window(self, clock: Clock) -> Window:
+    def window(self, clock: SlaClock) -> Window:
         window: Window = getattr(self, clock.value)
         return window
 
@@ -174,7 +159,7 @@ class SlaPolicy(_Strict):
     def warnings(self) -> tuple[float, ...]:
         return self.thresholds[:-1]
 
-    def window(self, priority: Priority, clock: Clock) -> Window:
+    def window(self, priority: Priority, clock: SlaClock) -> Window:
         return self.priorities[priority].window(clock)
 
     def reopen_answer(self, priority: Priority) -> Window:

@@ -32,10 +32,10 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from lapor.contracts import DeadlinesSet, Priority, State
+from lapor.contracts import DeadlinesSet, EscalationLevel, Priority, State
 from lapor.runtime.outbox import Outbox, ensure_outbox_index
-from services.sla.plan import Fact, Plan, Routed, StateChange
-from services.sla.policy import ESCALATION_ORDER, EscalationLevel
+from services.sla.clocks import Plan
+from services.sla.facts import Fact, Routed, StateChange
 
 DUPLICATE_KEY = 11000
 
@@ -44,7 +44,7 @@ Document = dict[str, Any]
 PENDING = "pending"
 CLAIMED = "claimed"
 
-LEVEL_RANK = {level: rank for rank, level in enumerate(ESCALATION_ORDER, start=1)}
+LEVEL_RANK = {level: rank for rank, level in enumerate(EscalationLevel, start=1)}
 _VERIFY_ATTEMPTS = 6
 
 

@@ -182,7 +182,13 @@ def create_app(
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
         engine = build_engine(db, rules, publishers, settings, clock=now, metrics=metrics)
         await engine.store.ensure_indexes()
-        deps.set(handlers.SlaDeps(engine=engine, default_region=settings.default_region))
+        deps.set(
+            handlers.SlaDeps(
+                engine=engine,
+                reply_windows=publishers["auto_close"],
+                default_region=settings.default_region,
+            )
+        )
         # Publishing needs the broker, which starts right after this hook.
         sweeping = asyncio.create_task(
             engine.run_forever(settings.sweep_interval_s, ready=lambda: runtime.broker.running),

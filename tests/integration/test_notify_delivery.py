@@ -55,7 +55,7 @@ from lapor.regions import load_regions
 from lapor.runtime.service import Late, Runtime, build_runtime
 from lapor.runtime.settings import InfraSettings
 from lapor.tokens import in_memory_tokens
-from services.notify import handlers, signing
+from services.notify import signing
 from services.notify.api import delivery_router
 from services.notify.catalog import AgencyCatalog, SmsRenderer
 from services.notify.channels import OutgoingMessage
@@ -63,6 +63,7 @@ from services.notify.delivery import Deliverer, Notification, NotifyMetrics
 from services.notify.repository import NotificationRepository
 from services.notify.settings import NotifySettings
 from services.notify.templates import TemplateSet
+from services.notify.usecases import NotifyDeps
 from services.notify.wiring import make_deps, register
 from tests.contacts import sealed
 from tests.e2e.helpers import consumers_idle, eventually
@@ -165,7 +166,7 @@ class Mailbox:
 @dataclass
 class Notify:
     runtime: Runtime
-    deps: handlers.NotifyDeps
+    deps: NotifyDeps
     db: Any
     js: Any
     http: HttpStub
@@ -256,7 +257,7 @@ async def notify(own_servers: Stack, own_nc: Any, own_mongo: Any) -> AsyncIterat
         retry_inline_max_s=0.5,
     )
     runtime = build_runtime("notify", settings)
-    late: Late[handlers.NotifyDeps] = Late("deps")
+    late: Late[NotifyDeps] = Late("deps")
     publishers = register(runtime, late)
     db = own_mongo[DB_NAME]
     repo = NotificationRepository(db, settings.pii.cipher())

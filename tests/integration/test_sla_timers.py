@@ -38,10 +38,11 @@ from lapor.runtime.broker import EventPublisher, declare_consumers
 from lapor.runtime.outbox import Outbox
 from lapor.runtime.service import Late, build_runtime
 from lapor.runtime.settings import InfraSettings
-from services.sla.engine import MODELS, SlaEngine
+from services.sla.clocks import Timer
+from services.sla.engine import SlaEngine
+from services.sla.firing import MODELS
 from services.sla.handlers import SlaDeps, handle_routed
 from services.sla.metrics import SlaMetrics
-from services.sla.plan import Timer
 from services.sla.repository import MongoSlaStore
 from services.sla.settings import SlaSettings
 from services.sla.wiring import load_rules, register
@@ -154,7 +155,7 @@ class Replica:
             republish_after=timedelta(seconds=30),
         )
         self.engine.store.outbox = Outbox([self.publishers["deadlines"]])  # type: ignore[attr-defined,list-item]
-        self.deps = SlaDeps(engine=self.engine)
+        self.deps = SlaDeps(engine=self.engine, reply_windows=self.publishers["auto_close"])
         late.set(self.deps)
 
     async def start(self) -> Replica:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,25 +22,23 @@ from lapor.contracts import (
     Priority,
     State,
 )
-from lapor.devstack import ROOT
-from lapor.regions import load_regions
 from lapor.runtime.pii import PiiCipher, PiiKeyError, is_sealed, new_key
 from services.notify import channels, domain, handlers
-from services.notify.catalog import AgencyCatalog, SmsRenderer
 from services.notify.channels import LogSink, OutgoingMessage, SmtpConfig, SmtpEmail
-from services.notify.delivery import Notification, recipient_label
+from services.notify.delivery import recipient_label
+from services.notify.labels import EMAIL_TITLES
 from services.notify.repository import NotificationRepository
-from services.notify.templates import CONTRACT, EMAIL_TITLES, Audience, TemplateSet
-from tests.contacts import NOTIFY_KEY, sealed
+from services.notify.template_contract import CONTRACT, Audience
+from services.notify.templates import TemplateSet
+from services.notify.usecases import NotifyDeps
+from tests.contacts import sealed
+from tests.unit.notify.fakes import RENDERER, MemoryRecords, RecordingDelivery, notify_deps
 
 WITA = ZoneInfo("Asia/Makassar")
 RECEIVED = datetime(2026, 11, 2, 9, 0, tzinfo=WITA)
 ANSWER = datetime(2026, 11, 16, 23, 59, 59, tzinfo=WITA)
 EMAIL = "siti.aminah@example.org"
 PHONE = "+6281234509911"
-
-REGIONS = load_regions(ROOT / "data")
-RENDERER = SmsRenderer(TemplateSet.load(), REGIONS)
 
 
 # --- the message ---------------------------------------------------------------------
@@ -97,56 +94,15 @@ def test_an_official_template_is_not_a_citizen_letter() -> None:
 # --- through the handlers -------------------------------------------------------------
 
 
-class Repo:
-    def __init__(self) -> None:
-        self.contacts: dict[str, dict[str, Any]] = {}
-
-    async def save_contact(self, complaint_id: str, contact: dict[str, Any]) -> None:
-        self.contacts.setdefault(complaint_id, {}).update(contact)
-
-    async def contact(self, complaint_id: str) -> dict[str, Any] | None:
-        found = self.contacts.get(complaint_id)
-        return dict(found) if found is not None else None
-
-    async def note_acknowledged_answer(self, complaint_id: str, answer: datetime) -> None:
-        self.contacts[complaint_id].setdefault("acknowledged_answer", answer)
-
+class Routed(MemoryRecords):
     async def routing(self, routed_event_id: str) -> dict[str, Any] | None:
         return {"agency": "PUPR", "category": "jalan", "confidence": 0.9, "triage": False}
 
 
-class Outbox:
-    def __init__(self) -> None:
-        self.sent: dict[str, Notification] = {}
-        self.deliveries = 0
-
-    async def deliver_all(
-        self, notes: Sequence[Notification], *, last_chance: bool = False
-    ) -> float | None:
-        for note in notes:
-            self.deliveries += 1
-            self.sent.setdefault(note.id, note)
-        return None
-
-    def citizen(self, kind: str) -> list[OutgoingMessage]:
-        return [
-            n.message
-            for n in self.sent.values()
-            if n.audience == "citizen" and n.message.kind == kind
-        ]
-
-
 @pytest.fixture
-def notify() -> tuple[handlers.NotifyDeps, Outbox]:
-    outbox = Outbox()
-    deps = handlers.NotifyDeps(
-        repo=Repo(),  # type: ignore[arg-type]
-        deliverer=outbox,  # type: ignore[arg-type]
-        renderer=RENDERER,
-        agencies=AgencyCatalog.load(ROOT / "data", REGIONS),
-        opener=NOTIFY_KEY,
-    )
-    return deps, outbox
+def notify() -> tuple[NotifyDeps, RecordingDelivery]:
+    delivery = RecordingDelivery()
+    return notify_deps(Routed(), delivery), delivery
 
 
 def received(cid: str, *, phone: str | None, email: str | None, **flags: bool) -> ComplaintReceived:
@@ -180,7 +136,7 @@ def deadlines(cid: str) -> DeadlinesSet:
 
 
 async def test_an_email_only_reporter_gets_the_acknowledgement_by_email_once(
-    notify: tuple[handlers.NotifyDeps, Outbox],
+    notify: tuple[NotifyDeps, RecordingDelivery],
 ) -> None:
     deps, outbox = notify
     cid = "LPR-2611-MAIL3"
@@ -200,7 +156,7 @@ async def test_an_email_only_reporter_gets_the_acknowledgement_by_email_once(
 
 
 async def test_phone_and_email_both_hear_each_message(
-    notify: tuple[handlers.NotifyDeps, Outbox],
+    notify: tuple[NotifyDeps, RecordingDelivery],
 ) -> None:
     deps, outbox = notify
     cid = "LPR-2611-MAIL4"
@@ -232,7 +188,7 @@ async def test_phone_and_email_both_hear_each_message(
 
 
 async def test_without_phone_or_email_nothing_goes_out(
-    notify: tuple[handlers.NotifyDeps, Outbox],
+    notify: tuple[NotifyDeps, RecordingDelivery],
 ) -> None:
     deps, outbox = notify
     cid = "LPR-2611-MAIL5"

@@ -3,7 +3,6 @@ and the new answer date whenever it moves after that."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,13 +20,10 @@ from lapor.contracts import (
     Priority,
     State,
 )
-from lapor.devstack import ROOT
-from lapor.regions import load_regions
 from services.notify import domain, handlers
-from services.notify.catalog import AgencyCatalog, SmsRenderer
-from services.notify.delivery import Notification
-from services.notify.templates import TemplateSet
-from tests.contacts import NOTIFY_KEY, sealed
+from services.notify.usecases import NotifyDeps
+from tests.contacts import sealed
+from tests.unit.notify.fakes import MemoryRecords, RecordingDelivery, notify_deps
 
 WITA = ZoneInfo("Asia/Makassar")
 RECEIVED = datetime(2026, 11, 2, 9, 0, tzinfo=WITA)
@@ -110,65 +106,14 @@ def test_a_routing_announcement_with_another_date_than_the_first_is_an_extension
 # --- through the handler: the SMS texts the citizen receives ----------------------------
 
 
-class Repo:
-    """The part of NotificationRepository the deadline handler uses."""
-
-    def __init__(self) -> None:
-        self.contacts: dict[str, dict[str, Any]] = {}
-        self.routings: dict[str, dict[str, Any]] = {}
-
-    async def save_contact(self, complaint_id: str, contact: dict[str, Any]) -> None:
-        self.contacts.setdefault(complaint_id, {}).update(contact)
-
-    async def contact(self, complaint_id: str) -> dict[str, Any] | None:
-        found = self.contacts.get(complaint_id)
-        return dict(found) if found is not None else None
-
-    async def note_acknowledged_answer(self, complaint_id: str, answer: datetime) -> None:
-        contact = self.contacts.get(complaint_id)
-        if contact is not None:
-            contact.setdefault("acknowledged_answer", answer)
-
-    async def save_routing(self, routed_event_id: str, routing: dict[str, Any]) -> None:
-        self.routings[routed_event_id] = routing
-
-    async def routing(self, routed_event_id: str) -> dict[str, Any] | None:
-        return self.routings.get(routed_event_id)
-
-
-class Outbox:
-    """Stands in for the Deliverer: one send per notification id, as the log ensures."""
-
-    def __init__(self) -> None:
-        self.sent: dict[str, Notification] = {}
-
-    async def deliver_all(
-        self, notes: Sequence[Notification], *, last_chance: bool = False
-    ) -> float | None:
-        for note in notes:
-            self.sent.setdefault(note.id, note)
-        return None
-
-    def sms(self) -> list[str]:
-        return [n.message.text for n in self.sent.values() if n.message.kind == "sms"]
-
-
 @pytest.fixture
-def notify() -> tuple[handlers.NotifyDeps, Outbox]:
-    regions = load_regions(ROOT / "data")
-    outbox = Outbox()
-    deps = handlers.NotifyDeps(
-        repo=Repo(),  # type: ignore[arg-type]
-        deliverer=outbox,  # type: ignore[arg-type]
-        renderer=SmsRenderer(TemplateSet.load(), regions),
-        agencies=AgencyCatalog.load(ROOT / "data", regions),
-        opener=NOTIFY_KEY,
-    )
-    return deps, outbox
+def notify() -> tuple[NotifyDeps, RecordingDelivery]:
+    delivery = RecordingDelivery()
+    return notify_deps(delivery=delivery), delivery
 
 
 async def test_the_citizen_hears_the_ack_once_then_each_new_date(
-    notify: tuple[handlers.NotifyDeps, Outbox],
+    notify: tuple[NotifyDeps, RecordingDelivery],
 ) -> None:
     deps, outbox = notify
     await handlers.handle_received(
@@ -221,7 +166,7 @@ async def test_the_citizen_hears_the_ack_once_then_each_new_date(
 
 
 async def test_deadlines_ahead_of_the_routing_are_retried_soon_then_less_often(
-    notify: tuple[handlers.NotifyDeps, Outbox],
+    notify: tuple[NotifyDeps, RecordingDelivery],
 ) -> None:
     """sla may announce the deadlines while notify is still storing the routing: that
     race is lost by milliseconds, so the first wait must not hold the SMS for seconds."""
@@ -245,16 +190,14 @@ async def test_deadlines_ahead_of_the_routing_are_retried_soon_then_less_often(
     assert len(outbox.sms()) == 1
 
 
-class LateContact(Repo):
+class LateContact(MemoryRecords):
     """The received event is stored right after the deadline handler's first look."""
 
     def __init__(self, contact: dict[str, Any]) -> None:
         super().__init__()
         self.late = contact
-        self.reads = 0
 
     async def contact(self, complaint_id: str) -> dict[str, Any] | None:
-        self.reads += 1
         found = await super().contact(complaint_id)
         if found is None:
             self.contacts[complaint_id] = dict(self.late)
@@ -262,11 +205,11 @@ class LateContact(Repo):
 
 
 async def test_the_acknowledgement_is_worded_from_the_contact_it_is_sent_to(
-    notify: tuple[handlers.NotifyDeps, Outbox],
+    notify: tuple[NotifyDeps, RecordingDelivery],
 ) -> None:
     deps, outbox = notify
     repo = LateContact({"sms": PHONE, "region": "banjar", "text": "x", "text_truncated": True})
-    deps = replace(deps, repo=repo)  # type: ignore[arg-type]
+    deps = replace(deps, repo=repo)
     routed = ComplaintRouted(
         event_id=f"routed:{CID}:0",
         occurred_at=RECEIVED,

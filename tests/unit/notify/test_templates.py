@@ -8,17 +8,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lapor.contracts import Priority, State
-from services.notify.sms import ELLIPSIS, Encoding, sms_info
-from services.notify.templates import (
-    CONTRACT,
-    DEFAULT_TEMPLATE_PATH,
+from lapor.contracts import STATE_LABELS, Priority, State
+from services.notify.labels import (
     OUTCOME_LABELS,
-    STATE_LABELS,
-    Audience,
-    RenderError,
-    TemplateError,
-    TemplateSet,
     clock_label,
     escalation_label,
     format_date_id,
@@ -26,6 +18,14 @@ from services.notify.templates import (
     outcome_label,
     priority_label,
     state_label,
+)
+from services.notify.sms import ELLIPSIS, Encoding, sms_info
+from services.notify.template_contract import CONTRACT, Audience
+from services.notify.templates import (
+    DEFAULT_TEMPLATE_PATH,
+    RenderError,
+    TemplateError,
+    TemplateSet,
 )
 
 CITIZEN = sorted(n for n, spec in CONTRACT.items() if spec.audience is Audience.CITIZEN)

@@ -22,8 +22,8 @@ from lapor.contracts import (
     Priority,
     State,
 )
-from services.sla.engine import MODELS
-from services.sla.plan import Fact, to_ms
+from services.sla.facts import Fact, to_ms
+from services.sla.firing import MODELS
 from services.sla.repository import (
     CLAIMED,
     LEVEL_RANK,

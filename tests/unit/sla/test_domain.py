@@ -9,11 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lapor.contracts import Deadlines, Priority
+from lapor.contracts import Deadlines, EscalationLevel, Priority, SlaClock
 from services.sla.calendar import WorkingCalendar, load_calendar
 from services.sla.domain import (
-    Clock,
-    EscalationLevel,
     TimerPoint,
     auto_close_at,
     compute_deadlines,
@@ -23,7 +21,7 @@ from services.sla.domain import (
     reopen_until,
     timer_schedule,
 )
-from services.sla.policy import ESCALATION_ORDER, SlaPolicy, load_policy, parse_policy
+from services.sla.policy import SlaPolicy, load_policy, parse_policy
 
 REPO = Path(__file__).resolve().parents[3]
 BANJAR_DIR = REPO / "data" / "regions" / "banjar"
@@ -169,7 +167,7 @@ def test_a_region_override_is_used(calendar: WorkingCalendar) -> None:
 
 def test_clock_hour_timer_points() -> None:
     start = wita(2026, 3, 20, 10, 0)
-    points = timer_schedule(Clock.FIRST_RESPONSE, start, start + timedelta(hours=24), THRESHOLDS)
+    points = timer_schedule(SlaClock.FIRST_RESPONSE, start, start + timedelta(hours=24), THRESHOLDS)
     assert [(p.label, p.due_at) for p in points] == [
         ("warn50", wita(2026, 3, 20, 22, 0)),
         ("warn80", wita(2026, 3, 21, 5, 12)),
@@ -186,7 +184,7 @@ def test_working_day_timer_points_are_in_office_time(calendar: WorkingCalendar) 
     # Monday 10:00; day 1 is Tuesday, due end of Thursday: 24 office hours.
     start = wita(2026, 1, 12, 10, 0)
     due = calendar.add_working_days(start, 3)
-    points = timer_schedule(Clock.ROUTING, start, due, [0.5, 0.8], calendar=calendar)
+    points = timer_schedule(SlaClock.ROUTING, start, due, [0.5, 0.8], calendar=calendar)
     assert [(p.label, p.due_at) for p in points] == [
         ("warn50", wita(2026, 1, 14, 12, 0)),
         ("warn80", wita(2026, 1, 15, 11, 12)),
@@ -197,14 +195,14 @@ def test_working_day_timer_points_are_in_office_time(calendar: WorkingCalendar) 
 def test_a_warning_at_closing_time_moves_to_the_next_opening(calendar: WorkingCalendar) -> None:
     start = wita(2026, 1, 12, 10, 0)
     due = calendar.add_working_days(start, 2)
-    points = timer_schedule(Clock.ROUTING, start, due, THRESHOLDS, calendar=calendar)
+    points = timer_schedule(SlaClock.ROUTING, start, due, THRESHOLDS, calendar=calendar)
     assert points[0].due_at == wita(2026, 1, 14, 8, 0)
 
 
 def test_working_day_timer_points_skip_lebaran(calendar: WorkingCalendar) -> None:
     start = wita(2026, 3, 17, 10, 0)
     due = calendar.add_working_days(start, 3)
-    points = timer_schedule(Clock.ROUTING, start, due, THRESHOLDS, calendar=calendar)
+    points = timer_schedule(SlaClock.ROUTING, start, due, THRESHOLDS, calendar=calendar)
     assert [p.due_at for p in points] == [
         wita(2026, 3, 26, 12, 0),
         wita(2026, 3, 27, 11, 12),
@@ -215,11 +213,11 @@ def test_working_day_timer_points_skip_lebaran(calendar: WorkingCalendar) -> Non
 def test_invalid_timer_windows_are_refused() -> None:
     start = wita(2026, 1, 12, 10, 0)
     with pytest.raises(ValueError, match="not after"):
-        timer_schedule(Clock.ANSWER, start, start, THRESHOLDS)
+        timer_schedule(SlaClock.ANSWER, start, start, THRESHOLDS)
     with pytest.raises(ValueError, match="aware"):
-        timer_schedule(Clock.ANSWER, start.replace(tzinfo=None), start, THRESHOLDS)
+        timer_schedule(SlaClock.ANSWER, start.replace(tzinfo=None), start, THRESHOLDS)
     with pytest.raises(ValueError, match="fractions"):
-        timer_schedule(Clock.ANSWER, start, start + timedelta(hours=1), [1.5])
+        timer_schedule(SlaClock.ANSWER, start, start + timedelta(hours=1), [1.5])
 
 
 def test_deadline_timers_cover_every_set_deadline(
@@ -228,12 +226,12 @@ def test_deadline_timers_cover_every_set_deadline(
     received = wita(2026, 1, 12, 10, 0)
     unassigned = compute_deadlines(policy, calendar, Priority.NORMAL, received, None)
     points = deadline_timers(policy, calendar, Priority.NORMAL, unassigned, received)
-    assert {p.clock for p in points} == {Clock.ROUTING, Clock.ANSWER}
+    assert {p.clock for p in points} == {SlaClock.ROUTING, SlaClock.ANSWER}
     assert len(points) == 6
     assert [p.due_at for p in points] == sorted(p.due_at for p in points)
-    routing = [p.due_at for p in points if p.clock is Clock.ROUTING]
+    routing = [p.due_at for p in points if p.clock is SlaClock.ROUTING]
     assert routing[0] == wita(2026, 1, 14, 12, 0)  # office time: working-day window
-    answer = [p.due_at for p in points if p.clock is Clock.ANSWER]
+    answer = [p.due_at for p in points if p.clock is SlaClock.ANSWER]
     # Half of 14 days 13:59:59 of elapsed time, to the whole second.
     assert answer[0] == wita(2026, 1, 19, 17, 0)
 
@@ -269,7 +267,11 @@ def test_timer_points_are_ordered_and_inside_their_window(
 ) -> None:
     assigned = received + delay
     deadlines = compute_deadlines(policy, calendar, priority, received, assigned, paused)
-    starts = {Clock.ROUTING: received, Clock.FIRST_RESPONSE: assigned, Clock.ANSWER: received}
+    starts = {
+        SlaClock.ROUTING: received,
+        SlaClock.FIRST_RESPONSE: assigned,
+        SlaClock.ANSWER: received,
+    }
     points = deadline_timers(policy, calendar, priority, deadlines, received, assigned)
     for clock, start in starts.items():
         own: list[TimerPoint] = [p for p in points if p.clock is clock]
@@ -317,7 +319,7 @@ def test_escalation_is_ordered_for_every_priority(
 ) -> None:
     breach = datetime(2026, 3, 19, 15, 30, tzinfo=UTC)
     schedule = escalation_schedule(breach, policy, calendar, priority)
-    assert tuple(level for level, _ in schedule) == ESCALATION_ORDER
+    assert tuple(level for level, _ in schedule) == tuple(EscalationLevel)
     times = [at for _, at in schedule]
     assert times == sorted(times)
     assert times[0] == breach

@@ -20,7 +20,8 @@ from lapor.contracts import ComplaintRouted, ComplaintStateChanged, Priority, St
 from lapor.runtime.metrics import DomainMetrics
 from lapor.runtime.outbox import Outbox
 from services.sla.calendar import load_calendar
-from services.sla.engine import MODELS, SlaEngine
+from services.sla.engine import SlaEngine
+from services.sla.firing import MODELS
 from services.sla.handlers import SlaDeps, handle_routed, handle_state_changed
 from services.sla.metrics import SlaMetrics
 from services.sla.plan import RegionRules
@@ -66,7 +67,9 @@ class Harness:
             self.store.deadlines = deadlines
         else:  # the real store on the real database
             self.store.outbox = Outbox([deadlines])  # type: ignore[list-item]
-        self.deps = SlaDeps(engine=self.engine)
+        self.deps = SlaDeps(
+            engine=self.engine, reply_windows=self.publishers[subjects.SLA_AUTO_CLOSE]
+        )
         self.fired_at: dict[str, datetime] = {}
 
     async def send(self, *events: ComplaintRouted | ComplaintStateChanged) -> None:

@@ -9,24 +9,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lapor.contracts import ComplaintRouted, ComplaintStateChanged, Priority, State
-from services.sla.calendar import load_calendar
-from services.sla.domain import auto_close_at, escalation_schedule
-from services.sla.plan import (
-    Clock,
-    Fact,
-    Plan,
-    RegionRules,
-    TimerKind,
-    build_plan,
+from lapor.contracts import ComplaintRouted, ComplaintStateChanged, Priority, SlaClock, State
+from services.sla.announcements import (
     deadline_announcements,
     lapse_announcement,
     reopen_announcement,
-    routed_fact,
-    routing_round,
-    state_fact,
-    to_ms,
 )
+from services.sla.calendar import load_calendar
+from services.sla.clocks import Plan, TimerKind
+from services.sla.domain import auto_close_at, escalation_schedule
+from services.sla.facts import Fact, routed_fact, routing_round, state_fact, to_ms
+from services.sla.plan import RegionRules, build_plan
 from services.sla.policy import load_policy, parse_policy
 from tests.unit.sla.fakes import routed, state
 
@@ -54,7 +47,7 @@ def plan_of(*events: Sent) -> Plan:
     return plan
 
 
-def ids(plan: Plan, clock: Clock | None = None) -> set[str]:
+def ids(plan: Plan, clock: SlaClock | None = None) -> set[str]:
     return {t.id for t in plan.timers if clock is None or t.clock is clock}
 
 
@@ -79,8 +72,8 @@ def test_assignment_over_christmas_and_new_year() -> None:
     assert due["C1:first_response:head:0"] == wita(1, 4, 23, 59, 59)  # 31 Dec, (1 Jan) 4 Jan
     assert due["C1:first_response:sekda:0"] == wita(1, 8, 23, 59, 59)  # 5 Jan is Isra Mi'raj
     # Routing was done by the same decision: no routing timer at all.
-    assert ids(plan, Clock.ROUTING) == set()
-    assert plan.run(Clock.ROUTING, 0).stopped_at == to_ms(wita(12, 21, 10))  # type: ignore[union-attr]
+    assert ids(plan, SlaClock.ROUTING) == set()
+    assert plan.run(SlaClock.ROUTING, 0).stopped_at == to_ms(wita(12, 21, 10))  # type: ignore[union-attr]
 
 
 def test_acknowledging_stops_first_response_only() -> None:
@@ -88,8 +81,8 @@ def test_acknowledging_stops_first_response_only() -> None:
         routed("C1", wita(12, 21, 10)),
         state("C1", "ack", State.IN_PROGRESS, wita(12, 22, 9), State.ASSIGNED),
     )
-    assert ids(plan, Clock.FIRST_RESPONSE) == set()
-    assert ids(plan, Clock.ANSWER) >= {"C1:answer:warn50:0", "C1:answer:breach:0"}
+    assert ids(plan, SlaClock.FIRST_RESPONSE) == set()
+    assert ids(plan, SlaClock.ANSWER) >= {"C1:answer:warn50:0", "C1:answer:breach:0"}
 
 
 def test_late_acknowledgement_keeps_the_breach_and_what_fell_before_it() -> None:
@@ -97,13 +90,13 @@ def test_late_acknowledgement_keeps_the_breach_and_what_fell_before_it() -> None
         routed("C1", wita(12, 21, 10)),
         state("C1", "ack", State.IN_PROGRESS, wita(12, 31, 10), State.ASSIGNED),
     )
-    assert ids(plan, Clock.FIRST_RESPONSE) == {
+    assert ids(plan, SlaClock.FIRST_RESPONSE) == {
         "C1:first_response:warn50:0",
         "C1:first_response:warn80:0",
         "C1:first_response:breach:0",
         "C1:first_response:liaison:0",
     }
-    run = plan.run(Clock.FIRST_RESPONSE, 0)
+    run = plan.run(SlaClock.FIRST_RESPONSE, 0)
     assert run is not None and run.late
 
 
@@ -119,7 +112,7 @@ def test_pause_extends_the_answer_by_the_time_waited() -> None:
     breach = plan.timer("C1:answer:breach:0")
     assert breach is not None and breach.due_at == wita(11, 22, 23, 59, 59)
     # The question to the citizen was the agency's first response (its 50% had passed).
-    assert ids(plan, Clock.FIRST_RESPONSE) == {"C1:first_response:warn50:0"}
+    assert ids(plan, SlaClock.FIRST_RESPONSE) == {"C1:first_response:warn50:0"}
 
 
 def test_while_waiting_for_the_citizen_nothing_of_the_answer_is_due_before_the_lapse() -> None:
@@ -130,7 +123,7 @@ def test_while_waiting_for_the_citizen_nothing_of_the_answer_is_due_before_the_l
     )
     # 10 working days from Friday 6 Nov: 9..13 and 16..20 Nov.
     lapse = wita(11, 20, 23, 59, 59)
-    answer = plan.run(Clock.ANSWER, 0)
+    answer = plan.run(SlaClock.ANSWER, 0)
     assert answer is not None
     assert answer.paused_since == to_ms(asked) and answer.resumes_at == lapse
     # Without a reply the pause ends by itself: the cap moves by the whole window.
@@ -139,7 +132,7 @@ def test_while_waiting_for_the_citizen_nothing_of_the_answer_is_due_before_the_l
     lapsed = plan.timer("C1:answer:reply_lapsed:1")
     assert lapsed is not None and lapsed.kind is TimerKind.REPLY_LAPSED
     assert lapsed.due_at == lapse
-    answer_timers = [t for t in plan.timers if t.clock is Clock.ANSWER]
+    answer_timers = [t for t in plan.timers if t.clock is SlaClock.ANSWER]
     assert {t.point for t in answer_timers} >= {"warn50", "warn80", "breach", "reply_lapsed"}
     assert min(t.due_at for t in answer_timers) == lapse
     # The 50% point fell on 9 Nov 16:30, while waiting: it moves by the whole wait.
@@ -155,7 +148,7 @@ def test_a_reply_within_the_window_cancels_the_lapse() -> None:
     )
     assert plan.timer("C1:answer:reply_lapsed:1") is None
     assert plan.paused == wita(11, 20, 23) - wita(11, 6, 10)
-    answer = plan.run(Clock.ANSWER, 0)
+    answer = plan.run(SlaClock.ANSWER, 0)
     assert answer is not None and answer.paused_since is None and answer.resumes_at is None
 
 
@@ -170,7 +163,7 @@ def test_a_reply_after_the_lapse_moves_nothing_and_announces_nothing() -> None:
     assert replied.deadlines == lapsed.deadlines
     assert replied.paused == lapsed.paused == wita(11, 20, 23, 59, 59) - wita(11, 6, 10)
     assert deadline_announcements(replied, fact(late_reply), wita(11, 23, 9)) == []
-    answer = replied.run(Clock.ANSWER, 0)
+    answer = replied.run(SlaClock.ANSWER, 0)
     assert answer is not None and answer.paused_since is None
     # Asked again after the late reply: a new pause with a window of its own.
     again = plan_of(
@@ -237,7 +230,7 @@ def test_two_pauses_add_up_and_an_answer_during_a_pause_ends_it() -> None:
         state("C1", "answer", State.RESPONDED, wita(11, 5, 22), State.NEEDS_INFO),
     )
     assert plan.paused == timedelta(days=1, hours=12)
-    answer = plan.run(Clock.ANSWER, 0)
+    answer = plan.run(SlaClock.ANSWER, 0)
     assert answer is not None and answer.stopped_at == to_ms(wita(11, 5, 22))
     assert not answer.late
 
@@ -259,12 +252,12 @@ def test_rerouting_restarts_first_response_and_never_moves_the_answer_cap() -> N
     assert after.deadlines.answer == before.deadlines.answer == wita(11, 16, 23, 59, 59)
     # Urgent now: 24 clock hours from the new assignment, for the new agency.
     assert after.deadlines.first_response == wita(11, 4, 10, 0, 5)
-    assert ids(after, Clock.FIRST_RESPONSE) == {
+    assert ids(after, SlaClock.FIRST_RESPONSE) == {
         f"C1:first_response:{point}:1"
         for point in ("warn50", "warn80", "breach", "liaison", "head", "sekda", "ombudsman")
     }
-    assert {t.agency for t in after.timers if t.clock is Clock.FIRST_RESPONSE} == {"DLH"}
-    old = after.run(Clock.FIRST_RESPONSE, 0)
+    assert {t.agency for t in after.timers if t.clock is SlaClock.FIRST_RESPONSE} == {"DLH"}
+    old = after.run(SlaClock.FIRST_RESPONSE, 0)
     assert old is not None and old.stopped_at == to_ms(wita(11, 3, 10))
 
 
@@ -272,14 +265,14 @@ def test_triage_runs_the_routing_clock_against_diskominfo() -> None:
     plan = plan_of(routed("C1", wita(11, 2, 9), triage=True))
     assert plan.deadlines.first_response is None
     assert plan.deadlines.routing == wita(11, 5, 23, 59, 59)
-    routing = [t for t in plan.timers if t.clock is Clock.ROUTING]
+    routing = [t for t in plan.timers if t.clock is SlaClock.ROUTING]
     assert {t.point for t in routing} >= {"warn50", "warn80", "breach", "liaison"}
     assert {t.agency for t in routing} == {"DISKOMINFO"}
     decided = plan_of(
         routed("C1", wita(11, 2, 9), triage=True),
         routed("C1", wita(11, 3, 11), round_=1, agency="PUPR", received_at=wita(11, 2, 9)),
     )
-    assert ids(decided, Clock.ROUTING) == set()
+    assert ids(decided, SlaClock.ROUTING) == set()
 
 
 def test_auto_close_after_a_response_unless_the_citizen_reacts() -> None:
@@ -296,7 +289,7 @@ def test_auto_close_after_a_response_unless_the_citizen_reacts() -> None:
     )
     assert close.due_at == wita(11, 24, 23, 59, 59)
     # Answered in time, after the 50% warning.
-    assert ids(plan, Clock.ANSWER) == {"C1:answer:warn50:0", "C1:answer:auto_close:1"}
+    assert ids(plan, SlaClock.ANSWER) == {"C1:answer:warn50:0", "C1:answer:auto_close:1"}
     reopened = plan_of(
         routed("C1", wita(11, 2, 9)),
         state("C1", "ack", State.IN_PROGRESS, wita(11, 3, 9), State.ASSIGNED),
@@ -304,7 +297,7 @@ def test_auto_close_after_a_response_unless_the_citizen_reacts() -> None:
         state("C1", "reopen", State.IN_PROGRESS, wita(11, 12, 9), State.RESPONDED),
         state("C1", "answer2", State.RESPONDED, wita(11, 13, 9), State.IN_PROGRESS),
     )
-    assert ids(reopened, Clock.ANSWER) == {"C1:answer:warn50:0", "C1:answer:auto_close:2"}
+    assert ids(reopened, SlaClock.ANSWER) == {"C1:answer:warn50:0", "C1:answer:auto_close:2"}
 
 
 def test_closing_or_rejecting_stops_everything() -> None:
@@ -325,7 +318,7 @@ def test_escalation_follows_the_policy_chain() -> None:
     got = [
         (t.level, t.due_at)
         for t in plan.timers
-        if t.clock is Clock.FIRST_RESPONSE and t.kind is TimerKind.ESCALATION
+        if t.clock is SlaClock.FIRST_RESPONSE and t.kind is TimerKind.ESCALATION
     ]
     assert got == expected
 
@@ -391,9 +384,9 @@ def test_a_router_clock_slightly_behind_does_not_end_the_new_round() -> None:
         # The router's clock is two seconds behind intake's.
         routed("C1", wita(11, 3, 10, 0, 3), round_=1, agency="DLH", received_at=wita(11, 2, 9)),
     )
-    new = plan.run(Clock.FIRST_RESPONSE, 1)
+    new = plan.run(SlaClock.FIRST_RESPONSE, 1)
     assert new is not None and new.stopped_at is None
-    old = plan.run(Clock.FIRST_RESPONSE, 0)
+    old = plan.run(SlaClock.FIRST_RESPONSE, 0)
     assert old is not None and old.stopped_at == to_ms(wita(11, 3, 10, 0, 3))
     assert "C1:first_response:breach:1" in ids(plan)
     # The second hand-over ends round 1.
@@ -403,7 +396,7 @@ def test_a_router_clock_slightly_behind_does_not_end_the_new_round() -> None:
         routed("C1", wita(11, 3, 10, 0, 3), round_=1, agency="DLH", received_at=wita(11, 2, 9)),
         state("C1", "forward2", State.RECEIVED, wita(11, 4, 10), State.ASSIGNED),
     )
-    round_one = again.run(Clock.FIRST_RESPONSE, 1)
+    round_one = again.run(SlaClock.FIRST_RESPONSE, 1)
     assert round_one is not None and round_one.stopped_at == to_ms(wita(11, 4, 10))
 
 

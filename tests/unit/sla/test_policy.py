@@ -5,12 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from lapor.contracts import Priority
+from lapor.contracts import EscalationLevel, Priority, SlaClock
 from services.sla.policy import (
     DEFAULTS,
-    ESCALATION_ORDER,
-    Clock,
-    EscalationLevel,
     PolicyError,
     SlaPolicy,
     Unit,
@@ -36,15 +33,15 @@ def banjar() -> SlaPolicy:
 def test_banjar_policy_has_the_design_defaults(banjar: SlaPolicy) -> None:
     wd, ch, cd = Unit.WORKING_DAYS, Unit.CLOCK_HOURS, Unit.CALENDAR_DAYS
     expected = {
-        (Priority.NORMAL, Clock.ROUTING): Window(unit=wd, amount=3),
-        (Priority.NORMAL, Clock.FIRST_RESPONSE): Window(unit=wd, amount=5),
-        (Priority.NORMAL, Clock.ANSWER): Window(unit=cd, amount=14),
-        (Priority.HIGH, Clock.ROUTING): Window(unit=wd, amount=1),
-        (Priority.HIGH, Clock.FIRST_RESPONSE): Window(unit=wd, amount=2),
-        (Priority.HIGH, Clock.ANSWER): Window(unit=cd, amount=7),
-        (Priority.URGENT, Clock.ROUTING): Window(unit=ch, amount=4),
-        (Priority.URGENT, Clock.FIRST_RESPONSE): Window(unit=ch, amount=24),
-        (Priority.URGENT, Clock.ANSWER): Window(unit=cd, amount=3),
+        (Priority.NORMAL, SlaClock.ROUTING): Window(unit=wd, amount=3),
+        (Priority.NORMAL, SlaClock.FIRST_RESPONSE): Window(unit=wd, amount=5),
+        (Priority.NORMAL, SlaClock.ANSWER): Window(unit=cd, amount=14),
+        (Priority.HIGH, SlaClock.ROUTING): Window(unit=wd, amount=1),
+        (Priority.HIGH, SlaClock.FIRST_RESPONSE): Window(unit=wd, amount=2),
+        (Priority.HIGH, SlaClock.ANSWER): Window(unit=cd, amount=7),
+        (Priority.URGENT, SlaClock.ROUTING): Window(unit=ch, amount=4),
+        (Priority.URGENT, SlaClock.FIRST_RESPONSE): Window(unit=ch, amount=24),
+        (Priority.URGENT, SlaClock.ANSWER): Window(unit=cd, amount=3),
     }
     for (priority, clock), window in expected.items():
         assert banjar.window(priority, clock) == window, (priority, clock)
@@ -67,7 +64,7 @@ def test_escalation_chain(banjar: SlaPolicy) -> None:
         (EscalationLevel.SEKDA, 5),
         (EscalationLevel.OMBUDSMAN, 10),
     ]
-    assert tuple(banjar.escalation_for(Priority.URGENT).levels) == ESCALATION_ORDER
+    assert tuple(banjar.escalation_for(Priority.URGENT).levels) == tuple(EscalationLevel)
     assert banjar.escalation_for(Priority.URGENT).unit is Unit.CLOCK_HOURS
     assert banjar.escalation_for(Priority.HIGH).levels[EscalationLevel.HEAD] == 1
 
@@ -81,10 +78,12 @@ def test_an_amount_alone_keeps_the_default_unit(tmp_path: Path) -> None:
     policy = load_policy(
         write_policy(tmp_path, "priorities:\n  normal:\n    answer: {amount: 10}\n")
     )
-    assert policy.window(Priority.NORMAL, Clock.ANSWER) == Window(
+    assert policy.window(Priority.NORMAL, SlaClock.ANSWER) == Window(
         unit=Unit.CALENDAR_DAYS, amount=10
     )
-    assert policy.window(Priority.NORMAL, Clock.ROUTING) == Window(unit=Unit.WORKING_DAYS, amount=3)
+    assert policy.window(Priority.NORMAL, SlaClock.ROUTING) == Window(
+        unit=Unit.WORKING_DAYS, amount=3
+    )
     assert policy.priorities[Priority.URGENT] == default_policy().priorities[Priority.URGENT]
 
 

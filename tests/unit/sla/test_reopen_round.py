@@ -7,18 +7,19 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from lapor.contracts import ComplaintRouted, ComplaintStateChanged, Priority, State, subjects
-from services.sla.calendar import load_calendar
-from services.sla.plan import (
-    Clock,
-    Plan,
-    RegionRules,
-    build_plan,
-    deadline_announcements,
-    routed_fact,
-    state_fact,
-    to_ms,
+from lapor.contracts import (
+    ComplaintRouted,
+    ComplaintStateChanged,
+    Priority,
+    SlaClock,
+    State,
+    subjects,
 )
+from services.sla.announcements import deadline_announcements
+from services.sla.calendar import load_calendar
+from services.sla.clocks import Plan
+from services.sla.facts import routed_fact, state_fact, to_ms
+from services.sla.plan import RegionRules, build_plan
 from services.sla.policy import Unit, Window, load_policy
 from tests.unit.sla.fakes import routed, state
 from tests.unit.sla.test_engine import Harness
@@ -57,13 +58,13 @@ def test_the_banjar_policy_states_the_answer_after_a_reopening() -> None:
 
 def test_a_reopening_starts_answer_round_one_with_its_own_timers() -> None:
     plan = plan_of(*ANSWERED, REOPEN)
-    first, second = (r for r in plan.runs if r.clock is Clock.ANSWER)
+    first, second = (r for r in plan.runs if r.clock is SlaClock.ANSWER)
     assert first.round == 0 and first.stopped_at == to_ms(wita(11, 4, 14))
     # 5 working days after Monday 9 November: the end of Monday 16 November.
     assert (second.round, second.start, second.stopped_at) == (1, wita(11, 9, 10), None)
     assert second.due == datetime(2026, 11, 16, 23, 59, 59, tzinfo=WITA)
     assert plan.deadlines.answer == second.due
-    round_one = {t.id for t in plan.timers if t.clock is Clock.ANSWER and t.round == 1}
+    round_one = {t.id for t in plan.timers if t.clock is SlaClock.ANSWER and t.round == 1}
     assert {"C1:answer:warn50:1", "C1:answer:warn80:1", "C1:answer:breach:1"} <= round_one
     assert "C1:answer:liaison:1" in round_one
 
@@ -83,14 +84,14 @@ def test_answering_again_stops_the_round_and_a_question_pauses_it() -> None:
         REOPEN,
         state("C1", "answer2", State.RESPONDED, wita(11, 10, 9), State.IN_PROGRESS),
     )
-    assert not [t for t in answered_again.timers if t.round == 1 and t.clock is Clock.ANSWER]
+    assert not [t for t in answered_again.timers if t.round == 1 and t.clock is SlaClock.ANSWER]
     asked = plan_of(
         *ANSWERED,
         REOPEN,
         state("C1", "ask", State.NEEDS_INFO, wita(11, 10, 10), State.IN_PROGRESS),
         REPLY,
     )
-    run = asked.run(Clock.ANSWER, 1)
+    run = asked.run(SlaClock.ANSWER, 1)
     assert run is not None and run.pauses == ((wita(11, 10, 10), wita(11, 11, 10)),)
     # Waiting a day for the citizen moved the deadline by that day.
     assert run.due == datetime(2026, 11, 17, 23, 59, 59, tzinfo=WITA)

@@ -1,0 +1,114 @@
+"""In-memory stand-ins for notify's records and delivery, for the unit tests of its use cases.
+
+`MemoryRecords` behaves like `NotificationRepository` on what the use cases rely
+on (a contact is merged on save, the first acknowledged answer is kept) and
+counts every read, so a test can hold a use case to reading a record once.
+`RecordingDelivery` stands in for the `Deliverer`: one send per notification id,
+as the delivery log ensures.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from lapor.devstack import ROOT
+from lapor.regions import load_regions
+from services.notify.catalog import AgencyCatalog, SmsRenderer
+from services.notify.channels import OutgoingMessage
+from services.notify.delivery import Notification
+from services.notify.repository import Document
+from services.notify.templates import TemplateSet
+from services.notify.usecases import NotifyDeps
+from tests.contacts import NOTIFY_KEY
+
+REGIONS = load_regions(ROOT / "data")
+RENDERER = SmsRenderer(TemplateSet.load(), REGIONS)
+AGENCIES = AgencyCatalog.load(ROOT / "data", REGIONS)
+
+
+class MemoryRecords:
+    def __init__(self) -> None:
+        self.contacts: dict[str, Document] = {}
+        self.routings: dict[str, Document] = {}
+        self.notifications: dict[str, Document] = {}
+        self.reads: Counter[str] = Counter()
+
+    async def save_contact(self, complaint_id: str, contact: Document) -> None:
+        self.contacts.setdefault(complaint_id, {}).update(contact)
+
+    async def contact(self, complaint_id: str) -> Document | None:
+        self.reads["contact"] += 1
+        found = self.contacts.get(complaint_id)
+        return dict(found) if found is not None else None
+
+    async def note_acknowledged_answer(self, complaint_id: str, answer: datetime) -> None:
+        contact = self.contacts.get(complaint_id)
+        if contact is not None:
+            contact.setdefault("acknowledged_answer", answer)
+
+    async def save_routing(self, routed_event_id: str, routing: Document) -> None:
+        self.routings[routed_event_id] = dict(routing)
+
+    async def routing(self, routed_event_id: str) -> Document | None:
+        self.reads["routing"] += 1
+        found = self.routings.get(routed_event_id)
+        return dict(found) if found is not None else None
+
+    async def get(self, notification_id: str) -> Document | None:
+        self.reads["notification"] += 1
+        return self.notifications.get(notification_id)
+
+
+class RecordingDelivery:
+    def __init__(self, retry_in: float | None = None) -> None:
+        self.sent: dict[str, Notification] = {}
+        self.deliveries = 0
+        self.last_chances: list[bool] = []
+        # What `deliver_all` answers: None, or the delay after which to come back.
+        self.retry_in = retry_in
+        self.delivered: list[tuple[str, datetime]] = []
+        self.failed: list[tuple[str, str, str]] = []
+
+    async def deliver_all(
+        self, notifications: Sequence[Notification], *, last_chance: bool = False
+    ) -> float | None:
+        self.last_chances.append(last_chance)
+        for note in notifications:
+            self.deliveries += 1
+            self.sent.setdefault(note.id, note)
+        return self.retry_in
+
+    async def mark_delivered(self, record: Document, at: datetime) -> None:
+        self.delivered.append((record["_id"], at))
+
+    async def fail_by_receipt(self, record: Document, error: str, reason: str = "receipt") -> None:
+        self.failed.append((record["_id"], error, reason))
+
+    def sms(self) -> list[str]:
+        return [n.message.text for n in self.sent.values() if n.message.kind == "sms"]
+
+    def citizen(self, kind: str) -> list[OutgoingMessage]:
+        return [
+            n.message
+            for n in self.sent.values()
+            if n.audience == "citizen" and n.message.kind == kind
+        ]
+
+    def officials(self) -> list[Notification]:
+        return [n for n in self.sent.values() if n.audience == "official"]
+
+
+def notify_deps(
+    repo: MemoryRecords | None = None, delivery: RecordingDelivery | None = None, **options: Any
+) -> NotifyDeps:
+    return NotifyDeps(
+        repo=repo or MemoryRecords(),
+        deliverer=delivery or RecordingDelivery(),
+        renderer=RENDERER,
+        agencies=AGENCIES,
+        opener=NOTIFY_KEY,
+        **options,
+    )
