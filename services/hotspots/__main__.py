@@ -1,0 +1,3 @@
+from services.hotspots.wiring import main
+
+main()

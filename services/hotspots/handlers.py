@@ -1,0 +1,351 @@
+"""Hotspot use cases: a routed complaint is grouped; officers confirm, split, merge
+and answer a hotspot. Every change is stored with its announcement, then published."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from lapor.contracts import ComplaintRouted
+from lapor.contracts.commands import Action, Actor, ComplaintCommand, Role
+from lapor.contracts.hotspots import HotspotChange, HotspotChanged, HotspotState
+from lapor.tokens import Officer
+from services.hotspots import domain
+from services.hotspots.domain import Form, Hotspot, Join, Member, Refused, Rules
+from services.hotspots.metrics import HotspotMetrics
+from services.hotspots.repository import HotspotRepository
+
+log = logging.getLogger(__name__)
+AUTOMATIC = "hotspots"
+
+
+class Publisher(Protocol):
+    async def publish(self, message: BaseModel, msg_id: str) -> bool: ...
+
+
+@dataclass
+class HotspotDeps:
+    repo: HotspotRepository
+    commands: Publisher
+    rules: Rules = field(default_factory=Rules)
+    metrics: HotspotMetrics | None = None
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # One change at a time: grouping reads candidates and writes hotspots.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def change_event(
+    hotspot: Hotspot,
+    change: HotspotChange,
+    actor: str,
+    now: datetime,
+    affected: Sequence[str] = (),
+    related: str | None = None,
+    answer_round: int | None = None,
+) -> HotspotChanged:
+    return HotspotChanged(
+        event_id=f"hotspot:{hotspot.hotspot_id}:{hotspot.version}",
+        occurred_at=now,
+        hotspot_id=hotspot.hotspot_id,
+        version=hotspot.version,
+        change=change,
+        region=hotspot.region,
+        agency=hotspot.agency,
+        kecamatan=hotspot.kecamatan,
+        desa=hotspot.desa,
+        state=hotspot.state,
+        members=list(hotspot.members),
+        affected=list(affected),
+        related=related,
+        actor=actor,
+        formed_at=hotspot.formed_at,
+        answer_round=answer_round,
+    )
+
+
+def member_from(event: ComplaintRouted, stored: Member | None) -> Member:
+    place = event.place
+    return Member(
+        complaint_id=event.complaint_id,
+        region=event.region,
+        agency=event.agency,
+        received_at=event.received_at,
+        keywords=tuple(event.keywords),
+        kecamatan=place.kecamatan if place else None,
+        desa=place.desa if place else None,
+        # Only the first routing carries them (a re-routing comes from intake's forward).
+        reporter=event.reporter or (stored.reporter if stored else None),
+        confidential=event.confidential or (stored.confidential if stored else False),
+        triage=event.triage,
+        category=event.category,
+        hotspot_id=stored.hotspot_id if stored else None,
+        kept_apart=stored.kept_apart if stored else False,
+        routed_event_id=event.event_id,
+        routed_at=event.occurred_at,
+    )
+
+
+async def _save(deps: HotspotDeps, hotspot: Hotspot, event: HotspotChanged) -> None:
+    await deps.repo.save_hotspot(hotspot, event)
+    if deps.metrics is not None:
+        deps.metrics.changes.labels(change=event.change.value).inc()
+        if event.change in (HotspotChange.FORMED, HotspotChange.JOINED):
+            joined = len(event.affected) if event.change is HotspotChange.JOINED else 2
+            deps.metrics.joined.labels(agency=hotspot.agency).inc(joined)
+
+
+async def _refresh_gauge(deps: HotspotDeps) -> None:
+    if deps.metrics is not None:
+        deps.metrics.set_open(await deps.repo.open_hotspots())
+
+
+async def handle_routed(event: ComplaintRouted, deps: HotspotDeps) -> None:
+    """Group a routed complaint. A redelivery publishes what is still pending."""
+    touched: list[str] = []
+    async with deps.lock:
+        stored = await deps.repo.member(event.complaint_id)
+        if stored is not None and _already_applied(stored, event):
+            if stored.hotspot_id:
+                await deps.repo.announce(stored.hotspot_id)
+            return
+        new = member_from(event, stored)
+        now = deps.clock()
+        if stored is not None and stored.hotspot_id and _moved(stored, new):
+            touched.append(stored.hotspot_id)
+            await _leave(deps, stored.hotspot_id, [new.complaint_id], AUTOMATIC, now)
+            new = replace(new, hotspot_id=None)
+        if new.hotspot_id is None and domain.groupable(new) and not new.kept_apart:
+            new = await _group(deps, new, now, touched)
+        await deps.repo.save_member(new)
+    for hotspot_id in touched:
+        await deps.repo.announce(hotspot_id)
+    if touched:
+        await _refresh_gauge(deps)
+
+
+def _already_applied(stored: Member, event: ComplaintRouted) -> bool:
+    """This decision, or a later round's, is what the member already reflects."""
+    if stored.routed_event_id == event.event_id:
+        return True
+    return stored.routed_at is not None and event.occurred_at < stored.routed_at
+
+
+def _moved(before: Member, after: Member) -> bool:
+    """Re-routed to another agency or place, or no longer groupable."""
+    return (
+        not domain.groupable(after)
+        or before.agency != after.agency
+        or before.kecamatan != after.kecamatan
+        or (before.desa is not None and after.desa is not None and before.desa != after.desa)
+    )
+
+
+async def _group(deps: HotspotDeps, new: Member, now: datetime, touched: list[str]) -> Member:
+    assert new.agency is not None and new.kecamatan is not None
+    window = deps.rules.window
+    candidates = await deps.repo.candidates(
+        new.region,
+        new.agency,
+        new.kecamatan.code,
+        new.received_at - window,
+        new.received_at + window,
+    )
+    hotspots = await deps.repo.hotspots([c.hotspot_id for c in candidates if c.hotspot_id])
+    grouping = domain.decide(new, candidates, hotspots, deps.rules)
+    if isinstance(grouping, Join):
+        hotspot = hotspots[grouping.hotspot_id]
+        joined = replace(new, hotspot_id=hotspot.hotspot_id)
+        if new.complaint_id not in hotspot.members:
+            others = await deps.repo.members(hotspot.members)
+            after = domain.with_members(hotspot, [*others, joined], now)
+            event = change_event(after, HotspotChange.JOINED, AUTOMATIC, now, [new.complaint_id])
+            await _save(deps, after, event)
+        touched.append(hotspot.hotspot_id)
+        log.info("complaint joined a hotspot", extra={"complaint_id": new.complaint_id})
+        return joined
+    if isinstance(grouping, Form):
+        partner = next(c for c in candidates if c.complaint_id == grouping.partner)
+        hotspot_id = domain.formed_id(new.complaint_id)
+        formed = domain.form(hotspot_id, partner, new, now)
+        event = change_event(
+            formed, HotspotChange.FORMED, AUTOMATIC, now, [partner.complaint_id, new.complaint_id]
+        )
+        await _save(deps, formed, event)
+        await deps.repo.save_member(replace(partner, hotspot_id=hotspot_id))
+        touched.append(hotspot_id)
+        log.info("complaints formed a hotspot", extra={"complaint_id": new.complaint_id})
+        return replace(new, hotspot_id=hotspot_id)
+    return new
+
+
+async def _leave(
+    deps: HotspotDeps, hotspot_id: str, leaving: Sequence[str], actor: str, now: datetime
+) -> Hotspot | None:
+    hotspot = await deps.repo.hotspot(hotspot_id)
+    if hotspot is None:
+        return None
+    staying = [c for c in hotspot.members if c not in leaving]
+    after = domain.with_members(hotspot, await deps.repo.members(staying), now)
+    await _save(deps, after, change_event(after, HotspotChange.LEFT, actor, now, leaving))
+    return after
+
+
+# --- officers' actions ---------------------------------------------------------------
+
+
+def actor_of(officer: Officer) -> str:
+    return f"{officer.role}:{officer.name or officer.agency or 'unknown'}"
+
+
+async def visible(deps: HotspotDeps, hotspot_id: str, officer: Officer) -> Hotspot:
+    """The hotspot if this officer may see it; another agency's looks like none."""
+    hotspot = await deps.repo.hotspot(hotspot_id)
+    if hotspot is None or not officer.reads_rows_of(hotspot.agency):
+        raise Refused(f"no hotspot {hotspot_id}", status=404)
+    return hotspot
+
+
+async def confirm(deps: HotspotDeps, hotspot_id: str, officer: Officer) -> Hotspot:
+    async with deps.lock:
+        hotspot = await visible(deps, hotspot_id, officer)
+        if hotspot.state is HotspotState.CONFIRMED:
+            return hotspot
+        if hotspot.state is not HotspotState.SUGGESTED:
+            raise Refused(f"hotspot is {hotspot.state.value}")
+        now = deps.clock()
+        after = domain.changed(hotspot, now, state=HotspotState.CONFIRMED)
+        await _save(
+            deps, after, change_event(after, HotspotChange.CONFIRMED, actor_of(officer), now)
+        )
+    await deps.repo.announce(hotspot_id)
+    return after
+
+
+async def split(
+    deps: HotspotDeps, hotspot_id: str, leaving: Sequence[str], together: bool, officer: Officer
+) -> tuple[Hotspot, Hotspot | None]:
+    """Move `leaving` out: into a new hotspot of their own (`together`, two or more),
+    or each alone. Either way the automatic grouping leaves them alone afterwards."""
+    actor = actor_of(officer)
+    async with deps.lock:
+        hotspot = await visible(deps, hotspot_id, officer)
+        domain.check_split(hotspot, leaving)
+        now = deps.clock()
+        moved = [m for m in await deps.repo.members(list(dict.fromkeys(leaving)))]
+        new: Hotspot | None = None
+        if together and len(moved) >= domain.MIN_MEMBERS:
+            new_id = domain.split_id(hotspot, moved[0].complaint_id)
+            new = domain.form(new_id, moved[0], moved[1], now)
+            new = domain.with_members(new, moved, now)
+            new = replace(new, version=1, state=HotspotState.CONFIRMED)
+        staying = await deps.repo.members([c for c in hotspot.members if c not in leaving])
+        after = domain.with_members(hotspot, staying, now)
+        event = change_event(
+            after,
+            HotspotChange.SPLIT,
+            actor,
+            now,
+            [m.complaint_id for m in moved],
+            related=new.hotspot_id if new else None,
+        )
+        await _save(deps, after, event)
+        if new is not None:
+            formed = change_event(
+                new, HotspotChange.FORMED, actor, now, list(new.members), related=hotspot_id
+            )
+            await _save(deps, new, formed)
+        for member in moved:
+            target = new.hotspot_id if new is not None else None
+            await deps.repo.save_member(replace(member, hotspot_id=target, kept_apart=True))
+    await deps.repo.announce(hotspot_id)
+    if new is not None:
+        await deps.repo.announce(new.hotspot_id)
+    await _refresh_gauge(deps)
+    return after, new
+
+
+async def merge(deps: HotspotDeps, hotspot_id: str, other_id: str, officer: Officer) -> Hotspot:
+    """`other_id`'s members join `hotspot_id`; `other_id` is dissolved."""
+    actor = actor_of(officer)
+    async with deps.lock:
+        keep = await visible(deps, hotspot_id, officer)
+        absorbed = await visible(deps, other_id, officer)
+        domain.check_merge(keep, absorbed)
+        now = deps.clock()
+        everyone = await deps.repo.members([*keep.members, *absorbed.members])
+        after = domain.with_members(keep, everyone, now)
+        after = replace(after, state=HotspotState.CONFIRMED)
+        await _save(
+            deps,
+            after,
+            change_event(
+                after, HotspotChange.MERGED, actor, now, list(absorbed.members), related=other_id
+            ),
+        )
+        gone = domain.changed(absorbed, now, state=HotspotState.DISSOLVED, merged_into=hotspot_id)
+        await _save(
+            deps, gone, change_event(gone, HotspotChange.MERGED, actor, now, related=hotspot_id)
+        )
+        for member in everyone:
+            if member.hotspot_id != hotspot_id:
+                await deps.repo.save_member(replace(member, hotspot_id=hotspot_id))
+    await deps.repo.announce(hotspot_id)
+    await deps.repo.announce(other_id)
+    await _refresh_gauge(deps)
+    return after
+
+
+@dataclass(frozen=True)
+class AnswerSent:
+    hotspot: Hotspot
+    round: int
+    command_ids: list[str]
+
+
+async def answer_all(deps: HotspotDeps, hotspot_id: str, text: str, officer: Officer) -> AnswerSent:
+    """One `answer` command per member, in the officer's name: intake decides each
+    against the complaint's own state, notify tells each reporter by their channel.
+    Only the holding agency answers (the lifecycle's rule); sent again with the same
+    text, the same commands go out and intake takes each once."""
+    hotspot = await visible(deps, hotspot_id, officer)
+    if officer.role != Role.AGENCY.value or officer.agency != hotspot.agency:
+        raise Refused("only an officer of the holding agency answers its complaints", 403)
+    by = officer.name or f"{officer.agency}"
+    async with deps.lock:
+        hotspot = await visible(deps, hotspot_id, officer)
+        if hotspot.state is HotspotState.DISSOLVED:
+            raise Refused("hotspot is dissolved: answer the hotspot it went into")
+        round_, new = domain.answer_round(hotspot, text, by)
+        if new:
+            now = deps.clock()
+            answer = domain.Answer(round=round_, text=text, by=by, at=now)
+            hotspot = domain.changed(
+                hotspot, now, state=HotspotState.ANSWERED, answers=(*hotspot.answers, answer)
+            )
+            event = change_event(
+                hotspot, HotspotChange.ANSWERED, actor_of(officer), now, answer_round=round_
+            )
+            await _save(deps, hotspot, event)
+    await deps.repo.announce(hotspot_id)
+    actor = Actor(role=Role.AGENCY, id=by[:64], agency=officer.agency)
+    ids = []
+    for complaint_id in hotspot.members:
+        command = ComplaintCommand(
+            command_id=domain.answer_command_id(hotspot_id, round_, complaint_id),
+            complaint_id=complaint_id,
+            action=Action.ANSWER,
+            actor=actor,
+            text=text,
+        )
+        await deps.commands.publish(command, msg_id=command.command_id)
+        ids.append(command.command_id)
+    if deps.metrics is not None and new:
+        deps.metrics.answered.labels(agency=hotspot.agency).inc(len(ids))
+    await _refresh_gauge(deps)
+    return AnswerSent(hotspot, round_, ids)

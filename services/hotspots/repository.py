@@ -1,0 +1,275 @@
+"""Where hotspots and the routed complaints they are made of are kept.
+
+`hotspot_members`: one document per routed complaint (the grouping's view of it,
+no text, no contact). `hotspots`: one document per hotspot, with its change
+announcements as an outbox (lapor.runtime.outbox): a change is stored with its
+`HotspotChanged` and published from there, also after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from lapor.contracts import PlaceArea
+from lapor.contracts.hotspots import OPEN_HOTSPOT_STATES, HotspotChanged, HotspotState
+from lapor.runtime.outbox import Outbox, ensure_outbox_index
+from services.hotspots.domain import Answer, Hotspot, Member
+
+Document = dict[str, Any]
+MEMBERS = "hotspot_members"
+HOTSPOTS = "hotspots"
+
+
+class VersionConflict(Exception):
+    """Someone else changed the hotspot since it was read."""
+
+
+class HotspotRepository(Protocol):
+    async def member(self, complaint_id: str) -> Member | None: ...
+
+    async def members(self, complaint_ids: Sequence[str]) -> list[Member]: ...
+
+    async def save_member(self, member: Member) -> None: ...
+
+    async def candidates(
+        self, region: str, agency: str, kecamatan: str, since: datetime, until: datetime
+    ) -> list[Member]: ...
+
+    async def hotspot(self, hotspot_id: str) -> Hotspot | None: ...
+
+    async def hotspots(self, hotspot_ids: Sequence[str]) -> dict[str, Hotspot]: ...
+
+    async def save_hotspot(self, hotspot: Hotspot, announce: HotspotChanged | None) -> None:
+        """Insert (version 1) or update (the version before must be the stored one);
+        raises VersionConflict otherwise. `announce` is stored with the change."""
+
+    async def announce(self, hotspot_id: str) -> None:
+        """Publish what is pending of a hotspot's announcements."""
+
+    async def open_hotspots(self, agency: str | None = None) -> list[Hotspot]: ...
+
+
+def _area(doc: Document | None) -> PlaceArea | None:
+    return PlaceArea.model_validate(doc) if doc else None
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def member_doc(member: Member) -> Document:
+    doc = asdict(member)
+    doc["_id"] = doc.pop("complaint_id")
+    doc["keywords"] = list(member.keywords)
+    doc["kecamatan"] = member.kecamatan.model_dump() if member.kecamatan else None
+    doc["kecamatan_code"] = member.kecamatan.code if member.kecamatan else None
+    doc["desa"] = member.desa.model_dump() if member.desa else None
+    return doc
+
+
+def member_of(doc: Document) -> Member:
+    return Member(
+        complaint_id=doc["_id"],
+        region=doc["region"],
+        agency=doc.get("agency"),
+        received_at=_utc(doc["received_at"]),
+        keywords=tuple(doc.get("keywords") or ()),
+        kecamatan=_area(doc.get("kecamatan")),
+        desa=_area(doc.get("desa")),
+        reporter=doc.get("reporter"),
+        confidential=bool(doc.get("confidential")),
+        triage=bool(doc.get("triage")),
+        category=doc.get("category") or "",
+        hotspot_id=doc.get("hotspot_id"),
+        kept_apart=bool(doc.get("kept_apart")),
+        routed_event_id=doc.get("routed_event_id") or "",
+        routed_at=_utc(doc["routed_at"]) if doc.get("routed_at") else None,
+    )
+
+
+def hotspot_doc(hotspot: Hotspot) -> Document:
+    return {
+        "_id": hotspot.hotspot_id,
+        "region": hotspot.region,
+        "agency": hotspot.agency,
+        "kecamatan": hotspot.kecamatan.model_dump() if hotspot.kecamatan else None,
+        "desa": hotspot.desa.model_dump() if hotspot.desa else None,
+        "members": list(hotspot.members),
+        "size": len(hotspot.members),
+        "state": hotspot.state.value,
+        "open": hotspot.open,
+        "formed_at": hotspot.formed_at,
+        "updated_at": hotspot.updated_at,
+        "version": hotspot.version,
+        "reporters": list(hotspot.reporters),
+        "answers": [asdict(a) for a in hotspot.answers],
+        "merged_into": hotspot.merged_into,
+    }
+
+
+def hotspot_of(doc: Document) -> Hotspot:
+    return Hotspot(
+        hotspot_id=doc["_id"],
+        region=doc["region"],
+        agency=doc["agency"],
+        kecamatan=_area(doc.get("kecamatan")),
+        desa=_area(doc.get("desa")),
+        members=tuple(doc.get("members") or ()),
+        state=HotspotState(doc["state"]),
+        formed_at=_utc(doc["formed_at"]),
+        updated_at=_utc(doc["updated_at"]),
+        version=int(doc["version"]),
+        reporters=tuple(doc.get("reporters") or ()),
+        answers=tuple(
+            Answer(round=a["round"], text=a["text"], by=a["by"], at=_utc(a["at"]))
+            for a in doc.get("answers") or ()
+        ),
+        merged_into=doc.get("merged_into"),
+    )
+
+
+class MongoHotspots:
+    def __init__(self, db: AsyncDatabase[Document], outbox: Outbox) -> None:
+        self.members_c = db[MEMBERS]
+        self.hotspots_c = db[HOTSPOTS]
+        self.outbox = outbox
+
+    async def ensure_indexes(self) -> None:
+        # FerretDB uses an index for the leading top-level field only: the
+        # candidates' lookup narrows by place first, the list by `open`.
+        await self.members_c.create_index(
+            [("kecamatan_code", ASCENDING), ("received_at", ASCENDING)]
+        )
+        await self.hotspots_c.create_index([("open", ASCENDING), ("agency", ASCENDING)])
+        await ensure_outbox_index(self.hotspots_c)
+
+    async def member(self, complaint_id: str) -> Member | None:
+        doc = await self.members_c.find_one({"_id": complaint_id})
+        return member_of(doc) if doc else None
+
+    async def members(self, complaint_ids: Sequence[str]) -> list[Member]:
+        found = {
+            doc["_id"]: member_of(doc)
+            async for doc in self.members_c.find({"_id": {"$in": list(complaint_ids)}})
+        }
+        return [found[c] for c in complaint_ids if c in found]
+
+    async def save_member(self, member: Member) -> None:
+        doc = member_doc(member)
+        await self.members_c.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+
+    async def candidates(
+        self, region: str, agency: str, kecamatan: str, since: datetime, until: datetime
+    ) -> list[Member]:
+        query = {
+            "kecamatan_code": kecamatan,
+            "received_at": {"$gte": since, "$lte": until},
+            "region": region,
+            "agency": agency,
+        }
+        return [member_of(doc) async for doc in self.members_c.find(query).limit(2000)]
+
+    async def hotspot(self, hotspot_id: str) -> Hotspot | None:
+        doc = await self.hotspots_c.find_one({"_id": hotspot_id})
+        return hotspot_of(doc) if doc else None
+
+    async def hotspots(self, hotspot_ids: Sequence[str]) -> dict[str, Hotspot]:
+        cursor = self.hotspots_c.find({"_id": {"$in": list(set(hotspot_ids))}})
+        return {doc["_id"]: hotspot_of(doc) async for doc in cursor}
+
+    async def save_hotspot(self, hotspot: Hotspot, announce: HotspotChanged | None) -> None:
+        doc = hotspot_doc(hotspot)
+        events = [announce] if announce is not None else []
+        if hotspot.version == 1:
+            stored = self.outbox.document(doc, events, hotspot.updated_at)
+            if await self.hotspots_c.find_one({"_id": hotspot.hotspot_id}) is not None:
+                return  # formed before (a redelivery): its announcement is still there
+            await self.hotspots_c.insert_one(stored)
+            return
+        fields = {k: v for k, v in doc.items() if k != "_id"}
+        fields |= self.outbox.fields(hotspot.hotspot_id, events, hotspot.updated_at)
+        done = await self.hotspots_c.update_one(
+            {"_id": hotspot.hotspot_id, "version": hotspot.version - 1}, {"$set": fields}
+        )
+        if not done.matched_count:
+            raise VersionConflict(hotspot.hotspot_id)
+
+    async def announce(self, hotspot_id: str) -> None:
+        doc = await self.hotspots_c.find_one({"_id": hotspot_id})
+        await self.outbox.flush(self.hotspots_c, doc)
+
+    async def open_hotspots(self, agency: str | None = None) -> list[Hotspot]:
+        query: Document = {"open": True, "size": {"$gte": 2}}
+        if agency is not None:
+            query["agency"] = agency
+        cursor = self.hotspots_c.find(query).sort("_id", ASCENDING).limit(5000)
+        return [hotspot_of(doc) async for doc in cursor]
+
+
+class InMemoryHotspots:
+    """The repository for unit tests: same rules, announcements collected in order."""
+
+    def __init__(self) -> None:
+        self.member_docs: dict[str, Member] = {}
+        self.hotspot_docs: dict[str, Hotspot] = {}
+        self.pending: dict[str, list[HotspotChanged]] = {}
+        self.published: list[HotspotChanged] = []
+
+    async def member(self, complaint_id: str) -> Member | None:
+        return self.member_docs.get(complaint_id)
+
+    async def members(self, complaint_ids: Sequence[str]) -> list[Member]:
+        return [self.member_docs[c] for c in complaint_ids if c in self.member_docs]
+
+    async def save_member(self, member: Member) -> None:
+        self.member_docs[member.complaint_id] = replace(member)
+
+    async def candidates(
+        self, region: str, agency: str, kecamatan: str, since: datetime, until: datetime
+    ) -> list[Member]:
+        return [
+            m
+            for m in self.member_docs.values()
+            if m.region == region
+            and m.agency == agency
+            and m.kecamatan is not None
+            and m.kecamatan.code == kecamatan
+            and since <= m.received_at <= until
+        ]
+
+    async def hotspot(self, hotspot_id: str) -> Hotspot | None:
+        return self.hotspot_docs.get(hotspot_id)
+
+    async def hotspots(self, hotspot_ids: Sequence[str]) -> dict[str, Hotspot]:
+        return {h: self.hotspot_docs[h] for h in hotspot_ids if h in self.hotspot_docs}
+
+    async def save_hotspot(self, hotspot: Hotspot, announce: HotspotChanged | None) -> None:
+        stored = self.hotspot_docs.get(hotspot.hotspot_id)
+        if hotspot.version == 1 and stored is not None:
+            return
+        if hotspot.version > 1 and (stored is None or stored.version != hotspot.version - 1):
+            raise VersionConflict(hotspot.hotspot_id)
+        self.hotspot_docs[hotspot.hotspot_id] = hotspot
+        if announce is not None:
+            self.pending.setdefault(hotspot.hotspot_id, []).append(announce)
+
+    async def announce(self, hotspot_id: str) -> None:
+        self.published += self.pending.pop(hotspot_id, [])
+
+    async def open_hotspots(self, agency: str | None = None) -> list[Hotspot]:
+        return sorted(
+            (
+                h
+                for h in self.hotspot_docs.values()
+                if h.state in OPEN_HOTSPOT_STATES
+                and len(h.members) >= 2
+                and (agency is None or h.agency == agency)
+            ),
+            key=lambda h: h.hotspot_id,
+        )

@@ -1,0 +1,124 @@
+"""Hotspots bootstrap: routed complaints in, hotspot changes and answer commands out,
+the officers' API over HTTP."""
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI
+from faststream import FastStream
+from pymongo.asynchronous.database import AsyncDatabase
+
+from lapor.contracts import ComplaintRouted, subjects
+from lapor.contracts.commands import Action, ComplaintCommand
+from lapor.contracts.hotspots import HotspotChanged
+from lapor.runtime.broker import EventPublisher, durable
+from lapor.runtime.metrics import DomainMetrics, start_consumer_refresher
+from lapor.runtime.outbox import Outbox, start_periodic, start_sweeper
+from lapor.runtime.serve import serve
+from lapor.runtime.service import (
+    Late,
+    Runtime,
+    asyncapi_app,
+    build_runtime,
+    create_service_app,
+    docs_runtime,
+)
+from lapor.runtime.settings import documentation_infra
+from lapor.tokens import stored_tokens
+from services.hotspots import handlers
+from services.hotspots.api import hotspots_router
+from services.hotspots.domain import Rules
+from services.hotspots.metrics import HotspotMetrics
+from services.hotspots.repository import HOTSPOTS, MongoHotspots
+from services.hotspots.settings import HotspotSettings
+
+DESCRIPTION = (
+    "Hotspots group complaints of different citizens about one problem at one place "
+    "within days, for officers to confirm, split, merge and answer at once."
+)
+ANSWER_SUBJECT = f"{subjects.COMMAND_PREFIX}.{Action.ANSWER.value}"
+
+
+def register(
+    runtime: Runtime, deps: Late[handlers.HotspotDeps]
+) -> tuple[EventPublisher, EventPublisher]:
+    broker = runtime.broker
+    changed = EventPublisher(broker, subjects.HOTSPOT_CHANGED, HotspotChanged, "Hotspot changed")
+    commands = EventPublisher(
+        broker, ANSWER_SUBJECT, ComplaintCommand, "Answer every member of a hotspot"
+    )
+
+    @durable(
+        broker,
+        subjects.COMPLAINT_ROUTED,
+        "hotspots-routed",
+        title="Group routed complaints",
+        description="A complaint joins the open hotspot of the same problem (agency, place, "
+        "similar keywords, within the window, another reporter) or forms one with a "
+        "complaint in none; a re-routed member leaves its hotspot.",
+    )
+    async def on_routed(event: ComplaintRouted) -> None:
+        await handlers.handle_routed(event, deps.get())
+
+    return changed, commands
+
+
+def create_app(settings: HotspotSettings | None = None) -> FastAPI:
+    settings = settings or HotspotSettings()
+    runtime = build_runtime("hotspots", settings)
+    deps: Late[handlers.HotspotDeps] = Late("hotspots dependencies")
+    changed, commands = register(runtime, deps)
+    metrics = HotspotMetrics(runtime.registry)
+    domain_metrics = DomainMetrics(runtime.registry)
+    rules = Rules(similarity=settings.similarity, window=timedelta(days=settings.window_days))
+
+    async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
+        outbox = Outbox([changed])
+        repo = MongoHotspots(db, outbox)
+        await repo.ensure_indexes()
+        current = handlers.HotspotDeps(repo=repo, commands=commands, rules=rules, metrics=metrics)
+        deps.set(current)
+        stop_sweeper = start_sweeper(outbox, {HOTSPOTS: db[HOTSPOTS]})
+        stop_refresher = start_consumer_refresher(
+            domain_metrics, runtime.broker, settings.metrics_interval_s
+        )
+
+        async def refresh_gauge() -> int:
+            metrics.set_open(await repo.open_hotspots())
+            return 0
+
+        stop_gauge = start_periodic("hotspot-gauge", refresh_gauge, settings.metrics_interval_s)
+
+        async def stop() -> None:
+            await stop_gauge()
+            await stop_refresher()
+            await stop_sweeper()
+            deps.set(None)
+
+        return stop
+
+    return create_service_app(
+        runtime,
+        on_start=on_start,
+        routers=[hotspots_router(deps.get, stored_tokens(runtime.db.get))],
+        description=DESCRIPTION,
+    )
+
+
+def asyncapi() -> FastStream:
+    """`faststream docs gen --factory services.hotspots.wiring:asyncapi`"""
+    runtime = docs_runtime("hotspots")
+    register(runtime, Late("unused"))
+    return asyncapi_app(runtime.broker, "hotspots", DESCRIPTION)
+
+
+def main() -> None:
+    settings = HotspotSettings()
+    serve(create_app(settings), settings)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The officers' HTTP API as OpenAPI, built from the code with built-in defaults."""
+    settings = HotspotSettings.model_construct(infra=documentation_infra())
+    return create_app(settings).openapi()
