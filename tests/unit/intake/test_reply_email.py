@@ -9,18 +9,11 @@ from typing import Any
 import pytest
 
 from lapor.contracts import Channel, ComplaintReceived, InboundWeb
-from lapor.contracts.events import contact_context
-from lapor.runtime.pii import PiiOpener, new_key
-from services.intake import handlers
+from services.intake import inbound, usecases
+from tests.contacts import opened
+from tests.unit.intake.fakes import MemoryComplaints, intake_deps
 
 NOW = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
-NOTIFY_KEY = PiiOpener(new_key())
-
-
-def opened(event: ComplaintReceived, field: str) -> str | None:
-    """A sealed address as notify reads it."""
-    sealed = getattr(event, field)
-    return sealed and NOTIFY_KEY.open(sealed, contact_context(event.event_id, field))
 
 
 @pytest.mark.parametrize(
@@ -61,46 +54,7 @@ def opened(event: ComplaintReceived, field: str) -> str | None:
     ],
 )
 def test_only_a_plain_address_is_used_for_replies(raw: str | None, usable: str | None) -> None:
-    assert handlers.reply_email(raw) == usable
-
-
-class Repo:
-    """A first submission: stored with its `received` announcement, then announced."""
-
-    def __init__(self) -> None:
-        self.pending: list[Any] = []
-        self.announced: list[str] = []
-
-    async def by_source(self, source_key: str) -> dict[str, Any] | None:
-        return None
-
-    async def add_complaint(
-        self, doc: dict[str, Any], events: list[Any]
-    ) -> tuple[dict[str, Any], bool]:
-        self.pending.extend(events)
-        return doc, True
-
-    async def announce(self, doc: dict[str, Any]) -> int:
-        self.announced.append(doc["_id"])
-        return len(self.pending)
-
-    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> None:
-        pass  # each number's submissions count against its limit; none is reached here
-
-    async def count_sender_messages(self, phone_hash: str, since: datetime) -> int:
-        return 1
-
-
-def deps(repo: Repo) -> handlers.IntakeDeps:
-    unused: Any = object()
-    return handlers.IntakeDeps(
-        repo=repo,  # type: ignore[arg-type]
-        answered=unused,
-        command_rejected=unused,
-        region_keywords={"BANJAR": "banjar"},
-        phone_key=b"k" * 32,
-        sealer=NOTIFY_KEY.sealer(),
-    )
+    assert inbound.reply_email(raw) == usable
 
 
 def submission(**fields: Any) -> InboundWeb:
@@ -115,13 +69,13 @@ def submission(**fields: Any) -> InboundWeb:
 
 @pytest.mark.parametrize("channel", [Channel.WEB, Channel.OPEN311])
 async def test_the_received_event_carries_the_reply_address(channel: Channel) -> None:
-    repo = Repo()
+    repo = MemoryComplaints()
     given = submission(email=" Warga@Example.ORG", confidential=True)
-    stored = await handlers.accept_submission(given, channel, deps(repo))
+    stored = await usecases.accept_submission(given, channel, intake_deps(repo))
 
-    [event] = repo.pending
+    [event] = repo.published
     assert isinstance(event, ComplaintReceived)
-    assert event.event_id == f"received:{stored['_id']}" and repo.announced == [stored["_id"]]
+    assert event.event_id == f"received:{stored['_id']}" and not repo.pending
     assert (opened(event, "reply_email_sealed"), event.reply_to_sealed) == (
         "Warga@example.org",
         None,
@@ -133,13 +87,13 @@ async def test_the_received_event_carries_the_reply_address(channel: Channel) ->
 
 
 async def test_phone_and_email_both_travel_and_a_bad_address_is_dropped() -> None:
-    repo = Repo()
+    repo = MemoryComplaints()
     both = submission(phone="0812-3456-7001", email="warga@example.org")
-    await handlers.accept_submission(both, Channel.WEB, deps(repo))
+    await usecases.accept_submission(both, Channel.WEB, intake_deps(repo))
     bad = submission(message_id="m-2", email="bukan alamat")
-    await handlers.accept_submission(bad, Channel.WEB, deps(repo))
+    await usecases.accept_submission(bad, Channel.WEB, intake_deps(repo))
 
-    [first, second] = repo.pending
+    [first, second] = repo.announced(ComplaintReceived)
     assert (opened(first, "reply_to_sealed"), opened(first, "reply_email_sealed")) == (
         "+6281234567001",
         "warga@example.org",

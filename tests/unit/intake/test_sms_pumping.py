@@ -10,17 +10,18 @@ from typing import Any
 
 import pytest
 
-from lapor.contracts import Channel, InboundRejected, InboundWeb, RejectionReason
-from lapor.contracts.events import contact_context
+from lapor.contracts import Channel, ComplaintReceived, InboundRejected, InboundWeb, RejectionReason
 from lapor.regions import load_regions
-from lapor.runtime.pii import PiiOpener, new_key
-from services.intake import handlers
+from services.intake import usecases
 from services.intake.guard import RateLimit
-from services.intake.phones import sms_reachable
+from services.intake.phones import phone_hash, sms_reachable
+from services.intake.ports import IntakeDeps
+from services.intake.usecases import SubmissionRejected
+from tests.contacts import opened
+from tests.unit.intake.fakes import PHONE_KEY, MemoryComplaints, intake_deps
 
 NOW = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[3]
-NOTIFY_KEY = PiiOpener(new_key())
 
 
 @pytest.mark.parametrize(
@@ -69,57 +70,8 @@ def test_a_region_allows_indonesia_unless_configured(tmp_path: Path) -> None:
         load_regions(tmp_path)
 
 
-class Repo:
-    """Complaints, rejections and sender messages in memory, as intake's repository keeps them."""
-
-    def __init__(self) -> None:
-        self.complaints: list[dict[str, Any]] = []
-        self.events: list[Any] = []
-        self.rejections: list[dict[str, Any]] = []
-        self.sender_messages: dict[str, tuple[str, datetime]] = {}
-
-    async def by_source(self, source_key: str) -> dict[str, Any] | None:
-        return next((c for c in self.complaints if c["source_key"] == source_key), None)
-
-    async def add_complaint(
-        self, doc: dict[str, Any], events: list[Any]
-    ) -> tuple[dict[str, Any], bool]:
-        self.complaints.append(doc)
-        self.events.extend(events)
-        return doc, True
-
-    async def announce(self, doc: dict[str, Any]) -> int:
-        return 0
-
-    async def add_rejection(
-        self, doc: dict[str, Any], events: list[Any]
-    ) -> tuple[dict[str, Any], bool]:
-        self.rejections.append(doc)
-        self.events.extend(events)
-        return doc, True
-
-    async def announce_rejection(self, doc: dict[str, Any]) -> int:
-        return 0
-
-    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> None:
-        self.sender_messages.setdefault(source_key, (phone_hash, at))
-
-    async def count_sender_messages(self, phone_hash: str, since: datetime) -> int:
-        return sum(1 for h, at in self.sender_messages.values() if h == phone_hash and at >= since)
-
-
-def deps(repo: Repo, **fields: Any) -> handlers.IntakeDeps:
-    unused: Any = object()
-    return handlers.IntakeDeps(
-        repo=repo,  # type: ignore[arg-type]
-        answered=unused,
-        command_rejected=unused,
-        region_keywords={"BANJAR": "banjar"},
-        phone_key=b"k" * 32,
-        sealer=NOTIFY_KEY.sealer(),
-        clock=lambda: NOW,
-        **fields,
-    )
+def deps(repo: MemoryComplaints, **fields: Any) -> IntakeDeps:
+    return intake_deps(repo, clock=lambda: NOW, **fields)
 
 
 def submission(n: int = 1, **fields: Any) -> InboundWeb:
@@ -133,73 +85,67 @@ def submission(n: int = 1, **fields: Any) -> InboundWeb:
     return InboundWeb(**(given | fields))
 
 
-def rejected_events(repo: Repo) -> list[InboundRejected]:
-    return [e for e in repo.events if isinstance(e, InboundRejected)]
-
-
 @pytest.mark.parametrize("channel", [Channel.WEB, Channel.OPEN311])
 @pytest.mark.parametrize("phone", ["+447400123456", "021 555 1234", "+19005551234"])
 async def test_a_number_that_is_not_an_indonesian_mobile_is_refused_and_not_texted(
     channel: Channel, phone: str
 ) -> None:
-    repo = Repo()
-    with pytest.raises(handlers.SubmissionRejected) as refused:
-        await handlers.accept_submission(submission(phone=phone), channel, deps(repo))
+    repo = MemoryComplaints()
+    with pytest.raises(SubmissionRejected) as refused:
+        await usecases.accept_submission(submission(phone=phone), channel, deps(repo))
 
     assert refused.value.reason is RejectionReason.PHONE_NOT_ALLOWED
     assert "ID" in refused.value.detail and phone not in refused.value.detail
-    assert repo.complaints == []
-    [record] = repo.rejections
+    assert not repo.complaints
+    [record] = repo.rejections.values()
     assert record["reason"] == "phone_not_allowed" and record["answered"] is False
     assert "phone" not in record["payload"]
-    [event] = rejected_events(repo)
+    [event] = repo.announced(InboundRejected)
     assert event.reply_to_sealed is None  # nothing for notify to text
 
 
 async def test_a_region_that_allows_a_country_accepts_its_mobile_numbers() -> None:
-    repo = Repo()
+    repo = MemoryComplaints()
     allowed = deps(repo, sms_countries={"banjar": frozenset({"ID", "GB"})})
-    stored = await handlers.accept_submission(
+    stored = await usecases.accept_submission(
         submission(phone="+447400123456"), Channel.WEB, allowed
     )
-    assert stored["_id"] and repo.rejections == []
-    [received] = repo.events
-    sealed = received.reply_to_sealed
-    context = contact_context(received.event_id, "reply_to_sealed")
-    assert NOTIFY_KEY.open(sealed, context) == "+447400123456"
+    assert stored["_id"] and not repo.rejections
+    [received] = repo.announced(ComplaintReceived)
+    assert opened(received, "reply_to_sealed") == "+447400123456"
 
 
 async def test_a_number_counts_against_one_limit_across_channels() -> None:
     """Its SMS and its web, Open311 and partner submissions fill the same window."""
-    repo = Repo()
+    repo = MemoryComplaints()
     limited = deps(repo, rate_limit=RateLimit(per_hour=3, per_day=30))
     phone = "+6281234567890"
-    sender = handlers.phone_hash(phone, b"k" * 32)
+    sender = phone_hash(phone, PHONE_KEY)
     # Two SMS of this number earlier in the hour.
     for n in range(2):
         at = NOW - timedelta(minutes=10 + n)
         await repo.record_sender_message(f"sms:gw-{n}", sender, at)
 
-    await handlers.accept_submission(submission(1, phone=phone), Channel.WEB, limited)
+    await usecases.accept_submission(submission(1, phone=phone), Channel.WEB, limited)
     for n, channel in ((2, Channel.OPEN311), (3, Channel.WEB)):
-        with pytest.raises(handlers.SubmissionRejected) as refused:
-            await handlers.accept_submission(
+        with pytest.raises(SubmissionRejected) as refused:
+            await usecases.accept_submission(
                 submission(n, phone="0812-3456-7890"), channel, limited
             )
         assert refused.value.reason is RejectionReason.RATE_LIMITED
 
     assert len(repo.complaints) == 1
-    assert [r["reason"] for r in repo.rejections] == ["rate_limited", "rate_limited"]
-    assert all(e.reply_to_sealed is None for e in rejected_events(repo))
+    assert [r["reason"] for r in repo.rejections.values()] == ["rate_limited", "rate_limited"]
+    assert all(e.reply_to_sealed is None for e in repo.announced(InboundRejected))
     # Another number is not affected.
-    await handlers.accept_submission(submission(4, phone="+6281234567891"), Channel.WEB, limited)
+    await usecases.accept_submission(submission(4, phone="+6281234567891"), Channel.WEB, limited)
     assert len(repo.complaints) == 2
 
 
 async def test_a_resent_submission_is_not_counted_twice() -> None:
-    repo = Repo()
+    repo = MemoryComplaints()
     limited = deps(repo, rate_limit=RateLimit(per_hour=1, per_day=30))
     given = submission(1, phone="+6281234567890")
-    first = await handlers.accept_submission(given, Channel.WEB, limited)
-    again = await handlers.accept_submission(given, Channel.WEB, limited)
+    first = await usecases.accept_submission(given, Channel.WEB, limited)
+    again = await usecases.accept_submission(given, Channel.WEB, limited)
     assert again["_id"] == first["_id"] and len(repo.sender_messages) == 1

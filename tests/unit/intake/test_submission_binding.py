@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lapor.contracts import InboundWeb
-from services.intake.handlers import submission_binding
+from services.intake.inbound import submission_binding
 
 KEY = b"k" * 32
 SENT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
