@@ -1,0 +1,3 @@
+from services.console.wiring import main
+
+main()

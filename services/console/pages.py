@@ -1,0 +1,719 @@
+"""The console's pages: each route reads a form or a query, makes one or a few calls
+to the services with the officer's session token, and renders the answer.
+
+Nothing here decides what an officer may see or do: intake, SLA and notify do,
+and their refusals (403, 409, 422) are shown on the page in their own words.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import parse_qsl, quote
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from services.console import domain
+from services.console.client import ServiceError, Services, Unauthorized
+from services.console.security import (
+    CSRF_FIELD,
+    PRESESSION_COOKIE,
+    SESSION_COOKIE,
+    Keys,
+    Session,
+    new_form_id,
+    new_presession,
+)
+
+log = logging.getLogger(__name__)
+
+# Actions an officer or admin takes from the console, as intake names them.
+CONSOLE_ACTIONS = frozenset(
+    {"acknowledge", "ask", "answer", "forward", "note", "decide_triage", "merge"}
+)
+_FORM_FIELDS = ("text", "outcome", "agency", "priority", "duplicate_of")
+PRESESSION_MAX_AGE = 2 * 3600
+
+
+class LoginRequired(Exception):
+    """No valid session, or intake no longer accepts its token."""
+
+    def __init__(self, next_path: str = "/") -> None:
+        self.next_path = next_path
+
+
+class PasswordChangeRequired(Exception):
+    pass
+
+
+class CsrfRefused(Exception):
+    pass
+
+
+@dataclass
+class Console:
+    """What every page needs: the services, the keys, the templates and the clock."""
+
+    services: Callable[[], Services]
+    keys: Keys
+    templates: Jinja2Templates
+    secure_cookies: bool
+    zone: ZoneInfo
+    agencies: Mapping[str, str]
+    holidays: frozenset[date]
+    clock: Callable[[], datetime]
+
+    # -- sessions ----------------------------------------------------------------------
+    def session(self, request: Request) -> Session | None:
+        return self.keys.open(request.cookies.get(SESSION_COOKIE), self.clock())
+
+    def require(self, request: Request, *, password_page: bool = False) -> Session:
+        session = self.session(request)
+        if session is None:
+            raise LoginRequired(_here(request))
+        if session.must_change_password and not password_page:
+            raise PasswordChangeRequired()
+        return session
+
+    def set_session(self, response: Response, session: Session) -> None:
+        max_age = int((session.expires_at - self.clock()).total_seconds())
+        response.set_cookie(
+            SESSION_COOKIE,
+            self.keys.seal(session),
+            max_age=max(max_age, 0),
+            path="/",
+            secure=self.secure_cookies,
+            httponly=True,
+            samesite="lax",
+        )
+
+    def clear_session(self, response: Response) -> None:
+        response.delete_cookie(
+            SESSION_COOKIE, path="/", secure=self.secure_cookies, httponly=True, samesite="lax"
+        )
+
+    # -- CSRF --------------------------------------------------------------------------
+    def presession(self, request: Request) -> tuple[str, bool]:
+        """This browser's pre-session value, and whether it is new (to be set)."""
+        current = request.cookies.get(PRESESSION_COOKIE)
+        if current and 16 <= len(current) <= 64:
+            return current, False
+        return new_presession(), True
+
+    def set_presession(self, response: Response, value: str) -> None:
+        response.set_cookie(
+            PRESESSION_COOKIE,
+            value,
+            max_age=PRESESSION_MAX_AGE,
+            path="/",
+            secure=self.secure_cookies,
+            httponly=True,
+            samesite="lax",
+        )
+
+    def check_session_csrf(self, form: Mapping[str, str], session: Session) -> None:
+        if not self.keys.csrf_valid(form.get(CSRF_FIELD), self.keys.session_csrf(session)):
+            raise CsrfRefused()
+
+    def check_presession_csrf(self, request: Request, form: Mapping[str, str]) -> None:
+        value = request.cookies.get(PRESESSION_COOKIE)
+        if not value or not self.keys.csrf_valid(
+            form.get(CSRF_FIELD), self.keys.presession_csrf(value)
+        ):
+            raise CsrfRefused()
+
+    # -- rendering ---------------------------------------------------------------------
+    def render(
+        self,
+        request: Request,
+        template: str,
+        session: Session | None = None,
+        status: int = 200,
+        csrf: str | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
+        now = self.clock()
+        if csrf is None and session is not None:
+            csrf = self.keys.session_csrf(session)
+        return self.templates.TemplateResponse(
+            request,
+            template,
+            {
+                "session": session,
+                "csrf": csrf,
+                "now": now,
+                "d": domain,
+                "agencies": self.agencies,
+                "local": lambda value: domain.local_text(value, self.zone),
+                "left": lambda value: domain.time_left(
+                    domain.parse_time(value), now, self.zone, self.holidays
+                ),
+                "form_id": new_form_id,
+                **context,
+            },
+            status_code=status,
+        )
+
+
+def _here(request: Request) -> str:
+    path = request.url.path
+    return path + ("?" + request.url.query if request.url.query else "")
+
+
+def safe_next(value: str | None) -> str:
+    """Only a path of this site: `//evil.example` or `https://…` would leave it."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """The posted form (application/x-www-form-urlencoded), the first value of each field."""
+    body = (await request.body()).decode("utf-8", errors="replace")
+    form: dict[str, str] = {}
+    for key, value in parse_qsl(body, keep_blank_values=True):
+        form.setdefault(key, value.strip())
+    return form
+
+
+def see_other(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def console_router(console: Console) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    services = console.services
+
+    # -- login, logout, password -------------------------------------------------------
+    @router.get("/masuk")
+    async def login_page(request: Request, lanjut: str = "/") -> Response:
+        pre, fresh = console.presession(request)
+        response = console.render(
+            request,
+            "login.html",
+            csrf=console.keys.presession_csrf(pre),
+            next_path=safe_next(lanjut),
+        )
+        if fresh:
+            console.set_presession(response, pre)
+        return response
+
+    @router.post("/masuk")
+    async def login(request: Request) -> Response:
+        form = await form_of(request)
+        console.check_presession_csrf(request, form)
+        next_path = safe_next(form.get("lanjut"))
+        pre = request.cookies.get(PRESESSION_COOKIE, "")
+
+        def again(message: str, status: int) -> HTMLResponse:
+            return console.render(
+                request,
+                "login.html",
+                status=status,
+                csrf=console.keys.presession_csrf(pre),
+                next_path=next_path,
+                username=form.get("username", ""),
+                error=message,
+            )
+
+        try:
+            answer = await services().login(
+                form.get("username", ""),
+                form.get("password", ""),
+                request.client.host if request.client else None,
+            )
+        except Unauthorized:
+            return again("Nama pengguna atau kata sandi salah.", 401)
+        except ServiceError as refused:
+            if refused.status == 429:
+                return again("Terlalu banyak percobaan gagal. Coba lagi nanti.", 429)
+            return again(refused.message, refused.status if refused.status < 500 else 503)
+        account = answer["account"]
+        session = Session(
+            token=answer["token"],
+            expires_at=datetime.fromisoformat(answer["expires_at"]),
+            username=account["username"],
+            name=account.get("name") or account["username"],
+            role=account["role"],
+            agency=account.get("agency"),
+            must_change_password=bool(account.get("must_change_password")),
+        )
+        response = see_other("/akun/sandi" if session.must_change_password else next_path)
+        console.set_session(response, session)
+        response.delete_cookie(PRESESSION_COOKIE, path="/")
+        log.info("console login")
+        return response
+
+    @router.get("/keluar")
+    async def logout_page(request: Request) -> Response:
+        session = console.session(request)
+        if session is None:
+            return see_other("/masuk")
+        return console.render(request, "logout.html", session)
+
+    @router.post("/keluar")
+    async def logout(request: Request) -> Response:
+        session = console.require(request, password_page=True)
+        console.check_session_csrf(await form_of(request), session)
+        try:
+            await services().logout(session.token)
+        except ServiceError:
+            pass  # already gone at intake: the cookie goes anyway
+        response = see_other("/masuk")
+        console.clear_session(response)
+        return response
+
+    @router.get("/akun/sandi")
+    async def password_page(request: Request) -> Response:
+        session = console.require(request, password_page=True)
+        return console.render(request, "password.html", session)
+
+    @router.post("/akun/sandi")
+    async def change_password(request: Request) -> Response:
+        session = console.require(request, password_page=True)
+        form = await form_of(request)
+        console.check_session_csrf(form, session)
+        new = form.get("new_password", "")
+        if new != form.get("repeat_password", ""):
+            return console.render(
+                request, "password.html", session, status=422,
+                error="Kata sandi baru dan ulangannya tidak sama.",
+            )  # fmt: skip
+        try:
+            await services().change_password(session.token, form.get("current_password", ""), new)
+        except ServiceError as refused:
+            if isinstance(refused, Unauthorized):
+                raise
+            return console.render(
+                request, "password.html", session, status=refused.status, error=refused.message
+            )
+        response = see_other("/?pesan=sandi")
+        console.set_session(response, _replace(session, must_change_password=False))
+        return response
+
+    # -- the officer's worklist --------------------------------------------------------
+    @router.get("/")
+    async def worklist(request: Request) -> Response:
+        session = console.require(request)
+        query = request.query_params
+        agency = session.agency
+        if session.is_admin:
+            agency = (query.get("agency") or "").upper() or None
+            if agency is None:
+                return see_other("/ikhtisar")
+        assert agency is not None
+        states = [
+            s for s in query.getlist("status") if s in {st.value for st in domain.WORKLIST_STATES}
+        ]
+        overdue = query.get("overdue") in ("1", "true", "on")
+        q = (query.get("q") or "").strip()[:120] or None
+        limit, offset = domain.clamp_page(_int(query.get("limit")), _int(query.get("offset")))
+        listing = await services().worklist(
+            session.token, agency, states=states, overdue=overdue, q=q, limit=limit, offset=offset
+        )
+        params = {"status": states, "overdue": "1" if overdue else None, "q": q,
+                  "limit": limit if limit != domain.DEFAULT_PAGE else None,
+                  "agency": agency if session.is_admin else None}  # fmt: skip
+        return console.render(
+            request,
+            "worklist.html",
+            session,
+            agency=agency,
+            items=listing.items,
+            page=domain.Page(offset, limit, listing.total),
+            params=params,
+            states=states,
+            overdue=overdue,
+            q=q or "",
+            message=query.get("pesan"),
+        )
+
+    # -- one complaint -----------------------------------------------------------------
+    async def complaint_page(
+        request: Request,
+        session: Session,
+        tracking_id: str,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        complaint = await services().complaint(session.token, tracking_id)
+        deliveries = None
+        try:
+            deliveries = await services().deliveries(session.token, complaint["tracking_id"])
+        except Unauthorized:
+            raise
+        except ServiceError:
+            deliveries = None  # notify down or not the reader's rows: the page still works
+        return console.render(
+            request,
+            "complaint.html",
+            session,
+            status=status,
+            c=complaint,
+            deliveries=deliveries,
+            error=error,
+            done=request.query_params.get("ok"),
+            form=form or {},
+        )
+
+    @router.get("/pengaduan/{tracking_id}")
+    async def complaint(request: Request, tracking_id: str) -> Response:
+        session = console.require(request)
+        try:
+            return await complaint_page(request, session, tracking_id)
+        except Unauthorized:
+            raise
+        except ServiceError as refused:
+            return console.render(
+                request, "error.html", session, status=refused.status, error=refused.message
+            )
+
+    @router.post("/pengaduan/{tracking_id}/{action}")
+    async def act(request: Request, tracking_id: str, action: str) -> Response:
+        session = console.require(request)
+        form = await form_of(request)
+        console.check_session_csrf(form, session)
+        if action not in CONSOLE_ACTIONS:
+            return console.render(
+                request, "error.html", session, status=404, error="Tindakan tidak dikenal."
+            )
+        body: dict[str, Any] = {"command_id": form.get("command_id") or new_form_id()}
+        body.update({k: form[k] for k in _FORM_FIELDS if form.get(k)})
+        back = safe_next(form.get("kembali")) if form.get("kembali") else None
+        try:
+            await services().act(session.token, tracking_id, action, body)
+        except Unauthorized:
+            raise
+        except ServiceError as refused:
+            log.info("action %s refused with %s", action, refused.status)
+            if back and back.startswith("/triase"):
+                return await triage_page(
+                    request, session, status=refused.status, error=refused.message
+                )
+            try:
+                return await complaint_page(
+                    request, session, tracking_id, status=refused.status,
+                    error=refused.message, form=form,
+                )  # fmt: skip
+            except Unauthorized:
+                raise
+            except ServiceError:
+                return console.render(
+                    request, "error.html", session, status=refused.status, error=refused.message
+                )
+        if back:
+            return see_other(back + ("&" if "?" in back else "?") + "ok=" + quote(action))
+        return see_other(f"/pengaduan/{quote(tracking_id)}?ok={quote(action)}")
+
+    # -- breaches ----------------------------------------------------------------------
+    @router.get("/pelanggaran")
+    async def breaches(request: Request) -> Response:
+        session = console.require(request)
+        agency = session.agency
+        if session.is_admin:
+            agency = (request.query_params.get("agency") or "").upper() or None
+        report = await services().breaches(session.token, agency)
+        return console.render(request, "breaches.html", session, report=report, agency=agency)
+
+    # -- admin pages -------------------------------------------------------------------
+    async def triage_page(
+        request: Request, session: Session, status: int = 200, error: str | None = None
+    ) -> HTMLResponse:
+        items = await services().triage(session.token)
+        return console.render(
+            request,
+            "triage.html",
+            session,
+            status=status,
+            items=items,
+            error=error,
+            done=request.query_params.get("ok"),
+        )
+
+    @router.get("/triase")
+    async def triage(request: Request) -> Response:
+        session = console.require(request)
+        try:
+            return await triage_page(request, session)
+        except Unauthorized:
+            raise
+        except ServiceError as refused:
+            return console.render(
+                request, "error.html", session, status=refused.status, error=refused.message
+            )
+
+    @router.get("/ikhtisar")
+    async def overview(request: Request) -> Response:
+        session = console.require(request)
+        try:
+            summary = await services().overview(session.token)
+            breach_report = await services().breaches(session.token)
+        except Unauthorized:
+            raise
+        except ServiceError as refused:
+            return console.render(
+                request, "error.html", session, status=refused.status, error=refused.message
+            )
+        rows = summary.get("agencies", []) if isinstance(summary, dict) else summary
+        breaches_by_agency: dict[str, dict[str, int]] = {}
+        for breach in breach_report.get("breaches", []):
+            counts = breaches_by_agency.setdefault(
+                breach.get("agency") or "-", {"all": 0, "open": 0}
+            )
+            counts["all"] += 1
+            counts["open"] += 1 if breach.get("open") else 0
+        return console.render(
+            request,
+            "overview.html",
+            session,
+            rows=rows,
+            summary=summary if isinstance(summary, dict) else {},
+            breaches=breaches_by_agency,
+            breach_total=breach_report.get("total", 0),
+        )
+
+    @router.get("/akuntabilitas")
+    async def accountability(request: Request) -> Response:
+        session = console.require(request)
+        month = domain.month_or_current(
+            request.query_params.get("month"), console.clock().astimezone(console.zone).date()
+        )
+        try:
+            report = await services().accountability(session.token, month)
+        except Unauthorized:
+            raise
+        except ServiceError as refused:
+            return console.render(
+                request, "error.html", session, status=refused.status, error=refused.message
+            )
+        rows = report.get("agencies", []) if isinstance(report, dict) else report
+        return console.render(
+            request, "accountability.html", session, month=month, rows=rows, report=report
+        )
+
+    @router.get("/laporan")
+    async def agency_report(request: Request) -> Response:
+        console.require(request)
+        params = {k: v for k, v in request.query_params.items() if k in ("start", "end", "region")}
+        try:
+            html = await services().report_html(params)
+        except ServiceError as refused:
+            return HTMLResponse(refused.message, status_code=refused.status)
+        # intake's report is one self-contained page with its own <style>, no script.
+        return HTMLResponse(html, headers={"X-Report-Page": "1"})
+
+    async def accounts_page(
+        request: Request,
+        session: Session,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        secret: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        accounts = await services().accounts(session.token)
+        tokens = await services().tokens(session.token)
+        return console.render(
+            request,
+            "accounts.html",
+            session,
+            status=status,
+            accounts=accounts,
+            tokens=tokens,
+            error=error,
+            secret=secret,
+        )
+
+    async def admin_form(
+        request: Request,
+        session: Session,
+        call: Callable[[], Any],
+        describe: Callable[[Any], Mapping[str, str] | None],
+    ) -> Response:
+        try:
+            answer = await call()
+        except Unauthorized:
+            raise
+        except ServiceError as refused:
+            return await accounts_page(
+                request, session, status=refused.status, error=refused.message
+            )
+        secret = describe(answer)
+        if secret is None:
+            return see_other("/admin/akun")
+        # The one-time secret is on this answer only: no redirect, nothing cached.
+        return await accounts_page(request, session, secret=secret)
+
+    @router.get("/admin/akun")
+    async def accounts(request: Request) -> Response:
+        session = console.require(request)
+        try:
+            return await accounts_page(request, session)
+        except Unauthorized:
+            raise
+        except ServiceError as refused:
+            return console.render(
+                request, "error.html", session, status=refused.status, error=refused.message
+            )
+
+    @router.post("/admin/akun")
+    async def create_account(request: Request) -> Response:
+        session = console.require(request)
+        form = await form_of(request)
+        console.check_session_csrf(form, session)
+        body = {k: form[k] for k in ("username", "name", "role", "agency") if form.get(k)}
+        if body.get("role") == "admin":
+            body.pop("agency", None)
+        return await admin_form(
+            request,
+            session,
+            lambda: services().create_account(session.token, body),
+            lambda a: {
+                "what": f"Kata sandi sekali pakai untuk {a['account']['username']}",
+                "value": a["password"],
+            },
+        )
+
+    @router.post("/admin/akun/{username}/{action}")
+    async def account_action(request: Request, username: str, action: str) -> Response:
+        session = console.require(request)
+        console.check_session_csrf(await form_of(request), session)
+        return await admin_form(
+            request,
+            session,
+            lambda: services().account_action(session.token, username, action),
+            lambda a: (
+                {"what": f"Kata sandi sekali pakai baru untuk {username}", "value": a["password"]}
+                if action == "reset-password"
+                else None
+            ),
+        )
+
+    @router.post("/admin/token")
+    async def create_token(request: Request) -> Response:
+        session = console.require(request)
+        form = await form_of(request)
+        console.check_session_csrf(form, session)
+        body: dict[str, Any] = {k: form[k] for k in ("name", "role", "agency") if form.get(k)}
+        if form.get("days", "").isdigit():
+            body["days"] = int(form["days"])
+        return await admin_form(
+            request,
+            session,
+            lambda: services().create_token(session.token, body),
+            lambda a: {
+                "what": f"Token API {body.get('name', '')} (hanya ditampilkan sekali)",
+                "value": a["token"],
+            },
+        )
+
+    @router.post("/admin/token/{token_id}/cabut")
+    async def revoke_token(request: Request, token_id: str) -> Response:
+        session = console.require(request)
+        console.check_session_csrf(await form_of(request), session)
+        return await admin_form(
+            request,
+            session,
+            lambda: services().revoke_token(session.token, token_id),
+            lambda _a: None,
+        )
+
+    # -- public pages ------------------------------------------------------------------
+    @router.get("/lapor")
+    async def submit_page(request: Request) -> Response:
+        pre, fresh = console.presession(request)
+        response = console.render(
+            request,
+            "submit.html",
+            console.session(request),
+            csrf=console.keys.presession_csrf(pre),
+            client_id=new_form_id(),
+            form={},
+        )
+        if fresh:
+            console.set_presession(response, pre)
+        return response
+
+    @router.post("/lapor")
+    async def submit(request: Request) -> Response:
+        form = await form_of(request)
+        console.check_presession_csrf(request, form)
+        pre = request.cookies.get(PRESESSION_COOKIE, "")
+        body: dict[str, Any] = {
+            k: form[k] for k in ("text", "name", "phone", "email") if form.get(k)
+        }
+        body["client_id"] = form.get("client_id") or new_form_id()
+        body["anonymous"] = form.get("anonymous") == "on"
+        body["confidential"] = form.get("confidential") == "on"
+        if form.get("address"):
+            body["location"] = {"address": form["address"]}
+        try:
+            accepted = await services().submit(body)
+        except ServiceError as refused:
+            return console.render(
+                request,
+                "submit.html",
+                console.session(request),
+                status=refused.status,
+                csrf=console.keys.presession_csrf(pre),
+                client_id=body["client_id"],
+                form=form,
+                error=refused.message,
+            )
+        key = accepted["citizen_url"].partition("key=")[2]
+        return console.render(
+            request,
+            "submitted.html",
+            console.session(request),
+            accepted=accepted,
+            track_url=f"/lacak?id={quote(accepted['tracking_id'])}&kunci={quote(key)}",
+        )
+
+    @router.get("/lacak")
+    async def track(request: Request) -> Response:
+        tracking_id = (request.query_params.get("id") or "").strip()[:32]
+        key = (request.query_params.get("kunci") or "").strip()[:64] or None
+        complaint, error, status = None, None, 200
+        if tracking_id:
+            try:
+                complaint = await services().complaint(None, tracking_id, key)
+            except ServiceError as refused:
+                status = refused.status if refused.status < 500 else 503
+                error = (
+                    "Pengaduan tidak ditemukan."
+                    if refused.status in (401, 404, 422)
+                    else refused.message
+                )
+        return console.render(
+            request,
+            "track.html",
+            console.session(request),
+            status=status,
+            c=complaint,
+            tracking_id=tracking_id,
+            key=key or "",
+            error=error,
+        )
+
+    return router
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def _replace(session: Session, **changes: Any) -> Session:
+    from dataclasses import replace
+
+    return replace(session, **changes)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
