@@ -29,7 +29,6 @@ from services.notify.repository import (
     FAILED,
     FINAL,
     PENDING,
-    SENT,
     Claim,
     Document,
     NotificationRepository,
@@ -235,8 +234,12 @@ class Deliverer:
     ) -> float | None:
         channel = self.channels.for_kind(note.message.kind)
         started = self.monotonic()
+        # The record counts attempts once they finished: the next one is known.
+        expected = int(record.get("attempts") or 0) + 1
         while True:
-            claim = await self.repo.claim_attempt(note.id, self.clock(), self.lease_s, channel.name)
+            claim = await self.repo.claim_attempt(
+                note.id, self.clock(), self.lease_s, channel.name, expected_n=expected
+            )
             if not isinstance(claim, Claim):
                 # Someone else is sending it now; its outcome will be in the log.
                 return None if last_chance else claim.retry_in_s
@@ -267,6 +270,7 @@ class Deliverer:
             if plan.action is RetryAction.REDELIVER:
                 return plan.delay_s
             await self.sleep(plan.delay_s)
+            expected = claim.n + 1
 
     async def _send(
         self, send: Callable[[OutgoingMessage], Awaitable[DeliveryResult]], msg: OutgoingMessage
@@ -300,10 +304,12 @@ class Deliverer:
         """`reason` is `expired` when the SMSC gave up on the SMS's validity period."""
         await self._fail(record, reason, error, attempts=None)
 
-    async def mark_delivered(self, record: Document, at: datetime) -> None:
-        if record["status"] in (PENDING, SENT):
-            if await self.repo.mark_delivered(record["_id"], at, self.clock()):
-                self.metrics.delivered.inc()
+    async def mark_delivered(self, notification_id: str, at: datetime) -> bool:
+        """True when the receipt moved the notification (pending or sent) to delivered."""
+        if not await self.repo.mark_delivered(notification_id, at, self.clock()):
+            return False
+        self.metrics.delivered.inc()
+        return True
 
     async def _fail(
         self, record: Document, reason: str, error: str, *, attempts: int | None

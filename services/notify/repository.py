@@ -69,6 +69,17 @@ class NotifyRecords(Protocol):
     async def get(self, notification_id: str) -> Document | None: ...
 
 
+def _attempt_doc(claim: Claim, transport: str, now: datetime) -> Document:
+    return {
+        "_id": claim.attempt_id,
+        "notification_id": claim.notification_id,
+        "n": claim.n,
+        "transport": transport,
+        "started_at": now,
+        "finished_at": None,
+    }
+
+
 class NotificationRepository:
     def __init__(self, db: AsyncDatabase[Document], cipher: PiiCipher) -> None:
         self.cipher = cipher
@@ -142,8 +153,26 @@ class NotificationRepository:
         return await cursor.to_list(None)
 
     async def claim_attempt(
-        self, notification_id: str, now: datetime, lease_s: float, transport: str
+        self,
+        notification_id: str,
+        now: datetime,
+        lease_s: float,
+        transport: str,
+        *,
+        expected_n: int | None = None,
     ) -> Claim | InFlight:
+        """Claim the next attempt. `expected_n`, when the caller knows every attempt
+        before it finished (the record's `attempts` is written only after its attempt
+        finished), is claimed without reading the log first; if it is taken, the log
+        says what is going on."""
+        if expected_n is not None:
+            claim = Claim(notification_id, expected_n)
+            try:
+                await self.attempts.insert_one(_attempt_doc(claim, transport, now))
+            except DuplicateKeyError:
+                pass  # an attempt the record does not know of yet: read the log
+            else:
+                return claim
         last = await self.attempts.find_one(
             {"notification_id": notification_id}, sort=[("n", DESCENDING)]
         )
@@ -159,16 +188,7 @@ class NotificationRepository:
             )
         claim = Claim(notification_id, last["n"] + 1 if last else 1)
         try:
-            await self.attempts.insert_one(
-                {
-                    "_id": claim.attempt_id,
-                    "notification_id": notification_id,
-                    "n": claim.n,
-                    "transport": transport,
-                    "started_at": now,
-                    "finished_at": None,
-                }
-            )
+            await self.attempts.insert_one(_attempt_doc(claim, transport, now))
         except DuplicateKeyError:
             return InFlight(1.0)
         return claim

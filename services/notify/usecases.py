@@ -65,7 +65,7 @@ class Delivery(Protocol):
         self, notifications: Sequence[Notification], *, last_chance: bool = False
     ) -> float | None: ...
 
-    async def mark_delivered(self, record: Document, at: datetime) -> None: ...
+    async def mark_delivered(self, notification_id: str, at: datetime) -> bool: ...
 
     async def fail_by_receipt(
         self, record: Document, error: str, reason: str = "receipt"
@@ -248,6 +248,10 @@ async def _notify_officials(
 
 
 async def record_receipt(receipt: SmsDeliveryReceipt, deps: NotifyDeps) -> None:
+    if receipt.status == "delivered" and await deps.deliverer.mark_delivered(
+        receipt.notification_id, receipt.at
+    ):
+        return  # the usual receipt: one conditional write, nothing read
     record = await deps.repo.get(receipt.notification_id)
     if record is None:
         # A receipt for something we never sent is the connector's problem, not a reason
@@ -259,8 +263,8 @@ async def record_receipt(receipt: SmsDeliveryReceipt, deps: NotifyDeps) -> None:
         )
         return
     if receipt.status == "delivered":
-        await deps.deliverer.mark_delivered(record, receipt.at)
-    elif receipt.status == "expired":
+        return  # already delivered or final: a receipt never downgrades
+    if receipt.status == "expired":
         await deps.deliverer.fail_by_receipt(
             record, receipt.error or "expired at the SMSC", reason="expired"
         )

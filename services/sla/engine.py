@@ -1,12 +1,18 @@
 """Timers as data: keep each complaint's timers in step with its facts, and fire what is due.
 
 Scheduling (`record`, `replan`)
-    A new fact is stored, the plan is recomputed from all facts of the
-    complaint (services/sla/plan.py), and `sla_timers` is made to match it:
-    missing timers are inserted (unless the ledger shows they already fired),
-    moved ones get their new due time, timers the plan no longer has are
-    deleted. If another fact arrived meanwhile (another replica), it is done
-    again, so the stored timers always end up matching the latest facts.
+    A new fact is added to the complaint's clock document by the write that
+    returns the facts stored before it, the plan is recomputed from all facts
+    (services/sla/plan.py), and `sla_timers` is made to match it: missing
+    timers are inserted (unless the ledger shows they already fired), moved
+    ones get their new due time, timers the plan no longer has are deleted;
+    what is stored is known from the clock document's record of the timers
+    last written, not read back. The summary, that record and the deadline
+    announcements are then stored in one write, only if no fact was added
+    meanwhile (another replica); otherwise it is done again, so the stored
+    timers always end up matching the latest facts. A crash before that write
+    leaves the event unacknowledged: its redelivery writes the same timers
+    again (inserts of existing ids are ignored) and stores the summary.
 
 Sweeping (`sweep`)
     Takes pending timers with `due_at <= now` in (due_at, _id) order, in
@@ -50,6 +56,7 @@ from lapor.runtime.locks import KeyedLock
 from services.sla.clocks import Plan, TimerKind
 from services.sla.facts import Fact
 from services.sla.firing import (
+    COMPARED,
     MODELS,
     PUBLISHED,
     SKIPPED,
@@ -65,6 +72,7 @@ from services.sla.plan import RegionRules, build_plan
 from services.sla.repository import (
     PENDING,
     BreachUpdate,
+    ClockState,
     Document,
     SlaStore,
     breach_id,
@@ -78,6 +86,11 @@ _REPLAN_ATTEMPTS = 5
 
 # The deadline announcements a plan calls for, stored with its clock summary.
 Announce = Callable[[Plan], Sequence[DeadlinesSet]]
+
+
+def _recorded(timer: Document) -> Document:
+    """What the clock document keeps of a timer written for the plan."""
+    return {key: timer[key] for key in ("_id", *COMPARED)}
 
 
 class Publisher(Protocol):
@@ -140,63 +153,97 @@ class SlaEngine:
     # -- scheduling ------------------------------------------------------------
 
     async def plan_of(self, complaint_id: str) -> Plan | None:
-        return build_plan(complaint_id, await self.store.facts(complaint_id), self.regions)
+        state = await self.store.clock_state(complaint_id)
+        return build_plan(complaint_id, state.facts, self.regions)
 
     async def record(
         self, complaint_id: str, fact: Fact, announce: Announce | None = None
     ) -> Plan | None:
-        """Store a fact (once per event id) and bring the complaint's timers in line.
-
-        `announce` names the deadline announcements the new plan calls for; they
-        are stored with the clock summary and published by `announce_pending`.
-        """
+        """Store a fact (once per event id), bring the complaint's timers in line, and
+        publish the deadline announcements the new plan calls for (`announce` names
+        them; they are stored with the clock summary first, so a crash before the
+        publish leaves them to a redelivery or the sweep)."""
         async with self.locks.hold(complaint_id):
-            await self.store.add_fact(complaint_id, fact)
-            return await self._replan(complaint_id, announce)
-
-    async def announce_pending(self, complaint_id: str) -> int:
-        """Publish the complaint's stored deadline announcements; also on a redelivery."""
-        return await self.store.announce(complaint_id)
+            state = await self.store.add_fact(complaint_id, fact)
+            plan, stored = await self._replan(complaint_id, state, announce, fact)
+        await self.store.announce(complaint_id, stored)
+        return plan
 
     async def replan(self, complaint_id: str) -> Plan | None:
         async with self.locks.hold(complaint_id):
-            return await self._replan(complaint_id)
+            state = await self.store.clock_state(complaint_id)
+            if not state.facts:
+                return None  # nothing heard of it: no clock to store
+            plan, _ = await self._replan(complaint_id, state)
+            return plan
 
-    async def _replan(self, complaint_id: str, announce: Announce | None = None) -> Plan | None:
-        plan: Plan | None = None
+    async def _replan(
+        self,
+        complaint_id: str,
+        state: ClockState,
+        announce: Announce | None = None,
+        fact: Fact | None = None,
+    ) -> tuple[Plan | None, Document]:
+        # Timers an earlier attempt wrote count as written, in case the summary
+        # that would have listed them was refused.
+        written: dict[str, Document] = {}
         for _ in range(_REPLAN_ATTEMPTS):
-            facts = await self.store.facts(complaint_id)
-            plan = build_plan(complaint_id, facts, self.regions)
+            if fact is not None and all(f.event_id != fact.event_id for f in state.facts):
+                state = await self.store.add_fact(complaint_id, fact)  # lost to another writer
+            plan = build_plan(complaint_id, state.facts, self.regions)
             now = self.clock()
-            await self._reconcile(complaint_id, plan, now)
-            if plan is not None:
-                announced = announce(plan) if announce is not None else ()
-                await self.store.save_clock(complaint_id, clock_summary(plan, now), announced)
-                await self._record_late_runs(plan, now)
-            # Facts are insert-only: an unchanged count means nobody added one meanwhile.
-            if await self.store.fact_count(complaint_id) == len(facts):
-                break
-        return plan
+            timers = await self._reconcile(complaint_id, plan, now, state, written)
+            summary = clock_summary(plan, now) if plan is not None else {"updated_at": now}
+            announced = announce(plan) if announce is not None and plan is not None else ()
+            stored = await self.store.save_clock(
+                complaint_id, summary, announced, facts_added=state.facts_added, timers=timers
+            )
+            if stored is not None:
+                if plan is not None:
+                    await self._record_late_runs(plan, now)
+                return plan, stored
+            # Another fact came in meanwhile (another replica): compute again.
+            written.update((doc["_id"], doc) for doc in timers)
+            state = await self.store.clock_state(complaint_id)
+        raise RuntimeError(f"clock of {complaint_id}: facts kept changing while planning")
 
-    async def _reconcile(self, complaint_id: str, plan: Plan | None, now: datetime) -> None:
-        stored = {doc["_id"]: doc for doc in await self.store.timers_of(complaint_id)}
+    async def _reconcile(
+        self,
+        complaint_id: str,
+        plan: Plan | None,
+        now: datetime,
+        state: ClockState,
+        written: Mapping[str, Document],
+    ) -> list[Document]:
+        """Make `sla_timers` match the plan; returns the timers the plan wants, as written.
+
+        What is stored is taken from the clock document's record of the timers
+        last written (older documents: read). A fired or claimed timer may differ
+        from that record; the writes below touch pending timers only, and a new
+        one is not inserted if the ledger shows it fired.
+        """
+        recorded = state.timers
+        if recorded is None:
+            recorded = await self.store.timers_of(complaint_id)
+        stored = {**written, **{doc["_id"]: doc for doc in recorded}}
         wanted = {timer.id: timer for timer in plan.timers} if plan is not None else {}
-        new = [
-            timer_doc(timer, now) for timer_id, timer in wanted.items() if timer_id not in stored
-        ]
+        docs = {timer_id: timer_doc(timer, now) for timer_id, timer in wanted.items()}
+        new = [doc for timer_id, doc in docs.items() if timer_id not in stored]
         if new:
-            # A timer that already fired is in the ledger, not among the timers: not again.
-            fired = await self.store.fired_ids(complaint_id)
+            # A timer that already fired is in the ledger, not among the timers: not
+            # again. A complaint heard of for the first time has fired nothing yet.
+            fired = set() if state.new else await self.store.fired_ids(complaint_id)
             await self.store.insert_timers([doc for doc in new if doc["_id"] not in fired])
         for timer_id, timer in wanted.items():
             existing = stored.get(timer_id)
-            if existing is None or existing["status"] != PENDING:
+            if existing is None or existing.get("status", PENDING) != PENDING:
                 continue
-            if differs(existing, timer_doc(timer, now)):
+            if differs(existing, docs[timer_id]):
                 await self.store.update_pending_timer(timer_id, moved_fields(timer, now))
         for timer_id, existing in stored.items():
-            if timer_id not in wanted and existing["status"] == PENDING:
+            if timer_id not in wanted and existing.get("status", PENDING) == PENDING:
                 await self.store.delete_pending_timer(timer_id)
+        return [_recorded(doc) for doc in docs.values()]
 
     async def _record_late_runs(self, plan: Plan, now: datetime) -> None:
         """A clock that stopped after its deadline is a breach, fired or not yet."""

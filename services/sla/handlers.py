@@ -44,7 +44,6 @@ async def _apply(deps: SlaDeps, complaint_id: str, fact: Fact) -> None:
     # The announcements are stored with the clock summary, then published; a
     # redelivery publishes what is still pending, and the sweep what a crash left.
     await deps.engine.record(complaint_id, fact, announce)
-    await deps.engine.announce_pending(complaint_id)
 
 
 async def handle_routed(event: ComplaintRouted, deps: SlaDeps) -> None:

@@ -1,11 +1,18 @@
 """The SLA service's own data.
 
-sla_facts     what SLA heard about each complaint (routing decisions, state
-              changes), one document per event id; insert-only, so two
-              replicas never overwrite each other's facts.
-sla_clocks    a readable summary per complaint (deadlines, runs, state); derived.
-              It also holds the deadline announcements not yet published
-              (`outbox`), written together with the summary that calls for them.
+sla_clocks    one document per complaint: what SLA heard about it (`facts`:
+              routing decisions and state changes, one entry per event id, added
+              with `$addToSet` in the write that returns the document as it was),
+              a readable summary derived from them (deadlines, runs, state), the
+              timers last written for them (`timers`, so a replan need not read
+              `sla_timers` back) and the deadline announcements not yet published
+              (`outbox`), all stored with one conditional write: `facts_added`
+              counts the facts added, and the summary is stored only over the
+              count it was computed from, so a fact another replica added
+              meanwhile makes the writer compute again.
+sla_facts     the facts as earlier versions stored them, one document per event
+              id; read only for a clock document without `facts`, whose facts
+              are then copied into it once.
 sla_timers    the live timers: one document per firing id that is still to
               fire (`pending`) or claimed and not yet settled (`claimed`).
               Settled and cancelled timers are deleted, so the collection holds
@@ -18,9 +25,12 @@ sla_fired     the ledger of firings: the insert of `_id = firing id` is the clai
 sla_breaches  the accountability record, one document per breached clock run.
 
 Only features that MongoDB and FerretDB v1 share are used (no transactions).
-FerretDB applies an update as read-modify-write without isolation, so updates
-that two replicas may make to one breach at the same time are verified by
-reading back and repeated if lost.
+Upstream FerretDB applies an update as read-modify-write without isolation, so
+updates that two replicas may make to one breach at the same time are verified
+by reading back and repeated if lost. The clock document's fact is added with one
+findAndModify: atomic on MongoDB, and on the embedded FerretDB thanks to its
+patch 0004 (one lock per collection from the read to the write); an upstream
+FerretDB without that patch could lose a fact two replicas add at once.
 """
 
 from collections.abc import Mapping, Sequence
@@ -28,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -72,7 +82,22 @@ def breach_id(complaint_id: str, clock: str, round_: int) -> str:
     return f"{complaint_id}:{clock}:{round_}"
 
 
+@dataclass(frozen=True)
+class ClockState:
+    """What the complaint's clock document holds for a replan."""
+
+    facts: list[Fact]
+    # Facts added so far: `save_clock` stores a summary only over this count.
+    facts_added: int
+    # The timers last written for the facts, as `sla_timers` documents hold them;
+    # None when the document predates this record (then `sla_timers` is read).
+    timers: list[Document] | None
+    # The document did not exist before this fact: no timer of it can have fired.
+    new: bool = False
+
+
 def fact_to_doc(complaint_id: str, fact: Fact) -> Document:
+    """A fact as `sla_facts` kept it; `embedded_fact` drops what the clock document says."""
     doc: Document = {"_id": fact.event_id, "complaint_id": complaint_id, "at": fact.at}
     if isinstance(fact, Routed):
         doc.update(
@@ -92,6 +117,12 @@ def fact_to_doc(complaint_id: str, fact: Fact) -> Document:
             actor=fact.actor,
             agency=fact.agency,
         )
+    return doc
+
+
+def embedded_fact(fact: Fact) -> Document:
+    doc = fact_to_doc("", fact)
+    del doc["complaint_id"]
     return doc
 
 
@@ -152,13 +183,18 @@ class SlaStore(Protocol):
 
     async def ensure_indexes(self) -> None: ...
 
-    async def add_fact(self, complaint_id: str, fact: Fact) -> bool: ...
-    async def facts(self, complaint_id: str) -> list[Fact]: ...
-    async def fact_count(self, complaint_id: str) -> int: ...
+    async def add_fact(self, complaint_id: str, fact: Fact) -> ClockState: ...
+    async def clock_state(self, complaint_id: str) -> ClockState: ...
     async def save_clock(
-        self, complaint_id: str, summary: Document, announce: Sequence[DeadlinesSet] = ()
-    ) -> None: ...
-    async def announce(self, complaint_id: str) -> int: ...
+        self,
+        complaint_id: str,
+        summary: Document,
+        announce: Sequence[DeadlinesSet] = (),
+        *,
+        facts_added: int,
+        timers: list[Document],
+    ) -> Document | None: ...
+    async def announce(self, complaint_id: str, stored: Document | None = None) -> int: ...
     async def announce_leftovers(self, older_than: timedelta) -> int: ...
 
     async def timers_of(self, complaint_id: str) -> list[Document]: ...
@@ -263,47 +299,94 @@ class MongoSlaStore:
         await self.breaches_coll.create_index([("due_at", ASCENDING)])
         await ensure_outbox_index(self.clocks)
 
-    # -- facts ---------------------------------------------------------------
+    # -- facts and clock ------------------------------------------------------
 
-    async def add_fact(self, complaint_id: str, fact: Fact) -> bool:
-        try:
-            await self.facts_coll.insert_one(fact_to_doc(complaint_id, fact))
-        except DuplicateKeyError:
-            return False
-        return True
+    async def add_fact(self, complaint_id: str, fact: Fact) -> ClockState:
+        """Add the fact (a repeated event adds nothing) and return the state with it."""
+        change = {"$addToSet": {"facts": embedded_fact(fact)}, "$inc": {"facts_added": 1}}
+        for _ in range(2):
+            try:
+                before = await self.clocks.find_one_and_update(
+                    {"_id": complaint_id},
+                    change,
+                    upsert=True,
+                    return_document=ReturnDocument.BEFORE,
+                )
+                break
+            except DuplicateKeyError:
+                continue  # another replica inserted it first: now it is an update
+        else:
+            raise RuntimeError(f"clock of {complaint_id}: the fact could not be added")
+        if before is None:
+            return ClockState(facts=[fact], facts_added=1, timers=[], new=True)
+        if "facts" not in before:
+            await self._adopt_old_facts(complaint_id)
+        state = await self._state(complaint_id, before)
+        known = {f.event_id for f in state.facts}
+        facts = state.facts if fact.event_id in known else [*state.facts, fact]
+        return ClockState(facts=facts, facts_added=state.facts_added + 1, timers=state.timers)
 
-    async def facts(self, complaint_id: str) -> list[Fact]:
+    async def clock_state(self, complaint_id: str) -> ClockState:
+        doc = await self.clocks.find_one({"_id": complaint_id})
+        if doc is None:
+            return ClockState(facts=[], facts_added=0, timers=[])
+        return await self._state(complaint_id, doc)
+
+    async def _state(self, complaint_id: str, doc: Mapping[str, Any]) -> ClockState:
+        if "facts" in doc:
+            facts = [fact_from_doc(entry) for entry in doc["facts"]]
+        else:
+            facts = await self._old_facts(complaint_id)
+        timers = doc.get("timers")
+        return ClockState(
+            facts=facts,
+            facts_added=int(doc.get("facts_added") or 0),
+            timers=list(timers) if timers is not None else None,
+        )
+
+    async def _old_facts(self, complaint_id: str) -> list[Fact]:
         docs = await self.facts_coll.find({"complaint_id": complaint_id}).to_list(None)
         return [fact_from_doc(doc) for doc in docs]
 
-    async def fact_count(self, complaint_id: str) -> int:
-        return await self.facts_coll.count_documents({"complaint_id": complaint_id})
+    async def _adopt_old_facts(self, complaint_id: str) -> None:
+        """Copy an older document's facts from `sla_facts` into it, once."""
+        facts = await self._old_facts(complaint_id)
+        if facts:
+            await self.clocks.update_one(
+                {"_id": complaint_id},
+                {"$addToSet": {"facts": {"$each": [embedded_fact(f) for f in facts]}}},
+            )
 
     async def save_clock(
-        self, complaint_id: str, summary: Document, announce: Sequence[DeadlinesSet] = ()
-    ) -> None:
-        """Store the clock summary and, in the same write, the deadline announcements
-        it calls for (the outbox); `announce` publishes them."""
-        changes = dict(summary)
+        self,
+        complaint_id: str,
+        summary: Document,
+        announce: Sequence[DeadlinesSet] = (),
+        *,
+        facts_added: int,
+        timers: list[Document],
+    ) -> Document | None:
+        """Store the clock summary, the timers written for it and, in the same write,
+        the deadline announcements it calls for (the outbox), if no fact was added
+        since `facts_added`; returns the stored document (None: compute again), from
+        which `announce` publishes."""
+        changes = dict(summary) | {"timers": timers}
         if announce:
             changes |= self._outbox().fields(complaint_id, announce, summary["updated_at"])
-        for _ in range(2):
-            try:
-                await self.clocks.update_one(
-                    {"_id": complaint_id},
-                    # The version lets the relay clear all in one write when nothing changed.
-                    {"$set": changes, "$inc": {"version": 1}},
-                    upsert=True,
-                )
-                return
-            except DuplicateKeyError:
-                continue  # another replica inserted it first: now it is an update
+        return await self.clocks.find_one_and_update(
+            {"_id": complaint_id, "facts_added": facts_added},
+            # The version lets the relay clear all in one write when nothing changed.
+            {"$set": changes, "$inc": {"version": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
 
     # Without an outbox nothing can be pending: `save_clock` refuses to store it.
-    async def announce(self, complaint_id: str) -> int:
+    async def announce(self, complaint_id: str, stored: Document | None = None) -> int:
+        """Publish the complaint's pending announcements, from `stored` if given (the
+        document `save_clock` returned), else as read now."""
         if self.outbox is None:
             return 0
-        doc = await self.clocks.find_one({"_id": complaint_id})
+        doc = stored if stored is not None else await self.clocks.find_one({"_id": complaint_id})
         return await self.outbox.flush(self.clocks, doc)
 
     async def announce_leftovers(self, older_than: timedelta) -> int:

@@ -40,10 +40,12 @@ from lapor.runtime.service import Late, build_runtime
 from lapor.runtime.settings import InfraSettings
 from services.sla.clocks import Timer
 from services.sla.engine import SlaEngine
-from services.sla.firing import MODELS
-from services.sla.handlers import SlaDeps, handle_routed
+from services.sla.facts import routed_fact
+from services.sla.firing import MODELS, timer_doc
+from services.sla.handlers import SlaDeps, handle_routed, handle_state_changed
 from services.sla.metrics import SlaMetrics
-from services.sla.repository import MongoSlaStore
+from services.sla.plan import build_plan
+from services.sla.repository import MongoSlaStore, clock_summary, fact_to_doc
 from services.sla.settings import SlaSettings
 from services.sla.wiring import load_rules, register
 from tests.e2e.helpers import eventually
@@ -459,5 +461,37 @@ async def test_an_unanswered_question_lapses_and_the_sweep_announces_the_new_dat
         alerts = await stream_events(own_nc, subjects.SLA_ALERT, cid)
         breach = dict(alerts)[f"{cid}:answer:breach:0"]
         assert breach["due_at"] == "2026-12-01T13:59:58+08:00"
+    finally:
+        await sla.stop()
+
+
+async def test_a_clock_stored_before_facts_moved_into_it_keeps_its_facts(
+    own_servers: Stack,
+) -> None:
+    """A complaint routed by the version that kept facts in `sla_facts` only."""
+    clock = FakeClock(START)
+    sla = await Replica(own_servers, "lapor_sla_old_shape", clock, "sla").start()
+    cid = "OLD01"
+    try:
+        first = routed_fact(routed(cid, START))
+        plan = build_plan(cid, [first], sla.engine.regions)
+        assert plan is not None
+        await sla.db.sla_facts.insert_one(fact_to_doc(cid, first))
+        await sla.db.sla_timers.insert_many([timer_doc(t, START) for t in plan.timers])
+        await sla.db.sla_clocks.insert_one({"_id": cid, **clock_summary(plan, START), "version": 1})
+        assert any(":first_response:" in t.id for t in plan.timers)
+
+        clock.advance(hours=1)
+        ack = state(cid, "ack", State.IN_PROGRESS, clock.now, State.ASSIGNED)
+        await handle_state_changed(ack, sla.deps)
+
+        stored = await sla.db.sla_clocks.find_one({"_id": cid})
+        assert stored is not None and stored["state"] == "in_progress"
+        assert {f["_id"] for f in stored["facts"]} == {first.event_id, ack.event_id}
+        timers = {doc["_id"] async for doc in sla.db.sla_timers.find({"complaint_id": cid})}
+        assert timers and not [t for t in timers if ":first_response:" in t]
+        assert {t["_id"] for t in stored["timers"]} == timers
+        again = await sla.engine.plan_of(cid)
+        assert again is not None and again.state is State.IN_PROGRESS
     finally:
         await sla.stop()

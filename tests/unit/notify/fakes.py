@@ -81,8 +81,9 @@ class RecordingDelivery:
             self.sent.setdefault(note.id, note)
         return self.retry_in
 
-    async def mark_delivered(self, record: Document, at: datetime) -> None:
-        self.delivered.append((record["_id"], at))
+    async def mark_delivered(self, notification_id: str, at: datetime) -> bool:
+        self.delivered.append((notification_id, at))
+        return True
 
     async def fail_by_receipt(self, record: Document, error: str, reason: str = "receipt") -> None:
         self.failed.append((record["_id"], error, reason))

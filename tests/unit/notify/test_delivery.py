@@ -25,6 +25,7 @@ class MemoryLog:
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
         self.attempts: dict[str, dict[str, Any]] = {}
+        self.log_reads = 0  # lookups of a notification's last attempt
 
     async def open(self, record: dict[str, Any]) -> dict[str, Any]:
         return dict(self.records.setdefault(record["_id"], dict(record)))
@@ -33,7 +34,23 @@ class MemoryLog:
         record = self.records.get(notification_id)
         return dict(record) if record else None
 
-    async def claim_attempt(self, nid: str, now: datetime, lease_s: float, transport: str) -> Any:
+    async def claim_attempt(
+        self,
+        nid: str,
+        now: datetime,
+        lease_s: float,
+        transport: str,
+        *,
+        expected_n: int | None = None,
+    ) -> Any:
+        if expected_n is not None and f"{nid}#{expected_n}" not in self.attempts:
+            self.attempts[f"{nid}#{expected_n}"] = {
+                "notification_id": nid,
+                "n": expected_n,
+                "finished_at": None,
+            }
+            return Claim(nid, expected_n)
+        self.log_reads += 1
         n = 1 + sum(1 for a in self.attempts.values() if a["notification_id"] == nid)
         if any(
             a["notification_id"] == nid and a["finished_at"] is None for a in self.attempts.values()
@@ -169,6 +186,24 @@ async def test_short_backoff_in_the_handler_then_redelivery_with_the_longer_one(
     assert s.log.records["ntf-1"]["status"] == "sent"
 
 
+async def test_attempts_the_record_accounts_for_are_claimed_without_reading_the_log() -> None:
+    s = Setup(Scripted(DeliveryResult.temporary("HTTP 500"), DeliveryResult.temporary("HTTP 502")))
+    assert await s.deliverer.deliver(note()) == 4.0
+    s.now += timedelta(seconds=4)
+    assert await s.deliverer.deliver(note()) is None  # redelivered: attempt 3 is next
+    assert sorted(s.log.attempts) == ["ntf-1#1", "ntf-1#2", "ntf-1#3"]
+    assert s.log.records["ntf-1"]["status"] == "sent"
+    assert s.log.log_reads == 0
+
+
+async def test_an_attempt_the_record_does_not_account_for_is_looked_up_and_not_repeated() -> None:
+    s = Setup(Scripted())
+    # Another worker claimed attempt 1 and is sending it: the record does not say so yet.
+    s.log.attempts["ntf-1#1"] = {"notification_id": "ntf-1", "n": 1, "finished_at": None}
+    assert await s.deliverer.deliver(note()) == 1.0
+    assert s.channel.sent == [] and s.log.log_reads == 1
+
+
 async def test_the_last_delivery_gives_up_and_announces() -> None:
     s = Setup(Scripted(*[DeliveryResult.temporary("HTTP 503")] * 3))
     assert await s.deliverer.deliver(note(), last_chance=True) is None
@@ -220,7 +255,8 @@ async def test_undeliverable_and_withheld_send_nothing() -> None:
 async def test_a_receipt_never_downgrades() -> None:
     s = Setup(Scripted())
     await s.deliverer.deliver(note())
-    await s.deliverer.mark_delivered(s.log.records["ntf-1"], T0)
+    assert await s.deliverer.mark_delivered("ntf-1", T0)
+    assert not await s.deliverer.mark_delivered("ntf-1", T0)
     await s.deliverer.fail_by_receipt(s.log.records["ntf-1"], "late failure report")
     assert s.log.records["ntf-1"]["status"] == "delivered"
     assert s.publisher.published == []

@@ -319,6 +319,16 @@ async def test_receipts_settle_what_was_sent_and_ignore_the_unknown(
     assert [reason for _, _, reason in delivery.failed] == ["expired", "receipt"]
 
 
+async def test_a_delivered_receipt_is_one_conditional_write_without_a_read(
+    deps: NotifyDeps, repo: MemoryRecords, delivery: RecordingDelivery
+) -> None:
+    repo.notifications["ntf-1"] = {"_id": "ntf-1", "status": "sent"}
+    receipt = SmsDeliveryReceipt(notification_id="ntf-1", status="delivered", at=AT)
+    await usecases.record_receipt(receipt, deps)
+    assert delivery.delivered == [("ntf-1", AT)]
+    assert repo.reads["notification"] == 0
+
+
 # --- the entry points' acknowledgement policy ------------------------------------------
 
 

@@ -29,9 +29,10 @@ from services.sla.repository import (
     LEVEL_RANK,
     PENDING,
     BreachUpdate,
+    ClockState,
     Document,
+    embedded_fact,
     fact_from_doc,
-    fact_to_doc,
 )
 from tests.factories import complaint_routed
 
@@ -49,7 +50,6 @@ def bson(value: Any) -> Any:
 
 class MemorySlaStore:
     def __init__(self) -> None:
-        self.fact_docs: dict[str, Document] = {}
         self.clocks: dict[str, Document] = {}
         self.timers: dict[str, Document] = {}
         self.fired: dict[str, Document] = {}
@@ -67,33 +67,61 @@ class MemorySlaStore:
     async def ensure_indexes(self) -> None:
         return None
 
-    # -- facts
-    async def add_fact(self, complaint_id: str, fact: Fact) -> bool:
+    # -- facts and clock: one document per complaint, each write atomic as on MongoDB
+    async def add_fact(self, complaint_id: str, fact: Fact) -> ClockState:
         await self._io("add_fact")
-        if fact.event_id in self.fact_docs:
-            return False
-        self.fact_docs[fact.event_id] = bson(fact_to_doc(complaint_id, fact))
-        return True
+        before = copy.deepcopy(self.clocks.get(complaint_id))
+        doc = self.clocks.setdefault(complaint_id, {"_id": complaint_id})
+        entry = bson(embedded_fact(fact))
+        facts = doc.setdefault("facts", [])
+        if entry not in facts:
+            facts.append(entry)
+        doc["facts_added"] = int(doc.get("facts_added") or 0) + 1
+        if before is None:
+            return ClockState(facts=[fact], facts_added=1, timers=[], new=True)
+        state = self._state(before)
+        known = {f.event_id for f in state.facts}
+        facts_with = state.facts if fact.event_id in known else [*state.facts, fact]
+        return ClockState(facts=facts_with, facts_added=state.facts_added + 1, timers=state.timers)
 
-    async def facts(self, complaint_id: str) -> list[Fact]:
-        await self._io("facts")
-        return [
-            fact_from_doc(bson(doc))
-            for doc in self.fact_docs.values()
-            if doc["complaint_id"] == complaint_id
-        ]
+    async def clock_state(self, complaint_id: str) -> ClockState:
+        await self._io("clock_state")
+        doc = self.clocks.get(complaint_id)
+        if doc is None:
+            return ClockState(facts=[], facts_added=0, timers=[])
+        return self._state(doc)
 
-    async def fact_count(self, complaint_id: str) -> int:
-        return sum(1 for doc in self.fact_docs.values() if doc["complaint_id"] == complaint_id)
+    @staticmethod
+    def _state(doc: Document) -> ClockState:
+        timers = doc.get("timers")
+        return ClockState(
+            facts=[fact_from_doc(bson(entry)) for entry in doc.get("facts", [])],
+            facts_added=int(doc.get("facts_added") or 0),
+            timers=bson(timers) if timers is not None else None,
+        )
+
+    def facts_of(self, complaint_id: str) -> list[Fact]:
+        return self._state(self.clocks.get(complaint_id, {})).facts
 
     async def save_clock(
-        self, complaint_id: str, summary: Document, announce: Sequence[DeadlinesSet] = ()
-    ) -> None:
-        self.clocks[complaint_id] = bson(summary)
+        self,
+        complaint_id: str,
+        summary: Document,
+        announce: Sequence[DeadlinesSet] = (),
+        *,
+        facts_added: int,
+        timers: list[Document],
+    ) -> Document | None:
+        await self._io("save_clock")
+        doc = self.clocks.get(complaint_id)
+        if doc is None or doc.get("facts_added") != facts_added:
+            return None
+        doc.update(bson(summary), timers=bson(timers))
         pending = self.pending.setdefault(complaint_id, {})
         pending.update({event.event_id: event for event in announce})
+        return bson(doc)
 
-    async def announce(self, complaint_id: str) -> int:
+    async def announce(self, complaint_id: str, stored: Document | None = None) -> int:
         if self.deadlines is None:
             raise RuntimeError("no publisher for deadline announcements")
         pending = self.pending.get(complaint_id, {})

@@ -618,7 +618,7 @@ async def test_the_sweep_reads_only_what_is_due() -> None:
     assert report.fired == 1
     assert sla.sla_ids() == ["DUE:first_response:warn50:0"]
     calls = Counter(sla.store.calls)
-    assert calls["facts"] == 1 and calls["claim"] == 1
+    assert calls["clock_state"] == 1 and calls["claim"] == 1
 
 
 async def test_a_stop_that_reaches_sla_late_settles_how_late_it_really_was() -> None:
@@ -634,3 +634,69 @@ async def test_a_stop_that_reaches_sla_late_settles_how_late_it_really_was() -> 
     assert record["late_by_s"] == 10 * 3600 + 1
     assert record["level_rank"] == 2  # head: the notice went out, and stays on record
     assert not [d for d in sla.store.timers.values() if d["clock"] == "first_response"]
+
+
+async def test_a_new_complaint_costs_one_fact_write_its_timers_and_one_summary() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(routed("C1", wita(11, 2, 9)))
+    # Nothing read back: the fact's write returns the document as it was, and the
+    # summary's write lists the timers written, so the next event need not read them.
+    assert Counter(sla.store.calls) == {"add_fact": 1, "insert_timers": 1, "save_clock": 1}
+    sla.store.calls.clear()
+    await sla.send(state("C1", "ack", State.IN_PROGRESS, wita(11, 3, 9), State.ASSIGNED))
+    assert Counter(sla.store.calls) == {"add_fact": 1, "save_clock": 1}
+    assert {t.split(":", 2)[1] for t in sla.store.timers} == {"answer"}
+
+
+async def test_a_summary_computed_before_another_replicas_fact_is_not_stored() -> None:
+    store, sink = MemorySlaStore(), Sink()
+    gate, waiting = asyncio.Event(), asyncio.Event()
+
+    class SlowSummaries(MemorySlaStore):
+        async def save_clock(self, *args: Any, **kwargs: Any) -> Any:
+            waiting.set()
+            await gate.wait()
+            return await super().save_clock(*args, **kwargs)
+
+    slow = SlowSummaries()
+    slow.__dict__ = store.__dict__  # the same database, reached by a slower replica
+    one = Harness(wita(11, 2, 9), store=slow, sink=sink)
+    two = Harness(wita(11, 2, 9), store=store, sink=sink)
+    alone = Harness(wita(11, 2, 9))
+    events: list[ComplaintRouted | ComplaintStateChanged] = [
+        routed("C1", wita(11, 2, 9)),
+        state("C1", "ack", State.IN_PROGRESS, wita(11, 3, 9), State.ASSIGNED),
+    ]
+    await alone.send(*events)
+    first = asyncio.create_task(one.send(events[0]))
+    await waiting.wait()  # its fact and timers are stored, its summary not yet
+    await two.send(events[1])
+    gate.set()
+    await first
+    # The routing alone planned first_response timers; the summary stored says the
+    # complaint is in progress, and the timers match both facts.
+    assert store.clocks["C1"]["state"] == alone.store.clocks["C1"]["state"] == "in_progress"
+    assert {t["_id"] for t in store.clocks["C1"]["timers"]} == set(alone.store.timers)
+    assert {k: d["due_at"] for k, d in store.timers.items()} == {
+        k: d["due_at"] for k, d in alone.store.timers.items()
+    }
+
+
+async def test_two_replicas_recording_one_complaint_at_once_end_with_every_fact() -> None:
+    store, sink = MemorySlaStore(), Sink()
+    one = Harness(wita(11, 2, 9), store=store, sink=sink)
+    two = Harness(wita(11, 2, 9), store=store, sink=sink)
+    alone = Harness(wita(11, 2, 9))
+    events: list[ComplaintRouted | ComplaintStateChanged] = [
+        routed("C1", wita(11, 2, 9)),
+        state("C1", "ack", State.IN_PROGRESS, wita(11, 3, 9), State.ASSIGNED),
+        state("C1", "ask", State.NEEDS_INFO, wita(11, 3, 10), State.IN_PROGRESS),
+    ]
+    await alone.send(*events)
+    # Each event on another replica, interleaved at every database call.
+    await asyncio.gather(*(h.send(e) for h, e in zip((one, two, one), events, strict=True)))
+    assert {k: d["due_at"] for k, d in store.timers.items()} == {
+        k: d["due_at"] for k, d in alone.store.timers.items()
+    }
+    assert store.clocks["C1"]["state"] == alone.store.clocks["C1"]["state"] == "needs_info"
+    assert {t["_id"] for t in store.clocks["C1"]["timers"]} == set(alone.store.timers)
