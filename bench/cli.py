@@ -97,6 +97,14 @@ def main(
         str | None,
         typer.Option(envvar="LAPOR_BENCH_PYSPY", help="py-spy binary: profile every service"),
     ] = None,
+    console_page: Annotated[
+        bool,
+        typer.Option(
+            "--console",
+            envvar="LAPOR_BENCH_CONSOLE",
+            help="then the console's worklist page with 100,000 stored complaints (bench.console)",
+        ),
+    ] = False,
 ) -> None:
     scale = scale.lower()
     if scale not in SCALES:
@@ -126,6 +134,12 @@ def main(
     json_path, md_path = results.write(document, out)
     console.print(md_path.read_text(), highlight=False)
     console.print(f"written: {json_path}, {md_path}; logs in {bench.workdir / 'logs'}")
+    if console_page:
+        from bench import console as console_bench
+
+        page = asyncio.run(console_bench.run(100_000, 300))
+        console_bench.write(page, out)
+        console.print(console_bench.markdown(page), highlight=False)
 
 
 def _command_line(scale: str, soak: int) -> str:

@@ -23,7 +23,7 @@ from lapor.runtime.broker import DUPLICATE_WINDOW_S
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "asyncapi"
-SERVICES = ("intake", "router", "sla", "notify", "gateway")
+SERVICES = ("intake", "router", "sla", "notify", "gateway", "hotspots")
 
 
 LOGIN = "user-password"

@@ -107,6 +107,9 @@ POLICY: tuple[Part, ...] = (
         Access.UNLESS_ANONYMOUS,
         _Y,
     ),
+    # A photo cannot be masked like a text (faces, number plates, a KTP held up to
+    # the camera), so it stays with those who act on the complaint.
+    _part("photos", "photos (metadata and GPS removed)", _N, _Y, _Y, _N, _Y),
     _part("category", "category", _Y, _Y, _Y, _Y, _Y),
     _part("state", "state and outcome", _Y, _Y, _Y, _Y, _Y),
     _part("dates", "dates (received, each change)", _Y, _Y, _Y, _Y, _Y),
@@ -126,7 +129,7 @@ POLICY: tuple[Part, ...] = (
     ),
     _part(
         "internal_note",
-        "history: internal notes (why an agency forwarded, why an admin archived)",
+        "history: internal notes (officers' notes, why an agency forwarded, why an admin archived)",
         _N,
         _N,
         _Y,

@@ -17,8 +17,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lapor.accounts_cli import COMMANDS as ACCOUNT_COMMANDS
+from lapor.accounts_cli import accounts_app
 from lapor.backup import backup_command, restore_command
 from lapor.dlq import dlq_app
+from lapor.hotspots_cli import hotspots_command
 from lapor.keys import keys_app
 from lapor.terminal import err, fail, mongo_client, progress, run
 
@@ -204,6 +207,16 @@ def _token_defaults(ctx: typer.Context) -> None:
 app.add_typer(token_app, name="token", callback=_token_defaults)
 
 
+def _accounts_defaults(ctx: typer.Context) -> None:
+    # As `lapor token`: the running `make run`'s database, as its operator.
+    stack = local_stack()
+    found = {key: stack[key] for key in ("mongo_url", "mongo_db") if stack.get(key)}
+    ctx.default_map = {command: found for command in ACCOUNT_COMMANDS}
+
+
+app.add_typer(accounts_app, name="accounts", callback=_accounts_defaults)
+
+
 def _operator_defaults(*keys: str) -> dict[str, str]:
     # The running `make run`'s servers and PII key, for what the command line and
     # the environment (NATS_URL, MONGO_URL, MONGO_DB, LAPOR_PII_KEY) leave open.
@@ -232,13 +245,18 @@ def _keys_defaults(ctx: typer.Context) -> None:
 app.add_typer(keys_app, name="keys", callback=_keys_defaults)
 app.command("backup")(backup_command)
 app.command("restore")(restore_command)
+app.command("hotspots")(hotspots_command)
 
 
 @app.callback()
 def _defaults(ctx: typer.Context) -> None:
     # Backup and restore work as the running `make run`'s operator and NATS admin.
     found = _operator_defaults("nats_url", "mongo_url", "mongo_db")
-    ctx.default_map = {"backup": found, "restore": found}
+    ctx.default_map = {
+        "backup": found,
+        "restore": found,
+        "hotspots": {k: v for k, v in found.items() if k in ("mongo_url", "mongo_db")},
+    }
 
 
 MongoUrlOption = Annotated[str, typer.Option("--mongo", envvar="MONGO_URL")]

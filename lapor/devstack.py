@@ -44,12 +44,12 @@ from lapor.runtime.pii import new_key as new_pii_key
 from lapor.runtime.pii import public_key_of
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("intake", "router", "sla", "notify")
-DEFAULT_PORTS = {"intake": 8080, "router": 8081, "sla": 8082, "notify": 8083}
+SERVICES = ("intake", "router", "sla", "notify", "hotspots")
+DEFAULT_PORTS = {"intake": 8080, "router": 8081, "sla": 8082, "notify": 8083, "hotspots": 8086}
 FERRETDB_BIN = ROOT / ".cache" / "bin" / "lapor-ferretdb"
 _COLORS = {
     "nats": 90, "ferretdb": 90, "dlq": 31, "intake": 36, "router": 35, "sla": 33, "notify": 32,
-    "gateway": 34, "bearerbox": 90, "smsbox": 90, "smsc": 90,
+    "gateway": 34, "bearerbox": 90, "smsbox": 90, "smsc": 90, "hotspots": 94, "console": 96,
 }  # fmt: skip
 AUTH_CONF = ROOT / "ops" / "nats" / "auth.conf"
 DLQ = "dlq"  # the dead-letter watcher child
@@ -69,7 +69,11 @@ DEV_DIR = ROOT / "var" / "dev"
 
 # -- the SMS gateway: Kannel (Debian packages kannel, kannel-extras) and the connector
 GATEWAY = "gateway"
-GATEWAY_HTTP_PORT = 8084
+GATEWAY_HTTP_PORT = 8085
+# -- the console: officers' and admins' web application (services/console/), HTTP only
+CONSOLE = "console"
+CONSOLE_HTTP_PORT = 8084
+CONSOLE_ADMIN = "admin"
 KANNEL_DIR = ROOT / "ops" / "kannel"
 FAKESMSC = Path("/usr/lib/kannel/test/fakesmsc")
 # bearerbox, smsbox, and fakesmsc as the SMSC; `make run` uses Kannel's usual ports.
@@ -453,6 +457,8 @@ class Stack:
     kannel_ports: dict[str, int] = field(default_factory=dict)
     # smsbox's wait before it calls the connector again after a failed callback.
     kannel_retry_delay_s: int = 10
+    # The console's first admin login, once made (`ensure_console_admin`).
+    console_login: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def for_tests(cls, workdir: Path, **kwargs: object) -> Stack:
@@ -539,7 +545,9 @@ class Stack:
     def http_port(self, name: str) -> int:
         """A service replica's HTTP port; the first replica has the service's port, the
         others get a free one once, kept for their restarts."""
-        if name not in self.http_ports and (replica_of(name) in SERVICES or name == GATEWAY):
+        if name not in self.http_ports and (
+            replica_of(name) in SERVICES or name in (GATEWAY, CONSOLE)
+        ):
             self.http_ports[name] = free_port()
         return self.http_ports[name]
 
@@ -577,6 +585,9 @@ class Stack:
                 for partner in PARTNERS
             },
         }
+        if self.console_login:
+            found["console_url"] = self.url(CONSOLE) + "/"
+            found["console_admin"] = dict(self.console_login)
         if not os.environ.get("LAPOR_PII_KEY"):
             # The key the services get (`_child_env`); from the environment it is
             # the operator's to pass on.
@@ -843,6 +854,8 @@ class Stack:
             self.start_kannel_child(name, wait=wait)
         elif name == GATEWAY:
             self.start_gateway(wait=wait)
+        elif name == CONSOLE:
+            self.start_console(wait=wait)
         else:
             self.start_service(name, wait=wait)
 
@@ -1056,6 +1069,59 @@ class Stack:
                 whole.append((sender, receiver, text))
         return whole
 
+    # -- the console ---------------------------------------------------------------
+    def console_env(self) -> dict[str, str]:
+        """The console has no database and no bus login: the services' URLs, its
+        cookie key (one per data folder) and its port."""
+        hidden = ("NATS_", "MONGO_", "LAPOR_PII_", "LAPOR_PHONE_HASH", "LAPOR_CITIZEN_LINK")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(hidden)}
+        env.update(
+            {
+                "LAPOR_DATA_DIR": str(ROOT / "data"),
+                "PYTHONUNBUFFERED": "1",
+                "LAPOR_ENV": os.environ.get("LAPOR_ENV") or "development",
+                "CONSOLE_HTTP_PORT": str(self.http_port(CONSOLE)),
+                "CONSOLE_INTAKE_URL": self.url("intake"),
+                "CONSOLE_SLA_URL": self.url("sla"),
+                "CONSOLE_NOTIFY_URL": self.url("notify"),
+                "CONSOLE_COOKIE_KEY": os.environ.get("CONSOLE_COOKIE_KEY")
+                or self._dev_key("console_cookie_key", secrets.token_urlsafe(32)),
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start_console(self, wait: bool = True) -> None:
+        self._spawn(CONSOLE, [sys.executable, "-m", "services.console"], self.console_env())
+        if wait:
+            self.wait_ready(CONSOLE)
+
+    def console_admin_password(self) -> str:
+        return self._dev_key("console_admin_password", new_password())
+
+    def ensure_console_admin(self) -> dict[str, str]:
+        """The first admin login of this data folder (created once through intake's
+        account store), written into the operator file."""
+        import asyncio
+
+        from pymongo import AsyncMongoClient
+
+        from lapor.account_store import ensure_admin_account
+
+        password = self.console_admin_password()
+
+        async def create() -> None:
+            client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(self.mongo)
+            try:
+                await ensure_admin_account(client[self.mongo_db], CONSOLE_ADMIN, password)
+            finally:
+                await client.close()
+
+        asyncio.run(create())
+        self.console_login = {"username": CONSOLE_ADMIN, "password": password}
+        self.write_operator_file()
+        return self.console_login
+
     def _spawn(
         self, name: str, argv: list[str], env: dict[str, str], logs: Path | None = None
     ) -> None:
@@ -1102,7 +1168,7 @@ def run_foreground() -> int:
             "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"),
             "NOTIFY_CHANNEL": "bus" if with_kannel else "log",
         },
-        http_ports={**DEFAULT_PORTS, GATEWAY: GATEWAY_HTTP_PORT},
+        http_ports={**DEFAULT_PORTS, GATEWAY: GATEWAY_HTTP_PORT, CONSOLE: CONSOLE_HTTP_PORT},
         kannel_ports=dict(KANNEL_DEFAULT_PORTS),
     )
     stopping = threading.Event()
@@ -1115,11 +1181,15 @@ def run_foreground() -> int:
     try:
         stack.start_servers()
         stack.start_services()
+        console_admin = stack.ensure_console_admin()
+        stack.start_console()
         if with_kannel:
             stack.start_kannel()
             stack.start_gateway()
         print(
             "\nLapor is running:\n"
+            f"  console    {stack.url(CONSOLE)}/ (log in as {console_admin['username']}; "
+            "the password is console_admin in the operator file)\n"
             f"  HTTP API   {stack.url('intake')}/api/v1/complaints/<tracking id>\n"
             f"  API docs   {stack.url('intake')}/docs (OpenAPI), AsyncAPI in docs/asyncapi/\n"
             f"  metrics    " + ", ".join(f"{stack.url(s)}/metrics" for s in SERVICES) + "\n"

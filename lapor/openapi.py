@@ -11,23 +11,40 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "openapi" / "intake.json"
+# The hotspots service's API for officers (services/hotspots/api.py).
+HOTSPOTS_OUT = ROOT / "docs" / "openapi" / "hotspots.json"
+
+
+def _json(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def render() -> str:
     from services.intake.wiring import openapi_document
 
-    document: dict[str, Any] = openapi_document()
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return _json(openapi_document())
+
+
+def render_hotspots() -> str:
+    from services.hotspots.wiring import openapi_document
+
+    return _json(openapi_document())
 
 
 def main(argv: list[str]) -> int:
-    text = render()
+    documents = ((OUT, render()), (HOTSPOTS_OUT, render_hotspots()))
     if (argv[1] if len(argv) > 1 else "write") == "write":
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        OUT.write_text(text, encoding="utf-8")
+        for out, text in documents:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
         return 0
-    if not OUT.exists() or OUT.read_text(encoding="utf-8") != text:
-        print("OpenAPI out of date (run `make docs`): docs/openapi/intake.json", file=sys.stderr)
+    stale = [
+        str(out.relative_to(ROOT))
+        for out, text in documents
+        if not out.exists() or out.read_text(encoding="utf-8") != text
+    ]
+    if stale:
+        print("OpenAPI out of date (run `make docs`): " + ", ".join(stale), file=sys.stderr)
         return 1
     return 0
 

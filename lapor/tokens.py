@@ -69,6 +69,8 @@ class Officer:
 
     role: str
     agency: str | None = None
+    # The token's holder as named when it was issued: the actor of what they do.
+    name: str | None = None
 
     def reads_rows_of(self, agency: str | None) -> bool:
         """Admins read every agency's rows, an officer only their own agency's."""
@@ -101,7 +103,9 @@ def officer_dependency(
             raise HTTPException(401, detail=refusal)
         if record.get("role") not in ("admin", "agency"):
             raise HTTPException(403, detail="only agency officers and admins read this")
-        return Officer(role=str(record["role"]), agency=record.get("agency"))
+        return Officer(
+            role=str(record["role"]), agency=record.get("agency"), name=record.get("name")
+        )
 
     return officer
 

@@ -27,6 +27,7 @@ class Action(StrEnum):
     MERGE = "merge"
     AUTO_CLOSE = "auto_close"
     WITHDRAW = "withdraw"
+    NOTE = "note"  # an officer's internal note: no state change, never shown to the citizen
 
 
 class Role(StrEnum):

@@ -79,6 +79,16 @@ _SEALED_HOW = (
 )
 
 
+# Whether two complaints come from the same person, without saying who: a one-way
+# function of intake's keyed phone hash, so it matches neither a number nor the
+# hash intake stores. Hotspots count different reporters with it.
+REPORTER_REF = r"^[0-9a-f]{16}$"
+_REPORTER_HOW = (
+    "Pseudonym of the reporting phone number (16 hex digits): equal for two complaints "
+    "from one number, absent when no number is known. It reveals no number."
+)
+
+
 def contact_context(event_id: str, field: str) -> str:
     """What a sealed contact field is bound to: its event and its own name."""
     return f"{event_id}/{field}"
@@ -109,6 +119,11 @@ class ComplaintReceived(Event):
         default=False,
         description="The text was longer than the limit (about 1,600 characters) and was cut; "
         "the acknowledgement tells the citizen.",
+    )
+    reporter: str | None = Field(
+        default=None,
+        pattern=REPORTER_REF,
+        description=_REPORTER_HOW,
     )
 
 
@@ -156,6 +171,20 @@ class ComplaintRouted(Event):
     bounces: int = Field(default=0, ge=0, description="Times agencies refused it so far.")
     place: Place | None = Field(
         default=None, description="The kecamatan/desa named in the text, if any."
+    )
+    keywords: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="The text's content words as the router understood them (normalised "
+        "and stemmed, stopwords and place names left out), in order; what hotspots compare.",
+    )
+    reporter: str | None = Field(
+        default=None,
+        pattern=REPORTER_REF,
+        description=_REPORTER_HOW + " Passed on from ComplaintReceived (first routing only).",
+    )
+    confidential: bool = Field(
+        default=False, description="Passed on from ComplaintReceived (first routing only)."
     )
 
 

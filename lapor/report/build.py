@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from lapor.contracts import AGENCY_OUT_OF_SCOPE, State
+from lapor.contracts import AGENCY_OUT_OF_SCOPE, SlaClock, State
 from lapor.report.facts import ComplaintFacts
 from lapor.report.stats import median, percentile, share, wilson_interval
 
@@ -27,7 +27,7 @@ PLACEHOLDER_CATEGORIES = {
 NOT_RANKED = frozenset({UNASSIGNED, AGENCY_OUT_OF_SCOPE})
 MIN_VOLUME = 5
 WEAK_LIMIT = 5
-CLOCKS = ("routing", "first_response", "answer")
+CLOCKS = tuple(clock.value for clock in SlaClock)
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,20 @@ class BreachRow:
 
 
 @dataclass(frozen=True)
+class HotspotRow:
+    """One hotspot of the period (the hotspots service's record): where and how many,
+    never who or which complaints."""
+
+    agency: str
+    kecamatan: str | None
+    kecamatan_name: str | None
+    desa_name: str | None
+    size: int
+    state: str
+    formed_at: datetime
+
+
+@dataclass(frozen=True)
 class ReportData:
     region: str | None
     start: datetime | None
@@ -73,6 +87,8 @@ class ReportData:
     # None: no `sla_breaches` collection; breaches are then judged from the
     # complaints' own deadlines.
     breaches: Sequence[BreachRow] | None
+    # None: no `hotspots` collection (the hotspots service never ran).
+    hotspots: Sequence[HotspotRow] | None = None
 
 
 @dataclass(frozen=True)
@@ -304,6 +320,51 @@ def _kecamatan_rows(data: ReportData) -> list[dict[str, Any]]:
     return [{"kecamatan": code, "name": names[code], **_figures(groups[code])} for code in order]
 
 
+HOTSPOT_LIMIT = 10
+
+
+def _hotspots(data: ReportData, names: Labels, limit: int) -> dict[str, Any] | None:
+    """The largest hotspots first, and how many per agency and per kecamatan: where
+    many citizens report one problem, the service there is weak."""
+    if data.hotspots is None:
+        return None
+    ranked = sorted(data.hotspots, key=lambda h: (-h.size, h.formed_at))
+    by_agency: Counter[str] = Counter(h.agency for h in ranked)
+    kecamatan: dict[str, str] = {}
+    by_kecamatan: Counter[str] = Counter()
+    for h in ranked:
+        code = h.kecamatan or UNKNOWN_KECAMATAN
+        kecamatan.setdefault(code, h.kecamatan_name or "tidak diketahui")
+        by_kecamatan[code] += 1
+    return {
+        "total": len(ranked),
+        "open": sum(h.state in ("suggested", "confirmed") for h in ranked),
+        "complaints": sum(h.size for h in ranked),
+        "largest": [
+            {
+                "rank": number,
+                "agency": h.agency,
+                "agency_name": names.agency(h.agency),
+                "kecamatan": h.kecamatan,
+                "kecamatan_name": h.kecamatan_name,
+                "desa_name": h.desa_name,
+                "size": h.size,
+                "state": h.state,
+                "formed_at": h.formed_at.isoformat(),
+            }
+            for number, h in enumerate(ranked[:limit], start=1)
+        ],
+        "by_agency": [
+            {"agency": code, "name": names.agency(code), "hotspots": n}
+            for code, n in sorted(by_agency.items(), key=lambda item: (-item[1], item[0]))
+        ],
+        "by_kecamatan": [
+            {"kecamatan": code, "name": kecamatan[code], "hotspots": n}
+            for code, n in sorted(by_kecamatan.items(), key=lambda item: (-item[1], item[0]))
+        ],
+    }
+
+
 def build_report(
     data: ReportData,
     *,
@@ -353,4 +414,5 @@ def build_report(
         "categories": category_rows,
         "weak_services": _weak_services(category_rows, overall, min_volume, weak_limit),
         "kecamatan": _kecamatan_rows(data),
+        "hotspots": _hotspots(data, names, HOTSPOT_LIMIT),
     }

@@ -13,7 +13,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from lapor.report.build import BreachRow, CountRow, RatingRow, ReportData
+from lapor.report.build import BreachRow, CountRow, HotspotRow, RatingRow, ReportData
 from lapor.report.facts import PROJECTION, ComplaintFacts, facts_from
 
 Document = dict[str, Any]
@@ -162,6 +162,46 @@ async def fetch_breaches(
     return [BreachRow(*group, n) for group, n in totals.items()]
 
 
+# Shown from two members on; merged and split-away remains are not hotspots.
+_NOT_HOTSPOTS = ("dissolved",)
+
+
+async def fetch_hotspots(
+    db: AsyncDatabase[Document], region: str | None, start: datetime | None, end: datetime | None
+) -> list[HotspotRow] | None:
+    """Hotspots formed in [start, end), from the hotspots service's collection."""
+    if "hotspots" not in await db.list_collection_names(filter={"name": "hotspots"}):
+        return None
+    match: Document = {"size": {"$gte": 2}, "state": {"$nin": list(_NOT_HOTSPOTS)}}
+    if region:
+        match["region"] = region
+    formed: Document = {}
+    if start is not None:
+        formed["$gte"] = start
+    if end is not None:
+        formed["$lt"] = end
+    if formed:
+        match["formed_at"] = formed
+    fields = {"agency": 1, "kecamatan": 1, "desa": 1, "size": 1, "state": 1, "formed_at": 1}
+    rows = []
+    async for doc in db["hotspots"].find(match, fields).limit(10_000):
+        kecamatan, desa = doc.get("kecamatan") or {}, doc.get("desa") or {}
+        rows.append(
+            HotspotRow(
+                agency=str(doc["agency"]),
+                kecamatan=kecamatan.get("code"),
+                kecamatan_name=kecamatan.get("name"),
+                desa_name=desa.get("name"),
+                size=int(doc["size"]),
+                state=str(doc["state"]),
+                formed_at=doc["formed_at"]
+                if doc["formed_at"].tzinfo
+                else doc["formed_at"].replace(tzinfo=UTC),
+            )
+        )
+    return rows
+
+
 async def fetch_report_data(
     db: AsyncDatabase[Document],
     *,
@@ -181,4 +221,5 @@ async def fetch_report_data(
         ratings=await fetch_ratings(db, match),
         facts=facts,
         breaches=await fetch_breaches(db, breach_filter(region, start, end), category_of),
+        hotspots=await fetch_hotspots(db, region, start, end),
     )

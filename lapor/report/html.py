@@ -295,6 +295,45 @@ def kecamatan_table(report: dict[str, Any]) -> str:
     return _table(("Kode", "Kecamatan", *_AGENCY_COLUMNS[2:]), rows, "kecamatan")
 
 
+_HOTSPOT_STATES = {
+    "suggested": "diusulkan",
+    "confirmed": "dikonfirmasi",
+    "answered": "dijawab",
+}
+
+
+def hotspot_section(report: dict[str, Any]) -> str:
+    """The largest hotspots and their counts per agency and kecamatan; empty when the
+    hotspots service never ran."""
+    hotspots = report.get("hotspots")
+    if hotspots is None:
+        return ""
+    largest = [
+        [
+            str(h["rank"]),
+            h["agency_name"] or h["agency"],
+            ", ".join(p for p in (h["desa_name"], h["kecamatan_name"]) if p) or "–",
+            _count(h["size"]),
+            _HOTSPOT_STATES.get(h["state"], h["state"]),
+        ]
+        for h in hotspots["largest"]
+    ]
+    agencies = [[a["agency"], a["name"], _count(a["hotspots"])] for a in hotspots["by_agency"]]
+    places = [
+        [k["kecamatan"] if k["kecamatan"] != "unknown" else "–", k["name"], _count(k["hotspots"])]
+        for k in hotspots["by_kecamatan"]
+    ]
+    return (
+        "<h2>Titik rawan (satu masalah, banyak pelapor)</h2>"
+        f'<p class="note">{_count(hotspots["total"])} titik rawan dengan '
+        f"{_count(hotspots['complaints'])} aduan dari warga yang berbeda tentang masalah yang "
+        "sama di tempat yang sama.</p>"
+        + _table(("#", "Perangkat daerah", "Tempat", "Aduan", "Status"), largest, "hotspots")
+        + _table(("Kode", "Perangkat daerah", "Titik rawan"), agencies, "hotspot-agencies")
+        + _table(("Kode", "Kecamatan", "Titik rawan"), places, "hotspot-kecamatan")
+    )
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px;color:#1f2933;
 max-width:1100px}
@@ -371,5 +410,6 @@ def render_html(report: dict[str, Any]) -> str:
         + category_table(report)
         + "<h2>Per kecamatan</h2>"
         + kecamatan_table(report)
+        + hotspot_section(report)
         + "</body></html>"
     )

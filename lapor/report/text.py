@@ -56,4 +56,25 @@ def render_text(report: dict[str, Any]) -> str:
             f"{_pct(row['answered_within_deadline']['share']):>7} "
             f"{_h(row['time_to_answer']['median_hours']):>8}"
         )
+    lines += _hotspot_lines(report.get("hotspots"))
     return "\n".join(lines) + "\n"
+
+
+def _hotspot_lines(hotspots: dict[str, Any] | None) -> list[str]:
+    if hotspots is None:
+        return []
+    lines = [
+        "",
+        f"hotspots (one problem, many reporters): {hotspots['total']} "
+        f"({hotspots['open']} open) with {hotspots['complaints']} complaints",
+    ]
+    for h in hotspots["largest"]:
+        place = ", ".join(p for p in (h["desa_name"], h["kecamatan_name"]) if p) or "?"
+        lines.append(
+            f"  {h['rank']:>2}. {h['agency']:<12} {place:<36} {h['size']:>3} reports  {h['state']}"
+        )
+    per_agency = ", ".join(f"{a['agency']} {a['hotspots']}" for a in hotspots["by_agency"])
+    per_kecamatan = ", ".join(f"{k['name']} {k['hotspots']}" for k in hotspots["by_kecamatan"])
+    lines.append(f"  per agency: {per_agency or 'none'}")
+    lines.append(f"  per kecamatan: {per_kecamatan or 'none'}")
+    return lines

@@ -59,20 +59,34 @@ GRANTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         **_SHARED,
         "complaints": _OWN,
         "rejections": _OWN,
-        "api_tokens": (FIND, INSERT, UPDATE),
+        # Login sessions are tokens too, indexed by account to revoke them all at once.
+        "api_tokens": (FIND, INSERT, UPDATE, CREATE_INDEX),
+        "accounts": (FIND, INSERT, UPDATE),
+        # The agencies' open worklists, small entries kept with each complaint.
+        "worklist_entries": (FIND, INSERT, UPDATE, CREATE_INDEX),
+        # Failed logins (username, time, hashed address): kept, counted for throttling.
+        "login_failures": (FIND, INSERT, CREATE_INDEX),
         "sender_messages": (FIND, INSERT, CREATE_INDEX),
         "rate_notices": (INSERT,),
+        # Photos (GridFS bucket complaint_photos): remove for a failed or orphaned
+        # upload only; refused uploads are kept as records, without their bytes.
+        "complaint_photos.files": (FIND, INSERT, REMOVE, CREATE_INDEX),
+        "complaint_photos.chunks": (FIND, INSERT, REMOVE, CREATE_INDEX),
+        "photo_refusals": _OWN,
         # The lapor_dead_letters gauge counts pending records (intake alone exports it).
         "dead_letters": (FIND, INSERT),
         # Read-only, sla's: the public report counts breaches, when sla has any.
         "sla_breaches": (FIND,),
+        # Read-only, the hotspots service's: the report ranks and counts hotspots.
+        "hotspots": (FIND,),
         DATABASE: (LIST_COLLECTIONS,),
     },
     # The router keeps nothing of its own: its decisions travel as events.
     "router": {**_SHARED},
     "sla": {
         **_SHARED,
-        "sla_facts": (FIND, INSERT, CREATE_INDEX),
+        # Facts stored by earlier versions, read once into the clock document.
+        "sla_facts": (FIND, CREATE_INDEX),
         "sla_clocks": _OWN,
         "sla_timers": (FIND, INSERT, UPDATE, REMOVE, CREATE_INDEX),
         "sla_fired": _OWN,
@@ -86,6 +100,14 @@ GRANTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "notifications": _OWN,
         "notification_attempts": _OWN,
         "notify_sms_budget": (FIND, INSERT, UPDATE),
+        **_TOKEN_CHECK,
+    },
+    # Hotspots: the grouping's view of routed complaints (no text, no contact) and
+    # the hotspots, whose changes wait in their outbox.
+    "hotspots": {
+        **_SHARED,
+        "hotspot_members": (FIND, INSERT, UPDATE, CREATE_INDEX),
+        "hotspots": _OWN,
         **_TOKEN_CHECK,
     },
     # The SMS gateway connector: its record of what it handed to Kannel.

@@ -119,20 +119,28 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """Refuse bodies over `max_bytes`: by Content-Length before the app runs, and by
-    counting while the app reads, for chunked bodies that declare no length."""
+    """Refuse bodies over `max_bytes` (or a larger limit of the path, in `larger`): by
+    Content-Length before the app runs, and by counting while the app reads, for
+    chunked bodies that declare no length."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, larger: Sequence[tuple[str, int]] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = [(re.compile(path), limit) for path, limit in larger]
+
+    def limit_of(self, path: str) -> int:
+        return next((n for p, n in self.larger if p.match(path)), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_of(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _answer(send, 413, str(BodyTooLarge(self.max_bytes).detail))
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await _answer(send, 413, str(BodyTooLarge(max_bytes).detail))
             return
         received = 0
         started = False
@@ -142,8 +150,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         async def watched(message: Message) -> None:
@@ -382,7 +390,7 @@ def create_http_app(
     )
     # The last added runs first: errors are caught around everything, and an
     # over-budget client is refused before its body is read.
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes, larger=limits.larger_bodies)
     writes = (
         TokenBuckets(limits.rate_per_minute, limits.rate_burst)
         if limits.rate_per_minute > 0

@@ -250,6 +250,9 @@ class HttpLimits:
     # token), per client address, in a bucket of their own; 0 turns it off.
     read_rate_per_minute: int = 600
     read_rate_burst: int = 120
+    # Paths (regular expressions) that take larger bodies than `max_body_bytes`, and
+    # how large: uploads of photos.
+    larger_bodies: tuple[tuple[str, int], ...] = ()
 
 
 class ServiceSettings(BaseSettings):

@@ -16,7 +16,7 @@ MAX_KANNEL_TIMEOUT_S = 5.0
 class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
 
-    http_port: int = Field(default=8084, ge=1, le=65535)
+    http_port: int = Field(default=8085, ge=1, le=65535)
     # Kannel's smsbox sendsms interface and the login of its sendsms-user group.
     kannel_sendsms_url: HttpUrl = HttpUrl("http://127.0.0.1:13013/cgi-bin/sendsms")
     kannel_user: str = Field(default="lapor", min_length=1)
@@ -27,7 +27,7 @@ class GatewaySettings(ServiceSettings):
     kannel_timeout_s: float = Field(default=4.0, gt=0, le=MAX_KANNEL_TIMEOUT_S)
     status_poll_s: float = Field(default=15.0, gt=0)
     # Where Kannel reaches this service (delivery reports of the SMS it submits).
-    callback_url: HttpUrl = HttpUrl("http://127.0.0.1:8084")
+    callback_url: HttpUrl = HttpUrl("http://127.0.0.1:8085")
     # Kannel passes it in every callback URL: no one else can feed in SMS or receipts.
     callback_token: SecretStr
     # The short code citizens write to, and the sender of every SMS going out.

@@ -1,12 +1,14 @@
 """Intake's HTTP API: the complaint as citizens and officers see it."""
 
+import asyncio
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -14,7 +16,10 @@ from lapor.audience import Access, Audience, access, mask_contacts, reveal
 from lapor.contracts import InboundWeb, Location, Place, Priority, State
 from lapor.contracts.commands import Action, ComplaintCommand, Outcome, Role
 from lapor.runtime.http import mark_authenticated, refusals
+from lapor.tokens import DEFAULT_TOKEN_DAYS
+from services.intake.accounts_api import AccountsContext, build_account_routes
 from services.intake.auth import (
+    MAX_TOKEN_DAYS,
     Principal,
     TokenStatus,
     audience_of,
@@ -22,13 +27,18 @@ from services.intake.auth import (
     citizen_principal,
     hash_token,
     may_see,
+    new_token,
     principal_from,
+    token_record,
     token_refusal,
     token_view,
 )
-from services.intake.handlers import SubmissionConflict, SubmissionRejected
 from services.intake.lifecycle import Refused
+from services.intake.oversight import build_oversight_routes
+from services.intake.photo_api import PhotoView, photo_views
 from services.intake.repository import ComplaintRepository
+from services.intake.tracking import parse_tracking_id
+from services.intake.usecases import SubmissionConflict, SubmissionRejected
 
 OPEN_STATES = (State.ASSIGNED, State.IN_PROGRESS, State.NEEDS_INFO, State.RESPONDED)
 
@@ -91,6 +101,16 @@ class ComplaintView(BaseModel):
         "about, as the router found it; hidden like the location when the reporter is "
         "anonymous.",
     )
+    photos: list[PhotoView] = Field(
+        default_factory=list,
+        description="The complaint's photos (metadata removed) for the reporter, the "
+        "holding agency and admins; empty for everyone else.",
+    )
+    routing: "RoutingView | None" = Field(
+        default=None,
+        description="The router's confidence, candidate agencies and reasons: the holding "
+        "agency and admins only.",
+    )
     history: list[HistoryEntryView]
 
 
@@ -119,6 +139,8 @@ def complaint_view(doc: dict[str, Any], zone: ZoneInfo, audience: Audience) -> C
         location=_location_view(submitted.get("location"), audience, anonymous),
         reporter_name=reveal(audience, "reporter_name", submitted.get("name"), anonymous=anonymous),
         place=_place_view(doc.get("place"), audience, anonymous),
+        photos=photo_views(doc, audience),
+        routing=_routing_view(doc.get("routing"), audience),
         history=[_entry_view(h, zone, audience) for h in history],
     )
 
@@ -146,6 +168,25 @@ def _place_view(place: dict[str, Any] | None, audience: Audience, anonymous: boo
     if not place or not shown.shown or (anonymous and shown is not Access.FULL):
         return None
     return Place.model_validate(place)
+
+
+class RoutingView(BaseModel):
+    confidence: float | None = None
+    candidates: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
+
+
+def _routing_view(routing: dict[str, Any] | None, audience: Audience) -> RoutingView | None:
+    if not routing or not access(audience, "routing").shown:
+        return None
+    return RoutingView(
+        confidence=routing.get("confidence"),
+        candidates=list(routing.get("candidates") or []),
+        reasons=list(routing.get("reasons") or []),
+    )
+
+
+ComplaintView.model_rebuild()
 
 
 def _in_zone(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
@@ -187,8 +228,10 @@ _ACTION_PART = {
     "withdraw": "citizen_reply",
     "auto_close": "citizen_reply",
     "forward": "internal_note",
+    "note": "internal_note",
     "reject": "internal_note",
     "decide_triage": "officer",
+    "attach_photo": "photos",
 }
 _PUBLIC_DETAIL = frozenset({"action", "outcome", "agency", "priority", "duplicate_of", "round"})
 # The reason shown instead of one that quotes a hidden part (a name, a text, a score).
@@ -196,6 +239,7 @@ _HIDDEN_REASON = {
     "rate": "citizen rated the answer",
     "reject": "archived",
     "decide_triage": "triage decided",
+    "note": "internal note",
 }
 
 
@@ -289,6 +333,15 @@ class WorklistItem(BaseModel):
         description="The nearest deadline the agency still has to meet (first response "
         "while not acknowledged, then the answer); null when none is pending.",
     )
+    overdue: bool = Field(
+        default=False, description="The nearest pending deadline has passed (next_deadline < now)."
+    )
+    agency: str | None = None
+    place: Place | None = Field(
+        default=None,
+        description="Kecamatan and desa/kelurahan, as the holding agency may see them "
+        "(hidden when the reporter is anonymous).",
+    )
     text: str | None
 
 
@@ -332,6 +385,55 @@ def _triage_item(doc: dict[str, Any], zone: ZoneInfo) -> TriageItem:
     )
 
 
+MAX_SEARCH_WORDS = 8
+
+
+def worklist_filters(q: str | None, overdue: bool | None, now: datetime) -> dict[str, Any]:
+    """More conditions of a worklist: a tracking id or words in the text, overdue or not.
+
+    FerretDB v1 has no text index: each word is a case-insensitive regular expression
+    of the escaped word, all of them ANDed, within the agency's own complaints.
+    """
+    also: dict[str, Any] = {}
+    words = (q or "").split()
+    if words:
+        if len(words) == 1 and (tracking_id := parse_tracking_id(words[0])):
+            also["_id"] = tracking_id
+        else:
+            also["$and"] = [
+                {"text": {"$regex": re.escape(word), "$options": "i"}}
+                for word in words[:MAX_SEARCH_WORDS]
+            ]
+    if overdue is True:
+        also["next_deadline"] = {"$lt": now}
+    elif overdue is False:
+        also["$or"] = [{"next_deadline": None}, {"next_deadline": {"$gte": now}}]
+    return also
+
+
+def _worklist_item(
+    doc: dict[str, Any], zone: ZoneInfo, audience: Audience, now: datetime
+) -> WorklistItem:
+    due = doc.get("next_deadline")
+    if due is not None and due.tzinfo is None:
+        due = due.replace(tzinfo=UTC)
+    return WorklistItem(
+        tracking_id=doc["_id"],
+        state=State(doc["state"]),
+        priority=doc.get("priority"),
+        category=doc.get("category"),
+        received_at=doc["received_at"].astimezone(zone),
+        deadlines=DeadlinesView(
+            **{k: _in_zone(v, zone) for k, v in (doc.get("deadlines") or {}).items()}
+        ),
+        next_deadline=_in_zone(due, zone),
+        overdue=due is not None and due < now,
+        agency=doc.get("agency"),
+        place=_place_view(doc.get("place"), audience, bool(doc.get("anonymous"))),
+        text=doc.get("text"),
+    )
+
+
 class TokenView(BaseModel):
     """An API token as admins see it: never the secret, never its hash."""
 
@@ -349,6 +451,18 @@ class TokenView(BaseModel):
     status: TokenStatus
 
 
+class NewTokenRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=64, description="Who or what holds it")
+    role: Literal["agency", "admin", "partner"]
+    agency: str | None = Field(default=None, max_length=32)
+    days: int = Field(default=DEFAULT_TOKEN_DAYS, ge=1, le=MAX_TOKEN_DAYS)
+
+
+class TokenCreated(BaseModel):
+    token: str = Field(description="The token itself, shown only here; only its hash is kept")
+    view: TokenView
+
+
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -364,11 +478,14 @@ def build_router(
     link_secret: bytes,
     old_link_secrets: Sequence[bytes] = (),
     clock: Callable[[], datetime] = _utcnow,
+    *,
+    accounts: AccountsContext | None = None,
 ) -> APIRouter:
     """`repository` returns the live repository; `execute(command)` applies a command;
     `submit(InboundWeb)` stores a new complaint; `link_secret` signs citizens' links,
     `old_link_secrets` still open links signed before a change of key; `clock`
-    decides token expiry and last use."""
+    decides token expiry and last use, logins' throttling and what is overdue;
+    `accounts` adds logins, accounts and the admins' overview (the console's API)."""
     router = APIRouter(prefix="/api/v1", tags=["complaints"])
     Repo = Annotated[ComplaintRepository, Depends(repository)]
 
@@ -441,7 +558,7 @@ def build_router(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> ComplaintAccepted:
         # `client_id` is the caller's idempotency key, bound to the whole submission
-        # (handlers.submission_binding): a token holder's keys are its own (the
+        # (inbound.submission_binding): a token holder's keys are its own (the
         # token's hash scopes them); anonymous callers share one scope, in which a
         # key only returns its complaint to someone who sends the same submission
         # again, contact details included. So a replay answers with the secret link
@@ -525,37 +642,38 @@ def build_router(
         tags=["agencies"],
         responses=refusals(_401="Missing or unknown token", _403="An officer of another agency"),
         summary="An agency's worklist: urgent first, then the nearest deadline",
+        description="Paged by `limit` and `offset`; the `X-Total-Count` header gives the "
+        "number of complaints matching the filters. `q` is a tracking id (exact) or words "
+        "that must all appear in the text (case-insensitive).",
     )
     async def worklist(
         code: Annotated[str, Path(max_length=32)],
         repo: Repo,
         caller: Caller,
+        response: Response,
         status: Annotated[list[State] | None, Query()] = None,
+        q: Annotated[str | None, Query(max_length=200)] = None,
+        overdue: Annotated[
+            bool | None, Query(description="true: only overdue; false: none overdue")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
     ) -> list[WorklistItem]:
         if caller is None:
             raise HTTPException(401, detail="a bearer token is required")
         if caller.role is not Role.ADMIN and caller.agency != code:
             raise HTTPException(403, detail="an officer sees only their agency's complaints")
         states = [s.value for s in (status or OPEN_STATES)]
-        docs = await repo.worklist(code, states)
-        return [
-            WorklistItem(
-                tracking_id=d["_id"],
-                state=State(d["state"]),
-                priority=d.get("priority"),
-                category=d.get("category"),
-                received_at=d["received_at"].astimezone(zone_of(d)),
-                deadlines=DeadlinesView(
-                    **{
-                        k: v.astimezone(zone_of(d)) if v else None
-                        for k, v in (d.get("deadlines") or {}).items()
-                    }
-                ),
-                next_deadline=_in_zone(d.get("next_deadline"), zone_of(d)),
-                text=d["text"],
-            )
-            for d in docs
-        ]
+        now = clock()
+        also = worklist_filters(q, overdue, now)
+        # The page and the count are two reads of the same index: side by side.
+        docs, total = await asyncio.gather(
+            repo.worklist(code, states, limit, offset=offset, also=also),
+            repo.count_worklist(code, states, also),
+        )
+        response.headers["X-Total-Count"] = str(total)
+        audience = Audience.ADMIN if caller.role is Role.ADMIN else Audience.AGENCY
+        return [_worklist_item(d, zone_of(d), audience, now) for d in docs]
 
     @router.get(
         "/triage",
@@ -614,4 +732,37 @@ def build_router(
             raise HTTPException(404, detail="no token with this id")
         return TokenView(**token_view(record, now))
 
+    @router.post(
+        "/tokens",
+        status_code=201,
+        response_model=TokenCreated,
+        tags=["tokens"],
+        responses=refusals(
+            _401="Missing, unknown, expired or revoked token",
+            _403="Not an admin",
+            _422="An agency token without its agency, or an unknown agency",
+        ),
+        summary="Create an API token for a machine or an officer; shown once (admins)",
+    )
+    async def create_token(body: NewTokenRequest, repo: Repo, caller: Caller) -> TokenCreated:
+        admin_only(caller)
+        known = frozenset().union(*accounts.agencies.values()) if accounts else None
+        if body.agency and known is not None and body.agency not in known:
+            raise HTTPException(422, detail=f"unknown agency code {body.agency!r}")
+        now = clock()
+        token = new_token()
+        try:
+            record = token_record(
+                token, Role(body.role), body.name, body.agency, days=body.days, now=now
+            )
+        except ValueError as error:
+            raise HTTPException(422, detail=str(error)) from None
+        await repo.add_token(record)
+        return TokenCreated(token=token, view=TokenView(**token_view(record, now)))
+
+    if accounts is not None:
+        router.include_router(build_account_routes(accounts, principal, repository, clock))
+        router.include_router(
+            build_oversight_routes(accounts, principal, repository, zone_of, clock)
+        )
     return router

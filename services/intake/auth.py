@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from lapor.account_store import SESSION
 from lapor.audience import Audience, access
 from lapor.contracts.commands import Actor, Role
 from lapor.tokens import DEFAULT_TOKEN_DAYS, token_expiry, token_status
@@ -51,6 +52,8 @@ class Principal:
     name: str
     agency: str | None = None
     complaint: str | None = None  # a citizen holds the key to one complaint only
+    account: str | None = None  # the username behind a login session
+    token_id: str | None = None  # the public id of the token or session used
 
     def actor(self) -> Actor:
         return Actor(role=self.role, id=self.name, agency=self.agency)
@@ -127,6 +130,22 @@ def token_record(
     }
 
 
+def session_record(
+    token: str, account: dict[str, Any], *, hours: float, now: datetime
+) -> dict[str, Any]:
+    """A login session: an ordinary token record of the account's role, agency and
+    name, marked `kind: session` with the account's username, living `hours`."""
+    record = token_record(
+        token, Role(account["role"]), account["name"], account.get("agency"), days=1, now=now
+    )
+    return record | {
+        "kind": SESSION,
+        "account": account["_id"],
+        "region": account.get("region"),
+        "expires_at": now + timedelta(hours=hours),
+    }
+
+
 def needs_last_use(record: dict[str, Any], now: datetime) -> bool:
     """Whether a use at `now` is worth a write: at most one per `LAST_USE_EVERY`."""
     last = _aware(record.get("last_used_at"))
@@ -149,4 +168,12 @@ def token_view(record: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 def principal_from(record: dict[str, Any]) -> Principal:
-    return Principal(role=Role(record["role"]), name=record["name"], agency=record.get("agency"))
+    """Whose token it is. A session acts under its account's username: that is the
+    actor id in the history, which accountability counts per official."""
+    return Principal(
+        role=Role(record["role"]),
+        name=record.get("account") or record["name"],
+        agency=record.get("agency"),
+        account=record.get("account"),
+        token_id=record.get("id"),
+    )

@@ -5,6 +5,7 @@ time, actor, reason and the causing event id, and the current state is the
 state of the latest entry.
 """
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -181,7 +182,16 @@ def received_event(
         anonymous=doc["anonymous"],
         confidential=doc["confidential"],
         text_truncated=doc.get("text_truncated", False),
+        reporter=reporter_ref(doc.get("reporter_hash")),
     )
+
+
+def reporter_ref(phone_hash: str | None) -> str | None:
+    """The reporter's pseudonym on the bus: tells complaints of one number apart from
+    others' (hotspots) without being the hash intake keys its own records by."""
+    if not phone_hash:
+        return None
+    return hashlib.sha256(b"lapor-reporter\0" + phone_hash.encode()).hexdigest()[:16]
 
 
 PRIORITY_RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2}
@@ -324,7 +334,30 @@ def worklist_fields(doc: dict[str, Any]) -> dict[str, Any]:
     those stored before the flag existed (a missing field sorts lowest).
     """
     due = next_deadline(doc)
-    return {"next_deadline": due, "has_next_deadline": 0 if due is None else 1}
+    listed = open_agency(doc)
+    return {
+        "next_deadline": due,
+        "has_next_deadline": 0 if due is None else 1,
+        "open_agency": listed,
+        # The complaint's worklist entry is to be brought up to date (the repository
+        # clears this once it has); a complaint loaded in bulk is listed by the sweep.
+        "worklist_sync": "pending" if listed else None,
+    }
+
+
+# The states an agency's worklist shows by default: the complaint is its to handle.
+WORKLIST_STATES = frozenset(
+    {State.ASSIGNED.value, State.IN_PROGRESS.value, State.NEEDS_INFO.value, State.RESPONDED.value}
+)
+
+
+def open_agency(doc: dict[str, Any]) -> str | None:
+    """The agency whose open worklist holds the complaint, None once it left it.
+
+    Stored so that an agency's worklist reads its open complaints through an index
+    (an equality on one field) without touching the many it has closed.
+    """
+    return doc.get("agency") if doc.get("state") in WORKLIST_STATES else None
 
 
 def state_changed_event(

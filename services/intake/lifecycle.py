@@ -74,6 +74,7 @@ RULES: Mapping[Action, Rule] = {
     Action.MERGE: _rule({Role.ADMIN}, _ANY_OPEN, State.CLOSED),
     Action.AUTO_CLOSE: _rule({Role.SYSTEM}, {State.RESPONDED}, State.CLOSED),
     Action.WITHDRAW: _rule({Role.CITIZEN}, _ANY_OPEN, State.CLOSED),
+    Action.NOTE: _rule({Role.AGENCY, Role.ADMIN}, _ANY_OPEN, None),
 }
 
 _AGENCY_OUTCOMES = frozenset(
@@ -273,6 +274,12 @@ def _withdraw(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decis
     return Decision(rule.to_state, "withdrawn by the citizen", fields, detail)
 
 
+def _note(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
+    # Only the holding agency and admins read it (lapor.audience: internal notes).
+    note = _require_text(cmd, "the note's text")
+    return Decision(None, "internal note", {}, {"text": note})
+
+
 def _decide_triage(c: Any, cmd: ComplaintCommand, rule: Rule, now: datetime) -> Decision:
     if not cmd.agency or cmd.priority is None:
         raise Refused("a triage decision names the agency and the priority", status=422)
@@ -361,4 +368,5 @@ _DECIDERS = {
     Action.MERGE: _merge,
     Action.AUTO_CLOSE: _auto_close,
     Action.WITHDRAW: _withdraw,
+    Action.NOTE: _note,
 }

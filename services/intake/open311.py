@@ -25,14 +25,17 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
 
-from lapor.audience import Audience, reveal
-from lapor.contracts import AGENCY_OUT_OF_SCOPE, STATE_LABELS, InboundWeb, State
+from lapor.audience import Audience, access, reveal
+from lapor.contracts import AGENCY_OUT_OF_SCOPE, STATE_LABELS, Channel, InboundWeb, State
 from lapor.contracts.commands import Role
 from lapor.directory import AgencyDirectory
 from lapor.runtime.http import IsoDateTime
-from services.intake.auth import hash_token
-from services.intake.handlers import SubmissionConflict
+from services.intake.auth import hash_token, principal_from
+from services.intake.photo_api import PhotoDeps, Upload, attach_photo, clean_upload
+from services.intake.photos import STATUS, PhotoRefused, photo_url
+from services.intake.usecases import SubmissionConflict
 
 CLOSED_STATES = {State.CLOSED.value, State.REJECTED.value}
 MAX_REQUESTS = 1000  # the spec lets a server cap a listing (the largest page_size)
@@ -126,8 +129,17 @@ def request_json(
         "zipcode": None,
         "lat": reveal(PUBLIC, "coordinates", location.get("lat"), anonymous=anonymous),
         "long": reveal(PUBLIC, "coordinates", location.get("lon"), anonymous=anonymous),
-        "media_url": None,
+        "media_url": _media_url(doc),
     }
+
+
+def _media_url(doc: Mapping[str, Any]) -> str | None:
+    """The first photo's address, where the policy shows photos to Open311's public
+    (it does not: `lapor.audience.POLICY`, part `photos`)."""
+    photos = doc.get("photos") or []
+    if not photos or not access(PUBLIC, "photos").shown or doc.get("confidential"):
+        return None
+    return photo_url(str(doc["_id"]), str(photos[0]["id"]))
 
 
 def _iso(value: datetime | None, zone: ZoneInfo) -> str | None:
@@ -371,29 +383,47 @@ def _ok(model: Any, status: int = 200) -> dict[int | str, dict[str, Any]]:
 
 
 # GeoReport v2 sends a new request as a form; FastAPI cannot see a body read by hand.
+_FORM_FIELDS: dict[str, Any] = {
+    "api_key": {"type": "string"},
+    "service_code": {"type": "string"},
+    "description": {"type": "string", "maxLength": 10_000},
+    "request_id": {"type": "string", "maxLength": 128},
+    "first_name": {"type": "string"},
+    "last_name": {"type": "string"},
+    "phone": {"type": "string", "maxLength": 32},
+    "email": {"type": "string", "maxLength": 254},
+    "lat": {"type": "number", "minimum": -90, "maximum": 90},
+    "long": {"type": "number", "minimum": -180, "maximum": 180},
+    "address_string": {"type": "string", "maxLength": 300},
+    "media_url": {
+        "type": "string",
+        "description": "Refused: intake fetches no links; send `media`.",
+    },
+}
+_FORM_SCHEMA = {
+    "type": "object",
+    "required": ["api_key", "service_code", "description"],
+    "properties": _FORM_FIELDS,
+}
 _CREATE_FORM = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/x-www-form-urlencoded": {
+            "application/x-www-form-urlencoded": {"schema": _FORM_SCHEMA},
+            "multipart/form-data": {
                 "schema": {
-                    "type": "object",
-                    "required": ["api_key", "service_code", "description"],
+                    **_FORM_SCHEMA,
                     "properties": {
-                        "api_key": {"type": "string"},
-                        "service_code": {"type": "string"},
-                        "description": {"type": "string", "maxLength": 10_000},
-                        "request_id": {"type": "string", "maxLength": 128},
-                        "first_name": {"type": "string"},
-                        "last_name": {"type": "string"},
-                        "phone": {"type": "string", "maxLength": 32},
-                        "email": {"type": "string", "maxLength": 254},
-                        "lat": {"type": "number", "minimum": -90, "maximum": 90},
-                        "long": {"type": "number", "minimum": -180, "maximum": 180},
-                        "address_string": {"type": "string", "maxLength": 300},
+                        **_FORM_FIELDS,
+                        "media": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A photo: JPEG, PNG or WebP, at most 5 MB and "
+                            "4000 x 4000 pixels; stored without its metadata (GPS too).",
+                        },
                     },
                 }
-            }
+            },
         },
     }
 }
@@ -406,6 +436,7 @@ class Open311Context:
     directories: Mapping[str, AgencyDirectory]
     zones: Mapping[str, ZoneInfo]
     default_region: str
+    photos: Callable[[], PhotoDeps] | None = None
 
 
 def build_router(ctx: Open311Context) -> APIRouter:
@@ -532,12 +563,30 @@ def build_router(ctx: Open311Context) -> APIRouter:
     async def create_request(fmt: Format, request: Request) -> Response:
         if not fmt_ok(fmt):
             return error("json", 404, "format must be json or xml")
-        form = {
-            k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()
-        }
+        media: UploadFile | None = None
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            try:
+                parts = await request.form(max_files=1, max_fields=40)
+            except Exception:  # starlette's MultiPartException and malformed framing
+                return error(fmt, 400, "the multipart form could not be read")
+            form = {k: v for k, v in parts.items() if isinstance(v, str)}
+            found = parts.get("media")
+            media = found if isinstance(found, UploadFile) else None
+        else:
+            body = (await request.body()).decode("utf-8", "replace")
+            form = {k: v[0] for k, v in parse_qs(body).items()}
         record = await ctx.repository().token(hash_token(form.get("api_key", "")))
         if record is None or record.get("role") not in (Role.PARTNER.value, Role.ADMIN.value):
             return error(fmt, 403, "a valid api_key is required")
+        if form.get("media_url"):
+            # Fetching a client's link would let it make intake call any address
+            # (SSRF), and a link shown to officers would be neither stripped nor kept.
+            return error(
+                fmt,
+                400,
+                "media_url is not accepted: send the photo itself as the multipart file "
+                "part `media`",
+            )
         service = services.get(form.get("service_code", ""))
         if service is None:
             return error(fmt, 400, "service_code is missing or unknown (see services)")
@@ -560,6 +609,16 @@ def build_router(ctx: Open311Context) -> APIRouter:
             )
         except ValidationError as invalid:
             return error(fmt, 400, _form_errors(invalid))
+        upload, photo = None, None
+        if media is not None and ctx.photos is not None:
+            photos = ctx.photos()
+            data = await media.read(photos.limits.max_bytes + 1)
+            upload = Upload(data, media.content_type, Channel.OPEN311, principal_from(record))
+            try:
+                # Checked before the request is stored: a refused photo refuses the request.
+                photo = await clean_upload(photos, upload, None)
+            except PhotoRefused as refused:
+                return error(fmt, STATUS[refused.reason], f"media: {refused.detail}")
         try:
             doc = await ctx.submit(submission)
         except SubmissionConflict:
@@ -576,6 +635,11 @@ def build_router(ctx: Open311Context) -> APIRouter:
             if detail is None:
                 raise
             return error(fmt, 400, detail)
+        if upload is not None and ctx.photos is not None:
+            try:
+                await attach_photo(ctx.photos(), doc["_id"], upload, photo)
+            except PhotoRefused as refused:
+                return error(fmt, STATUS[refused.reason], f"media: {refused.detail}")
         row = {"service_request_id": doc["_id"], "service_notice": None, "account_id": None}
         return respond(fmt, "service_requests", "request", [row], status=201)
 

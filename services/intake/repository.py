@@ -1,5 +1,6 @@
 """Storage of complaints, rejection records and dead letters (MongoDB or FerretDB v1)."""
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -13,7 +14,14 @@ from pymongo.errors import DuplicateKeyError
 
 from lapor.runtime.outbox import Outbox, ensure_outbox_index
 from services.intake.auth import LAST_USE_EVERY, needs_last_use, new_token_id, token_refusal
-from services.intake.domain import Change, Transition, after_change, changed_fields
+from services.intake.domain import (
+    WORKLIST_STATES,
+    Change,
+    Transition,
+    after_change,
+    changed_fields,
+)
+from services.intake.ports import TrackingIdTaken
 
 Document = dict[str, Any]
 
@@ -39,9 +47,56 @@ WORKLIST_ORDER = [
 ]
 
 
+# An agency's open worklist is read from small entries, one per complaint that is or
+# was in an agency's hands, kept at the complaint's version on every write: what a
+# worklist item shows, filters on and sorts by. `open_agency` None: off every list.
+WORKLIST_ENTRIES = "worklist_entries"
+WORKLIST_MARK = "worklist_sync"
+PENDING = "pending"
+_MIGRATED = "~complaints-before-worklist-entries-listed"
+_LISTING_AT_ONCE = 16
+_ENTRY_FIELDS = (
+    "open_agency",
+    "agency",
+    "region",
+    "state",
+    "priority",
+    "priority_rank",
+    "category",
+    "received_at",
+    "deadlines",
+    "next_deadline",
+    "has_next_deadline",
+    "place",
+    "anonymous",
+    "text",
+    "version",
+)
+_ENTRY_PROJECTION: Document = dict.fromkeys(_ENTRY_FIELDS, 1)
+
+
+def worklist_entry(doc: Document) -> Document:
+    entry = {key: doc.get(key) for key in _ENTRY_FIELDS}
+    entry["version"] = int(doc.get("version") or 0)
+    return entry
+
+
+def worklist_query(agency: str, states: list[str], also: Document | None = None) -> Document:
+    """The filter of an agency's worklist. Within the open states it leads with
+    `open_agency`, an equality the database answers through its index without
+    reading the agency's closed complaints (FerretDB: the first indexed equality)."""
+    query: Document = {}
+    if set(states) <= WORKLIST_STATES:
+        query["open_agency"] = agency
+    query |= {"agency": agency, "state": {"$in": states}}
+    return query | (also or {})
+
+
 class ComplaintRepository:
     def __init__(self, db: AsyncDatabase[Document], outbox: Outbox | None = None) -> None:
+        self.database = db
         self.complaints = db["complaints"]
+        self.worklist_entries = db[WORKLIST_ENTRIES]
         self.rejections = db["rejections"]
         self.dead_letters = db["dead_letters"]
         self.tokens = db["api_tokens"]
@@ -59,6 +114,9 @@ class ComplaintRepository:
         await self.rejections.create_index("source_key", unique=True)
         await self.sender_messages.create_index([("phone_hash", ASCENDING), ("at", ASCENDING)])
         await self.complaints.create_index([("agency", ASCENDING), *WORKLIST_ORDER[:3]])
+        await self.complaints.create_index(WORKLIST_MARK)
+        await self.worklist_entries.create_index([("open_agency", ASCENDING), *WORKLIST_ORDER[:3]])
+        await self._fill_open_agency()
         # The public reads by period (Open311 listing, performance report): equality on
         # the region, then a range of received_at, which our FerretDB build can use too.
         await self.complaints.create_index([("region", ASCENDING), ("received_at", DESCENDING)])
@@ -77,7 +135,7 @@ class ComplaintRepository:
         except DuplicateKeyError:
             existing = await self.complaints.find_one({"source_key": doc["source_key"]})
             if existing is None:  # the tracking id itself collided: the caller retries
-                raise
+                raise TrackingIdTaken(doc["_id"]) from None
             return existing, False
         return doc, True
 
@@ -150,9 +208,14 @@ class ComplaintRepository:
         events = change.announce(after_change(doc, transition, now))
         if events:
             changes |= self.outbox_or_fail().fields(doc["_id"], events, now)
+        listed = doc.get("open_agency") is not None or changes.get("open_agency") is not None
+        if listed:
+            # Written with the change: a crash before the worklist entry follows
+            # leaves this mark for the sweep (`sync_worklist`).
+            changes[WORKLIST_MARK] = PENDING
         # `event_ids` mirrors the history's event ids as a flat array: FerretDB v1
         # does not apply `$ne` to a dotted path into an array of documents.
-        return await self.complaints.find_one_and_update(
+        updated = await self.complaints.find_one_and_update(
             {
                 "_id": doc["_id"],
                 "version": doc.get("version"),
@@ -167,6 +230,43 @@ class ComplaintRepository:
             },
             return_document=ReturnDocument.AFTER,
         )
+        if updated is not None and listed:
+            await self._list(updated)
+        return updated
+
+    async def _list(self, doc: Document) -> None:
+        """Bring the complaint's worklist entry up to its version, then clear the mark
+        (only if no newer write has marked it again meanwhile)."""
+        entry = worklist_entry(doc)
+        with contextlib.suppress(DuplicateKeyError):  # the entry is newer already
+            await self.worklist_entries.update_one(
+                {"_id": doc["_id"], "version": {"$lt": entry["version"]}},
+                {"$set": entry},
+                upsert=True,
+            )
+        await self.complaints.update_one(
+            {"_id": doc["_id"], "version": doc.get("version"), WORKLIST_MARK: PENDING},
+            {"$set": {WORKLIST_MARK: None}},
+        )
+
+    async def sync_worklist(self, batch: int = 200, rounds: int = 1000) -> int:
+        """List the complaints still marked: a crash between a write and its entry,
+        complaints stored before the entries existed or loaded in bulk. How many."""
+        synced = 0
+        for _ in range(rounds):
+            docs = await self.complaints.find(
+                {WORKLIST_MARK: PENDING}, _ENTRY_PROJECTION, limit=batch
+            ).to_list(batch)
+            if not docs:
+                break
+            # One by one (FerretDB v1 answers a bulk of upserts without `nModified`,
+            # which pymongo cannot read), a few at a time.
+            for first in range(0, len(docs), _LISTING_AT_ONCE):
+                await asyncio.gather(
+                    *(self._list(d) for d in docs[first : first + _LISTING_AT_ONCE])
+                )
+            synced += len(docs)
+        return synced
 
     def outbox_or_fail(self) -> Outbox:
         if self.outbox is None:
@@ -211,16 +311,54 @@ class ComplaintRepository:
         cursor = self.complaints.find(query, projection).sort("received_at", DESCENDING)
         return await cursor.limit(limit).to_list(limit)
 
-    async def worklist(self, agency: str, states: list[str], limit: int = 200) -> list[Document]:
-        cursor = (
-            self.complaints.find(
-                {"agency": agency, "state": {"$in": states}},
-                {"history": 0, "event_ids": 0, "reporter": 0, "reporter_hash": 0},
+    async def _fill_open_agency(self) -> None:
+        """Complaints stored before `open_agency` existed get it (once, by agency) and
+        are marked for their worklist entry (`sync_worklist`)."""
+        if await self.worklist_entries.find_one({"_id": _MIGRATED}) is not None:
+            return
+        missing = {"open_agency": {"$exists": False}, "state": {"$in": sorted(WORKLIST_STATES)}}
+        groups = await self.complaints.aggregate(
+            [{"$match": missing}, {"$group": {"_id": "$agency", "n": {"$sum": 1}}}]
+        )
+        async for group in groups:
+            await self.complaints.update_many(
+                {**missing, "agency": group["_id"]},
+                {"$set": {"open_agency": group["_id"], WORKLIST_MARK: PENDING}},
             )
+        await self.sync_worklist()
+        with contextlib.suppress(DuplicateKeyError):
+            await self.worklist_entries.insert_one({"_id": _MIGRATED, "open_agency": None})
+
+    async def worklist(
+        self,
+        agency: str,
+        states: list[str],
+        limit: int = 200,
+        *,
+        offset: int = 0,
+        also: Document | None = None,
+    ) -> list[Document]:
+        """An agency's complaints in `states`, in the worklist's order; `also`: more
+        conditions (`worklist_query`)."""
+        cursor = (
+            self._worklist_source(states)
+            .find(worklist_query(agency, states, also), _ENTRY_PROJECTION)
             .sort(WORKLIST_ORDER)
+            .skip(offset)
             .limit(limit)
         )
         return await cursor.to_list(limit)
+
+    async def count_worklist(
+        self, agency: str, states: list[str], also: Document | None = None
+    ) -> int:
+        source = self._worklist_source(states)
+        return await source.count_documents(worklist_query(agency, states, also))
+
+    def _worklist_source(self, states: list[str]) -> AsyncCollection[Document]:
+        """The open states read the small worklist entries: the database decodes every
+        document it filters, and a complaint with its history is many times larger."""
+        return self.worklist_entries if set(states) <= WORKLIST_STATES else self.complaints
 
     async def triage_queue(self, limit: int = 200) -> list[Document]:
         """Complaints waiting for an admin's triage decision, the longest waiting first."""
@@ -269,7 +407,9 @@ class ComplaintRepository:
             await self.tokens.update_one(
                 {"_id": legacy["_id"], "id": {"$exists": False}}, {"$set": {"id": new_token_id()}}
             )
-        return await self.tokens.find({}).sort("created_at", ASCENDING).to_list(None)
+        # Login sessions are tokens too, but an account's, listed with the accounts.
+        machines = {"kind": {"$ne": "session"}}
+        return await self.tokens.find(machines).sort("created_at", ASCENDING).to_list(None)
 
     async def revoke_token(self, token_id: str, now: datetime) -> Document | None:
         """Revoke by public id (a second revocation keeps the first time); None if unknown."""

@@ -1,9 +1,20 @@
+import ipaddress
+from dataclasses import replace
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
-from lapor.runtime.settings import ServiceSettings, comma_separated, require_real_secrets
+from lapor.runtime.settings import (
+    HttpLimits,
+    ServiceSettings,
+    comma_separated,
+    require_real_secrets,
+)
+
+# The paths that take a photo, and the room around it in a multipart form.
+UPLOAD_PATHS = (r"^/api/v1/complaints/[^/]+/photos$", r"^/open311/v2/requests\.(json|xml)$")
+FORM_OVERHEAD = 64 * 1024
 
 
 class IntakeSettings(ServiceSettings):
@@ -29,8 +40,26 @@ class IntakeSettings(ServiceSettings):
     rate_per_day: int = Field(default=30, ge=1)
     duplicate_window_hours: float = Field(default=24, gt=0)
     duplicate_similarity: float = Field(default=90, ge=50, le=100)
+    # How long a login session's token works.
+    session_hours: float = Field(default=12, gt=0, le=24 * 7)
+    # Peers (the console) whose X-Forwarded-For names the browser behind a login, so
+    # failed logins are counted per browser address rather than per console.
+    login_proxies: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1/32", "::1/128")
+    # Photos of a complaint (services/intake/photos.py): each at most this large.
+    photo_max_bytes: int = Field(default=5 * 1024 * 1024, ge=64 * 1024, le=16 * 2**20)
 
     _split = field_validator("citizen_link_old_keys", mode="before")(comma_separated)
+    _split_proxies = field_validator("login_proxies", mode="before")(comma_separated)
+
+    @field_validator("login_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # fails fast on a typo
+        return value
+
+    def login_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.login_proxies)
 
     @model_validator(mode="after")
     def _separate_real_secrets(self) -> "IntakeSettings":
@@ -52,6 +81,14 @@ class IntakeSettings(ServiceSettings):
             ],
         )
         return self
+
+    def http_limits(self) -> HttpLimits:
+        # Photo uploads only: every other body keeps the general limit.
+        larger = self.photo_max_bytes + FORM_OVERHEAD
+        return replace(
+            super().http_limits(),
+            larger_bodies=tuple((path, larger) for path in UPLOAD_PATHS),
+        )
 
     def citizen_link_keys(self) -> tuple[bytes, tuple[bytes, ...]]:
         """The key that signs new citizen links, and the old ones that still open links."""

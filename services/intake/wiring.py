@@ -1,6 +1,7 @@
 """Intake bootstrap: what it consumes, what it publishes, what it serves."""
 
 import contextlib
+import hmac
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -11,9 +12,11 @@ from fastapi import FastAPI
 from faststream import FastStream
 from faststream.nats.annotations import NatsMessage
 from nats.errors import NotJSMessageError
+from prometheus_client import Counter
 from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
+from lapor.account_store import MongoAccounts
 from lapor.contracts import (
     AutoCloseDue,
     Channel,
@@ -29,12 +32,13 @@ from lapor.contracts import (
 )
 from lapor.contracts.commands import CommandRejected, ComplaintCommand, ComplaintForwarded
 from lapor.contracts.partners import PARTNERS
+from lapor.contracts.photos import PhotoAttached, PhotoRefused
 from lapor.directory import load_directory
 from lapor.regions import load_regions, region_keywords
 from lapor.report import report_router
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
-from lapor.runtime.outbox import Outbox, start_sweeper
+from lapor.runtime.outbox import Outbox, start_periodic, start_sweeper
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     ContractViolation,
@@ -46,8 +50,12 @@ from lapor.runtime.service import (
     docs_runtime,
 )
 from lapor.runtime.settings import documentation_infra
-from services.intake import api, handlers, open311
+from services.intake import api, changes, handlers, open311, photo_api, usecases
+from services.intake.accounts_api import AccountsContext
 from services.intake.guard import RateLimit
+from services.intake.photo_store import GridFsPhotoStore
+from services.intake.photos import PhotoLimits
+from services.intake.ports import IntakeDeps
 from services.intake.repository import ComplaintRepository
 from services.intake.settings import IntakeSettings
 from services.intake.sms import RegionKeywords
@@ -66,7 +74,7 @@ def stored_at(msg: NatsMessage) -> datetime | None:
     return None
 
 
-def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, EventPublisher]:
+def register(runtime: Runtime, deps: Late[IntakeDeps]) -> dict[str, EventPublisher]:
     broker = runtime.broker
     publishers = {
         "received": EventPublisher(
@@ -86,6 +94,12 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
         ),
         "command_rejected": EventPublisher(
             broker, subjects.COMMAND_REJECTED, CommandRejected, "Command rejected"
+        ),
+        "photo_attached": EventPublisher(
+            broker, subjects.COMPLAINT_PHOTO_ATTACHED, PhotoAttached, "Photo attached"
+        ),
+        "photo_refused": EventPublisher(
+            broker, subjects.PHOTO_REFUSED, PhotoRefused, "Photo refused"
         ),
         "answered": EventPublisher(
             broker,
@@ -189,7 +203,14 @@ def register(runtime: Runtime, deps: Late[handlers.IntakeDeps]) -> dict[str, Eve
 
 
 # The events intake announces through the outbox of the record they change.
-ANNOUNCED = ("received", "rejected", "state_changed", "forwarded")
+ANNOUNCED = (
+    "received",
+    "rejected",
+    "state_changed",
+    "forwarded",
+    "photo_attached",
+    "photo_refused",
+)
 
 
 def announcements(publishers: dict[str, EventPublisher]) -> Outbox:
@@ -199,7 +220,7 @@ def announcements(publishers: dict[str, EventPublisher]) -> Outbox:
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()  # type: ignore[call-arg]
     runtime = build_runtime("intake", settings)
-    deps: Late[handlers.IntakeDeps] = Late("intake dependencies")
+    deps: Late[IntakeDeps] = Late("intake dependencies")
     publishers = register(runtime, deps)
     regions = load_regions(settings.infra.data_dir)
     keywords = RegionKeywords(region_keywords(regions))
@@ -207,15 +228,49 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     directories = {rid: load_directory(settings.region_dir(rid)) for rid in regions}
 
     async def submit(submission: InboundWeb) -> dict[str, Any]:
-        return await handlers.accept_submission(submission, Channel.WEB, deps.get())
+        return await usecases.accept_submission(submission, Channel.WEB, deps.get())
 
     metrics = DomainMetrics(runtime.registry)
+    accounts_box: Late[MongoAccounts] = Late("accounts")
+    login_failures = Counter(
+        "lapor_login_failures_total",
+        "Failed logins to intake's API, by reason (wrong_credentials, throttled)",
+        ["reason"],
+        registry=runtime.registry,
+    )
+    accounts = AccountsContext(
+        store=accounts_box.get,
+        agencies={rid: frozenset(d.codes) for rid, d in directories.items()},
+        default_region=settings.default_region,
+        session_hours=settings.session_hours,
+        # A keyed hash, so that stored failures do not reveal officers' addresses.
+        address_key=hmac.new(
+            settings.phone_hash_key.get_secret_value().encode(), b"login-address", "sha256"
+        ).digest(),
+        proxies=settings.login_proxy_networks(),
+        count_failure=lambda reason: login_failures.labels(reason=reason).inc(),
+    )
+    photo_metrics = photo_api.PhotoMetrics(runtime.registry)
+    photos: Late[photo_api.PhotoDeps] = Late("photo dependencies")
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
         repo = ComplaintRepository(db, announcements(publishers))
         await repo.ensure_indexes()
+        account_store = MongoAccounts(db)
+        await account_store.ensure_indexes()
+        accounts_box.set(account_store)
+        photo_store = GridFsPhotoStore(db, announcements(publishers))
+        await photo_store.ensure_indexes()
+        photos.set(
+            photo_api.PhotoDeps(
+                repository=lambda: repo,
+                store=lambda: photo_store,
+                metrics=photo_metrics,
+                limits=PhotoLimits(max_bytes=settings.photo_max_bytes),
+            )
+        )
         deps.set(
-            handlers.IntakeDeps(
+            IntakeDeps(
                 repo=repo,
                 answered=publishers["answered"],
                 command_rejected=publishers["command_rejected"],
@@ -243,10 +298,16 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             metrics, db, runtime.broker, plan, settings.metrics_interval_s
         )
         stop_sweeper = start_sweeper(
-            repo.outbox_or_fail(), repo.outbox_collections(), interval_s=settings.outbox_sweep_s
+            repo.outbox_or_fail(),
+            {**repo.outbox_collections(), **photo_store.outbox_collections()},
+            interval_s=settings.outbox_sweep_s,
         )
 
+        # Worklist entries a crash left behind, or complaints loaded in bulk.
+        stop_lister = start_periodic("worklist", repo.sync_worklist, settings.outbox_sweep_s)
+
         async def stop() -> None:
+            await stop_lister()
             await stop_sweeper()
             await stop_refresher()
 
@@ -259,19 +320,22 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             api.build_router(
                 lambda: deps.get().repo,
                 zones,
-                lambda command: handlers.execute(command, deps.get()),
+                lambda command: changes.execute(command, deps.get()),
                 submit,
                 # A key of its own, never the phone-hash key (see auth.py).
                 *settings.citizen_link_keys(),
+                accounts=accounts,
             ),
+            photo_api.build_router(photos.get, *settings.citizen_link_keys()),
             report_router(lambda: runtime.db.get(), settings.infra.data_dir),
             open311.build_router(
                 open311.Open311Context(
                     repository=lambda: deps.get().repo,
-                    submit=lambda s: handlers.accept_submission(s, Channel.OPEN311, deps.get()),
+                    submit=lambda s: usecases.accept_submission(s, Channel.OPEN311, deps.get()),
                     directories=directories,
                     zones=zones,
                     default_region=settings.default_region,
+                    photos=photos.get,
                 )
             ),
         ],

@@ -64,6 +64,8 @@ TRIAGE_BELOW = 0.5
 # strength = score / (score + STRENGTH_HALF): one weak word is never enough.
 STRENGTH_HALF = 0.5
 MAX_CANDIDATES = 3
+# As many as ComplaintRouted.keywords holds.
+MAX_KEYWORDS = 64
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,22 @@ class Router:
     @classmethod
     def load(cls, region_dir: Path) -> Router:
         return cls(load_directory(region_dir), load_lexicon(region_dir))
+
+    def keywords(self, text: str, leave_out: Iterable[str] = ()) -> list[str]:
+        """The stems of the text's content words in order, for comparing complaints
+        with each other: stopwords, single letters and the words of `leave_out`
+        (names of the place the text is about) are dropped."""
+        normalized = self.normalizer.normalize(text)
+        dropped = {s for phrase in leave_out for s in self.normalizer.normalize(phrase).stems}
+        dropped |= {w for phrase in leave_out for w in self.normalizer.normalize(phrase).words}
+        return [
+            stem
+            for word, stem in zip(normalized.words, normalized.stems, strict=True)
+            if len(stem) > 1
+            and not self.normalizer.is_stopword(word)
+            and word not in dropped
+            and stem not in dropped
+        ][:MAX_KEYWORDS]
 
     def decide(self, text: str, exclude: frozenset[str] = frozenset()) -> Decision:
         """Route one complaint. `exclude` holds agencies that already refused it."""

@@ -32,6 +32,7 @@ async def handle_received(event: ComplaintReceived, deps: RouterDeps) -> None:
     if router is None:
         raise LookupError(f"no routing rules for region {event.region!r}")
     decision = router.decide(event.text)
+    place = _place(deps, event.region, event.text)
     routed = ComplaintRouted(
         event_id=routed_event_id(event.complaint_id, 0),
         occurred_at=deps.clock(),
@@ -45,7 +46,10 @@ async def handle_received(event: ComplaintReceived, deps: RouterDeps) -> None:
         triage=decision.triage,
         candidates=list(decision.candidates),
         reasons=list(decision.reasons),
-        place=_place(deps, event.region, event.text),
+        place=place,
+        keywords=_keywords(deps, router, event.region, event.text, place),
+        reporter=event.reporter,
+        confidential=event.confidential,
     )
     await _publish(deps, routed)
 
@@ -53,6 +57,18 @@ async def handle_received(event: ComplaintReceived, deps: RouterDeps) -> None:
 def _place(deps: RouterDeps, region: str, text: str) -> Place | None:
     finder = deps.places.get(region)
     return finder.find(text) if finder is not None else None
+
+
+def _keywords(
+    deps: RouterDeps, router: Router, region: str, text: str, place: Place | None
+) -> list[str]:
+    """What the complaint is about, without the words that say where."""
+    finder = deps.places.get(region)
+    leave_out = set(finder.marker_words) if finder is not None else set()
+    for area in (place.kecamatan, place.desa) if place is not None else ():
+        if area is not None:
+            leave_out.add(area.name)
+    return router.keywords(text, leave_out)
 
 
 # After this many refusals an agency's "not ours" goes to a person, not to rules.
@@ -66,6 +82,7 @@ async def handle_forwarded(event: ComplaintForwarded, deps: RouterDeps) -> None:
     refused = frozenset(event.refused)
     decision = router.decide(event.text, exclude=refused)
     fields = _decided_by_admin(event, decision) or _decided_again(event, decision)
+    place = _place(deps, event.region, event.text)
     routed = ComplaintRouted(
         event_id=routed_event_id(event.complaint_id, event.round),
         occurred_at=deps.clock(),
@@ -73,7 +90,8 @@ async def handle_forwarded(event: ComplaintForwarded, deps: RouterDeps) -> None:
         region=event.region,
         received_at=event.received_at,
         bounces=event.bounces,
-        place=_place(deps, event.region, event.text),
+        place=place,
+        keywords=_keywords(deps, router, event.region, event.text, place),
         **fields,
     )
     await _publish(deps, routed)

@@ -134,6 +134,11 @@ class PlaceFinder:
         normalizer = Normalizer(load_lexicon(region_dir), vocabulary)
         return cls(gazetteer, normalizer, load_spelling(region_dir))
 
+    @property
+    def marker_words(self) -> frozenset[str]:
+        """Words that announce a place (ds, kec, kelurahan, ...): not part of a problem."""
+        return frozenset(self._spelling.markers)
+
     def find(self, text: str) -> Place | None:
         words = self._words(text)
         matches = self._select(self._matches(words))

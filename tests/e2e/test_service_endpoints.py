@@ -26,6 +26,7 @@ EXPECTED = {
     "router": ("lapor_routing_decisions_total",),
     "sla": ("lapor_sla_sweep_seconds",),
     "notify": ("lapor_notifications_total",),
+    "hotspots": ("lapor_hotspots_open", "lapor_hotspot_members_joined"),
 }
 SENDER = "+6281234509991"
 PHONE_DIGITS = re.compile(r"8\d{9,11}")

@@ -17,7 +17,7 @@ from lapor.regions import load_regions, region_keywords
 from lapor.runtime.broker import declare_consumers
 from lapor.runtime.service import Late, build_runtime
 from lapor.runtime.settings import InfraSettings, ServiceSettings
-from services.intake import handlers
+from services.intake.ports import IntakeDeps
 from services.intake.repository import ComplaintRepository
 from services.intake.settings import IntakeSettings
 from services.intake.sms import RegionKeywords
@@ -67,17 +67,17 @@ async def running_intake(
     database: str,
     repo: ComplaintRepository | None = None,
     **overrides: Any,
-) -> AsyncIterator[handlers.IntakeDeps]:
+) -> AsyncIterator[IntakeDeps]:
     infra = InfraSettings(NATS_URL=servers.nats, MONGO_URL=servers.mongo, MONGO_DB=database)  # type: ignore[call-arg]
     runtime = build_runtime("intake", ServiceSettings(infra=infra))
-    deps_box: Late[handlers.IntakeDeps] = Late("deps")
+    deps_box: Late[IntakeDeps] = Late("deps")
     publishers = register(runtime, deps_box)
     db = mongo[database]
     repo = repo or ComplaintRepository(db)
     repo.outbox = repo.outbox or announcements(publishers)
     await repo.ensure_indexes()
     runtime.db.set(db)
-    deps = handlers.IntakeDeps(
+    deps = IntakeDeps(
         repo=repo,
         region_keywords=RegionKeywords(region_keywords(load_regions(ROOT / "data"))),
         phone_key=b"k" * 32,

@@ -497,6 +497,7 @@ def test_every_cell_of_the_table_is_asked() -> None:
     """The parametrisations above cover every part of the policy a view serves."""
     asked = {*TEXT_PARTS, "coordinates", "reporter_name", "officer", "citizen_actor", "routing"}
     asked.add("place")
+    asked.add("photos")  # asked per audience by tests/integration/test_photos.py
     asked |= {"confidential", "delivery_log", "breaches", "report"}
     # In every view for everyone, or (phone, e-mail) in none: no view reads them.
     elsewhere = {"phone", "email", "category", "state", "dates", "agency"}

@@ -24,7 +24,8 @@ from lapor.contracts import Channel, State, subjects
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Role
 from lapor.devstack import Stack
 from lapor.runtime.broker import EventPublisher
-from services.intake import domain, handlers, lifecycle
+from services.intake import changes, domain, lifecycle
+from services.intake.ports import IntakeDeps
 from services.intake.repository import ComplaintRepository
 from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
@@ -66,9 +67,9 @@ def _acknowledge(tracking_id: str, by: str) -> ComplaintCommand:
     )
 
 
-async def _outcome(deps: handlers.IntakeDeps, command: ComplaintCommand) -> str:
+async def _outcome(deps: IntakeDeps, command: ComplaintCommand) -> str:
     try:
-        await handlers.execute(command, deps)
+        await changes.execute(command, deps)
     except lifecycle.Refused:
         return "refused"
     return "applied"
@@ -150,14 +151,14 @@ async def test_a_retried_command_announces_what_a_failed_publish_left_pending(
         command = _acknowledge(tracking_id, "officer")
 
         with pytest.raises(TimeoutError):
-            await handlers.execute(command, deps)
+            await changes.execute(command, deps)
         stored = await deps.repo.get(tracking_id)
         assert stored is not None and stored["state"] == State.IN_PROGRESS.value
         assert stored.get("announce") == "pending"
 
         # The same command again (a redelivery, an HTTP retry): nothing changes twice,
         # and the announcement goes out.
-        await handlers.execute(command, deps)
+        await changes.execute(command, deps)
         outbox._by_subject[subjects.COMPLAINT_STATE_CHANGED] = real
 
     event_id = domain.state_event_id(domain.command_event_id(command.command_id))

@@ -14,7 +14,7 @@ import pytest
 from lapor.contracts import ComplaintRouted, Priority, subjects
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Role
 from lapor.devstack import Stack
-from services.intake import handlers
+from services.intake import changes
 from tests.e2e.helpers import consumers_idle, eventually, sms_payload
 from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
@@ -70,14 +70,14 @@ async def test_late_routing_leaves_archived_and_admin_decided_complaints_alone(
     ) as deps:
         # Archived by an admin before the router answered.
         archived = await _file(own_nc, db, "+6281234500401", "BANJAR jalan rusak di desa kami")
-        await handlers.execute(_command(archived, Action.REJECT, text="laporan uji"), deps)
+        await changes.execute(_command(archived, Action.REJECT, text="laporan uji"), deps)
         before = await db.complaints.find_one({"_id": archived["_id"]})
 
         # Decided by an admin while still received: the router's first round is over.
         decided = await _file(
             own_nc, db, "+6281234500402", "BANJAR sampah menumpuk di pinggir jalan raya"
         )
-        await handlers.execute(
+        await changes.execute(
             _command(decided, Action.DECIDE_TRIAGE, agency="DLH", priority=Priority.HIGH), deps
         )
 

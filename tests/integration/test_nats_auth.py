@@ -51,6 +51,7 @@ OWN_EVENT = {
     "router": "lapor.event.complaint.routed",
     "sla": "lapor.event.complaint.deadlines",
     "notify": "lapor.outbound.sms",
+    "hotspots": "lapor.event.hotspot.changed",
 }
 # Never for a service: forging input, commands, other services' decisions, or
 # destroying and reading stored messages behind the consumers' back.
@@ -103,6 +104,7 @@ CONSUMER_OF = {
     "router": ("LAPOR_EVENTS", "router-received", "lapor.event.complaint.received"),
     "sla": ("LAPOR_EVENTS", "sla-routed", "lapor.event.complaint.routed"),
     "notify": ("LAPOR_EVENTS", "notify-received", "lapor.event.complaint.received"),
+    "hotspots": ("LAPOR_EVENTS", "hotspots-routed", "lapor.event.complaint.routed"),
 }
 
 

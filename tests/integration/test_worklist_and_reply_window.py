@@ -23,7 +23,7 @@ from lapor.contracts import (
 )
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Outcome, Role
 from lapor.devstack import Stack
-from services.intake import domain, handlers, lifecycle
+from services.intake import changes, domain, handlers, lifecycle
 from services.intake.api import OPEN_STATES, public_view
 from services.intake.repository import ComplaintRepository
 from tests.factories import complaint_routed
@@ -210,7 +210,7 @@ async def test_sla_s_reopen_window_is_stored_applied_and_follows_the_latest_answ
     async with running_intake(own_servers, own_mongo, "lapor_reply_window", clock=clock) as deps:
         tracking_id = await _new(deps.repo, "WINDOW", 0)
         await _route(deps.repo, tracking_id, Priority.NORMAL)
-        answered = await handlers.execute(
+        answered = await changes.execute(
             _command(tracking_id, Action.ANSWER, OFFICER, text="Sudah ditambal."), deps
         )
         assert answered["reopen_until"] is None and answered["reopen_from"]
@@ -229,16 +229,16 @@ async def test_sla_s_reopen_window_is_stored_applied_and_follows_the_latest_answ
         clock.now = until + timedelta(seconds=1)
         reopen = _command(tracking_id, Action.REOPEN, CITIZEN, text="masih rusak")
         with pytest.raises(lifecycle.Refused, match="reply window for reopening has passed"):
-            await handlers.execute(reopen, deps)
+            await changes.execute(reopen, deps)
         assert (await deps.repo.get(tracking_id) or {})["state"] == State.RESPONDED.value
 
         # Within it: reopened; a new answer opens a new window, and the first one,
         # delivered late, no longer applies.
         clock.now = until - timedelta(days=1)
-        reopened = await handlers.execute(reopen, deps)
+        reopened = await changes.execute(reopen, deps)
         assert reopened["state"] == State.IN_PROGRESS.value and reopened["reopen_until"] is None
         clock.now = until + timedelta(days=3)
-        again = await handlers.execute(
+        again = await changes.execute(
             _command(tracking_id, Action.ANSWER, OFFICER, text="Sudah diaspal ulang."), deps
         )
         assert again["reopen_from"] != first_cause
@@ -256,7 +256,7 @@ async def test_sla_s_reopen_window_is_stored_applied_and_follows_the_latest_answ
         assert (await deps.repo.get(tracking_id) or {})["reopen_until"] == second_until
 
         # The citizen rated the new answer: its auto-close says so, not no_reply.
-        await handlers.execute(_command(tracking_id, Action.RATE, CITIZEN, score=4), deps)
+        await changes.execute(_command(tracking_id, Action.RATE, CITIZEN, score=4), deps)
         clock.now = second_until
         auto_close = AutoCloseDue(
             event_id=f"{tracking_id}:answer:auto_close:2",
@@ -284,7 +284,7 @@ async def test_out_of_scope_and_merged_complaints_are_closed_with_a_window(
     ) as deps:
         keep = await _new(deps.repo, "KEEP", 0)
         merged = await _new(deps.repo, "MERGED", 1)
-        doc = await handlers.execute(
+        doc = await changes.execute(
             _command(merged, Action.MERGE, Actor(role=Role.ADMIN, id="a"), duplicate_of=keep),
             deps,
         )

@@ -532,7 +532,7 @@ def test_prometheus_scale_config_finds_every_replica(scaled: dict[str, dict[str,
             assert any(r.get("target_label") == "service" for r in relabel)
     expected = {
         (name, _environment(scaled[name])[f"{prefix}_HTTP_PORT"])
-        for name, prefix in {**APP_SERVICES, "gateway": "GATEWAY"}.items()
+        for name, prefix in {**APP_SERVICES, "gateway": "GATEWAY", "hotspots": "HOTSPOTS"}.items()
     }
     assert found == expected
 

@@ -14,7 +14,7 @@ LOGIN = domain.SendSmsLogin(
     username="lapor",
     password="secret-password",
     sender="1708",
-    callback_url="http://gateway:8084/",
+    callback_url="http://gateway:8085/",
     callback_token="tokentokentoken",
 )
 NOW = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
@@ -51,7 +51,7 @@ def test_sendsms_asks_for_every_report_and_names_the_notification() -> None:
     fixed = parse_qs(urlsplit(url).query)
     assert fixed["token"] == ["tokentokentoken"]
     assert domain.notification_of(fixed["id"][0]) == "n:abc/1"
-    assert url.startswith("http://gateway:8084/kannel/dlr?")
+    assert url.startswith("http://gateway:8085/kannel/dlr?")
 
 
 def test_gsm_text_goes_as_coding_0() -> None:

@@ -120,8 +120,14 @@ def test_the_next_deadline_is_the_nearest_one_the_agency_still_has_to_meet() -> 
     assert domain.worklist_fields(_doc(State.ASSIGNED)) == {
         "next_deadline": None,
         "has_next_deadline": 0,
+        "open_agency": "PUPR",
+        "worklist_sync": "pending",
     }
     assert domain.worklist_fields(_doc(State.IN_PROGRESS, deadlines=deadlines)) == {
         "next_deadline": ANSWER,
         "has_next_deadline": 1,
+        "open_agency": "PUPR",
+        "worklist_sync": "pending",
     }
+    # Out of the agency's hands: off its open worklist.
+    assert domain.worklist_fields(_doc(State.CLOSED))["open_agency"] is None
