@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from lapor.audience import Access, Audience, access, mask_contacts, reveal
 from lapor.contracts import InboundWeb, Location, Place, Priority, State
 from lapor.contracts.commands import Action, ComplaintCommand, Outcome, Role
-from lapor.runtime.http import mark_authenticated, refusals
+from lapor.runtime.http import refusals
 from lapor.tokens import DEFAULT_TOKEN_DAYS
 from services.intake.accounts_api import AccountsContext, build_account_routes
 from services.intake.auth import (
@@ -23,14 +23,13 @@ from services.intake.auth import (
     Principal,
     TokenStatus,
     audience_of,
+    caller_dependency,
     citizen_key,
     citizen_principal,
     hash_token,
     may_see,
     new_token,
-    principal_from,
     token_record,
-    token_refusal,
     token_view,
 )
 from services.intake.lifecycle import Refused
@@ -489,22 +488,7 @@ def build_router(
     router = APIRouter(prefix="/api/v1", tags=["complaints"])
     Repo = Annotated[ComplaintRepository, Depends(repository)]
 
-    async def principal(
-        repo: Repo,
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal | None:
-        if credentials is None:
-            return None
-        record = await repo.find_token(hash_token(credentials.credentials))
-        if record is None:
-            raise HTTPException(401, detail="unknown token")
-        now = clock()
-        if (refusal := token_refusal(record, now)) is not None:
-            raise HTTPException(401, detail=refusal)
-        await repo.record_token_use(record, now)
-        mark_authenticated(request)
-        return principal_from(record)
+    principal = caller_dependency(repository, clock)
 
     Caller = Annotated[Principal | None, Depends(principal)]
     CitizenKey = Annotated[

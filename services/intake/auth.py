@@ -18,14 +18,18 @@ import base64
 import hashlib
 import hmac
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
 from lapor.account_store import SESSION
 from lapor.audience import Audience, access
 from lapor.contracts.commands import Actor, Role
+from lapor.runtime.http import mark_authenticated
 from lapor.tokens import DEFAULT_TOKEN_DAYS, token_expiry, token_status
 from lapor.tokens import TokenStatus as TokenStatus
 from lapor.tokens import aware as _aware
@@ -177,3 +181,33 @@ def principal_from(record: dict[str, Any]) -> Principal:
         account=record.get("account"),
         token_id=record.get("id"),
     )
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def caller_dependency(
+    repository: Callable[[], Any], clock: Callable[[], datetime]
+) -> Callable[..., Awaitable[Principal | None]]:
+    """A FastAPI dependency shared by intake's routers: the holder of the request's
+    bearer token (its last use noted), None without one, 401 for an unknown,
+    expired or revoked token. Requests it lets through count as authenticated."""
+
+    async def caller(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    ) -> Principal | None:
+        if credentials is None:
+            return None
+        repo = repository()
+        record = await repo.find_token(hash_token(credentials.credentials))
+        if record is None:
+            raise HTTPException(401, detail="unknown token")
+        now = clock()
+        if (refusal := token_refusal(record, now)) is not None:
+            raise HTTPException(401, detail=refusal)
+        await repo.record_token_use(record, now)
+        mark_authenticated(request)
+        return principal_from(record)
+
+    return caller

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Path, Query, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, Field
 
@@ -32,15 +31,13 @@ from lapor.audience import Audience, access
 from lapor.contracts import Channel
 from lapor.contracts.photos import PhotoRefused as PhotoRefusedEvent
 from lapor.contracts.photos import PhotoType, Uploader
-from lapor.runtime.http import mark_authenticated, refusals
+from lapor.runtime.http import refusals
 from services.intake.auth import (
     Principal,
     audience_of,
+    caller_dependency,
     citizen_principal,
-    hash_token,
     may_see,
-    principal_from,
-    token_refusal,
 )
 from services.intake.photo_store import PhotoStore
 from services.intake.photos import (
@@ -256,7 +253,6 @@ def refusal_answer(refused: PhotoRefused) -> HTTPException:
     )
 
 
-_bearer = HTTPBearer(auto_error=False)
 _IMAGES = {"content": {ct: {} for ct in EXTENSIONS}, "description": "The image, metadata-free"}
 # Who may add photos: the complaint's reporter, its holding agency, admins.
 UPLOADERS = frozenset({Audience.REPORTER, Audience.AGENCY, Audience.ADMIN})
@@ -269,23 +265,7 @@ def build_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["photos"])
 
-    async def caller(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal | None:
-        if credentials is None:
-            return None
-        current = deps()
-        repo = current.repository()
-        record = await repo.find_token(hash_token(credentials.credentials))
-        if record is None:
-            raise HTTPException(401, detail="unknown token")
-        now = current.clock()
-        if (refusal := token_refusal(record, now)) is not None:
-            raise HTTPException(401, detail=refusal)
-        await repo.record_token_use(record, now)
-        mark_authenticated(request)
-        return principal_from(record)
+    caller = caller_dependency(lambda: deps().repository(), lambda: deps().clock())
 
     Caller = Annotated[Principal | None, Depends(caller)]
     CitizenKey = Annotated[
