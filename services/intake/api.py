@@ -3,7 +3,8 @@
 import asyncio
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -469,6 +470,35 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class ApiContext:
+    """What the complaint routes are built over (see `build_router`)."""
+
+    repository: Callable[[], ComplaintRepository]
+    zones: Mapping[str, ZoneInfo]
+    execute: Any
+    submit: Any
+    link_secret: bytes
+    old_link_secrets: Sequence[bytes]
+    clock: Callable[[], datetime]
+    accounts: AccountsContext | None
+
+    def reporter(self, tracking_id: str, key: str | None) -> Principal | None:
+        if not key:
+            return None
+        return citizen_principal(tracking_id, key, self.link_secret, self.old_link_secrets)
+
+    def zone_of(self, doc: dict[str, Any]) -> ZoneInfo:
+        return self.zones.get(doc["region"], ZoneInfo("Asia/Jakarta"))
+
+
+CallerDependency = Callable[..., Awaitable[Principal | None]]
+CitizenKey = Annotated[
+    str | None,
+    Query(max_length=64, description="The key of the reporter's secret link"),
+]
+
+
 def build_router(
     repository: Any,
     zones: Mapping[str, ZoneInfo],
@@ -485,22 +515,31 @@ def build_router(
     `old_link_secrets` still open links signed before a change of key; `clock`
     decides token expiry and last use, logins' throttling and what is overdue;
     `accounts` adds logins, accounts and the admins' overview (the console's API)."""
+    ctx = ApiContext(
+        repository, zones, execute, submit, link_secret, old_link_secrets, clock, accounts
+    )
     router = APIRouter(prefix="/api/v1", tags=["complaints"])
-    Repo = Annotated[ComplaintRepository, Depends(repository)]
-
     principal = caller_dependency(repository, clock)
+    for routes in (
+        _reading_routes,
+        _submission_routes,
+        _action_routes,
+        _agency_routes,
+        _token_routes,
+    ):
+        routes(router, ctx, principal)
+    if accounts is not None:
+        router.include_router(build_account_routes(accounts, principal, repository, clock))
+        router.include_router(
+            build_oversight_routes(accounts, principal, repository, ctx.zone_of, clock)
+        )
+    return router
 
+
+def _reading_routes(router: APIRouter, ctx: ApiContext, principal: CallerDependency) -> None:
+    """A complaint as its reader may see it."""
+    Repo = Annotated[ComplaintRepository, Depends(ctx.repository)]
     Caller = Annotated[Principal | None, Depends(principal)]
-    CitizenKey = Annotated[
-        str | None,
-        Query(max_length=64, description="The key of the reporter's secret link"),
-    ]
-
-    def reporter(tracking_id: str, key: str | None) -> Principal | None:
-        return citizen_principal(tracking_id, key, link_secret, old_link_secrets) if key else None
-
-    def zone_of(doc: dict[str, Any]) -> ZoneInfo:
-        return zones.get(doc["region"], ZoneInfo("Asia/Jakarta"))
 
     @router.get(
         "/complaints/{tracking_id}",
@@ -517,12 +556,17 @@ def build_router(
         key: CitizenKey = None,
     ) -> ComplaintView:
         tracking_id = tracking_id.strip().upper()
-        viewer = caller or reporter(tracking_id, key)
+        viewer = caller or ctx.reporter(tracking_id, key)
         doc = await repo.get(tracking_id)
         # A confidential complaint does not exist for anyone outside its circle.
         if doc is None or not may_see(audience := audience_of(viewer, doc), doc):
             raise HTTPException(404, detail="complaint not found")
-        return complaint_view(doc, zone_of(doc), audience)
+        return complaint_view(doc, ctx.zone_of(doc), audience)
+
+
+def _submission_routes(router: APIRouter, ctx: ApiContext, principal: CallerDependency) -> None:
+    """The web channel: a new complaint."""
+    Caller = Annotated[Principal | None, Depends(principal)]
 
     @router.post(
         "/complaints",
@@ -559,7 +603,7 @@ def build_router(
             **body.model_dump(exclude={"client_id"}),
         )
         try:
-            doc = await submit(submission)
+            doc = await ctx.submit(submission)
         except SubmissionRejected as rejected:
             raise HTTPException(
                 422, detail={"reason": rejected.reason.value, "message": rejected.detail}
@@ -575,8 +619,13 @@ def build_router(
             tracking_id=doc["_id"],
             state=State(doc["state"]),
             status_url=status_url,
-            citizen_url=f"{status_url}?key={citizen_key(doc['_id'], link_secret)}",
+            citizen_url=f"{status_url}?key={citizen_key(doc['_id'], ctx.link_secret)}",
         )
+
+
+def _action_routes(router: APIRouter, ctx: ApiContext, principal: CallerDependency) -> None:
+    """Officers', admins' and reporters' actions on a complaint."""
+    Caller = Annotated[Principal | None, Depends(principal)]
 
     @router.post(
         "/complaints/{tracking_id}/actions/{action}",
@@ -600,7 +649,7 @@ def build_router(
         key: CitizenKey = None,
     ) -> ComplaintView:
         tracking_id = tracking_id.strip().upper()
-        actor = caller or reporter(tracking_id, key)
+        actor = caller or ctx.reporter(tracking_id, key)
         if actor is None:
             raise HTTPException(
                 401, detail="a bearer token or the complaint's secret link is required"
@@ -615,10 +664,16 @@ def build_router(
             **body.model_dump(exclude={"command_id"}),
         )
         try:
-            doc = await execute(command)
+            doc = await ctx.execute(command)
         except Refused as refused:
             raise HTTPException(refused.status, detail=refused.reason) from None
-        return complaint_view(doc, zone_of(doc), actor.audience(doc))
+        return complaint_view(doc, ctx.zone_of(doc), actor.audience(doc))
+
+
+def _agency_routes(router: APIRouter, ctx: ApiContext, principal: CallerDependency) -> None:
+    """An agency's worklist and the admins' triage queue."""
+    Repo = Annotated[ComplaintRepository, Depends(ctx.repository)]
+    Caller = Annotated[Principal | None, Depends(principal)]
 
     @router.get(
         "/agencies/{code}/complaints",
@@ -648,7 +703,7 @@ def build_router(
         if caller.role is not Role.ADMIN and caller.agency != code:
             raise HTTPException(403, detail="an officer sees only their agency's complaints")
         states = [s.value for s in (status or OPEN_STATES)]
-        now = clock()
+        now = ctx.clock()
         also = worklist_filters(q, overdue, now)
         # The page and the count are two reads of the same index: side by side.
         docs, total = await asyncio.gather(
@@ -657,7 +712,7 @@ def build_router(
         )
         response.headers["X-Total-Count"] = str(total)
         audience = Audience.ADMIN if caller.role is Role.ADMIN else Audience.AGENCY
-        return [_worklist_item(d, zone_of(d), audience, now) for d in docs]
+        return [_worklist_item(d, ctx.zone_of(d), audience, now) for d in docs]
 
     @router.get(
         "/triage",
@@ -675,7 +730,13 @@ def build_router(
             raise HTTPException(401, detail="a bearer token is required")
         if caller.role is not Role.ADMIN:
             raise HTTPException(403, detail="only admins decide triage")
-        return [_triage_item(d, zone_of(d)) for d in await repo.triage_queue(limit)]
+        return [_triage_item(d, ctx.zone_of(d)) for d in await repo.triage_queue(limit)]
+
+
+def _token_routes(router: APIRouter, ctx: ApiContext, principal: CallerDependency) -> None:
+    """API tokens (admins)."""
+    Repo = Annotated[ComplaintRepository, Depends(ctx.repository)]
+    Caller = Annotated[Principal | None, Depends(principal)]
 
     def admin_only(caller: Principal | None) -> None:
         if caller is None:
@@ -692,7 +753,7 @@ def build_router(
     )
     async def list_tokens(repo: Repo, caller: Caller) -> list[TokenView]:
         admin_only(caller)
-        now = clock()
+        now = ctx.clock()
         return [TokenView(**token_view(record, now)) for record in await repo.list_tokens()]
 
     @router.post(
@@ -710,7 +771,7 @@ def build_router(
         token_id: Annotated[str, Path(max_length=64)], repo: Repo, caller: Caller
     ) -> TokenView:
         admin_only(caller)
-        now = clock()
+        now = ctx.clock()
         record = await repo.revoke_token(token_id, now)
         if record is None:
             raise HTTPException(404, detail="no token with this id")
@@ -730,10 +791,10 @@ def build_router(
     )
     async def create_token(body: NewTokenRequest, repo: Repo, caller: Caller) -> TokenCreated:
         admin_only(caller)
-        known = frozenset().union(*accounts.agencies.values()) if accounts else None
+        known = frozenset().union(*ctx.accounts.agencies.values()) if ctx.accounts else None
         if body.agency and known is not None and body.agency not in known:
             raise HTTPException(422, detail=f"unknown agency code {body.agency!r}")
-        now = clock()
+        now = ctx.clock()
         token = new_token()
         try:
             record = token_record(
@@ -743,10 +804,3 @@ def build_router(
             raise HTTPException(422, detail=str(error)) from None
         await repo.add_token(record)
         return TokenCreated(token=token, view=TokenView(**token_view(record, now)))
-
-    if accounts is not None:
-        router.include_router(build_account_routes(accounts, principal, repository, clock))
-        router.include_router(
-            build_oversight_routes(accounts, principal, repository, zone_of, clock)
-        )
-    return router
