@@ -121,6 +121,22 @@ def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
     return any(ip in network for network in proxies)
 
 
+def admin(caller: Principal | None, what: str) -> Principal:
+    if caller is None:
+        raise HTTPException(401, detail="a bearer token is required")
+    if caller.role is not Role.ADMIN:
+        raise HTTPException(403, detail=f"only admins {what}")
+    return caller
+
+
+def session_of(caller: Principal | None) -> Principal:
+    if caller is None:
+        raise HTTPException(401, detail="a bearer token is required")
+    if caller.account is None:
+        raise HTTPException(404, detail="not a session: this token belongs to no account")
+    return caller
+
+
 def build_account_routes(
     ctx: AccountsContext,
     principal: Callable[..., Any],
@@ -130,23 +146,21 @@ def build_account_routes(
     """`principal`: `api.build_router`'s bearer-token dependency; `repository`: the live
     `ComplaintRepository`."""
     router = APIRouter()
+    _session_routes(router, ctx, principal, repository, clock)
+    _administration_routes(router, ctx, principal, repository, clock)
+    return router
+
+
+def _session_routes(
+    router: APIRouter,
+    ctx: AccountsContext,
+    principal: Callable[..., Any],
+    repository: Callable[[], Any],
+    clock: Callable[[], datetime],
+) -> None:
+    """Logging in and out, and one's own password."""
     Caller = Annotated[Principal | None, Depends(principal)]
     Repo = Annotated[ComplaintRepository, Depends(repository)]
-    Username = Annotated[str, Path(min_length=3, max_length=32)]
-
-    def admin(caller: Principal | None, what: str) -> Principal:
-        if caller is None:
-            raise HTTPException(401, detail="a bearer token is required")
-        if caller.role is not Role.ADMIN:
-            raise HTTPException(403, detail=f"only admins {what}")
-        return caller
-
-    def session_of(caller: Principal | None) -> Principal:
-        if caller is None:
-            raise HTTPException(401, detail="a bearer token is required")
-        if caller.account is None:
-            raise HTTPException(404, detail="not a session: this token belongs to no account")
-        return caller
 
     @router.post(
         "/sessions",
@@ -233,6 +247,18 @@ def build_account_routes(
         except AccountError as error:
             raise _refused(error) from None
         return Response(status_code=204)
+
+
+def _administration_routes(
+    router: APIRouter,
+    ctx: AccountsContext,
+    principal: Callable[..., Any],
+    repository: Callable[[], Any],
+    clock: Callable[[], datetime],
+) -> None:
+    """Accounts, as admins create, disable, enable and reset them."""
+    Caller = Annotated[Principal | None, Depends(principal)]
+    Username = Annotated[str, Path(min_length=3, max_length=32)]
 
     @router.get(
         "/accounts",
@@ -326,5 +352,3 @@ def build_account_routes(
         except AccountError as error:
             raise _refused(error) from None
         return AccountWithPassword(account=_view(doc), password=password)
-
-    return router
