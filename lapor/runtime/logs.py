@@ -109,7 +109,9 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("uvicorn.access", "pymongo", "nats"):
+    # httpx logs each request's URL at INFO, and some URLs carry a secret in their
+    # query (Kannel's status page and sendsms take the password there).
+    for noisy in ("uvicorn.access", "pymongo", "nats", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # FastStream logs every message with its subject and headers at INFO.
     logging.getLogger("faststream").setLevel(max(logging.WARNING, root.level))

@@ -1,7 +1,9 @@
 import json
 import logging
 
-from lapor.runtime.logs import JsonFormatter, mask_phones
+import pytest
+
+from lapor.runtime.logs import JsonFormatter, configure_logging, mask_phones
 
 
 def test_phone_numbers_are_masked_in_any_spelling() -> None:
@@ -36,3 +38,24 @@ def test_numbers_glued_to_identifiers_and_context_fields_are_masked_too() -> Non
 def test_durations_and_sequence_numbers_are_not_masked() -> None:
     text = "took 0.0812345678 s at seq 1762812345678"
     assert mask_phones(text) == text
+
+
+def test_request_urls_with_secrets_in_their_query_are_not_logged(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The gateway polls Kannel's status page with the password in the query string;
+    # httpx would log that URL at INFO.
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("gateway", "INFO", "text")
+        logging.getLogger("httpx").info(
+            "HTTP Request: GET http://127.0.0.1:13000/status.xml?password=s3cret"
+        )
+        logging.getLogger("services.gateway").info("a line of our own")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    out = capsys.readouterr().out
+    assert "a line of our own" in out
+    assert "s3cret" not in out
