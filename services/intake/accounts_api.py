@@ -168,6 +168,7 @@ def _session_routes(
         response_model=SessionCreated,
         tags=["sessions"],
         responses=refusals(
+            _400="The body is not JSON",
             _401="Username or password is wrong (the same answer for an unknown username "
             "and a disabled account)",
             _429="Too many failed logins for this username or from this address; see Retry-After",
@@ -226,6 +227,7 @@ def _session_routes(
         status_code=204,
         tags=["sessions"],
         responses=refusals(
+            _400="The body is not JSON",
             _401="Missing or unknown token",
             _403="The current password is wrong",
             _404="Not a session's token",
@@ -277,6 +279,7 @@ def _administration_routes(
         response_model=AccountWithPassword,
         tags=["accounts"],
         responses=refusals(
+            _400="The body is not JSON",
             _401="Missing or unknown token",
             _403="Not an admin",
             _409="The username is taken",
@@ -315,7 +318,10 @@ def _administration_routes(
             raise _refused(error) from None
 
     account_refusals = refusals(
-        _401="Missing or unknown token", _403="Not an admin", _404="No such account"
+        _401="Missing or unknown token",
+        _403="Not an admin",
+        _404="No such account",
+        _422="Not a username",
     )
 
     @router.post(

@@ -783,6 +783,7 @@ def _token_routes(router: APIRouter, ctx: ApiContext, principal: CallerDependenc
         response_model=TokenCreated,
         tags=["tokens"],
         responses=refusals(
+            _400="The body is not JSON",
             _401="Missing, unknown, expired or revoked token",
             _403="Not an admin",
             _422="An agency token without its agency, or an unknown agency",

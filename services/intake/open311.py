@@ -439,23 +439,49 @@ class Open311Context:
     photos: Callable[[], PhotoDeps] | None = None
 
 
+@dataclass(frozen=True)
+class Catalogue:
+    """The default region's services as GeoReport shows them."""
+
+    services: Mapping[str, Service]
+    names: Mapping[str, str]
+    zone: ZoneInfo
+
+    @classmethod
+    def of(cls, ctx: Open311Context) -> Catalogue:
+        directory = ctx.directories[ctx.default_region]
+        return cls(
+            services={s.code: s for s in services_of(directory)},
+            names={a.code: a.name for a in directory.agencies},
+            zone=ctx.zones[ctx.default_region],
+        )
+
+
+def fmt_ok(fmt: str) -> bool:
+    return fmt in ("json", "xml")
+
+
 def build_router(ctx: Open311Context) -> APIRouter:
     router = APIRouter(prefix="/open311/v2", tags=["open311"])
-    directory = ctx.directories[ctx.default_region]
-    zone = ctx.zones[ctx.default_region]
-    services = {s.code: s for s in services_of(directory)}
-    names = {a.code: a.name for a in directory.agencies}
+    catalogue = Catalogue.of(ctx)
+    _service_routes(router, catalogue)
+    _request_reading_routes(router, ctx, catalogue)
+    _request_creation_route(router, ctx, catalogue)
+    return router
 
-    def fmt_ok(fmt: str) -> bool:
-        return fmt in ("json", "xml")
+
+def _service_routes(router: APIRouter, catalogue: Catalogue) -> None:
+    """The service list and each service's definition."""
 
     @router.get(
-        "/services.{fmt}", summary="GeoReport v2: service list", responses=_ok(list[ServiceRow])
+        "/services.{fmt}",
+        summary="GeoReport v2: service list",
+        responses=_ok(list[ServiceRow]),
     )
     async def list_services(fmt: Format) -> Response:
         if not fmt_ok(fmt):
             return error("json", 404, "format must be json or xml")
-        rows = [service_json(s) for s in services.values()]
+        rows = [service_json(s) for s in catalogue.services.values()]
         return respond(fmt, "services", "service", rows)
 
     @router.get(
@@ -466,13 +492,17 @@ def build_router(ctx: Open311Context) -> APIRouter:
     async def service_definition(code: str, fmt: Format) -> Response:
         if not fmt_ok(fmt):
             return error("json", 404, "format must be json or xml")
-        if code not in services:
+        if code not in catalogue.services:
             return error(fmt, 404, f"unknown service_code {code}")
-        definition = service_definition_json(services[code])
+        definition = service_definition_json(catalogue.services[code])
         if fmt == "xml":
             xml = document_xml("service_definition", definition)
             return Response(xml, media_type="application/xml")
         return JSONResponse(definition)
+
+
+def _request_reading_routes(router: APIRouter, ctx: Open311Context, catalogue: Catalogue) -> None:
+    """One service request, and listings of them."""
 
     @router.get(
         "/requests/{request_id}.{fmt}",
@@ -485,7 +515,7 @@ def build_router(ctx: Open311Context) -> APIRouter:
         doc = await ctx.repository().get(request_id.strip().upper())
         if doc is None or doc.get("confidential"):
             return error(fmt, 404, f"no service request {request_id}")
-        row = request_json(doc, zone, names, services)
+        row = request_json(doc, catalogue.zone, catalogue.names, catalogue.services)
         return respond(fmt, "service_requests", "request", [row])
 
     @router.get(
@@ -518,7 +548,7 @@ def build_router(ctx: Open311Context) -> APIRouter:
         limit = page_size or MAX_REQUESTS
         try:
             query = requests_query(
-                services,
+                catalogue.services,
                 now=datetime.now(UTC),
                 service_request_id=service_request_id,
                 service_code=service_code,
@@ -541,8 +571,12 @@ def build_router(ctx: Open311Context) -> APIRouter:
             # sorts in memory whatever the index returned (no sort or limit is pushed
             # down), so that span, not the page size, is what keeps the listing cheap.
             docs = await repo.search(query, limit)
-        rows = [request_json(d, zone, names, services) for d in docs]
+        rows = [request_json(d, catalogue.zone, catalogue.names, catalogue.services) for d in docs]
         return respond(fmt, "service_requests", "request", rows)
+
+
+def _request_creation_route(router: APIRouter, ctx: Open311Context, catalogue: Catalogue) -> None:
+    """A partner's new service request, with a photo as the `media` part."""
 
     @router.post(
         "/requests.{fmt}",
@@ -557,58 +591,33 @@ def build_router(ctx: Open311Context) -> APIRouter:
                 "content": _XML,
                 "description": "This request_id was used before for a different request",
             },
+            413: {"model": list[ErrorRow], "content": _XML, "description": "media over 5 MB"},
+            415: {
+                "model": list[ErrorRow],
+                "content": _XML,
+                "description": "media is not a JPEG, PNG or WebP image",
+            },
+            422: {
+                "model": list[ErrorRow],
+                "content": _XML,
+                "description": "media is empty, damaged or over 4000 x 4000 pixels",
+            },
         },
         openapi_extra=_CREATE_FORM,
     )
     async def create_request(fmt: Format, request: Request) -> Response:
         if not fmt_ok(fmt):
             return error("json", 404, "format must be json or xml")
-        media: UploadFile | None = None
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            try:
-                parts = await request.form(max_files=1, max_fields=40)
-            except Exception:  # starlette's MultiPartException and malformed framing
-                return error(fmt, 400, "the multipart form could not be read")
-            form = {k: v for k, v in parts.items() if isinstance(v, str)}
-            found = parts.get("media")
-            media = found if isinstance(found, UploadFile) else None
-        else:
-            body = (await request.body()).decode("utf-8", "replace")
-            form = {k: v[0] for k, v in parse_qs(body).items()}
+        read = await _read_form(request)
+        if read is None:
+            return error(fmt, 400, "the multipart form could not be read")
+        form, media = read
         record = await ctx.repository().token(hash_token(form.get("api_key", "")))
         if record is None or record.get("role") not in (Role.PARTNER.value, Role.ADMIN.value):
             return error(fmt, 403, "a valid api_key is required")
-        if form.get("media_url"):
-            # Fetching a client's link would let it make intake call any address
-            # (SSRF), and a link shown to officers would be neither stripped nor kept.
-            return error(
-                fmt,
-                400,
-                "media_url is not accepted: send the photo itself as the multipart file "
-                "part `media`",
-            )
-        service = services.get(form.get("service_code", ""))
-        if service is None:
-            return error(fmt, 400, "service_code is missing or unknown (see services)")
-        description = (form.get("description") or "").strip()
-        if not description:
-            return error(fmt, 400, "description is required")
-        try:
-            submission = InboundWeb(
-                source=f"open311:{record['name']}",
-                message_id=form.get("request_id") or uuid.uuid4().hex,
-                region=ctx.default_region,
-                text=description,
-                name=" ".join(filter(None, [form.get("first_name"), form.get("last_name")]))
-                or None,
-                phone=form.get("phone"),
-                email=form.get("email"),
-                category=service.category,
-                location=_location(form),
-                received_at=datetime.now(UTC),
-            )
-        except ValidationError as invalid:
-            return error(fmt, 400, _form_errors(invalid))
+        submission = _submission(form, record, catalogue, ctx.default_region)
+        if isinstance(submission, str):
+            return error(fmt, 400, submission)
         upload, photo = None, None
         if media is not None and ctx.photos is not None:
             photos = ctx.photos()
@@ -619,31 +628,84 @@ def build_router(ctx: Open311Context) -> APIRouter:
                 photo = await clean_upload(photos, upload, None)
             except PhotoRefused as refused:
                 return error(fmt, STATUS[refused.reason], f"media: {refused.detail}")
-        try:
-            doc = await ctx.submit(submission)
-        except SubmissionConflict:
-            # A partner's request_id is its own (the source names the partner) and
-            # bound to the whole request: a resend repeats it, anything else is refused.
-            return error(
-                fmt,
-                409,
-                "this request_id was already used for a different request: a resend must "
-                "repeat the request unchanged; a new request needs a new request_id",
-            )
-        except Exception as exc:  # a kept rejection: answer the client with its reason
-            detail = getattr(exc, "detail", None)
-            if detail is None:
-                raise
-            return error(fmt, 400, detail)
+        stored = await _store(ctx, submission, fmt)
+        if isinstance(stored, Response):
+            return stored
         if upload is not None and ctx.photos is not None:
             try:
-                await attach_photo(ctx.photos(), doc["_id"], upload, photo)
+                await attach_photo(ctx.photos(), stored["_id"], upload, photo)
             except PhotoRefused as refused:
                 return error(fmt, STATUS[refused.reason], f"media: {refused.detail}")
-        row = {"service_request_id": doc["_id"], "service_notice": None, "account_id": None}
+        row = {"service_request_id": stored["_id"], "service_notice": None, "account_id": None}
         return respond(fmt, "service_requests", "request", [row], status=201)
 
-    return router
+
+async def _read_form(request: Request) -> tuple[dict[str, str], UploadFile | None] | None:
+    """The form's fields and its `media` file part; None when the multipart framing
+    cannot be read."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        body = (await request.body()).decode("utf-8", "replace")
+        return {k: v[0] for k, v in parse_qs(body).items()}, None
+    try:
+        parts = await request.form(max_files=1, max_fields=40)
+    except Exception:  # starlette's MultiPartException and malformed framing
+        return None
+    found = parts.get("media")
+    form = {k: v for k, v in parts.items() if isinstance(v, str)}
+    return form, found if isinstance(found, UploadFile) else None
+
+
+def _submission(
+    form: Mapping[str, str], record: Mapping[str, Any], catalogue: Catalogue, region: str
+) -> InboundWeb | str:
+    """The complaint a partner's form asks for, or why it is refused (a 400)."""
+    if form.get("media_url"):
+        # Fetching a client's link would let it make intake call any address
+        # (SSRF), and a link shown to officers would be neither stripped nor kept.
+        return "media_url is not accepted: send the photo itself as the multipart file part `media`"
+    service = catalogue.services.get(form.get("service_code", ""))
+    if service is None:
+        return "service_code is missing or unknown (see services)"
+    description = (form.get("description") or "").strip()
+    if not description:
+        return "description is required"
+    try:
+        return InboundWeb(
+            source=f"open311:{record['name']}",
+            message_id=form.get("request_id") or uuid.uuid4().hex,
+            region=region,
+            text=description,
+            name=" ".join(filter(None, [form.get("first_name"), form.get("last_name")])) or None,
+            phone=form.get("phone"),
+            email=form.get("email"),
+            category=service.category,
+            location=_location(form),
+            received_at=datetime.now(UTC),
+        )
+    except ValidationError as invalid:
+        return _form_errors(invalid)
+
+
+async def _store(
+    ctx: Open311Context, submission: InboundWeb, fmt: str
+) -> dict[str, Any] | Response:
+    """The stored complaint, or the client's answer when it is not stored."""
+    try:
+        return await ctx.submit(submission)
+    except SubmissionConflict:
+        # A partner's request_id is its own (the source names the partner) and
+        # bound to the whole request: a resend repeats it, anything else is refused.
+        return error(
+            fmt,
+            409,
+            "this request_id was already used for a different request: a resend must "
+            "repeat the request unchanged; a new request needs a new request_id",
+        )
+    except Exception as exc:  # a kept rejection: answer the client with its reason
+        detail = getattr(exc, "detail", None)
+        if detail is None:
+            raise
+        return error(fmt, 400, detail)
 
 
 # The names a GeoReport client sent, for the fields of InboundWeb that they fill.

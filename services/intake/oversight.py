@@ -292,7 +292,9 @@ def build_oversight_routes(
     @router.get(
         "/overview",
         response_model=Overview,
-        responses=refusals(_401="Missing or unknown token", _403="Not an admin"),
+        responses=refusals(
+            _401="Missing or unknown token", _403="Not an admin", _422="An unknown region"
+        ),
         summary="Every agency's open, overdue, urgent unacknowledged and waiting complaints, "
         "and the triage queue (admins)",
     )
@@ -306,7 +308,9 @@ def build_oversight_routes(
         "/accountability",
         response_model=Accountability,
         responses=refusals(
-            _401="Missing or unknown token", _403="A partner's token", _422="Not a month"
+            _401="Missing or unknown token",
+            _403="A partner's token",
+            _422="Not a month, or an unknown region",
         ),
         summary="Per agency and per official, for complaints received in a month: received, "
         "acknowledged, answered on time or late, median hours to answer, open breaches "
