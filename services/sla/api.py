@@ -19,10 +19,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from lapor.calendar import WorkingCalendar
 from lapor.contracts import EscalationLevel, Priority, SlaClock
 from lapor.runtime.http import refusals
 from lapor.tokens import FindToken, Officer, officer_dependency
-from services.sla.calendar import WorkingCalendar
 from services.sla.handlers import SlaDeps
 
 MAX_LIMIT = 10_000

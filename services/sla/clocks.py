@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from lapor.calendar import WorkingCalendar
 from lapor.contracts import Deadlines, EscalationLevel, Priority, SlaClock, State
-from services.sla.calendar import WorkingCalendar
 from services.sla.domain import escalation_schedule, timer_schedule
 from services.sla.facts import Routed, StateChange, to_ms
 from services.sla.policy import SlaPolicy, Unit

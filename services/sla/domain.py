@@ -42,8 +42,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from lapor.calendar import WorkingCalendar
 from lapor.contracts import Deadlines, EscalationLevel, Priority, SlaClock
-from services.sla.calendar import WorkingCalendar
 from services.sla.policy import SlaPolicy, Unit, Window
 
 __all__ = [

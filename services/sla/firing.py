@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from lapor.calendar import WorkingCalendar
 from lapor.contracts import (
     AutoCloseDue,
     DeadlineAlert,
@@ -16,7 +17,6 @@ from lapor.contracts import (
     subjects,
 )
 from services.sla.announcements import lapse_announcement
-from services.sla.calendar import WorkingCalendar
 from services.sla.clocks import Plan, Timer, TimerKind
 from services.sla.repository import PENDING, BreachUpdate, Document, breach_id
 

@@ -76,8 +76,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from lapor.calendar import WorkingCalendar
 from lapor.contracts import Deadlines, SlaClock, State
-from services.sla.calendar import WorkingCalendar
 from services.sla.clocks import Pause, Plan, Run, Timer, TimerKind, run_timers
 from services.sla.domain import auto_close_at, reply_lapses_at, window_end
 from services.sla.facts import Fact, Routed, StateChange, to_ms

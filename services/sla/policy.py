@@ -10,7 +10,7 @@ start-up with the file name and the offending key, rather than running with a
 policy nobody wrote.
 
 Windows are `{unit, amount}` with unit `working_days`, `clock_hours`,
-`clock_minutes` or `calendar_days`; services/sla/calendar.py defines how each unit is counted.
+`clock_minutes` or `calendar_days`; lapor/calendar.py defines how each unit is counted.
 """
 
 from collections.abc import Mapping

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from faststream import FastStream
 from pymongo.asynchronous.database import AsyncDatabase
 
+from lapor.calendar import load_calendar, years_without_days_off
 from lapor.contracts import (
     AutoCloseDue,
     ComplaintRouted,
@@ -38,7 +39,6 @@ from lapor.runtime.service import (
 from lapor.tokens import stored_tokens
 from services.sla import handlers
 from services.sla.api import breaches_router
-from services.sla.calendar import load_calendar, years_without_days_off
 from services.sla.engine import SlaEngine
 from services.sla.metrics import SlaMetrics
 from services.sla.plan import RegionRules

@@ -1,4 +1,4 @@
-"""Working days and deadline arithmetic of services/sla/calendar.py."""
+"""Working days and deadline arithmetic of lapor/calendar.py."""
 
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.sla.calendar import (
+from lapor.calendar import (
     CalendarError,
     WorkingCalendar,
     load_calendar,

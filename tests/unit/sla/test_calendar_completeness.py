@@ -11,8 +11,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from lapor.calendar import load_calendar, years_without_days_off
 from lapor.runtime.settings import documentation_infra
-from services.sla.calendar import load_calendar, years_without_days_off
 from services.sla.metrics import SlaMetrics
 from services.sla.plan import RegionRules
 from services.sla.policy import load_policy

@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 
+from lapor.calendar import load_calendar
 from lapor.contracts import ComplaintRouted, ComplaintStateChanged, Priority, State, subjects
 from lapor.runtime.metrics import DomainMetrics
 from lapor.runtime.outbox import Outbox
-from services.sla.calendar import load_calendar
 from services.sla.engine import SlaEngine
 from services.sla.firing import MODELS
 from services.sla.handlers import SlaDeps, handle_routed, handle_state_changed

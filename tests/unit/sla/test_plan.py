@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from lapor.calendar import load_calendar
 from lapor.contracts import ComplaintRouted, ComplaintStateChanged, Priority, SlaClock, State
 from services.sla.announcements import (
     deadline_announcements,
     lapse_announcement,
     reopen_announcement,
 )
-from services.sla.calendar import load_calendar
 from services.sla.clocks import Plan, TimerKind
 from services.sla.domain import auto_close_at, escalation_schedule
 from services.sla.facts import Fact, routed_fact, routing_round, state_fact, to_ms

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from lapor.calendar import load_calendar
 from lapor.contracts import (
     ComplaintRouted,
     ComplaintStateChanged,
@@ -16,7 +17,6 @@ from lapor.contracts import (
     subjects,
 )
 from services.sla.announcements import deadline_announcements
-from services.sla.calendar import load_calendar
 from services.sla.clocks import Plan
 from services.sla.facts import routed_fact, state_fact, to_ms
 from services.sla.plan import RegionRules, build_plan

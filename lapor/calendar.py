@@ -1,5 +1,8 @@
 """Working-day calendar of a region and the deadline arithmetic built on it.
 
+SLA counts its deadlines with it; the console counts the working days an officer
+has left with the same days off, so both say the same.
+
 The rules, as an operator would explain them:
 
 Working day
