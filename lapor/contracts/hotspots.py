@@ -17,6 +17,7 @@ class HotspotState(StrEnum):
     SUGGESTED = "suggested"  # grouped automatically, no person looked at it yet
     CONFIRMED = "confirmed"  # an officer or admin agreed it is one problem
     ANSWERED = "answered"  # every member was sent the same answer
+    CLOSED = "closed"  # every member's complaint is closed (or archived)
     DISSOLVED = "dissolved"  # merged into another, or split down to one member
 
 
@@ -32,6 +33,8 @@ class HotspotChange(StrEnum):
     SPLIT = "split"
     MERGED = "merged"
     ANSWERED = "answered"
+    CLOSED = "closed"  # the last open member's complaint was closed
+    REOPENED = "reopened"  # a member of a closed hotspot was reopened by its citizen
 
 
 class HotspotChanged(Event):

@@ -124,6 +124,7 @@ class _Group:
     rating_n: int = 0
     concluded: int = 0
     reopened: int = 0
+    withdrawn: int = 0
     agencies: Counter[str] = field(default_factory=Counter)
 
 
@@ -145,6 +146,7 @@ def _add_facts(group: _Group, facts: ComplaintFacts, as_of: datetime) -> None:
         group.on_time += facts.answered_on_time()
     group.concluded += facts.concluded
     group.reopened += facts.reopened
+    group.withdrawn += facts.withdrawn_at is not None
 
 
 def _collect(data: ReportData) -> tuple[dict[str, _Group], dict[str, _Group], _Group, int]:
@@ -243,6 +245,8 @@ def _figures(group: _Group) -> dict[str, Any]:
             "reopened": group.reopened,
             "rate": _round(share(group.reopened, group.concluded)),
         },
+        # Closed by their citizens: no answer of the agency's, nor a breach after it.
+        "withdrawn": group.withdrawn,
     }
 
 

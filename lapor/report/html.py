@@ -299,6 +299,7 @@ _HOTSPOT_STATES = {
     "suggested": "diusulkan",
     "confirmed": "dikonfirmasi",
     "answered": "dijawab",
+    "closed": "selesai",
 }
 
 
@@ -362,6 +363,7 @@ def _cards(report: dict[str, Any]) -> str:
         ("Median waktu jawaban", _days(t["time_to_answer"]["median_hours"])),
         ("Pelanggaran batas waktu", _count(t["breaches"]["total"])),
         ("Rating rata-rata", _num(t["rating"]["average"])),
+        ("Dicabut pelapor", _count(t["withdrawn"])),
     ]
     return (
         '<div class="cards">'

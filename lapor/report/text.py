@@ -20,7 +20,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"Agency performance — {report['region'] or 'all regions'}",
         f"period {period['from'] or 'start'} .. {period['to'] or 'now'}; as of {report['as_of']}",
         f"received {totals['received']}  (confidential {totals['confidential']}, "
-        f"rejected {totals['rejected']})  "
+        f"rejected {totals['rejected']}, withdrawn {totals['withdrawn']})  "
         f"on time {_pct(totals['answered_within_deadline']['share'])}  "
         f"breaches {totals['breaches']['total']}",
         "",

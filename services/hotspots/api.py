@@ -45,6 +45,14 @@ class HotspotView(BaseModel):
     answer_rounds: int
 
 
+class RefusalView(BaseModel):
+    command_id: str
+    hotspot_id: str
+    round: int
+    reason: str
+    at: datetime
+
+
 class MemberView(BaseModel):
     tracking_id: str
     received_at: datetime
@@ -52,6 +60,16 @@ class MemberView(BaseModel):
     kecamatan: PlaceArea | None
     desa: PlaceArea | None
     keywords: list[str]
+    state: str | None = Field(
+        description="The complaint's state as intake last announced it (null: not yet heard)."
+    )
+    outcome: str | None = Field(
+        description="Closed: how (resolved, withdrawn, duplicate of another complaint...)."
+    )
+    closed: bool
+    refusals: list[RefusalView] = Field(
+        description="Hotspot answers intake refused for this complaint, oldest first."
+    )
 
 
 class HotspotDetail(HotspotView):
@@ -110,6 +128,19 @@ def member_view(member: Member) -> MemberView:
         kecamatan=member.kecamatan,
         desa=member.desa,
         keywords=list(member.keywords),
+        state=member.state,
+        outcome=member.outcome,
+        closed=member.closed,
+        refusals=[
+            RefusalView(
+                command_id=r.command_id,
+                hotspot_id=r.hotspot_id,
+                round=r.round,
+                reason=r.reason,
+                at=r.at,
+            )
+            for r in member.refusals
+        ],
     )
 
 

@@ -41,6 +41,24 @@ class Rules:
     window: timedelta = DEFAULT_WINDOW
 
 
+# A complaint in one of these states waits for nothing more (until its citizen reopens it).
+CLOSED_STATES = frozenset({"closed", "rejected"})
+ANSWER_COMMAND = "hotspot-answer"
+# A member keeps its latest refusals only: each answer round adds at most one.
+KEPT_REFUSALS = 20
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Intake refused a hotspot's answer to this member (closed meanwhile, ...)."""
+
+    command_id: str
+    hotspot_id: str
+    round: int
+    reason: str
+    at: datetime
+
+
 @dataclass(frozen=True)
 class Member:
     """A routed complaint as the grouping sees it."""
@@ -63,6 +81,16 @@ class Member:
     # earlier round's decision arriving late, changes nothing.
     routed_event_id: str = ""
     routed_at: datetime | None = None
+    # The complaint's life as intake announces it: the last state change applied.
+    state: str | None = None
+    outcome: str | None = None
+    state_event_id: str = ""
+    state_at: datetime | None = None
+    refusals: tuple[Refusal, ...] = ()
+
+    @property
+    def closed(self) -> bool:
+        return self.state in CLOSED_STATES
 
 
 def groupable(member: Member) -> bool:
@@ -228,7 +256,8 @@ def decide(
     best_join: Join | None = None
     best_form: Form | None = None
     for other in candidates:
-        if other.kept_apart:
+        # A closed complaint gets no more answers: nothing to share with a new one.
+        if other.kept_apart or other.closed:
             continue
         score = related(new, other, rules)
         if score is None:
@@ -341,7 +370,32 @@ def answer_round(hotspot: Hotspot, text: str, by: str) -> tuple[int, bool]:
 
 
 def answer_command_id(hotspot_id: str, round_: int, complaint_id: str) -> str:
-    return f"hotspot-answer:{hotspot_id}:{round_}:{complaint_id}"
+    return f"{ANSWER_COMMAND}:{hotspot_id}:{round_}:{complaint_id}"
+
+
+def answer_command_of(command_id: str) -> tuple[str, int, str] | None:
+    """(hotspot id, round, complaint id) of a hotspot's answer command, else None."""
+    prefix, _, rest = command_id.partition(":")
+    parts = rest.rsplit(":", 2)
+    if prefix != ANSWER_COMMAND or len(parts) != 3 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1]), parts[2]
+
+
+def after_member_states(
+    hotspot: Hotspot, members: Sequence[Member], now: datetime
+) -> Hotspot | None:
+    """The hotspot once its members' complaints changed state, or None if unchanged:
+    closed when every member is closed; confirmed again when a closed hotspot's member
+    is reopened (the problem is still there), so it is listed and answered again."""
+    if hotspot.state is HotspotState.DISSOLVED or not members:
+        return None
+    everyone_closed = all(m.closed for m in members)
+    if everyone_closed and hotspot.state is not HotspotState.CLOSED:
+        return changed(hotspot, now, state=HotspotState.CLOSED)
+    if not everyone_closed and hotspot.state is HotspotState.CLOSED:
+        return changed(hotspot, now, state=HotspotState.CONFIRMED)
+    return None
 
 
 @dataclass

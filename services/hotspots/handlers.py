@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from pydantic import BaseModel
 
-from lapor.contracts import ComplaintRouted
-from lapor.contracts.commands import Action, Actor, ComplaintCommand, Role
+from lapor.contracts import ComplaintRouted, ComplaintStateChanged
+from lapor.contracts.commands import Action, Actor, CommandRejected, ComplaintCommand, Role
 from lapor.contracts.hotspots import HotspotChange, HotspotChanged, HotspotState
 from lapor.tokens import Officer
 from services.hotspots import domain
-from services.hotspots.domain import Form, Hotspot, Join, Member, Refused, Rules
+from services.hotspots.domain import Form, Hotspot, Join, Member, Refusal, Refused, Rules
 from services.hotspots.metrics import HotspotMetrics
-from services.hotspots.repository import HotspotRepository
+from services.hotspots.repository import HotspotRepository, Lease
 
 log = logging.getLogger(__name__)
 AUTOMATIC = "hotspots"
@@ -36,8 +37,22 @@ class HotspotDeps:
     rules: Rules = field(default_factory=Rules)
     metrics: HotspotMetrics | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    # One change at a time: grouping reads candidates and writes hotspots.
+    # One change at a time: grouping reads candidates and writes hotspots and
+    # members, which no single conditional write covers (a complaint that two new
+    # ones both pick as partner would form two hotspots). The lock orders this
+    # process's handlers, the lease every replica's.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lease: Lease | None = None
+
+
+@asynccontextmanager
+async def exclusive(deps: HotspotDeps) -> AsyncIterator[None]:
+    async with deps.lock:
+        if deps.lease is None:
+            yield
+            return
+        async with deps.lease.hold():
+            yield
 
 
 def change_event(
@@ -88,6 +103,11 @@ def member_from(event: ComplaintRouted, stored: Member | None) -> Member:
         kept_apart=stored.kept_apart if stored else False,
         routed_event_id=event.event_id,
         routed_at=event.occurred_at,
+        state=stored.state if stored else None,
+        outcome=stored.outcome if stored else None,
+        state_event_id=stored.state_event_id if stored else "",
+        state_at=stored.state_at if stored else None,
+        refusals=stored.refusals if stored else (),
     )
 
 
@@ -108,7 +128,7 @@ async def _refresh_gauge(deps: HotspotDeps) -> None:
 async def handle_routed(event: ComplaintRouted, deps: HotspotDeps) -> None:
     """Group a routed complaint. A redelivery publishes what is still pending."""
     touched: list[str] = []
-    async with deps.lock:
+    async with exclusive(deps):
         stored = await deps.repo.member(event.complaint_id)
         if stored is not None and _already_applied(stored, event):
             if stored.hotspot_id:
@@ -196,6 +216,74 @@ async def _leave(
     return after
 
 
+# --- the members' lives ---------------------------------------------------------------
+
+
+async def handle_state_changed(event: ComplaintStateChanged, deps: HotspotDeps) -> None:
+    """Keep a member's state (closed, withdrawn, merged as a duplicate...); a hotspot
+    whose members are all closed is closed, and opens again when one is reopened."""
+    touched: str | None = None
+    async with exclusive(deps):
+        stored = await deps.repo.member(event.complaint_id)
+        if stored is None:
+            return  # never routed here: no hotspot holds it
+        if stored.state_event_id == event.event_id or (
+            stored.state_at is not None and event.occurred_at < stored.state_at
+        ):
+            if stored.hotspot_id:  # a redelivery: publish what may still be pending
+                await deps.repo.announce(stored.hotspot_id)
+            return
+        new = replace(
+            stored,
+            state=event.state.value,
+            outcome=event.outcome,
+            state_event_id=event.event_id,
+            state_at=event.occurred_at,
+        )
+        if new.hotspot_id is not None:
+            touched = new.hotspot_id
+            await _follow_member(deps, new.hotspot_id, new)
+        # Stored last: a crash before it replays the event, which finds the hotspot done.
+        await deps.repo.save_member(new)
+    if touched is not None:
+        await deps.repo.announce(touched)
+        await _refresh_gauge(deps)
+
+
+async def _follow_member(deps: HotspotDeps, hotspot_id: str, member: Member) -> None:
+    hotspot = await deps.repo.hotspot(hotspot_id)
+    if hotspot is None or member.complaint_id not in hotspot.members:
+        return
+    others = await deps.repo.members([c for c in hotspot.members if c != member.complaint_id])
+    now = deps.clock()
+    after = domain.after_member_states(hotspot, [*others, member], now)
+    if after is None:
+        return
+    change = HotspotChange.CLOSED if after.state is HotspotState.CLOSED else HotspotChange.REOPENED
+    await _save(deps, after, change_event(after, change, AUTOMATIC, now, [member.complaint_id]))
+
+
+async def handle_command_rejected(event: CommandRejected, deps: HotspotDeps) -> None:
+    """Intake refused one of a hotspot's answers: kept with the member, shown to officers."""
+    command = domain.answer_command_of(event.command_id)
+    if command is None:
+        return  # another sender's command
+    hotspot_id, round_, complaint_id = command
+    async with exclusive(deps):
+        stored = await deps.repo.member(complaint_id)
+        if stored is None or any(r.command_id == event.command_id for r in stored.refusals):
+            return
+        refusal = Refusal(
+            command_id=event.command_id,
+            hotspot_id=hotspot_id,
+            round=round_,
+            reason=event.reason,
+            at=event.occurred_at,
+        )
+        kept = (*stored.refusals, refusal)[-domain.KEPT_REFUSALS :]
+        await deps.repo.save_member(replace(stored, refusals=kept))
+
+
 # --- officers' actions ---------------------------------------------------------------
 
 
@@ -212,7 +300,7 @@ async def visible(deps: HotspotDeps, hotspot_id: str, officer: Officer) -> Hotsp
 
 
 async def confirm(deps: HotspotDeps, hotspot_id: str, officer: Officer) -> Hotspot:
-    async with deps.lock:
+    async with exclusive(deps):
         hotspot = await visible(deps, hotspot_id, officer)
         if hotspot.state is HotspotState.CONFIRMED:
             return hotspot
@@ -233,7 +321,7 @@ async def split(
     """Move `leaving` out: into a new hotspot of their own (`together`, two or more),
     or each alone. Either way the automatic grouping leaves them alone afterwards."""
     actor = actor_of(officer)
-    async with deps.lock:
+    async with exclusive(deps):
         hotspot = await visible(deps, hotspot_id, officer)
         domain.check_split(hotspot, leaving)
         now = deps.clock()
@@ -273,7 +361,7 @@ async def split(
 async def merge(deps: HotspotDeps, hotspot_id: str, other_id: str, officer: Officer) -> Hotspot:
     """`other_id`'s members join `hotspot_id`; `other_id` is dissolved."""
     actor = actor_of(officer)
-    async with deps.lock:
+    async with exclusive(deps):
         keep = await visible(deps, hotspot_id, officer)
         absorbed = await visible(deps, other_id, officer)
         domain.check_merge(keep, absorbed)
@@ -317,10 +405,12 @@ async def answer_all(deps: HotspotDeps, hotspot_id: str, text: str, officer: Off
     if officer.role != Role.AGENCY.value or officer.agency != hotspot.agency:
         raise Refused("only an officer of the holding agency answers its complaints", 403)
     by = officer.name or f"{officer.agency}"
-    async with deps.lock:
+    async with exclusive(deps):
         hotspot = await visible(deps, hotspot_id, officer)
         if hotspot.state is HotspotState.DISSOLVED:
             raise Refused("hotspot is dissolved: answer the hotspot it went into")
+        if hotspot.state is HotspotState.CLOSED:
+            raise Refused("hotspot is closed: every member's complaint is closed")
         round_, new = domain.answer_round(hotspot, text, by)
         if new:
             now = deps.clock()

@@ -8,22 +8,29 @@ announcements as an outbox (lapor.runtime.outbox): a change is stored with its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import random
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from lapor.contracts import PlaceArea
 from lapor.contracts.hotspots import OPEN_HOTSPOT_STATES, HotspotChanged, HotspotState
 from lapor.runtime.outbox import Outbox, ensure_outbox_index
-from services.hotspots.domain import Answer, Hotspot, Member
+from services.hotspots.domain import Answer, Hotspot, Member, Refusal
 
 Document = dict[str, Any]
 MEMBERS = "hotspot_members"
 HOTSPOTS = "hotspots"
+LEASES = "hotspot_leases"
 
 
 class VersionConflict(Exception):
@@ -90,6 +97,20 @@ def member_of(doc: Document) -> Member:
         kept_apart=bool(doc.get("kept_apart")),
         routed_event_id=doc.get("routed_event_id") or "",
         routed_at=_utc(doc["routed_at"]) if doc.get("routed_at") else None,
+        state=doc.get("state"),
+        outcome=doc.get("outcome"),
+        state_event_id=doc.get("state_event_id") or "",
+        state_at=_utc(doc["state_at"]) if doc.get("state_at") else None,
+        refusals=tuple(
+            Refusal(
+                command_id=r["command_id"],
+                hotspot_id=r["hotspot_id"],
+                round=int(r["round"]),
+                reason=r["reason"],
+                at=_utc(r["at"]),
+            )
+            for r in doc.get("refusals") or ()
+        ),
     )
 
 
@@ -210,6 +231,84 @@ class MongoHotspots:
             query["agency"] = agency
         cursor = self.hotspots_c.find(query).sort("_id", ASCENDING).limit(5000)
         return [hotspot_of(doc) async for doc in cursor]
+
+
+class Lease(Protocol):
+    def hold(self) -> AbstractAsyncContextManager[None]:
+        """Exclusive across every replica while held."""
+
+
+_EXPIRED = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class MongoLease:
+    """One named lease in the database, held by one replica at a time.
+
+    Taken by a findAndModify that matches the lease only when it is free or
+    expired, with upsert: a held lease does not match, the upsert's insert then
+    meets the `_id` already there (duplicate key) and the taker waits and tries
+    again. FerretDB applies findAndModify atomically (ferretdb/patches/0004), as
+    MongoDB does. A replica that dies holding it frees it after `ttl`; hotspot
+    writes stay conditional on the version read, so a holder that outlived its
+    lease still cannot overwrite another's change (VersionConflict).
+    """
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        name: str,
+        ttl: timedelta = timedelta(seconds=30),
+        poll_s: float = 0.02,
+    ) -> None:
+        self.collection = collection
+        self.name = name
+        self.ttl = ttl
+        self.poll_s = poll_s
+
+    async def _take(self, owner: str) -> bool:
+        now = datetime.now(UTC)
+        try:
+            await self.collection.find_one_and_update(
+                {"_id": self.name, "until": {"$lt": now}},
+                {"$set": {"owner": owner, "until": now + self.ttl}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        owner = secrets.token_hex(8)
+        # Held elsewhere for a few milliseconds as a rule: poll, spread out (no
+        # notification crosses replicas; the jitter is not a secret).
+        while not await self._take(owner):  # noqa: ASYNC110
+            await asyncio.sleep(self.poll_s * (1 + random.random()))  # noqa: S311
+        try:
+            yield
+        finally:
+            await self.collection.update_one(
+                {"_id": self.name, "owner": owner}, {"$set": {"until": _EXPIRED}}
+            )
+
+
+class InMemoryLease:
+    """The lease for unit tests: one for every worker that shares it."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.holders = 0
+        self.most_holders = 0
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        async with self.lock:
+            self.holders += 1
+            self.most_holders = max(self.most_holders, self.holders)
+            try:
+                yield
+            finally:
+                self.holders -= 1
 
 
 class InMemoryHotspots:

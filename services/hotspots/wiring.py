@@ -9,8 +9,8 @@ from fastapi import FastAPI
 from faststream import FastStream
 from pymongo.asynchronous.database import AsyncDatabase
 
-from lapor.contracts import ComplaintRouted, subjects
-from lapor.contracts.commands import Action, ComplaintCommand
+from lapor.contracts import ComplaintRouted, ComplaintStateChanged, subjects
+from lapor.contracts.commands import Action, CommandRejected, ComplaintCommand
 from lapor.contracts.hotspots import HotspotChanged
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.metrics import DomainMetrics, start_consumer_refresher
@@ -30,7 +30,7 @@ from services.hotspots import handlers
 from services.hotspots.api import hotspots_router
 from services.hotspots.domain import Rules
 from services.hotspots.metrics import HotspotMetrics
-from services.hotspots.repository import HOTSPOTS, MongoHotspots
+from services.hotspots.repository import HOTSPOTS, LEASES, MongoHotspots, MongoLease
 from services.hotspots.settings import HotspotSettings
 
 DESCRIPTION = (
@@ -61,6 +61,28 @@ def register(
     async def on_routed(event: ComplaintRouted) -> None:
         await handlers.handle_routed(event, deps.get())
 
+    @durable(
+        broker,
+        subjects.COMPLAINT_STATE_CHANGED,
+        "hotspots-state",
+        title="Follow the members' complaints",
+        description="A member's state is kept (closed, withdrawn, a duplicate...); a hotspot "
+        "whose members are all closed is closed, and confirmed again when one is reopened.",
+    )
+    async def on_state_changed(event: ComplaintStateChanged) -> None:
+        await handlers.handle_state_changed(event, deps.get())
+
+    @durable(
+        broker,
+        subjects.COMMAND_REJECTED,
+        "hotspots-rejected",
+        title="Keep intake's refusals of hotspot answers",
+        description="A refused `hotspot-answer:<hotspot>:<round>:<complaint>` command is "
+        "kept with its member and shown in the hotspot; other commands are ignored.",
+    )
+    async def on_command_rejected(event: CommandRejected) -> None:
+        await handlers.handle_command_rejected(event, deps.get())
+
     return changed, commands
 
 
@@ -77,7 +99,14 @@ def create_app(settings: HotspotSettings | None = None) -> FastAPI:
         outbox = Outbox([changed])
         repo = MongoHotspots(db, outbox)
         await repo.ensure_indexes()
-        current = handlers.HotspotDeps(repo=repo, commands=commands, rules=rules, metrics=metrics)
+        current = handlers.HotspotDeps(
+            repo=repo,
+            commands=commands,
+            rules=rules,
+            metrics=metrics,
+            # Replicas group one complaint at a time between them (see HotspotDeps).
+            lease=MongoLease(db[LEASES], "grouping"),
+        )
         deps.set(current)
         stop_sweeper = start_sweeper(outbox, {HOTSPOTS: db[HOTSPOTS]})
         stop_refresher = start_consumer_refresher(

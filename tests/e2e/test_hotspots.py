@@ -153,3 +153,63 @@ async def test_another_agency_cannot_see_or_answer_a_hotspot(
         assert (await http.get(url)).status_code == 401
     for doc in docs:
         assert (await db.complaints.find_one({"_id": doc["_id"]}))["state"] == "assigned"
+
+
+async def test_members_lives_withdrawals_refusals_and_the_closed_hotspot(
+    stack: Stack, nc: Any, db: Any
+) -> None:
+    texts = (
+        "BANJAR jalan desa angkipih kec paramasan terendam banjir tdk bisa dilewati motor",
+        "BANJAR banjir merendam jalan di angkipih paramasan air setinggi lutut tdk bisa lewat",
+    )
+    senders = ("+6281234500731", "+6281234500732")
+    docs = [await _file(nc, db, s, t) for s, t in zip(senders, texts, strict=True)]
+    ids = [doc["_id"] for doc in docs]
+    officer = await _token(db, Role.AGENCY, "wahyu", docs[0]["agency"])
+    async with httpx.AsyncClient(base_url=stack.url("hotspots")) as http:
+
+        async def grouped() -> dict[str, Any] | None:
+            listed = (await http.get("/api/v1/hotspots", headers=officer)).json()
+            mine = [h for h in listed["hotspots"] if set(ids) <= set(h["members"])]
+            return mine[0] if mine else None
+
+        hotspot = await eventually(grouped)
+        url = f"/api/v1/hotspots/{hotspot['id']}"
+
+        def member(tracking_id: str, field: str, wanted: Any = None) -> Any:
+            """A probe: the member once `field` is `wanted` (or, without it, not empty)."""
+
+            async def probe() -> dict[str, Any] | None:
+                detail = (await http.get(url, headers=officer)).json()
+                [found] = [m for m in detail["member_details"] if m["tracking_id"] == tracking_id]
+                value = found.get(field)
+                return found if (value == wanted if wanted is not None else value) else None
+
+            return probe
+
+        # The first citizen withdraws: the hotspot shows it, and stays open for the other.
+        await _sms(nc, senders[0], f"BATAL {ids[0]}")
+        withdrawn = await eventually(member(ids[0], "outcome", "withdrawn"))
+        assert withdrawn["state"] == "closed" and withdrawn["closed"]
+        # Answering all: intake refuses the withdrawn one, the hotspot shows why.
+        r = await http.post(f"{url}/answer", json={"text": ANSWER}, headers=officer)
+        assert r.status_code == 200, r.text
+        refused = await eventually(member(ids[0], "refusals"))
+        assert refused["refusals"][0]["round"] == 1
+        await eventually(member(ids[1], "state", "responded"))
+        # The last open member withdraws too: the hotspot is closed and leaves the list.
+        await _sms(nc, senders[1], f"BATAL {ids[1]}")
+
+        async def closed() -> dict[str, Any] | None:
+            detail = (await http.get(url, headers=officer)).json()
+            return detail if detail["state"] == "closed" else None
+
+        await eventually(closed)
+        listed = (await http.get("/api/v1/hotspots", headers=officer)).json()
+        assert hotspot["id"] not in [h["id"] for h in listed["hotspots"]]
+
+
+async def _sms(nc: Any, sender: str, text: str) -> None:
+    await nc.jetstream().publish(
+        subjects.INBOUND_SMS, json.dumps(sms_payload(sender, text)).encode()
+    )

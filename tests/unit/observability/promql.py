@@ -11,6 +11,9 @@ from prometheus_client import CollectorRegistry
 
 from lapor.runtime.metrics import DomainMetrics
 from services.gateway.metrics import GatewayMetrics
+from services.hotspots.metrics import HotspotMetrics
+from services.intake.photo_api import PhotoMetrics
+from services.intake.sessions import login_failures_metric
 from services.notify.delivery import NotifyMetrics
 from services.sla.metrics import SlaMetrics
 
@@ -42,6 +45,9 @@ def _lapor_registry() -> CollectorRegistry:
     DomainMetrics(registry)
     NotifyMetrics(registry)
     GatewayMetrics(registry)
+    HotspotMetrics(registry)
+    PhotoMetrics(registry)
+    login_failures_metric(registry)
     NatsBroker(
         "nats://127.0.0.1:1",
         middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="check")],

@@ -169,3 +169,19 @@ def test_period_is_reported() -> None:
     start = datetime(2026, 3, 1, tzinfo=UTC)
     report = build_report(dataclasses.replace(data, start=start, end=start + timedelta(days=31)))
     assert report["period"] == {"from": start.isoformat(), "to": "2026-04-01T00:00:00+00:00"}
+
+
+def test_withdrawals_are_counted_and_are_no_answers() -> None:
+    withdrawn = scenario.complaint(
+        "W", "PUPR", "jalan", [(1, "assigned"), (2, "in_progress"), (30, "closed")]
+    )
+    withdrawn.update(outcome="withdrawn", closed_at=scenario.T0 + timedelta(hours=30))
+    answered = scenario.complaint(
+        "A", "PUPR", "jalan", [(1, "assigned"), (2, "in_progress"), (30, "closed")]
+    )
+    report = build_report(scenario.report_data([withdrawn, answered], with_breaches=False))
+    pupr = _agency(report, "PUPR")
+    assert pupr["withdrawn"] == 1 and report["totals"]["withdrawn"] == 1
+    assert pupr["time_to_answer"]["n"] == 1  # the withdrawal answered nothing
+    assert "withdrawn 1" in render_text(report)
+    assert "Dicabut pelapor" in render_html(report)
