@@ -53,6 +53,8 @@ _COLORS = {
 }  # fmt: skip
 AUTH_CONF = ROOT / "ops" / "nats" / "auth.conf"
 DLQ = "dlq"  # the dead-letter watcher child
+# Its HTTP API for admins (lapor.dlq_api); only the first watcher serves it.
+DLQ_HTTP_PORT = 8087
 # nats-server's JetStream encryption key, read from its environment (ops/nats/nats.conf).
 NATS_STORE_KEY_ENV = "LAPOR_NATS_STORE_KEY"
 # In a running stack's workdir (0600): the admin NATS URL of this run, the
@@ -62,6 +64,9 @@ OPERATOR_FILE = "operator.json"
 PII_KEY_FILE = "pii_key"
 # The children that open sealed personal data and so get the private key; every
 # other one gets its public half only (the operator's CLI reads the key file).
+# Not the dead-letter watcher: taking it over must open no citizen's number, so
+# its API replays only where an operator deliberately gives it the key (otherwise
+# `lapor dlq replay`, with the operator's key file, does).
 PII_KEY_HOLDERS = frozenset({"notify"})
 # Where the CLI looks for that file: `make run`'s workdir unless this names another.
 DEV_DIR_ENV = "LAPOR_DEV_DIR"
@@ -290,11 +295,17 @@ def nats_users(services: Sequence[str] = SERVICES) -> list[NatsUser]:
         ),
         NatsUser(
             DLQ,
-            "dead-letter watcher: advisories in, any stream's message by sequence",
+            "dead-letter watcher: advisories in, any stream's message by sequence, "
+            "replays that admins ask for through its API on the original subjects of "
+            "events, commands and outbound messages (never a channel's inbound one: "
+            "only the channel's own login may say who sent it)",
             (
                 *_stream_api(dlq.ADVISORY_STREAM),
                 *_durable_api(dlq.ADVISORY_STREAM, dlq.WATCHER, dlq.ADVISORY_FILTER),
                 f"{JS_API}.STREAM.MSG.GET.*",
+                *subjects.EVENTS_STREAM.subjects,
+                *subjects.COMMANDS_STREAM.subjects,
+                *subjects.OUTBOUND_STREAM.subjects,
             ),
             (f"{dlq.INBOX_PREFIX}.>",),
         ),
@@ -452,6 +463,9 @@ class Stack:
     # user, allowed only its collections (lapor.runtime.db_access), and `mongo`
     # is the operator's login. `make run` turns it on; tests opt in.
     db_auth: bool = False
+    # Who gets the private personal-data key besides notify: the dead-letter watcher
+    # only where an operator chooses console replays over its isolation.
+    pii_key_holders: frozenset[str] = PII_KEY_HOLDERS
     # Kannel's ports (admin, smsbox, sendsms, fake_smsc, inject_smsc): picked once
     # per Stack unless given, kept for restarts.
     kannel_ports: dict[str, int] = field(default_factory=dict)
@@ -546,7 +560,7 @@ class Stack:
         """A service replica's HTTP port; the first replica has the service's port, the
         others get a free one once, kept for their restarts."""
         if name not in self.http_ports and (
-            replica_of(name) in SERVICES or name in (GATEWAY, CONSOLE)
+            replica_of(name) in SERVICES or name in (GATEWAY, CONSOLE, DLQ)
         ):
             self.http_ports[name] = free_port()
         return self.http_ports[name]
@@ -747,7 +761,7 @@ class Stack:
         # Inherited or not, the private key reaches only the children that open.
         for name in ("LAPOR_PII_KEY", "LAPOR_PII_OLD_KEYS"):
             env.pop(name, None)
-        if user in PII_KEY_HOLDERS:
+        if user in self.pii_key_holders:
             env["LAPOR_PII_KEY"] = self.pii_key()
             if old := os.environ.get("LAPOR_PII_OLD_KEYS"):
                 env["LAPOR_PII_OLD_KEYS"] = old
@@ -798,11 +812,14 @@ class Stack:
         Replicas (`dlq-2`) share its durable consumer and store each record once."""
         env = self._child_env(DLQ)
         env.update(self.extra_env)
+        env["DLQ_HTTP_PORT"] = str(self.http_port(DLQ)) if name == DLQ else "0"
         log = self.workdir / "logs" / f"{name}.log"
         offset = log.stat().st_size if log.exists() else 0
         self._spawn(name, [sys.executable, "-m", "lapor.dlq", "watch"], env)
         if wait:
             self._wait_log(name, "watching", offset)
+            if name == DLQ:
+                self.wait_ready(name)
 
     def _wait_log(self, name: str, marker: str, offset: int, timeout: float = 60.0) -> None:
         log = self.workdir / "logs" / f"{name}.log"
@@ -1084,6 +1101,8 @@ class Stack:
                 "CONSOLE_INTAKE_URL": self.url("intake"),
                 "CONSOLE_SLA_URL": self.url("sla"),
                 "CONSOLE_NOTIFY_URL": self.url("notify"),
+                "CONSOLE_DLQ_URL": self.url(DLQ),
+                "CONSOLE_HOTSPOTS_URL": self.url("hotspots"),
                 "CONSOLE_COOKIE_KEY": os.environ.get("CONSOLE_COOKIE_KEY")
                 or self._dev_key("console_cookie_key", secrets.token_urlsafe(32)),
             }
@@ -1168,7 +1187,12 @@ def run_foreground() -> int:
             "LOG_FORMAT": os.environ.get("LOG_FORMAT", "text"),
             "NOTIFY_CHANNEL": "bus" if with_kannel else "log",
         },
-        http_ports={**DEFAULT_PORTS, GATEWAY: GATEWAY_HTTP_PORT, CONSOLE: CONSOLE_HTTP_PORT},
+        http_ports={
+            **DEFAULT_PORTS,
+            GATEWAY: GATEWAY_HTTP_PORT,
+            CONSOLE: CONSOLE_HTTP_PORT,
+            DLQ: DLQ_HTTP_PORT,
+        },
         kannel_ports=dict(KANNEL_DEFAULT_PORTS),
     )
     stopping = threading.Event()

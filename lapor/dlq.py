@@ -21,7 +21,8 @@ when it starts; storing is idempotent, so a repeated advisory changes nothing.
 Payloads are sealed to the personal-data public key (`LAPOR_PII_PUBLIC_KEY`),
 which the services and the watcher hold: they store dead letters but cannot
 read any. Only the operator's commands below, given the private
-`LAPOR_PII_KEY`, open them.
+`LAPOR_PII_KEY`, open them, and the watcher's HTTP API for admins
+(`lapor.dlq_api`) where the operator gives the watcher that key to replay.
 
 `lapor dlq list` shows the records (phone numbers masked); `lapor dlq replay`
 publishes a stored payload again on its original subject with a new
@@ -88,7 +89,12 @@ class DeadLetterStore:
     """
 
     def __init__(
-        self, db: Any, sealer: PiiSealer | None = None, opener: PiiOpener | None = None
+        self,
+        db: Any,
+        sealer: PiiSealer | None = None,
+        opener: PiiOpener | None = None,
+        *,
+        leave_sealed: bool = False,
     ) -> None:
         self.collection = db[COLLECTION]
         self.notes = db[NOTES]
@@ -96,6 +102,13 @@ class DeadLetterStore:
         # (resolving a record).
         self._sealer = sealer or (opener.sealer() if opener is not None else None)
         self._opener = opener
+        # Without the private key, list records with no payload rather than refuse
+        # (the watcher's HTTP API where it holds only the public key).
+        self._leave_sealed = leave_sealed and opener is None
+
+    @property
+    def opens_payloads(self) -> bool:
+        return self._opener is not None
 
     @property
     def sealer(self) -> PiiSealer:
@@ -131,23 +144,28 @@ class DeadLetterStore:
         self,
         *,
         pending_only: bool = False,
+        settled_only: bool = False,
         after: str | None = None,
         until: datetime | None = None,
         limit: int = 500,
     ) -> tuple[list[Document], int]:
         """Up to `limit` records, oldest first, that follow the record `after`, and how
         many more follow them. Records stored after `until` are left out, so that
-        working through all pages ends even while new ones arrive."""
-        query = self._query(pending_only, until)
+        working through all pages ends even while new ones arrive. `settled_only`:
+        those replayed or resolved."""
+        query = self._query(pending_only, until, settled_only)
         if after is not None:
             mark = await self.collection.find_one({"_id": after}, {"stored_at": 1})
             if mark is None:
                 raise LookupError(f"no dead letter {after}")
             # Keyset paging on (stored_at, _id): stable while records change state.
-            query["$or"] = [
-                {"stored_at": {"$gt": mark["stored_at"]}},
-                {"stored_at": mark["stored_at"], "_id": {"$gt": after}},
-            ]
+            keyset: Document = {
+                "$or": [
+                    {"stored_at": {"$gt": mark["stored_at"]}},
+                    {"stored_at": mark["stored_at"], "_id": {"$gt": after}},
+                ]
+            }
+            query = {"$and": [query, keyset]} if "$or" in query else {**query, **keyset}
         cursor = self.collection.find(query).sort([("stored_at", 1), ("_id", 1)]).limit(limit)
         found = [self._opened(doc) async for doc in cursor]
         more = 0
@@ -159,8 +177,10 @@ class DeadLetterStore:
         return int(await self.collection.count_documents(self._query(pending_only, until)))
 
     @staticmethod
-    def _query(pending_only: bool, until: datetime | None) -> Document:
+    def _query(pending_only: bool, until: datetime | None, settled_only: bool = False) -> Document:
         query: Document = dict(PENDING) if pending_only else {}
+        if settled_only:
+            query["$or"] = [{"replayed_at": {"$ne": None}}, {"resolved_at": {"$ne": None}}]
         if until is not None:
             query["stored_at"] = {"$lte": until}
         return query
@@ -175,7 +195,9 @@ class DeadLetterStore:
 
     def _opened(self, stored: Document) -> Document:
         record = {k: v for k, v in stored.items() if k != "payload_sealed"}
-        if "payload_b64" not in stored:
+        if "payload_b64" not in stored and self._leave_sealed:
+            record["payload_b64"] = None
+        elif "payload_b64" not in stored:
             sealed = stored.get("payload_sealed")
             record["payload_b64"] = (
                 None if sealed is None else self.opener.open(sealed, str(stored["_id"]))
@@ -560,14 +582,29 @@ def watch_command(
     pii_public_key: PiiPublicKey = "",
     stream_replicas: Annotated[int, typer.Option(envvar="NATS_STREAM_REPLICAS", min=1, max=5)] = 1,
 ) -> None:
-    """Run the watcher: store every message JetStream gave up on (until SIGTERM)."""
+    """Run the watcher: store every message JetStream gave up on (until SIGTERM), and
+    serve admins' HTTP API on DLQ_HTTP_PORT (8087; 0: none, for a second replica)."""
+    import os
+
+    from lapor.dlq_api import Connections, DlqSettings, create_app
     from lapor.runtime.logs import configure_logging
+    from lapor.runtime.serve import serve
 
     sealer = _sealer(pii_public_key)
+    # The private key, where the operator gave it, lets admins replay from the console.
+    private_key = os.environ.get("LAPOR_PII_KEY", "")
+    opener = _opener(private_key, os.environ.get("LAPOR_PII_OLD_KEYS", "")) if private_key else None
     configure_logging("dlq", log_level, log_format)
-    asyncio.run(
-        _watch(nats_url, nats_user, nats_password, mongo_url, mongo_db, sealer, stream_replicas)
+    settings = DlqSettings()
+    if settings.http_port == 0:
+        asyncio.run(
+            _watch(nats_url, nats_user, nats_password, mongo_url, mongo_db, sealer, stream_replicas)
+        )
+        return
+    connections = Connections(
+        nats_url, nats_user, nats_password, mongo_url, mongo_db, stream_replicas
     )
+    serve(create_app(settings, connections, sealer, opener), settings)
 
 
 async def _watch(

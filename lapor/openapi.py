@@ -1,6 +1,6 @@
 """Generate (or check) the committed OpenAPI document of intake's HTTP API.
 
-python -m lapor.openapi write   # regenerate docs/openapi/intake.json
+python -m lapor.openapi write   # regenerate docs/openapi/intake.json, hotspots.json, dlq.json
 python -m lapor.openapi check   # exit 1 if the committed file differs from the code
 """
 
@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "openapi" / "intake.json"
 # The hotspots service's API for officers (services/hotspots/api.py).
 HOTSPOTS_OUT = ROOT / "docs" / "openapi" / "hotspots.json"
+# The dead-letter watcher's API for admins (lapor/dlq_api.py).
+DLQ_OUT = ROOT / "docs" / "openapi" / "dlq.json"
 
 
 def _json(document: dict[str, Any]) -> str:
@@ -31,8 +33,14 @@ def render_hotspots() -> str:
     return _json(openapi_document())
 
 
+def render_dlq() -> str:
+    from lapor.dlq_api import openapi_document
+
+    return _json(openapi_document())
+
+
 def main(argv: list[str]) -> int:
-    documents = ((OUT, render()), (HOTSPOTS_OUT, render_hotspots()))
+    documents = ((OUT, render()), (HOTSPOTS_OUT, render_hotspots()), (DLQ_OUT, render_dlq()))
     if (argv[1] if len(argv) > 1 else "write") == "write":
         for out, text in documents:
             out.parent.mkdir(parents=True, exist_ok=True)

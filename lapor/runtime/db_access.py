@@ -107,6 +107,8 @@ GRANTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "hotspots": {
         **_SHARED,
         "hotspot_members": (FIND, INSERT, UPDATE, CREATE_INDEX),
+        # The lease that lets one replica at a time group complaints.
+        "hotspot_leases": (FIND, INSERT, UPDATE),
         "hotspots": _OWN,
         **_TOKEN_CHECK,
     },
@@ -118,6 +120,8 @@ GRANTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "dlq": {
         "dead_letters": (FIND, INSERT, UPDATE),
         "delivery_failures": (FIND,),
+        # Its HTTP API answers admins only (lapor.dlq_api).
+        **_TOKEN_CHECK,
     },
 }
 OPERATOR = "operator"

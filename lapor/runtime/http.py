@@ -373,7 +373,7 @@ class ErrorsAsJson:
 def create_http_app(
     *,
     service: str,
-    broker: NatsBroker,
+    broker: NatsBroker | None,
     registry: CollectorRegistry,
     ready_checks: dict[str, ReadyCheck],
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
@@ -411,7 +411,8 @@ def create_http_app(
 
     @app.get("/readyz", tags=["health"], summary="NATS and the database are reachable")
     async def readyz(response: Response) -> dict[str, Any]:
-        checks = {"nats": await broker.ping(timeout=2.0)}
+        # A process on plain nats-py (the dead-letter watcher) checks NATS itself.
+        checks = {"nats": await broker.ping(timeout=2.0)} if broker is not None else {}
         for name, check in ready_checks.items():
             checks[name] = await check()
         ready = all(checks.values())

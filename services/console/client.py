@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 
@@ -90,10 +91,23 @@ class Services(Protocol):
     async def revoke_token(self, token: str, token_id: str) -> dict[str, Any]: ...
     async def submit(self, body: Mapping[str, Any]) -> dict[str, Any]: ...
     async def report_html(self, params: Mapping[str, str]) -> str: ...
+    async def dead_letters(
+        self, token: str, state: str = "pending", after: str | None = None
+    ) -> dict[str, Any]: ...
+    async def dead_letter_action(
+        self, token: str, record_id: str, action: str, reason: str | None = None
+    ) -> dict[str, Any]: ...
+    async def hotspots(self, token: str, agency: str | None = None) -> dict[str, Any]: ...
+    async def hotspot(self, token: str, hotspot_id: str) -> dict[str, Any]: ...
+    async def hotspot_action(
+        self, token: str, hotspot_id: str, action: str, body: Mapping[str, Any] | None = None
+    ) -> Any: ...
     async def ready(self) -> bool: ...
 
 
 ACCOUNT_ACTIONS = ("disable", "enable", "reset-password")
+DEAD_LETTER_ACTIONS = ("replay", "resolve")
+HOTSPOT_ACTIONS = ("confirm", "split", "merge", "answer")
 
 
 def _message(response: httpx.Response) -> str:
@@ -120,12 +134,16 @@ class HttpServices:
         sla_url: str,
         notify_url: str,
         metrics: ConsoleMetrics | None = None,
+        dlq_url: str = "http://127.0.0.1:8087",
+        hotspots_url: str = "http://127.0.0.1:8086",
     ) -> None:
         self.client = client
         self.bases = {
             "intake": intake_url.rstrip("/"),
             "sla": sla_url.rstrip("/"),
             "notify": notify_url.rstrip("/"),
+            "dlq": dlq_url.rstrip("/"),
+            "hotspots": hotspots_url.rstrip("/"),
         }
         self.metrics = metrics
 
@@ -300,6 +318,44 @@ class HttpServices:
         response = await self._call("GET", "intake", "/reports/agencies.html", params=params)
         return response.text
 
+    async def dead_letters(
+        self, token: str, state: str = "pending", after: str | None = None
+    ) -> dict[str, Any]:
+        params = {"state": state, **({"after": after} if after else {})}
+        response = await self._call("GET", "dlq", "/api/v1/dead-letters", token, params=params)
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def dead_letter_action(
+        self, token: str, record_id: str, action: str, reason: str | None = None
+    ) -> dict[str, Any]:
+        if action not in DEAD_LETTER_ACTIONS:
+            raise ServiceError(404, "tindakan tidak dikenal")
+        path = f"/api/v1/dead-letters/{quote(record_id, safe='')}/{action}"
+        body = {"reason": reason} if action == "resolve" else None
+        result: dict[str, Any] = (await self._call("POST", "dlq", path, token, json=body)).json()
+        return result
+
+    async def hotspots(self, token: str, agency: str | None = None) -> dict[str, Any]:
+        params = {"agency": agency} if agency else None
+        response = await self._call("GET", "hotspots", "/api/v1/hotspots", token, params=params)
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def hotspot(self, token: str, hotspot_id: str) -> dict[str, Any]:
+        path = f"/api/v1/hotspots/{quote(hotspot_id, safe='')}"
+        result: dict[str, Any] = (await self._call("GET", "hotspots", path, token)).json()
+        return result
+
+    async def hotspot_action(
+        self, token: str, hotspot_id: str, action: str, body: Mapping[str, Any] | None = None
+    ) -> Any:
+        if action not in HOTSPOT_ACTIONS:
+            raise ServiceError(404, "tindakan tidak dikenal")
+        path = f"/api/v1/hotspots/{quote(hotspot_id, safe='')}/{action}"
+        json = dict(body) if body is not None else None
+        return (await self._call("POST", "hotspots", path, token, json=json)).json()
+
     async def ready(self) -> bool:
         try:
             response = await self.client.get(self.bases["intake"] + "/healthz", timeout=2.0)
@@ -348,6 +404,10 @@ class InMemoryServices:
     triage_items: list[dict[str, Any]] = field(default_factory=list)
     api_tokens: list[dict[str, Any]] = field(default_factory=list)
     worklist_calls: list[dict[str, Any]] = field(default_factory=list)
+    dead_letter_records: list[dict[str, Any]] = field(default_factory=list)
+    # The hotspots service's views (`HotspotDetail`), by id; answers sent, in order.
+    hotspot_records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hotspot_answers: list[dict[str, Any]] = field(default_factory=list)
     session_hours: int = 12
 
     def add_account(self, account: FakeAccount) -> FakeAccount:
@@ -545,6 +605,102 @@ class InMemoryServices:
 
     async def report_html(self, params: Mapping[str, str]) -> str:
         return "<html><body><h1>Laporan kinerja</h1></body></html>"
+
+    async def dead_letters(
+        self, token: str, state: str = "pending", after: str | None = None
+    ) -> dict[str, Any]:
+        self._admin(token)
+
+        def settled(r: dict[str, Any]) -> bool:
+            return bool(r.get("replayed_at") or r.get("resolved_at"))
+
+        items = [
+            copy.deepcopy(r)
+            for r in self.dead_letter_records
+            if state == "all" or settled(r) == (state == "settled")
+        ]
+        return {"items": items, "more": 0, "replay_available": True}
+
+    async def dead_letter_action(
+        self, token: str, record_id: str, action: str, reason: str | None = None
+    ) -> dict[str, Any]:
+        admin = self._admin(token)
+        record = next((r for r in self.dead_letter_records if r["id"] == record_id), None)
+        if record is None:
+            raise ServiceError(404, f"no dead letter {record_id}")
+        if record.get("resolved_at") or record.get("replayed_at"):
+            raise ServiceError(409, f"{record_id} was settled before")
+        at = datetime.now(UTC).isoformat()
+        if action == "replay":
+            record.update(replayed_at=at, replays=record.get("replays", 0) + 1)
+            return {"id": record_id, "msg_id": "replay-" + secrets.token_hex(8)}
+        record.update(resolved_at=at, resolution=reason, resolved_by=admin.username)
+        return {"id": record_id, "resolved": True}
+
+    def _hotspot(self, account: FakeAccount, hotspot_id: str) -> dict[str, Any]:
+        record = self.hotspot_records.get(hotspot_id)
+        if record is None or (account.role != "admin" and account.agency != record["agency"]):
+            raise ServiceError(404, f"no hotspot {hotspot_id}")
+        return record
+
+    async def hotspots(self, token: str, agency: str | None = None) -> dict[str, Any]:
+        account = self._account(token)
+        if account.role != "admin":
+            agency = agency or account.agency
+            if agency != account.agency:
+                raise ServiceError(403, "an officer reads only their agency's hotspots")
+        found = [
+            copy.deepcopy(h)
+            for h in self.hotspot_records.values()
+            if h["state"] in ("suggested", "confirmed")
+            and (agency is None or h["agency"] == agency)
+        ]
+        found.sort(key=lambda h: -len(h["members"]))
+        by_agency: dict[str, int] = {}
+        for h in found:
+            by_agency[h["agency"]] = by_agency.get(h["agency"], 0) + 1
+        return {"count": len(found), "by_agency": by_agency, "by_kecamatan": {}, "hotspots": found}
+
+    async def hotspot(self, token: str, hotspot_id: str) -> dict[str, Any]:
+        return copy.deepcopy(self._hotspot(self._account(token), hotspot_id))
+
+    async def hotspot_action(
+        self, token: str, hotspot_id: str, action: str, body: Mapping[str, Any] | None = None
+    ) -> Any:
+        account = self._account(token)
+        record = self._hotspot(account, hotspot_id)
+        body = body or {}
+        if record["state"] not in ("suggested", "confirmed") and action != "answer":
+            raise ServiceError(409, f"hotspot is {record['state']}")
+        if action == "confirm":
+            record["state"] = "confirmed"
+        elif action == "split":
+            leaving = list(body.get("members") or [])
+            if not leaving or set(leaving) - set(record["members"]):
+                raise ServiceError(422, "not members of this hotspot")
+            if len(set(leaving)) == len(record["members"]):
+                raise ServiceError(422, "a split keeps at least one member and moves at least one")
+            record["members"] = [m for m in record["members"] if m not in leaving]
+        elif action == "merge":
+            other = self._hotspot(account, str(body.get("other") or ""))
+            if other is record:
+                raise ServiceError(422, "a hotspot is not merged with itself")
+            record["members"] = [*record["members"], *other["members"]]
+            other["state"] = "dissolved"
+        elif action == "answer":
+            if account.role != "agency" or account.agency != record["agency"]:
+                raise ServiceError(403, "only an officer of the holding agency answers")
+            if not body.get("text"):
+                raise ServiceError(422, "text: field required")
+            record["state"] = "answered"
+            self.hotspot_answers.append({"hotspot": hotspot_id, "text": body["text"]})
+        else:
+            raise ServiceError(404, "tindakan tidak dikenal")
+        record["size"] = len(record["members"])
+        record["member_details"] = [
+            d for d in record.get("member_details", []) if d["tracking_id"] in record["members"]
+        ]
+        return copy.deepcopy(record)
 
     async def ready(self) -> bool:
         return True

@@ -38,6 +38,9 @@ CONSOLE_ACTIONS = frozenset(
     {"acknowledge", "ask", "answer", "forward", "note", "decide_triage", "merge"}
 )
 _FORM_FIELDS = ("text", "outcome", "agency", "priority", "duplicate_of")
+# The dead-letter page's filter (as the watcher's API names it) and its two forms.
+DEAD_LETTER_STATES = {"pending": "Menunggu", "settled": "Selesai", "all": "Semua"}
+DEAD_LETTER_FORM_ACTIONS = {"kirim-ulang": "replay", "selesaikan": "resolve"}
 PRESESSION_MAX_AGE = 2 * 3600
 
 
@@ -624,6 +627,72 @@ def console_router(console: Console) -> APIRouter:
             lambda: services().revoke_token(session.token, token_id),
             lambda _a: None,
         )
+
+    # -- dead letters: messages no service could process, replayed or resolved ---------
+    async def dead_letters_page(
+        request: Request,
+        session: Session,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        done: str | None = None,
+    ) -> HTMLResponse:
+        state = request.query_params.get("status", "pending")
+        if state not in DEAD_LETTER_STATES:
+            state = "pending"
+        after = request.query_params.get("setelah") or None
+        page = await services().dead_letters(session.token, state, after)
+        return console.render(
+            request,
+            "dead_letters.html",
+            session,
+            status=status,
+            page=page,
+            state=state,
+            states=DEAD_LETTER_STATES,
+            error=error,
+            done=done or request.query_params.get("ok"),
+        )
+
+    @router.get("/admin/pesan-gagal")
+    async def dead_letters(request: Request) -> Response:
+        session = console.require(request)
+        try:
+            return await dead_letters_page(request, session)
+        except Unauthorized:
+            raise
+        except ServiceError as refused:
+            return console.render(
+                request, "error.html", session, status=refused.status, error=refused.message
+            )
+
+    @router.post("/admin/pesan-gagal/{action}")
+    async def dead_letter_action(request: Request, action: str) -> Response:
+        session = console.require(request)
+        form = await form_of(request)
+        console.check_session_csrf(form, session)
+        record_id = form.get("id", "")
+        chosen = DEAD_LETTER_FORM_ACTIONS.get(action)
+        if chosen is None or not record_id:
+            return console.render(
+                request, "error.html", session, status=404, error="tindakan tidak dikenal"
+            )
+        try:
+            await services().dead_letter_action(
+                session.token, record_id, chosen, form.get("reason") or None
+            )
+        except Unauthorized:
+            raise
+        except ServiceError as refused:
+            try:
+                return await dead_letters_page(
+                    request, session, status=refused.status, error=refused.message
+                )
+            except ServiceError:
+                return console.render(
+                    request, "error.html", session, status=refused.status, error=refused.message
+                )
+        return see_other(f"/admin/pesan-gagal?ok={action}")
 
     # -- public pages ------------------------------------------------------------------
     @router.get("/lapor")

@@ -1,4 +1,5 @@
-"""The console's settings: where intake, SLA and notify answer, and the cookie key.
+"""The console's settings: where intake, SLA, notify and the dead-letter watcher
+answer, and the cookie key.
 
 The console has no database and no bus login: every read and every action goes
 through the services' HTTP APIs with the officer's own session token.
@@ -28,6 +29,9 @@ class ConsoleSettings(BaseSettings):
     intake_url: HttpUrl = HttpUrl("http://127.0.0.1:8080")
     sla_url: HttpUrl = HttpUrl("http://127.0.0.1:8082")
     notify_url: HttpUrl = HttpUrl("http://127.0.0.1:8083")
+    # The dead-letter watcher's API (lapor.dlq_api): admins' "Pesan gagal" page.
+    dlq_url: HttpUrl = HttpUrl("http://127.0.0.1:8087")
+    hotspots_url: HttpUrl = HttpUrl("http://127.0.0.1:8086")
     # Seals the session cookie (the bearer token inside must stay unreadable in the
     # browser) and keys the CSRF tokens. No default: each deployment makes its own.
     cookie_key: SecretStr

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from lapor.calendar import CalendarError, load_calendar
 from lapor.directory import DirectoryError, load_directory
 from lapor.regions import load_regions
 from lapor.runtime.http import BodyLimit
@@ -40,6 +41,7 @@ from services.console.client import (
     backend_time,
     browser_address,
 )
+from services.console.hotspot_pages import hotspot_router
 from services.console.metrics import ConsoleMetrics
 from services.console.pages import (
     Console,
@@ -72,9 +74,23 @@ SECURITY_HEADERS = {
 
 
 def _holidays(region_dir: Path) -> frozenset[date]:
+    """The weekdays the region's office is closed, last year to next: national
+    holidays, the region's days off and its corrections (data/regions/<region>/
+    days_off.yaml), as SLA counts them."""
     year = datetime.now(UTC).year
-    days = set(holiday_calendars.country_holidays("ID", years=range(year - 1, year + 2)))
-    return frozenset(days)
+    try:
+        calendar = load_calendar(region_dir)
+    except (CalendarError, OSError) as exc:
+        log.warning("region calendar unreadable (%s): national holidays only", exc)
+        national = holiday_calendars.country_holidays("ID", years=range(year - 1, year + 2))
+        return frozenset(national)
+    day, last = date(year - 1, 1, 1), date(year + 1, 12, 31)
+    closed = set()
+    while day <= last:
+        if day.weekday() < 5 and not calendar.is_working_day(day):
+            closed.add(day)
+        day += timedelta(days=1)
+    return frozenset(closed)
 
 
 def _zone(settings: ConsoleSettings) -> ZoneInfo:
@@ -121,6 +137,8 @@ def create_app(
                     str(settings.sla_url),
                     str(settings.notify_url),
                     metrics,
+                    dlq_url=str(settings.dlq_url),
+                    hotspots_url=str(settings.hotspots_url),
                 )
             )
             log.info("console started")
@@ -233,6 +251,7 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(console_router(console))
+    app.include_router(hotspot_router(console))
     return app
 
 

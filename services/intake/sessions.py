@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from prometheus_client import CollectorRegistry, Counter
+
 from lapor.account_store import AccountStore
 from lapor.accounts import (
     ADDRESS_FAILURES,
@@ -43,6 +45,15 @@ class FailureCounter(Protocol):
     """Counts failed logins by reason (the metric `lapor_login_failures_total`)."""
 
     def __call__(self, reason: str) -> None: ...
+
+
+def login_failures_metric(registry: CollectorRegistry) -> Counter:
+    return Counter(
+        "lapor_login_failures_total",
+        "Failed logins to intake's API, by reason (wrong_credentials, throttled)",
+        ["reason"],
+        registry=registry,
+    )
 
 
 def _uncounted(reason: str) -> None:

@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from faststream import FastStream
 from faststream.nats.annotations import NatsMessage
 from nats.errors import NotJSMessageError
-from prometheus_client import Counter
 from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -57,6 +56,7 @@ from services.intake.photo_store import GridFsPhotoStore
 from services.intake.photos import PhotoLimits
 from services.intake.ports import IntakeDeps
 from services.intake.repository import ComplaintRepository
+from services.intake.sessions import login_failures_metric
 from services.intake.settings import IntakeSettings
 from services.intake.sms import RegionKeywords
 
@@ -232,12 +232,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     metrics = DomainMetrics(runtime.registry)
     accounts_box: Late[MongoAccounts] = Late("accounts")
-    login_failures = Counter(
-        "lapor_login_failures_total",
-        "Failed logins to intake's API, by reason (wrong_credentials, throttled)",
-        ["reason"],
-        registry=runtime.registry,
-    )
+    login_failures = login_failures_metric(runtime.registry)
     accounts = AccountsContext(
         store=accounts_box.get,
         agencies={rid: frozenset(d.codes) for rid, d in directories.items()},

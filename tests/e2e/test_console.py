@@ -11,6 +11,7 @@ import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +272,37 @@ async def test_a_citizen_submits_on_the_web_and_tracks_it(
     await page.get_by_role("heading", name=re.compile(tracking_id)).wait_for()
     assert await db.complaints.count_documents({"_id": tracking_id}) == 1
     await shot(page, "lacak")
+
+
+async def test_an_admin_settles_a_dead_letter_in_the_console(
+    stack: Stack, console: str, browser: Any, db: Any
+) -> None:
+    """The dead-letter watcher's API (lapor.dlq_api) behind the "Pesan gagal" page."""
+    await ensure_admin_account(db, ADMIN, ADMIN_PASSWORD)
+    record_id = f"LAPOR_EVENTS:{uuid.uuid4().int % 10**9}:notify-e2e"
+    await db.dead_letters.insert_one(
+        {
+            "_id": record_id,
+            "service": "notify",
+            "consumer": "notify-e2e",
+            "reason": "max_deliveries",
+            "deliveries": 5,
+            "error": "RuntimeError: gateway unreachable",
+            "subject": "lapor.event.complaint.answered",
+            "stored_at": datetime.now(UTC),
+            "payload_sealed": None,
+        }
+    )
+    admin = await new_page(browser, console)
+    await log_in(admin, ADMIN, ADMIN_PASSWORD)
+    await admin.wait_for_url("**/ikhtisar")
+    await admin.get_by_role("link", name="Pesan gagal").click()
+    row = admin.get_by_role("row", name=re.compile(re.escape(record_id)))
+    await row.get_by_text("gateway unreachable").wait_for()
+    await shot(admin, "pesan-gagal")
+    await row.get_by_label("Alasan").fill("uji coba, sudah dikirim manual")
+    await row.get_by_role("button", name="Tandai selesai").click()
+    await admin.get_by_text("Pesan ditandai selesai.").wait_for()
+    stored = await db.dead_letters.find_one({"_id": record_id})
+    assert stored["resolution"] == "uji coba, sudah dikirim manual"
+    assert stored["resolved_by"]

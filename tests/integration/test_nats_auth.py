@@ -390,13 +390,15 @@ async def test_gateway_reads_outbound_and_publishes_receipts_only(
 
 
 async def test_dlq_watcher_reads_by_sequence_and_nothing_else(streams: Stack, own_nc: Any) -> None:
+    # It replays events, commands and outbound messages for admins, never a channel's
+    # inbound message: only the channel's own login may say who sent that.
     ack = await own_nc.jetstream().publish("lapor.event.complaint.received", b'{"n": 1}')
     client = await _login(streams, "dlq", "_INBOX.dlq")
     try:
         through = await client.unrefused(
             [
                 "lapor.inbound.sms",
-                "lapor.event.complaint.received",
+                "lapor.inbound.partner.kanal",
                 "$JS.API.STREAM.DELETE.LAPOR_EVENTS",
                 "$JS.API.STREAM.PURGE.LAPOR_ADVISORIES",
                 "$JS.API.CONSUMER.MSG.NEXT.LAPOR_EVENTS.router-received",
@@ -404,10 +406,12 @@ async def test_dlq_watcher_reads_by_sequence_and_nothing_else(streams: Stack, ow
             [">", "lapor.>", "_INBOX.>", "$JS.EVENT.>"],
         )
         stored = await client.nc.jetstream().get_msg("LAPOR_EVENTS", ack.seq)
+        replays_an_event = not await client.publish_refused("lapor.event.complaint.received")
     finally:
         await client.close()
     assert through == []
     assert stored.data == b'{"n": 1}'
+    assert replays_an_event
 
 
 async def test_admin_may_do_everything(streams: Stack) -> None:

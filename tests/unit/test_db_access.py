@@ -138,9 +138,10 @@ def test_every_collection_the_code_names_is_granted() -> None:
 def test_the_router_reaches_neither_contacts_nor_tokens() -> None:
     router = db_access.privileges("router")
     assert "notify_contacts" not in router and "api_tokens" not in router
-    # Token hashes: intake manages them; sla, notify and hotspots only look them up.
+    # Token hashes: intake manages them; sla, notify, hotspots and the dead-letter
+    # watcher's API only look them up.
     readers = {p for p, grants in GRANTS.items() if "find" in grants.get("api_tokens", ())}
-    assert readers == {"intake", "sla", "notify", "hotspots"}
+    assert readers == {"intake", "sla", "notify", "hotspots", "dlq"}
     writers = {p for p, grants in GRANTS.items() if len(grants.get("api_tokens", ())) > 1}
     assert writers == {"intake"}
     readers = {p for p, grants in GRANTS.items() if "find" in grants.get("notify_contacts", ())}
