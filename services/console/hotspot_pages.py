@@ -52,12 +52,22 @@ async def _all_values(request: Request, name: str) -> list[str]:
 
 def hotspot_router(console: Console) -> APIRouter:
     router = APIRouter(include_in_schema=False)
-    services = console.services
+    # Registration order is the routes' order: keep it.
+    _listing_routes(router, console)
+    _hotspot_routes(router, console)
+    return router
 
-    def refused_page(request: Request, session: Session, refused: ServiceError) -> HTMLResponse:
-        return console.render(
-            request, "error.html", session, status=refused.status, error=refused.message
-        )
+
+def _refused_page(
+    console: Console, request: Request, session: Session, refused: ServiceError
+) -> HTMLResponse:
+    return console.render(
+        request, "error.html", session, status=refused.status, error=refused.message
+    )
+
+
+def _listing_routes(router: APIRouter, console: Console) -> None:
+    """The hotspots an officer's agency holds (every agency's for admins)."""
 
     @router.get("/hotspot")
     async def hotspot_list(request: Request) -> Response:
@@ -66,11 +76,11 @@ def hotspot_router(console: Console) -> APIRouter:
         if session.is_admin:
             agency = (request.query_params.get("agency") or "").upper()[:32] or None
         try:
-            listing = await services().hotspots(session.token, agency)
+            listing = await console.services().hotspots(session.token, agency)
         except Unauthorized:
             raise
         except ServiceError as refused:
-            return refused_page(request, session, refused)
+            return _refused_page(console, request, session, refused)
         return console.render(
             request,
             "hotspots.html",
@@ -80,44 +90,68 @@ def hotspot_router(console: Console) -> APIRouter:
             labels=HOTSPOT_STATE_LABELS,
         )
 
-    async def hotspot_page(
-        request: Request,
-        session: Session,
-        hotspot_id: str,
-        *,
-        status: int = 200,
-        error: str | None = None,
-        form: dict[str, str] | None = None,
-    ) -> HTMLResponse:
-        hotspot = await services().hotspot(session.token, hotspot_id)
-        # Merge candidates: the same agency's other open hotspots (the service checks).
-        others: list[dict[str, Any]] = []
-        if hotspot["state"] in ("suggested", "confirmed"):
-            listing = await services().hotspots(session.token, hotspot["agency"])
-            others = [h for h in listing["hotspots"] if h["id"] != hotspot["id"]]
-        done = request.query_params.get("ok")
-        return console.render(
-            request,
-            "hotspot.html",
-            session,
-            status=status,
-            h=hotspot,
-            others=others,
-            labels=HOTSPOT_STATE_LABELS,
-            error=error,
-            done=DONE_MESSAGES.get(done or ""),
-            form=form or {},
-        )
+
+async def _hotspot_page(
+    console: Console,
+    request: Request,
+    session: Session,
+    hotspot_id: str,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    form: dict[str, str] | None = None,
+) -> HTMLResponse:
+    services = console.services
+    hotspot = await services().hotspot(session.token, hotspot_id)
+    # Merge candidates: the same agency's other open hotspots (the service checks).
+    others: list[dict[str, Any]] = []
+    if hotspot["state"] in ("suggested", "confirmed"):
+        listing = await services().hotspots(session.token, hotspot["agency"])
+        others = [h for h in listing["hotspots"] if h["id"] != hotspot["id"]]
+    done = request.query_params.get("ok")
+    return console.render(
+        request,
+        "hotspot.html",
+        session,
+        status=status,
+        h=hotspot,
+        others=others,
+        labels=HOTSPOT_STATE_LABELS,
+        error=error,
+        done=DONE_MESSAGES.get(done or ""),
+        form=form or {},
+    )
+
+
+async def _action_body(
+    request: Request, chosen: str, form: dict[str, str]
+) -> dict[str, Any] | None:
+    """What the hotspots API takes with `chosen` (confirming takes nothing)."""
+    body: dict[str, Any] | None = None
+    if chosen == "split":
+        body = {
+            "members": await _all_values(request, "members"),
+            "together": form.get("together") == "1",
+        }
+    elif chosen == "merge":
+        body = {"other": form.get("other", "")}
+    elif chosen == "answer":
+        body = {"text": form.get("text", "")}
+    return body
+
+
+def _hotspot_routes(router: APIRouter, console: Console) -> None:
+    """One hotspot, and what an officer does with it."""
 
     @router.get("/hotspot/{hotspot_id}")
     async def hotspot(request: Request, hotspot_id: str) -> Response:
         session = console.require(request)
         try:
-            return await hotspot_page(request, session, hotspot_id)
+            return await _hotspot_page(console, request, session, hotspot_id)
         except Unauthorized:
             raise
         except ServiceError as refused:
-            return refused_page(request, session, refused)
+            return _refused_page(console, request, session, refused)
 
     @router.post("/hotspot/{hotspot_id}/{action}")
     async def hotspot_action(request: Request, hotspot_id: str, action: str) -> Response:
@@ -129,31 +163,20 @@ def hotspot_router(console: Console) -> APIRouter:
             return console.render(
                 request, "error.html", session, status=404, error="Tindakan tidak dikenal."
             )
-        body: dict[str, Any] | None = None
-        if chosen == "split":
-            body = {
-                "members": await _all_values(request, "members"),
-                "together": form.get("together") == "1",
-            }
-        elif chosen == "merge":
-            body = {"other": form.get("other", "")}
-        elif chosen == "answer":
-            body = {"text": form.get("text", "")}
+        body = await _action_body(request, chosen, form)
         try:
-            await services().hotspot_action(session.token, hotspot_id, chosen, body)
+            await console.services().hotspot_action(session.token, hotspot_id, chosen, body)
         except Unauthorized:
             raise
         except ServiceError as refused:
             log.info("hotspot action %s refused with %s", chosen, refused.status)
             try:
-                return await hotspot_page(
-                    request, session, hotspot_id, status=refused.status,
+                return await _hotspot_page(
+                    console, request, session, hotspot_id, status=refused.status,
                     error=refused.message, form=form,
                 )  # fmt: skip
             except Unauthorized:
                 raise
             except ServiceError:
-                return refused_page(request, session, refused)
+                return _refused_page(console, request, session, refused)
         return see_other(f"/hotspot/{quote(hotspot_id, safe='')}?ok={action}")
-
-    return router

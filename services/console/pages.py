@@ -191,9 +191,41 @@ def see_other(path: str) -> RedirectResponse:
 
 def console_router(console: Console) -> APIRouter:
     router = APIRouter(include_in_schema=False)
-    services = console.services
+    # Registration order is the routes' order: keep it.
+    for routes in (
+        _login_routes,
+        _password_routes,
+        _worklist_routes,
+        _complaint_routes,
+        _oversight_routes,
+        _report_routes,
+        _account_routes,
+        _token_routes,
+        _dead_letter_routes,
+        _submission_routes,
+        _tracking_routes,
+    ):
+        routes(router, console)
+    return router
 
-    # -- login, logout, password -------------------------------------------------------
+
+def _session_of(answer: Mapping[str, Any]) -> Session:
+    """The console's session from intake's answer to a login."""
+    account = answer["account"]
+    return Session(
+        token=answer["token"],
+        expires_at=datetime.fromisoformat(answer["expires_at"]),
+        username=account["username"],
+        name=account.get("name") or account["username"],
+        role=account["role"],
+        agency=account.get("agency"),
+        must_change_password=bool(account.get("must_change_password")),
+    )
+
+
+def _login_routes(router: APIRouter, console: Console) -> None:
+    """Logging in, behind a pre-session CSRF value."""
+
     @router.get("/masuk")
     async def login_page(request: Request, lanjut: str = "/") -> Response:
         pre, fresh = console.presession(request)
@@ -226,7 +258,7 @@ def console_router(console: Console) -> APIRouter:
             )
 
         try:
-            answer = await services().login(
+            answer = await console.services().login(
                 form.get("username", ""),
                 form.get("password", ""),
                 request.client.host if request.client else None,
@@ -237,21 +269,17 @@ def console_router(console: Console) -> APIRouter:
             if refused.status == 429:
                 return again("Terlalu banyak percobaan gagal. Coba lagi nanti.", 429)
             return again(refused.message, refused.status if refused.status < 500 else 503)
-        account = answer["account"]
-        session = Session(
-            token=answer["token"],
-            expires_at=datetime.fromisoformat(answer["expires_at"]),
-            username=account["username"],
-            name=account.get("name") or account["username"],
-            role=account["role"],
-            agency=account.get("agency"),
-            must_change_password=bool(account.get("must_change_password")),
-        )
+        session = _session_of(answer)
         response = see_other("/akun/sandi" if session.must_change_password else next_path)
         console.set_session(response, session)
         response.delete_cookie(PRESESSION_COOKIE, path="/")
         log.info("console login")
         return response
+
+
+def _password_routes(router: APIRouter, console: Console) -> None:
+    """Logging out and changing one's password."""
+    services = console.services
 
     @router.get("/keluar")
     async def logout_page(request: Request) -> Response:
@@ -300,7 +328,10 @@ def console_router(console: Console) -> APIRouter:
         console.set_session(response, _replace(session, must_change_password=False))
         return response
 
-    # -- the officer's worklist --------------------------------------------------------
+
+def _worklist_routes(router: APIRouter, console: Console) -> None:
+    """The officer's worklist."""
+
     @router.get("/")
     async def worklist(request: Request) -> Response:
         session = console.require(request)
@@ -317,7 +348,7 @@ def console_router(console: Console) -> APIRouter:
         overdue = query.get("overdue") in ("1", "true", "on")
         q = (query.get("q") or "").strip()[:120] or None
         limit, offset = domain.clamp_page(_int(query.get("limit")), _int(query.get("offset")))
-        listing = await services().worklist(
+        listing = await console.services().worklist(
             session.token, agency, states=states, overdue=overdue, q=q, limit=limit, offset=offset
         )
         params = {"status": states, "overdue": "1" if overdue else None, "q": q,
@@ -337,41 +368,46 @@ def console_router(console: Console) -> APIRouter:
             message=query.get("pesan"),
         )
 
-    # -- one complaint -----------------------------------------------------------------
-    async def complaint_page(
-        request: Request,
-        session: Session,
-        tracking_id: str,
-        *,
-        status: int = 200,
-        error: str | None = None,
-        form: Mapping[str, str] | None = None,
-    ) -> HTMLResponse:
-        complaint = await services().complaint(session.token, tracking_id)
-        deliveries = None
-        try:
-            deliveries = await services().deliveries(session.token, complaint["tracking_id"])
-        except Unauthorized:
-            raise
-        except ServiceError:
-            deliveries = None  # notify down or not the reader's rows: the page still works
-        return console.render(
-            request,
-            "complaint.html",
-            session,
-            status=status,
-            c=complaint,
-            deliveries=deliveries,
-            error=error,
-            done=request.query_params.get("ok"),
-            form=form or {},
-        )
+
+async def _complaint_page(
+    console: Console,
+    request: Request,
+    session: Session,
+    tracking_id: str,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    form: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    complaint = await console.services().complaint(session.token, tracking_id)
+    deliveries = None
+    try:
+        deliveries = await console.services().deliveries(session.token, complaint["tracking_id"])
+    except Unauthorized:
+        raise
+    except ServiceError:
+        deliveries = None  # notify down or not the reader's rows: the page still works
+    return console.render(
+        request,
+        "complaint.html",
+        session,
+        status=status,
+        c=complaint,
+        deliveries=deliveries,
+        error=error,
+        done=request.query_params.get("ok"),
+        form=form or {},
+    )
+
+
+def _complaint_routes(router: APIRouter, console: Console) -> None:
+    """One complaint, and the actions taken on it."""
 
     @router.get("/pengaduan/{tracking_id}")
     async def complaint(request: Request, tracking_id: str) -> Response:
         session = console.require(request)
         try:
-            return await complaint_page(request, session, tracking_id)
+            return await _complaint_page(console, request, session, tracking_id)
         except Unauthorized:
             raise
         except ServiceError as refused:
@@ -392,18 +428,18 @@ def console_router(console: Console) -> APIRouter:
         body.update({k: form[k] for k in _FORM_FIELDS if form.get(k)})
         back = safe_next(form.get("kembali")) if form.get("kembali") else None
         try:
-            await services().act(session.token, tracking_id, action, body)
+            await console.services().act(session.token, tracking_id, action, body)
         except Unauthorized:
             raise
         except ServiceError as refused:
             log.info("action %s refused with %s", action, refused.status)
             if back and back.startswith("/triase"):
-                return await triage_page(
-                    request, session, status=refused.status, error=refused.message
+                return await _triage_page(
+                    console, request, session, status=refused.status, error=refused.message
                 )
             try:
-                return await complaint_page(
-                    request, session, tracking_id, status=refused.status,
+                return await _complaint_page(
+                    console, request, session, tracking_id, status=refused.status,
                     error=refused.message, form=form,
                 )  # fmt: skip
             except Unauthorized:
@@ -416,7 +452,40 @@ def console_router(console: Console) -> APIRouter:
             return see_other(back + ("&" if "?" in back else "?") + "ok=" + quote(action))
         return see_other(f"/pengaduan/{quote(tracking_id)}?ok={quote(action)}")
 
-    # -- breaches ----------------------------------------------------------------------
+
+async def _triage_page(
+    console: Console,
+    request: Request,
+    session: Session,
+    status: int = 200,
+    error: str | None = None,
+) -> HTMLResponse:
+    items = await console.services().triage(session.token)
+    return console.render(
+        request,
+        "triage.html",
+        session,
+        status=status,
+        items=items,
+        error=error,
+        done=request.query_params.get("ok"),
+    )
+
+
+def _breaches_by_agency(breach_report: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """All and still-open breaches per agency ("-" for none)."""
+    breaches_by_agency: dict[str, dict[str, int]] = {}
+    for breach in breach_report.get("breaches", []):
+        counts = breaches_by_agency.setdefault(breach.get("agency") or "-", {"all": 0, "open": 0})
+        counts["all"] += 1
+        counts["open"] += 1 if breach.get("open") else 0
+    return breaches_by_agency
+
+
+def _oversight_routes(router: APIRouter, console: Console) -> None:
+    """Breaches, the triage queue and the admins' overview."""
+    services = console.services
+
     @router.get("/pelanggaran")
     async def breaches(request: Request) -> Response:
         session = console.require(request)
@@ -426,26 +495,11 @@ def console_router(console: Console) -> APIRouter:
         report = await services().breaches(session.token, agency)
         return console.render(request, "breaches.html", session, report=report, agency=agency)
 
-    # -- admin pages -------------------------------------------------------------------
-    async def triage_page(
-        request: Request, session: Session, status: int = 200, error: str | None = None
-    ) -> HTMLResponse:
-        items = await services().triage(session.token)
-        return console.render(
-            request,
-            "triage.html",
-            session,
-            status=status,
-            items=items,
-            error=error,
-            done=request.query_params.get("ok"),
-        )
-
     @router.get("/triase")
     async def triage(request: Request) -> Response:
         session = console.require(request)
         try:
-            return await triage_page(request, session)
+            return await _triage_page(console, request, session)
         except Unauthorized:
             raise
         except ServiceError as refused:
@@ -466,22 +520,19 @@ def console_router(console: Console) -> APIRouter:
                 request, "error.html", session, status=refused.status, error=refused.message
             )
         rows = summary.get("agencies", []) if isinstance(summary, dict) else summary
-        breaches_by_agency: dict[str, dict[str, int]] = {}
-        for breach in breach_report.get("breaches", []):
-            counts = breaches_by_agency.setdefault(
-                breach.get("agency") or "-", {"all": 0, "open": 0}
-            )
-            counts["all"] += 1
-            counts["open"] += 1 if breach.get("open") else 0
         return console.render(
             request,
             "overview.html",
             session,
             rows=rows,
             summary=summary if isinstance(summary, dict) else {},
-            breaches=breaches_by_agency,
+            breaches=_breaches_by_agency(breach_report),
             breach_total=breach_report.get("total", 0),
         )
+
+
+def _report_routes(router: APIRouter, console: Console) -> None:
+    """The monthly accountability table and intake's performance report."""
 
     @router.get("/akuntabilitas")
     async def accountability(request: Request) -> Response:
@@ -490,7 +541,7 @@ def console_router(console: Console) -> APIRouter:
             request.query_params.get("month"), console.clock().astimezone(console.zone).date()
         )
         try:
-            report = await services().accountability(session.token, month)
+            report = await console.services().accountability(session.token, month)
         except Unauthorized:
             raise
         except ServiceError as refused:
@@ -507,58 +558,67 @@ def console_router(console: Console) -> APIRouter:
         console.require(request)
         params = {k: v for k, v in request.query_params.items() if k in ("start", "end", "region")}
         try:
-            html = await services().report_html(params)
+            html = await console.services().report_html(params)
         except ServiceError as refused:
             return HTMLResponse(refused.message, status_code=refused.status)
         # intake's report is one self-contained page with its own <style>, no script.
         return HTMLResponse(html, headers={"X-Report-Page": "1"})
 
-    async def accounts_page(
-        request: Request,
-        session: Session,
-        *,
-        status: int = 200,
-        error: str | None = None,
-        secret: Mapping[str, str] | None = None,
-    ) -> HTMLResponse:
-        accounts = await services().accounts(session.token)
-        tokens = await services().tokens(session.token)
-        return console.render(
-            request,
-            "accounts.html",
-            session,
-            status=status,
-            accounts=accounts,
-            tokens=tokens,
-            error=error,
-            secret=secret,
-        )
 
-    async def admin_form(
-        request: Request,
-        session: Session,
-        call: Callable[[], Any],
-        describe: Callable[[Any], Mapping[str, str] | None],
-    ) -> Response:
-        try:
-            answer = await call()
-        except Unauthorized:
-            raise
-        except ServiceError as refused:
-            return await accounts_page(
-                request, session, status=refused.status, error=refused.message
-            )
-        secret = describe(answer)
-        if secret is None:
-            return see_other("/admin/akun")
-        # The one-time secret is on this answer only: no redirect, nothing cached.
-        return await accounts_page(request, session, secret=secret)
+async def _accounts_page(
+    console: Console,
+    request: Request,
+    session: Session,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    secret: Mapping[str, str] | None = None,
+) -> HTMLResponse:
+    accounts = await console.services().accounts(session.token)
+    tokens = await console.services().tokens(session.token)
+    return console.render(
+        request,
+        "accounts.html",
+        session,
+        status=status,
+        accounts=accounts,
+        tokens=tokens,
+        error=error,
+        secret=secret,
+    )
+
+
+async def _admin_form(
+    console: Console,
+    request: Request,
+    session: Session,
+    call: Callable[[], Any],
+    describe: Callable[[Any], Mapping[str, str] | None],
+) -> Response:
+    try:
+        answer = await call()
+    except Unauthorized:
+        raise
+    except ServiceError as refused:
+        return await _accounts_page(
+            console, request, session, status=refused.status, error=refused.message
+        )
+    secret = describe(answer)
+    if secret is None:
+        return see_other("/admin/akun")
+    # The one-time secret is on this answer only: no redirect, nothing cached.
+    return await _accounts_page(console, request, session, secret=secret)
+
+
+def _account_routes(router: APIRouter, console: Console) -> None:
+    """The admins' accounts page: new accounts, disabling, password resets."""
+    services = console.services
 
     @router.get("/admin/akun")
     async def accounts(request: Request) -> Response:
         session = console.require(request)
         try:
-            return await accounts_page(request, session)
+            return await _accounts_page(console, request, session)
         except Unauthorized:
             raise
         except ServiceError as refused:
@@ -574,7 +634,8 @@ def console_router(console: Console) -> APIRouter:
         body = {k: form[k] for k in ("username", "name", "role", "agency") if form.get(k)}
         if body.get("role") == "admin":
             body.pop("agency", None)
-        return await admin_form(
+        return await _admin_form(
+            console,
             request,
             session,
             lambda: services().create_account(session.token, body),
@@ -588,7 +649,8 @@ def console_router(console: Console) -> APIRouter:
     async def account_action(request: Request, username: str, action: str) -> Response:
         session = console.require(request)
         console.check_session_csrf(await form_of(request), session)
-        return await admin_form(
+        return await _admin_form(
+            console,
             request,
             session,
             lambda: services().account_action(session.token, username, action),
@@ -599,6 +661,11 @@ def console_router(console: Console) -> APIRouter:
             ),
         )
 
+
+def _token_routes(router: APIRouter, console: Console) -> None:
+    """API tokens, made and revoked from the accounts page."""
+    services = console.services
+
     @router.post("/admin/token")
     async def create_token(request: Request) -> Response:
         session = console.require(request)
@@ -607,7 +674,8 @@ def console_router(console: Console) -> APIRouter:
         body: dict[str, Any] = {k: form[k] for k in ("name", "role", "agency") if form.get(k)}
         if form.get("days", "").isdigit():
             body["days"] = int(form["days"])
-        return await admin_form(
+        return await _admin_form(
+            console,
             request,
             session,
             lambda: services().create_token(session.token, body),
@@ -621,44 +689,50 @@ def console_router(console: Console) -> APIRouter:
     async def revoke_token(request: Request, token_id: str) -> Response:
         session = console.require(request)
         console.check_session_csrf(await form_of(request), session)
-        return await admin_form(
+        return await _admin_form(
+            console,
             request,
             session,
             lambda: services().revoke_token(session.token, token_id),
             lambda _a: None,
         )
 
-    # -- dead letters: messages no service could process, replayed or resolved ---------
-    async def dead_letters_page(
-        request: Request,
-        session: Session,
-        *,
-        status: int = 200,
-        error: str | None = None,
-        done: str | None = None,
-    ) -> HTMLResponse:
-        state = request.query_params.get("status", "pending")
-        if state not in DEAD_LETTER_STATES:
-            state = "pending"
-        after = request.query_params.get("setelah") or None
-        page = await services().dead_letters(session.token, state, after)
-        return console.render(
-            request,
-            "dead_letters.html",
-            session,
-            status=status,
-            page=page,
-            state=state,
-            states=DEAD_LETTER_STATES,
-            error=error,
-            done=done or request.query_params.get("ok"),
-        )
+
+async def _dead_letters_page(
+    console: Console,
+    request: Request,
+    session: Session,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    done: str | None = None,
+) -> HTMLResponse:
+    state = request.query_params.get("status", "pending")
+    if state not in DEAD_LETTER_STATES:
+        state = "pending"
+    after = request.query_params.get("setelah") or None
+    page = await console.services().dead_letters(session.token, state, after)
+    return console.render(
+        request,
+        "dead_letters.html",
+        session,
+        status=status,
+        page=page,
+        state=state,
+        states=DEAD_LETTER_STATES,
+        error=error,
+        done=done or request.query_params.get("ok"),
+    )
+
+
+def _dead_letter_routes(router: APIRouter, console: Console) -> None:
+    """Dead letters: messages no service could process, replayed or resolved."""
 
     @router.get("/admin/pesan-gagal")
     async def dead_letters(request: Request) -> Response:
         session = console.require(request)
         try:
-            return await dead_letters_page(request, session)
+            return await _dead_letters_page(console, request, session)
         except Unauthorized:
             raise
         except ServiceError as refused:
@@ -678,15 +752,15 @@ def console_router(console: Console) -> APIRouter:
                 request, "error.html", session, status=404, error="tindakan tidak dikenal"
             )
         try:
-            await services().dead_letter_action(
+            await console.services().dead_letter_action(
                 session.token, record_id, chosen, form.get("reason") or None
             )
         except Unauthorized:
             raise
         except ServiceError as refused:
             try:
-                return await dead_letters_page(
-                    request, session, status=refused.status, error=refused.message
+                return await _dead_letters_page(
+                    console, request, session, status=refused.status, error=refused.message
                 )
             except ServiceError:
                 return console.render(
@@ -694,7 +768,21 @@ def console_router(console: Console) -> APIRouter:
                 )
         return see_other(f"/admin/pesan-gagal?ok={action}")
 
-    # -- public pages ------------------------------------------------------------------
+
+def _submission_body(form: Mapping[str, str]) -> dict[str, Any]:
+    """Intake's new complaint from the public form."""
+    body: dict[str, Any] = {k: form[k] for k in ("text", "name", "phone", "email") if form.get(k)}
+    body["client_id"] = form.get("client_id") or new_form_id()
+    body["anonymous"] = form.get("anonymous") == "on"
+    body["confidential"] = form.get("confidential") == "on"
+    if form.get("address"):
+        body["location"] = {"address": form["address"]}
+    return body
+
+
+def _submission_routes(router: APIRouter, console: Console) -> None:
+    """The public submission form, behind a pre-session CSRF value."""
+
     @router.get("/lapor")
     async def submit_page(request: Request) -> Response:
         pre, fresh = console.presession(request)
@@ -715,16 +803,9 @@ def console_router(console: Console) -> APIRouter:
         form = await form_of(request)
         console.check_presession_csrf(request, form)
         pre = request.cookies.get(PRESESSION_COOKIE, "")
-        body: dict[str, Any] = {
-            k: form[k] for k in ("text", "name", "phone", "email") if form.get(k)
-        }
-        body["client_id"] = form.get("client_id") or new_form_id()
-        body["anonymous"] = form.get("anonymous") == "on"
-        body["confidential"] = form.get("confidential") == "on"
-        if form.get("address"):
-            body["location"] = {"address": form["address"]}
+        body = _submission_body(form)
         try:
-            accepted = await services().submit(body)
+            accepted = await console.services().submit(body)
         except ServiceError as refused:
             return console.render(
                 request,
@@ -745,6 +826,10 @@ def console_router(console: Console) -> APIRouter:
             track_url=f"/lacak?id={quote(accepted['tracking_id'])}&kunci={quote(key)}",
         )
 
+
+def _tracking_routes(router: APIRouter, console: Console) -> None:
+    """A citizen's view of their complaint, by tracking id and the link's key."""
+
     @router.get("/lacak")
     async def track(request: Request) -> Response:
         tracking_id = (request.query_params.get("id") or "").strip()[:32]
@@ -752,7 +837,7 @@ def console_router(console: Console) -> APIRouter:
         complaint, error, status = None, None, 200
         if tracking_id:
             try:
-                complaint = await services().complaint(None, tracking_id, key)
+                complaint = await console.services().complaint(None, tracking_id, key)
             except ServiceError as refused:
                 status = refused.status if refused.status < 500 else 503
                 error = (
@@ -770,8 +855,6 @@ def console_router(console: Console) -> APIRouter:
             key=key or "",
             error=error,
         )
-
-    return router
 
 
 def _int(value: str | None) -> int | None:

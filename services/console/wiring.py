@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -123,10 +123,38 @@ def create_app(
     live: Late[Services] = Late("console services")
     if services is not None:
         live.set(services)
+    lifespan = _lifespan(settings, metrics, live, owned=services is None)
+    app = FastAPI(title="Lapor console", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
+    app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
+    console = Console(
+        services=live.get,
+        keys=Keys(settings.cookie_key.get_secret_value()),
+        templates=Jinja2Templates(directory=HERE / "templates"),
+        secure_cookies=settings.cookies_secure,
+        zone=_zone(settings),
+        agencies=_agencies(settings),
+        holidays=_holidays(settings.region_dir()),
+        clock=clock,
+    )
+    _add_headers_and_metrics(app, metrics)
+    _add_session_handlers(app, console, metrics)
+    _add_service_handlers(app, console)
+    _add_probes(app, live, registry)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(console_router(console))
+    app.include_router(hotspot_router(console))
+    return app
+
+
+def _lifespan(
+    settings: ConsoleSettings, metrics: ConsoleMetrics, live: Late[Services], *, owned: bool
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The HTTP client to the services, unless given ones (`owned` false) are used."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if services is not None:
+        if not owned:
             yield
             return
         async with httpx.AsyncClient(timeout=settings.backend_timeout_s) as client:
@@ -148,20 +176,10 @@ def create_app(
                 live.set(None)
                 log.info("console stopped")
 
-    app = FastAPI(title="Lapor console", description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
-    app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
-    console = Console(
-        services=live.get,
-        keys=Keys(settings.cookie_key.get_secret_value()),
-        templates=Jinja2Templates(directory=HERE / "templates"),
-        secure_cookies=settings.cookies_secure,
-        zone=_zone(settings),
-        agencies=_agencies(settings),
-        holidays=_holidays(settings.region_dir()),
-        clock=clock,
-    )
+    return lifespan
 
+
+def _add_headers_and_metrics(app: FastAPI, metrics: ConsoleMetrics) -> None:
     @app.middleware("http")
     async def headers_and_metrics(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -184,6 +202,10 @@ def create_app(
             f"app;dur={total_ms:.1f}, services;dur={sum(waited) * 1000:.1f}"
         )
         return response
+
+
+def _add_session_handlers(app: FastAPI, console: Console, metrics: ConsoleMetrics) -> None:
+    """No session, a session intake no longer accepts, a password to change, a bad form."""
 
     @app.exception_handler(LoginRequired)
     async def login_required(_request: Request, exc: LoginRequired) -> Response:
@@ -215,6 +237,10 @@ def create_app(
             "Muat ulang halaman lalu kirim lagi.",
         )
 
+
+def _add_service_handlers(app: FastAPI, console: Console) -> None:
+    """A service out of reach, or refusing: the page says so."""
+
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable) -> Response:
         return console.render(
@@ -230,6 +256,10 @@ def create_app(
         return console.render(
             request, "error.html", console.session(request), status=exc.status, error=exc.message
         )
+
+
+def _add_probes(app: FastAPI, live: Late[Services], registry: CollectorRegistry) -> None:
+    """Health, readiness and metrics, outside every schema."""
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -248,11 +278,6 @@ def create_app(
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
         return Response(status_code=204)
-
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    app.include_router(console_router(console))
-    app.include_router(hotspot_router(console))
-    return app
 
 
 def main() -> None:
