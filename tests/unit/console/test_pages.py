@@ -320,6 +320,34 @@ def test_an_admin_creates_an_account_and_sees_its_password_once(
     assert password not in client.get("/admin/akun").text
 
 
+def test_an_admin_makes_a_token_sees_it_once_and_revokes_it(
+    client: TestClient, services: InMemoryServices
+) -> None:
+    log_in(client, "admin", "sandi-admin-123")
+    csrf = csrf_of(client.get("/admin/akun").text)
+    made = client.post(
+        "/admin/token", data={"csrf": csrf, "name": "mitra-x", "role": "partner", "days": "30"}
+    )
+    assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
+    secret = re.search(r"lpt_[A-Za-z0-9_-]+", made.text)
+    assert secret, "the new token is shown once"
+    assert secret.group(0) not in client.get("/admin/akun").text
+    (view,) = services.api_tokens
+    assert view["name"] == "mitra-x" and view["days"] == 30
+
+    revoked = client.post(f"/admin/token/{view['id']}/cabut", data={"csrf": csrf})
+    assert revoked.status_code in (200, 303) and view["status"] == "revoked"
+
+
+@pytest.mark.security
+def test_a_token_form_without_its_csrf_token_makes_nothing(
+    client: TestClient, services: InMemoryServices
+) -> None:
+    log_in(client, "admin", "sandi-admin-123")
+    answer = client.post("/admin/token", data={"name": "mitra-x", "role": "partner"})
+    assert answer.status_code == 403 and services.api_tokens == []
+
+
 def test_an_officer_is_refused_the_admin_pages_by_intake(client: TestClient) -> None:
     log_in(client, "budi", "sandi-budi-123")
     assert client.get("/admin/akun").status_code == 403
