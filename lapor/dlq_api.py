@@ -15,7 +15,7 @@ without their payload and answers a replay with 409, naming the command that can
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -33,7 +33,7 @@ from lapor.dlq import (
     public_view,
     replay_one,
 )
-from lapor.runtime.http import create_http_app, refusals
+from lapor.runtime.http import ReadyCheck, create_http_app, refusals
 from lapor.runtime.pii import PiiOpener, PiiSealer
 from lapor.runtime.settings import ServiceSettings
 from lapor.tokens import FindToken, Officer, officer_dependency, stored_tokens
@@ -117,26 +117,48 @@ def _view(record: dict[str, Any], readable: bool) -> DeadLetterView:
     return DeadLetterView(**public_view(record), payload_readable=readable)
 
 
-def dead_letters_router(deps: Callable[[], DlqDeps], find_token: FindToken) -> APIRouter:
-    router = APIRouter(prefix=PREFIX, tags=["dead letters"])
-    reader = officer_dependency(find_token)
-
+def _admin_dependency(
+    reader: Callable[..., Awaitable[Officer]],
+) -> Callable[..., Awaitable[Officer]]:
     async def admin(officer: Annotated[Officer, Depends(reader)]) -> Officer:
         if officer.role != "admin":
             raise HTTPException(403, detail="only admins see and replay dead letters")
         return officer
 
-    Admin = Annotated[Officer, Depends(admin)]
-    refused = refusals(_401="no usable bearer token", _403="not an admin's token")
+    return admin
 
-    @router.get("", summary="Dead letters, oldest first, a page at a time", responses=refused)
+
+@dataclass(frozen=True)
+class DlqContext:
+    """What the dead-letter routes are built over (see `dead_letters_router`)."""
+
+    deps: Callable[[], DlqDeps]
+    admin: Callable[..., Awaitable[Officer]]
+
+
+REFUSED = refusals(_401="no usable bearer token", _403="not an admin's token")
+
+
+def dead_letters_router(deps: Callable[[], DlqDeps], find_token: FindToken) -> APIRouter:
+    router = APIRouter(prefix=PREFIX, tags=["dead letters"])
+    ctx = DlqContext(deps, _admin_dependency(officer_dependency(find_token)))
+    _listing_route(router, ctx)
+    _replay_route(router, ctx)
+    _resolve_route(router, ctx)
+    return router
+
+
+def _listing_route(router: APIRouter, ctx: DlqContext) -> None:
+    Admin = Annotated[Officer, Depends(ctx.admin)]
+
+    @router.get("", summary="Dead letters, oldest first, a page at a time", responses=REFUSED)
     async def list_dead_letters(
         _admin: Admin,
         state: State = "pending",
         after: Annotated[str | None, Query(max_length=300)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     ) -> DeadLetterPage:
-        current = deps()
+        current = ctx.deps()
         try:
             found, more = await current.store.page(
                 pending_only=state == "pending",
@@ -153,11 +175,33 @@ def dead_letters_router(deps: Callable[[], DlqDeps], find_token: FindToken) -> A
             replay_available=readable,
         )
 
+
+def _check_replayable(record_id: str, record: dict[str, Any] | None) -> dict[str, Any]:
+    """The record, if the console may replay it; otherwise the refusal."""
+    if record is None:
+        raise HTTPException(404, detail=f"no dead letter {record_id}")
+    if str(record.get("subject") or "").startswith(INBOUND_SUBJECTS):
+        # A channel's message says who sent it; only the channel's login may
+        # publish there, so an operator replays it (`lapor dlq replay`).
+        raise HTTPException(
+            409,
+            detail=f"a channel's inbound message: replay with `lapor dlq replay {record_id}`",
+        )
+    if record.get("resolved_at") is not None:
+        raise HTTPException(409, detail=f"{record_id} was resolved, not replayed")
+    if record.get("replayed_at") is not None:
+        raise HTTPException(409, detail=f"{record_id} was replayed before")
+    return record
+
+
+def _replay_route(router: APIRouter, ctx: DlqContext) -> None:
+    Admin = Annotated[Officer, Depends(ctx.admin)]
+
     @router.post(
         "/{record_id}/replay",
         summary="Publish a dead letter again on its subject, with a new message id",
         responses={
-            **refused,
+            **REFUSED,
             **refusals(
                 _404="no such dead letter",
                 _409="already replayed or resolved, or this process cannot open payloads",
@@ -165,7 +209,7 @@ def dead_letters_router(deps: Callable[[], DlqDeps], find_token: FindToken) -> A
         },
     )
     async def replay(record_id: str, _admin: Admin) -> ReplayAnswer:
-        current = deps()
+        current = ctx.deps()
         if not current.store.opens_payloads:
             raise HTTPException(
                 409,
@@ -173,21 +217,7 @@ def dead_letters_router(deps: Callable[[], DlqDeps], find_token: FindToken) -> A
                 f"replay with `lapor dlq replay {record_id}`",
             )
         async with current.lock:
-            record = await current.store.get(record_id)
-            if record is None:
-                raise HTTPException(404, detail=f"no dead letter {record_id}")
-            if str(record.get("subject") or "").startswith(INBOUND_SUBJECTS):
-                # A channel's message says who sent it; only the channel's login may
-                # publish there, so an operator replays it (`lapor dlq replay`).
-                raise HTTPException(
-                    409,
-                    detail="a channel's inbound message: replay with "
-                    f"`lapor dlq replay {record_id}`",
-                )
-            if record.get("resolved_at") is not None:
-                raise HTTPException(409, detail=f"{record_id} was resolved, not replayed")
-            if record.get("replayed_at") is not None:
-                raise HTTPException(409, detail=f"{record_id} was replayed before")
+            record = _check_replayable(record_id, await current.store.get(record_id))
             try:
                 msg_id = await replay_one(current.js, current.store, record)
             except ValueError as exc:
@@ -197,18 +227,22 @@ def dead_letters_router(deps: Callable[[], DlqDeps], find_token: FindToken) -> A
         log.info("dead letter %s replayed as %s", record_id, msg_id)
         return ReplayAnswer(id=record_id, msg_id=msg_id)
 
+
+def _resolve_route(router: APIRouter, ctx: DlqContext) -> None:
+    Admin = Annotated[Officer, Depends(ctx.admin)]
+
     @router.post(
         "/{record_id}/resolve",
         summary="Settle a dead letter without replaying it, with the reason",
         responses={
-            **refused,
+            **REFUSED,
             **refusals(_404="no such dead letter", _409="resolved before"),
         },
     )
     async def resolve(record_id: str, body: Resolution, officer: Admin) -> ResolveAnswer:
         from lapor.runtime.logs import mask_phones
 
-        current = deps()
+        current = ctx.deps()
         reason = body.reason.strip()
         if not reason:
             raise HTTPException(422, detail="say why it is not replayed")
@@ -224,8 +258,6 @@ def dead_letters_router(deps: Callable[[], DlqDeps], find_token: FindToken) -> A
             raise HTTPException(409, detail=f"{record_id} was resolved before")
         current.actions.labels("resolve", "done").inc()
         return ResolveAnswer(id=record_id, resolved=True)
-
-    return router
 
 
 @dataclass(frozen=True)
@@ -245,8 +277,6 @@ def create_app(
     opener: PiiOpener | None = None,
 ) -> FastAPI:
     """The watcher and its API in one process: the lifespan runs the watcher."""
-    from pymongo import AsyncMongoClient
-
     registry = CollectorRegistry()
     actions = Counter(
         "lapor_dead_letter_actions",
@@ -254,6 +284,7 @@ def create_app(
         ["action", "outcome"],
         registry=registry,
     )
+    # What the lifespan opens: `db`, `nc` and `deps`.
     holder: dict[str, Any] = {}
 
     def deps() -> DlqDeps:
@@ -264,6 +295,27 @@ def create_app(
 
     def database() -> Any:
         return holder["db"]
+
+    return create_http_app(
+        service="dlq",
+        broker=None,
+        registry=registry,
+        ready_checks=_ready_checks(holder),
+        lifespan=_lifespan(holder, connections, sealer, opener, actions),
+        routers=[dead_letters_router(deps, stored_tokens(database))],
+        description=DESCRIPTION,
+        limits=settings.http_limits(),
+    )
+
+
+def _lifespan(
+    holder: dict[str, Any],
+    connections: Connections,
+    sealer: PiiSealer,
+    opener: PiiOpener | None,
+    actions: Counter,
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    from pymongo import AsyncMongoClient
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -293,6 +345,10 @@ def create_app(
             await client.close()
             log.info("dlq watcher stopped")
 
+    return lifespan
+
+
+def _ready_checks(holder: dict[str, Any]) -> dict[str, ReadyCheck]:
     async def nats_ready() -> bool:
         nc = holder.get("nc")
         return bool(nc is not None and nc.is_connected)
@@ -306,16 +362,7 @@ def create_app(
             return False
         return True
 
-    return create_http_app(
-        service="dlq",
-        broker=None,
-        registry=registry,
-        ready_checks={"nats": nats_ready, "database": database_ready},
-        lifespan=lifespan,
-        routers=[dead_letters_router(deps, stored_tokens(database))],
-        description=DESCRIPTION,
-        limits=settings.http_limits(),
-    )
+    return {"nats": nats_ready, "database": database_ready}
 
 
 def openapi_document() -> dict[str, Any]:

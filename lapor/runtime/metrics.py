@@ -149,8 +149,16 @@ class DomainMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
-        # Counters: incremented by the service that makes the fact happen.
+        # Declared in this order, the order /metrics lists them.
+        self._complaint_counters(registry)
+        self._deadline_counters(registry)
+        self._citizen_counters(registry)
+        self._complaint_snapshots(registry)
+        self._deadline_snapshots(registry)
+        self._pipeline_snapshots(registry)
+
+    def _complaint_counters(self, r: CollectorRegistry) -> None:
+        """Counters, incremented by the service that makes the fact happen: complaints."""
         self.received = _counter(
             r,
             "lapor_complaints_received_total",
@@ -169,6 +177,9 @@ class DomainMetrics:
             "Routing decisions, by agency code (OUT_OF_SCOPE, or TRIAGE when unsure) and priority",
             ["agency", "priority"],
         )
+
+    def _deadline_counters(self, r: CollectorRegistry) -> None:
+        """Counters: deadlines missed and escalated."""
         self.breaches = _counter(
             r,
             "lapor_sla_breaches_total",
@@ -181,6 +192,9 @@ class DomainMetrics:
             "Escalations raised, by level of the chain",
             ["level"],
         )
+
+    def _citizen_counters(self, r: CollectorRegistry) -> None:
+        """Counters: what citizens do and what reaches them."""
         self.citizen_actions = _counter(
             r,
             "lapor_citizen_actions_total",
@@ -193,7 +207,9 @@ class DomainMetrics:
             "Notifications that reached a final status (sent or failed), by channel",
             ["channel", "status"],
         )
-        # Snapshots: refreshed by the background task.
+
+    def _complaint_snapshots(self, r: CollectorRegistry) -> None:
+        """Snapshots, refreshed by the background task: open complaints."""
         self.open_complaints = SnapshotGauge(
             "lapor_complaints_open",
             "Complaints not yet closed or rejected, by state, agency and priority",
@@ -213,6 +229,9 @@ class DomainMetrics:
             "Complaints waiting for a Diskominfo triage decision",
             registry=r,
         )
+
+    def _deadline_snapshots(self, r: CollectorRegistry) -> None:
+        """Snapshots: running deadlines and urgent complaints waiting."""
         self.deadlines_due = SnapshotGauge(
             "lapor_deadlines_due_next_24h",
             "Running deadlines that fall within the next 24 hours, by clock",
@@ -238,6 +257,9 @@ class DomainMetrics:
             "(0 when there is none)",
             registry=r,
         )
+
+    def _pipeline_snapshots(self, r: CollectorRegistry) -> None:
+        """Snapshots of dead letters and consumers, and how the refresh itself fares."""
         self.dead_letters = SnapshotGauge(
             "lapor_dead_letters",
             # Not `service`: Prometheus adds that label to every target.

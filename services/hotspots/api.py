@@ -10,7 +10,8 @@ POST /api/v1/hotspots/{id}/answer        one answer to every member (the agency 
 Another agency's hotspot answers 404, as if there were none.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
@@ -144,21 +145,40 @@ def member_view(member: Member) -> MemberView:
     )
 
 
+# What every hotspot route may answer besides its result.
+ANSWERS = refusals(
+    _401="Missing, unknown, expired or revoked token",
+    _403="Not an officer or admin token (answer: not the holding agency's officer)",
+    _404="No such hotspot, or another agency's",
+    _409="Not allowed in the hotspot's state, or changed meanwhile",
+    _422="Invalid members or hotspot",
+)
+
+
+def _refused(exc: Refused) -> HTTPException:
+    return HTTPException(exc.status, detail=exc.reason)
+
+
+@dataclass(frozen=True)
+class HotspotsContext:
+    """What the hotspot routes are built over (see `hotspots_router`)."""
+
+    get_deps: Callable[[], HotspotDeps]
+    reader: Callable[..., Awaitable[Officer]]
+
+
 def hotspots_router(get_deps: Callable[[], HotspotDeps], find_token: FindToken) -> APIRouter:
     router = APIRouter(prefix="/api/v1/hotspots", tags=["hotspots"])
-    Reader = Annotated[Officer, Depends(officer_dependency(find_token))]
-    answers = refusals(
-        _401="Missing, unknown, expired or revoked token",
-        _403="Not an officer or admin token (answer: not the holding agency's officer)",
-        _404="No such hotspot, or another agency's",
-        _409="Not allowed in the hotspot's state, or changed meanwhile",
-        _422="Invalid members or hotspot",
-    )
+    ctx = HotspotsContext(get_deps, officer_dependency(find_token))
+    _reading_routes(router, ctx)
+    _changing_routes(router, ctx)
+    return router
 
-    def refused(exc: Refused) -> HTTPException:
-        return HTTPException(exc.status, detail=exc.reason)
 
-    @router.get("", response_model=HotspotList, responses=answers, summary="Open hotspots")
+def _reading_routes(router: APIRouter, ctx: HotspotsContext) -> None:
+    Reader = Annotated[Officer, Depends(ctx.reader)]
+
+    @router.get("", response_model=HotspotList, responses=ANSWERS, summary="Open hotspots")
     async def list_hotspots(
         reader: Reader,
         agency: Annotated[str | None, Query(max_length=32, description="Agency code.")] = None,
@@ -167,7 +187,7 @@ def hotspots_router(get_deps: Callable[[], HotspotDeps], find_token: FindToken) 
             agency = agency or reader.agency
             if not reader.reads_rows_of(agency):
                 raise HTTPException(403, detail="an officer reads only their agency's hotspots")
-        found = await get_deps().repo.open_hotspots(agency)
+        found = await ctx.get_deps().repo.open_hotspots(agency)
         # The largest first: where most citizens wait for the same answer.
         found.sort(key=lambda h: (-len(h.members), h.formed_at))
         tally = Tally.of(found)
@@ -178,50 +198,53 @@ def hotspots_router(get_deps: Callable[[], HotspotDeps], find_token: FindToken) 
             hotspots=[view(h) for h in found],
         )
 
-    @router.get("/{hotspot_id}", response_model=HotspotDetail, responses=answers)
+    @router.get("/{hotspot_id}", response_model=HotspotDetail, responses=ANSWERS)
     async def one_hotspot(reader: Reader, hotspot_id: str) -> HotspotDetail:
-        deps = get_deps()
+        deps = ctx.get_deps()
         try:
             hotspot = await handlers.visible(deps, hotspot_id, reader)
         except Refused as exc:
-            raise refused(exc) from None
+            raise _refused(exc) from None
         members = await deps.repo.members(hotspot.members)
         return HotspotDetail(
             **view(hotspot).model_dump(), member_details=[member_view(m) for m in members]
         )
 
-    @router.post("/{hotspot_id}/confirm", response_model=HotspotView, responses=answers)
+
+def _changing_routes(router: APIRouter, ctx: HotspotsContext) -> None:
+    Reader = Annotated[Officer, Depends(ctx.reader)]
+    get_deps = ctx.get_deps
+
+    @router.post("/{hotspot_id}/confirm", response_model=HotspotView, responses=ANSWERS)
     async def confirm(reader: Reader, hotspot_id: str) -> HotspotView:
         try:
             return view(await handlers.confirm(get_deps(), hotspot_id, reader))
         except Refused as exc:
-            raise refused(exc) from None
+            raise _refused(exc) from None
 
-    @router.post("/{hotspot_id}/split", response_model=list[HotspotView], responses=answers)
+    @router.post("/{hotspot_id}/split", response_model=list[HotspotView], responses=ANSWERS)
     async def split(reader: Reader, hotspot_id: str, body: SplitBody) -> list[HotspotView]:
         try:
             kept, new = await handlers.split(
                 get_deps(), hotspot_id, body.members, body.together, reader
             )
         except Refused as exc:
-            raise refused(exc) from None
+            raise _refused(exc) from None
         return [view(kept), *([view(new)] if new else [])]
 
-    @router.post("/{hotspot_id}/merge", response_model=HotspotView, responses=answers)
+    @router.post("/{hotspot_id}/merge", response_model=HotspotView, responses=ANSWERS)
     async def merge(reader: Reader, hotspot_id: str, body: MergeBody) -> HotspotView:
         try:
             return view(await handlers.merge(get_deps(), hotspot_id, body.other, reader))
         except Refused as exc:
-            raise refused(exc) from None
+            raise _refused(exc) from None
 
-    @router.post("/{hotspot_id}/answer", response_model=AnswerResult, responses=answers)
+    @router.post("/{hotspot_id}/answer", response_model=AnswerResult, responses=ANSWERS)
     async def answer(reader: Reader, hotspot_id: str, body: AnswerBody) -> AnswerResult:
         try:
             sent = await handlers.answer_all(get_deps(), hotspot_id, body.text, reader)
         except Refused as exc:
-            raise refused(exc) from None
+            raise _refused(exc) from None
         return AnswerResult(
             hotspot=view(sent.hotspot), round=sent.round, command_ids=sent.command_ids
         )
-
-    return router

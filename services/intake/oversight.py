@@ -264,6 +264,36 @@ async def read_overview(
     return Overview(region=region, as_of=now, triage=triage, agencies=rows)
 
 
+@dataclass(frozen=True)
+class OversightContext:
+    """What the oversight routes are built over (see `build_oversight_routes`)."""
+
+    accounts: AccountsContext
+    principal: Callable[..., Any]
+    repository: Callable[[], Any]
+    zone_of: Callable[[Document], ZoneInfo]
+    clock: Callable[[], datetime]
+
+    def region_of(self, region: str | None) -> str:
+        chosen = region or self.accounts.default_region
+        if chosen not in self.accounts.agencies:
+            raise HTTPException(422, detail=f"unknown region {chosen!r}")
+        return chosen
+
+
+RegionChoice = Annotated[
+    str | None, Query(max_length=32, description="Default: the default region")
+]
+
+
+def _officer(caller: Principal | None) -> Principal:
+    if caller is None:
+        raise HTTPException(401, detail="a bearer token is required")
+    if caller.role not in (Role.ADMIN, Role.AGENCY):
+        raise HTTPException(403, detail="only officers and admins read this")
+    return caller
+
+
 def build_oversight_routes(
     ctx: AccountsContext,
     principal: Callable[..., Any],
@@ -272,22 +302,15 @@ def build_oversight_routes(
     clock: Callable[[], datetime],
 ) -> APIRouter:
     router = APIRouter(tags=["oversight"])
-    Caller = Annotated[Principal | None, Depends(principal)]
-    Repo = Annotated[ComplaintRepository, Depends(repository)]
-    Region = Annotated[str | None, Query(max_length=32, description="Default: the default region")]
+    oversight = OversightContext(ctx, principal, repository, zone_of, clock)
+    _overview_route(router, oversight)
+    _accountability_route(router, oversight)
+    return router
 
-    def region_of(region: str | None) -> str:
-        chosen = region or ctx.default_region
-        if chosen not in ctx.agencies:
-            raise HTTPException(422, detail=f"unknown region {chosen!r}")
-        return chosen
 
-    def officer(caller: Principal | None) -> Principal:
-        if caller is None:
-            raise HTTPException(401, detail="a bearer token is required")
-        if caller.role not in (Role.ADMIN, Role.AGENCY):
-            raise HTTPException(403, detail="only officers and admins read this")
-        return caller
+def _overview_route(router: APIRouter, ctx: OversightContext) -> None:
+    Caller = Annotated[Principal | None, Depends(ctx.principal)]
+    Repo = Annotated[ComplaintRepository, Depends(ctx.repository)]
 
     @router.get(
         "/overview",
@@ -298,11 +321,18 @@ def build_oversight_routes(
         summary="Every agency's open, overdue, urgent unacknowledged and waiting complaints, "
         "and the triage queue (admins)",
     )
-    async def overview(caller: Caller, repo: Repo, region: Region = None) -> Overview:
-        if officer(caller).role is not Role.ADMIN:
+    async def overview(caller: Caller, repo: Repo, region: RegionChoice = None) -> Overview:
+        if _officer(caller).role is not Role.ADMIN:
             raise HTTPException(403, detail="only admins see every agency")
-        chosen = region_of(region)
-        return await read_overview(repo.database, chosen, ctx.agencies[chosen], clock())
+        chosen = ctx.region_of(region)
+        return await read_overview(
+            repo.database, chosen, ctx.accounts.agencies[chosen], ctx.clock()
+        )
+
+
+def _accountability_route(router: APIRouter, ctx: OversightContext) -> None:
+    Caller = Annotated[Principal | None, Depends(ctx.principal)]
+    Repo = Annotated[ComplaintRepository, Depends(ctx.repository)]
 
     @router.get(
         "/accountability",
@@ -320,24 +350,17 @@ def build_oversight_routes(
         caller: Caller,
         repo: Repo,
         month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")],
-        region: Region = None,
+        region: RegionChoice = None,
     ) -> Accountability:
-        reader = officer(caller)
-        chosen = region_of(region)
-        now = clock()
-        zone = zone_of({"region": chosen})
+        reader = _officer(caller)
+        chosen = ctx.region_of(region)
+        now = ctx.clock()
+        zone = ctx.zone_of({"region": chosen})
         try:
             start, end = month_bounds(month, zone)
         except ValueError as error:
             raise HTTPException(422, detail=str(error)) from None
-        db = repo.database
-        docs = db["complaints"].find(
-            complaint_filter(chosen, start, end), ACCOUNTABILITY_PROJECTION
-        )
-        found = [doc async for doc in docs if isinstance(doc.get("received_at"), datetime)]
-        # An official is listed under their account's agency, whatever they acted on.
-        homes = {doc["_id"]: doc.get("agency") for doc in await ctx.store().all()}
-        table = accountability(found, now, homes)
+        table = await _accountability_table(ctx, repo.database, chosen, start, end, now)
         if reader.role is not Role.ADMIN:
             table = {k: v for k, v in table.items() if k == reader.agency}
         return Accountability(
@@ -350,4 +373,17 @@ def build_oversight_routes(
             ],
         )
 
-    return router
+
+async def _accountability_table(
+    ctx: OversightContext,
+    db: Any,
+    region: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> dict[str, tuple[AccountabilityRow, list[AccountabilityRow]]]:
+    docs = db["complaints"].find(complaint_filter(region, start, end), ACCOUNTABILITY_PROJECTION)
+    found = [doc async for doc in docs if isinstance(doc.get("received_at"), datetime)]
+    # An official is listed under their account's agency, whatever they acted on.
+    homes = {doc["_id"]: doc.get("agency") for doc in await ctx.accounts.store().all()}
+    return accountability(found, now, homes)

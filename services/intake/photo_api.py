@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -258,33 +258,50 @@ _IMAGES = {"content": {ct: {} for ct in EXTENSIONS}, "description": "The image, 
 UPLOADERS = frozenset({Audience.REPORTER, Audience.AGENCY, Audience.ADMIN})
 
 
+@dataclass(frozen=True)
+class PhotoContext:
+    """What the photo routes are built over (see `build_router`)."""
+
+    deps: Callable[[], PhotoDeps]
+    link_secret: bytes
+    old_link_secrets: Sequence[bytes]
+
+    async def complaint_for(
+        self, tracking_id: str, who: Principal | None, key: str | None
+    ) -> tuple[str, Principal | None, dict[str, Any], Audience]:
+        """The complaint as `who` (or the key's reporter) finds it; 404 outside a
+        confidential complaint's circle, as for the complaint itself."""
+        tracking_id = tracking_id.strip().upper()
+        if who is None and key:
+            who = citizen_principal(tracking_id, key, self.link_secret, self.old_link_secrets)
+        doc = await self.deps().repository().get(tracking_id)
+        if doc is None or not may_see(audience := audience_of(who, doc), doc):
+            raise HTTPException(404, detail="complaint not found")
+        return tracking_id, who, doc, audience
+
+
+CallerDependency = Callable[..., Awaitable[Principal | None]]
+CitizenKey = Annotated[
+    str | None, Query(max_length=64, description="The key of the reporter's secret link")
+]
+TrackingId = Annotated[str, Path(min_length=4, max_length=32)]
+
+
 def build_router(
     deps: Callable[[], PhotoDeps],
     link_secret: bytes,
     old_link_secrets: Sequence[bytes] = (),
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["photos"])
-
     caller = caller_dependency(lambda: deps().repository(), lambda: deps().clock())
+    ctx = PhotoContext(deps, link_secret, old_link_secrets)
+    _upload_route(router, ctx, caller)
+    _download_route(router, ctx, caller)
+    return router
 
+
+def _upload_route(router: APIRouter, ctx: PhotoContext, caller: CallerDependency) -> None:
     Caller = Annotated[Principal | None, Depends(caller)]
-    CitizenKey = Annotated[
-        str | None, Query(max_length=64, description="The key of the reporter's secret link")
-    ]
-    TrackingId = Annotated[str, Path(min_length=4, max_length=32)]
-
-    async def complaint_for(
-        tracking_id: str, who: Principal | None, key: str | None
-    ) -> tuple[str, Principal | None, dict[str, Any], Audience]:
-        """The complaint as `who` (or the key's reporter) finds it; 404 outside a
-        confidential complaint's circle, as for the complaint itself."""
-        tracking_id = tracking_id.strip().upper()
-        if who is None and key:
-            who = citizen_principal(tracking_id, key, link_secret, old_link_secrets)
-        doc = await deps().repository().get(tracking_id)
-        if doc is None or not may_see(audience := audience_of(who, doc), doc):
-            raise HTTPException(404, detail="complaint not found")
-        return tracking_id, who, doc, audience
 
     @router.post(
         "/complaints/{tracking_id}/photos",
@@ -311,8 +328,8 @@ def build_router(
         who: Caller,
         key: CitizenKey = None,
     ) -> Response:
-        current = deps()
-        tracking_id, uploader, _doc, audience = await complaint_for(tracking_id, who, key)
+        current = ctx.deps()
+        tracking_id, uploader, _doc, audience = await ctx.complaint_for(tracking_id, who, key)
         if uploader is None:
             raise HTTPException(
                 401, detail="a bearer token or the complaint's secret link is required"
@@ -331,6 +348,10 @@ def build_router(
             raise HTTPException(404, detail="complaint not found") from None
         view = photo_view(tracking_id, record)
         return JSONResponse(view.model_dump(mode="json"), status_code=201 if new else 200)
+
+
+def _download_route(router: APIRouter, ctx: PhotoContext, caller: CallerDependency) -> None:
+    Caller = Annotated[Principal | None, Depends(caller)]
 
     @router.get(
         "/complaints/{tracking_id}/photos/{photo_id}",
@@ -351,8 +372,8 @@ def build_router(
         who: Caller,
         key: CitizenKey = None,
     ) -> Response:
-        current = deps()
-        tracking_id, viewer, doc, audience = await complaint_for(tracking_id, who, key)
+        current = ctx.deps()
+        tracking_id, viewer, doc, audience = await ctx.complaint_for(tracking_id, who, key)
         record = next((p for p in doc.get("photos") or [] if p.get("id") == photo_id), None)
         if record is None:
             raise HTTPException(404, detail="photo not found")
@@ -381,5 +402,3 @@ def build_router(
                 "ETag": f'"{record["sha256"]}"',
             },
         )
-
-    return router

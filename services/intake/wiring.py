@@ -3,15 +3,18 @@
 import contextlib
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from faststream import FastStream
+from faststream.nats import NatsBroker
 from faststream.nats.annotations import NatsMessage
 from nats.errors import NotJSMessageError
+from prometheus_client import Counter
 from pydantic import SecretStr
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -32,8 +35,8 @@ from lapor.contracts import (
 from lapor.contracts.commands import CommandRejected, ComplaintCommand, ComplaintForwarded
 from lapor.contracts.partners import PARTNERS
 from lapor.contracts.photos import PhotoAttached, PhotoRefused
-from lapor.directory import load_directory
-from lapor.regions import load_regions, region_keywords
+from lapor.directory import AgencyDirectory, load_directory
+from lapor.regions import Region, load_regions, region_keywords
 from lapor.report import report_router
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
@@ -43,6 +46,7 @@ from lapor.runtime.service import (
     ContractViolation,
     Late,
     Runtime,
+    Starter,
     asyncapi_app,
     build_runtime,
     create_service_app,
@@ -75,8 +79,22 @@ def stored_at(msg: NatsMessage) -> datetime | None:
 
 
 def register(runtime: Runtime, deps: Late[IntakeDeps]) -> dict[str, EventPublisher]:
-    broker = runtime.broker
-    publishers = {
+    publishers = _publishers(runtime.broker)
+    _answer_contract_violations(runtime, deps)
+    # Registration order is the AsyncAPI document's order.
+    for subscribe in (
+        _subscribe_sms,
+        _subscribe_routing,
+        _subscribe_commands,
+        _subscribe_partners,
+        _subscribe_sla,
+    ):
+        subscribe(runtime.broker, deps)
+    return publishers
+
+
+def _publishers(broker: NatsBroker) -> dict[str, EventPublisher]:
+    return {
         "received": EventPublisher(
             broker, subjects.COMPLAINT_RECEIVED, ComplaintReceived, "Complaint received"
         ),
@@ -108,6 +126,9 @@ def register(runtime: Runtime, deps: Late[IntakeDeps]) -> dict[str, EventPublish
             "Citizen command answered",
         ),
     }
+
+
+def _answer_contract_violations(runtime: Runtime, deps: Late[IntakeDeps]) -> None:
     for subject, channel in (
         (subjects.INBOUND_SMS, Channel.SMS),
         *((subjects.inbound_partner(partner), Channel.WEB) for partner in PARTNERS),
@@ -118,6 +139,8 @@ def register(runtime: Runtime, deps: Late[IntakeDeps]) -> dict[str, EventPublish
 
         runtime.on_contract_violation(subject, on_violation)
 
+
+def _subscribe_sms(broker: NatsBroker, deps: Late[IntakeDeps]) -> None:
     @durable(
         broker,
         subjects.INBOUND_SMS,
@@ -137,6 +160,8 @@ def register(runtime: Runtime, deps: Late[IntakeDeps]) -> dict[str, EventPublish
     async def on_sms(sms: InboundSms, msg: NatsMessage) -> None:
         await handlers.handle_sms(sms, deps.get(), stored_at(msg))
 
+
+def _subscribe_routing(broker: NatsBroker, deps: Late[IntakeDeps]) -> None:
     @durable(broker, subjects.COMPLAINT_ROUTED, "intake-routed", title="Record routing")
     async def on_routed(event: ComplaintRouted) -> None:
         await handlers.handle_routed(event, deps.get())
@@ -145,6 +170,8 @@ def register(runtime: Runtime, deps: Late[IntakeDeps]) -> dict[str, EventPublish
     async def on_deadlines(event: DeadlinesSet) -> None:
         await handlers.handle_deadlines(event, deps.get())
 
+
+def _subscribe_commands(broker: NatsBroker, deps: Late[IntakeDeps]) -> None:
     @durable(
         broker,
         subjects.COMMANDS,
@@ -160,6 +187,8 @@ def register(runtime: Runtime, deps: Late[IntakeDeps]) -> dict[str, EventPublish
     async def on_command(command: ComplaintCommand) -> None:
         await handlers.handle_command(command, deps.get())
 
+
+def _subscribe_partners(broker: NatsBroker, deps: Late[IntakeDeps]) -> None:
     @durable(
         broker,
         subjects.INBOUND_PARTNERS,
@@ -183,6 +212,8 @@ def register(runtime: Runtime, deps: Late[IntakeDeps]) -> dict[str, EventPublish
             raise ValueError(f"not a partner subject: {msg.raw_message.subject!r}")
         await handlers.handle_partner(submission, partner, deps.get(), stored_at(msg))
 
+
+def _subscribe_sla(broker: NatsBroker, deps: Late[IntakeDeps]) -> None:
     @durable(
         broker,
         subjects.SLA_AUTO_CLOSE,
@@ -198,8 +229,6 @@ def register(runtime: Runtime, deps: Late[IntakeDeps]) -> dict[str, EventPublish
     )
     async def on_auto_close(event: AutoCloseDue) -> None:
         await handlers.handle_auto_close(event, deps.get())
-
-    return publishers
 
 
 # The events intake announces through the outbox of the record they change.
@@ -217,25 +246,64 @@ def announcements(publishers: dict[str, EventPublisher]) -> Outbox:
     return Outbox([publishers[name] for name in ANNOUNCED])
 
 
+@dataclass(frozen=True)
+class Assembly:
+    """What intake's application is built from (see `create_app`); the `Late` parts
+    exist once the lifespan has opened the database."""
+
+    settings: IntakeSettings
+    runtime: Runtime
+    publishers: dict[str, EventPublisher]
+    deps: Late[IntakeDeps]
+    regions: dict[str, Region]
+    keywords: RegionKeywords
+    zones: dict[str, ZoneInfo]
+    directories: dict[str, AgencyDirectory]
+    metrics: DomainMetrics
+    photo_metrics: photo_api.PhotoMetrics
+    accounts: Late[MongoAccounts]
+    photos: Late[photo_api.PhotoDeps]
+
+    def agencies(self) -> dict[str, frozenset[str]]:
+        return {rid: frozenset(d.codes) for rid, d in self.directories.items()}
+
+
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()  # type: ignore[call-arg]
     runtime = build_runtime("intake", settings)
     deps: Late[IntakeDeps] = Late("intake dependencies")
     publishers = register(runtime, deps)
     regions = load_regions(settings.infra.data_dir)
-    keywords = RegionKeywords(region_keywords(regions))
-    zones = {rid: ZoneInfo(region.timezone) for rid, region in regions.items()}
-    directories = {rid: load_directory(settings.region_dir(rid)) for rid in regions}
-
-    async def submit(submission: InboundWeb) -> dict[str, Any]:
-        return await usecases.accept_submission(submission, Channel.WEB, deps.get())
-
+    # The registry lists metrics in the order they are declared.
     metrics = DomainMetrics(runtime.registry)
-    accounts_box: Late[MongoAccounts] = Late("accounts")
     login_failures = login_failures_metric(runtime.registry)
-    accounts = AccountsContext(
-        store=accounts_box.get,
-        agencies={rid: frozenset(d.codes) for rid, d in directories.items()},
+    parts = Assembly(
+        settings=settings,
+        runtime=runtime,
+        publishers=publishers,
+        deps=deps,
+        regions=regions,
+        keywords=RegionKeywords(region_keywords(regions)),
+        zones={rid: ZoneInfo(region.timezone) for rid, region in regions.items()},
+        directories={rid: load_directory(settings.region_dir(rid)) for rid in regions},
+        metrics=metrics,
+        photo_metrics=photo_api.PhotoMetrics(runtime.registry),
+        accounts=Late("accounts"),
+        photos=Late("photo dependencies"),
+    )
+    return create_service_app(
+        runtime,
+        on_start=_on_start(parts),
+        routers=_routers(parts, _accounts_context(parts, login_failures)),
+        description=DESCRIPTION,
+    )
+
+
+def _accounts_context(parts: Assembly, login_failures: Counter) -> AccountsContext:
+    settings = parts.settings
+    return AccountsContext(
+        store=parts.accounts.get,
+        agencies=parts.agencies(),
         default_region=settings.default_region,
         session_hours=settings.session_hours,
         # A keyed hash, so that stored failures do not reveal officers' addresses.
@@ -245,97 +313,109 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         proxies=settings.login_proxy_networks(),
         count_failure=lambda reason: login_failures.labels(reason=reason).inc(),
     )
-    photo_metrics = photo_api.PhotoMetrics(runtime.registry)
-    photos: Late[photo_api.PhotoDeps] = Late("photo dependencies")
+
+
+def _on_start(parts: Assembly) -> Starter:
+    settings = parts.settings
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
-        repo = ComplaintRepository(db, announcements(publishers))
+        repo = ComplaintRepository(db, announcements(parts.publishers))
         await repo.ensure_indexes()
         account_store = MongoAccounts(db)
         await account_store.ensure_indexes()
-        accounts_box.set(account_store)
-        photo_store = GridFsPhotoStore(db, announcements(publishers))
+        parts.accounts.set(account_store)
+        photo_store = GridFsPhotoStore(db, announcements(parts.publishers))
         await photo_store.ensure_indexes()
-        photos.set(
+        parts.photos.set(
             photo_api.PhotoDeps(
                 repository=lambda: repo,
                 store=lambda: photo_store,
-                metrics=photo_metrics,
+                metrics=parts.photo_metrics,
                 limits=PhotoLimits(max_bytes=settings.photo_max_bytes),
             )
         )
-        deps.set(
-            IntakeDeps(
-                repo=repo,
-                answered=publishers["answered"],
-                command_rejected=publishers["command_rejected"],
-                region_keywords=keywords,
-                phone_key=settings.phone_hash_key.get_secret_value().encode(),
-                sealer=settings.infra.pii.sealer(),
-                min_words=settings.min_words,
-                region_ids=frozenset(regions),
-                agencies={rid: frozenset(d.codes) for rid, d in directories.items()},
-                sms_countries={
-                    rid: frozenset(r.allowed_sms_countries) for rid, r in regions.items()
-                },
-                rate_limit=RateLimit(settings.rate_per_hour, settings.rate_per_day),
-                duplicate_window=timedelta(hours=settings.duplicate_window_hours),
-                duplicate_similarity=settings.duplicate_similarity,
-                metrics=metrics,
-            )
-        )
-        plan = RefreshPlan(
-            complaints=True,
-            dead_letters=True,
-            consumers=declared_consumers(runtime.broker),
-        )
-        stop_refresher = start_refresher(
-            metrics, db, runtime.broker, plan, settings.metrics_interval_s
-        )
-        stop_sweeper = start_sweeper(
-            repo.outbox_or_fail(),
-            {**repo.outbox_collections(), **photo_store.outbox_collections()},
-            interval_s=settings.outbox_sweep_s,
-        )
+        parts.deps.set(_intake_deps(parts, repo))
+        return _start_background(parts, db, repo, photo_store)
 
-        # Worklist entries a crash left behind, or complaints loaded in bulk.
-        stop_lister = start_periodic("worklist", repo.sync_worklist, settings.outbox_sweep_s)
+    return on_start
 
-        async def stop() -> None:
-            await stop_lister()
-            await stop_sweeper()
-            await stop_refresher()
 
-        return stop
-
-    return create_service_app(
-        runtime,
-        on_start=on_start,
-        routers=[
-            api.build_router(
-                lambda: deps.get().repo,
-                zones,
-                lambda command: changes.execute(command, deps.get()),
-                submit,
-                # A key of its own, never the phone-hash key (see auth.py).
-                *settings.citizen_link_keys(),
-                accounts=accounts,
-            ),
-            photo_api.build_router(photos.get, *settings.citizen_link_keys()),
-            report_router(lambda: runtime.db.get(), settings.infra.data_dir),
-            open311.build_router(
-                open311.Open311Context(
-                    repository=lambda: deps.get().repo,
-                    submit=lambda s: usecases.accept_submission(s, Channel.OPEN311, deps.get()),
-                    directories=directories,
-                    zones=zones,
-                    default_region=settings.default_region,
-                    photos=photos.get,
-                )
-            ),
-        ],
-        description=DESCRIPTION,
+def _intake_deps(parts: Assembly, repo: ComplaintRepository) -> IntakeDeps:
+    settings, regions = parts.settings, parts.regions
+    return IntakeDeps(
+        repo=repo,
+        answered=parts.publishers["answered"],
+        command_rejected=parts.publishers["command_rejected"],
+        region_keywords=parts.keywords,
+        phone_key=settings.phone_hash_key.get_secret_value().encode(),
+        sealer=settings.infra.pii.sealer(),
+        min_words=settings.min_words,
+        region_ids=frozenset(regions),
+        agencies=parts.agencies(),
+        sms_countries={rid: frozenset(r.allowed_sms_countries) for rid, r in regions.items()},
+        rate_limit=RateLimit(settings.rate_per_hour, settings.rate_per_day),
+        duplicate_window=timedelta(hours=settings.duplicate_window_hours),
+        duplicate_similarity=settings.duplicate_similarity,
+        metrics=parts.metrics,
     )
+
+
+def _start_background(
+    parts: Assembly,
+    db: AsyncDatabase[dict[str, Any]],
+    repo: ComplaintRepository,
+    photo_store: GridFsPhotoStore,
+) -> Callable[[], Awaitable[None]]:
+    """The periodic tasks of a running intake; returns what stops them."""
+    settings, broker = parts.settings, parts.runtime.broker
+    plan = RefreshPlan(complaints=True, dead_letters=True, consumers=declared_consumers(broker))
+    stop_refresher = start_refresher(parts.metrics, db, broker, plan, settings.metrics_interval_s)
+    stop_sweeper = start_sweeper(
+        repo.outbox_or_fail(),
+        {**repo.outbox_collections(), **photo_store.outbox_collections()},
+        interval_s=settings.outbox_sweep_s,
+    )
+
+    # Worklist entries a crash left behind, or complaints loaded in bulk.
+    stop_lister = start_periodic("worklist", repo.sync_worklist, settings.outbox_sweep_s)
+
+    async def stop() -> None:
+        await stop_lister()
+        await stop_sweeper()
+        await stop_refresher()
+
+    return stop
+
+
+def _routers(parts: Assembly, accounts: AccountsContext) -> list[APIRouter]:
+    settings, deps = parts.settings, parts.deps
+
+    async def submit(submission: InboundWeb) -> dict[str, Any]:
+        return await usecases.accept_submission(submission, Channel.WEB, deps.get())
+
+    return [
+        api.build_router(
+            lambda: deps.get().repo,
+            parts.zones,
+            lambda command: changes.execute(command, deps.get()),
+            submit,
+            # A key of its own, never the phone-hash key (see auth.py).
+            *settings.citizen_link_keys(),
+            accounts=accounts,
+        ),
+        photo_api.build_router(parts.photos.get, *settings.citizen_link_keys()),
+        report_router(lambda: parts.runtime.db.get(), settings.infra.data_dir),
+        open311.build_router(
+            open311.Open311Context(
+                repository=lambda: deps.get().repo,
+                submit=lambda s: usecases.accept_submission(s, Channel.OPEN311, deps.get()),
+                directories=parts.directories,
+                zones=parts.zones,
+                default_region=settings.default_region,
+                photos=parts.photos.get,
+            )
+        ),
+    ]
 
 
 def asyncapi() -> FastStream:
