@@ -17,7 +17,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.console.client import ServiceError, Unauthorized
-from services.console.pages import Console, form_of, see_other
+from services.console.pages import (
+    Console,
+    form_of,
+    page_or_refusal,
+    refusal_page,
+    see_other,
+)
 from services.console.security import Session
 
 log = logging.getLogger(__name__)
@@ -58,14 +64,6 @@ def hotspot_router(console: Console) -> APIRouter:
     return router
 
 
-def _refused_page(
-    console: Console, request: Request, session: Session, refused: ServiceError
-) -> HTMLResponse:
-    return console.render(
-        request, "error.html", session, status=refused.status, error=refused.message
-    )
-
-
 def _listing_routes(router: APIRouter, console: Console) -> None:
     """The hotspots an officer's agency holds (every agency's for admins)."""
 
@@ -80,7 +78,7 @@ def _listing_routes(router: APIRouter, console: Console) -> None:
         except Unauthorized:
             raise
         except ServiceError as refused:
-            return _refused_page(console, request, session, refused)
+            return refusal_page(console, request, session, refused)
         return console.render(
             request,
             "hotspots.html",
@@ -146,12 +144,9 @@ def _hotspot_routes(router: APIRouter, console: Console) -> None:
     @router.get("/hotspot/{hotspot_id}")
     async def hotspot(request: Request, hotspot_id: str) -> Response:
         session = console.require(request)
-        try:
-            return await _hotspot_page(console, request, session, hotspot_id)
-        except Unauthorized:
-            raise
-        except ServiceError as refused:
-            return _refused_page(console, request, session, refused)
+        return await page_or_refusal(
+            console, request, session, _hotspot_page(console, request, session, hotspot_id)
+        )
 
     @router.post("/hotspot/{hotspot_id}/{action}")
     async def hotspot_action(request: Request, hotspot_id: str, action: str) -> Response:
@@ -178,5 +173,5 @@ def _hotspot_routes(router: APIRouter, console: Console) -> None:
             except Unauthorized:
                 raise
             except ServiceError:
-                return _refused_page(console, request, session, refused)
+                return refusal_page(console, request, session, refused)
         return see_other(f"/hotspot/{quote(hotspot_id, safe='')}?ok={action}")

@@ -7,8 +7,9 @@ and their refusals (403, 409, 422) are shown on the page in their own words.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -52,11 +53,11 @@ class LoginRequired(Exception):
 
 
 class PasswordChangeRequired(Exception):
-    pass
+    """A one-time password must be changed before anything else."""
 
 
 class CsrfRefused(Exception):
-    pass
+    """A form came without the CSRF token of its session (or pre-session)."""
 
 
 @dataclass
@@ -209,6 +210,27 @@ def console_router(console: Console) -> APIRouter:
     return router
 
 
+def refusal_page(
+    console: Console, request: Request, session: Session, refused: ServiceError
+) -> Response:
+    """A service's refusal in its own words (a lost session is not one: it goes to login)."""
+    return console.render(
+        request, "error.html", session, status=refused.status, error=refused.message
+    )
+
+
+async def page_or_refusal(
+    console: Console, request: Request, session: Session, page: Awaitable[Response]
+) -> Response:
+    """The page, or the refusal of a service it needed."""
+    try:
+        return await page
+    except Unauthorized:
+        raise
+    except ServiceError as refused:
+        return refusal_page(console, request, session, refused)
+
+
 def _session_of(answer: Mapping[str, Any]) -> Session:
     """The console's session from intake's answer to a login."""
     account = answer["account"]
@@ -292,10 +314,8 @@ def _password_routes(router: APIRouter, console: Console) -> None:
     async def logout(request: Request) -> Response:
         session = console.require(request, password_page=True)
         console.check_session_csrf(await form_of(request), session)
-        try:
+        with contextlib.suppress(ServiceError):  # gone at intake already: the cookie goes anyway
             await services().logout(session.token)
-        except ServiceError:
-            pass  # already gone at intake: the cookie goes anyway
         response = see_other("/masuk")
         console.clear_session(response)
         return response
@@ -406,14 +426,9 @@ def _complaint_routes(router: APIRouter, console: Console) -> None:
     @router.get("/pengaduan/{tracking_id}")
     async def complaint(request: Request, tracking_id: str) -> Response:
         session = console.require(request)
-        try:
-            return await _complaint_page(console, request, session, tracking_id)
-        except Unauthorized:
-            raise
-        except ServiceError as refused:
-            return console.render(
-                request, "error.html", session, status=refused.status, error=refused.message
-            )
+        return await page_or_refusal(
+            console, request, session, _complaint_page(console, request, session, tracking_id)
+        )
 
     @router.post("/pengaduan/{tracking_id}/{action}")
     async def act(request: Request, tracking_id: str, action: str) -> Response:
@@ -445,9 +460,7 @@ def _complaint_routes(router: APIRouter, console: Console) -> None:
             except Unauthorized:
                 raise
             except ServiceError:
-                return console.render(
-                    request, "error.html", session, status=refused.status, error=refused.message
-                )
+                return refusal_page(console, request, session, refused)
         if back:
             return see_other(back + ("&" if "?" in back else "?") + "ok=" + quote(action))
         return see_other(f"/pengaduan/{quote(tracking_id)}?ok={quote(action)}")
@@ -498,14 +511,9 @@ def _oversight_routes(router: APIRouter, console: Console) -> None:
     @router.get("/triase")
     async def triage(request: Request) -> Response:
         session = console.require(request)
-        try:
-            return await _triage_page(console, request, session)
-        except Unauthorized:
-            raise
-        except ServiceError as refused:
-            return console.render(
-                request, "error.html", session, status=refused.status, error=refused.message
-            )
+        return await page_or_refusal(
+            console, request, session, _triage_page(console, request, session)
+        )
 
     @router.get("/ikhtisar")
     async def overview(request: Request) -> Response:
@@ -516,9 +524,7 @@ def _oversight_routes(router: APIRouter, console: Console) -> None:
         except Unauthorized:
             raise
         except ServiceError as refused:
-            return console.render(
-                request, "error.html", session, status=refused.status, error=refused.message
-            )
+            return refusal_page(console, request, session, refused)
         rows = summary.get("agencies", []) if isinstance(summary, dict) else summary
         return console.render(
             request,
@@ -545,9 +551,7 @@ def _report_routes(router: APIRouter, console: Console) -> None:
         except Unauthorized:
             raise
         except ServiceError as refused:
-            return console.render(
-                request, "error.html", session, status=refused.status, error=refused.message
-            )
+            return refusal_page(console, request, session, refused)
         rows = report.get("agencies", []) if isinstance(report, dict) else report
         return console.render(
             request, "accountability.html", session, month=month, rows=rows, report=report
@@ -617,14 +621,9 @@ def _account_routes(router: APIRouter, console: Console) -> None:
     @router.get("/admin/akun")
     async def accounts(request: Request) -> Response:
         session = console.require(request)
-        try:
-            return await _accounts_page(console, request, session)
-        except Unauthorized:
-            raise
-        except ServiceError as refused:
-            return console.render(
-                request, "error.html", session, status=refused.status, error=refused.message
-            )
+        return await page_or_refusal(
+            console, request, session, _accounts_page(console, request, session)
+        )
 
     @router.post("/admin/akun")
     async def create_account(request: Request) -> Response:
@@ -731,14 +730,9 @@ def _dead_letter_routes(router: APIRouter, console: Console) -> None:
     @router.get("/admin/pesan-gagal")
     async def dead_letters(request: Request) -> Response:
         session = console.require(request)
-        try:
-            return await _dead_letters_page(console, request, session)
-        except Unauthorized:
-            raise
-        except ServiceError as refused:
-            return console.render(
-                request, "error.html", session, status=refused.status, error=refused.message
-            )
+        return await page_or_refusal(
+            console, request, session, _dead_letters_page(console, request, session)
+        )
 
     @router.post("/admin/pesan-gagal/{action}")
     async def dead_letter_action(request: Request, action: str) -> Response:
@@ -763,9 +757,7 @@ def _dead_letter_routes(router: APIRouter, console: Console) -> None:
                     console, request, session, status=refused.status, error=refused.message
                 )
             except ServiceError:
-                return console.render(
-                    request, "error.html", session, status=refused.status, error=refused.message
-                )
+                return refusal_page(console, request, session, refused)
         return see_other(f"/admin/pesan-gagal?ok={action}")
 
 
