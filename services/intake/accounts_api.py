@@ -19,13 +19,15 @@ from lapor.contracts.commands import Role
 from lapor.runtime.http import client_key, refusals
 from services.intake.auth import Principal
 from services.intake.repository import ComplaintRepository
-from services.intake.sessions import FailureCounter, LoginRefused, change_password, login
+from services.intake.sessions import (
+    FailureCounter,
+    LoginRefused,
+    change_password,
+    login,
+    uncounted,
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _uncounted(reason: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class AccountsContext:
     session_hours: float = 12.0
     address_key: bytes = b""
     proxies: tuple[Network, ...] = ()
-    count_failure: FailureCounter = _uncounted
+    count_failure: FailureCounter = uncounted
 
 
 class AccountView(BaseModel):

@@ -56,8 +56,8 @@ def login_failures_metric(registry: CollectorRegistry) -> Counter:
     )
 
 
-def _uncounted(reason: str) -> None:
-    pass
+def uncounted(reason: str) -> None:
+    """A `FailureCounter` for callers without metrics (tools, tests)."""
 
 
 class LoginRefused(Exception):
@@ -106,7 +106,7 @@ async def login(
     client: str | None,
     now: datetime,
     hours: float,
-    count: FailureCounter = _uncounted,
+    count: FailureCounter = uncounted,
 ) -> Session:
     """A new session for the account, or `LoginRefused` (401 or 429 with Retry-After)."""
     name = normalize_username(username)[:64]
