@@ -23,11 +23,21 @@ const operatorPasswordEnv = "LAPOR_FERRETDB_OPERATOR_PASSWORD"
 func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
 	dataDir := flag.String("data", "./var/ferretdb", "directory for the SQLite databases")
+	// NORMAL: in WAL mode a commit is in the log before it is acknowledged, so a
+	// crashed or killed process loses nothing; only a power cut may lose the last
+	// commits before a checkpoint, the same trade NATS makes by syncing its file
+	// store every two minutes (see BENCHMARKS.md for the measurements).
+	synchronous := flag.String("sqlite-synchronous", "NORMAL", "SQLite's synchronous mode: NORMAL or FULL")
+	postgresql := flag.String("postgresql", "", "PostgreSQL URL: FerretDB's PostgreSQL backend instead of SQLite")
 	access := flag.String("access", "", "JSON file of the users' access to collections; "+
 		"turns on authentication (the operator's first password comes from "+operatorPasswordEnv+")")
 	flag.Parse()
 	if *access != "" && os.Getenv(operatorPasswordEnv) == "" {
 		log.Fatalf("-access needs the operator's password in %s", operatorPasswordEnv)
+	}
+
+	if *synchronous != "NORMAL" && *synchronous != "FULL" {
+		log.Fatalf("-sqlite-synchronous must be NORMAL or FULL, not %q", *synchronous)
 	}
 
 	dir, err := filepath.Abs(*dataDir)
@@ -38,13 +48,18 @@ func main() {
 		log.Fatalf("data directory: %v", err)
 	}
 
+	handler := "sqlite"
+	if *postgresql != "" {
+		handler = "postgresql"
+	}
 	db, err := ferretdb.New(&ferretdb.Config{
-		Listener: ferretdb.ListenerConfig{TCP: *listen},
-		Handler:  "sqlite",
+		Listener:      ferretdb.ListenerConfig{TCP: *listen},
+		Handler:       handler,
+		PostgreSQLURL: *postgresql,
 		// FerretDB's defaults (WAL, busy timeout) stay; the limit only truncates
 		// the write-ahead log back after a checkpoint, so a bulk load does not
 		// leave a WAL many times the database's size on disk.
-		SQLiteURL: "file:" + dir + "/?_pragma=journal_size_limit(67108864)",
+		SQLiteURL: "file:" + dir + "/?_pragma=journal_size_limit(67108864)&_pragma=synchronous(" + *synchronous + ")",
 		// From the environment rather than a flag: a command line is visible to
 		// every local user.
 		AccessFile:       *access,
