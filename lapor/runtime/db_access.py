@@ -96,8 +96,10 @@ GRANTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "notify": {
         **_SHARED,
         "notify_contacts": (FIND, INSERT, UPDATE),
-        "notify_routings": (FIND, INSERT, UPDATE),
+        # Routings stored apart before they went into the contact document: read only.
+        "notify_routings": (FIND,),
         "notifications": _OWN,
+        # Attempts of notifications stored before each record carried its own.
         "notification_attempts": _OWN,
         "notify_sms_budget": (FIND, INSERT, UPDATE),
         **_TOKEN_CHECK,

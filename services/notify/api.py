@@ -163,7 +163,8 @@ def delivery_router(
         if not docs and region is None:
             raise HTTPException(status_code=404, detail=f"no notifications for {complaint_id!r}")
         zone = zones.get(region or default_region) or zones.get(default_region) or UTC
-        records = [delivery_record(doc, await repo.attempt_log(doc["_id"]), zone) for doc in docs]
+        # A record carries its attempts; one stored before that reads them apart.
+        records = [delivery_record(doc, await repo.attempts_of(doc), zone) for doc in docs]
         counts: dict[Status, int] = {}
         for record in records:
             counts[record.status] = counts.get(record.status, 0) + 1

@@ -1,11 +1,12 @@
 """Delivering notifications exactly once, and never failing silently.
 
 For each notification: open its log record (the id is the primary key, so a
-redelivered event finds the earlier one), skip it if it is already settled,
-claim the next attempt, send through the channel, write the outcome. A
-temporary failure is retried after a backoff, briefly in the handler or by a
-delayed redelivery of the event; a permanent failure, or the retry cap, marks
-the notification failed, counts it and announces it on the bus.
+redelivered event finds the earlier one; a new record is stored with its
+first attempt claimed), skip it if it is already settled, claim the next
+attempt, send through the channel, write the outcome together with the status
+it leads to. A temporary failure is retried after a backoff, briefly in the
+handler or by a delayed redelivery of the event; a permanent failure, or the
+retry cap, marks the notification failed, counts it and announces it on the bus.
 """
 
 from __future__ import annotations
@@ -29,9 +30,16 @@ from services.notify.repository import (
     FAILED,
     FINAL,
     PENDING,
+    SENT,
+    WITHHELD,
     Claim,
     Document,
+    Finished,
     NotificationRepository,
+    budget_claim,
+    claim_of,
+    claimed_first_attempt,
+    failed_fields,
 )
 from services.notify.retry import RetryAction, RetryPolicy, plan_retry
 
@@ -166,7 +174,10 @@ class Deliverer:
         return min(delays) if delays else None
 
     async def deliver(self, note: Notification, *, last_chance: bool = False) -> float | None:
-        record = await self.repo.open(self._new_record(note))
+        opened = await self.repo.open(self._new_record(note))
+        if opened.created:
+            return await self._deliver_new(note, opened.record, last_chance)
+        record = opened.record
         if record["status"] == FAILED:
             await self._announce(record)
             return None
@@ -179,7 +190,7 @@ class Deliverer:
         if note.undeliverable:
             await self._fail(record, "undeliverable", note.undeliverable, attempts=None)
             return None
-        budget = await self._within_budget(note, last_chance=last_chance)
+        budget = await self._within_budget(note, record, last_chance=last_chance)
         if budget is not True:
             return None if budget is False else budget
         wait = self._backing_off(record)
@@ -187,22 +198,64 @@ class Deliverer:
             return wait
         return await self._attempts(note, record, last_chance)
 
-    async def _within_budget(self, note: Notification, *, last_chance: bool) -> bool | float:
-        """Whether a citizen SMS may go out under its region's daily budget (its local day).
+    async def _deliver_new(
+        self, note: Notification, record: Document, last_chance: bool
+    ) -> float | None:
+        """A record this delivery stored: it was stored withheld or failed when the
+        message cannot go out, else with attempt 1 (and the budget) claimed."""
+        if note.withheld:
+            log.info("notification %s withheld: %s", note.id, note.withheld)
+            return None
+        if note.undeliverable:
+            self._count_failure(record, "undeliverable", note.undeliverable)
+            await self._announce(record)
+            return None
+        claim = claim_of(record)
+        if claim is None:  # cannot happen: _new_record claims attempt 1
+            return await self._attempts(note, record, last_chance)
+        if not self._budgeted(note):
+            return await self._attempts(note, record, last_chance, claim)
+        if await self.repo.spend_sms_budget(
+            note.region or "-", record["budget_day"], self._budget_of(note)
+        ):
+            # Kept with the attempt's outcome: no write of its own.
+            return await self._attempts(note, record, last_chance, claim, {"budget": "spent"})
+        if await self.repo.withhold_claimed(claim, BUDGET_EXHAUSTED, self.clock()):
+            self._count_withheld(note)
+        return None
+
+    def _budgeted(self, note: Notification) -> bool:
+        return (
+            self.sms_budget is not None
+            and note.message.kind == "sms"
+            and note.audience == "citizen"
+        )
+
+    def _budget_of(self, note: Notification) -> int:
+        return self.sms_budget(note.region) if self.sms_budget is not None else 0
+
+    def _budget_day(self, note: Notification) -> str:
+        return self.clock().astimezone(self.budget_zone(note.region)).date().isoformat()
+
+    async def _within_budget(
+        self, note: Notification, record: Document, *, last_chance: bool
+    ) -> bool | float:
+        """Whether a citizen SMS of a stored record may go out under its region's daily
+        budget (its local day).
 
         Counted once per notification: a retry or redelivery of an SMS already
         counted goes on. One beyond the budget is withheld (`budget_exhausted`),
         counted in the metric and in the day's counter document, never sent.
         """
-        if self.sms_budget is None or note.message.kind != "sms" or note.audience != "citizen":
+        if not self._budgeted(note):
             return True
         region = note.region or "-"
-        day = self.clock().astimezone(self.budget_zone(note.region)).date().isoformat()
-        now = self.clock()
-        if not await self.repo.claim_budget(note.id, day, now):
+        day, now = self._budget_day(note), self.clock()
+        if "budget_day" in record or not await self.repo.claim_budget(note.id, day, now):
             # Counted by an earlier delivery, or by another replica right now: only
             # an SMS the budget let through goes on; the claimant settles the rest.
-            record = await self.repo.get(note.id) or {}
+            if "budget_day" not in record:
+                record = await self.repo.get(note.id) or {}
             if record.get("budget") in ("spent", "held"):
                 return record["budget"] == "spent"
             claimed_at = record.get("budget_claimed_at")
@@ -213,44 +266,62 @@ class Deliverer:
                 return max(self.lease_s - age, 1.0)  # its claimant is deciding: look again
             # Its claimant died before deciding: decide now rather than lose the SMS.
             # The day may so count one SMS twice, which errs on the side of the budget.
-        if await self.repo.spend_sms_budget(region, day, self.sms_budget(note.region)):
+            day = record.get("budget_day") or day
+        if await self.repo.spend_sms_budget(region, day, self._budget_of(note)):
             await self.repo.note_budget(note.id, "spent")
             return True
         await self.repo.note_budget(note.id, "held")
         if await self.repo.mark_withheld(note.id, BUDGET_EXHAUSTED, self.clock()):
-            self.metrics.withheld.labels(
-                channel="sms", region=region, reason=BUDGET_EXHAUSTED
-            ).inc()
-            log.warning(
-                "SMS %s withheld: the daily SMS budget of %s is spent",
-                note.id,
-                region,
-                extra={"complaint_id": note.message.complaint_id, "notification_id": note.id},
-            )
+            self._count_withheld(note)
         return False
 
+    def _count_withheld(self, note: Notification) -> None:
+        region = note.region or "-"
+        self.metrics.withheld.labels(channel="sms", region=region, reason=BUDGET_EXHAUSTED).inc()
+        log.warning(
+            "SMS %s withheld: the daily SMS budget of %s is spent",
+            note.id,
+            region,
+            extra={"complaint_id": note.message.complaint_id, "notification_id": note.id},
+        )
+
     async def _attempts(
-        self, note: Notification, record: Document, last_chance: bool
+        self,
+        note: Notification,
+        record: Document,
+        last_chance: bool,
+        claim: Claim | None = None,
+        settle_too: Document | None = None,
     ) -> float | None:
+        """Claim (unless `claim` is held already), send, record the outcome; retry
+        briefly here or ask for the event again after a backoff."""
         channel = self.channels.for_kind(note.message.kind)
         started = self.monotonic()
-        # The record counts attempts once they finished: the next one is known.
-        expected = int(record.get("attempts") or 0) + 1
+        extra = dict(settle_too or {})
         while True:
-            claim = await self.repo.claim_attempt(
-                note.id, self.clock(), self.lease_s, channel.name, expected_n=expected
-            )
-            if not isinstance(claim, Claim):
-                # Someone else is sending it now; its outcome will be in the log.
-                return None if last_chance else claim.retry_in_s
+            if claim is None:
+                got = await self.repo.claim_attempt(
+                    record, self.clock(), self.lease_s, channel.name
+                )
+                if not isinstance(got, Claim):
+                    # Someone else is sending it now; its outcome will be in the log.
+                    return None if last_chance else got.retry_in_s
+                claim = got
             result = await self._send(channel.send, note.message)
-            await self._record_attempt(claim, channel.name, result)
+            outcome = "sent" if result.ok else ("permanent" if result.permanent else "temporary")
+            self.metrics.attempts.labels(transport=channel.name, outcome=outcome).inc()
+            now = self.clock()
             if result.ok:
-                await self._sent(note, claim, channel.name)
+                settle = {"status": SENT, "transport": channel.name, "sent_at": now}
+                ended = await self.repo.finish_attempt(
+                    claim, outcome, None, now, settle | {"next_attempt_at": None} | extra
+                )
+                if ended is not Finished.LOST:
+                    self.metrics.outcomes.labels(channel=note.message.kind, status="sent").inc()
                 return None
             error = result.error or "unknown error"
             if result.permanent:
-                await self._fail(record, "rejected", error, attempts=claim.n)
+                await self._fail_attempt(record, claim, outcome, error, "rejected", error, extra)
                 return None
             plan = plan_retry(
                 self.policy,
@@ -262,15 +333,41 @@ class Deliverer:
             )
             if plan.action is RetryAction.GIVE_UP:
                 reason = f"gave up after {claim.n} attempts; last error: {error}"
-                await self._fail(record, "exhausted", reason, attempts=claim.n)
+                await self._fail_attempt(record, claim, outcome, error, "exhausted", reason, extra)
                 return None
-            now = self.clock()
             next_at = now + timedelta(seconds=plan.delay_s)
-            await self.repo.note_retry(note.id, claim.n, error, next_at, now)
+            retry = {"last_error": error, "next_attempt_at": next_at} | extra
+            if await self.repo.finish_attempt(claim, outcome, error, now, retry) is not (
+                Finished.MOVED
+            ):
+                return None  # settled meanwhile, or another worker holds a later attempt
             if plan.action is RetryAction.REDELIVER:
                 return plan.delay_s
             await self.sleep(plan.delay_s)
-            expected = claim.n + 1
+            record = _after(record, claim, outcome, error, now)
+            claim, extra = None, {}
+
+    async def _fail_attempt(
+        self,
+        record: Document,
+        claim: Claim,
+        outcome: str,
+        attempt_error: str,
+        reason: str,
+        error: str,
+        extra: Document,
+    ) -> None:
+        """The attempt's outcome and the failure in one write, then the announcement."""
+        now = self.clock()
+        fields = failed_fields(reason, error, now)
+        ended = await self.repo.finish_attempt(claim, outcome, attempt_error, now, fields | extra)
+        if ended is Finished.MOVED:
+            self._count_failure(record, reason, error)
+            await self._announce(record | fields | {"attempts": claim.n})
+        elif ended is Finished.KEPT:
+            stored = await self.repo.get(record["_id"])
+            if stored is not None and stored["status"] == FAILED:
+                await self._announce(stored)
 
     async def _send(
         self, send: Callable[[OutgoingMessage], Awaitable[DeliveryResult]], msg: OutgoingMessage
@@ -282,15 +379,6 @@ class Deliverer:
             # because the attempt was claimed and receivers de-duplicate by id.
             log.warning("notification %s: channel error", msg.notification_id, exc_info=True)
             return DeliveryResult.temporary(f"{type(exc).__name__}: {exc}")
-
-    async def _record_attempt(self, claim: Claim, transport: str, result: DeliveryResult) -> None:
-        outcome = "sent" if result.ok else ("permanent" if result.permanent else "temporary")
-        self.metrics.attempts.labels(transport=transport, outcome=outcome).inc()
-        await self.repo.finish_attempt(claim, outcome, result.error, self.clock())
-
-    async def _sent(self, note: Notification, claim: Claim, transport: str) -> None:
-        await self.repo.mark_sent(note.id, claim.n, transport, self.clock())
-        self.metrics.outcomes.labels(channel=note.message.kind, status="sent").inc()
 
     def _backing_off(self, record: Document) -> float:
         next_at = record.get("next_attempt_at")
@@ -319,27 +407,27 @@ class Deliverer:
             record["_id"], reason=reason, error=error, attempts=attempts, now=now
         )
         if changed:
-            channel = record.get("channel", "sms")
-            self.metrics.outcomes.labels(channel=channel, status="failed").inc()
-            self.metrics.failed.labels(
-                channel=channel,
-                audience=record.get("audience", "citizen"),
-                reason=reason,
-                template=record.get("template", "-"),
-            ).inc()
-            log.warning(
-                "notification %s failed (%s): %s",
-                record["_id"],
-                reason,
-                error,
-                extra={
-                    "complaint_id": record.get("complaint_id"),
-                    "notification_id": record["_id"],
-                },
-            )
+            self._count_failure(record, reason, error)
         stored = await self.repo.get(record["_id"])
         if stored is not None and stored["status"] == FAILED:
             await self._announce(stored)
+
+    def _count_failure(self, record: Document, reason: str, error: str) -> None:
+        channel = record.get("channel", "sms")
+        self.metrics.outcomes.labels(channel=channel, status="failed").inc()
+        self.metrics.failed.labels(
+            channel=channel,
+            audience=record.get("audience", "citizen"),
+            reason=reason,
+            template=record.get("template", "-"),
+        ).inc()
+        log.warning(
+            "notification %s failed (%s): %s",
+            record["_id"],
+            reason,
+            error,
+            extra={"complaint_id": record.get("complaint_id"), "notification_id": record["_id"]},
+        )
 
     async def announce_failures(self) -> int:
         """Announce every stored failure whose announcement is still pending."""
@@ -370,14 +458,17 @@ class Deliverer:
         await self.repo.mark_announced(record["_id"])
 
     def _new_record(self, note: Notification) -> dict[str, Any]:
+        """The record as a new notification is stored: already withheld or failed when
+        it cannot go out, else with attempt 1 (and a citizen SMS's budget) claimed."""
         msg, now = note.message, self.clock()
-        return {
+        transport = self.channels.for_kind(msg.kind).name
+        record: dict[str, Any] = {
             "_id": note.id,
             "complaint_id": msg.complaint_id,
             "cause_event_id": note.cause_event_id,
             "audience": note.audience,
             "channel": msg.kind,
-            "transport": self.channels.for_kind(msg.kind).name,
+            "transport": transport,
             "template": msg.template,
             "recipient": recipient_label(msg),
             "agency": msg.agency,
@@ -388,4 +479,21 @@ class Deliverer:
             "next_attempt_at": None,
             "created_at": now,
             "updated_at": now,
+            "attempt": None,
+            "attempt_log": [],
         }
+        if note.withheld:
+            return record | {"status": WITHHELD, "withheld_reason": note.withheld}
+        if note.undeliverable:
+            return record | failed_fields("undeliverable", note.undeliverable, now)
+        if self._budgeted(note):
+            record |= budget_claim(self._budget_day(note), now)
+        return record | claimed_first_attempt(transport, now)
+
+
+def _after(record: Document, claim: Claim, outcome: str, error: str, now: datetime) -> Document:
+    """`record` as it is once attempt `claim.n` ended with a retry."""
+    if claim.legacy:
+        return record | {"attempts": claim.n}
+    ended = claim.as_attempt() | {"finished_at": now, "outcome": outcome, "error": error}
+    return record | {"attempts": claim.n, "attempt": ended}

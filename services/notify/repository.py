@@ -1,13 +1,24 @@
 """Notify's own data: how to reach each complaint's reporter, what the router decided,
 and the delivery log of every notification with each of its attempts.
 
-Exactly-once rests on two inserts, atomic on MongoDB and FerretDB alike: a
-notification's id is the primary key of `notifications` (one record per
-cause, recipient and template), and each attempt claims `<id>#<n>` in
-`notification_attempts` before anything is sent. Whoever inserted attempt n
-is the only one sending it; a second worker gets a duplicate key and backs off.
-Status changes of one notification are serialised in-process because FerretDB
-v1 loses concurrent updates of the same document.
+Exactly-once rests on one document per notification. Its id is the primary key
+of `notifications` (one record per cause, recipient and template), so the
+insert decides who opens it; the record carries its current attempt
+(`attempt`: n, transport, started_at, finished_at, outcome) and the finished
+ones (`attempt_log`). Claiming attempt n is one conditional update of the
+record (pending, and attempt n-1 finished or its lease expired), and finishing
+it is one update together with the status change (sent, retry, failed): both
+atomic on MongoDB and on our FerretDB build (its patch 0004 serialises update
+and findAndModify per collection). Whoever holds attempt n is the only one
+sending it; a new record is inserted with attempt 1 already claimed when it is
+sent at once. A worker that finds another's attempt unfinished past its lease
+records it as abandoned and takes the next one.
+
+Records stored before attempts were embedded have no `attempt` field: their
+attempts stay in `notification_attempts` (`<id>#<n>`, claimed by insert) and are
+read and finished there (see `_LegacyAttempts`). The reverse does not hold: a
+process of that earlier version does not see a claim embedded in a record, so
+the two must not run side by side (stop the old replicas, then start the new).
 
 A reporter's phone number and e-mail address are stored sealed (AES-GCM,
 bound to the complaint id) and opened only here, when a reply must go out.
@@ -16,9 +27,11 @@ bound to the complaint id) and opened only here, when a reply must go out.
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -32,6 +45,10 @@ _SEALED = ("sms", "email")
 PENDING, SENT, DELIVERED, FAILED, WITHHELD = "pending", "sent", "delivered", "failed", "withheld"
 FINAL = frozenset({SENT, DELIVERED, FAILED, WITHHELD})
 
+# An attempt whose worker died mid-send: whether the receiver got it is unknown,
+# and the receiver's de-duplication by notification id has to settle that.
+ABANDONED = "abandoned"
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -39,10 +56,22 @@ class Claim:
 
     notification_id: str
     n: int
+    transport: str
+    started_at: datetime
+    # Attempt kept in `notification_attempts` (a record stored before attempts were embedded).
+    legacy: bool = False
 
     @property
     def attempt_id(self) -> str:
         return f"{self.notification_id}#{self.n}"
+
+    def as_attempt(self) -> Document:
+        return {
+            "n": self.n,
+            "transport": self.transport,
+            "started_at": self.started_at,
+            "finished_at": None,
+        }
 
 
 @dataclass(frozen=True)
@@ -50,6 +79,53 @@ class InFlight:
     """Another worker is making an attempt right now; look again after `retry_in_s`."""
 
     retry_in_s: float
+
+
+@dataclass(frozen=True)
+class Opened:
+    record: Document
+    # True when this call stored the record: whatever it carried (attempt 1's claim,
+    # the budget's claim) belongs to the caller.
+    created: bool
+
+
+class Finished(Enum):
+    """How finishing an attempt ended."""
+
+    MOVED = "moved"  # outcome recorded and the status changed with it
+    KEPT = "kept"  # outcome recorded; the status had moved on already (a receipt)
+    LOST = "lost"  # the claim was taken over after its lease: nothing recorded
+
+
+def claimed_first_attempt(transport: str, now: datetime) -> Document:
+    """The fields that make a new record carry the claim of its attempt 1."""
+    return {"attempt": {"n": 1, "transport": transport, "started_at": now, "finished_at": None}}
+
+
+def claim_of(record: Document) -> Claim | None:
+    """The claim a record carries in an unfinished attempt."""
+    current = record.get("attempt")
+    if not current or current.get("finished_at") is not None:
+        return None
+    return Claim(record["_id"], int(current["n"]), current["transport"], current["started_at"])
+
+
+def attempts_in(record: Document) -> list[Document] | None:
+    """The attempts a record carries, finished ones first and any in flight last;
+    None for a record whose attempts are in `notification_attempts`."""
+    if "attempt" not in record:
+        return None
+    log = sorted(record.get("attempt_log") or [], key=lambda a: int(a["n"]))
+    current = record.get("attempt")
+    if current and current.get("finished_at") is None:
+        log.append(current)
+    return log
+
+
+def _age_s(now: datetime, then: datetime) -> float:
+    if then.tzinfo is None and now.tzinfo is not None:
+        then = then.replace(tzinfo=now.tzinfo)
+    return (now - then).total_seconds()
 
 
 class NotifyRecords(Protocol):
@@ -60,24 +136,71 @@ class NotifyRecords(Protocol):
 
     async def contact(self, complaint_id: str) -> Document | None: ...
 
-    async def note_acknowledged_answer(self, complaint_id: str, answer: datetime) -> None: ...
+    async def contact_noting_answer(
+        self, complaint_id: str, answer: datetime
+    ) -> Document | None: ...
 
-    async def save_routing(self, routed_event_id: str, routing: Document) -> None: ...
+    async def save_routing(
+        self, complaint_id: str, routed_event_id: str, routing: Document
+    ) -> None: ...
 
-    async def routing(self, routed_event_id: str) -> Document | None: ...
+    async def routing(self, routed_event_id: str, contact: Document | None) -> Document | None: ...
 
     async def get(self, notification_id: str) -> Document | None: ...
 
 
-def _attempt_doc(claim: Claim, transport: str, now: datetime) -> Document:
-    return {
-        "_id": claim.attempt_id,
-        "notification_id": claim.notification_id,
-        "n": claim.n,
-        "transport": transport,
-        "started_at": now,
-        "finished_at": None,
-    }
+class _LegacyAttempts:
+    """Attempts of records stored before attempts were embedded: claimed by inserting
+    `<id>#<n>` into `notification_attempts`, finished there.
+
+    Needed while such a record may still be pending: at most the retry policy's
+    span plus the event's redeliveries (under a day), so the claim and finish can
+    go one release after this one has run for a day, once
+    `{status: "pending", attempt: {$exists: false}}` finds nothing. Reading their
+    history (`attempts_of`) stays as long as those records are kept.
+    """
+
+    def __init__(self, attempts: AsyncCollection[Document]) -> None:
+        self.attempts = attempts
+
+    async def claim(
+        self, notification_id: str, expected_n: int, now: datetime, lease_s: float, transport: str
+    ) -> Claim | InFlight:
+        """Claim `expected_n` (the record counts finished attempts) without reading
+        the log first; if it is taken, the log says what is going on."""
+        claim = Claim(notification_id, expected_n, transport, now, legacy=True)
+        if await self._insert(claim):
+            return claim
+        last = await self.attempts.find_one(
+            {"notification_id": notification_id}, sort=[("n", DESCENDING)]
+        )
+        if last is not None and last.get("finished_at") is None:
+            age = _age_s(now, last["started_at"])
+            if age < lease_s:
+                return InFlight(max(lease_s - age, 0.5))
+            await self.attempts.update_one(
+                {"_id": last["_id"]}, {"$set": {"finished_at": now, "outcome": ABANDONED}}
+            )
+        claim = Claim(notification_id, last["n"] + 1 if last else 1, transport, now, legacy=True)
+        return claim if await self._insert(claim) else InFlight(1.0)
+
+    async def _insert(self, claim: Claim) -> bool:
+        document = {"_id": claim.attempt_id, "notification_id": claim.notification_id}
+        try:
+            await self.attempts.insert_one(document | claim.as_attempt())
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def finish(self, claim: Claim, outcome: str, error: str | None, now: datetime) -> None:
+        await self.attempts.update_one(
+            {"_id": claim.attempt_id},
+            {"$set": {"finished_at": now, "outcome": outcome, "error": error}},
+        )
+
+    async def log(self, notification_id: str) -> list[Document]:
+        cursor = self.attempts.find({"notification_id": notification_id}).sort("n", 1)
+        return await cursor.to_list(None)
 
 
 class NotificationRepository:
@@ -87,6 +210,7 @@ class NotificationRepository:
         self.routings = db["notify_routings"]
         self.notifications = db["notifications"]
         self.attempts = db["notification_attempts"]
+        self.legacy = _LegacyAttempts(self.attempts)
         self.sms_budget = db["notify_sms_budget"]
 
     async def ensure_indexes(self) -> None:
@@ -104,8 +228,29 @@ class NotificationRepository:
         await self.contacts.update_one({"_id": complaint_id}, {"$set": stored}, upsert=True)
 
     async def contact(self, complaint_id: str) -> Document | None:
-        found = await self.contacts.find_one({"_id": complaint_id})
+        return self._opened(await self.contacts.find_one({"_id": complaint_id}), complaint_id)
+
+    async def contact_noting_answer(self, complaint_id: str, answer: datetime) -> Document | None:
+        """The contact as it was, and `answer` kept as the first acknowledged answer
+        date if it has none yet: one command for the first acknowledgement, which
+        reads the contact and keeps its date; a read alone once a date is kept."""
+        found = await self.contacts.find_one_and_update(
+            {
+                "_id": complaint_id,
+                "region": {"$exists": True},
+                "acknowledged_answer": {"$exists": False},
+            },
+            {"$set": {"acknowledged_answer": answer}},
+            return_document=ReturnDocument.BEFORE,
+        )
         if found is None:
+            found = await self.contacts.find_one({"_id": complaint_id})
+        return self._opened(found, complaint_id)
+
+    def _opened(self, found: Document | None, complaint_id: str) -> Document | None:
+        # Known once the received event stored it: a routing that came first creates
+        # the document with nothing else.
+        if found is None or "region" not in found:
             return None
         for key in _SEALED:
             # A value stored before sealing was introduced is read as it is.
@@ -113,37 +258,45 @@ class NotificationRepository:
                 found[key] = self.cipher.open(found[key], complaint_id)
         return found
 
-    async def note_acknowledged_answer(self, complaint_id: str, answer: datetime) -> None:
-        """Keep the answer date of the first acknowledgement; later ones change nothing."""
-        await self.contacts.update_one(
-            {"_id": complaint_id, "acknowledged_answer": {"$exists": False}},
-            {"$set": {"acknowledged_answer": answer}},
-        )
-
     async def region_of(self, complaint_id: str) -> str | None:
         """The complaint's region; None when notify never heard of the complaint."""
         found = await self.contacts.find_one({"_id": complaint_id}, {"region": 1})
-        return None if found is None else str(found.get("region") or "")
+        return None if found is None or "region" not in found else str(found["region"] or "")
 
-    async def save_routing(self, routed_event_id: str, routing: Document) -> None:
-        # Keyed by the routed event: DeadlinesSet names it as its cause.
-        await self.routings.update_one({"_id": routed_event_id}, {"$set": routing}, upsert=True)
+    async def save_routing(
+        self, complaint_id: str, routed_event_id: str, routing: Document
+    ) -> None:
+        """Kept in the complaint's contact document, named by the routed event
+        (DeadlinesSet names it as its cause), so that the one read of the contact
+        brings it along. Added once however often the event comes."""
+        entry = routing | {"event_id": routed_event_id}
+        await self.contacts.update_one(
+            {"_id": complaint_id}, {"$addToSet": {"routings": entry}}, upsert=True
+        )
 
-    async def routing(self, routed_event_id: str) -> Document | None:
+    async def routing(self, routed_event_id: str, contact: Document | None) -> Document | None:
+        """The routing `contact` (as read) carries; else the one stored apart, as routings
+        were until they went into the contact document. That read is needed while a
+        complaint routed before then may still have its deadlines announced (moments
+        after its routing: a day after deployment covers it); until then it also says
+        that a routing has not arrived yet."""
+        for entry in (contact or {}).get("routings") or []:
+            if entry.get("event_id") == routed_event_id:
+                return dict(entry)
         return await self.routings.find_one({"_id": routed_event_id})
 
     # --- the delivery log ----------------------------------------------------------
 
-    async def open(self, notification: Document) -> Document:
-        """The log record of a notification, created pending if it is new."""
+    async def open(self, notification: Document) -> Opened:
+        """The log record of a notification, stored as given if it is new."""
         try:
             await self.notifications.insert_one(notification)
         except DuplicateKeyError:
             existing = await self.notifications.find_one({"_id": notification["_id"]})
             if existing is None:  # cannot happen: nothing deletes records
                 raise
-            return existing
-        return notification
+            return Opened(existing, created=False)
+        return Opened(notification, created=True)
 
     async def get(self, notification_id: str) -> Document | None:
         return await self.notifications.find_one({"_id": notification_id})
@@ -153,92 +306,77 @@ class NotificationRepository:
         return await cursor.to_list(None)
 
     async def claim_attempt(
-        self,
-        notification_id: str,
-        now: datetime,
-        lease_s: float,
-        transport: str,
-        *,
-        expected_n: int | None = None,
+        self, record: Document, now: datetime, lease_s: float, transport: str
     ) -> Claim | InFlight:
-        """Claim the next attempt. `expected_n`, when the caller knows every attempt
-        before it finished (the record's `attempts` is written only after its attempt
-        finished), is claimed without reading the log first; if it is taken, the log
-        says what is going on."""
-        if expected_n is not None:
-            claim = Claim(notification_id, expected_n)
-            try:
-                await self.attempts.insert_one(_attempt_doc(claim, transport, now))
-            except DuplicateKeyError:
-                pass  # an attempt the record does not know of yet: read the log
-            else:
-                return claim
-        last = await self.attempts.find_one(
-            {"notification_id": notification_id}, sort=[("n", DESCENDING)]
-        )
-        if last is not None and last.get("finished_at") is None:
-            age = (now - last["started_at"]).total_seconds()
+        """Claim the attempt after the one `record` (as last read or written) carries.
+
+        One conditional update: the record must still be pending with that attempt
+        finished, or unfinished past its lease (then it is logged as abandoned). If
+        another worker got there first, look again a little later.
+        """
+        nid = record["_id"]
+        if "attempt" not in record:
+            expected = int(record.get("attempts") or 0) + 1
+            return await self.legacy.claim(nid, expected, now, lease_s, transport)
+        current = record.get("attempt")
+        guard: Document = {"_id": nid, "status": PENDING}
+        change: Document = {}
+        if current is None:
+            guard["attempt"] = None
+            n = 1
+        elif current.get("finished_at") is not None:
+            guard |= {"attempt.n": current["n"], "attempt.finished_at": {"$ne": None}}
+            n = int(current["n"]) + 1
+        else:
+            age = _age_s(now, current["started_at"])
             if age < lease_s:
                 return InFlight(max(lease_s - age, 0.5))
-            # Its worker died mid-send; whether the receiver got it is unknown, and the
-            # receiver's de-duplication by notification id has to settle that.
-            await self.attempts.update_one(
-                {"_id": last["_id"]},
-                {"$set": {"finished_at": now, "outcome": "abandoned"}},
-            )
-        claim = Claim(notification_id, last["n"] + 1 if last else 1)
-        try:
-            await self.attempts.insert_one(_attempt_doc(claim, transport, now))
-        except DuplicateKeyError:
-            return InFlight(1.0)
-        return claim
+            guard |= {"attempt.n": current["n"], "attempt.finished_at": None}
+            abandoned = current | {"finished_at": now, "outcome": ABANDONED, "error": None}
+            change["$push"] = {"attempt_log": abandoned}
+            n = int(current["n"]) + 1
+        claim = Claim(nid, n, transport, now)
+        change["$set"] = {"attempt": claim.as_attempt(), "updated_at": now}
+        result = await self.notifications.update_one(guard, change)
+        return claim if result.matched_count == 1 else InFlight(1.0)
 
     async def finish_attempt(
-        self, claim: Claim, outcome: str, error: str | None, now: datetime
-    ) -> None:
-        await self.attempts.update_one(
-            {"_id": claim.attempt_id},
-            {"$set": {"finished_at": now, "outcome": outcome, "error": error}},
-        )
+        self,
+        claim: Claim,
+        outcome: str,
+        error: str | None,
+        now: datetime,
+        settle: Document,
+    ) -> Finished:
+        """Record how attempt `claim.n` ended and, if the notification is still
+        pending, apply `settle` (its status change) in the same update."""
+        fields = {"attempts": claim.n, "updated_at": now}
+        if claim.legacy:
+            await self.legacy.finish(claim, outcome, error, now)
+            moved = await self._transition(claim.notification_id, (PENDING,), settle | fields)
+            return Finished.MOVED if moved else Finished.KEPT
+        held = {"_id": claim.notification_id, "attempt.n": claim.n, "attempt.finished_at": None}
+        ended = {"finished_at": now, "outcome": outcome, "error": error}
+        change: Document = {
+            "$set": fields | {f"attempt.{key}": value for key, value in ended.items()},
+            "$push": {"attempt_log": claim.as_attempt() | ended},
+        }
+        settled = {**change, "$set": change["$set"] | settle}
+        if (await self.notifications.update_one(held | {"status": PENDING}, settled)).matched_count:
+            return Finished.MOVED
+        # A receipt settled it meanwhile, or the lease ran out and another took over.
+        if (await self.notifications.update_one(held, change)).matched_count:
+            return Finished.KEPT
+        return Finished.LOST
+
+    async def attempts_of(self, record: Document) -> list[Document]:
+        """Every attempt of a notification in order, the one in flight included."""
+        embedded = attempts_in(record)
+        return embedded if embedded is not None else await self.legacy.log(record["_id"])
 
     async def attempt_log(self, notification_id: str) -> list[Document]:
-        cursor = self.attempts.find({"notification_id": notification_id}).sort("n", 1)
-        return await cursor.to_list(None)
-
-    async def note_retry(
-        self,
-        notification_id: str,
-        attempts: int,
-        error: str | None,
-        next_attempt_at: datetime,
-        now: datetime,
-    ) -> None:
-        await self._transition(
-            notification_id,
-            (PENDING,),
-            {
-                "attempts": attempts,
-                "last_error": error,
-                "next_attempt_at": next_attempt_at,
-                "updated_at": now,
-            },
-        )
-
-    async def mark_sent(
-        self, notification_id: str, attempts: int, transport: str, now: datetime
-    ) -> bool:
-        return await self._transition(
-            notification_id,
-            (PENDING,),
-            {
-                "status": SENT,
-                "attempts": attempts,
-                "transport": transport,
-                "sent_at": now,
-                "updated_at": now,
-                "next_attempt_at": None,
-            },
-        )
+        record = await self.get(notification_id)
+        return [] if record is None else await self.attempts_of(record)
 
     async def mark_delivered(self, notification_id: str, at: datetime, now: datetime) -> bool:
         return await self._transition(
@@ -256,15 +394,7 @@ class NotificationRepository:
         attempts: int | None,
         now: datetime,
     ) -> bool:
-        fields: Document = {
-            "status": FAILED,
-            "failure_reason": reason,
-            "last_error": error,
-            "failed_at": now,
-            "updated_at": now,
-            "next_attempt_at": None,
-            "failure_announced": False,
-        }
+        fields = failed_fields(reason, error, now)
         if attempts is not None:
             fields["attempts"] = attempts
         return await self._transition(notification_id, (PENDING, SENT), fields)
@@ -274,6 +404,21 @@ class NotificationRepository:
             notification_id,
             (PENDING,),
             {"status": WITHHELD, "withheld_reason": reason, "updated_at": now},
+        )
+
+    async def withhold_claimed(self, claim: Claim, reason: str, now: datetime) -> bool:
+        """Withhold a new record whose budget said no before its claimed attempt 1
+        started: the claim is released (no attempt happened) in the same update."""
+        return await self._transition(
+            claim.notification_id,
+            (PENDING,),
+            {
+                "status": WITHHELD,
+                "withheld_reason": reason,
+                "budget": "held",
+                "attempt": None,
+                "updated_at": now,
+            },
         )
 
     # --- the daily SMS budget ------------------------------------------------------
@@ -287,14 +432,19 @@ class NotificationRepository:
         never spend more than the budget. A refusal is counted as held back.
         """
         key = {"_id": f"{region}:{day}"}
-        for _ in range(2):
+        for _ in range(3):
             spent = await self.sms_budget.update_one(
                 {**key, "sent": {"$lt": budget}}, {"$inc": {"sent": 1}}
             )
             if spent.matched_count == 1:
                 return True
-            if budget <= 0 or await self.sms_budget.find_one(key) is not None:
+            if budget <= 0:
                 break
+            counter = await self.sms_budget.find_one(key)
+            if counter is not None:
+                if int(counter.get("sent") or 0) >= budget:
+                    break
+                continue  # another sender opened the day after our update: count against it
             try:
                 await self.sms_budget.insert_one(
                     {**key, "region": region, "day": day, "sent": 1, "held": 0}
@@ -314,10 +464,11 @@ class NotificationRepository:
 
     async def claim_budget(self, notification_id: str, day: str, now: datetime) -> bool:
         """True for the one delivery of a pending SMS that counts it against a budget;
-        a retry or redelivery of an SMS already counted is not counted again."""
+        a retry or redelivery of an SMS already counted is not counted again. A new
+        record carries this claim from its insert (`budget_claim`)."""
         result = await self.notifications.update_one(
             {"_id": notification_id, "status": PENDING, "budget_day": {"$exists": False}},
-            {"$set": {"budget_day": day, "budget_claimed_at": now}},
+            {"$set": budget_claim(day, now)},
         )
         return result.matched_count == 1
 
@@ -351,3 +502,20 @@ class NotificationRepository:
             {"_id": notification_id, "status": {"$in": list(allowed)}}, {"$set": fields}
         )
         return result.matched_count == 1
+
+
+def budget_claim(day: str, now: datetime) -> Document:
+    return {"budget_day": day, "budget_claimed_at": now}
+
+
+def failed_fields(reason: str, error: str, now: datetime) -> Document:
+    """A notification given up: its announcement is pending until published."""
+    return {
+        "status": FAILED,
+        "failure_reason": reason,
+        "last_error": error,
+        "failed_at": now,
+        "updated_at": now,
+        "next_attempt_at": None,
+        "failure_announced": False,
+    }

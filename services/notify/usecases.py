@@ -126,9 +126,9 @@ async def remember_routing(
 ) -> None:
     """Keep the routing for the assignment notice; guide the citizen when out of scope."""
     await deps.repo.save_routing(
+        event.complaint_id,
         event.event_id,
         {
-            "complaint_id": event.complaint_id,
             "agency": event.agency,
             "category": event.category,
             "confidence": event.confidence,
@@ -150,9 +150,15 @@ async def acknowledge_and_assign(
     """Tell the citizen the deadlines (first, or a later date); a new assignment also
     goes to the agency's officials."""
     name = deps.agencies.name_of(event.region, event.agency) if event.agency else ""
+    # Kept once: every later announcement is compared with what the citizen was told
+    # first. A contact without that date yet makes this the first acknowledgement,
+    # unless the event announces a later date in any case.
+    first_answer = event.deadlines.answer
+    if domain.acknowledgement(event, name).template in _LATER_DATES:
+        first_answer = None
     # Read once: the acknowledgement's wording, its address and the agency's notice
     # come from the same record, also when the received event is stored meanwhile.
-    contact = await _contact(deps, event.complaint_id, last_chance)
+    contact = await _contact(deps, event.complaint_id, last_chance, keeping_answer=first_answer)
     ack = domain.acknowledgement(
         event,
         name,
@@ -160,9 +166,6 @@ async def acknowledge_and_assign(
         acknowledged_answer=(contact or {}).get("acknowledged_answer"),
     )
     notes = _to_citizen(deps, ack, contact)
-    if ack.template not in _LATER_DATES and event.deadlines.answer is not None:
-        # Kept once: every later announcement is compared with what the citizen was told first.
-        await deps.repo.note_acknowledged_answer(event.complaint_id, event.deadlines.answer)
     if domain.is_new_assignment(event):
         facts = await _facts(deps, event.complaint_id, contact, event.cause_event_id, last_chance)
         notice = domain.assignment_notice(event, name, facts)
@@ -286,10 +289,20 @@ def _opened(deps: NotifyDeps, event: Event, field: str) -> str | None:
     return deps.opener.open(sealed, contact_context(event.event_id, field))
 
 
-async def _contact(deps: NotifyDeps, complaint_id: str, last_chance: bool) -> Document | None:
+async def _contact(
+    deps: NotifyDeps,
+    complaint_id: str,
+    last_chance: bool,
+    *,
+    keeping_answer: datetime | None = None,
+) -> Document | None:
     """The complaint's contact; not yet known while the received event that carries
-    it is still on its way, None on the last chance."""
-    contact = await deps.repo.contact(complaint_id)
+    it is still on its way, None on the last chance. With `keeping_answer`, the same
+    command keeps it as the first acknowledged answer if the contact has none."""
+    if keeping_answer is not None:
+        contact = await deps.repo.contact_noting_answer(complaint_id, keeping_answer)
+    else:
+        contact = await deps.repo.contact(complaint_id)
     if contact is None and not last_chance:
         raise NotYetKnown(f"no contact for {complaint_id} yet")
     return contact
@@ -303,7 +316,7 @@ async def _facts(
     last_chance: bool,
 ) -> domain.ComplaintFacts:
     """What officials may learn of the complaint, from its contact and its routing."""
-    routing = await deps.repo.routing(routed_event_id) if routed_event_id else {}
+    routing = await deps.repo.routing(routed_event_id, contact) if routed_event_id else {}
     if contact is None or routing is None:
         if not last_chance:
             raise NotYetKnown(f"no routing {routed_event_id} for {complaint_id} yet")

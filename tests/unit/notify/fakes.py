@@ -42,17 +42,28 @@ class MemoryRecords:
     async def contact(self, complaint_id: str) -> Document | None:
         self.reads["contact"] += 1
         found = self.contacts.get(complaint_id)
-        return dict(found) if found is not None else None
+        # A document the routing created before the received event is no contact yet.
+        return dict(found) if found is not None and "region" in found else None
 
-    async def note_acknowledged_answer(self, complaint_id: str, answer: datetime) -> None:
-        contact = self.contacts.get(complaint_id)
-        if contact is not None:
-            contact.setdefault("acknowledged_answer", answer)
+    async def contact_noting_answer(self, complaint_id: str, answer: datetime) -> Document | None:
+        found = await self.contact(complaint_id)
+        if found is not None and "acknowledged_answer" not in found:
+            self.contacts[complaint_id]["acknowledged_answer"] = answer
+        return found
 
-    async def save_routing(self, routed_event_id: str, routing: Document) -> None:
-        self.routings[routed_event_id] = dict(routing)
+    async def save_routing(
+        self, complaint_id: str, routed_event_id: str, routing: Document
+    ) -> None:
+        entry = routing | {"event_id": routed_event_id}
+        kept = self.contacts.setdefault(complaint_id, {}).setdefault("routings", [])
+        if entry not in kept:
+            kept.append(entry)
 
-    async def routing(self, routed_event_id: str) -> Document | None:
+    async def routing(self, routed_event_id: str, contact: Document | None) -> Document | None:
+        for entry in (contact or {}).get("routings", []):
+            if entry["event_id"] == routed_event_id:
+                return dict(entry)
+        # Routings stored apart, as before they went into the contact.
         self.reads["routing"] += 1
         found = self.routings.get(routed_event_id)
         return dict(found) if found is not None else None

@@ -200,7 +200,8 @@ class LateContact(MemoryRecords):
     async def contact(self, complaint_id: str) -> dict[str, Any] | None:
         found = await super().contact(complaint_id)
         if found is None:
-            self.contacts[complaint_id] = dict(self.late)
+            # Merged, as the received event's write is: the routing kept there stays.
+            self.contacts.setdefault(complaint_id, {}).update(self.late)
         return found
 
 

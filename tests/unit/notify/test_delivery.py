@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -13,64 +14,74 @@ from lapor.contracts.outbound import SmsDeliveryReceipt
 from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
 from services.notify.delivery import Deliverer, Notification, NotifyMetrics
 from services.notify.handlers import handle_receipt
-from services.notify.repository import PENDING, Claim, InFlight
+from services.notify.repository import (
+    ABANDONED,
+    PENDING,
+    Claim,
+    Finished,
+    InFlight,
+    Opened,
+    attempts_in,
+)
 from services.notify.retry import RetryPolicy
 
 T0 = datetime(2026, 11, 30, tzinfo=UTC)
 
 
 class MemoryLog:
-    """Stands in for NotificationRepository with the same transitions."""
+    """Stands in for NotificationRepository with the same conditional writes: one
+    record per notification carrying its current attempt and the finished ones."""
 
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
-        self.attempts: dict[str, dict[str, Any]] = {}
-        self.log_reads = 0  # lookups of a notification's last attempt
+        self.claims = 0  # claims written after the insert (conditional updates)
 
-    async def open(self, record: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.records.setdefault(record["_id"], dict(record)))
+    async def open(self, record: dict[str, Any]) -> Opened:
+        if record["_id"] in self.records:
+            return Opened(copy.deepcopy(self.records[record["_id"]]), created=False)
+        self.records[record["_id"]] = copy.deepcopy(record)
+        return Opened(copy.deepcopy(record), created=True)
 
     async def get(self, notification_id: str) -> dict[str, Any] | None:
         record = self.records.get(notification_id)
-        return dict(record) if record else None
+        return copy.deepcopy(record) if record else None
 
     async def claim_attempt(
-        self,
-        nid: str,
-        now: datetime,
-        lease_s: float,
-        transport: str,
-        *,
-        expected_n: int | None = None,
-    ) -> Any:
-        if expected_n is not None and f"{nid}#{expected_n}" not in self.attempts:
-            self.attempts[f"{nid}#{expected_n}"] = {
-                "notification_id": nid,
-                "n": expected_n,
-                "finished_at": None,
-            }
-            return Claim(nid, expected_n)
-        self.log_reads += 1
-        n = 1 + sum(1 for a in self.attempts.values() if a["notification_id"] == nid)
-        if any(
-            a["notification_id"] == nid and a["finished_at"] is None for a in self.attempts.values()
-        ):
-            return InFlight(1.0)
-        self.attempts[f"{nid}#{n}"] = {"notification_id": nid, "n": n, "finished_at": None}
-        return Claim(nid, n)
+        self, record: dict[str, Any], now: datetime, lease_s: float, transport: str
+    ) -> Claim | InFlight:
+        self.claims += 1
+        stored = self.records[record["_id"]]
+        current = record.get("attempt")
+        if stored["status"] != PENDING or not _same(stored.get("attempt"), current):
+            return InFlight(1.0)  # another worker moved it on since `record` was read
+        n = 1
+        if current is not None:
+            n = current["n"] + 1
+            if current["finished_at"] is None:
+                age = (now - current["started_at"]).total_seconds()
+                if age < lease_s:
+                    return InFlight(max(lease_s - age, 0.5))
+                abandoned = {"finished_at": now, "outcome": ABANDONED, "error": None}
+                stored["attempt_log"].append(current | abandoned)
+        claim = Claim(record["_id"], n, transport, now)
+        stored["attempt"] = claim.as_attempt()
+        return claim
 
     async def finish_attempt(
-        self, claim: Claim, outcome: str, error: str | None, now: datetime
-    ) -> None:
-        self.attempts[claim.attempt_id] |= {"finished_at": now, "outcome": outcome, "error": error}
-
-    async def note_retry(
-        self, nid: str, attempts: int, error: str | None, next_at: datetime, now: datetime
-    ) -> None:
-        self.records[nid] |= {"attempts": attempts, "last_error": error, "next_attempt_at": next_at}
-
-    async def mark_sent(self, nid: str, attempts: int, transport: str, now: datetime) -> bool:
-        return self._move(nid, (PENDING,), status="sent", attempts=attempts)
+        self, claim: Claim, outcome: str, error: str | None, now: datetime, settle: dict[str, Any]
+    ) -> Finished:
+        stored = self.records[claim.notification_id]
+        held = stored.get("attempt")
+        if held is None or held["n"] != claim.n or held["finished_at"] is not None:
+            return Finished.LOST
+        ended = {"finished_at": now, "outcome": outcome, "error": error}
+        held |= ended
+        stored["attempt_log"].append(claim.as_attempt() | ended)
+        stored["attempts"] = claim.n
+        if stored["status"] != PENDING:
+            return Finished.KEPT
+        stored |= settle
+        return Finished.MOVED
 
     async def mark_delivered(self, nid: str, at: datetime, now: datetime) -> bool:
         return self._move(nid, (PENDING, "sent"), status="delivered")
@@ -87,6 +98,10 @@ class MemoryLog:
     async def mark_withheld(self, nid: str, reason: str, now: datetime) -> bool:
         return self._move(nid, (PENDING,), status="withheld", withheld_reason=reason)
 
+    async def withhold_claimed(self, claim: Claim, reason: str, now: datetime) -> bool:
+        fields = {"withheld_reason": reason, "budget": "held", "attempt": None}
+        return self._move(claim.notification_id, (PENDING,), status="withheld", **fields)
+
     async def mark_announced(self, nid: str) -> None:
         self.records[nid]["failure_announced"] = True
 
@@ -95,6 +110,18 @@ class MemoryLog:
             return False
         self.records[nid] |= fields
         return True
+
+
+def _same(stored: dict[str, Any] | None, known: dict[str, Any] | None) -> bool:
+    """The repository's claim condition: the attempt the claimant saw is still the last."""
+    if stored is None or known is None:
+        return stored is known
+    finished = (stored["finished_at"] is None, known["finished_at"] is None)
+    return stored["n"] == known["n"] and finished[0] == finished[1]
+
+
+def outcomes(record: dict[str, Any]) -> list[str | None]:
+    return [a.get("outcome") for a in attempts_in(record) or []]
 
 
 class Scripted:
@@ -186,22 +213,50 @@ async def test_short_backoff_in_the_handler_then_redelivery_with_the_longer_one(
     assert s.log.records["ntf-1"]["status"] == "sent"
 
 
-async def test_attempts_the_record_accounts_for_are_claimed_without_reading_the_log() -> None:
+async def test_each_attempt_is_one_claim_the_first_made_by_the_insert() -> None:
     s = Setup(Scripted(DeliveryResult.temporary("HTTP 500"), DeliveryResult.temporary("HTTP 502")))
     assert await s.deliverer.deliver(note()) == 4.0
     s.now += timedelta(seconds=4)
     assert await s.deliverer.deliver(note()) is None  # redelivered: attempt 3 is next
-    assert sorted(s.log.attempts) == ["ntf-1#1", "ntf-1#2", "ntf-1#3"]
-    assert s.log.records["ntf-1"]["status"] == "sent"
-    assert s.log.log_reads == 0
+    record = s.log.records["ntf-1"]
+    assert outcomes(record) == ["temporary", "temporary", "sent"]
+    assert [a["n"] for a in attempts_in(record) or []] == [1, 2, 3]
+    assert (record["status"], record["attempts"]) == ("sent", 3)
+    assert s.log.claims == 2  # attempts 2 and 3; attempt 1 came with the record
 
 
-async def test_an_attempt_the_record_does_not_account_for_is_looked_up_and_not_repeated() -> None:
+async def test_an_attempt_in_flight_elsewhere_is_not_repeated_until_its_lease_ran_out() -> None:
     s = Setup(Scripted())
-    # Another worker claimed attempt 1 and is sending it: the record does not say so yet.
-    s.log.attempts["ntf-1#1"] = {"notification_id": "ntf-1", "n": 1, "finished_at": None}
-    assert await s.deliverer.deliver(note()) == 1.0
-    assert s.channel.sent == [] and s.log.log_reads == 1
+    # Another worker stored the record with attempt 1 claimed and is sending it.
+    await s.log.open(s.deliverer._new_record(note()))
+    wait = await s.deliverer.deliver(note())
+    assert wait is not None and wait > 0 and s.channel.sent == []
+    # Its process died mid-send: after the lease the attempt is abandoned, not lost.
+    s.now += timedelta(seconds=s.deliverer.lease_s)
+    assert await s.deliverer.deliver(note()) is None
+    record = s.log.records["ntf-1"]
+    assert outcomes(record) == [ABANDONED, "sent"]
+    assert (record["status"], record["attempts"], len(s.channel.sent)) == ("sent", 2, 1)
+
+
+async def test_a_claim_someone_else_made_first_sends_nothing() -> None:
+    s = Setup(Scripted(DeliveryResult.temporary("HTTP 500"), DeliveryResult.temporary("HTTP 502")))
+    assert await s.deliverer.deliver(note()) == 4.0
+    seen = await s.log.get("ntf-1")
+    assert seen is not None
+    s.now += timedelta(seconds=4)
+    assert await s.deliverer.deliver(note()) is None  # the other worker's attempt 3
+    claimed = await s.log.claim_attempt(seen, s.now, s.deliverer.lease_s, "http")
+    assert isinstance(claimed, InFlight) and len(s.channel.sent) == 3
+
+
+async def test_an_attempt_whose_claim_was_taken_over_records_nothing() -> None:
+    s = Setup(Scripted())
+    claim = Claim("ntf-1", 1, "http", T0)
+    await s.log.open(s.deliverer._new_record(note()))
+    s.log.records["ntf-1"]["attempt"] = Claim("ntf-1", 2, "http", T0).as_attempt()
+    ended = await s.log.finish_attempt(claim, "sent", None, T0, {"status": "sent"})
+    assert ended is Finished.LOST and s.log.records["ntf-1"]["status"] == PENDING
 
 
 async def test_the_last_delivery_gives_up_and_announces() -> None:

@@ -16,7 +16,7 @@ from services.notify.delivery import Deliverer, Notification, NotifyMetrics
 from services.notify.repository import PENDING
 from services.notify.retry import RetryPolicy
 from services.notify.settings import NotifySettings
-from tests.unit.notify.test_delivery import T0, MemoryLog, Publisher, Scripted
+from tests.unit.notify.test_delivery import T0, MemoryLog, Publisher, Scripted, outcomes
 
 
 class BudgetLog(MemoryLog):
@@ -151,9 +151,9 @@ def test_budget_settings_default_and_per_region(monkeypatch: pytest.MonkeyPatch)
 async def test_an_sms_whose_claimant_died_before_deciding_is_decided_later_not_lost() -> None:
     s = Budgeted({"banjar": 5})
     note = sms(0)
-    await s.log.open(s.deliverer._new_record(note))
-    # A delivery claimed the SMS for the budget, then its process died.
-    assert await s.log.claim_budget(note.id, T0.date().isoformat(), T0)
+    # A delivery stored the SMS with the budget and attempt 1 claimed, then its process died.
+    stored = (await s.log.open(s.deliverer._new_record(note))).record
+    assert (stored["budget_day"], stored["attempt"]["n"]) == (T0.date().isoformat(), 1)
 
     # While the claimant may still be deciding, the next delivery comes back later.
     wait = await s.deliverer.deliver(note)
@@ -161,4 +161,17 @@ async def test_an_sms_whose_claimant_died_before_deciding_is_decided_later_not_l
     s.now += timedelta(minutes=5)
     await s.deliverer.deliver(note)
     assert [m.notification_id for m in s.channel.sent] == ["ntf-0"]
-    assert s.log.records["ntf-0"]["budget"] == "spent"
+    record = s.log.records["ntf-0"]
+    assert (record["budget"], record["status"]) == ("spent", "sent")
+    assert outcomes(record) == ["abandoned", "sent"]
+
+
+async def test_a_new_sms_carries_its_budget_decision_in_its_outcome_or_its_withholding() -> None:
+    s = Budgeted({"banjar": 1})
+    await s.deliverer.deliver(sms(0))
+    await s.deliverer.deliver(sms(1))
+    sent, held = s.log.records["ntf-0"], s.log.records["ntf-1"]
+    assert (sent["budget"], sent["status"], outcomes(sent)) == ("spent", "sent", ["sent"])
+    # Withheld before its claimed attempt started: no attempt is left in flight.
+    assert (held["budget"], held["status"], held["attempt"]) == ("held", "withheld", None)
+    assert outcomes(held) == [] and s.log.claims == 0

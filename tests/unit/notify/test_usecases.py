@@ -152,7 +152,8 @@ async def test_a_routing_is_kept_and_nobody_is_told_unless_out_of_scope(
     deps: NotifyDeps, repo: MemoryRecords, delivery: RecordingDelivery
 ) -> None:
     await usecases.remember_routing(complaint_routed(CID, at=AT), deps)
-    assert repo.routings[f"routed:{CID}:0"]["agency"] == "PUPR"
+    [routing] = repo.contacts[CID]["routings"]
+    assert (routing["event_id"], routing["agency"]) == (f"routed:{CID}:0", "PUPR")
     assert delivery.sent == {} and repo.reads["contact"] == 0
 
 
@@ -184,11 +185,22 @@ async def test_deadlines_acknowledge_the_citizen_and_assign_the_agency(
 async def test_deadlines_read_the_contact_once(
     deps: NotifyDeps, repo: MemoryRecords, delivery: RecordingDelivery
 ) -> None:
-    """Acknowledgement, its address and the agency's notice come from one read."""
+    """Acknowledgement, its address and the agency's notice come from one read, which
+    brings the routing along."""
     await known(deps)
     await usecases.acknowledge_and_assign(deadlines(), deps)
     assert delivery.officials() and delivery.citizen("sms")
     assert repo.reads["contact"] == 1
+    assert repo.reads["routing"] == 0
+
+
+async def test_a_routing_stored_apart_before_it_went_into_the_contact_is_still_found(
+    deps: NotifyDeps, repo: MemoryRecords, delivery: RecordingDelivery
+) -> None:
+    await usecases.remember_contact(received(), deps)
+    repo.routings[f"routed:{CID}:0"] = {"agency": "PUPR", "category": "jalan", "confidence": 0.9}
+    await usecases.acknowledge_and_assign(deadlines(), deps)
+    assert {n.message.template for n in delivery.officials()} == {"official_assignment"}
     assert repo.reads["routing"] == 1
 
 

@@ -1,0 +1,187 @@
+"""One sender per attempt on the real FerretDB: replicas (each its own client and
+connections) racing to claim a notification's next attempt, after a retry and
+after a dead worker's lease, get one claim between them; a record stored before
+attempts were embedded is finished through the old attempt log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+
+from lapor.devstack import Stack
+from lapor.runtime.pii import PiiCipher, new_key
+from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
+from services.notify.delivery import Deliverer, Notification, NotifyMetrics
+from services.notify.repository import Claim, Finished, InFlight, NotificationRepository
+from services.notify.retry import RetryPolicy
+
+pytestmark = [pytest.mark.integration]
+
+DATABASE = "lapor_notify_claims"
+REPLICAS = 4
+ROUNDS = 15
+T0 = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+
+
+class Gateway:
+    name = "bus"
+
+    def __init__(self) -> None:
+        self.sent: Counter[str] = Counter()
+        self.failing: set[str] = set()
+
+    async def send(self, message: OutgoingMessage) -> DeliveryResult:
+        await asyncio.sleep(0.01)  # a send takes a while: the others act meanwhile
+        self.sent[message.notification_id] += 1
+        if message.notification_id in self.failing:
+            self.failing.discard(message.notification_id)
+            return DeliveryResult.temporary("HTTP 503")
+        return DeliveryResult.sent()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest_asyncio.fixture
+async def repos(servers: Stack) -> AsyncIterator[list[NotificationRepository]]:
+    """One repository per replica, each on a client of its own."""
+    clients: list[AsyncMongoClient[dict[str, Any]]] = [
+        AsyncMongoClient(servers.mongo, tz_aware=True) for _ in range(REPLICAS)
+    ]
+    await clients[0].drop_database(DATABASE)
+    cipher = PiiCipher(new_key())
+    repos = [NotificationRepository(client[DATABASE], cipher) for client in clients]
+    await repos[0].ensure_indexes()
+    try:
+        yield repos
+    finally:
+        await clients[0].drop_database(DATABASE)
+        for client in clients:
+            await client.close()
+
+
+def replica(repo: NotificationRepository, gateway: Gateway, clock: Clock) -> Deliverer:
+    return Deliverer(
+        repo,
+        ChannelSet(sms=gateway, email=gateway, webhook=gateway),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        NotifyMetrics(CollectorRegistry()),
+        # Every retry is left to a redelivery of the event.
+        RetryPolicy(base_s=1, factor=2, max_delay_s=5, max_attempts=5, inline_max_s=0, jitter=0),
+        send_timeout_s=1.0,
+        clock=clock,
+    )
+
+
+def sms(nid: str) -> Notification:
+    message = OutgoingMessage(nid, "sms", "+6281234500999", "Laporan diterima", template="ack")
+    return Notification(message, "citizen", f"received:{nid}")
+
+
+async def test_replicas_claiming_the_attempt_after_a_retry_get_one_claim(
+    repos: list[NotificationRepository],
+) -> None:
+    gateway, clock = Gateway(), Clock()
+    first = replica(repos[0], gateway, clock)
+    for r in range(ROUNDS):
+        nid = f"ntf-retry-{r}"
+        gateway.failing.add(nid)
+        assert await first.deliver(sms(nid)) == 1.0  # attempt 1 failed: back in 1 s
+        clock.now += timedelta(seconds=2)
+        seen = await repos[0].get(nid)
+        assert seen is not None
+        # Every replica read the same record and claims the next attempt at once.
+        claims = await asyncio.gather(
+            *(repo.claim_attempt(seen, clock.now, 12.0, "bus") for repo in repos)
+        )
+        won = [c for c in claims if isinstance(c, Claim)]
+        assert [c.n for c in won] == [2], claims
+        assert sum(isinstance(c, InFlight) for c in claims) == REPLICAS - 1
+
+
+async def test_replicas_taking_over_a_dead_workers_attempt_abandon_it_once(
+    repos: list[NotificationRepository],
+) -> None:
+    gateway, clock = Gateway(), Clock()
+    dead = replica(repos[0], gateway, clock)
+    for r in range(ROUNDS):
+        nid = f"ntf-dead-{r}"
+        # The worker stored the record with attempt 1 claimed, then died mid-send.
+        opened = await repos[0].open(dead._new_record(sms(nid)))
+        assert opened.created
+        clock.now += timedelta(minutes=5)
+        claims = await asyncio.gather(
+            *(repo.claim_attempt(opened.record, clock.now, 12.0, "bus") for repo in repos)
+        )
+        [won] = [c for c in claims if isinstance(c, Claim)]
+        stored = await repos[0].get(nid)
+        assert stored is not None and won.n == 2
+        assert [(a["n"], a["outcome"]) for a in stored["attempt_log"]] == [(1, "abandoned")]
+        # The dead worker's late outcome no longer counts: the attempt is someone else's.
+        late = Claim(nid, 1, "bus", opened.record["created_at"])
+        assert await repos[0].finish_attempt(late, "sent", None, clock.now, {}) is Finished.LOST
+
+
+async def test_replicas_delivering_one_notification_send_each_attempt_once(
+    repos: list[NotificationRepository],
+) -> None:
+    gateway, clock = Gateway(), Clock()
+    replicas = [replica(repo, gateway, clock) for repo in repos]
+    for r in range(ROUNDS):
+        nid = f"ntf-race-{r}"
+        gateway.failing.add(nid)
+        # The same event at every replica (redeliveries), twice over.
+        for _ in range(2):
+            await asyncio.gather(*(d.deliver(sms(nid)) for d in replicas))
+            clock.now += timedelta(seconds=2)
+        record = await repos[0].get(nid)
+        assert record is not None and record["status"] == "sent"
+        assert gateway.sent[nid] == 2  # the failed attempt 1 and the sent attempt 2
+        outcomes = [a["outcome"] for a in await repos[0].attempts_of(record)]
+        assert outcomes == ["temporary", "sent"] and record["attempts"] == 2
+
+
+async def test_a_record_stored_before_attempts_were_embedded_is_finished_in_the_old_log(
+    repos: list[NotificationRepository],
+) -> None:
+    gateway, clock = Gateway(), Clock()
+    deliverer = replica(repos[0], gateway, clock)
+    db = repos[0].notifications.database
+    legacy = deliverer._new_record(sms("ntf-legacy"))
+    for key in ("attempt", "attempt_log"):
+        legacy.pop(key)
+    await db.notifications.insert_one(legacy)
+    # Its attempt 1, claimed the old way by a worker that then died.
+    await db.notification_attempts.insert_one(
+        {
+            "_id": "ntf-legacy#1",
+            "notification_id": "ntf-legacy",
+            "n": 1,
+            "transport": "bus",
+            "started_at": T0,
+            "finished_at": None,
+        }
+    )
+    assert isinstance(await deliverer.deliver(sms("ntf-legacy")), float)  # still in flight
+    clock.now += timedelta(minutes=5)
+    assert await deliverer.deliver(sms("ntf-legacy")) is None
+
+    record = await repos[0].get("ntf-legacy")
+    assert record is not None and "attempt" not in record
+    assert (record["status"], record["attempts"], gateway.sent["ntf-legacy"]) == ("sent", 2, 1)
+    attempts = await repos[0].attempts_of(record)
+    assert [(a["n"], a["outcome"]) for a in attempts] == [(1, "abandoned"), (2, "sent")]
+    assert await db.notification_attempts.count_documents({"notification_id": "ntf-legacy"}) == 2
