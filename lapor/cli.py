@@ -20,10 +20,10 @@ from rich.table import Table
 from lapor.accounts_cli import COMMANDS as ACCOUNT_COMMANDS
 from lapor.accounts_cli import accounts_app
 from lapor.backup import backup_command, restore_command
-from lapor.dlq import dlq_app
 from lapor.hotspots_cli import hotspots_command
 from lapor.keys import keys_app
 from lapor.terminal import err, fail, mongo_client, progress, run
+from services.deadletters.cli import dlq_app
 
 app = typer.Typer(help="Lapor command line: simulate SMS, look up complaints, check routing.")
 console = Console()
@@ -230,7 +230,6 @@ def _operator_defaults(*keys: str) -> dict[str, str]:
 
 def _dlq_defaults(ctx: typer.Context) -> None:
     found = _operator_defaults("nats_url", "mongo_url", "mongo_db")
-    # Not `watch`: the watcher runs as its own NATS user, never as the admin.
     ctx.default_map = {command: found for command in ("list", "replay", "resolve")}
 
 

@@ -35,13 +35,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lapor import dlq
 from lapor.contracts import subjects
 from lapor.contracts.partners import PARTNER_NAME, PARTNERS, partner_login
 from lapor.runtime import db_access
 from lapor.runtime.broker import broker_inbox, inbox_prefix
 from lapor.runtime.pii import new_key as new_pii_key
 from lapor.runtime.pii import public_key_of
+from services.deadletters import domain as dead_letters
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("intake", "router", "sla", "notify", "hotspots")
@@ -52,8 +52,8 @@ _COLORS = {
     "gateway": 34, "bearerbox": 90, "smsbox": 90, "smsc": 90, "hotspots": 94, "console": 96,
 }  # fmt: skip
 AUTH_CONF = ROOT / "ops" / "nats" / "auth.conf"
-DLQ = "dlq"  # the dead-letter watcher child
-# Its HTTP API for admins (lapor.dlq_api); only the first watcher serves it.
+DLQ = "dlq"  # the dead-letter service's child (services.deadletters)
+# Its HTTP API for admins; only the first watcher serves it.
 DLQ_HTTP_PORT = 8087
 # nats-server's JetStream encryption key, read from its environment (ops/nats/nats.conf).
 NATS_STORE_KEY_ENV = "LAPOR_NATS_STORE_KEY"
@@ -300,14 +300,16 @@ def nats_users(services: Sequence[str] = SERVICES) -> list[NatsUser]:
             "events, commands and outbound messages (never a channel's inbound one: "
             "only the channel's own login may say who sent it)",
             (
-                *_stream_api(dlq.ADVISORY_STREAM),
-                *_durable_api(dlq.ADVISORY_STREAM, dlq.WATCHER, dlq.ADVISORY_FILTER),
+                *_stream_api(dead_letters.ADVISORY_STREAM),
+                *_durable_api(
+                    dead_letters.ADVISORY_STREAM, dead_letters.WATCHER, dead_letters.ADVISORY_FILTER
+                ),
                 f"{JS_API}.STREAM.MSG.GET.*",
                 *subjects.EVENTS_STREAM.subjects,
                 *subjects.COMMANDS_STREAM.subjects,
                 *subjects.OUTBOUND_STREAM.subjects,
             ),
-            (f"{dlq.INBOX_PREFIX}.>",),
+            (f"{dead_letters.INBOX_PREFIX}.>",),
         ),
         NatsUser("admin", "operators, tests, the CLI and the benchmark", (">",), (">",)),
     ]
@@ -444,7 +446,7 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     sink: Callable[[str, str], None] = print_sink
     children: dict[str, Child] = field(default_factory=dict)
-    # Run the dead-letter watcher (lapor.dlq) with the services.
+    # Run the dead-letter service (services.deadletters) with the services.
     with_dlq: bool = True
     # Replicas of every service and of the watcher: children `intake`, `intake-2`, …;
     # each service replica has an HTTP port of its own, picked once per Stack.
@@ -815,7 +817,7 @@ class Stack:
         env["DLQ_HTTP_PORT"] = str(self.http_port(DLQ)) if name == DLQ else "0"
         log = self.workdir / "logs" / f"{name}.log"
         offset = log.stat().st_size if log.exists() else 0
-        self._spawn(name, [sys.executable, "-m", "lapor.dlq", "watch"], env)
+        self._spawn(name, [sys.executable, "-m", "services.deadletters"], env)
         if wait:
             self._wait_log(name, "watching", offset)
             if name == DLQ:

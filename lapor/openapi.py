@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "openapi" / "intake.json"
 # The hotspots service's API for officers (services/hotspots/api.py).
 HOTSPOTS_OUT = ROOT / "docs" / "openapi" / "hotspots.json"
-# The dead-letter watcher's API for admins (lapor/dlq_api.py).
+# The dead-letter service's API for admins (services/deadletters/api.py).
 DLQ_OUT = ROOT / "docs" / "openapi" / "dlq.json"
 
 
@@ -34,7 +34,7 @@ def render_hotspots() -> str:
 
 
 def render_dlq() -> str:
-    from lapor.dlq_api import openapi_document
+    from services.deadletters.wiring import openapi_document
 
     return _json(openapi_document())
 

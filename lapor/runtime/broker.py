@@ -317,7 +317,11 @@ def create_broker(
     service: str,
     registry: CollectorRegistry,
     on_invalid: InvalidHandler,
+    failure_notes: Callable[..., BaseMiddleware] | None = None,
 ) -> NatsBroker:
+    """`failure_notes`: notes each failed delivery's error for the dead-letter record;
+    inside RetryLater, which turns the error into a delayed NAK, and outside the
+    quarantine, whose contract violations are kept and acked, not failures."""
     broker = NatsBroker(
         infra.nats_url.split(","),
         name=f"lapor-{service}",
@@ -335,6 +339,7 @@ def create_broker(
         middlewares=[
             MessageLog,
             RetryLater,
+            *([failure_notes] if failure_notes is not None else []),
             NatsPrometheusMiddleware(registry=registry, app_name=service),
             quarantine_middleware(on_invalid),
         ],

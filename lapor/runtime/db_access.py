@@ -10,8 +10,8 @@ The table is the list of what the code does today; a new query on another
 collection fails with Unauthorized (13) until it is granted here. Two
 collections are written by every process: `dead_letters` (a message that
 breaks its contract is kept there by the service that got it) and
-`delivery_failures` (`lapor.dlq.failure_notes`: the last error of a failing
-delivery, read by the watcher).
+`delivery_failures` (the last error of a failing delivery, read by the watcher;
+both in lapor.runtime.dead_letters).
 
 Two renderings follow the table:
 - MongoDB (docker compose): `ops/mongo/db-access.json`, which

@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from lapor.dlq import DeadLetterStore
 from lapor.runtime.broker import create_broker, dead_letter_record
 from lapor.runtime.db import connect_database, database_ready
+from lapor.runtime.dead_letters import failure_notes, keep_dead_letter
 from lapor.runtime.http import broker_running, create_http_app
 from lapor.runtime.logs import configure_logging
 from lapor.runtime.settings import ServiceSettings, documentation_infra
@@ -94,13 +94,17 @@ def build_runtime(service: str, settings: ServiceSettings) -> Runtime:
         log.warning("message violates its contract; kept as dead letter %s", record["_id"])
         # A redelivery finds its dead letter already stored and still runs the handler:
         # the first run may have failed after the dead letter was written.
-        await DeadLetterStore(db_box.get(), sealer).add(record)
+        await keep_dead_letter(db_box.get(), record, sealer)
         if (handler := violation_handlers.get(record["subject"] or "")) is not None:
             body = msg.body if isinstance(msg.body, bytes) else str(msg.body).encode()
             await handler(ContractViolation(record["subject"], body, exc, str(record["_id"])))
 
     broker = create_broker(
-        settings.infra, service=service, registry=registry, on_invalid=store_dead_letter
+        settings.infra,
+        service=service,
+        registry=registry,
+        on_invalid=store_dead_letter,
+        failure_notes=failure_notes(db_box.get),
     )
     return Runtime(
         service, settings, broker, registry, db_box, violation_handlers=violation_handlers

@@ -29,7 +29,7 @@ class ConsoleSettings(BaseSettings):
     intake_url: HttpUrl = HttpUrl("http://127.0.0.1:8080")
     sla_url: HttpUrl = HttpUrl("http://127.0.0.1:8082")
     notify_url: HttpUrl = HttpUrl("http://127.0.0.1:8083")
-    # The dead-letter watcher's API (lapor.dlq_api): admins' "Pesan gagal" page.
+    # The dead-letter service's API (services.deadletters): admins' "Pesan gagal" page.
     dlq_url: HttpUrl = HttpUrl("http://127.0.0.1:8087")
     hotspots_url: HttpUrl = HttpUrl("http://127.0.0.1:8086")
     # Seals the session cookie (the bearer token inside must stay unreadable in the

@@ -277,7 +277,7 @@ async def test_a_citizen_submits_on_the_web_and_tracks_it(
 async def test_an_admin_settles_a_dead_letter_in_the_console(
     stack: Stack, console: str, browser: Any, db: Any
 ) -> None:
-    """The dead-letter watcher's API (lapor.dlq_api) behind the "Pesan gagal" page."""
+    """The dead-letter service's API (services.deadletters) behind the "Pesan gagal" page."""
     await ensure_admin_account(db, ADMIN, ADMIN_PASSWORD)
     record_id = f"LAPOR_EVENTS:{uuid.uuid4().int % 10**9}:notify-e2e"
     await db.dead_letters.insert_one(

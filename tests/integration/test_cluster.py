@@ -35,9 +35,9 @@ import pytest
 from nats.js.errors import NotFoundError
 from pymongo import AsyncMongoClient
 
-from lapor import dlq
 from lapor.contracts import subjects
 from lapor.devstack import SERVICES, Stack
+from services.deadletters.domain import ADVISORY_STREAM, WATCHER
 from tests.chaos.jepsen import ACK_TEMPLATES
 from tests.e2e.helpers import SMS_PATH, consumers_idle, eventually
 
@@ -391,7 +391,7 @@ async def test_no_complaint_lost_or_duplicated_when_a_cluster_node_dies(
         # The node comes back on its store and catches up (its /healthz waits for that).
         await asyncio.to_thread(cluster.start, victim)
         await eventually(lambda: streams_replicated(js, NODES), timeout=60)
-        await consumers_idle(js, (*SMS_PATH, (dlq.ADVISORY_STREAM, dlq.WATCHER)), SETTLE_S)
+        await consumers_idle(js, (*SMS_PATH, (ADVISORY_STREAM, WATCHER)), SETTLE_S)
         final = await wait_complete(db, outbound, keys, SETTLE_S)
         events = await StreamReader(js, "LAPOR_EVENTS").refresh()
         found = verdict(gateway, final, events)

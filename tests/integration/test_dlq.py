@@ -2,7 +2,7 @@
 
 A handler on a test-only durable consumer always fails; after `max_deliver`
 attempts JetStream gives up and announces it. The real watcher process
-(`python -m lapor.dlq watch`, NATS user `dlq`) stores the message with the
+(`python -m services.deadletters`, NATS user `dlq`) stores the message with the
 error its handler noted; `lapor dlq list`, `replay` and `resolve` work on it,
 and the dead-letter gauge counts only the records still waiting for one.
 """
@@ -21,20 +21,16 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from faststream import AckPolicy
-from faststream.nats import NatsBroker, PullSub
-from faststream.nats.annotations import NatsMessage
-from nats.js.api import AckPolicy as AckPolicyJS
-from nats.js.api import ConsumerConfig
 from prometheus_client import CollectorRegistry
 
 from lapor.devstack import DEV_DIR_ENV, ROOT, Stack
-from lapor.dlq import DeadLetterStore, failure_notes
-from lapor.runtime.broker import stream_for
+from lapor.runtime.dead_letters import sealed_record
 from lapor.runtime.metrics import DomainMetrics, refresh_dead_letters
 from lapor.runtime.pii import is_sealed
 from lapor.runtime.settings import PiiPublicKeySettings, PiiSettings
+from services.deadletters.repository import DeadLetterStore
 from tests.e2e.helpers import eventually
+from tests.integration.dead_letters import Poison, poison_consumer, start_watcher
 
 pytestmark = [pytest.mark.integration]
 
@@ -44,51 +40,15 @@ DB = "lapor_dlq"
 PHONE = "+6281234500777"
 
 
-class Poison:
-    """The test handler: fails while `failing`, records what it saw."""
-
-    def __init__(self) -> None:
-        self.failing = True
-        self.seen: list[tuple[dict[str, Any], dict[str, str]]] = []
-
-
 @pytest.fixture(scope="module")
 def dlq_stack(own_servers: Stack) -> Stack:
-    own_servers.mongo_db = DB
-    # The operator file names the database, for `lapor dlq` without settings.
-    own_servers.write_operator_file()
-    own_servers.start_dlq()
-    return own_servers
+    return start_watcher(own_servers, DB)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def poison(dlq_stack: Stack, own_mongo: Any) -> AsyncIterator[Poison]:
-    state = Poison()
-    db = own_mongo[DB]
-    broker = NatsBroker(dlq_stack.nats, middlewares=[failure_notes(lambda: db)])
-
-    @broker.subscriber(
-        SUBJECT,
-        stream=stream_for(SUBJECT),
-        durable=DURABLE,
-        pull_sub=PullSub(batch_size=1, timeout=1.0),
-        config=ConsumerConfig(
-            durable_name=DURABLE,
-            filter_subject=SUBJECT,
-            ack_policy=AckPolicyJS.EXPLICIT,
-            max_deliver=3,
-            ack_wait=5.0,
-        ),
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-    )
-    async def handler(order: int, reply_to: str, msg: NatsMessage) -> None:
-        state.seen.append(({"order": order, "reply_to": reply_to}, dict(msg.headers)))
-        if state.failing:
-            raise RuntimeError(f"cannot handle order {order}")
-
-    await broker.start()
-    yield state
-    await broker.stop()
+    async with poison_consumer(dlq_stack, own_mongo[DB], SUBJECT, DURABLE, 3) as state:
+        yield state
 
 
 async def _publish(nc: Any, order: int) -> int:
@@ -103,7 +63,7 @@ def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NATS_URL": stack.nats, "MONGO_URL": stack.mongo, "MONGO_DB": DB}
     env["COLUMNS"] = "250"
     return subprocess.run(
-        [sys.executable, "-m", "lapor.dlq", *args],
+        [sys.executable, "-m", "services.deadletters.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -269,22 +229,24 @@ PAGED = 520
 
 
 async def test_list_and_replay_go_past_one_page(
-    dlq_stack: Stack, own_nc: Any, own_mongo: Any
+    dlq_stack: Stack, poison: Poison, own_nc: Any, own_mongo: Any
 ) -> None:
+    # `poison` declares LAPOR_EVENTS, where the replays go, when this test runs alone.
     db = own_mongo[PAGED_DB]
-    store = DeadLetterStore(db, PiiPublicKeySettings().sealer())
+    sealer = PiiPublicKeySettings().sealer()
     start = datetime.now(UTC)
     # Pairs stored in the same millisecond: paging must neither skip nor repeat one.
     await db.dead_letters.insert_many(
         [
-            store._sealed(
+            sealed_record(
                 {
                     "_id": f"LAPOR_EVENTS:{n}:paged",
                     "reason": "max_deliveries",
                     "subject": PAGED_SUBJECT,
                     "stored_at": start + timedelta(milliseconds=n // 2),
                     "payload_b64": base64.b64encode(json.dumps({"n": n}).encode()).decode(),
-                }
+                },
+                sealer,
             )
             for n in range(PAGED)
         ]

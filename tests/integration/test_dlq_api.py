@@ -1,7 +1,7 @@
-"""The dead-letter watcher's HTTP API (lapor.dlq_api) on the real NATS and FerretDB.
+"""The dead-letter service's HTTP API (services/deadletters/api.py) on the real NATS and FerretDB.
 
 A test-only durable consumer always fails until told otherwise; the watcher
-process (`python -m lapor.dlq watch`, which also serves the API) stores what
+process (`python -m services.deadletters`, which also serves the API) stores what
 JetStream gave up on, and an admin's bearer token lists, replays and resolves
 it over HTTP. An agency officer's token is refused.
 """
@@ -17,17 +17,11 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from faststream import AckPolicy
-from faststream.nats import NatsBroker, PullSub
-from faststream.nats.annotations import NatsMessage
-from nats.js.api import AckPolicy as AckPolicyJS
-from nats.js.api import ConsumerConfig
 
 from lapor.devstack import DLQ, Stack
-from lapor.dlq import failure_notes
-from lapor.runtime.broker import stream_for
 from lapor.tokens import hash_token
 from tests.e2e.helpers import eventually
+from tests.integration.dead_letters import Poison, poison_consumer, start_watcher
 
 pytestmark = [pytest.mark.integration]
 
@@ -39,23 +33,10 @@ ADMIN = "lpt_admin_" + secrets.token_urlsafe(16)
 OFFICER = "lpt_officer_" + secrets.token_urlsafe(16)
 
 
-class Poison:
-    def __init__(self) -> None:
-        self.failing = True
-        self.seen: list[tuple[dict[str, Any], dict[str, str]]] = []
-
-
 @pytest.fixture(scope="module")
 def dlq_stack(own_servers: Stack) -> Stack:
-    own_servers.mongo_db = DB
     # Replays open the sealed payloads: this watcher is given the key (make run's is not).
-    holders = own_servers.pii_key_holders
-    own_servers.pii_key_holders = holders | {DLQ}
-    try:
-        own_servers.start_dlq()
-    finally:
-        own_servers.pii_key_holders = holders
-    return own_servers
+    return start_watcher(own_servers, DB, opens_payloads=True)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -73,32 +54,8 @@ async def tokens(own_mongo: Any) -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def poison(dlq_stack: Stack, own_mongo: Any) -> AsyncIterator[Poison]:
-    state = Poison()
-    db = own_mongo[DB]
-    broker = NatsBroker(dlq_stack.nats, middlewares=[failure_notes(lambda: db)])
-
-    @broker.subscriber(
-        SUBJECT,
-        stream=stream_for(SUBJECT),
-        durable=DURABLE,
-        pull_sub=PullSub(batch_size=1, timeout=1.0),
-        config=ConsumerConfig(
-            durable_name=DURABLE,
-            filter_subject=SUBJECT,
-            ack_policy=AckPolicyJS.EXPLICIT,
-            max_deliver=2,
-            ack_wait=5.0,
-        ),
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-    )
-    async def handler(order: int, reply_to: str, msg: NatsMessage) -> None:
-        state.seen.append(({"order": order, "reply_to": reply_to}, dict(msg.headers)))
-        if state.failing:
-            raise RuntimeError(f"cannot handle order {order}")
-
-    await broker.start()
-    yield state
-    await broker.stop()
+    async with poison_consumer(dlq_stack, own_mongo[DB], SUBJECT, DURABLE, 2) as state:
+        yield state
 
 
 async def _dead_letter(nc: Any, own_mongo: Any, order: int) -> str:

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from nats.js.api import AckPolicy, DeliverPolicy, StorageType
 
-from lapor import dlq
 from lapor.contracts import subjects
 from lapor.devstack import SERVICES, Stack
 from lapor.runtime.broker import (
@@ -27,6 +26,7 @@ from lapor.runtime.broker import (
     MAX_DELIVER,
     STREAM_MAX_AGE_S,
 )
+from services.deadletters import domain as dead_letters
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -66,13 +66,14 @@ async def test_streams_are_on_file_storage_with_a_duplicate_window(
 async def test_the_advisory_stream_keeps_what_the_watcher_has_not_stored(
     stack: Stack, own_nc: Any
 ) -> None:
-    config = (await own_nc.jetstream().stream_info(dlq.ADVISORY_STREAM)).config
-    watcher = (await own_nc.jetstream().consumer_info(dlq.ADVISORY_STREAM, dlq.WATCHER)).config
+    js = own_nc.jetstream()
+    config = (await js.stream_info(dead_letters.ADVISORY_STREAM)).config
+    watcher = (await js.consumer_info(dead_letters.ADVISORY_STREAM, dead_letters.WATCHER)).config
 
     assert config.storage == StorageType.FILE
-    assert sorted(config.subjects or []) == sorted(dlq.ADVISORY_SUBJECTS)
-    assert config.max_age == dlq.ADVISORY_MAX_AGE_S
-    assert watcher.filter_subject == dlq.ADVISORY_FILTER
+    assert sorted(config.subjects or []) == sorted(dead_letters.ADVISORY_SUBJECTS)
+    assert config.max_age == dead_letters.ADVISORY_MAX_AGE_S
+    assert watcher.filter_subject == dead_letters.ADVISORY_FILTER
     assert watcher.ack_policy == AckPolicy.EXPLICIT
 
 

@@ -33,7 +33,7 @@ import nats
 import pytest
 
 from lapor.devstack import DLQ, SERVICES, Stack
-from lapor.dlq import ADVISORY_STREAM
+from services.deadletters.domain import ADVISORY_STREAM
 from tests.chaos.jepsen import ACK_TEMPLATES, History, Verdict, check, gateway_id
 from tests.chaos.test_chaos import DB, _expected, _submit, drained, observe, wait_drained
 from tests.e2e.helpers import eventually

@@ -21,7 +21,9 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from lapor.devstack import Stack
 from lapor.runtime import broker as lapor_broker
-from lapor.runtime.settings import InfraSettings
+from lapor.runtime.dead_letters import NOTES
+from lapor.runtime.service import build_runtime
+from lapor.runtime.settings import InfraSettings, ServiceSettings
 from tests.e2e.helpers import eventually
 
 pytestmark = [pytest.mark.integration]
@@ -80,3 +82,42 @@ async def test_failed_attempts_wait_for_the_backoff_and_the_last_one_dead_letter
 async def _ready(value: bool) -> bool | None:
     await asyncio.sleep(0)
     return value or None
+
+
+async def test_a_services_failing_handler_notes_its_error_for_the_dead_letter(
+    own_servers: Stack, own_mongo: Any, own_nc: Any
+) -> None:
+    """Every service's runtime notes why a delivery failed (`delivery_failures`), so a
+    dead letter says more than "failed N times"; a contract violation, kept and acked
+    by the quarantine, is no failure and leaves no note."""
+    db_name = f"notes_{uuid.uuid4().hex[:8]}"
+    settings = ServiceSettings(infra=InfraSettings(NATS_URL=own_servers.nats))  # type: ignore[call-arg]
+    runtime = build_runtime("test", settings)
+    runtime.db.set(own_mongo[db_name])
+    consumer = f"test-notes-{uuid.uuid4().hex[:8]}"
+    subject = "lapor.event.test.noted"
+
+    @lapor_broker.durable(runtime.broker, subject, consumer, batch_size=1)
+    async def unreadable_directory(body: dict[str, int]) -> None:
+        raise RuntimeError(f"agency directory unreadable for order {body['order']}")
+
+    notes = own_mongo[db_name][NOTES]
+    await runtime.broker.start()
+    try:
+        js = own_nc.jetstream()
+        await js.publish(subject, b"not json at all")
+        ack = await js.publish(subject, json.dumps({"order": 7}).encode())
+
+        async def noted() -> list[dict[str, Any]] | None:
+            found = await notes.find({}).to_list(None)
+            return found or None
+
+        found = await eventually(noted, timeout=30)
+    finally:
+        await runtime.broker.stop()
+        await own_nc.jetstream().delete_consumer("LAPOR_EVENTS", consumer)
+
+    assert [note["error"] for note in found] == [
+        "RuntimeError: agency directory unreadable for order 7"
+    ]
+    assert found[0]["_id"].startswith(f"LAPOR_EVENTS:{ack.seq}:")

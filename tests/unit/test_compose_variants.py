@@ -114,7 +114,8 @@ def _app_drain_s() -> float:
 
 def _dlq_drain_s() -> float:
     """The watcher stops after its current fetch and the advisories in hand."""
-    return _code_number("lapor/dlq.py", r"\.fetch\(self\.batch, timeout=(\d+(?:\.\d+)?)\)")
+    pattern = r"\.fetch\(self\.batch, timeout=(\d+(?:\.\d+)?)\)"
+    return _code_number("services/deadletters/handlers.py", pattern)
 
 
 def _nats_block(text: str, name: str) -> str:

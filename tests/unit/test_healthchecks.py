@@ -211,11 +211,12 @@ def _unshare() -> list[str]:
 
 @pytest.fixture()
 def stand_in_watcher(tmp_path: Path) -> Path:
-    """A package named like the watcher's module that only waits."""
-    package = tmp_path / "lapor"
-    package.mkdir()
+    """A package named like the watcher's that only waits."""
+    package = tmp_path / "services" / "deadletters"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
     (package / "__init__.py").write_text("")
-    (package / "dlq.py").write_text("import time\n\ntime.sleep(60)\n")
+    (package / "__main__.py").write_text("import time\n\ntime.sleep(60)\n")
     return tmp_path
 
 
@@ -234,8 +235,8 @@ def test_watcher_healthcheck_fails_without_the_watcher(stand_in_watcher: Path) -
     # A process with the module's name among its arguments does not count; the
     # check runs once that decoy has started.
     script = (
-        "(exec -a python bash -c 'sleep 30; exit' lapor.dlq watch) & "
-        "until tr '\\0' ' ' < /proc/$!/cmdline | grep -q lapor.dlq; do :; done; "
+        "(exec -a python bash -c 'sleep 30; exit' services.deadletters) & "
+        "until tr '\\0' ' ' < /proc/$!/cmdline | grep -q services.deadletters; do :; done; "
         f"{_check_text(test)}"
     )
     result = _in_namespace(script, stand_in_watcher)
@@ -247,7 +248,7 @@ def test_watcher_healthcheck_passes_while_the_watcher_runs(stand_in_watcher: Pat
     test = HEALTHCHECKS[("base", "dlq")]
     # `exec -a python`: the argument list compose gives the watcher.
     script = (
-        f"(exec -a python {sys.executable} -m lapor.dlq watch) & "
+        f"(exec -a python {sys.executable} -m services.deadletters) & "
         f"for i in $(seq 100); do {_check_text(test)} && exit 0; sleep 0.1; done; exit 1"
     )
     assert _in_namespace(script, stand_in_watcher).returncode == 0
@@ -256,7 +257,7 @@ def test_watcher_healthcheck_passes_while_the_watcher_runs(stand_in_watcher: Pat
 def test_a_grep_for_the_module_name_finds_itself(stand_in_watcher: Path) -> None:
     # Why the check compares argument lists: the former check grepped every
     # command line for the module name and matched its own.
-    script = "grep -qs 'lapor.dlq' /proc/[0-9]*/cmdline"
+    script = "grep -qs 'services.deadletters' /proc/[0-9]*/cmdline"
     assert _in_namespace(script, stand_in_watcher).returncode == 0, "no watcher, yet it passes"
 
 

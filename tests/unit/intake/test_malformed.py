@@ -11,7 +11,7 @@ from faststream.nats import TestNatsBroker
 from pydantic import ValidationError
 
 from lapor.contracts import InboundSms, subjects
-from lapor.dlq import COLLECTION, NOTES
+from lapor.runtime.dead_letters import COLLECTION, NOTES
 from lapor.runtime.service import ContractViolation, docs_runtime
 from services.intake.sms import contract_fault, sender_in_payload
 

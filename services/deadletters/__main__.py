@@ -1,0 +1,3 @@
+from services.deadletters.wiring import main
+
+main()
