@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,11 +19,14 @@ from rich.table import Table
 
 from lapor.accounts_cli import COMMANDS as ACCOUNT_COMMANDS
 from lapor.accounts_cli import accounts_app
-from lapor.backup import backup_command, restore_command
+from lapor.backup_cli import backup_command, restore_command
 from lapor.hotspots_cli import hotspots_command
 from lapor.keys import keys_app
 from lapor.terminal import err, fail, mongo_client, progress, run
 from services.deadletters.cli import dlq_app
+
+if TYPE_CHECKING:
+    from lapor.contracts import InboundSms
 
 app = typer.Typer(help="Lapor command line: simulate SMS, look up complaints, check routing.")
 console = Console()
@@ -96,36 +99,10 @@ def sms(
 async def _send_sms(
     nats_url: str, sender: str, text: str, gateway_id: str | None, timeout: float
 ) -> dict[str, Any] | None:
-    from urllib.parse import urlsplit
+    from lapor.contracts import subjects
 
-    import nats
-    import phonenumbers
-
-    from lapor.contracts import InboundSms, subjects
-    from lapor.runtime.broker import inbox_prefix
-
-    try:
-        expected_to = phonenumbers.format_number(
-            phonenumbers.parse(sender, "ID"), phonenumbers.PhoneNumberFormat.E164
-        )
-    except phonenumbers.NumberParseException:
-        expected_to = sender
-
-    async def quiet(_exc: Exception) -> None:
-        pass  # the failure that matters is raised by connect and reported once
-
-    # A login reads replies (the PubAck) on its own inbox only.
-    user = urlsplit(nats_url.split(",")[0]).username
-    # One more try, not nats-py's minutes of retries: a person is waiting.
-    nc = await nats.connect(
-        nats_url,
-        name="lapor-cli",
-        inbox_prefix=inbox_prefix(user) if user else "_INBOX",
-        allow_reconnect=False,
-        max_reconnect_attempts=1,
-        reconnect_time_wait=0.5,
-        error_cb=quiet,
-    )
+    expected_to = _as_e164(sender)
+    nc = await _connect_once(nats_url)
     replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def on_reply(msg: Any) -> None:
@@ -135,15 +112,7 @@ async def _send_sms(
 
     # Listen before publishing so the reply cannot slip past.
     await nc.subscribe(subjects.OUTBOUND_SMS, cb=on_reply)
-    message = InboundSms.model_validate(
-        {
-            "from": sender,
-            "to": "1708",
-            "text": text,
-            "gateway_id": gateway_id or f"cli-{uuid.uuid4().hex[:12]}",
-            "received_at": datetime.now().astimezone(),
-        }
-    )
+    message = _inbound_sms(sender, text, gateway_id)
     js = nc.jetstream()
     await js.publish(
         subjects.INBOUND_SMS,
@@ -156,6 +125,60 @@ async def _send_sms(
         return None
     finally:
         await nc.close()
+
+
+def _as_e164(sender: str) -> str:
+    """The number as the reply will name it; as given when it is no phone number."""
+    import phonenumbers
+
+    try:
+        return str(
+            phonenumbers.format_number(
+                phonenumbers.parse(sender, "ID"), phonenumbers.PhoneNumberFormat.E164
+            )
+        )
+    except phonenumbers.NumberParseException:
+        return sender
+
+
+async def _connect_once(nats_url: str) -> Any:
+    """A connection that tries once, not nats-py's minutes of retries: a person is
+    waiting."""
+    from urllib.parse import urlsplit
+
+    import nats
+
+    from lapor.runtime.broker import inbox_prefix
+
+    async def quiet(_exc: Exception) -> None:
+        pass  # the failure that matters is raised by connect and reported once
+
+    # A login reads replies (the PubAck) on its own inbox only.
+    user = urlsplit(nats_url.split(",")[0]).username
+    return await nats.connect(
+        nats_url,
+        name="lapor-cli",
+        inbox_prefix=inbox_prefix(user) if user else "_INBOX",
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.5,
+        error_cb=quiet,
+    )
+
+
+def _inbound_sms(sender: str, text: str, gateway_id: str | None) -> InboundSms:
+    """The SMS as the gateway hands it over, received now."""
+    from lapor.contracts import InboundSms
+
+    return InboundSms.model_validate(
+        {
+            "from": sender,
+            "to": "1708",
+            "text": text,
+            "gateway_id": gateway_id or f"cli-{uuid.uuid4().hex[:12]}",
+            "received_at": datetime.now().astimezone(),
+        }
+    )
 
 
 @app.command()

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import nats.errors
 import pymongo.errors
@@ -169,6 +169,50 @@ class _Handling:
 _handling: ContextVar[_Handling | None] = ContextVar("lapor_handling", default=None)
 
 
+class _Outcome(NamedTuple):
+    """How the handling of one message ended, as its log line says it."""
+
+    name: str
+    error: str | None
+    level: int
+
+
+def _delivery_facts(msg: StreamMessage[Any]) -> tuple[str | None, str | None, int | None]:
+    """The message's subject, and the consumer and attempt number of its delivery."""
+    raw = msg.raw_message
+    subject = getattr(raw, "subject", None)
+    try:
+        metadata = raw.metadata
+        return subject, metadata.consumer, metadata.num_delivered
+    except Exception:  # not a JetStream delivery (core NATS, the test broker)
+        return subject, None, None
+
+
+def _failure_outcome(exc: Exception, delivery: int | None) -> _Outcome:
+    """The outcome of a handling that raised `exc` (FastStream's ack signals included)."""
+    if isinstance(exc, AckMessage):
+        return _Outcome("acked", None, logging.INFO)
+    if isinstance(exc, NackMessage):
+        if exc.__cause__ is None:
+            return _Outcome("retry", None, logging.WARNING)
+        # A failure `RetryLater` turned into a delayed NAK.
+        error = type(exc.__cause__).__name__
+        log.warning(
+            "attempt %s failed (%s: %s), retried in %.0f s",
+            delivery,
+            error,
+            mask_phones(str(exc.__cause__)[:500]),
+            exc.extra_options.get("delay") or 0.0,
+            exc_info=not isinstance(exc.__cause__, UNAVAILABLE),
+        )
+        return _Outcome("retry", error, logging.WARNING)
+    if isinstance(exc, RejectMessage):
+        return _Outcome("rejected", None, logging.WARNING)
+    # NACK_ON_ERROR: redelivered with backoff until the last attempt.
+    last = delivery is None or delivery >= MAX_DELIVER
+    return _Outcome("failed" if last else "retry", type(exc).__name__, logging.WARNING)
+
+
 class MessageLog(BaseMiddleware):
     """Binds a consumed message's ids to the log context and writes its outcome line.
 
@@ -179,73 +223,55 @@ class MessageLog(BaseMiddleware):
     """
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
-        raw = msg.raw_message
-        subject = getattr(raw, "subject", None)
-        try:
-            metadata = raw.metadata
-            consumer, delivery = metadata.consumer, metadata.num_delivered
-        except Exception:  # not a JetStream delivery (core NATS, the test broker)
-            consumer, delivery = None, None
-        ids = message_ids(await _decoded_or_raw(msg))
-        ids_token = bind_ids(**ids)
+        subject, consumer, delivery = _delivery_facts(msg)
+        ids_token = bind_ids(**message_ids(await _decoded_or_raw(msg)))
         handling = _Handling()
         handling_token = _handling.set(handling)
         started = time.perf_counter()
-        # Cancelled (shutdown) unless one of the branches below says otherwise.
-        outcome, error, level = "interrupted", None, logging.WARNING
+        # Cancelled (shutdown) unless the handler returns or raises.
+        outcome = _Outcome("interrupted", None, logging.WARNING)
         try:
             result = await call_next(msg)
-            outcome, level = "acked", logging.INFO
+            outcome = _Outcome("acked", None, logging.INFO)
             return result
-        except AckMessage:
-            outcome, level = "acked", logging.INFO
-            raise
-        except NackMessage as nack:
-            outcome = "retry"
-            if nack.__cause__ is not None:  # a failure `RetryLater` turned into a delayed NAK
-                error = type(nack.__cause__).__name__
-                log.warning(
-                    "attempt %s failed (%s: %s), retried in %.0f s",
-                    delivery,
-                    error,
-                    mask_phones(str(nack.__cause__)[:500]),
-                    nack.extra_options.get("delay") or 0.0,
-                    exc_info=not isinstance(nack.__cause__, UNAVAILABLE),
-                )
-            raise
-        except RejectMessage:
-            outcome = "rejected"
-            raise
         except Exception as exc:
-            # NACK_ON_ERROR: redelivered with backoff until the last attempt.
-            last = delivery is None or delivery >= MAX_DELIVER
-            outcome, error = ("failed" if last else "retry"), type(exc).__name__
+            outcome = _failure_outcome(exc, delivery)
             raise
         finally:
             if handling.dead_letter:
-                outcome, level = "dead_letter", logging.WARNING
-            known = dict(bound_ids())
-            # FastStream writes its own error line (with the traceback) after this
-            # scope has ended; it takes its fields from this per-message dict.
-            faststream_fields = self.context.get_local("log_context")
-            if isinstance(faststream_fields, dict):
-                faststream_fields.update(known)
-            message_log.log(
-                level,
-                "handled %s: %s",
-                subject,
-                outcome,
-                extra={
-                    "subject": subject,
-                    "consumer": consumer,
-                    "delivery": delivery,
-                    "outcome": outcome,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                    "error": error,
-                },
-            )
+                outcome = _Outcome("dead_letter", outcome.error, logging.WARNING)
+            self._write_outcome(subject, consumer, delivery, outcome, started)
             _handling.reset(handling_token)
             unbind_ids(ids_token)
+
+    def _write_outcome(
+        self,
+        subject: str | None,
+        consumer: str | None,
+        delivery: int | None,
+        outcome: _Outcome,
+        started: float,
+    ) -> None:
+        known = dict(bound_ids())
+        # FastStream writes its own error line (with the traceback) after this
+        # scope has ended; it takes its fields from this per-message dict.
+        faststream_fields = self.context.get_local("log_context")
+        if isinstance(faststream_fields, dict):
+            faststream_fields.update(known)
+        message_log.log(
+            outcome.level,
+            "handled %s: %s",
+            subject,
+            outcome.name,
+            extra={
+                "subject": subject,
+                "consumer": consumer,
+                "delivery": delivery,
+                "outcome": outcome.name,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "error": outcome.error,
+            },
+        )
 
     async def publish_scope(self, call_next: Any, cmd: PublishCommand) -> Any:
         if _handling.get() is not None and "complaint_id" not in bound_ids():

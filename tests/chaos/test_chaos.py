@@ -55,6 +55,7 @@ from tests.chaos.jepsen import (
     Verdict,
     check,
 )
+from tests.e2e.helpers import eventually
 
 COMPLAINTS = int(os.environ.get("LAPOR_CHAOS_COMPLAINTS", "2000"))
 RATE = float(os.environ.get("LAPOR_CHAOS_RATE", "10"))
@@ -314,27 +315,38 @@ async def until_mostly_acknowledged(stack: Stack, run: Run) -> None:
         await client.close()
 
 
+STREAMS = ("LAPOR_INBOUND", "LAPOR_EVENTS", "LAPOR_OUTBOUND", "LAPOR_ADVISORIES")
+
+
 async def drained(js: Any) -> bool:
-    """No durable consumer has work left (pending or waiting for an ack)."""
-    for stream in ("LAPOR_INBOUND", "LAPOR_EVENTS", "LAPOR_OUTBOUND", "LAPOR_ADVISORIES"):
+    """No consumer has work left (pending or waiting for an ack), and nothing was
+    stored while they were asked: every stream's last sequence is the same after the
+    pass as before it. A handler stores what it causes before it acks, so no work can
+    hide between the consumers of one pass."""
+    before = await _last_sequences(js)
+    for stream in STREAMS:
         for info in await js._jsm.consumers_info(stream):
             if info.num_pending or info.num_ack_pending:
                 return False
-    return True
+    return await _last_sequences(js) == before
+
+
+async def _last_sequences(js: Any) -> list[int]:
+    return [(await js.stream_info(stream)).state.last_seq for stream in STREAMS]
 
 
 async def wait_drained(js: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    calm = 0
-    while time.monotonic() < deadline:
+    async def settled() -> bool:
         try:
-            calm = calm + 1 if await drained(js) else 0
-        except Exception:
-            calm = 0
-        if calm >= 3:
-            return True
-        await asyncio.sleep(2.0)
-    return False
+            return await drained(js)
+        except Exception:  # a server still starting up
+            return False
+
+    try:
+        await eventually(settled, timeout=timeout, interval=0.5)
+    except AssertionError:
+        return False
+    return True
 
 
 async def read_stream(js: Any, stream: str, subject: str) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import nats
-from nats.js.api import DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import ServiceUnavailableError
 
 from lapor.contracts import subjects
@@ -129,3 +129,22 @@ async def consumers_idle(js: Any, consumers: Iterable[Consumer], timeout: float 
         return True
 
     await eventually(idle, timeout=timeout)
+
+
+async def stored_messages(js: Any, subject: str, *, after_seq: int = 0) -> list[Any]:
+    """Every message its stream holds on `subject` (after stream sequence `after_seq`),
+    read until the reading consumer has none pending: the end is a count the server
+    gives, not a pause in the flow that a slow machine could also cause."""
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after_seq else DeliverPolicy.ALL,
+        opt_start_seq=after_seq + 1 if after_seq else None,
+        ack_policy=AckPolicy.NONE,
+    )
+    sub = await js.pull_subscribe(subject, config=config)
+    messages: list[Any] = []
+    try:
+        while pending := (await sub.consumer_info()).num_pending:
+            messages += await sub.fetch(min(pending, 256), timeout=10)
+    finally:
+        await sub.unsubscribe()
+    return messages

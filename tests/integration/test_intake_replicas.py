@@ -27,6 +27,7 @@ from lapor.runtime.broker import EventPublisher
 from services.intake import changes, domain, lifecycle
 from services.intake.ports import IntakeDeps
 from services.intake.repository import ComplaintRepository
+from tests.e2e.helpers import stored_messages
 from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
 
@@ -122,20 +123,8 @@ class FailingOnce:
 
 async def _announced(own_nc: Any, event_id: str) -> list[dict[str, Any]]:
     """Every copy of one event in the LAPOR_EVENTS stream."""
-    js = own_nc.jetstream()
-    sub = await js.subscribe(subjects.COMPLAINT_STATE_CHANGED, ordered_consumer=True)
-    found: list[dict[str, Any]] = []
-    try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=1.0)
-            except Exception:
-                return found
-            body = json.loads(msg.data)
-            if body["event_id"] == event_id:
-                found.append(body)
-    finally:
-        await sub.unsubscribe()
+    stored = await stored_messages(own_nc.jetstream(), subjects.COMPLAINT_STATE_CHANGED)
+    return [body for msg in stored if (body := json.loads(msg.data))["event_id"] == event_id]
 
 
 async def test_a_retried_command_announces_what_a_failed_publish_left_pending(

@@ -21,7 +21,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from nats.js.api import DeliverPolicy
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from pymongo import AsyncMongoClient
@@ -48,7 +47,7 @@ from services.sla.plan import build_plan
 from services.sla.repository import MongoSlaStore, clock_summary, fact_to_doc
 from services.sla.settings import SlaSettings
 from services.sla.wiring import load_rules, register
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import eventually, stored_messages
 from tests.unit.sla.fakes import FakeClock, routed, state
 
 pytestmark = [pytest.mark.integration]
@@ -179,20 +178,11 @@ async def caught_up(db: Any, now: datetime) -> bool:
 
 async def stream_events(nc: Any, subject: str, prefix: str) -> list[tuple[str, dict[str, Any]]]:
     """(Nats-Msg-Id, body) of every message stored on `subject` for complaints `prefix*`."""
-    js = nc.jetstream()
-    sub = await js.subscribe(subject, deliver_policy=DeliverPolicy.ALL, ordered_consumer=True)
     found: list[tuple[str, dict[str, Any]]] = []
-    try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=1.5)
-            except Exception:
-                break
-            body = json.loads(msg.data)
-            if body.get("complaint_id", "").startswith(prefix):
-                found.append(((msg.headers or {}).get("Nats-Msg-Id", ""), body))
-    finally:
-        await sub.unsubscribe()
+    for msg in await stored_messages(nc.jetstream(), subject):
+        body = json.loads(msg.data)
+        if body.get("complaint_id", "").startswith(prefix):
+            found.append(((msg.headers or {}).get("Nats-Msg-Id", ""), body))
     return found
 
 

@@ -170,3 +170,32 @@ def test_bound_ids_reach_text_lines_too_and_stay_masked() -> None:
     assert "4567890" not in text
     assert (line["complaint_id"], line["event_id"]) == ("LPR-5", "ev-5")
     assert "complaint_id" not in json.loads(JsonFormatter("intake").format(record))
+
+
+def test_each_way_a_handling_ends_has_its_outcome(caplog: pytest.LogCaptureFixture) -> None:
+    from faststream.exceptions import AckMessage, NackMessage, RejectMessage
+
+    from lapor.runtime.broker import MAX_DELIVER, _failure_outcome
+
+    delayed = NackMessage(delay=30.0)
+    delayed.__cause__ = ConnectionError("no answer for +6281234567890")
+    outcomes = {
+        "ack": _failure_outcome(AckMessage(), 1),
+        "delayed": _failure_outcome(delayed, 2),
+        "plain nack": _failure_outcome(NackMessage(), 2),
+        "reject": _failure_outcome(RejectMessage(), 1),
+        "early failure": _failure_outcome(RuntimeError("x"), MAX_DELIVER - 1),
+        "last failure": _failure_outcome(RuntimeError("x"), MAX_DELIVER),
+    }
+    assert {case: (o.name, o.error, o.level) for case, o in outcomes.items()} == {
+        "ack": ("acked", None, logging.INFO),
+        "delayed": ("retry", "ConnectionError", logging.WARNING),
+        "plain nack": ("retry", None, logging.WARNING),
+        "reject": ("rejected", None, logging.WARNING),
+        "early failure": ("retry", "RuntimeError", logging.WARNING),
+        "last failure": ("failed", "RuntimeError", logging.WARNING),
+    }
+    [retried] = [r.getMessage() for r in caplog.records if "retried in" in r.getMessage()]
+    assert retried.startswith("attempt 2 failed (ConnectionError: ")
+    assert retried.endswith("retried in 30 s")
+    assert "6281234567890" not in retried
