@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
 import time
@@ -38,6 +39,7 @@ from lapor.devstack import CONSOLE, ROOT, Stack
 from services.console.security import SESSION_COOKIE, Keys, Session
 from services.intake.domain import PRIORITY_RANK, worklist_fields
 from services.intake.repository import ComplaintRepository
+from services.intake.tracking import new_tracking_id
 
 TARGET_P95_MS = 200.0
 _TIMING = re.compile(r"app;dur=([0-9.]+), services;dur=([0-9.]+)")
@@ -46,6 +48,7 @@ PAGES = {
     "worklist_page_5": "/?offset=100",
     "worklist_overdue": "/?overdue=1",
     "worklist_search": "/?q=jalan+rusak",
+    "worklist_search_id": "/?q={tracking_id}",
     "worklist_state": "/?status=in_progress",
 }
 
@@ -69,6 +72,18 @@ async def seed(db: Any, count: int) -> Counter[str]:
         if (first // BATCH) % 20 == 0:
             print(f"  seeded {first + len(docs):,}/{count:,}", flush=True)
     return open_by_agency
+
+
+async def one_with_a_tracking_id(db: Any, agency: str, count: int) -> str:
+    """One more open complaint of the agency, with an id as intake gives (the seeded
+    ones have ids a search does not take for tracking ids), to search for."""
+    complaint = stored_complaint(count, random.Random(count), datetime.now(UTC))  # noqa: S311
+    complaint |= {"_id": new_tracking_id(), "source_key": "seed:tracked"}
+    complaint |= {"agency": agency, "state": "assigned"}
+    complaint.update(worklist_fields(complaint))
+    await db["complaints"].insert_one(complaint)
+    await ComplaintRepository(db).sync_worklist()
+    return str(complaint["_id"])
 
 
 async def officer_session(intake: str, db: Any, agency: str) -> dict[str, Any]:
@@ -182,6 +197,8 @@ async def run(
         print("listing them on the worklists", flush=True)
         await ComplaintRepository(db).sync_worklist()
         agency, open_count = open_by_agency.most_common(1)[0]
+        tracking_id = await one_with_a_tracking_id(db, agency, complaints)
+        open_count += 1
         login = await officer_session(stack.url("intake"), db, agency)
         listed = await listed_count(stack.url("intake"), login["token"], agency)
         if listed != open_count:
@@ -200,13 +217,16 @@ async def run(
         cookie = Keys(key).seal(session)
         console = stack.url(CONSOLE)
         measured = {}
+        load = [os.getloadavg()[0]]
         for name in pages:
-            print(f"measuring {name} ({PAGES[name]})", flush=True)
-            measured[name] = await measure(console, cookie, PAGES[name], requests, warm_up)
+            path = PAGES[name].format(tracking_id=tracking_id)
+            print(f"measuring {name} ({path})", flush=True)
+            measured[name] = await measure(console, cookie, path, requests, warm_up)
+            load.append(os.getloadavg()[0])
         await client.close()
     finally:
         await asyncio.to_thread(stack.stop)
-    p95 = measured["worklist"]["server_p95_ms"]
+    p95s = [page["server_p95_ms"] for page in measured.values()]
     result = {
         "bench": "console",
         "at": datetime.now(UTC).isoformat(),
@@ -215,7 +235,8 @@ async def run(
         "agency": agency,
         "agency_open_complaints": open_count,
         "target_worklist_server_p95_ms": TARGET_P95_MS,
-        "target_met": p95 is not None and p95 <= TARGET_P95_MS,
+        "target_met": all(p is not None and p <= TARGET_P95_MS for p in p95s),
+        "load_average_1m": {"min": min(load), "max": max(load)},
         "pages": measured,
     }
     return result
@@ -232,9 +253,11 @@ def markdown(result: dict[str, Any]) -> str:
         "# Console worklist page",
         "",
         f"{result['stored_complaints']:,} stored complaints; agency {result['agency']} with "
-        f"{result['agency_open_complaints']:,} open. Target: worklist server p95 <= "
-        f"{result['target_worklist_server_p95_ms']:.0f} ms "
-        f"({'met' if result['target_met'] else 'NOT met'}).",
+        f"{result['agency_open_complaints']:,} open. Target: server p95 <= "
+        f"{result['target_worklist_server_p95_ms']:.0f} ms on every page "
+        f"({'met' if result['target_met'] else 'NOT met'}). Load average (1 min) while "
+        f"measuring: {result['load_average_1m']['min']:.2f} to "
+        f"{result['load_average_1m']['max']:.2f}.",
         "",
         "Server time = the console's own work + its calls to intake (`services`).",
         "",

@@ -23,6 +23,7 @@ OPTIONAL_FIGURES = (
     "replica_ratio_2_vs_1",
     "sync_always_publish_ratio",
     "soak_rss_slope_mb_per_min_max",
+    "gauges_age_s_at_1m",
 )
 
 # The targets for this machine (2 cores).
@@ -31,6 +32,7 @@ TARGETS: dict[str, dict[str, Any]] = {
     "e2e_p99_ms": {"op": "<=", "value": 1000, "text": "p99 <= 1 s at 300/s"},
     "db_ops_ratio": {"op": ">=", "value": 0.6, "text": "pipeline DB ops/s >= 60% of raw"},
     "scale_ratio_1m_vs_10k": {"op": ">=", "value": 0.8, "text": "1M throughput >= 80% of 10k"},
+    "gauges_age_s_at_1m": {"op": "<=", "value": 60, "text": "gauges <= 60 s old at 1M stored"},
 }
 
 

@@ -24,6 +24,7 @@ import os
 import platform
 import pstats
 import random
+import statistics
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from bench.stack import BenchStack, ferretdb_module_version, machine_info
 from bench.stats import ratio, weighted_rate
 from bench.texts import complaint_text
 from lapor.devstack import ROOT, Stack, free_port, quiet_sink
+from lapor.runtime.complaint_counts import COUNTS, RECONCILED_DOC, MongoCountStore, read_figures
 
 SCALES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 TARGET_RATE = 300.0
@@ -55,6 +57,10 @@ P99_LIMIT_MS = 1000.0
 SOAK_SHARE = 1 / 3
 # How long a stored-data point waits for intake's first gauge refresh after a start.
 REFRESH_WAIT_S = 1200.0
+# How long the age of intake's complaint gauges is sampled at each stored-data size:
+# two and a half of its refresh intervals (30 s), so the oldest a scrape sees is in.
+GAUGE_AGE_SAMPLE_S = 75.0
+GAUGE_AGE_LIMIT_S = 60.0
 SERVICES = ("intake", "router", "sla", "notify")
 # Which raw measurement stands for each database command of the pipeline;
 # reads of any kind (find, aggregate, count, getMore) are priced as a find.
@@ -194,6 +200,7 @@ class Run:
                 await self._guarded(f"scale {label}", self._scale_point(label))
         await self._background("idle, after seeding")
         self._scale_ratios()
+        self._gauge_ages()
 
     async def _guarded(self, phase: str, work: Awaitable[None]) -> None:
         """An optional phase that fails is recorded; the figures measured so far are kept."""
@@ -595,6 +602,8 @@ class Run:
         with self.ui.phase("waiting for intake's first gauge refresh"):
             refresh_s = await self._first_refresh(restarted, REFRESH_WAIT_S)
         point = await self._closed(f"max, {label} stored", self.config.scale_s)
+        with self.ui.phase(f"sampling the age of intake's complaint gauges ({label} stored)"):
+            gauges = await self._gauges()
         self.result.setdefault("scale", {})[label] = {
             "stored": await self._stored(),
             "seeding": seeded,
@@ -603,6 +612,7 @@ class Run:
             "acknowledged": point.completed,
             "p99_ms": point.latency["p99_ms"],
             "first_refresh_s": refresh_s,
+            "gauges": gauges,
             "just_started": {
                 "throughput_per_s": cold.throughput_per_s,
                 "acknowledged": cold.completed,
@@ -634,6 +644,57 @@ class Run:
                                 return round(sample.value - since, 1)
                 await asyncio.sleep(2.0)
         return None
+
+    async def _gauges(self) -> dict[str, Any]:
+        """How old intake's complaint gauges are, as a scrape of its /metrics sees them
+        (`lapor_metrics_refresh_timestamp_seconds{part="complaints"}`, sampled each
+        second over GAUGE_AGE_SAMPLE_S), what reading their counters costs here, and
+        the last reconciliation of the counters with a recount."""
+        url = self.bench.stack.url("intake") + "/metrics"
+        ages: list[float] = []
+        until = time.monotonic() + GAUGE_AGE_SAMPLE_S
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            while time.monotonic() < until:
+                with contextlib.suppress(httpx.HTTPError):
+                    text = (await client.get(url)).text
+                    for family in text_string_to_metric_families(text):
+                        for sample in family.samples:
+                            if (
+                                sample.name == "lapor_metrics_refresh_timestamp_seconds"
+                                and sample.labels.get("part") == "complaints"
+                            ):
+                                ages.append(time.time() - sample.value)
+                await asyncio.sleep(1.0)
+        reads: list[float] = []
+        store = MongoCountStore(self.db)
+        for _ in range(5):
+            start = time.perf_counter()
+            await read_figures(store, datetime.now(UTC))
+            reads.append((time.perf_counter() - start) * 1000.0)
+        reconciled = await self.db[COUNTS].find_one({"_id": RECONCILED_DOC}, {"_id": 0})
+        return {
+            "age_s_max": round(max(ages), 1) if ages else None,
+            "age_s_median": round(statistics.median(ages), 1) if ages else None,
+            "samples": len(ages),
+            "read_ms_median": round(statistics.median(reads), 1),
+            "last_reconciliation": reconciled,
+        }
+
+    def _gauge_ages(self) -> None:
+        points = self.result.get("scale", {})
+        for label in SCALES:
+            key = f"gauges_age_s_at_{label}"
+            age = ((points.get(label) or {}).get("gauges") or {}).get("age_s_max")
+            self.result[key] = age
+            if age is not None or label != "1m":
+                continue
+            failed = (self.result.get("errors") or {}).get(f"scale {label}")
+            if failed:
+                self.reasons[key] = f"{label} point failed: {failed}"
+            elif label not in points:
+                self.reasons[key] = f"{label} point not requested (make bench SCALE={label})"
+            else:
+                self.reasons[key] = "intake's /metrics showed no complaint refresh"
 
     def _scale_ratios(self) -> None:
         points = self.result.get("scale", {})

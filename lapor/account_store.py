@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -34,6 +35,9 @@ from lapor.tokens import TOKENS_COLLECTION
 
 Document = dict[str, Any]
 SESSION = "session"  # the `kind` of a token record made by a login
+# The `kind` of every failed-login record: the equality the purge's date range follows,
+# which is what FerretDB (our build) needs to answer that range from the index.
+LOGIN_FAILURE = "login"
 
 
 class AccountStore(Protocol):
@@ -65,6 +69,18 @@ class AccountStore(Protocol):
         """Revoke the account's sessions (all but `keep_token_id`); how many."""
         ...
 
+    async def lift_password_change(self, username: str, token_id: str) -> None:
+        """The account's session `token_id` no longer waits for a password change."""
+        ...
+
+    async def purge_sessions(self, expired_before: datetime, batch: int) -> int:
+        """Delete up to `batch` sessions that expired before then; how many."""
+        ...
+
+    async def purge_failures(self, before: datetime, batch: int) -> int:
+        """Delete up to `batch` failed-login records older than `before`; how many."""
+        ...
+
 
 class MongoAccounts:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
@@ -76,6 +92,9 @@ class MongoAccounts:
         await self.failures.create_index([("username", ASCENDING), ("at", DESCENDING)])
         await self.failures.create_index([("client", ASCENDING), ("at", DESCENDING)])
         await self.tokens.create_index([("account", ASCENDING), ("kind", ASCENDING)])
+        # The purge's ranges (FerretDB v1 has no TTL index to expire them by itself).
+        await self.failures.create_index([("kind", ASCENDING), ("at", ASCENDING)])
+        await self.tokens.create_index([("kind", ASCENDING), ("expires_at", ASCENDING)])
 
     async def get(self, username: str) -> Document | None:
         return await self.accounts.find_one({"_id": username})
@@ -96,7 +115,7 @@ class MongoAccounts:
         )
 
     async def add_failure(self, record: Document) -> None:
-        await self.failures.insert_one(record)
+        await self.failures.insert_one(record | {"kind": LOGIN_FAILURE})
 
     async def recent_failures(self, key: str, value: str, since: datetime) -> list[datetime]:
         cursor = self.failures.find({key: value, "at": {"$gte": since}}, {"at": 1, "_id": 0})
@@ -113,6 +132,21 @@ class MongoAccounts:
             query["id"] = {"$ne": keep_token_id}
         result = await self.tokens.update_many(query, {"$set": {"revoked_at": now}})
         return result.modified_count
+
+    async def lift_password_change(self, username: str, token_id: str) -> None:
+        await self.tokens.update_one(
+            {"account": username, "kind": SESSION, "id": token_id},
+            {"$set": {"must_change_password": False}},
+        )
+
+    async def purge_sessions(self, expired_before: datetime, batch: int) -> int:
+        # Machine tokens stay after expiry: admins see them listed as expired.
+        query = {"kind": SESSION, "expires_at": {"$lt": expired_before}}
+        return await _delete_batch(self.tokens, query, "expires_at", batch)
+
+    async def purge_failures(self, before: datetime, batch: int) -> int:
+        query = {"kind": LOGIN_FAILURE, "at": {"$lt": before}}
+        return await _delete_batch(self.failures, query, "at", batch)
 
 
 class InMemoryAccounts:
@@ -161,6 +195,36 @@ class InMemoryAccounts:
                     session["revoked_at"] = now
                     revoked += 1
         return revoked
+
+    async def lift_password_change(self, username: str, token_id: str) -> None:
+        for session in self.sessions:
+            if session["account"] == username and session["id"] == token_id:
+                session["must_change_password"] = False
+
+    async def purge_sessions(self, expired_before: datetime, batch: int) -> int:
+        gone = [s for s in self.sessions if s["expires_at"] < expired_before][:batch]
+        self.sessions = [s for s in self.sessions if s not in gone]
+        return len(gone)
+
+    async def purge_failures(self, before: datetime, batch: int) -> int:
+        gone = [f for f in self.failures if f["at"] < before][:batch]
+        self.failures = [f for f in self.failures if f not in gone]
+        return len(gone)
+
+
+async def _delete_batch(
+    collection: AsyncCollection[Document], query: Document, oldest_by: str, batch: int
+) -> int:
+    """Delete at most `batch` documents matching `query`, oldest first: one bounded
+    read of ids over the query's index, then one delete of those ids (a plain
+    `delete_many` has no limit, and one huge delete would hold the database)."""
+    cursor = collection.find(query, {"_id": 1}).sort(oldest_by, ASCENDING).limit(batch)
+    ids = [doc["_id"] async for doc in cursor]
+    if not ids:
+        return 0
+    # The query again: a document changed since it was read stays.
+    result = await collection.delete_many({"_id": {"$in": ids}, **query})
+    return result.deleted_count
 
 
 def _aware(moment: datetime) -> datetime:

@@ -31,7 +31,7 @@ import typer
 
 from lapor.runtime import db_access
 from lapor.runtime.pii import PREFIX, SEALED_PREFIX, PiiCipher, PiiKeyError, PiiOpener
-from lapor.terminal import MongoDb, private_pii_keys
+from lapor.terminal import MongoDb, with_pii_keys
 from lapor.terminal import OperatorMongoUrl as MongoUrl
 
 Document = dict[str, Any]
@@ -258,13 +258,6 @@ PiiOldKeys = Annotated[
 DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
 
 
-def _keys(key: str, old_keys: str) -> Resealer:
-    try:
-        return Resealer(*private_pii_keys(key, old_keys))
-    except PiiKeyError as exc:
-        raise typer.BadParameter(str(exc), param_hint="LAPOR_PII_KEY") from None
-
-
 @keys_app.command("rotate")
 def rotate_command(
     mongo_url: MongoUrl = DEFAULT_MONGO,
@@ -276,7 +269,7 @@ def rotate_command(
     LAPOR_PII_OLD_KEYS; then say whether any value still needs an old key."""
     from lapor.terminal import run
 
-    keys = _keys(pii_key, pii_old_keys)
+    keys = with_pii_keys(Resealer, pii_key, pii_old_keys)
     tallies, left = run(_rotate(mongo_url, mongo_db, keys), mongo_url=mongo_url)
     for name, tally in tallies.items():
         print(
@@ -298,7 +291,7 @@ def check_command(
     exit 1 while there are any."""
     from lapor.terminal import run
 
-    keys = _keys(pii_key, "")
+    keys = with_pii_keys(Resealer, pii_key, "")
     left = run(_check(mongo_url, mongo_db, keys), mongo_url=mongo_url)
     _say_left(left)
     raise typer.Exit(1 if left else 0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -157,3 +157,14 @@ def private_pii_keys(key: str, old_keys: str) -> tuple[str, tuple[str, ...]]:
     if not key:
         raise typer.BadParameter("set LAPOR_PII_KEY (or --pii-key)", param_hint="LAPOR_PII_KEY")
     return key, tuple(k.strip() for k in old_keys.split(",") if k.strip())
+
+
+def with_pii_keys(make: Callable[[str, tuple[str, ...]], T], key: str, old_keys: str) -> T:
+    """`make(key, retired_keys)` from the key options; a missing or malformed key is a
+    usage error, not a traceback."""
+    from lapor.runtime.pii import PiiKeyError  # the cryptography only for the commands needing it
+
+    try:
+        return make(*private_pii_keys(key, old_keys))
+    except PiiKeyError as exc:
+        raise typer.BadParameter(str(exc), param_hint="LAPOR_PII_KEY") from None

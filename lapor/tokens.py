@@ -5,6 +5,11 @@ live as SHA-256 hashes in the `api_tokens` collection. Notify's delivery log and
 SLA's breaches answer officers too, so the rules that decide whether a stored
 token may be used, and which agency's rows it opens (`lapor.audience`), live
 here, shared by all.
+
+A login session is such a token too (`kind: session`). While its account still
+has a one-time password, the session may do nothing but change it, log out and
+read itself (intake's routes for those): every other route of every service
+refuses it with 403 and `CHANGE_FIRST`, by `password_refusal`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 DEFAULT_TOKEN_DAYS = 90
 TOKENS_COLLECTION = "api_tokens"
+CHANGE_FIRST = (
+    "password change required: this session's account has a one-time password; choose "
+    "a new one (POST /api/v1/sessions/current/password) or log out before anything else"
+)
+# How the OpenAPI documents name that 403 (`OfficerDependency.documented_refusals`).
+CHANGE_FIRST_DOC = "the session's account must first change its one-time password"
 
 TokenStatus = Literal["active", "expired", "revoked"]
 
@@ -63,6 +74,14 @@ def token_refusal(record: dict[str, Any], now: datetime) -> str | None:
     return None
 
 
+def password_refusal(record: dict[str, Any]) -> str | None:
+    """Why a usable token may still do nothing (for a 403), or None when it may act:
+    a session copies its account's `must_change_password` at login, so the check
+    reads the token alone; a reset ends the account's sessions, and a change lifts
+    it on the session that made it."""
+    return CHANGE_FIRST if record.get("must_change_password") else None
+
+
 @dataclass(frozen=True)
 class Officer:
     """The holder of a usable token: an admin, an agency's officer, or a partner."""
@@ -85,29 +104,44 @@ FindToken = Callable[[str], Awaitable[dict[str, Any] | None]]
 _bearer = HTTPBearer(auto_error=False)
 
 
-def officer_dependency(
-    find: FindToken, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-) -> Callable[..., Awaitable[Officer]]:
+class OfficerDependency:
     """A FastAPI dependency: the officer holding the request's bearer token, or 401
-    (none, unknown, expired, revoked) or 403 (a partner's token: not an officer)."""
+    (none, unknown, expired or revoked), or 403 (a session that must first change
+    its one-time password: `CHANGE_FIRST`; a partner's token: not an officer)."""
 
-    async def officer(
+    # Read by `lapor.runtime.http.document_dependency_refusals`: every route that
+    # depends on this documents the 403 of `CHANGE_FIRST`.
+    documented_refusals: Mapping[int, str] = {403: CHANGE_FIRST_DOC}
+
+    def __init__(self, find: FindToken, clock: Callable[[], datetime]) -> None:
+        self.find = find
+        self.clock = clock
+
+    async def __call__(
+        self,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> Officer:
         if credentials is None:
             raise HTTPException(401, detail="a bearer token is required")
-        record = await find(hash_token(credentials.credentials))
+        record = await self.find(hash_token(credentials.credentials))
         if record is None:
             raise HTTPException(401, detail="unknown token")
-        if (refusal := token_refusal(record, clock())) is not None:
+        if (refusal := token_refusal(record, self.clock())) is not None:
             raise HTTPException(401, detail=refusal)
+        if (pending := password_refusal(record)) is not None:
+            raise HTTPException(403, detail=pending)
         if record.get("role") not in ("admin", "agency"):
             raise HTTPException(403, detail="only agency officers and admins read this")
         return Officer(
             role=str(record["role"]), agency=record.get("agency"), name=record.get("name")
         )
 
-    return officer
+
+def officer_dependency(
+    find: FindToken, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> Callable[..., Awaitable[Officer]]:
+    """The `OfficerDependency` over `find` and `clock`."""
+    return OfficerDependency(find, clock)
 
 
 def stored_tokens(database: Callable[[], Any]) -> FindToken:

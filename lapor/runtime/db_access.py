@@ -59,13 +59,18 @@ GRANTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         **_SHARED,
         "complaints": _OWN,
         "rejections": _OWN,
-        # Login sessions are tokens too, indexed by account to revoke them all at once.
-        "api_tokens": (FIND, INSERT, UPDATE, CREATE_INDEX),
+        # Login sessions are tokens too, indexed by account to revoke them all at once;
+        # expired ones are deleted (sessions.purge_expired: FerretDB has no TTL index).
+        "api_tokens": (FIND, INSERT, UPDATE, REMOVE, CREATE_INDEX),
         "accounts": (FIND, INSERT, UPDATE),
         # The agencies' open worklists, small entries kept with each complaint.
         "worklist_entries": (FIND, INSERT, UPDATE, CREATE_INDEX),
-        # Failed logins (username, time, hashed address): kept, counted for throttling.
-        "login_failures": (FIND, INSERT, CREATE_INDEX),
+        # The complaint gauges' counters (kept with each change, reconciled under a
+        # lease kept in the same collection); intake alone exports those gauges.
+        "complaint_counts": (FIND, INSERT, UPDATE),
+        # Failed logins (username, time, hashed address): kept, counted for throttling,
+        # deleted after INTAKE_LOGIN_FAILURE_DAYS.
+        "login_failures": (FIND, INSERT, REMOVE, CREATE_INDEX),
         "sender_messages": (FIND, INSERT, CREATE_INDEX),
         "rate_notices": (INSERT,),
         # Photos (GridFS bucket complaint_photos): remove for a failed or orphaned
@@ -122,7 +127,7 @@ GRANTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "dlq": {
         "dead_letters": (FIND, INSERT, UPDATE),
         "delivery_failures": (FIND,),
-        # Its HTTP API answers admins only (lapor.dlq_api).
+        # Its HTTP API answers admins only (services.deadletters.api).
         **_TOKEN_CHECK,
     },
 }

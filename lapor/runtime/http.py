@@ -15,15 +15,18 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from faststream.nats import NatsBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import AfterValidator, BaseModel, BeforeValidator
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lapor.runtime.broker import declare_consumers
@@ -91,6 +94,36 @@ def refusals(html: bool = False, **described: str) -> dict[int | str, dict[str, 
         int(code.lstrip("_")): {"model": ErrorBody, "description": text}
         for code, text in described.items()
     }
+
+
+def document_dependency_refusals(routes: Iterable[BaseRoute]) -> None:
+    """Document on every route the refusals its dependencies declare (a
+    `documented_refusals` mapping of status to description on a dependency), so a
+    refusal made in one shared dependency is documented wherever it applies. Runs
+    before the routes are included in the app, which builds the response models."""
+    for route in routes:
+        # FastAPI (0.165) keeps an included router whole, behind a route of its own.
+        if (included := getattr(route, "original_router", None)) is not None:
+            document_dependency_refusals(included.routes)
+        if not isinstance(route, APIRoute):
+            continue
+        for status, text in _declared_refusals(route.dependant).items():
+            current = route.responses.get(status)
+            if current is None:
+                answer = {"model": ErrorBody, "description": text.capitalize()}
+            elif text not in current.get("description", ""):
+                answer = {**current, "description": f"{current.get('description', '')}, or {text}"}
+            else:
+                continue
+            # A new dict: routes may share one dict of answers.
+            route.responses = {**route.responses, status: answer}
+
+
+def _declared_refusals(dependant: Dependant) -> dict[int, str]:
+    declared = dict(getattr(dependant.call, "documented_refusals", None) or {})
+    for sub in dependant.dependencies:
+        declared |= _declared_refusals(sub)
+    return declared
 
 
 async def _answer(
@@ -424,6 +457,7 @@ def create_http_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     for router in routers:
+        document_dependency_refusals(router.routes)
         app.include_router(router)
     return app
 

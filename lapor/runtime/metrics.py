@@ -11,7 +11,8 @@ Two kinds live here:
   backlog, dead letters). They need the database or the JetStream API, so one
   background task per service refreshes them on a timer, however often
   Prometheus scrapes and however many label combinations exist: the complaint
-  figures from one read of the open complaints, the dead letters from one
+  figures from the counters intake keeps with each transition (a few small
+  documents, `lapor.runtime.complaint_counts`), the dead letters from one
   `$group`/`$sum` aggregation. Each refreshed gauge is a snapshot
   swapped in whole, so label combinations that disappear (an agency with no
   open complaint left) disappear from the output too, and a scrape never sees
@@ -38,7 +39,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
@@ -46,38 +47,25 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pymongo.asynchronous.database import AsyncDatabase
 
-from lapor.contracts import Priority, SlaClock, State
+from lapor.contracts import Priority, State
+
+# The figures' rules, shared with the counters intake keeps.
+from lapor.runtime.complaint_counts import CLOCK_STATES as CLOCK_STATES
+from lapor.runtime.complaint_counts import DUE_SOON as DUE_SOON
+from lapor.runtime.complaint_counts import NONE as NONE
+from lapor.runtime.complaint_counts import OPEN_STATES as OPEN_STATES
+from lapor.runtime.complaint_counts import RECONCILED_DOC, MongoCountStore, read_figures
+from lapor.runtime.complaint_counts import UNKNOWN_KECAMATAN as UNKNOWN_KECAMATAN
+from lapor.runtime.complaint_counts import URGENT_ACK_AFTER as URGENT_ACK_AFTER
+from lapor.runtime.complaint_counts import assigned_since as assigned_since
+from lapor.runtime.complaint_counts import aware as _aware
+from lapor.runtime.complaint_counts import kecamatan_of as kecamatan_of
+from lapor.runtime.complaint_counts import label_value as _label
 
 log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 Labels = tuple[str, ...]
-
-# Not closed: everything a citizen may still be waiting on (`responded` waits
-# for the citizen's reaction, then auto-closes).
-OPEN_STATES: tuple[str, ...] = tuple(
-    s.value
-    for s in (
-        State.RECEIVED,
-        State.TRIAGE,
-        State.ASSIGNED,
-        State.IN_PROGRESS,
-        State.NEEDS_INFO,
-        State.RESPONDED,
-    )
-)
-
-# The states in which each clock runs. `needs_info` pauses the agency's clocks.
-CLOCK_STATES: Mapping[str, tuple[str, ...]] = {
-    SlaClock.ROUTING.value: (State.RECEIVED.value, State.TRIAGE.value),
-    SlaClock.FIRST_RESPONSE.value: (State.ASSIGNED.value,),
-    SlaClock.ANSWER.value: (State.ASSIGNED.value, State.IN_PROGRESS.value),
-}
-
-DUE_SOON = timedelta(hours=24)
-URGENT_ACK_AFTER = timedelta(hours=1)
-# Stands for a missing agency or priority (triage, not yet routed).
-NONE = "none"
 
 
 class SnapshotGauge(Collector):
@@ -293,6 +281,17 @@ class DomainMetrics:
             "Background refreshes of a part that failed",
             ["part"],
         )
+        self.counts_drift = SnapshotGauge(
+            "lapor_complaint_counts_drift",
+            "Difference between the complaint counters and a recount that the last "
+            "reconciliation found and repaired (0: the counters were right)",
+            registry=r,
+        )
+        self.counts_reconciled = SnapshotGauge(
+            "lapor_complaint_counts_reconciled_timestamp_seconds",
+            "When the complaint counters were last reconciled with a recount (Unix time)",
+            registry=r,
+        )
 
 
 # --------------------------------------------------------------------------
@@ -315,14 +314,6 @@ class RefreshPlan:
     complaints: bool = False
     dead_letters: bool = False
     consumers: Sequence[tuple[str, str]] = ()
-
-
-def _label(value: Any) -> str:
-    return str(value) if value not in (None, "") else NONE
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def _aggregate(db: AsyncDatabase[Document], name: str, pipeline: list[Document]) -> list[Any]:
@@ -387,15 +378,6 @@ _FIGURE_FIELDS: Document = {
     "deadlines": 1,
     "place.kecamatan.code": 1,
 }
-# A complaint whose place is not known (none named, or ambiguous).
-UNKNOWN_KECAMATAN = "unknown"
-
-
-def kecamatan_of(complaint: Mapping[str, Any]) -> str:
-    """The kecamatan code of a stored complaint: one of the region's gazetteer (codes
-    come through the routed event's validated contract), so the label stays bounded."""
-    kecamatan = (complaint.get("place") or {}).get("kecamatan") or {}
-    return str(kecamatan.get("code") or UNKNOWN_KECAMATAN)
 
 
 async def open_complaints(db: AsyncDatabase[Document]) -> AsyncIterator[Document]:
@@ -406,20 +388,27 @@ async def open_complaints(db: AsyncDatabase[Document]) -> AsyncIterator[Document
     complaint, closed ones included (minutes each with a million stored).
     """
     for state in OPEN_STATES:
-        fields = _FIGURE_FIELDS
-        if state == State.ASSIGNED:
-            # For the urgent ones' assignment time; few fields, not kept apart.
-            fields = {**fields, "history.state": 1, "history.at": 1}
-        async for doc in db["complaints"].find({"state": state}, fields):
+        async for doc in complaints_in_state(db, state):
             yield doc
+
+
+def complaints_in_state(db: AsyncDatabase[Document], state: str) -> AsyncIterator[Document]:
+    """The complaints in one state, with the fields the figures read (see above)."""
+    fields = _FIGURE_FIELDS
+    if state == State.ASSIGNED:
+        # For the urgent ones' assignment time; few fields, not kept apart.
+        fields = {**fields, "history.state": 1, "history.at": 1}
+    return aiter(db["complaints"].find({"state": state}, fields))
 
 
 async def refresh_complaints(
     metrics: DomainMetrics, db: AsyncDatabase[Document], now: datetime
 ) -> None:
-    figures = ComplaintFigures(now)
-    async for complaint in open_complaints(db):
-        figures.add(complaint)
+    """The complaint gauges from the counters intake keeps with each transition
+    (`lapor.runtime.complaint_counts`): a dozen small documents, however many
+    complaints are stored."""
+    store = MongoCountStore(db)
+    figures = await read_figures(store, now)
     metrics.open_complaints.replace(figures.open)
     metrics.open_by_kecamatan.replace(figures.open_by_kecamatan)
     metrics.triage_queue.set(figures.triage_queue)
@@ -427,12 +416,10 @@ async def refresh_complaints(
     metrics.deadlines_overdue.replace(figures.deadlines_overdue)
     metrics.urgent_unacknowledged.replace(figures.urgent_unacknowledged)
     metrics.urgent_oldest_age.set(figures.urgent_oldest_age_s)
-
-
-def assigned_since(history: Sequence[Mapping[str, Any]]) -> datetime | None:
-    """When the complaint entered its current assignment (latest `assigned` entry)."""
-    times = [_aware(h["at"]) for h in history if h.get("state") == State.ASSIGNED and h.get("at")]
-    return max(times) if times else None
+    reconciled = await db["complaint_counts"].find_one({"_id": RECONCILED_DOC})
+    if reconciled is not None:
+        metrics.counts_drift.set(float(reconciled.get("drift") or 0))
+        metrics.counts_reconciled.set(_aware(reconciled["at"]).timestamp())
 
 
 async def refresh_dead_letters(metrics: DomainMetrics, db: AsyncDatabase[Document]) -> None:

@@ -164,3 +164,13 @@ def docs_runtime(service: str) -> Runtime:
     """A runtime with built-in defaults (not the environment), for document generation."""
     settings = ServiceSettings.model_construct(infra=documentation_infra())
     return build_runtime(service, settings)
+
+
+def documented_broker(
+    service: str, register: Callable[[Runtime, Late[Any]], object], description: str
+) -> FastStream:
+    """A service's bus, as `register(runtime, deps)` declares its subscribers and
+    publishers, for the AsyncAPI document (no dependencies: nothing is handled)."""
+    runtime = docs_runtime(service)
+    register(runtime, Late("unused"))
+    return asyncapi_app(runtime.broker, service, description)

@@ -53,6 +53,8 @@ class Unavailable(ServiceError):
 class Listing:
     items: list[dict[str, Any]]
     total: int
+    # True: `total` and more (intake stopped counting there).
+    more_than: bool = False
 
 
 class Services(Protocol):
@@ -224,6 +226,9 @@ class HttpServices:
         response = await self._call("GET", "intake", path, token, params=params)
         items: list[dict[str, Any]] = response.json()
         total = response.headers.get("X-Total-Count")
+        more_than = response.headers.get("X-Total-Count-More-Than")
+        if more_than and more_than.isdigit():
+            return Listing(items, int(more_than), more_than=True)
         return Listing(items, int(total) if total and total.isdigit() else len(items) + offset)
 
     async def complaint(
@@ -404,6 +409,8 @@ class InMemoryServices:
     triage_items: list[dict[str, Any]] = field(default_factory=list)
     api_tokens: list[dict[str, Any]] = field(default_factory=list)
     worklist_calls: list[dict[str, Any]] = field(default_factory=list)
+    # Like intake for words and overdue: counting stops past this many.
+    worklist_count_up_to: int | None = None
     dead_letter_records: list[dict[str, Any]] = field(default_factory=list)
     # The hotspots service's views (`HotspotDetail`), by id; answers sent, in order.
     hotspot_records: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -477,7 +484,11 @@ class InMemoryServices:
             and (not q or q.lower() in (c["tracking_id"] + " " + (c.get("text") or "")).lower())
         ]
         found.sort(key=lambda c: (c.get("priority") != "urgent", c.get("next_deadline") or "~"))
-        return Listing([copy.deepcopy(c) for c in found[offset : offset + limit]], len(found))
+        page = [copy.deepcopy(c) for c in found[offset : offset + limit]]
+        bound = self.worklist_count_up_to
+        if bound is not None and len(found) > bound:
+            return Listing(page, bound, more_than=True)
+        return Listing(page, len(found))
 
     async def complaint(
         self, token: str | None, tracking_id: str, key: str | None = None

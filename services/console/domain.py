@@ -2,19 +2,21 @@
 left before a deadline, paging.
 
 Time left is said the way an officer counts it: in working days when a deadline
-is days away (Monday to Friday in the region's zone, minus the holidays given),
-in hours when it is within a day, and as lateness once it has passed.
+is days away (counted on the region's working calendar, the one SLA sets the
+deadlines with, make-up Saturdays included), in hours when it is within a day,
+and as lateness once it has passed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
+from lapor.calendar import WorkingCalendar
 from lapor.contracts import State
 from lapor.contracts.events import STATE_LABELS
 
@@ -65,7 +67,6 @@ WORKLIST_STATES: tuple[State, ...] = (
 )
 DEFAULT_PAGE = 25
 MAX_PAGE = 200
-_WEEKEND = (5, 6)
 
 
 def state_label(state: str | None) -> str:
@@ -79,16 +80,6 @@ def label(table: Mapping[str, str], key: str | None) -> str:
     return table.get(key or "", key or "-")
 
 
-def working_days_between(start: date, end: date, holidays: Collection[date] = frozenset()) -> int:
-    """Working days after `start` up to and including `end` (0 if `end` <= `start`)."""
-    days, day = 0, start
-    while day < end:
-        day += timedelta(days=1)
-        if day.weekday() not in _WEEKEND and day not in holidays:
-            days += 1
-    return days
-
-
 @dataclass(frozen=True)
 class TimeLeft:
     text: str
@@ -97,10 +88,7 @@ class TimeLeft:
 
 
 def time_left(
-    deadline: datetime | None,
-    now: datetime,
-    zone: ZoneInfo,
-    holidays: Collection[date] = frozenset(),
+    deadline: datetime | None, now: datetime, calendar: WorkingCalendar
 ) -> TimeLeft | None:
     if deadline is None:
         return None
@@ -109,10 +97,9 @@ def time_left(
         return TimeLeft("terlambat " + _span(-left), overdue=True, soon=True)
     if left < timedelta(days=1):
         return TimeLeft(f"{_hours(left)} lagi", overdue=False, soon=True)
-    days = working_days_between(
-        now.astimezone(zone).date(), deadline.astimezone(zone).date(), holidays
-    )
-    if days == 0:  # only weekend or holidays in between: the office has hours, not days
+    # SLA's own count: the whole working days that are over by the deadline.
+    days = calendar.working_days_between(now, deadline)
+    if days == 0:  # not one whole working day before it: the office has hours, not days
         return TimeLeft(f"{_hours(left)} lagi (hari libur)", overdue=False, soon=True)
     return TimeLeft(f"{days} hari kerja lagi", overdue=False, soon=False)
 
@@ -161,6 +148,7 @@ class Page:
     offset: int
     limit: int
     total: int
+    more_than: bool = False  # `total` and more
 
     @property
     def first(self) -> int:

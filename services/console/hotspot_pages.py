@@ -19,10 +19,11 @@ from fastapi.responses import HTMLResponse, Response
 from services.console.client import ServiceError, Unauthorized
 from services.console.pages import (
     Console,
-    form_of,
+    page_after_refusal,
     page_or_refusal,
     refusal_page,
     see_other,
+    unknown_action,
 )
 from services.console.security import Session
 
@@ -150,14 +151,10 @@ def _hotspot_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/hotspot/{hotspot_id}/{action}")
     async def hotspot_action(request: Request, hotspot_id: str, action: str) -> Response:
-        session = console.require(request)
-        form = await form_of(request)
-        console.check_session_csrf(form, session)
+        session, form = await console.posted(request)
         chosen = HOTSPOT_FORM_ACTIONS.get(action)
         if chosen is None:
-            return console.render(
-                request, "error.html", session, status=404, error="Tindakan tidak dikenal."
-            )
+            return unknown_action(console, request, session)
         body = await _action_body(request, chosen, form)
         try:
             await console.services().hotspot_action(session.token, hotspot_id, chosen, body)
@@ -165,13 +162,9 @@ def _hotspot_routes(router: APIRouter, console: Console) -> None:
             raise
         except ServiceError as refused:
             log.info("hotspot action %s refused with %s", chosen, refused.status)
-            try:
-                return await _hotspot_page(
-                    console, request, session, hotspot_id, status=refused.status,
-                    error=refused.message, form=form,
-                )  # fmt: skip
-            except Unauthorized:
-                raise
-            except ServiceError:
-                return refusal_page(console, request, session, refused)
+            page = _hotspot_page(
+                console, request, session, hotspot_id, status=refused.status,
+                error=refused.message, form=form,
+            )  # fmt: skip
+            return await page_after_refusal(console, request, session, refused, page)
         return see_other(f"/hotspot/{quote(hotspot_id, safe='')}?ok={action}")

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote
 from zoneinfo import ZoneInfo
@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from lapor.calendar import WorkingCalendar
 from services.console import domain
 from services.console.client import ServiceError, Services, Unauthorized
 from services.console.security import (
@@ -70,7 +71,7 @@ class Console:
     secure_cookies: bool
     zone: ZoneInfo
     agencies: Mapping[str, str]
-    holidays: frozenset[date]
+    calendar: WorkingCalendar  # the region's, as SLA counts deadlines with it
     clock: Callable[[], datetime]
 
     # -- sessions ----------------------------------------------------------------------
@@ -125,6 +126,15 @@ class Console:
         if not self.keys.csrf_valid(form.get(CSRF_FIELD), self.keys.session_csrf(session)):
             raise CsrfRefused()
 
+    async def posted(
+        self, request: Request, *, password_page: bool = False
+    ) -> tuple[Session, dict[str, str]]:
+        """The session a form is posted in, its CSRF value checked, and the form."""
+        session = self.require(request, password_page=password_page)
+        form = await form_of(request)
+        self.check_session_csrf(form, session)
+        return session, form
+
     def check_presession_csrf(self, request: Request, form: Mapping[str, str]) -> None:
         value = request.cookies.get(PRESESSION_COOKIE)
         if not value or not self.keys.csrf_valid(
@@ -156,7 +166,7 @@ class Console:
                 "agencies": self.agencies,
                 "local": lambda value: domain.local_text(value, self.zone),
                 "left": lambda value: domain.time_left(
-                    domain.parse_time(value), now, self.zone, self.holidays
+                    domain.parse_time(value), now, self.calendar
                 ),
                 "form_id": new_form_id,
                 **context,
@@ -229,6 +239,29 @@ async def page_or_refusal(
         raise
     except ServiceError as refused:
         return refusal_page(console, request, session, refused)
+
+
+async def page_after_refusal(
+    console: Console,
+    request: Request,
+    session: Session,
+    refused: ServiceError,
+    page: Awaitable[Response],
+) -> Response:
+    """After a refused action: its page again, with the refusal, or the refusal alone
+    when the page cannot be read either."""
+    try:
+        return await page
+    except Unauthorized:
+        raise
+    except ServiceError:
+        return refusal_page(console, request, session, refused)
+
+
+def unknown_action(console: Console, request: Request, session: Session) -> Response:
+    return console.render(
+        request, "error.html", session, status=404, error="Tindakan tidak dikenal."
+    )
 
 
 def _session_of(answer: Mapping[str, Any]) -> Session:
@@ -312,8 +345,7 @@ def _password_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/keluar")
     async def logout(request: Request) -> Response:
-        session = console.require(request, password_page=True)
-        console.check_session_csrf(await form_of(request), session)
+        session, _ = await console.posted(request, password_page=True)
         with contextlib.suppress(ServiceError):  # gone at intake already: the cookie goes anyway
             await services().logout(session.token)
         response = see_other("/masuk")
@@ -327,9 +359,7 @@ def _password_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/akun/sandi")
     async def change_password(request: Request) -> Response:
-        session = console.require(request, password_page=True)
-        form = await form_of(request)
-        console.check_session_csrf(form, session)
+        session, form = await console.posted(request, password_page=True)
         new = form.get("new_password", "")
         if new != form.get("repeat_password", ""):
             return console.render(
@@ -380,7 +410,7 @@ def _worklist_routes(router: APIRouter, console: Console) -> None:
             session,
             agency=agency,
             items=listing.items,
-            page=domain.Page(offset, limit, listing.total),
+            page=domain.Page(offset, limit, listing.total, listing.more_than),
             params=params,
             states=states,
             overdue=overdue,
@@ -432,13 +462,9 @@ def _complaint_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/pengaduan/{tracking_id}/{action}")
     async def act(request: Request, tracking_id: str, action: str) -> Response:
-        session = console.require(request)
-        form = await form_of(request)
-        console.check_session_csrf(form, session)
+        session, form = await console.posted(request)
         if action not in CONSOLE_ACTIONS:
-            return console.render(
-                request, "error.html", session, status=404, error="Tindakan tidak dikenal."
-            )
+            return unknown_action(console, request, session)
         body: dict[str, Any] = {"command_id": form.get("command_id") or new_form_id()}
         body.update({k: form[k] for k in _FORM_FIELDS if form.get(k)})
         back = safe_next(form.get("kembali")) if form.get("kembali") else None
@@ -452,15 +478,11 @@ def _complaint_routes(router: APIRouter, console: Console) -> None:
                 return await _triage_page(
                     console, request, session, status=refused.status, error=refused.message
                 )
-            try:
-                return await _complaint_page(
-                    console, request, session, tracking_id, status=refused.status,
-                    error=refused.message, form=form,
-                )  # fmt: skip
-            except Unauthorized:
-                raise
-            except ServiceError:
-                return refusal_page(console, request, session, refused)
+            page = _complaint_page(
+                console, request, session, tracking_id, status=refused.status,
+                error=refused.message, form=form,
+            )  # fmt: skip
+            return await page_after_refusal(console, request, session, refused, page)
         if back:
             return see_other(back + ("&" if "?" in back else "?") + "ok=" + quote(action))
         return see_other(f"/pengaduan/{quote(tracking_id)}?ok={quote(action)}")
@@ -627,9 +649,7 @@ def _account_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/admin/akun")
     async def create_account(request: Request) -> Response:
-        session = console.require(request)
-        form = await form_of(request)
-        console.check_session_csrf(form, session)
+        session, form = await console.posted(request)
         body = {k: form[k] for k in ("username", "name", "role", "agency") if form.get(k)}
         if body.get("role") == "admin":
             body.pop("agency", None)
@@ -646,8 +666,7 @@ def _account_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/admin/akun/{username}/{action}")
     async def account_action(request: Request, username: str, action: str) -> Response:
-        session = console.require(request)
-        console.check_session_csrf(await form_of(request), session)
+        session, _ = await console.posted(request)
         return await _admin_form(
             console,
             request,
@@ -667,9 +686,7 @@ def _token_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/admin/token")
     async def create_token(request: Request) -> Response:
-        session = console.require(request)
-        form = await form_of(request)
-        console.check_session_csrf(form, session)
+        session, form = await console.posted(request)
         body: dict[str, Any] = {k: form[k] for k in ("name", "role", "agency") if form.get(k)}
         if form.get("days", "").isdigit():
             body["days"] = int(form["days"])
@@ -686,8 +703,7 @@ def _token_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/admin/token/{token_id}/cabut")
     async def revoke_token(request: Request, token_id: str) -> Response:
-        session = console.require(request)
-        console.check_session_csrf(await form_of(request), session)
+        session, _ = await console.posted(request)
         return await _admin_form(
             console,
             request,
@@ -736,15 +752,11 @@ def _dead_letter_routes(router: APIRouter, console: Console) -> None:
 
     @router.post("/admin/pesan-gagal/{action}")
     async def dead_letter_action(request: Request, action: str) -> Response:
-        session = console.require(request)
-        form = await form_of(request)
-        console.check_session_csrf(form, session)
+        session, form = await console.posted(request)
         record_id = form.get("id", "")
         chosen = DEAD_LETTER_FORM_ACTIONS.get(action)
         if chosen is None or not record_id:
-            return console.render(
-                request, "error.html", session, status=404, error="tindakan tidak dikenal"
-            )
+            return unknown_action(console, request, session)
         try:
             await console.services().dead_letter_action(
                 session.token, record_id, chosen, form.get("reason") or None
@@ -752,12 +764,10 @@ def _dead_letter_routes(router: APIRouter, console: Console) -> None:
         except Unauthorized:
             raise
         except ServiceError as refused:
-            try:
-                return await _dead_letters_page(
-                    console, request, session, status=refused.status, error=refused.message
-                )
-            except ServiceError:
-                return refusal_page(console, request, session, refused)
+            page = _dead_letters_page(
+                console, request, session, status=refused.status, error=refused.message
+            )
+            return await page_after_refusal(console, request, session, refused, page)
         return see_other(f"/admin/pesan-gagal?ok={action}")
 
 

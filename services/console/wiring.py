@@ -12,13 +12,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-import holidays as holiday_calendars
 import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
@@ -26,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from lapor.calendar import CalendarError, load_calendar
+from lapor.calendar import CalendarError, WorkingCalendar, load_calendar
 from lapor.directory import DirectoryError, load_directory
 from lapor.regions import load_regions
 from lapor.runtime.http import BodyLimit
@@ -73,24 +72,16 @@ SECURITY_HEADERS = {
 }
 
 
-def _holidays(region_dir: Path) -> frozenset[date]:
-    """The weekdays the region's office is closed, last year to next: national
-    holidays, the region's days off and its corrections (data/regions/<region>/
-    days_off.yaml), as SLA counts them."""
-    year = datetime.now(UTC).year
+def _calendar(region_dir: Path, zone: ZoneInfo) -> WorkingCalendar:
+    """The region's working calendar, loaded as SLA loads it (national holidays, the
+    days off and make-up working days of data/regions/<region>/days_off.yaml), so
+    the working days left that an officer reads are the ones SLA counts."""
     try:
-        calendar = load_calendar(region_dir)
+        return load_calendar(region_dir)
     except (CalendarError, OSError) as exc:
+        # SLA refuses to start on such files; the console still shows its pages.
         log.warning("region calendar unreadable (%s): national holidays only", exc)
-        national = holiday_calendars.country_holidays("ID", years=range(year - 1, year + 2))
-        return frozenset(national)
-    day, last = date(year - 1, 1, 1), date(year + 1, 12, 31)
-    closed = set()
-    while day <= last:
-        if day.weekday() < 5 and not calendar.is_working_day(day):
-            closed.add(day)
-        day += timedelta(days=1)
-    return frozenset(closed)
+        return WorkingCalendar(zone.key)
 
 
 def _zone(settings: ConsoleSettings) -> ZoneInfo:
@@ -124,6 +115,7 @@ def create_app(
     if services is not None:
         live.set(services)
     lifespan = _lifespan(settings, metrics, live, owned=services is None)
+    zone = _zone(settings)
     app = FastAPI(title="Lapor console", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)  # fmt: skip
     app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
@@ -132,9 +124,9 @@ def create_app(
         keys=Keys(settings.cookie_key.get_secret_value()),
         templates=Jinja2Templates(directory=HERE / "templates"),
         secure_cookies=settings.cookies_secure,
-        zone=_zone(settings),
+        zone=zone,
         agencies=_agencies(settings),
-        holidays=_holidays(settings.region_dir()),
+        calendar=_calendar(settings.region_dir(), zone),
         clock=clock,
     )
     _add_headers_and_metrics(app, metrics)

@@ -73,16 +73,6 @@ DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
 PAGE = 500
 
 
-def _opener(key: str, old_keys: str) -> PiiOpener:
-    from lapor.runtime.pii import PiiKeyError
-    from lapor.terminal import private_pii_keys
-
-    try:
-        return PiiOpener(*private_pii_keys(key, old_keys))
-    except PiiKeyError as exc:
-        raise typer.BadParameter(str(exc), param_hint="LAPOR_PII_KEY") from None
-
-
 @dlq_app.command("list")
 def list_command(
     mongo_url: OperatorMongoUrl = DEFAULT_MONGO,
@@ -100,9 +90,9 @@ def list_command(
 ) -> None:
     """List dead letters, oldest first, a page at a time (phone numbers in payloads
     are masked). When more remain, the last line says how to see them."""
-    from lapor.terminal import err, run
+    from lapor.terminal import err, run, with_pii_keys
 
-    opener = _opener(pii_key, pii_old_keys)
+    opener = with_pii_keys(PiiOpener, pii_key, pii_old_keys)
     records, more = run(
         _list(mongo_url, mongo_db, pending, opener, limit=limit, after=after), mongo_url=mongo_url
     )
@@ -175,11 +165,11 @@ def replay_command(
 ) -> None:
     """Publish dead letters again on their original subjects, with a new message id.
     `--all` works through every waiting one in batches of 500, with progress."""
-    from lapor.terminal import run
+    from lapor.terminal import run, with_pii_keys
 
     if (record_id is None) == (not replay_all):
         raise typer.BadParameter("give one dead-letter id or --all")
-    opener = _opener(pii_key, pii_old_keys)
+    opener = with_pii_keys(PiiOpener, pii_key, pii_old_keys)
     _done, failed = run(
         _replay(nats_url, mongo_url, mongo_db, record_id, dry_run, opener),
         mongo_url=mongo_url,

@@ -24,10 +24,9 @@ from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
     Runtime,
-    asyncapi_app,
     build_runtime,
     create_service_app,
-    docs_runtime,
+    documented_broker,
 )
 from services.gateway import domain, handlers
 from services.gateway.api import callbacks_router
@@ -141,9 +140,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
 def asyncapi() -> FastStream:
     """`faststream docs gen --factory services.gateway.wiring:asyncapi`"""
-    runtime = docs_runtime("gateway")
-    register(runtime, Late("unused"), 10.0)
-    return asyncapi_app(runtime.broker, "gateway", DESCRIPTION)
+    return documented_broker(
+        "gateway", lambda runtime, deps: register(runtime, deps, 10.0), DESCRIPTION
+    )
 
 
 def main() -> None:

@@ -19,10 +19,9 @@ from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
     Runtime,
-    asyncapi_app,
     build_runtime,
     create_service_app,
-    docs_runtime,
+    documented_broker,
 )
 from lapor.runtime.settings import documentation_infra
 from lapor.tokens import stored_tokens
@@ -137,9 +136,7 @@ def create_app(settings: HotspotSettings | None = None) -> FastAPI:
 
 def asyncapi() -> FastStream:
     """`faststream docs gen --factory services.hotspots.wiring:asyncapi`"""
-    runtime = docs_runtime("hotspots")
-    register(runtime, Late("unused"))
-    return asyncapi_app(runtime.broker, "hotspots", DESCRIPTION)
+    return documented_broker("hotspots", register, DESCRIPTION)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from lapor.account_store import AccountStore, create_account, reset_password, se
 from lapor.accounts import AccountError, account_view, check_username, client_digest
 from lapor.contracts.commands import Role
 from lapor.runtime.http import client_key, refusals
-from services.intake.auth import Principal
+from services.intake.auth import Principal, caller_dependency
 from services.intake.repository import ComplaintRepository
 from services.intake.sessions import (
     FailureCounter,
@@ -139,6 +139,46 @@ def session_of(caller: Principal | None) -> Principal:
     return caller
 
 
+_UNAUTHENTICATED = "Missing or unknown token"
+_LOGIN_REFUSALS = refusals(
+    _400="The body is not JSON",
+    _401="Username or password is wrong (the same answer for an unknown username "
+    "and a disabled account)",
+    _429="Too many failed logins for this username or from this address; see Retry-After",
+)
+_SESSION_REFUSALS = refusals(_401=_UNAUTHENTICATED, _404="Not a session's token")
+_PASSWORD_REFUSALS = refusals(
+    _400="The body is not JSON",
+    _401=_UNAUTHENTICATED,
+    _403="The current password is wrong",
+    _404="Not a session's token",
+    _422="The new password is too short or the same",
+)
+_ADMIN_REFUSALS = refusals(_401=_UNAUTHENTICATED, _403="Not an admin")
+_NEW_ACCOUNT_REFUSALS = refusals(
+    _400="The body is not JSON",
+    _401=_UNAUTHENTICATED,
+    _403="Not an admin",
+    _409="The username is taken",
+    _422="Unknown role, region or agency",
+)
+_ACCOUNT_REFUSALS = refusals(
+    _401=_UNAUTHENTICATED,
+    _403="Not an admin",
+    _404="No such account",
+    _422="Not a username",
+)
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What every step of `build_account_routes` adds its routes with."""
+
+    router: APIRouter
+    ctx: AccountsContext
+    clock: Callable[[], datetime]
+
+
 def build_account_routes(
     ctx: AccountsContext,
     principal: Callable[..., Any],
@@ -146,48 +186,47 @@ def build_account_routes(
     clock: Callable[[], datetime],
 ) -> APIRouter:
     """`principal`: `api.build_router`'s bearer-token dependency; `repository`: the live
-    `ComplaintRepository`."""
-    router = APIRouter()
-    _session_routes(router, ctx, principal, repository, clock)
-    _administration_routes(router, ctx, principal, repository, clock)
-    return router
+    `ComplaintRepository`.
+
+    The session routes (logging in and out, one's own password) are open to a session
+    whose account must change its one-time password; the administration routes
+    (accounts, as admins create, disable, enable and reset them) are not."""
+    at = _Parts(APIRouter(), ctx, clock)
+    # The one door a session with a one-time password still passes (see auth.py).
+    pending = caller_dependency(repository, clock, password_pending=True)
+    _login_route(at)
+    _current_session_routes(at, pending, repository)
+    _password_route(at, pending)
+    _account_listing_routes(at, principal)
+    for disabled, path, summary in (
+        (True, "disable", "Disable an account; its sessions stop working at once (admins)"),
+        (False, "enable", "Enable a disabled account again (admins)"),
+    ):
+        _account_switch_route(at, principal, disabled, path, summary)
+    _password_reset_route(at, principal)
+    return at.router
 
 
-def _session_routes(
-    router: APIRouter,
-    ctx: AccountsContext,
-    principal: Callable[..., Any],
-    repository: Callable[[], Any],
-    clock: Callable[[], datetime],
-) -> None:
-    """Logging in and out, and one's own password."""
-    Caller = Annotated[Principal | None, Depends(principal)]
-    Repo = Annotated[ComplaintRepository, Depends(repository)]
-
-    @router.post(
+def _login_route(at: _Parts) -> None:
+    @at.router.post(
         "/sessions",
         status_code=201,
         response_model=SessionCreated,
         tags=["sessions"],
-        responses=refusals(
-            _400="The body is not JSON",
-            _401="Username or password is wrong (the same answer for an unknown username "
-            "and a disabled account)",
-            _429="Too many failed logins for this username or from this address; see Retry-After",
-        ),
+        responses=_LOGIN_REFUSALS,
         summary="Log in: a session token for an officer's or admin's account (12 hours)",
     )
     async def create_session(body: LoginRequest, request: Request) -> SessionCreated:
-        address = login_client(request, ctx.proxies)
+        address = login_client(request, at.ctx.proxies)
         try:
             session = await login(
-                ctx.store(),
+                at.ctx.store(),
                 body.username,
                 body.password,
-                client=client_digest(ctx.address_key, address),
-                now=clock(),
-                hours=ctx.session_hours,
-                count=ctx.count_failure,
+                client=client_digest(at.ctx.address_key, address),
+                now=at.clock(),
+                hours=at.ctx.session_hours,
+                count=at.ctx.count_failure,
             )
         except LoginRefused as refused:
             headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after else None
@@ -198,165 +237,157 @@ def _session_routes(
             account=_view(session.account),
         )
 
-    @router.get(
+
+def _current_session_routes(
+    at: _Parts, principal: Callable[..., Any], repository: Callable[[], Any]
+) -> None:
+    Caller = Annotated[Principal | None, Depends(principal)]
+    Repo = Annotated[ComplaintRepository, Depends(repository)]
+
+    @at.router.get(
         "/sessions/current",
         response_model=AccountView,
         tags=["sessions"],
-        responses=refusals(_401="Missing or unknown token", _404="Not a session's token"),
+        responses=_SESSION_REFUSALS,
         summary="The account of the session whose token is sent",
     )
     async def current_session(caller: Caller) -> AccountView:
         session = session_of(caller)
-        doc = await ctx.store().get(session.account or "")
+        doc = await at.ctx.store().get(session.account or "")
         if doc is None:
             raise HTTPException(404, detail="this session's account is gone")
         return _view(doc)
 
-    @router.delete(
+    @at.router.delete(
         "/sessions/current",
         status_code=204,
         tags=["sessions"],
-        responses=refusals(_401="Missing or unknown token", _404="Not a session's token"),
+        responses=_SESSION_REFUSALS,
         summary="Log out: the session's token stops working at once",
     )
     async def end_session(caller: Caller, repo: Repo) -> Response:
         session = session_of(caller)
-        await repo.revoke_token(session.token_id or "", clock())
+        await repo.revoke_token(session.token_id or "", at.clock())
         return Response(status_code=204)
 
-    @router.post(
+
+def _password_route(at: _Parts, principal: Callable[..., Any]) -> None:
+    Caller = Annotated[Principal | None, Depends(principal)]
+
+    @at.router.post(
         "/sessions/current/password",
         status_code=204,
         tags=["sessions"],
-        responses=refusals(
-            _400="The body is not JSON",
-            _401="Missing or unknown token",
-            _403="The current password is wrong",
-            _404="Not a session's token",
-            _422="The new password is too short or the same",
-        ),
+        responses=_PASSWORD_REFUSALS,
         summary="Choose a new password; the account's other sessions end",
     )
     async def new_password(body: PasswordChange, caller: Caller) -> Response:
         session = session_of(caller)
         try:
             await change_password(
-                ctx.store(),
+                at.ctx.store(),
                 session.account or "",
                 body.current_password,
                 body.new_password,
                 keep_token_id=session.token_id,
-                now=clock(),
+                now=at.clock(),
             )
         except AccountError as error:
             raise _refused(error) from None
         return Response(status_code=204)
 
 
-def _administration_routes(
-    router: APIRouter,
-    ctx: AccountsContext,
-    principal: Callable[..., Any],
-    repository: Callable[[], Any],
-    clock: Callable[[], datetime],
-) -> None:
-    """Accounts, as admins create, disable, enable and reset them."""
+def _account_listing_routes(at: _Parts, principal: Callable[..., Any]) -> None:
     Caller = Annotated[Principal | None, Depends(principal)]
-    Username = Annotated[str, Path(min_length=3, max_length=32)]
 
-    @router.get(
+    @at.router.get(
         "/accounts",
         response_model=list[AccountView],
         tags=["accounts"],
-        responses=refusals(_401="Missing or unknown token", _403="Not an admin"),
+        responses=_ADMIN_REFUSALS,
         summary="Every officer's and admin's account, by username (admins)",
     )
     async def list_accounts(caller: Caller) -> list[AccountView]:
         admin(caller, "manage accounts")
-        return [_view(doc) for doc in await ctx.store().all()]
+        return [_view(doc) for doc in await at.ctx.store().all()]
 
-    @router.post(
+    @at.router.post(
         "/accounts",
         status_code=201,
         response_model=AccountWithPassword,
         tags=["accounts"],
-        responses=refusals(
-            _400="The body is not JSON",
-            _401="Missing or unknown token",
-            _403="Not an admin",
-            _409="The username is taken",
-            _422="Unknown role, region or agency",
-        ),
+        responses=_NEW_ACCOUNT_REFUSALS,
         summary="Create an account; its one-time password is shown once (admins)",
     )
     async def new_account(body: NewAccountRequest, caller: Caller) -> AccountWithPassword:
         by = admin(caller, "manage accounts")
-        region = body.region or ctx.default_region
-        if region not in ctx.agencies:
+        region = body.region or at.ctx.default_region
+        if region not in at.ctx.agencies:
             raise HTTPException(422, detail=f"unknown region {region!r}")
         try:
             doc, password = await create_account(
-                ctx.store(),
+                at.ctx.store(),
                 username=body.username,
                 name=body.name,
                 role=body.role,
                 agency=body.agency,
                 region=region,
                 created_by=by.name,
-                now=clock(),
-                agencies=ctx.agencies[region],
+                now=at.clock(),
+                agencies=at.ctx.agencies[region],
             )
         except AccountError as error:
             raise _refused(error) from None
         return AccountWithPassword(account=_view(doc), password=password)
 
-    async def switch(username: str, caller: Principal | None, disabled: bool) -> AccountView:
+
+Username = Annotated[str, Path(min_length=3, max_length=32)]
+
+
+def _account_switch_route(
+    at: _Parts,
+    principal: Callable[..., Any],
+    disabled: bool,
+    path: str,
+    summary: str,
+) -> None:
+    """`POST /accounts/{username}/disable` or `.../enable`: one route each, the same logic."""
+    Caller = Annotated[Principal | None, Depends(principal)]
+
+    async def switch(username: Username, caller: Caller) -> AccountView:
         by = admin(caller, "manage accounts")
         try:
             if disabled and by.account == check_username(username):
                 raise AccountError("an admin does not disable their own account", status=409)
-            return _view(await set_disabled(ctx.store(), username, disabled, clock()))
+            return _view(await set_disabled(at.ctx.store(), username, disabled, at.clock()))
         except AccountError as error:
             raise _refused(error) from None
 
-    account_refusals = refusals(
-        _401="Missing or unknown token",
-        _403="Not an admin",
-        _404="No such account",
-        _422="Not a username",
-    )
-
-    @router.post(
-        "/accounts/{username}/disable",
+    at.router.post(
+        f"/accounts/{{username}}/{path}",
         response_model=AccountView,
         tags=["accounts"],
-        responses=account_refusals,
-        summary="Disable an account; its sessions stop working at once (admins)",
-    )
-    async def disable_account(username: Username, caller: Caller) -> AccountView:
-        return await switch(username, caller, True)
+        responses=_ACCOUNT_REFUSALS,
+        summary=summary,
+        # The name FastAPI derives the OpenAPI operation id from.
+        name=f"{path}_account",
+    )(switch)
 
-    @router.post(
-        "/accounts/{username}/enable",
-        response_model=AccountView,
-        tags=["accounts"],
-        responses=account_refusals,
-        summary="Enable a disabled account again (admins)",
-    )
-    async def enable_account(username: Username, caller: Caller) -> AccountView:
-        return await switch(username, caller, False)
 
-    @router.post(
+def _password_reset_route(at: _Parts, principal: Callable[..., Any]) -> None:
+    Caller = Annotated[Principal | None, Depends(principal)]
+
+    @at.router.post(
         "/accounts/{username}/reset-password",
         response_model=AccountWithPassword,
         tags=["accounts"],
-        responses=account_refusals,
+        responses=_ACCOUNT_REFUSALS,
         summary="A new one-time password, shown once; the account's sessions end (admins)",
     )
     async def reset_account_password(username: Username, caller: Caller) -> AccountWithPassword:
         admin(caller, "manage accounts")
         try:
-            doc, password = await reset_password(ctx.store(), username, clock())
+            doc, password = await reset_password(at.ctx.store(), username, at.clock())
         except AccountError as error:
             raise _refused(error) from None
         return AccountWithPassword(account=_view(doc), password=password)

@@ -411,6 +411,43 @@ def worklist_filters(q: str | None, overdue: bool | None, now: datetime) -> dict
     return also
 
 
+WORKLIST_COUNT_STEP = 100
+
+
+def worklist_count_bound(shown_through: int) -> int:
+    """The bound of a worklist count: the next multiple of the step past the page's
+    end, so that the next page is known to exist and the number reads plainly."""
+    return (shown_through // WORKLIST_COUNT_STEP + 1) * WORKLIST_COUNT_STEP
+
+
+async def worklist_page(
+    repo: ComplaintRepository,
+    agency: str,
+    states: list[str],
+    also: dict[str, Any],
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """A worklist page, its total, and whether the total is only a lower bound.
+
+    Without words or `overdue` the page and the count are two reads of the same
+    index, side by side. Words and deadlines are checked entry by entry: a short
+    page then is the count, and otherwise counting stops past the next bound, as
+    the page needs only to know that more follow."""
+    if not also or "_id" in also:
+        docs, total = await asyncio.gather(
+            repo.worklist(agency, states, limit, offset=offset, also=also),
+            repo.count_worklist(agency, states, also),
+        )
+        return docs, total, False
+    docs = await repo.worklist(agency, states, limit, offset=offset, also=also)
+    if len(docs) < limit and (docs or offset == 0):
+        return docs, offset + len(docs), False
+    up_to = worklist_count_bound(offset + limit)
+    total = await repo.count_worklist(agency, states, also, up_to=up_to)
+    return docs, min(total, up_to), total > up_to
+
+
 def _worklist_item(
     doc: dict[str, Any], zone: ZoneInfo, audience: Audience, now: datetime
 ) -> WorklistItem:
@@ -683,7 +720,9 @@ def _agency_routes(router: APIRouter, ctx: ApiContext, principal: CallerDependen
         summary="An agency's worklist: urgent first, then the nearest deadline",
         description="Paged by `limit` and `offset`; the `X-Total-Count` header gives the "
         "number of complaints matching the filters. `q` is a tracking id (exact) or words "
-        "that must all appear in the text (case-insensitive).",
+        "that must all appear in the text (case-insensitive). Words and `overdue` are "
+        "counted up to the next multiple of 100 beyond the page: past it, "
+        "`X-Total-Count-More-Than` replaces `X-Total-Count` (that many and more).",
     )
     async def worklist(
         code: Annotated[str, Path(max_length=32)],
@@ -705,12 +744,8 @@ def _agency_routes(router: APIRouter, ctx: ApiContext, principal: CallerDependen
         states = [s.value for s in (status or OPEN_STATES)]
         now = ctx.clock()
         also = worklist_filters(q, overdue, now)
-        # The page and the count are two reads of the same index: side by side.
-        docs, total = await asyncio.gather(
-            repo.worklist(code, states, limit, offset=offset, also=also),
-            repo.count_worklist(code, states, also),
-        )
-        response.headers["X-Total-Count"] = str(total)
+        docs, total, more = await worklist_page(repo, code, states, also, limit, offset)
+        response.headers["X-Total-Count-More-Than" if more else "X-Total-Count"] = str(total)
         audience = Audience.ADMIN if caller.role is Role.ADMIN else Audience.AGENCY
         return [_worklist_item(d, ctx.zone_of(d), audience, now) for d in docs]
 

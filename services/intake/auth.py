@@ -30,7 +30,14 @@ from lapor.account_store import SESSION
 from lapor.audience import Audience, access
 from lapor.contracts.commands import Actor, Role
 from lapor.runtime.http import mark_authenticated
-from lapor.tokens import DEFAULT_TOKEN_DAYS, token_expiry, token_status
+from lapor.tokens import CHANGE_FIRST as CHANGE_FIRST
+from lapor.tokens import (
+    CHANGE_FIRST_DOC,
+    DEFAULT_TOKEN_DAYS,
+    password_refusal,
+    token_expiry,
+    token_status,
+)
 from lapor.tokens import TokenStatus as TokenStatus
 from lapor.tokens import aware as _aware
 from lapor.tokens import hash_token as hash_token
@@ -147,6 +154,8 @@ def session_record(
         "account": account["_id"],
         "region": account.get("region"),
         "expires_at": now + timedelta(hours=hours),
+        # Copied from the account at login: `lapor.tokens.password_refusal`.
+        "must_change_password": bool(account.get("must_change_password")),
     }
 
 
@@ -186,28 +195,56 @@ def principal_from(record: dict[str, Any]) -> Principal:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def caller_dependency(
-    repository: Callable[[], Any], clock: Callable[[], datetime]
-) -> Callable[..., Awaitable[Principal | None]]:
+class CallerDependency:
     """A FastAPI dependency shared by intake's routers: the holder of the request's
     bearer token (its last use noted), None without one, 401 for an unknown,
-    expired or revoked token. Requests it lets through count as authenticated."""
+    expired or revoked token. Requests it lets through count as authenticated.
 
-    async def caller(
+    A login session whose account must still change its one-time password gets
+    403 (`lapor.tokens.password_refusal`) everywhere, except through the
+    dependency made with `password_pending=True`, which only the routes to change
+    the password, log out and read the current session use. So the rule holds for
+    every client of the API, not only for the console."""
+
+    def __init__(
+        self,
+        repository: Callable[[], Any],
+        clock: Callable[[], datetime],
+        *,
+        password_pending: bool = False,
+    ) -> None:
+        self.repository = repository
+        self.clock = clock
+        self.password_pending = password_pending
+
+    @property
+    def documented_refusals(self) -> dict[int, str]:
+        """Read by `lapor.runtime.http.document_dependency_refusals`."""
+        return {} if self.password_pending else {403: CHANGE_FIRST_DOC}
+
+    async def __call__(
+        self,
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> Principal | None:
         if credentials is None:
             return None
-        repo = repository()
+        repo = self.repository()
         record = await repo.find_token(hash_token(credentials.credentials))
         if record is None:
             raise HTTPException(401, detail="unknown token")
-        now = clock()
+        now = self.clock()
         if (refusal := token_refusal(record, now)) is not None:
             raise HTTPException(401, detail=refusal)
         await repo.record_token_use(record, now)
         mark_authenticated(request)
+        if not self.password_pending and (pending := password_refusal(record)) is not None:
+            raise HTTPException(403, detail=pending)
         return principal_from(record)
 
-    return caller
+
+def caller_dependency(
+    repository: Callable[[], Any], clock: Callable[[], datetime], *, password_pending: bool = False
+) -> Callable[..., Awaitable[Principal | None]]:
+    """The `CallerDependency` over the live repository and clock."""
+    return CallerDependency(repository, clock, password_pending=password_pending)

@@ -1,25 +1,18 @@
-"""Open311 GeoReport v2 (wiki.open311.org/GeoReport_v2) on top of the complaint record.
+"""Open311 GeoReport v2 (wiki.open311.org/GeoReport_v2) on top of the complaint record:
+its HTTP routes, and a partner's form turned into a submission. The documents
+they answer with are `services.intake.georeport`'s.
 
-Service codes are the agency categories of the region's directory
-(`PUPR-jalan`); `expected_datetime` is the answer date the citizen was told;
-confidential complaints never appear and nothing identifies a reporter.
 Both `.json` and `.xml` answer every call, as the specification defines.
-
-A listing without dates covers the last 90 days, and no listing spans more
-(the specification's limit); a list of `service_request_id`s overrides every
-other argument.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs
-from xml.etree import ElementTree as ET
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Request, Response
@@ -27,280 +20,28 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
-from lapor.audience import Audience, access, reveal
-from lapor.contracts import AGENCY_OUT_OF_SCOPE, STATE_LABELS, Channel, InboundWeb, State
+from lapor.contracts import Channel, InboundWeb
 from lapor.contracts.commands import Role
 from lapor.directory import AgencyDirectory
 from lapor.runtime.http import IsoDateTime
+from lapor.tokens import CHANGE_FIRST_DOC, password_refusal
 from services.intake.auth import hash_token, principal_from
+from services.intake.georeport import (
+    MAX_REQUESTS,
+    QueryRefused,
+    Service,
+    document_xml,
+    error,
+    request_json,
+    requests_query,
+    respond,
+    service_definition_json,
+    service_json,
+    services_of,
+)
 from services.intake.photo_api import PhotoDeps, Upload, attach_photo, clean_upload
-from services.intake.photos import STATUS, PhotoRefused, photo_url
+from services.intake.photos import STATUS, PhotoRefused
 from services.intake.usecases import SubmissionConflict
-
-CLOSED_STATES = {State.CLOSED.value, State.REJECTED.value}
-MAX_REQUESTS = 1000  # the spec lets a server cap a listing (the largest page_size)
-MAX_IDS = 100  # service_request_ids of one listing, each looked up by its _id
-REQUEST_WINDOW = timedelta(days=90)  # the spec's default span, and the longest one
-STATUSES = ("open", "closed")
-PUBLIC = Audience.PUBLIC  # Open311 answers anyone: partners' api_key only submits
-
-
-@dataclass(frozen=True)
-class Service:
-    code: str
-    name: str
-    description: str
-    group: str
-    keywords: tuple[str, ...]
-    agency: str
-    category: str
-
-
-def services_of(directory: AgencyDirectory) -> list[Service]:
-    return [
-        Service(
-            code=f"{agency.code}-{category.id}",
-            name=category.label,
-            description=f"{category.label} ({agency.name})",
-            group=agency.name,
-            keywords=(*category.strong, *category.keywords)[:8],
-            agency=agency.code,
-            category=category.id,
-        )
-        for agency in directory.agencies
-        if agency.code != AGENCY_OUT_OF_SCOPE
-        for category in agency.categories
-    ]
-
-
-def service_json(service: Service) -> dict[str, Any]:
-    return {
-        "service_code": service.code,
-        "service_name": service.name,
-        "description": service.description,
-        "metadata": False,
-        "type": "realtime",
-        "keywords": ",".join(service.keywords),
-        "group": service.group,
-    }
-
-
-def service_definition_json(service: Service) -> dict[str, Any]:
-    # No service asks for extra fields (`metadata` is false): no attributes.
-    return {"service_code": service.code, "attributes": []}
-
-
-def request_json(
-    doc: Mapping[str, Any],
-    zone: ZoneInfo,
-    agency_names: Mapping[str, str],
-    services: Mapping[str, Service],
-) -> dict[str, Any]:
-    """One complaint as a GeoReport service request, as the public sees it
-    (`lapor.audience`): no reporter, no confidential complaint, no anonymous reporter's
-    address or coordinates, phone numbers and e-mail addresses masked in every text.
-
-    `services` by service code: a request names its service as the service list does.
-    """
-    location = (doc.get("submission") or {}).get("location") or {}
-    anonymous = bool(doc.get("anonymous"))
-    agency = doc.get("agency")
-    deadlines = doc.get("deadlines") or {}
-    category = doc.get("category")
-    state = State(doc["state"])
-    notes = STATE_LABELS[state] + (f" ({doc['outcome']})" if doc.get("outcome") else "")
-    code = f"{agency}-{category}" if agency and category else None
-    service = services.get(code) if code else None
-    return {
-        "service_request_id": doc["_id"],
-        "status": "closed" if state.value in CLOSED_STATES else "open",
-        "status_notes": notes,
-        "service_name": service.name if service else None,
-        "service_code": code,
-        # Never listed when confidential; should one slip through, its text stays out.
-        "description": "" if doc.get("confidential") else reveal(PUBLIC, "text", doc["text"]),
-        "agency_responsible": agency_names.get(agency, agency) if agency else None,
-        "service_notice": None,
-        "requested_datetime": _iso(doc.get("received_at"), zone),
-        "updated_datetime": _iso(doc.get("updated_at"), zone),
-        "expected_datetime": _iso(deadlines.get("answer"), zone),
-        "address": reveal(PUBLIC, "address", location.get("address"), anonymous=anonymous),
-        "address_id": None,
-        "zipcode": None,
-        "lat": reveal(PUBLIC, "coordinates", location.get("lat"), anonymous=anonymous),
-        "long": reveal(PUBLIC, "coordinates", location.get("lon"), anonymous=anonymous),
-        "media_url": _media_url(doc),
-    }
-
-
-def _media_url(doc: Mapping[str, Any]) -> str | None:
-    """The first photo's address, where the policy shows photos to Open311's public
-    (it does not: `lapor.audience.POLICY`, part `photos`)."""
-    photos = doc.get("photos") or []
-    if not photos or not access(PUBLIC, "photos").shown or doc.get("confidential"):
-        return None
-    return photo_url(str(doc["_id"]), str(photos[0]["id"]))
-
-
-def _iso(value: datetime | None, zone: ZoneInfo) -> str | None:
-    return value.astimezone(zone).isoformat(timespec="seconds") if value else None
-
-
-# GeoReport's XML wraps each list in an element of the plural name and each item in
-# one of the singular name; the JSON is the same document with plain arrays.
-_XML_ITEMS = {"attributes": "attribute", "values": "value"}
-_XML_DECLARATION = b'<?xml version="1.0" encoding="utf-8"?>'
-# XML 1.0 can carry only the characters of its Char production (w3.org/TR/xml/#charsets):
-# not the C0 controls other than tab, LF and CR, not U+FFFE/U+FFFF and not lone
-# surrogates (a Python str can hold them, UTF-8 cannot). No escape helps, `&#0;` is as
-# invalid as the raw character, so one such character in a stored address, description
-# or name would make the whole listing unreadable. It is replaced with U+FFFD rather than
-# dropped: the reader sees that something was there, and the words either side stay apart.
-_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def xml_chars(text: str) -> str:
-    """`text` with every character XML 1.0 cannot carry replaced by U+FFFD."""
-    return _NOT_XML_CHAR.sub("\ufffd", text)
-
-
-def _xml_fill(element: ET.Element, value: Any) -> None:
-    if isinstance(value, Mapping):
-        for key, child in value.items():
-            _xml_fill(ET.SubElement(element, key), child)
-    elif isinstance(value, list):
-        for child in value:
-            _xml_fill(ET.SubElement(element, _XML_ITEMS.get(element.tag, "item")), child)
-    elif value is not None:
-        element.text = str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _xml_bytes(top: ET.Element) -> bytes:
-    """Every Open311 XML document, well-formed whatever text its elements hold.
-
-    The characters XML cannot carry are replaced in every text and attribute value here,
-    once for all documents; ElementTree escapes the markup characters (`&`, `<`, `>`,
-    and quotes in attributes). A parser turns a raw CR into LF (XML 1.0, 2.11), so CRs
-    are written as `&#13;` and come back as stored: 0x0D is never part of a multi-byte
-    UTF-8 sequence and tags hold none, so each one in the output is a text's own.
-    """
-    for element in top.iter():
-        element.text = xml_chars(element.text) if element.text else element.text
-        element.tail = xml_chars(element.tail) if element.tail else element.tail
-        for name, attribute in list(element.attrib.items()):
-            element.set(name, xml_chars(attribute))
-    body = ET.tostring(top, encoding="utf-8").replace(b"\r", b"&#13;")
-    return _XML_DECLARATION + body
-
-
-def to_xml(root: str, item: str, rows: list[dict[str, Any]]) -> bytes:
-    top = ET.Element(root)
-    for row in rows:
-        _xml_fill(ET.SubElement(top, item), row)
-    return _xml_bytes(top)
-
-
-def document_xml(root: str, document: Mapping[str, Any]) -> bytes:
-    """A single document (a service definition) under its root element."""
-    top = ET.Element(root)
-    _xml_fill(top, document)
-    return _xml_bytes(top)
-
-
-def respond(
-    fmt: str, root: str, item: str, rows: list[dict[str, Any]], status: int = 200
-) -> Response:
-    if fmt == "xml":
-        return Response(to_xml(root, item, rows), status, media_type="application/xml")
-    return JSONResponse(rows, status)
-
-
-class QueryRefused(ValueError):
-    """GET requests arguments the specification does not allow."""
-
-
-def requests_query(
-    services: Mapping[str, Service],
-    *,
-    now: datetime,
-    service_request_id: str | None = None,
-    service_code: str | None = None,
-    start_date: datetime | None = None,
-    end_date: datetime | None = None,
-    status: str | None = None,
-    region: str | None = None,
-) -> dict[str, Any] | None:
-    """The store query of GET requests; None when no request can match.
-
-    Raises `QueryRefused` for a span over 90 days, an end before the start, an
-    unknown status or more than `MAX_IDS` ids.
-
-    With `region`, the query is equality on the region and a range of
-    `received_at`: the `(region, received_at)` index answers it on MongoDB and
-    on our FerretDB build alike (the other conditions, `$in` included, are then
-    checked on the documents the index returned).
-    """
-    query: dict[str, Any] = {"confidential": {"$ne": True}}
-    if service_request_id and (ids := [i.upper() for i in _listed(service_request_id)]):
-        # The specification: a list of ids overrides all other arguments.
-        if len(ids) > MAX_IDS:
-            raise QueryRefused(f"at most {MAX_IDS} service_request_ids at once")
-        query["_id"] = {"$in": ids}
-        return query
-    if region:
-        query["region"] = region
-    if service_code:
-        codes = [services[c] for c in _listed(service_code) if c in services]
-        if not codes:
-            return None
-        query["category"] = {"$in": sorted({c.category for c in codes})}
-        query["agency"] = {"$in": sorted({c.agency for c in codes})}
-    start, end = request_window(start_date, end_date, now)
-    query["received_at"] = {"$gte": start, "$lte": end}
-    if status:
-        wanted = set(_listed(status))
-        if not wanted <= set(STATUSES):
-            raise QueryRefused("status must be open or closed (comma-separated)")
-        if len(wanted) == 1:
-            states = sorted(CLOSED_STATES)
-            query["state"] = {"$in": states} if "closed" in wanted else {"$nin": states}
-    return query
-
-
-def request_window(
-    start: datetime | None, end: datetime | None, now: datetime
-) -> tuple[datetime, datetime]:
-    """The span of requested_datetime a listing covers: the last 90 days by default;
-    one date given, the 90 days from or up to it."""
-    start = _aware(start) if start else None
-    end = _aware(end) if end else None
-    if start is None and end is None:
-        return _shifted(now, -REQUEST_WINDOW), now
-    if start is None:
-        assert end is not None
-        return _shifted(end, -REQUEST_WINDOW), end
-    if end is None:
-        return start, _shifted(start, REQUEST_WINDOW)
-    if end < start:
-        raise QueryRefused("end_date is before start_date")
-    if end - start > REQUEST_WINDOW:
-        raise QueryRefused("start_date and end_date may not span more than 90 days")
-    return start, end
-
-
-def _shifted(moment: datetime, delta: timedelta) -> datetime:
-    try:
-        return moment + delta
-    except OverflowError:  # at the edge of the calendar: as far as it goes
-        return (datetime.max if delta > timedelta(0) else datetime.min).replace(tzinfo=UTC)
-
-
-def _listed(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
-
-
-def error(fmt: str, status: int, description: str) -> Response:
-    return respond(fmt, "errors", "error", [{"code": status, "description": description}], status)
 
 
 class ServiceRow(BaseModel):
@@ -429,6 +170,33 @@ _CREATE_FORM = {
 }
 
 
+_CREATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_ok(list[CreatedRow], 201),
+    400: {"model": list[ErrorRow], "content": _XML, "description": "Invalid request"},
+    403: {
+        "model": list[ErrorRow],
+        "content": _XML,
+        "description": f"No valid api_key, or {CHANGE_FIRST_DOC} (an admin's session as api_key)",
+    },
+    409: {
+        "model": list[ErrorRow],
+        "content": _XML,
+        "description": "This request_id was used before for a different request",
+    },
+    413: {"model": list[ErrorRow], "content": _XML, "description": "media over 5 MB"},
+    415: {
+        "model": list[ErrorRow],
+        "content": _XML,
+        "description": "media is not a JPEG, PNG or WebP image",
+    },
+    422: {
+        "model": list[ErrorRow],
+        "content": _XML,
+        "description": "media is empty, damaged or over 4000 x 4000 pixels",
+    },
+}
+
+
 @dataclass(frozen=True)
 class Open311Context:
     repository: Callable[[], Any]
@@ -465,7 +233,8 @@ def build_router(ctx: Open311Context) -> APIRouter:
     router = APIRouter(prefix="/open311/v2", tags=["open311"])
     catalogue = Catalogue.of(ctx)
     _service_routes(router, catalogue)
-    _request_reading_routes(router, ctx, catalogue)
+    _request_lookup_route(router, ctx, catalogue)
+    _request_listing_route(router, ctx, catalogue)
     _request_creation_route(router, ctx, catalogue)
     return router
 
@@ -501,8 +270,8 @@ def _service_routes(router: APIRouter, catalogue: Catalogue) -> None:
         return JSONResponse(definition)
 
 
-def _request_reading_routes(router: APIRouter, ctx: Open311Context, catalogue: Catalogue) -> None:
-    """One service request, and listings of them."""
+def _request_lookup_route(router: APIRouter, ctx: Open311Context, catalogue: Catalogue) -> None:
+    """One service request, by its id."""
 
     @router.get(
         "/requests/{request_id}.{fmt}",
@@ -517,6 +286,10 @@ def _request_reading_routes(router: APIRouter, ctx: Open311Context, catalogue: C
             return error(fmt, 404, f"no service request {request_id}")
         row = request_json(doc, catalogue.zone, catalogue.names, catalogue.services)
         return respond(fmt, "service_requests", "request", [row])
+
+
+def _request_listing_route(router: APIRouter, ctx: Open311Context, catalogue: Catalogue) -> None:
+    """Service requests of a span of days, of some services or states, or by their ids."""
 
     @router.get(
         "/requests.{fmt}",
@@ -559,20 +332,23 @@ def _request_reading_routes(router: APIRouter, ctx: Open311Context, catalogue: C
             )
         except QueryRefused as refused:
             return error(fmt, 400, str(refused))
-        repo = ctx.repository()
-        if query is None:
-            docs = []
-        elif "_id" in query:
-            # One lookup by _id each: FerretDB pushes no `$in` down.
-            found = [await repo.get(i) for i in query["_id"]["$in"]]
-            docs = [d for d in found if d is not None and not d.get("confidential")][:limit]
-        else:
-            # Indexed by (region, received_at) and bounded by the 90-day span. FerretDB
-            # sorts in memory whatever the index returned (no sort or limit is pushed
-            # down), so that span, not the page size, is what keeps the listing cheap.
-            docs = await repo.search(query, limit)
+        docs = await _requests_found(ctx.repository(), query, limit)
         rows = [request_json(d, catalogue.zone, catalogue.names, catalogue.services) for d in docs]
         return respond(fmt, "service_requests", "request", rows)
+
+
+async def _requests_found(repo: Any, query: dict[str, Any] | None, limit: int) -> list[Any]:
+    """The stored complaints a listing's query finds, at most `limit`."""
+    if query is None:
+        return []
+    if "_id" in query:
+        # One lookup by _id each: FerretDB pushes no `$in` down.
+        found = [await repo.get(i) for i in query["_id"]["$in"]]
+        return [d for d in found if d is not None and not d.get("confidential")][:limit]
+    # Indexed by (region, received_at) and bounded by the 90-day span. FerretDB
+    # sorts in memory whatever the index returned (no sort or limit is pushed
+    # down), so that span, not the page size, is what keeps the listing cheap.
+    return list(await repo.search(query, limit))
 
 
 def _request_creation_route(router: APIRouter, ctx: Open311Context, catalogue: Catalogue) -> None:
@@ -582,27 +358,7 @@ def _request_creation_route(router: APIRouter, ctx: Open311Context, catalogue: C
         "/requests.{fmt}",
         summary="GeoReport v2: create a service request",
         status_code=201,
-        responses={
-            **_ok(list[CreatedRow], 201),
-            400: {"model": list[ErrorRow], "content": _XML, "description": "Invalid request"},
-            403: {"model": list[ErrorRow], "content": _XML, "description": "No valid api_key"},
-            409: {
-                "model": list[ErrorRow],
-                "content": _XML,
-                "description": "This request_id was used before for a different request",
-            },
-            413: {"model": list[ErrorRow], "content": _XML, "description": "media over 5 MB"},
-            415: {
-                "model": list[ErrorRow],
-                "content": _XML,
-                "description": "media is not a JPEG, PNG or WebP image",
-            },
-            422: {
-                "model": list[ErrorRow],
-                "content": _XML,
-                "description": "media is empty, damaged or over 4000 x 4000 pixels",
-            },
-        },
+        responses=_CREATE_RESPONSES,
         openapi_extra=_CREATE_FORM,
     )
     async def create_request(fmt: Format, request: Request) -> Response:
@@ -615,6 +371,8 @@ def _request_creation_route(router: APIRouter, ctx: Open311Context, catalogue: C
         record = await ctx.repository().token(hash_token(form.get("api_key", "")))
         if record is None or record.get("role") not in (Role.PARTNER.value, Role.ADMIN.value):
             return error(fmt, 403, "a valid api_key is required")
+        if (pending := password_refusal(record)) is not None:
+            return error(fmt, 403, pending)
         submission = _submission(form, record, catalogue, ctx.default_region)
         if isinstance(submission, str):
             return error(fmt, 400, submission)
@@ -717,10 +475,6 @@ def _form_errors(invalid: ValidationError) -> str:
         f"{'.'.join(_FORM_NAMES.get(str(p), str(p)) for p in e['loc'])}: {e['msg']}"
         for e in invalid.errors()
     )
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _location(form: Mapping[str, str]) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from pymongo.errors import DuplicateKeyError
 
 from lapor.runtime.outbox import Outbox, ensure_outbox_index
 from services.intake.auth import LAST_USE_EVERY, needs_last_use, new_token_id, token_refusal
+from services.intake.counts import CountBuffer
 from services.intake.domain import (
     WORKLIST_STATES,
     Change,
@@ -75,25 +76,70 @@ _ENTRY_FIELDS = (
 _ENTRY_PROJECTION: Document = dict.fromkeys(_ENTRY_FIELDS, 1)
 
 
+# A worklist entry's place in the worklist's order as one string (`worklist_key`): an
+# index on (open_agency, worklist_key) then serves each page in order, on MongoDB and in
+# our FerretDB build (which walks such an index only for one string sort field).
+WORKLIST_KEY = "worklist_key"
+_KEY_FILLED = "~entries-before-worklist-key"
+
+
+def _key_time(value: datetime | None) -> str:
+    """Fixed width, to the millisecond the database keeps; naive means UTC. A missing
+    value sorts first, as a missing field does."""
+    if value is None:
+        return "-"
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y%m%dT%H%M%S.") + f"{value.microsecond // 1000:03d}"
+
+
+def worklist_key(entry: Document) -> str:
+    """Sorts as `WORKLIST_ORDER` does: priority rank, deadline first (the flag is
+    descending), nearest deadline, oldest received, id. Characters below '"', spaces
+    and escapes are avoided: our FerretDB build orders strings by their JSON text."""
+    rank, flag = entry.get("priority_rank"), entry.get("has_next_deadline")
+    return "|".join(
+        (
+            "-" if rank is None else f"{int(rank):02d}",
+            "2" if flag is None else str(1 - int(flag)),
+            _key_time(entry.get("next_deadline")),
+            _key_time(entry.get("received_at")),
+            str(entry.get("_id")),
+        )
+    )
+
+
 def worklist_entry(doc: Document) -> Document:
     entry = {key: doc.get(key) for key in _ENTRY_FIELDS}
     entry["version"] = int(doc.get("version") or 0)
+    entry[WORKLIST_KEY] = worklist_key(doc)
     return entry
 
 
 def worklist_query(agency: str, states: list[str], also: Document | None = None) -> Document:
-    """The filter of an agency's worklist. Within the open states it leads with
-    `open_agency`, an equality the database answers through its index without
-    reading the agency's closed complaints (FerretDB: the first indexed equality)."""
-    query: Document = {}
+    """The filter of an agency's worklist. Within the open states it reads the agency's
+    entries: `open_agency` equal to the agency (the index's first key; only an agency's
+    open complaints have it, so `agency` needs no condition) and any `worklist_key`
+    (a string comparison, which matches strings only: the sort key is then a string for
+    every entry read, which our FerretDB build requires to walk the index in order)."""
     if set(states) <= WORKLIST_STATES:
-        query["open_agency"] = agency
-    query |= {"agency": agency, "state": {"$in": states}}
+        query: Document = {"open_agency": agency, WORKLIST_KEY: {"$gt": ""}}
+        if set(states) != WORKLIST_STATES:
+            query["state"] = {"$in": states}
+    else:
+        query = {"agency": agency, "state": {"$in": states}}
     return query | (also or {})
 
 
 class ComplaintRepository:
-    def __init__(self, db: AsyncDatabase[Document], outbox: Outbox | None = None) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        outbox: Outbox | None = None,
+        counts: CountBuffer | None = None,
+    ) -> None:
+        # The complaint gauges' counters, told of every stored change (`counts`).
+        self.counts = counts
         self.database = db
         self.complaints = db["complaints"]
         self.worklist_entries = db[WORKLIST_ENTRIES]
@@ -115,8 +161,12 @@ class ComplaintRepository:
         await self.sender_messages.create_index([("phone_hash", ASCENDING), ("at", ASCENDING)])
         await self.complaints.create_index([("agency", ASCENDING), *WORKLIST_ORDER[:3]])
         await self.complaints.create_index(WORKLIST_MARK)
-        await self.worklist_entries.create_index([("open_agency", ASCENDING), *WORKLIST_ORDER[:3]])
+        await self.worklist_entries.create_index(
+            [("open_agency", ASCENDING), (WORKLIST_KEY, ASCENDING)]
+        )
+        await self.worklist_entries.create_index([("open_agency", ASCENDING), ("state", ASCENDING)])
         await self._fill_open_agency()
+        await self._fill_worklist_key()
         # The public reads by period (Open311 listing, performance report): equality on
         # the region, then a range of received_at, which our FerretDB build can use too.
         await self.complaints.create_index([("region", ASCENDING), ("received_at", DESCENDING)])
@@ -137,6 +187,8 @@ class ComplaintRepository:
             if existing is None:  # the tracking id itself collided: the caller retries
                 raise TrackingIdTaken(doc["_id"]) from None
             return existing, False
+        if self.counts is not None:
+            self.counts.record(None, doc)
         return doc, True
 
     async def add_rejection(
@@ -230,6 +282,9 @@ class ComplaintRepository:
             },
             return_document=ReturnDocument.AFTER,
         )
+        if updated is not None and self.counts is not None:
+            # Only a write that applied counts: a redelivery never gets here.
+            self.counts.record(doc, updated)
         if updated is not None and listed:
             await self._list(updated)
         return updated
@@ -329,6 +384,29 @@ class ComplaintRepository:
         with contextlib.suppress(DuplicateKeyError):
             await self.worklist_entries.insert_one({"_id": _MIGRATED, "open_agency": None})
 
+    async def _fill_worklist_key(self) -> None:
+        """Entries listed before `worklist_key` existed get it (once), computed from the
+        entry itself; an entry rewritten meanwhile got it with the rewrite. Read in one
+        pass: the filter has no indexed equality, so each read scans every entry."""
+        if await self.worklist_entries.find_one({"_id": _KEY_FILLED}) is not None:
+            return
+        missing = {"open_agency": {"$type": "string"}, WORKLIST_KEY: {"$exists": False}}
+        fields = {"version": 1, "priority_rank": 1, "has_next_deadline": 1}
+        fields |= {"next_deadline": 1, "received_at": 1}
+        entries = await self.worklist_entries.find(missing, fields).to_list(None)
+        for first in range(0, len(entries), _LISTING_AT_ONCE):
+            await asyncio.gather(
+                *(
+                    self.worklist_entries.update_one(
+                        {"_id": entry["_id"], "version": entry.get("version")},
+                        {"$set": {WORKLIST_KEY: worklist_key(entry)}},
+                    )
+                    for entry in entries[first : first + _LISTING_AT_ONCE]
+                )
+            )
+        with contextlib.suppress(DuplicateKeyError):
+            await self.worklist_entries.insert_one({"_id": _KEY_FILLED, "open_agency": None})
+
     async def worklist(
         self,
         agency: str,
@@ -340,20 +418,50 @@ class ComplaintRepository:
     ) -> list[Document]:
         """An agency's complaints in `states`, in the worklist's order; `also`: more
         conditions (`worklist_query`)."""
+        source = self._worklist_source(states)
+        order = [(WORKLIST_KEY, ASCENDING)] if source is self.worklist_entries else WORKLIST_ORDER
         cursor = (
-            self._worklist_source(states)
-            .find(worklist_query(agency, states, also), _ENTRY_PROJECTION)
-            .sort(WORKLIST_ORDER)
+            source.find(worklist_query(agency, states, also), _ENTRY_PROJECTION)
+            .sort(order)
             .skip(offset)
             .limit(limit)
         )
         return await cursor.to_list(limit)
 
     async def count_worklist(
-        self, agency: str, states: list[str], also: Document | None = None
+        self,
+        agency: str,
+        states: list[str],
+        also: Document | None = None,
+        *,
+        up_to: int | None = None,
     ) -> int:
+        """Without further conditions the open worklist is counted by equalities only,
+        one count per state: indexed equalities our FerretDB build counts in the index
+        instead of decoding every entry. `up_to`: counting stops past that many (the
+        answer is then `up_to + 1`), for conditions the database can only check entry
+        by entry."""
         source = self._worklist_source(states)
-        return await source.count_documents(worklist_query(agency, states, also))
+        if source is self.worklist_entries and not also:
+            if set(states) == WORKLIST_STATES:
+                return await self._count(source, {"open_agency": agency})
+            counts = await asyncio.gather(
+                *(self._count(source, {"open_agency": agency, "state": s}) for s in set(states))
+            )
+            return sum(counts)
+        query = worklist_query(agency, states, also)
+        return await self._count(source, query, None if up_to is None else up_to + 1)
+
+    async def _count(
+        self, source: AsyncCollection[Document], query: Document, limit: int | None = None
+    ) -> int:
+        """The `count` command: MongoDB's exact count for a filter, which FerretDB can
+        answer without a pipeline (`count_documents` sends an aggregation)."""
+        command: Document = {"count": source.name, "query": query}
+        if limit:
+            command["limit"] = limit
+        reply = await self.database.command(command)
+        return int(reply["n"])
 
     def _worklist_source(self, states: list[str]) -> AsyncCollection[Document]:
         """The open states read the small worklist entries: the database decodes every

@@ -13,8 +13,9 @@ password is looked at.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
@@ -34,6 +35,7 @@ from lapor.accounts import (
     throttled_until,
     verify_password,
 )
+from lapor.runtime.outbox import start_periodic
 from services.intake.auth import new_token, session_record
 
 log = logging.getLogger("lapor.intake.sessions")
@@ -175,4 +177,69 @@ async def change_password(
     await store.revoke_sessions(username, now, keep_token_id=keep_token_id)
     if doc is None:
         raise AccountError("this account is gone", status=403)
+    if keep_token_id is not None:
+        await store.lift_password_change(username, keep_token_id)
     return doc
+
+
+# One round deletes at most PURGE_BATCH x PURGE_BATCHES records of each kind; what
+# is left waits for the next round, so a backlog never holds the database long.
+PURGE_BATCH = 500
+PURGE_BATCHES = 20
+
+
+@dataclass(frozen=True)
+class Purged:
+    sessions: int
+    failures: int
+
+
+async def purge_expired(
+    store: AccountStore,
+    now: datetime,
+    failures_kept: timedelta,
+    *,
+    batch: int = PURGE_BATCH,
+    batches: int = PURGE_BATCHES,
+) -> Purged:
+    """Delete sessions that have expired (revoked ones too, once past their expiry)
+    and failed logins older than `failures_kept`, in batches.
+
+    MongoDB would expire both with TTL indexes; FerretDB v1 has none (it refuses
+    them), so intake deletes them itself, over range queries on indexed dates.
+    Failures inside the throttling window are always kept."""
+    kept_since = now - max(failures_kept, FAILURE_WINDOW)
+    sessions = await _in_batches(lambda: store.purge_sessions(now, batch), batch, batches)
+    failures = await _in_batches(lambda: store.purge_failures(kept_since, batch), batch, batches)
+    return Purged(sessions, failures)
+
+
+async def _in_batches(delete: Callable[[], Awaitable[int]], batch: int, batches: int) -> int:
+    total = 0
+    for _ in range(batches):
+        deleted = await delete()
+        total += deleted
+        if deleted < batch:
+            break
+    return total
+
+
+def start_purge(
+    store: Callable[[], AccountStore],
+    interval_s: float,
+    failures_kept: timedelta,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Callable[[], Awaitable[None]]:
+    """`purge_expired` now and every `interval_s` seconds; returns what stops it."""
+
+    async def purge() -> int:
+        purged = await purge_expired(store(), clock(), failures_kept)
+        if purged.sessions or purged.failures:
+            log.info(
+                "purged %d expired sessions and %d old failed logins",
+                purged.sessions,
+                purged.failures,
+            )
+        return 0  # nothing published (what start_periodic reports)
+
+    return start_periodic("login records", purge, interval_s)

@@ -33,6 +33,10 @@ class IntakeSettings(ServiceSettings):
     )
     min_words: int = Field(default=3, ge=1, le=20)
     metrics_interval_s: float = Field(default=30.0, gt=0)
+    # The complaint gauges' counters: stored changes added once a second, and
+    # recounted (on one replica) this often to repair what a crash lost.
+    counts_flush_s: float = Field(default=1.0, gt=0, le=10)
+    counts_reconcile_minutes: float = Field(default=30.0, gt=0)
     # How often announcements a crash or an outage left pending are published.
     outbox_sweep_s: float = Field(default=15.0, gt=0)
     # SMS pumping costs money: beyond these, messages are kept but not answered.
@@ -42,6 +46,10 @@ class IntakeSettings(ServiceSettings):
     duplicate_similarity: float = Field(default=90, ge=50, le=100)
     # How long a login session's token works.
     session_hours: float = Field(default=12, gt=0, le=24 * 7)
+    # Expired sessions and failed logins older than `login_failure_days` are deleted
+    # this often (sessions.start_purge); failures are kept at least a day for review.
+    login_purge_s: float = Field(default=600.0, gt=0)
+    login_failure_days: float = Field(default=30, ge=1)
     # Peers (the console) whose X-Forwarded-For names the browser behind a login, so
     # failed logins are counted per browser address rather than per console.
     login_proxies: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1/32", "::1/128")

@@ -39,6 +39,7 @@ from lapor.directory import AgencyDirectory, load_directory
 from lapor.regions import Region, load_regions, region_keywords
 from lapor.report import report_router
 from lapor.runtime.broker import EventPublisher, durable
+from lapor.runtime.complaint_counts import MongoCountStore
 from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
 from lapor.runtime.outbox import Outbox, start_periodic, start_sweeper
 from lapor.runtime.serve import serve
@@ -47,20 +48,20 @@ from lapor.runtime.service import (
     Late,
     Runtime,
     Starter,
-    asyncapi_app,
     build_runtime,
     create_service_app,
-    docs_runtime,
+    documented_broker,
 )
 from lapor.runtime.settings import documentation_infra
 from services.intake import api, changes, handlers, open311, photo_api, usecases
 from services.intake.accounts_api import AccountsContext
+from services.intake.counts import CountBuffer, start_reconciler
 from services.intake.guard import RateLimit
 from services.intake.photo_store import GridFsPhotoStore
 from services.intake.photos import PhotoLimits
 from services.intake.ports import IntakeDeps
 from services.intake.repository import ComplaintRepository
-from services.intake.sessions import login_failures_metric
+from services.intake.sessions import login_failures_metric, start_purge
 from services.intake.settings import IntakeSettings
 from services.intake.sms import RegionKeywords
 
@@ -319,7 +320,8 @@ def _on_start(parts: Assembly) -> Starter:
     settings = parts.settings
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
-        repo = ComplaintRepository(db, announcements(parts.publishers))
+        counts = CountBuffer(MongoCountStore(db))
+        repo = ComplaintRepository(db, announcements(parts.publishers), counts)
         await repo.ensure_indexes()
         account_store = MongoAccounts(db)
         await account_store.ensure_indexes()
@@ -370,6 +372,15 @@ def _start_background(
     settings, broker = parts.settings, parts.runtime.broker
     plan = RefreshPlan(complaints=True, dead_letters=True, consumers=declared_consumers(broker))
     stop_refresher = start_refresher(parts.metrics, db, broker, plan, settings.metrics_interval_s)
+    # The complaint gauges' counters: flushed each second, reconciled now and then.
+    assert repo.counts is not None
+    stop_counts = repo.counts.start(settings.counts_flush_s)
+    stop_reconciler = start_reconciler(
+        db,
+        repo.counts.store,
+        timedelta(minutes=settings.counts_reconcile_minutes),
+        settle_s=3 * settings.counts_flush_s,
+    )
     stop_sweeper = start_sweeper(
         repo.outbox_or_fail(),
         {**repo.outbox_collections(), **photo_store.outbox_collections()},
@@ -378,10 +389,16 @@ def _start_background(
 
     # Worklist entries a crash left behind, or complaints loaded in bulk.
     stop_lister = start_periodic("worklist", repo.sync_worklist, settings.outbox_sweep_s)
+    stop_purge = start_purge(
+        parts.accounts.get, settings.login_purge_s, timedelta(days=settings.login_failure_days)
+    )
 
     async def stop() -> None:
+        await stop_purge()
         await stop_lister()
         await stop_sweeper()
+        await stop_reconciler()
+        await stop_counts()
         await stop_refresher()
 
     return stop
@@ -420,9 +437,7 @@ def _routers(parts: Assembly, accounts: AccountsContext) -> list[APIRouter]:
 
 def asyncapi() -> FastStream:
     """`faststream docs gen --factory services.intake.wiring:asyncapi`"""
-    runtime = docs_runtime("intake")
-    register(runtime, Late("unused"))
-    return asyncapi_app(runtime.broker, "intake", DESCRIPTION)
+    return documented_broker("intake", register, DESCRIPTION)
 
 
 def main() -> None:

@@ -16,10 +16,9 @@ from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
     Runtime,
-    asyncapi_app,
     build_runtime,
     create_service_app,
-    docs_runtime,
+    documented_broker,
 )
 from services.router import handlers
 from services.router.domain import Router
@@ -76,9 +75,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
 
 def asyncapi() -> FastStream:
     """`faststream docs gen --factory services.router.wiring:asyncapi`"""
-    runtime = docs_runtime("router")
-    register(runtime, Late("unused"))
-    return asyncapi_app(runtime.broker, "router", DESCRIPTION)
+    return documented_broker("router", register, DESCRIPTION)
 
 
 def main() -> None:

@@ -31,10 +31,9 @@ from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
     Runtime,
-    asyncapi_app,
     build_runtime,
     create_service_app,
-    docs_runtime,
+    documented_broker,
 )
 from lapor.tokens import stored_tokens
 from services.sla import handlers
@@ -217,9 +216,7 @@ def create_app(
 
 def asyncapi() -> FastStream:
     """`faststream docs gen --factory services.sla.wiring:asyncapi`"""
-    runtime = docs_runtime("sla")
-    register(runtime, Late("unused"))
-    return asyncapi_app(runtime.broker, "sla", DESCRIPTION)
+    return documented_broker("sla", register, DESCRIPTION)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from lapor.devstack import Stack
 from services.intake import domain
 from services.intake.accounts_api import AccountsContext
 from services.intake.api import build_router, worklist_filters
+from services.intake.auth import CHANGE_FIRST
 from services.intake.repository import (
     WORKLIST_ENTRIES,
     WORKLIST_MARK,
@@ -68,9 +69,14 @@ def db(own_mongo: Any) -> Any:
     return own_mongo[DB]
 
 
-async def _account(db: Any, username: str, agency: str | None, role: str = "agency") -> str:
+async def _account(
+    db: Any, username: str, agency: str | None, role: str = "agency", *, one_time: bool = False
+) -> str:
+    """A new account's password: its one-time password with `one_time`, otherwise one
+    its officer has already chosen (the account no longer waits for a change)."""
+    store = MongoAccounts(db)
     _, password = await create_account(
-        MongoAccounts(db),
+        store,
         username=username,
         name=username.title(),
         role=role,
@@ -80,6 +86,8 @@ async def _account(db: Any, username: str, agency: str | None, role: str = "agen
         now=datetime.now(UTC),
         agencies=BANJAR,
     )
+    if not one_time:
+        await store.update(username.lower(), {"must_change_password": False})
     return password
 
 
@@ -167,7 +175,7 @@ async def _act(
 async def test_a_session_works_on_the_worklist_and_actions_until_logout(
     http: httpx.AsyncClient, db: Any
 ) -> None:
-    password = await _account(db, "budi", "PUPR")
+    password = await _account(db, "budi", "PUPR", one_time=True)
     login = await _login(http, "Budi", password)
     assert login.status_code == 201, login.text
     body = login.json()
@@ -187,6 +195,9 @@ async def test_a_session_works_on_the_worklist_and_actions_until_logout(
 
     current = await http.get("/api/v1/sessions/current", headers=headers)
     assert current.status_code == 200 and current.json()["username"] == "budi"
+    chosen = {"current_password": password, "new_password": "budi-pilihan-123"}
+    changed = await http.post("/api/v1/sessions/current/password", json=chosen, headers=headers)
+    assert changed.status_code == 204, changed.text
 
     tracking_id = await _complaint(db, "PUPR")
     listing = await http.get("/api/v1/agencies/PUPR/complaints", headers=headers)
@@ -298,10 +309,80 @@ async def test_an_officer_reads_only_their_agencys_worklist(
     assert noted.status_code == 403
 
 
+@pytest.mark.security
+async def test_a_one_time_password_session_may_only_change_it_log_out_or_read_itself(
+    http: httpx.AsyncClient, db: Any
+) -> None:
+    password = await _account(db, "nina", "PUPR", one_time=True)
+    nina = await _session(http, "nina", password)
+    tracking_id = await _complaint(db, "PUPR")
+    before = await db.complaints.find_one({"_id": tracking_id})
+    submission = {"text": "jalan berlubang besar di depan sekolah dasar", "region": "banjar"}
+    calls = [
+        ("GET", "/api/v1/agencies/PUPR/complaints", None),
+        ("GET", f"/api/v1/complaints/{tracking_id}", None),
+        ("POST", f"/api/v1/complaints/{tracking_id}/actions/acknowledge", {}),
+        ("POST", f"/api/v1/complaints/{tracking_id}/actions/note", {"text": "sudah dicek"}),
+        ("POST", "/api/v1/complaints", submission | {"client_id": uuid.uuid4().hex}),
+        ("GET", f"/api/v1/complaints/{tracking_id}/photos/ph_0", None),
+        ("GET", "/api/v1/accountability", None),
+        ("GET", "/api/v1/tokens", None),
+    ]
+    for method, path, body in calls:
+        refused = await http.request(method, path, json=body, headers=nina)
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json() == {"detail": CHANGE_FIRST}, path
+    assert await db.complaints.find_one({"_id": tracking_id}) == before
+    assert not await db.complaints.find_one({"text": submission["text"]})
+
+    # Who am I, and logging out, stay open; the logged-out session is gone.
+    current = await http.get("/api/v1/sessions/current", headers=nina)
+    assert current.status_code == 200 and current.json()["must_change_password"] is True
+    second = await _session(http, "nina", password)
+    assert (await http.delete("/api/v1/sessions/current", headers=second)).status_code == 204
+    assert (await http.get("/api/v1/sessions/current", headers=second)).status_code == 401
+
+    # Once the password is chosen, the same session acts.
+    chosen = {"current_password": password, "new_password": "nina-pilihan-123"}
+    changed = await http.post("/api/v1/sessions/current/password", json=chosen, headers=nina)
+    assert changed.status_code == 204, changed.text
+    acknowledged = await _act(http, nina, tracking_id, "acknowledge")
+    assert acknowledged.status_code == 200, acknowledged.text
+
+
+@pytest.mark.security
+async def test_an_admin_with_a_one_time_password_administers_nothing(
+    http: httpx.AsyncClient, db: Any
+) -> None:
+    admin = await _admin(http)
+    created = await http.post(
+        "/api/v1/accounts",
+        json={"username": "admin.baru", "name": "Admin Baru", "role": "admin"},
+        headers=admin,
+    )
+    assert created.status_code == 201, created.text
+    fresh = await _session(http, "admin.baru", created.json()["password"])
+    calls = [
+        ("GET", "/api/v1/accounts", None),
+        ("POST", "/api/v1/accounts", {"username": "evil2", "name": "E", "role": "admin"}),
+        ("POST", "/api/v1/accounts/admin/reset-password", None),
+        ("POST", "/api/v1/tokens", {"name": "x", "role": "admin"}),
+        ("GET", "/api/v1/triage", None),
+        ("GET", "/api/v1/overview", None),
+    ]
+    for method, path, body in calls:
+        refused = await http.request(method, path, json=body, headers=fresh)
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json() == {"detail": CHANGE_FIRST}, path
+    assert await db.accounts.find_one({"_id": "evil2"}) is None
+    assert await db.api_tokens.count_documents({"name": "x"}) == 0
+    assert (await _login(http, "admin", ADMIN_PASSWORD)).status_code == 201
+
+
 async def test_changing_the_password_ends_the_other_sessions(
     http: httpx.AsyncClient, db: Any
 ) -> None:
-    password = await _account(db, "rudi", "PUPR")
+    password = await _account(db, "rudi", "PUPR", one_time=True)
     other = await _session(http, "rudi", password)
     this = await _session(http, "rudi", password)
     change = "/api/v1/sessions/current/password"
@@ -322,6 +403,8 @@ async def test_changing_the_password_ends_the_other_sessions(
     assert (await http.get("/api/v1/sessions/current", headers=other)).status_code == 401
     current = await http.get("/api/v1/sessions/current", headers=this)
     assert current.status_code == 200 and current.json()["must_change_password"] is False
+    # The session that chose the password goes on working.
+    assert (await http.get("/api/v1/agencies/PUPR/complaints", headers=this)).status_code == 200
     assert (await _login(http, "rudi", password)).status_code == 401
     assert (await _login(http, "rudi", "baru-1234567")).status_code == 201
 

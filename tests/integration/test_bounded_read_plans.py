@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from lapor.report.fetch import _public, complaint_filter
-from services.intake.open311 import requests_query
+from services.intake.georeport import requests_query
 from services.intake.repository import ComplaintRepository
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]

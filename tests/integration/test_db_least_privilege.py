@@ -143,6 +143,13 @@ async def test_each_service_does_its_work_under_its_own_grants(
 
     await eventually(answered, timeout=60)
     assert await operator.sla_clocks.find_one({}) is not None
+
+    async def counted() -> bool:
+        # intake's own login keeps the complaint gauges' counters.
+        counts = await operator.complaint_counts.find_one({"_id": "open"})
+        return bool(counts and counts["c"].get("o|assigned|PUPR|normal"))
+
+    await eventually(counted, timeout=30)
     for child in [*SERVICES, "dlq"]:
         assert guarded.children[child].alive(), child
         log = (guarded.workdir / "logs" / f"{child}.log").read_text()

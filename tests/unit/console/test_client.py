@@ -12,6 +12,11 @@ SEEN: list[httpx.Request] = []
 
 def answer(request: httpx.Request) -> httpx.Response:
     SEEN.append(request)
+    if (
+        request.url.path == "/api/v1/agencies/PUPR/complaints"
+        and request.url.params.get("q") == "x"
+    ):
+        return httpx.Response(200, json=[], headers={"X-Total-Count-More-Than": "100"})
     if request.url.path == "/api/v1/agencies/PUPR/complaints":
         return httpx.Response(200, json=[{"tracking_id": "LPR-1"}], headers={"X-Total-Count": "41"})
     if request.url.path.endswith("/acknowledge"):
@@ -39,6 +44,11 @@ async def test_the_officers_token_and_the_browsers_address_go_along(
     assert sent.headers["x-forwarded-for"] == "203.0.113.7"
     assert sent.url.params.get_list("status") == ["assigned"]
     assert sent.url.params["q"] == "jalan" and sent.url.params["limit"] == "5"
+
+
+async def test_a_count_that_stopped_is_a_lower_bound(services: HttpServices) -> None:
+    listing = await services.worklist("lpt_x", "PUPR", q="x")
+    assert listing.total == 100 and listing.more_than
 
 
 async def test_refusals_keep_the_services_words(services: HttpServices) -> None:

@@ -179,6 +179,17 @@ def test_worklist_urgent_first_overdue_highlighted_filters_passed(
                     "limit": 2, "offset": 0}  # fmt: skip
 
 
+def test_a_count_that_stopped_reads_more_than(
+    client: TestClient, services: InMemoryServices
+) -> None:
+    """Intake counts words and overdue only up to a bound: the page says so."""
+    services.worklist_count_up_to = 2
+    log_in(client, "budi", "sandi-budi-123")
+    page = client.get("/", params={"limit": "1"})
+    assert "Menampilkan 1–1 dari lebih dari 2 pengaduan" in page.text
+    assert "offset=1" in page.text, "a link to the next page"
+
+
 def test_acknowledge_with_its_form_takes_effect(
     client: TestClient, services: InMemoryServices
 ) -> None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from lapor.devstack import ROOT
 from lapor.regions import load_regions, region_keywords
+from services.intake.counts import CountBuffer
 from services.intake.domain import Change, Transition, after_change
 from services.intake.ports import Document, IntakeDeps, TrackingIdTaken
 from services.intake.sms import RegionKeywords
@@ -33,7 +34,9 @@ E = TypeVar("E", bound=BaseModel)
 
 
 class MemoryComplaints:
-    def __init__(self) -> None:
+    def __init__(self, counts: CountBuffer | None = None) -> None:
+        # Told of every stored change, as the repository tells it.
+        self.counts = counts
         self.complaints: dict[str, Document] = {}
         self.rejections: dict[str, Document] = {}
         self.pending: dict[str, list[BaseModel]] = {}
@@ -50,6 +53,8 @@ class MemoryComplaints:
             raise TrackingIdTaken(doc["_id"])
         self.complaints[doc["_id"]] = dict(doc)
         self.pending.setdefault(doc["_id"], []).extend(events)
+        if self.counts is not None:
+            self.counts.record(None, doc)
         return dict(doc), True
 
     async def add_rejection(
@@ -95,6 +100,8 @@ class MemoryComplaints:
             return doc, None
         after = after_change(doc, change.transition, datetime.now(UTC))
         self.complaints[complaint_id] = after
+        if self.counts is not None:
+            self.counts.record(doc, after)
         self.pending.setdefault(complaint_id, []).extend(change.announce(after))
         return dict(after), change
 

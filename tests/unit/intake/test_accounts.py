@@ -29,7 +29,7 @@ from lapor.accounts import (
     throttled_until,
     verify_password,
 )
-from services.intake.sessions import LoginRefused, change_password, login
+from services.intake.sessions import LoginRefused, change_password, login, purge_expired
 
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 AGENCIES = frozenset({"PUPR", "DINKES"})
@@ -227,7 +227,25 @@ def test_changing_the_password_keeps_only_this_session() -> None:
     assert doc["must_change_password"] is False
     revoked = {s["id"]: s["revoked_at"] for s in store.sessions}
     assert revoked[other.record["id"]] == T0 and revoked[this.record["id"]] is None
-    _login(store, "budi", "baru-sekali-123", T0)
+    # The session opened with the one-time password waited for this change; no longer.
+    assert this.record["must_change_password"] is True
+    pending = {s["id"]: s["must_change_password"] for s in store.sessions}
+    assert pending[this.record["id"]] is False and pending[other.record["id"]] is True
+    later = _login(store, "budi", "baru-sekali-123", T0)
+    assert later.record["must_change_password"] is False
+
+
+def test_the_purge_keeps_what_still_counts() -> None:
+    store = InMemoryAccounts()
+    _, password = _create(store)
+    _login(store, "budi", password, T0 - timedelta(days=1))
+    alive = _login(store, "budi", password, T0)
+    for age in (timedelta(days=40), timedelta(days=31), timedelta(minutes=5)):
+        asyncio.run(store.add_failure({"username": "budi", "at": T0 - age}))
+    purged = asyncio.run(purge_expired(store, T0, timedelta(days=30), batch=1, batches=5))
+    assert (purged.sessions, purged.failures) == (1, 2)
+    assert [s["id"] for s in store.sessions] == [alive.record["id"]]
+    assert [f["at"] for f in store.failures] == [T0 - timedelta(minutes=5)]
 
 
 def test_a_login_racing_with_a_disable_does_not_survive_it() -> None:

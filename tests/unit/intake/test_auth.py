@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lapor.contracts.commands import Role
+from lapor.tokens import CHANGE_FIRST_DOC
 from services.intake.auth import (
     DEFAULT_TOKEN_DAYS,
     Principal,
@@ -11,12 +12,14 @@ from services.intake.auth import (
     hash_token,
     needs_last_use,
     new_token,
+    session_record,
     token_expiry,
     token_record,
     token_refusal,
     token_status,
     token_view,
 )
+from services.intake.wiring import openapi_document
 
 SECRET = b"k" * 32
 
@@ -128,3 +131,41 @@ def test_a_token_view_holds_neither_the_secret_nor_its_hash() -> None:
     shown = repr(view)
     assert token not in shown and hash_token(token) not in shown and token[4:12] not in shown
     assert view["status"] == "active" and view["id"] == record["id"]
+
+
+def test_a_login_session_carries_its_accounts_pending_password_change() -> None:
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    account = {"_id": "budi", "name": "Budi", "role": "agency", "agency": "PUPR"}
+    pending = session_record(
+        new_token(), account | {"must_change_password": True}, hours=12, now=now
+    )
+    settled = session_record(new_token(), account, hours=12, now=now)
+    assert pending["must_change_password"] is True
+    assert settled["must_change_password"] is False
+
+
+def test_the_openapi_document_names_the_password_first_refusal_where_it_applies() -> None:
+    document = openapi_document()
+    open_to_pending = {
+        ("post", "/api/v1/sessions"),  # logging in: no session yet
+        ("get", "/api/v1/sessions/current"),
+        ("delete", "/api/v1/sessions/current"),
+        ("post", "/api/v1/sessions/current/password"),
+    }
+    # A partner's form names its key in a field, not a header: an admin's session refused there too.
+    by_api_key = {("post", "/open311/v2/requests.{fmt}")}
+    gated = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            answers = operation["responses"]
+            described = answers.get("403", {}).get("description", "")
+            if (method, path) in open_to_pending or (
+                "401" not in answers and (method, path) not in by_api_key
+            ):
+                assert CHANGE_FIRST_DOC not in described, (method, path)
+                continue
+            assert CHANGE_FIRST_DOC in described.lower(), (method, path)
+            gated.append((method, path))
+    assert ("post", "/api/v1/complaints/{tracking_id}/actions/{action}") in gated
+    assert ("post", "/api/v1/accounts") in gated and len(gated) >= 15
+    assert by_api_key <= set(gated)

@@ -22,7 +22,8 @@ from lapor.report import report_router
 from lapor.report.period import MAX_DAYS, bounded_period
 from lapor.runtime.http import create_http_app, mark_authenticated
 from lapor.runtime.settings import HttpLimits, ServiceSettings, documentation_infra
-from services.intake.open311 import MAX_IDS, Open311Context, build_router, requests_query
+from services.intake.georeport import MAX_IDS, requests_query
+from services.intake.open311 import Open311Context, build_router
 
 DIRECTORY = load_directory(ROOT / "data" / "regions" / "banjar")
 WITA = ZoneInfo("Asia/Makassar")

@@ -12,7 +12,7 @@ import pytest
 
 from lapor.devstack import ROOT
 from lapor.directory import load_directory
-from services.intake.open311 import (
+from services.intake.georeport import (
     REQUEST_WINDOW,
     QueryRefused,
     document_xml,

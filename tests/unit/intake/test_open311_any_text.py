@@ -26,10 +26,8 @@ from hypothesis import strategies as st
 from lapor.audience import mask_contacts
 from lapor.devstack import ROOT
 from lapor.directory import load_directory
-from services.intake.open311 import (
-    Open311Context,
+from services.intake.georeport import (
     Service,
-    build_router,
     document_xml,
     error,
     request_json,
@@ -37,6 +35,7 @@ from services.intake.open311 import (
     service_json,
     to_xml,
 )
+from services.intake.open311 import Open311Context, build_router
 
 pytestmark = [pytest.mark.security]
 

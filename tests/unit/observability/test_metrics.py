@@ -62,7 +62,7 @@ def test_names_units_and_labels_follow_conventions() -> None:
     registry = CollectorRegistry()
     DomainMetrics(registry)
     families = _families(registry)
-    assert len(families) == 19
+    assert len(families) == 21
     for family in families:
         assert family.documentation, family.name
         if family.type == "counter":

@@ -1,0 +1,302 @@
+"""Intake's complaint counters: kept with each transition, reconciled with a recount.
+
+The repository records each stored change (`CountBuffer.record`: a new
+complaint, or a transition that actually applied, so a redelivery counts
+nothing); the differences are added to the counter documents with `$inc`
+once a second in one command (`flush`), so the counters cost one database
+command a second, not a few per complaint.
+
+No transaction spans a complaint and its counters: a crash between the
+complaint's write and the flush loses that difference. The reconciliation
+(`reconcile`) recounts the open complaints through intake's `(state, agency)`
+index, one state at a time, and repairs every counter that is wrong and did
+not change while it was recounted (a counter that changed may have seen a
+transition the recount missed or counted twice; the next round takes it). It
+runs on one replica at a time (a lease in the counters' collection), spaced
+by `every`, and records the drift it found for the gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from lapor.runtime.complaint_counts import (
+    COUNTS,
+    OPEN_DOC,
+    OPEN_STATES,
+    RECONCILED_DOC,
+    CountStore,
+    Key,
+    contribution,
+    difference,
+)
+from lapor.runtime.metrics import complaints_in_state
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+_LEASE = "reconcile-lease"
+
+
+class CountBuffer:
+    """The differences of stored changes not yet added to the counters."""
+
+    def __init__(self, store: CountStore) -> None:
+        self.store = store
+        self.pending: Counter[Key] = Counter()
+        self._flushing = asyncio.Lock()
+
+    def record(self, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> None:
+        """A stored change from `before` (None: new) to `after`; call once per write."""
+        self.pending.update(difference(before, after))
+
+    async def flush(self) -> int:
+        """Add what is pending to the counters; how many counters changed."""
+        async with self._flushing:
+            taken = Counter({k: n for k, n in self.pending.items() if n})
+            self.pending.clear()
+            if not taken:
+                return 0
+            try:
+                await self.store.increment(taken)
+            except Exception:
+                # Most likely not applied (database unreachable): kept for the next
+                # flush. Had it been applied after all, the reconciliation repairs it.
+                self.pending.update(taken)
+                raise
+            return len(taken)
+
+    def start(self, every_s: float = 1.0) -> Callable[[], Awaitable[None]]:
+        """Flush every `every_s` in one task; returns the stop coroutine (a last flush)."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(every_s)
+                try:
+                    await self.flush()
+                except Exception as exc:
+                    log.warning("complaint counters not flushed: %s", type(exc).__name__)
+
+        task = asyncio.create_task(loop(), name="lapor-complaint-counts")
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            with contextlib.suppress(Exception):
+                await self.flush()
+
+        return stop
+
+
+# --------------------------------------------------------------------------
+# Reconciliation
+# --------------------------------------------------------------------------
+
+ComplaintsInState = Callable[[str], AsyncIterator[Mapping[str, Any]]]
+
+
+class ReconcileLease(Protocol):
+    async def take(self) -> bool:
+        """True if this replica may reconcile now."""
+
+    async def renew(self) -> None: ...
+
+    async def release(self, until: datetime) -> None:
+        """No replica reconciles again before `until`."""
+
+    async def record(self, outcome: Reconciled) -> None: ...
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    at: datetime
+    drift: int  # the sum of the repaired differences, in complaints
+    repaired: int  # counters repaired
+    busy: int  # counters found wrong but changing meanwhile: left to the next round
+    seconds: float
+
+
+async def reconcile(
+    store: CountStore,
+    complaints_in: ComplaintsInState,
+    *,
+    settle_s: float = 3.0,
+    between: Callable[[], Awaitable[None]] | None = None,
+) -> Reconciled:
+    """Recount the open complaints and repair the counters that were wrong and stayed
+    still meanwhile. `settle_s`: how long a change stored just now may take to reach
+    the counters (a replica's flush interval, with margin)."""
+    started, at = time.monotonic(), datetime.now(UTC)
+    everything_before = await store.read_all()
+    expected: Counter[Key] = Counter()
+    repairs: Counter[Key] = Counter()
+    busy = 0
+    for state in OPEN_STATES:
+        # The open counts of one state are checked on their own, over the short
+        # time their state's recount takes.
+        before = (await store.read([OPEN_DOC])).get(OPEN_DOC, {})
+        recount: Counter[Key] = Counter()
+        async for complaint in complaints_in(state):
+            recount.update(contribution(complaint))
+        expected.update(recount)
+        await asyncio.sleep(settle_s)
+        after = (await store.read([OPEN_DOC])).get(OPEN_DOC, {})
+        prefix = f"o|{state}|"
+        names = {n for n in (*before, *after) if n.startswith(prefix)}
+        names |= {name for (doc, name) in recount if doc == OPEN_DOC and name.startswith(prefix)}
+        for name in names:
+            want, now = recount.get((OPEN_DOC, name), 0), after.get(name, 0)
+            if want != now:
+                if before.get(name, 0) == now:
+                    repairs[(OPEN_DOC, name)] = want - now
+                else:
+                    busy += 1
+        if between is not None:
+            await between()
+    # The rest (kecamatan, deadlines) sums over every state: checked over the whole pass.
+    await asyncio.sleep(settle_s)
+    everything_after = await store.read_all()
+    keys = {(doc, name) for doc, fields in everything_after.items() for name in fields}
+    keys |= {(doc, name) for doc, fields in everything_before.items() for name in fields}
+    keys |= set(expected)
+    for doc, name in keys:
+        if doc == OPEN_DOC and name.startswith("o|"):
+            continue
+        want = expected.get((doc, name), 0)
+        now = everything_after.get(doc, {}).get(name, 0)
+        if want != now:
+            if everything_before.get(doc, {}).get(name, 0) == now:
+                repairs[(doc, name)] = want - now
+            else:
+                busy += 1
+    if repairs:
+        await store.increment(repairs)
+        log.warning(
+            "complaint counters repaired: %d counters, drift %d",
+            len(repairs),
+            sum(abs(n) for n in repairs.values()),
+        )
+    return Reconciled(
+        at=at,
+        drift=sum(abs(n) for n in repairs.values()),
+        repaired=len(repairs),
+        busy=busy,
+        seconds=round(time.monotonic() - started, 2),
+    )
+
+
+class MongoReconcileLease:
+    """The lease in the counters' collection: taken by a findAndModify that matches
+    only an expired lease, with upsert (a held one makes the insert a duplicate key,
+    as `services/hotspots` does); its expiry also spaces the rounds across replicas."""
+
+    def __init__(self, db: AsyncDatabase[Document], ttl: timedelta = timedelta(minutes=5)) -> None:
+        self.collection = db[COUNTS]
+        self.ttl = ttl
+        self.owner = secrets.token_hex(8)
+
+    async def take(self) -> bool:
+        now = datetime.now(UTC)
+        held = await self.collection.find_one({"_id": _LEASE, "until": {"$gte": now}}, {"_id": 1})
+        if held is not None:  # as a rule: no need for a refused upsert
+            return False
+        try:
+            await self.collection.find_one_and_update(
+                {"_id": _LEASE, "until": {"$lt": now}},
+                {"$set": {"owner": self.owner, "until": now + self.ttl}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def renew(self) -> None:
+        await self.collection.update_one(
+            {"_id": _LEASE, "owner": self.owner},
+            {"$set": {"until": datetime.now(UTC) + self.ttl}},
+        )
+
+    async def release(self, until: datetime) -> None:
+        await self.collection.update_one(
+            {"_id": _LEASE, "owner": self.owner}, {"$set": {"until": until}}
+        )
+
+    async def record(self, outcome: Reconciled) -> None:
+        await self.collection.update_one(
+            {"_id": RECONCILED_DOC},
+            {
+                "$set": {
+                    "at": outcome.at,
+                    "drift": outcome.drift,
+                    "repaired": outcome.repaired,
+                    "busy": outcome.busy,
+                    "seconds": outcome.seconds,
+                }
+            },
+            upsert=True,
+        )
+
+
+async def reconcile_if_due(
+    store: CountStore,
+    complaints_in: ComplaintsInState,
+    lease: ReconcileLease,
+    every: timedelta,
+    settle_s: float = 3.0,
+) -> Reconciled | None:
+    """One round if no replica has reconciled within `every`; None otherwise."""
+    if not await lease.take():
+        return None
+    try:
+        outcome = await reconcile(store, complaints_in, settle_s=settle_s, between=lease.renew)
+    except BaseException:
+        await lease.release(datetime.now(UTC))
+        raise
+    await lease.record(outcome)
+    await lease.release(outcome.at + every)
+    return outcome
+
+
+def start_reconciler(
+    db: AsyncDatabase[Document],
+    store: CountStore,
+    every: timedelta,
+    settle_s: float = 3.0,
+    poll_s: float = 30.0,
+) -> Callable[[], Awaitable[None]]:
+    """Reconcile now (when due) and then every `every` across the replicas; returns
+    the stop coroutine."""
+    lease = MongoReconcileLease(db)
+
+    def complaints_in(state: str) -> AsyncIterator[Mapping[str, Any]]:
+        return complaints_in_state(db, state)
+
+    async def loop() -> None:
+        while True:
+            try:
+                await reconcile_if_due(store, complaints_in, lease, every, settle_s)
+            except Exception as exc:
+                log.warning("complaint counters not reconciled: %s", type(exc).__name__)
+            await asyncio.sleep(min(poll_s, every.total_seconds()))
+
+    task = asyncio.create_task(loop(), name="lapor-complaint-counts-reconcile")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return stop
