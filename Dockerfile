@@ -36,12 +36,13 @@ COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-project
 
-# Then the project. --no-editable installs lapor/ and services/ into the venv's
+# Then the project. --no-editable installs lapor/, services/ and tools/ into the venv's
 # site-packages, so the runtime stage needs nothing but the venv (and data/).
 # README.md is read by the build backend (pyproject's `readme`).
 COPY README.md ./
 COPY lapor ./lapor
 COPY services ./services
+COPY tools ./tools
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable
 

@@ -23,7 +23,7 @@ $(FERRETDB): ferretdb/main.go ferretdb/go.mod ferretdb/go.sum ferretdb/build.sh 
 	bash ferretdb/build.sh $(FERRETDB)
 
 run: setup
-	$(VENV)/bin/python -m lapor.devstack
+	$(VENV)/bin/python -m tools.devstack
 
 test: setup
 	$(VENV)/bin/pytest
@@ -45,13 +45,13 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
-	$(VENV)/bin/mypy lapor services
+	$(VENV)/bin/mypy lapor services tools bench
 
 asyncapi: docs
 
 docs: setup
-	$(VENV)/bin/python -m lapor.asyncapi write
-	$(VENV)/bin/python -m lapor.openapi write
+	$(VENV)/bin/python -m tools.asyncapi write
+	$(VENV)/bin/python -m tools.openapi write
 
 # Throughput, latency and scaling next to the raw limits of the same servers (BENCHMARKS.md).
 # SCALE=1m adds the 1,000,000-complaint point; SOAK=600 a 10-minute RSS soak.

@@ -35,11 +35,11 @@ from pymongo import AsyncMongoClient
 from bench.scale import BATCH, _insert_retrying, seeded_pair
 from bench.stats import percentile
 from lapor.account_store import ensure_admin_account
-from lapor.devstack import CONSOLE, ROOT, Stack
 from services.console.security import SESSION_COOKIE, Keys, Session
 from services.intake.domain import PRIORITY_RANK, worklist_fields
 from services.intake.repository import ComplaintRepository
 from services.intake.tracking import new_tracking_id
+from tools.devstack import CONSOLE, ROOT, Stack
 
 TARGET_P95_MS = 200.0
 _TIMING = re.compile(r"app;dur=([0-9.]+), services;dur=([0-9.]+)")

@@ -33,7 +33,7 @@ import typer
 from pymongo import AsyncMongoClient
 
 from bench.raw import complaint_like, db_limits
-from lapor.devstack import ROOT, ensure_ferretdb, free_port
+from tools.devstack import ROOT, ensure_ferretdb, free_port
 
 RESULTS = ROOT / "bench" / "results" / "ferretdb_tuning.json"
 OPERATIONS = ("insert", "update", "findAndModify", "find")

@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 
 from lapor.contracts import subjects
-from lapor.devstack import GATEWAY, Stack, kannel_installed
 from services.gateway import domain
+from tools.devstack import GATEWAY, Stack, kannel_installed
 
 
 def _arrived(stack: Stack, marker: str) -> int:

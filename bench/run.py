@@ -45,8 +45,8 @@ from bench.results import HEADLINE, OPTIONAL_FIGURES, SCHEMA, TARGETS, target_me
 from bench.stack import BenchStack, ferretdb_module_version, machine_info
 from bench.stats import ratio, weighted_rate
 from bench.texts import complaint_text
-from lapor.devstack import ROOT, Stack, free_port, quiet_sink
-from lapor.runtime.complaint_counts import COUNTS, RECONCILED_DOC, MongoCountStore, read_figures
+from services.intake.complaint_counts import COUNTS, RECONCILED_DOC, MongoCountStore, read_figures
+from tools.devstack import ROOT, Stack, free_port, quiet_sink
 
 SCALES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
 TARGET_RATE = 300.0

@@ -8,7 +8,7 @@ start-up are maintained while seeding, as in production. A fixed number of
 timers is due now whatever the size, so the sweep (sla's own query,
 `MongoSlaStore.due_timers`) shows whether its cost follows the timers due or
 the timers stored. The complaint gauges' counters are kept up to date with each
-seeded batch (`lapor.runtime.complaint_counts`), as intake keeps them with each
+seeded batch (`services.intake.complaint_counts`), as intake keeps them with each
 change, so the gauges count the seeded complaints without a recount.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 from pymongo.errors import BulkWriteError, OperationFailure
 
 from bench.texts import complaint_text
-from lapor.runtime.complaint_counts import Key, MongoCountStore, contribution
+from services.intake.complaint_counts import Key, MongoCountStore, contribution
 from services.sla.repository import MongoSlaStore
 
 SEED_PREFIX = "SEED-"

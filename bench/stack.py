@@ -1,4 +1,4 @@
-"""The stack under test: lapor.devstack.Stack plus extra replicas and profiling."""
+"""The stack under test: tools.devstack.Stack plus extra replicas and profiling."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from lapor.devstack import ROOT, SERVICES, Stack, free_port, quiet_sink
+from tools.devstack import ROOT, SERVICES, Stack, free_port, quiet_sink
 
 BENCH_VAR = ROOT / "var" / "bench"
 CENSUS_PATH = Path(__file__).resolve().parent / "census"

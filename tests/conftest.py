@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from lapor.devstack import Stack
 from lapor.runtime.pii import new_key, public_key_of
+from tools.devstack import Stack
 
 # Settings built in the test process seal personal data with this session's key,
 # as a deployment's services share one; a test Stack passes the private key to

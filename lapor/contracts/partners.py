@@ -4,7 +4,7 @@ The one list of them: each partner gets its own NATS login `partner-<name>`
 (password `LAPOR_NATS_PARTNER_<NAME>_PASSWORD`) that may publish on its own
 subject `lapor.inbound.partner.<name>` only, and intake stores what arrives
 there as `partner:<name>`, whatever the payload says. To add one: add it here,
-run `python -m lapor.devstack auth-conf`, and give its password to nats-server
+run `python -m tools.devstack auth-conf`, and give its password to nats-server
 (docker-compose files, .env).
 """
 

@@ -13,7 +13,7 @@ from lapor.contracts import ComplaintRouted, ComplaintStateChanged, subjects
 from lapor.contracts.commands import Action, CommandRejected, ComplaintCommand
 from lapor.contracts.hotspots import HotspotChanged
 from lapor.runtime.broker import EventPublisher, durable
-from lapor.runtime.metrics import DomainMetrics, start_consumer_refresher
+from lapor.runtime.metrics import PipelineMetrics, start_consumer_refresher
 from lapor.runtime.outbox import Outbox, start_periodic, start_sweeper
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
@@ -91,7 +91,7 @@ def create_app(settings: HotspotSettings | None = None) -> FastAPI:
     deps: Late[handlers.HotspotDeps] = Late("hotspots dependencies")
     changed, commands = register(runtime, deps)
     metrics = HotspotMetrics(runtime.registry)
-    domain_metrics = DomainMetrics(runtime.registry)
+    pipeline_metrics = PipelineMetrics(runtime.registry)
     rules = Rules(similarity=settings.similarity, window=timedelta(days=settings.window_days))
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
@@ -109,7 +109,7 @@ def create_app(settings: HotspotSettings | None = None) -> FastAPI:
         deps.set(current)
         stop_sweeper = start_sweeper(outbox, {HOTSPOTS: db[HOTSPOTS]})
         stop_refresher = start_consumer_refresher(
-            domain_metrics, runtime.broker, settings.metrics_interval_s
+            pipeline_metrics, runtime.broker, settings.metrics_interval_s
         )
 
         async def refresh_gauge() -> int:

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from lapor.runtime.complaint_counts import (
+from services.intake.complaint_counts import (
     COUNTS,
     OPEN_DOC,
     OPEN_STATES,
@@ -42,7 +42,7 @@ from lapor.runtime.complaint_counts import (
     contribution,
     difference,
 )
-from lapor.runtime.metrics import complaints_in_state
+from services.intake.metrics import complaints_in_state
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from pydantic import BaseModel
 
 from lapor.contracts.events import contact_context
 from lapor.runtime.locks import KeyedLock
-from lapor.runtime.metrics import DomainMetrics
 from lapor.runtime.pii import PiiSealer
 from services.intake.domain import Change, Transition
 from services.intake.guard import RateLimit
+from services.intake.metrics import IntakeMetrics
 from services.intake.sms import RegionKeywords
 
 Document = dict[str, Any]
@@ -102,7 +102,7 @@ class IntakeDeps:
     # Per region: countries whose mobile numbers a web, Open311 or partner submission
     # may give (the region's `allowed_sms_countries`); Indonesia for a region not named.
     sms_countries: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    metrics: DomainMetrics | None = None
+    metrics: IntakeMetrics | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def sealed(self, event_id: str, field: str, value: str | None) -> str | None:

@@ -39,8 +39,7 @@ from lapor.directory import AgencyDirectory, load_directory
 from lapor.regions import Region, load_regions, region_keywords
 from lapor.report import report_router
 from lapor.runtime.broker import EventPublisher, durable
-from lapor.runtime.complaint_counts import MongoCountStore
-from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
+from lapor.runtime.metrics import declared_consumers, start_refresher
 from lapor.runtime.outbox import Outbox, start_periodic, start_sweeper
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
@@ -55,8 +54,10 @@ from lapor.runtime.service import (
 from lapor.runtime.settings import documentation_infra
 from services.intake import api, changes, handlers, open311, photo_api, usecases
 from services.intake.accounts_api import AccountsContext
+from services.intake.complaint_counts import MongoCountStore
 from services.intake.counts import CountBuffer, start_reconciler
 from services.intake.guard import RateLimit
+from services.intake.metrics import IntakeMetrics, refresh_plan
 from services.intake.photo_store import GridFsPhotoStore
 from services.intake.photos import PhotoLimits
 from services.intake.ports import IntakeDeps
@@ -260,7 +261,7 @@ class Assembly:
     keywords: RegionKeywords
     zones: dict[str, ZoneInfo]
     directories: dict[str, AgencyDirectory]
-    metrics: DomainMetrics
+    metrics: IntakeMetrics
     photo_metrics: photo_api.PhotoMetrics
     accounts: Late[MongoAccounts]
     photos: Late[photo_api.PhotoDeps]
@@ -276,7 +277,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     publishers = register(runtime, deps)
     regions = load_regions(settings.infra.data_dir)
     # The registry lists metrics in the order they are declared.
-    metrics = DomainMetrics(runtime.registry)
+    metrics = IntakeMetrics(runtime.registry)
     login_failures = login_failures_metric(runtime.registry)
     parts = Assembly(
         settings=settings,
@@ -370,8 +371,8 @@ def _start_background(
 ) -> Callable[[], Awaitable[None]]:
     """The periodic tasks of a running intake; returns what stops them."""
     settings, broker = parts.settings, parts.runtime.broker
-    plan = RefreshPlan(complaints=True, dead_letters=True, consumers=declared_consumers(broker))
-    stop_refresher = start_refresher(parts.metrics, db, broker, plan, settings.metrics_interval_s)
+    plan = refresh_plan(parts.metrics, db, declared_consumers(broker))
+    stop_refresher = start_refresher(parts.metrics, broker, plan, settings.metrics_interval_s)
     # The complaint gauges' counters: flushed each second, reconciled now and then.
     assert repo.counts is not None
     stop_counts = repo.counts.start(settings.counts_flush_s)

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Literal
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from lapor.contracts import NotificationFailed
 from lapor.runtime.broker import EventPublisher
 from lapor.runtime.logs import mask_phones
+from lapor.runtime.metrics import counter
 from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage, shown_address
 from services.notify.repository import (
     FAILED,
@@ -76,50 +77,39 @@ def recipient_label(message: OutgoingMessage) -> str:
 class NotifyMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         # The family the shared dashboard and the LaporNotificationsFailing alert read.
-        self.outcomes = _counter(
+        self.outcomes = counter(
             registry,
             "lapor_notifications_total",
             "Notifications that reached a final status (sent or failed), by channel",
             ["channel", "status"],
         )
-        self.attempts = _counter(
+        self.attempts = counter(
             registry,
             "lapor_notification_attempts_total",
             "Delivery attempts by transport and outcome (sent, temporary, permanent).",
             ["transport", "outcome"],
         )
-        self.failed = _counter(
+        self.failed = counter(
             registry,
             "lapor_notifications_failed_total",
             "Notifications given up, by why: rejected, exhausted (retries), undeliverable "
             "(no address), receipt (the gateway reported failure), expired (the SMSC gave up).",
             ["channel", "audience", "reason", "template"],
         )
-        self.delivered = _counter(
+        self.delivered = counter(
             registry,
             "lapor_notifications_delivered_total",
             "SMS the gateway reported as delivered.",
             [],
         )
         # The family the LaporSmsBudgetExhausted alert reads.
-        self.withheld = _counter(
+        self.withheld = counter(
             registry,
             "lapor_notifications_withheld_total",
             "Notifications not sent on purpose, by region and why (budget_exhausted: "
             "the region's daily SMS budget was spent).",
             ["channel", "region", "reason"],
         )
-
-
-def _counter(
-    registry: CollectorRegistry, name: str, documentation: str, labels: list[str]
-) -> Counter:
-    # The shared domain metrics may have put the same family on this registry first;
-    # registering it twice would raise, so adopt it.
-    existing = registry._names_to_collectors.get(name)
-    if isinstance(existing, Counter):
-        return existing
-    return Counter(name, documentation, labels, registry=registry)
 
 
 Sleep = Callable[[float], Awaitable[None]]

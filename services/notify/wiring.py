@@ -29,7 +29,7 @@ from lapor.contracts import (
 )
 from lapor.regions import load_regions, reopen_window
 from lapor.runtime.broker import EventPublisher, durable
-from lapor.runtime.metrics import DomainMetrics, start_consumer_refresher
+from lapor.runtime.metrics import PipelineMetrics, start_consumer_refresher
 from lapor.runtime.outbox import start_periodic
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
@@ -299,8 +299,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             + ", ".join(missing)
         )
     metrics = NotifyMetrics(runtime.registry)
-    # After NotifyMetrics: the shared families adopt its notification counter.
-    domain_metrics = DomainMetrics(runtime.registry)
+    pipeline_metrics = PipelineMetrics(runtime.registry)
     zones = {rid: ZoneInfo(region.timezone) for rid, region in regions.items()}
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
@@ -312,7 +311,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         deps.set(use_case_deps(settings, repo, deliverer, renderer=renderer, catalog=catalog))
         _warn_about_gaps(settings, catalog)
         stop_refresher = start_consumer_refresher(
-            domain_metrics, runtime.broker, settings.metrics_interval_s
+            pipeline_metrics, runtime.broker, settings.metrics_interval_s
         )
         # A failure is stored with its announcement pending; this publishes what a
         # crash or an outage left unannounced.

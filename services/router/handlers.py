@@ -8,8 +8,8 @@ from typing import Any
 from lapor.contracts import ComplaintReceived, ComplaintRouted, Place
 from lapor.contracts.commands import ComplaintForwarded
 from lapor.runtime.broker import EventPublisher
-from lapor.runtime.metrics import DomainMetrics
 from services.router.domain import Decision, Router
+from services.router.metrics import RouterMetrics
 from services.router.places import PlaceFinder
 
 
@@ -17,7 +17,7 @@ from services.router.places import PlaceFinder
 class RouterDeps:
     routers: Mapping[str, Router]
     routed: EventPublisher
-    metrics: DomainMetrics | None = None
+    metrics: RouterMetrics | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Regions without a gazetteer publish decisions without a place.
     places: Mapping[str, PlaceFinder] = field(default_factory=dict)

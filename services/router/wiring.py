@@ -11,7 +11,7 @@ from lapor.contracts import ComplaintReceived, ComplaintRouted, subjects
 from lapor.contracts.commands import ComplaintForwarded
 from lapor.regions import load_regions
 from lapor.runtime.broker import EventPublisher, durable
-from lapor.runtime.metrics import DomainMetrics, RefreshPlan, declared_consumers, start_refresher
+from lapor.runtime.metrics import RefreshPlan, declared_consumers, start_refresher
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
     Late,
@@ -22,6 +22,7 @@ from lapor.runtime.service import (
 )
 from services.router import handlers
 from services.router.domain import Router
+from services.router.metrics import RouterMetrics
 from services.router.places import PlaceFinder
 from services.router.settings import RouterSettings
 
@@ -61,14 +62,14 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         if (finder := PlaceFinder.load(settings.region_dir(region))) is not None
     }
 
-    metrics = DomainMetrics(runtime.registry)
+    metrics = RouterMetrics(runtime.registry)
 
     async def on_start(_db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
         deps.set(
             handlers.RouterDeps(routers=routers, routed=routed, metrics=metrics, places=places)
         )
         plan = RefreshPlan(consumers=declared_consumers(runtime.broker))
-        return start_refresher(metrics, None, runtime.broker, plan, 30.0)
+        return start_refresher(metrics, runtime.broker, plan, 30.0)
 
     return create_service_app(runtime, on_start=on_start, description=DESCRIPTION)
 

@@ -18,7 +18,6 @@ class SlaMetrics:
             ["clock", "agency"],
             registry=registry,
         )
-        # The family of lapor.runtime.metrics.DomainMetrics, which adopts it.
         self.escalations = Counter(
             "lapor_sla_escalations",
             "Escalations raised, by level of the chain",

@@ -25,7 +25,7 @@ from lapor.contracts import (
 )
 from lapor.regions import load_regions
 from lapor.runtime.broker import EventPublisher, durable
-from lapor.runtime.metrics import DomainMetrics, start_consumer_refresher
+from lapor.runtime.metrics import PipelineMetrics, start_consumer_refresher
 from lapor.runtime.outbox import Outbox
 from lapor.runtime.serve import serve
 from lapor.runtime.service import (
@@ -173,8 +173,7 @@ def create_app(
     publishers = register(runtime, deps)
     rules = load_rules(settings)
     metrics = SlaMetrics(runtime.registry)
-    # After SlaMetrics: the shared families adopt its breach and escalation counters.
-    domain_metrics = DomainMetrics(runtime.registry)
+    pipeline_metrics = PipelineMetrics(runtime.registry)
     now = clock or (lambda: datetime.now(UTC))
     check_calendars(rules, now(), metrics, settings.infra.data_dir)
 
@@ -194,7 +193,7 @@ def create_app(
             name="sla-sweep",
         )
         stop_refresher = start_consumer_refresher(
-            domain_metrics, runtime.broker, settings.metrics_interval_s
+            pipeline_metrics, runtime.broker, settings.metrics_interval_s
         )
 
         async def stop() -> None:

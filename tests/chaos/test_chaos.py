@@ -45,7 +45,6 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from lapor.contracts import subjects
-from lapor.devstack import DLQ, ROOT, SERVICES, Stack
 from tests.chaos.jepsen import (
     ACK_TEMPLATES,
     DEADLINES,
@@ -56,6 +55,7 @@ from tests.chaos.jepsen import (
     check,
 )
 from tests.e2e.helpers import eventually
+from tools.devstack import DLQ, ROOT, SERVICES, Stack
 
 COMPLAINTS = int(os.environ.get("LAPOR_CHAOS_COMPLAINTS", "2000"))
 RATE = float(os.environ.get("LAPOR_CHAOS_RATE", "10"))

@@ -9,7 +9,7 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from lapor.devstack import ROOT, SERVICES, Stack
+from tools.devstack import ROOT, SERVICES, Stack
 
 # A responded complaint closes itself this soon in the end-to-end runs, so that
 # "answer, then silence, then auto-close" can be watched through the real chain.

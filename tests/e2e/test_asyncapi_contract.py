@@ -19,8 +19,8 @@ import nats
 import pytest
 import yaml
 
-from lapor.devstack import Stack
 from tests.e2e.helpers import Outbox, eventually
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.e2e]
 

@@ -13,10 +13,10 @@ import pytest
 
 from lapor.contracts import subjects
 from lapor.contracts.commands import Role
-from lapor.devstack import Stack
 from tests.e2e.conftest import REOPEN_ANSWER_MINUTES
 from tests.e2e.helpers import Collector, Outbox, eventually, sms_payload
 from tests.e2e.test_lifecycle import _file, _state, _texts_with, _token
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.e2e]
 

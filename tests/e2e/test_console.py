@@ -20,8 +20,8 @@ import pytest_asyncio
 
 from lapor.account_store import ensure_admin_account
 from lapor.contracts import subjects
-from lapor.devstack import CONSOLE, ROOT, Stack
 from tests.e2e.helpers import Outbox, eventually, sms_payload
+from tools.devstack import CONSOLE, ROOT, Stack
 
 pytestmark = [pytest.mark.e2e]
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from lapor.contracts import subjects
-from lapor.devstack import Stack
 from tests.e2e.helpers import SMS_PATH, Outbox, consumers_idle, eventually, sms_payload
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.e2e]
 

@@ -14,9 +14,9 @@ import pytest
 
 from lapor.contracts import subjects
 from lapor.contracts.commands import Role
-from lapor.devstack import Stack
 from services.intake.auth import new_token, token_record
 from tests.e2e.helpers import Collector, Outbox, eventually, sms_payload
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.e2e]
 
@@ -72,7 +72,7 @@ async def test_one_flooded_road_one_hotspot_one_answer_each(stack: Stack, nc: An
 
         # The operator's view: `lapor hotspots --json` lists it with members and place.
         cli = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "lapor.cli", "hotspots", "--json",
+            sys.executable, "-m", "tools.cli", "hotspots", "--json",
             "--mongo", stack.mongo, "--db", stack.mongo_db,
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from lapor.contracts import subjects
-from lapor.devstack import DEV_DIR_ENV, OPERATOR_FILE, SERVICES, Stack
 from tests.e2e.helpers import Outbox, eventually, sms_payload
+from tools.devstack import DEV_DIR_ENV, OPERATOR_FILE, SERVICES, Stack
 
 pytestmark = [pytest.mark.e2e]
 
@@ -79,7 +79,7 @@ async def test_a_complaint_can_be_followed_through_every_service_log(stack: Stac
 
 def _cli() -> list[str]:
     script = shutil.which("lapor", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-m", "lapor.cli"]
+    return [script] if script else [sys.executable, "-m", "tools.cli"]
 
 
 async def _run_cli(stack: Stack, *args: str) -> tuple[int, str]:

@@ -14,8 +14,8 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from lapor.contracts import subjects
-from lapor.devstack import Stack
 from tests.e2e.helpers import Outbox, eventually, sms_payload
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.e2e]
 

@@ -21,13 +21,13 @@ import pytest
 from lapor.calendar import load_calendar
 from lapor.contracts import STATE_LABELS, State, subjects
 from lapor.contracts.commands import Role
-from lapor.devstack import ROOT, Stack
 from lapor.directory import load_directory
 from services.intake.auth import new_token, token_record
 from services.notify.labels import format_date_id
 from services.sla.domain import reopen_until
 from services.sla.policy import load_policy
 from tests.e2e.helpers import Outbox, eventually, sms_payload
+from tools.devstack import ROOT, Stack
 
 pytestmark = [pytest.mark.e2e]
 

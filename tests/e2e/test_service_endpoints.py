@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from lapor.contracts import subjects
-from lapor.devstack import SERVICES, Stack
 from tests.e2e.helpers import Outbox, eventually, sms_payload
+from tools.devstack import SERVICES, Stack
 
 pytestmark = [pytest.mark.e2e]
 

@@ -14,9 +14,9 @@ import pytest
 
 from lapor.contracts import subjects
 from lapor.contracts.commands import Role
-from lapor.devstack import Stack
 from services.intake.auth import new_token, token_record
 from tests.e2e.helpers import eventually
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.e2e]
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from lapor.devstack import Stack
+from tools.devstack import Stack
 
 
 @pytest.fixture(scope="module")

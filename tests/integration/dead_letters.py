@@ -13,9 +13,9 @@ from faststream.nats.annotations import NatsMessage
 from nats.js.api import AckPolicy as AckPolicyJS
 from nats.js.api import ConsumerConfig
 
-from lapor.devstack import DLQ, Stack
 from lapor.runtime.broker import stream_for
 from lapor.runtime.dead_letters import failure_notes
+from tools.devstack import DLQ, Stack
 
 
 class Poison:

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from lapor.devstack import ROOT, Stack
 from lapor.regions import load_regions, region_keywords
 from lapor.runtime.broker import declare_consumers
 from lapor.runtime.service import Late, build_runtime
@@ -22,6 +21,7 @@ from services.intake.repository import ComplaintRepository
 from services.intake.settings import IntakeSettings
 from services.intake.sms import RegionKeywords
 from services.intake.wiring import announcements, create_app, register
+from tools.devstack import ROOT, Stack
 
 
 def intake_app(servers: Stack, database: str, **settings: Any) -> FastAPI:

@@ -24,9 +24,7 @@ from typer.testing import CliRunner
 
 from lapor.account_store import MongoAccounts, create_account, ensure_admin_account
 from lapor.accounts import WRONG_CREDENTIALS
-from lapor.cli import app as cli
 from lapor.contracts import Channel, Deadlines, DeadlinesSet, Priority, State
-from lapor.devstack import Stack
 from services.intake import domain
 from services.intake.accounts_api import AccountsContext
 from services.intake.api import build_router, worklist_filters
@@ -40,6 +38,8 @@ from services.intake.repository import (
 from services.intake.tracking import new_tracking_id
 from tests.factories import complaint_routed
 from tests.integration.intake_harness import http_client, serving_intake
+from tools.cli import app as cli
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 

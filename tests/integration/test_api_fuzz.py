@@ -37,7 +37,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from lapor.contracts.commands import Role
-from lapor.devstack import ROOT, Stack
 from lapor.runtime.settings import InfraSettings
 from lapor.tokens import in_memory_tokens
 from services.intake.auth import new_token, token_record
@@ -45,6 +44,7 @@ from services.sla.api import breaches_router
 from services.sla.settings import SlaSettings
 from services.sla.wiring import create_app as create_sla_app
 from tests.integration import intake_harness
+from tools.devstack import ROOT, Stack
 
 pytestmark = [pytest.mark.integration]
 

@@ -31,7 +31,6 @@ from fastapi import FastAPI
 from lapor.audience import MASKED_EMAIL, POLICY, Access, Audience, access
 from lapor.contracts import Channel, Place, PlaceArea, subjects
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Role
-from lapor.devstack import ROOT, Stack
 from lapor.directory import load_directory
 from lapor.report.api import report_router
 from lapor.tokens import stored_tokens
@@ -50,6 +49,7 @@ from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
 from tests.unit.sla.fakes import routed as sla_routed
 from tests.unit.sla.test_engine import Harness, wita
+from tools.devstack import ROOT, Stack
 
 pytestmark = [pytest.mark.integration]
 

@@ -24,10 +24,10 @@ import pytest_asyncio
 import yaml
 from typer.testing import CliRunner, Result
 
-from lapor.cli import app
 from lapor.contracts import subjects
-from lapor.devstack import DEV_DIR_ENV, ROOT, SERVICES, Stack
 from tests.e2e.helpers import eventually, sms_payload
+from tools.cli import app
+from tools.devstack import DEV_DIR_ENV, ROOT, SERVICES, Stack
 
 pytestmark = [pytest.mark.integration]
 

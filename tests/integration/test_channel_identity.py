@@ -21,9 +21,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from lapor.contracts import subjects
-from lapor.devstack import Stack
 from tests.e2e.helpers import eventually, sms_payload
 from tests.integration.intake_harness import serving_intake
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 

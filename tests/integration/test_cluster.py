@@ -36,10 +36,10 @@ from nats.js.errors import NotFoundError
 from pymongo import AsyncMongoClient
 
 from lapor.contracts import subjects
-from lapor.devstack import SERVICES, Stack
 from services.deadletters.domain import ADVISORY_STREAM, WATCHER
 from tests.chaos.jepsen import ACK_TEMPLATES
 from tests.e2e.helpers import SMS_PATH, consumers_idle, eventually
+from tools.devstack import SERVICES, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

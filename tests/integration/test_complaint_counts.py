@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 
 from lapor.contracts import Channel, ComplaintRouted, Deadlines, DeadlinesSet, Priority, State
-from lapor.runtime.complaint_counts import COUNTS, OPEN_DOC, MongoCountStore, read_figures
-from lapor.runtime.metrics import ComplaintFigures, complaints_in_state, open_complaints
 from services.intake import domain
+from services.intake.complaint_counts import COUNTS, OPEN_DOC, MongoCountStore, read_figures
 from services.intake.counts import (
     CountBuffer,
     MongoReconcileLease,
     reconcile,
     reconcile_if_due,
 )
+from services.intake.metrics import ComplaintFigures, complaints_in_state, open_complaints
 from services.intake.repository import ComplaintRepository
 
 pytestmark = [pytest.mark.integration]

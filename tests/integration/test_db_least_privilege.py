@@ -24,8 +24,8 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
 from lapor.contracts import subjects
-from lapor.devstack import SERVICES, Stack
 from tests.e2e.helpers import eventually, sms_payload
+from tools.devstack import SERVICES, Stack
 
 pytestmark = [pytest.mark.integration]
 

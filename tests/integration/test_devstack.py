@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration]
 SUPERVISOR = """
 import json, sys, time
 from pathlib import Path
-from lapor.devstack import Stack
+from tools.devstack import Stack
 stack = Stack.for_tests(Path(sys.argv[1]), db_auth=True)  # as `make run`
 stack.start_servers()
 print(json.dumps([c.process.pid for c in stack.children.values()]), flush=True)

@@ -23,14 +23,14 @@ import pytest
 import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
-from lapor.devstack import DEV_DIR_ENV, ROOT, Stack
 from lapor.runtime.dead_letters import sealed_record
-from lapor.runtime.metrics import DomainMetrics, refresh_dead_letters
 from lapor.runtime.pii import is_sealed
 from lapor.runtime.settings import PiiPublicKeySettings, PiiSettings
 from services.deadletters.repository import DeadLetterStore
+from services.intake.metrics import IntakeMetrics, refresh_dead_letters
 from tests.e2e.helpers import eventually
 from tests.integration.dead_letters import Poison, poison_consumer, start_watcher
+from tools.devstack import DEV_DIR_ENV, ROOT, Stack
 
 pytestmark = [pytest.mark.integration]
 
@@ -63,7 +63,7 @@ def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NATS_URL": stack.nats, "MONGO_URL": stack.mongo, "MONGO_DB": DB}
     env["COLUMNS"] = "250"
     return subprocess.run(
-        [sys.executable, "-m", "services.deadletters.cli", *args],
+        [sys.executable, "-m", "tools.deadletters_cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -167,7 +167,7 @@ def _lapor(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "MONGO_URL", "MONGO_DB")}
     env.update({DEV_DIR_ENV: str(stack.workdir), "COLUMNS": "250"})
     return subprocess.run(
-        [sys.executable, "-m", "lapor.cli", *args],
+        [sys.executable, "-m", "tools.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -185,7 +185,7 @@ async def test_resolve_settles_a_dead_letter_and_the_gauge_counts_only_pending_o
     await eventually(lambda: dead.find_one({"_id": record_id}), timeout=30)
     # What is replayed below must not come back as a new dead letter.
     poison.failing = False
-    metrics = DomainMetrics(CollectorRegistry())
+    metrics = IntakeMetrics(CollectorRegistry())
     await refresh_dead_letters(metrics, own_mongo[DB])
     # The replayed ones of the earlier tests no longer count.
     waiting = await dead.count_documents({"replayed_at": None})

@@ -18,10 +18,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from lapor.devstack import DLQ, Stack
 from lapor.tokens import hash_token
 from tests.e2e.helpers import eventually
 from tests.integration.dead_letters import Poison, poison_consumer, start_watcher
+from tools.devstack import DLQ, Stack
 
 pytestmark = [pytest.mark.integration]
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from lapor.devstack import Stack
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from lapor.contracts import subjects
-from lapor.devstack import Stack
 from services.intake.guard import RateLimit
 from tests.e2e.helpers import Collector, consumers_idle, eventually, sms_payload
 from tests.integration.intake_harness import running_intake
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 

@@ -22,7 +22,6 @@ from pymongo import AsyncMongoClient
 
 from lapor.contracts import Channel, State, subjects
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Role
-from lapor.devstack import Stack
 from lapor.runtime.broker import EventPublisher
 from services.intake import changes, domain, lifecycle
 from services.intake.ports import IntakeDeps
@@ -30,6 +29,7 @@ from services.intake.repository import ComplaintRepository
 from tests.e2e.helpers import stored_messages
 from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 

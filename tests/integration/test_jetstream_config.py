@@ -19,7 +19,6 @@ import pytest
 from nats.js.api import AckPolicy, DeliverPolicy, StorageType
 
 from lapor.contracts import subjects
-from lapor.devstack import SERVICES, Stack
 from lapor.runtime.broker import (
     BACKOFF_S,
     DUPLICATE_WINDOW_S,
@@ -27,6 +26,7 @@ from lapor.runtime.broker import (
     STREAM_MAX_AGE_S,
 )
 from services.deadletters import domain as dead_letters
+from tools.devstack import SERVICES, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from lapor.cli import app
 from lapor.contracts.events import InboundRejected, contact_context
-from lapor.devstack import DEV_DIR_ENV, Stack
 from lapor.runtime.outbox import outbox_key
 from lapor.runtime.pii import PiiCipher, PiiKeyError, PiiOpener, PiiSealer, new_key, public_key_of
 from services.deadletters.repository import DeadLetterStore
 from services.notify.repository import NotificationRepository
+from tools.cli import app
+from tools.devstack import DEV_DIR_ENV, Stack
 
 pytestmark = [pytest.mark.integration]
 

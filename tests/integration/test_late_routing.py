@@ -13,11 +13,11 @@ import pytest
 
 from lapor.contracts import ComplaintRouted, Priority, subjects
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Role
-from lapor.devstack import Stack
 from services.intake import changes
 from tests.e2e.helpers import consumers_idle, eventually, sms_payload
 from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 

@@ -17,11 +17,11 @@ from pymongo import AsyncMongoClient
 
 from lapor.account_store import MongoAccounts
 from lapor.contracts.commands import Role
-from lapor.devstack import Stack
 from services.intake.auth import new_token, session_record, token_record
 from services.intake.sessions import purge_expired
 from tests.e2e.helpers import eventually
 from tests.integration.intake_harness import serving_intake
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 

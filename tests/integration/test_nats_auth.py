@@ -27,7 +27,11 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from lapor.contracts import subjects
-from lapor.devstack import (
+from lapor.runtime.broker import EventPublisher, create_broker, durable, inbox_prefix, stream_for
+from lapor.runtime.http import broker_running
+from lapor.runtime.settings import InfraSettings
+from tests.e2e.helpers import eventually
+from tools.devstack import (
     AUTH_CONF,
     GATEWAY_CONSUMER,
     NATS_STORE_KEY_ENV,
@@ -39,10 +43,6 @@ from lapor.devstack import (
     render_auth_conf,
     service_user,
 )
-from lapor.runtime.broker import EventPublisher, create_broker, durable, inbox_prefix, stream_for
-from lapor.runtime.http import broker_running
-from lapor.runtime.settings import InfraSettings
-from tests.e2e.helpers import eventually
 
 pytestmark = [pytest.mark.integration]
 
@@ -494,7 +494,7 @@ async def test_a_service_broker_pulls_and_gets_pubacks_through_its_own_inbox(
 
 def test_compose_auth_conf_is_generated_from_the_wiring() -> None:
     assert AUTH_CONF.read_text() == render_auth_conf(nats_users()), (
-        "ops/nats/auth.conf is stale: run `python -m lapor.devstack auth-conf`"
+        "ops/nats/auth.conf is stale: run `python -m tools.devstack auth-conf`"
     )
 
 

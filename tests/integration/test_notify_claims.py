@@ -16,12 +16,12 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
-from lapor.devstack import Stack
 from lapor.runtime.pii import PiiCipher, new_key
 from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
 from services.notify.delivery import Deliverer, Notification, NotifyMetrics
 from services.notify.repository import Claim, Finished, InFlight, NotificationRepository
 from services.notify.retry import RetryPolicy
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 

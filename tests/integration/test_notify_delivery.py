@@ -49,7 +49,6 @@ from lapor.contracts import (
     State,
     subjects,
 )
-from lapor.devstack import ROOT, Stack, free_port
 from lapor.directory import AgencyDirectory, Contact, Contacts, load_directory
 from lapor.regions import load_regions
 from lapor.runtime.service import Late, Runtime, build_runtime
@@ -68,6 +67,7 @@ from services.notify.wiring import make_deps, register
 from tests.contacts import sealed
 from tests.e2e.helpers import consumers_idle, eventually
 from tests.factories import complaint_routed
+from tools.devstack import ROOT, Stack, free_port
 
 pytestmark = [pytest.mark.integration]
 

@@ -16,17 +16,13 @@ from faststream.nats.prometheus import NatsPrometheusMiddleware
 from nats.js.api import AckPolicy, ConsumerConfig
 from prometheus_client import CollectorRegistry, generate_latest
 
-from lapor.devstack import Stack
-from lapor.runtime.complaint_counts import COUNTS, MongoCountStore
-from lapor.runtime.metrics import (
-    DomainMetrics,
-    RefreshPlan,
-    complaints_in_state,
-    start_refresher,
-)
+from lapor.runtime.metrics import start_refresher
+from services.intake.complaint_counts import COUNTS, MongoCountStore
 from services.intake.counts import reconcile
+from services.intake.metrics import IntakeMetrics, complaints_in_state, refresh_plan
 from tests.e2e.helpers import eventually
 from tests.unit.observability.test_metrics import populate
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 
@@ -136,9 +132,9 @@ async def seeded(own_mongo: Any, own_nc: Any) -> AsyncIterator[Any]:
 
 async def test_refresher_exposes_the_database_and_jetstream_state(seeded: Any, own_nc: Any) -> None:
     registry = CollectorRegistry()
-    metrics = DomainMetrics(registry)
-    plan = RefreshPlan(complaints=True, dead_letters=True, consumers=[(STREAM, CONSUMER)])
-    stop = start_refresher(metrics, seeded, own_nc.jetstream(), plan, interval_s=0.2)
+    metrics = IntakeMetrics(registry)
+    plan = refresh_plan(metrics, seeded, [(STREAM, CONSUMER)])
+    stop = start_refresher(metrics, own_nc.jetstream(), plan, interval_s=0.2)
     try:
         await eventually(lambda: _refreshed(registry), timeout=20)
     finally:
@@ -190,7 +186,7 @@ async def test_the_gauges_read_counters_and_the_recount_reads_through_intakes_in
     million stored."""
     from pymongo import AsyncMongoClient, monitoring
 
-    from lapor.runtime.metrics import OPEN_STATES, refresh_complaints
+    from services.intake.metrics import OPEN_STATES, refresh_complaints
     from services.intake.repository import ComplaintRepository
 
     class Finds(monitoring.CommandListener):
@@ -217,7 +213,7 @@ async def test_the_gauges_read_counters_and_the_recount_reads_through_intakes_in
     try:
         await ComplaintRepository(db).ensure_indexes()
         await db.complaints.insert_many([{**c, "source_key": f"seed:{c['_id']}"} for c in _seed()])
-        metrics = DomainMetrics(CollectorRegistry())
+        metrics = IntakeMetrics(CollectorRegistry())
         finds.filters.clear()
         await reconcile(MongoCountStore(db), lambda s: complaints_in_state(db, s), settle_s=0)
         assert finds.filters == [{"state": state} for state in OPEN_STATES]
@@ -254,7 +250,7 @@ async def test_promtool_accepts_a_service_registry_with_faststream_metrics(
     if tool is None:
         pytest.skip("promtool is not installed (Debian package `prometheus`; .ci/run installs it)")
     registry = CollectorRegistry()
-    metrics = DomainMetrics(registry)
+    metrics = IntakeMetrics(registry)
     broker = NatsBroker(
         own_servers.nats,
         middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="obs")],
@@ -276,7 +272,7 @@ async def test_promtool_accepts_a_service_registry_with_faststream_metrics(
         await asyncio.wait_for(handled.wait(), 10)
         # The refresher reads consumer info over the broker's own connection.
         stop = start_refresher(
-            metrics, seeded, broker, RefreshPlan(True, True, [(STREAM, CONSUMER)]), 0.2
+            metrics, broker, refresh_plan(metrics, seeded, [(STREAM, CONSUMER)]), 0.2
         )
         try:
             await eventually(lambda: _refreshed(registry), timeout=20)

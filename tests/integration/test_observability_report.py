@@ -22,10 +22,10 @@ import pytest_asyncio
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from lapor.cli import app
-from lapor.devstack import Stack
 from lapor.report import build_report, fetch_report_data, report_router
 from tests.unit.observability import scenario
+from tools.cli import app
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 
@@ -117,7 +117,7 @@ async def test_http_rejects_a_reversed_period(client: httpx.AsyncClient) -> None
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lapor.cli", "report", *args],
+        [sys.executable, "-m", "tools.cli", "report", *args],
         capture_output=True,
         text=True,
         timeout=120,

@@ -32,11 +32,11 @@ from typing import Any
 import nats
 import pytest
 
-from lapor.devstack import DLQ, SERVICES, Stack
 from services.deadletters.domain import ADVISORY_STREAM
 from tests.chaos.jepsen import ACK_TEMPLATES, History, Verdict, check, gateway_id
 from tests.chaos.test_chaos import DB, _expected, _submit, drained, observe, wait_drained
 from tests.e2e.helpers import eventually
+from tools.devstack import DLQ, SERVICES, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

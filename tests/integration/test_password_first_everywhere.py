@@ -18,12 +18,12 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from lapor.account_store import MongoAccounts, create_account
-from lapor.devstack import ROOT, Stack
 from lapor.runtime.settings import InfraSettings
 from lapor.tokens import CHANGE_FIRST
 from services.sla.settings import SlaSettings
 from services.sla.wiring import create_app as create_sla_app
 from tests.integration.intake_harness import http_client, serving_intake
+from tools.devstack import ROOT, Stack
 
 pytestmark = [pytest.mark.integration]
 

@@ -26,13 +26,13 @@ from pymongo.errors import OperationFailure
 
 from lapor.contracts import subjects
 from lapor.contracts.commands import Role
-from lapor.devstack import Stack
 from lapor.runtime.outbox import Outbox
 from services.intake.auth import new_token, token_record
 from services.intake.photo_store import GridFsPhotoStore
 from tests.e2e.helpers import eventually
 from tests.integration.intake_harness import http_client, serving_intake
 from tests.unit.intake.test_photos import exif_with_gps, gps_of, picture
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 

@@ -16,9 +16,9 @@ import pytest
 import pytest_asyncio
 
 from lapor.contracts import subjects
-from lapor.devstack import SERVICES, Stack
 from lapor.runtime.pii import PiiCipher, PiiKeyError
 from tests.e2e.helpers import Outbox, eventually, sms_payload
+from tools.devstack import SERVICES, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 

@@ -15,10 +15,10 @@ import pytest
 from pydantic import BaseModel
 
 from lapor.contracts import subjects
-from lapor.devstack import Stack
 from services.intake.repository import ComplaintRepository
 from tests.e2e.helpers import Collector, consumers_idle, eventually, sms_payload
 from tests.integration.intake_harness import running_intake
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 

@@ -26,8 +26,8 @@ import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from lapor.contracts import subjects
-from lapor.devstack import SERVICES, Stack
 from tests.e2e.helpers import eventually, sms_payload, stored_messages
+from tools.devstack import SERVICES, Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

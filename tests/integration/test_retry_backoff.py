@@ -19,12 +19,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pymongo.errors import ServerSelectionTimeoutError
 
-from lapor.devstack import Stack
 from lapor.runtime import broker as lapor_broker
 from lapor.runtime.dead_letters import NOTES
 from lapor.runtime.service import build_runtime
 from lapor.runtime.settings import InfraSettings, ServiceSettings
 from tests.e2e.helpers import eventually
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 

@@ -16,13 +16,13 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from lapor.devstack import ROOT, Stack
 from lapor.runtime.settings import InfraSettings
 from services.notify.settings import NotifySettings
 from services.notify.wiring import create_app as notify_app
 from services.sla.settings import SlaSettings
 from services.sla.wiring import create_app as sla_app
 from tests.e2e.helpers import eventually
+from tools.devstack import ROOT, Stack
 
 pytestmark = [pytest.mark.integration]
 

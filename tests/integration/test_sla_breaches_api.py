@@ -13,12 +13,12 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from lapor.contracts import Priority, State
-from lapor.devstack import Stack
 from lapor.tokens import in_memory_tokens
 from services.sla.api import breaches_router
 from services.sla.repository import MongoSlaStore
 from tests.unit.sla.fakes import routed, state
 from tests.unit.sla.test_engine import Harness, wita
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 

@@ -32,7 +32,6 @@ from lapor.contracts import (
     State,
     subjects,
 )
-from lapor.devstack import ROOT, Stack
 from lapor.runtime.broker import EventPublisher, declare_consumers
 from lapor.runtime.outbox import Outbox
 from lapor.runtime.service import Late, build_runtime
@@ -49,6 +48,7 @@ from services.sla.settings import SlaSettings
 from services.sla.wiring import load_rules, register
 from tests.e2e.helpers import eventually, stored_messages
 from tests.unit.sla.fakes import FakeClock, routed, state
+from tools.devstack import ROOT, Stack
 
 pytestmark = [pytest.mark.integration]
 

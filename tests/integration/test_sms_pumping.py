@@ -15,10 +15,10 @@ import pytest_asyncio
 
 from lapor.contracts import subjects
 from lapor.contracts.commands import Role
-from lapor.devstack import Stack
 from services.intake.auth import new_token, token_record
 from tests.e2e.helpers import eventually, sms_payload
 from tests.integration.intake_harness import http_client, serving_intake
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.security]
 

@@ -16,11 +16,11 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 from typer.testing import CliRunner
 
-from lapor.cli import app as cli
-from lapor.devstack import Stack
 from services.intake.api import build_router
 from services.intake.auth import hash_token
 from services.intake.repository import ComplaintRepository
+from tools.cli import app as cli
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.security]
 

@@ -22,12 +22,12 @@ from lapor.contracts import (
     State,
 )
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Outcome, Role
-from lapor.devstack import Stack
 from services.intake import changes, domain, handlers, lifecycle
 from services.intake.api import OPEN_STATES, public_view
 from services.intake.repository import ComplaintRepository
 from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from lapor.devstack import GATEWAY, KANNEL_CHILDREN, SERVICES, Stack, kannel_installed
+from tools.devstack import GATEWAY, KANNEL_CHILDREN, SERVICES, Stack, kannel_installed
 
 
 def _require_kannel() -> None:

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from lapor.contracts import subjects
-from lapor.devstack import GATEWAY, KANNEL_CHILDREN, Stack
 from tests.e2e.helpers import Collector, Outbox, eventually
+from tools.devstack import GATEWAY, KANNEL_CHILDREN, Stack
 
 pytestmark = [pytest.mark.kannel, pytest.mark.e2e]
 

@@ -647,7 +647,7 @@ def test_dockerfile_runtime_stage() -> None:
 
 def test_dockerignore_keeps_the_context_minimal() -> None:
     rules = _dockerignore_rules()
-    for path in (".env", ".venv/bin/python", ".git/HEAD", "lapor/__pycache__/cli.pyc"):
+    for path in (".env", ".venv/bin/python", ".git/HEAD", "tools/__pycache__/cli.pyc"):
         assert _dockerignored(path, rules), f"{path} must not be in the build context"
 
     _, stages = _dockerfile_stages()

@@ -6,7 +6,7 @@ import json
 import stat
 from pathlib import Path
 
-from lapor.devstack import CONSOLE, CONSOLE_HTTP_PORT, GATEWAY_HTTP_PORT, Stack
+from tools.devstack import CONSOLE, CONSOLE_HTTP_PORT, GATEWAY_HTTP_PORT, Stack
 
 
 def test_the_operator_file_names_the_console_and_its_first_admin(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 import yaml
 
-from lapor.asyncapi import OUT, SERVICES, render
+from tools.asyncapi import OUT, SERVICES, render
 
 
 def test_committed_documents_match_the_code() -> None:

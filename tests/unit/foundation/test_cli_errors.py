@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from lapor.cli import app
-from lapor.devstack import DEV_DIR_ENV, OPERATOR_FILE, free_port
 from lapor.runtime.pii import new_key
+from tools.cli import app
+from tools.devstack import DEV_DIR_ENV, OPERATOR_FILE, free_port
 
 # Server selection gives up after 3 s; the rest is start-up on a busy machine.
 WITHIN_S = 8.0

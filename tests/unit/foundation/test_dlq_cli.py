@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from lapor.cli import app
-from lapor.devstack import DEV_DIR_ENV, OPERATOR_FILE
 from lapor.runtime.pii import PiiOpener, PiiSealer, new_key, public_key_of
-from services.deadletters import cli as dlq
+from tools import deadletters_cli as dlq
+from tools.cli import app
+from tools.devstack import DEV_DIR_ENV, OPERATOR_FILE
 
 STACK_NATS = "nats://admin:secretPassword@127.0.0.1:14222"
 

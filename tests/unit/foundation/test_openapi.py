@@ -1,6 +1,6 @@
 """The committed OpenAPI document of the HTTP API matches the code."""
 
-from lapor.openapi import OUT, render
+from tools.openapi import OUT, render
 
 
 def test_committed_openapi_matches_the_code() -> None:

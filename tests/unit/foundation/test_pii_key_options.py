@@ -4,9 +4,9 @@ malformed key is a usage error naming LAPOR_PII_KEY, never a traceback."""
 import pytest
 import typer
 
-from lapor.keys import Resealer
 from lapor.runtime.pii import PiiOpener, new_key
-from lapor.terminal import with_pii_keys
+from tools.keys import Resealer
+from tools.terminal import with_pii_keys
 
 
 @pytest.mark.parametrize("make", [PiiOpener, Resealer])

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lapor.devstack import DLQ, Stack
 from lapor.runtime.pii import PiiCipher, new_key, public_key_of
 from services.intake.settings import IntakeSettings
 from services.router.settings import RouterSettings
 from services.sla.settings import SlaSettings
+from tools.devstack import DLQ, Stack
 
 pytestmark = [pytest.mark.security]
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from lapor.devstack import Stack
 from lapor.runtime.pii import new_key, public_key_of
 from lapor.runtime.settings import InfraSettings, secret_problem
 from services.intake.settings import IntakeSettings
 from services.notify.settings import NotifySettings
+from tools.devstack import Stack
 
 pytestmark = [pytest.mark.security]
 

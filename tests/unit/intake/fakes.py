@@ -19,13 +19,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from lapor.devstack import ROOT
 from lapor.regions import load_regions, region_keywords
 from services.intake.counts import CountBuffer
 from services.intake.domain import Change, Transition, after_change
 from services.intake.ports import Document, IntakeDeps, TrackingIdTaken
 from services.intake.sms import RegionKeywords
 from tests.contacts import NOTIFY_KEY
+from tools.devstack import ROOT
 
 KEYWORDS = RegionKeywords(region_keywords(load_regions(ROOT / "data")))
 PHONE_KEY = b"k" * 32

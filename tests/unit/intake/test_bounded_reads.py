@@ -16,7 +16,6 @@ from fastapi import APIRouter, FastAPI, Header, HTTPException, Request
 from faststream.nats import NatsBroker
 from prometheus_client import CollectorRegistry
 
-from lapor.devstack import ROOT
 from lapor.directory import load_directory
 from lapor.report import report_router
 from lapor.report.period import MAX_DAYS, bounded_period
@@ -24,6 +23,7 @@ from lapor.runtime.http import create_http_app, mark_authenticated
 from lapor.runtime.settings import HttpLimits, ServiceSettings, documentation_infra
 from services.intake.georeport import MAX_IDS, requests_query
 from services.intake.open311 import Open311Context, build_router
+from tools.devstack import ROOT
 
 DIRECTORY = load_directory(ROOT / "data" / "regions" / "banjar")
 WITA = ZoneInfo("Asia/Makassar")

@@ -10,7 +10,8 @@ from typing import Any
 
 from lapor.contracts import Deadlines, DeadlinesSet, Priority, State
 from lapor.contracts.commands import Action
-from lapor.runtime.complaint_counts import (
+from services.intake import changes, usecases
+from services.intake.complaint_counts import (
     OPEN_DOC,
     OPEN_STATES,
     CountedFigures,
@@ -18,9 +19,8 @@ from lapor.runtime.complaint_counts import (
     contribution,
     read_figures,
 )
-from lapor.runtime.metrics import ComplaintFigures
-from services.intake import changes, usecases
 from services.intake.counts import CountBuffer, reconcile
+from services.intake.metrics import ComplaintFigures
 from services.intake.ports import IntakeDeps
 from tests.factories import complaint_routed
 from tests.unit.intake.fakes import MemoryComplaints, intake_deps

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from lapor.devstack import ROOT
 from lapor.directory import load_directory
 from services.intake.georeport import (
     REQUEST_WINDOW,
@@ -24,6 +23,7 @@ from services.intake.georeport import (
     services_of,
     to_xml,
 )
+from tools.devstack import ROOT
 
 # The specification's field lists.
 SERVICE_FIELDS = [

@@ -24,7 +24,6 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lapor.audience import mask_contacts
-from lapor.devstack import ROOT
 from lapor.directory import load_directory
 from services.intake.georeport import (
     Service,
@@ -36,6 +35,7 @@ from services.intake.georeport import (
     to_xml,
 )
 from services.intake.open311 import Open311Context, build_router
+from tools.devstack import ROOT
 
 pytestmark = [pytest.mark.security]
 

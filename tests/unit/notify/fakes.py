@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from lapor.devstack import ROOT
 from lapor.regions import load_regions
 from services.notify.catalog import AgencyCatalog, SmsRenderer
 from services.notify.channels import OutgoingMessage
@@ -23,6 +22,7 @@ from services.notify.repository import Document
 from services.notify.templates import TemplateSet
 from services.notify.usecases import NotifyDeps
 from tests.contacts import NOTIFY_KEY
+from tools.devstack import ROOT
 
 REGIONS = load_regions(ROOT / "data")
 RENDERER = SmsRenderer(TemplateSet.load(), REGIONS)

@@ -14,11 +14,11 @@ from lapor.contracts import (
     Priority,
     State,
 )
-from lapor.devstack import ROOT
 from lapor.regions import load_regions
 from services.notify import domain
 from services.notify.catalog import SmsRenderer
 from services.notify.templates import TemplateSet
+from tools.devstack import ROOT
 
 NOW = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
 ID = "LPR-2611-7K3M9QX2"

@@ -328,17 +328,6 @@ async def test_all_notifications_of_an_event_come_back_after_the_shortest_wait()
     assert delay is not None and delay <= 4.0
 
 
-def test_metrics_feed_the_shared_notification_family_in_any_order() -> None:
-    from lapor.runtime.metrics import DomainMetrics
-
-    first = CollectorRegistry()
-    ours = NotifyMetrics(first)
-    assert DomainMetrics(first).notifications is ours.outcomes
-    second = CollectorRegistry()
-    shared = DomainMetrics(second)
-    assert NotifyMetrics(second).outcomes is shared.notifications
-
-
 async def test_final_outcomes_are_counted_by_channel_and_status() -> None:
     s = Setup(Scripted(DeliveryResult.sent(), DeliveryResult.rejected("HTTP 400")))
     await s.deliverer.deliver(note())

@@ -15,13 +15,13 @@ from lapor.contracts import (
     SlaClock,
     State,
 )
-from lapor.devstack import ROOT
 from lapor.directory import Contact, Contacts, load_directory
 from lapor.regions import load_regions
 from services.notify import domain
 from services.notify.catalog import SmsRenderer
 from services.notify.templates import TemplateSet
 from tests.contacts import sealed
+from tools.devstack import ROOT
 
 NOW = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
 DIRECTORY = load_directory(ROOT / "data" / "regions" / "banjar")

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import re
 import shutil
+from typing import Any
 
 from faststream.nats import NatsBroker
 from faststream.nats.prometheus import NatsPrometheusMiddleware
 from prometheus_client import CollectorRegistry
 
-from lapor.runtime.metrics import DomainMetrics
+from lapor.runtime.metrics import PipelineMetrics
 from services.gateway.metrics import GatewayMetrics
 from services.hotspots.metrics import HotspotMetrics
+from services.intake.metrics import IntakeMetrics
 from services.intake.photo_api import PhotoMetrics
 from services.intake.sessions import login_failures_metric
 from services.notify.delivery import NotifyMetrics
+from services.router.metrics import RouterMetrics
 from services.sla.metrics import SlaMetrics
 
 # Series Prometheus makes itself rather than scraping them.
@@ -38,40 +41,59 @@ _CLAUSE = re.compile(
 _IDENT = re.compile(r"(?<![\w:.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])(\s*\()?")
 
 
-def _lapor_registry() -> CollectorRegistry:
-    registry = CollectorRegistry()
-    # In the order sla registers them: its own families first, the shared ones adopt.
-    SlaMetrics(registry)
-    DomainMetrics(registry)
-    NotifyMetrics(registry)
-    GatewayMetrics(registry)
-    HotspotMetrics(registry)
-    PhotoMetrics(registry)
-    login_failures_metric(registry)
+def service_registries() -> dict[str, CollectorRegistry]:
+    """Each service's own families, on its registry in the order its wiring declares them."""
+    intake, router, sla, notify, hotspots, gateway = (CollectorRegistry() for _ in range(6))
+    IntakeMetrics(intake)
+    login_failures_metric(intake)
+    PhotoMetrics(intake)
+    RouterMetrics(router)
+    SlaMetrics(sla)
+    PipelineMetrics(sla)
+    NotifyMetrics(notify)
+    PipelineMetrics(notify)
+    HotspotMetrics(hotspots)
+    PipelineMetrics(hotspots)
+    GatewayMetrics(gateway)
+    return {
+        "intake": intake,
+        "router": router,
+        "sla": sla,
+        "notify": notify,
+        "hotspots": hotspots,
+        "gateway": gateway,
+    }
+
+
+def _lapor_collectors() -> dict[str, Any]:
+    """Series name to collector, over every service's registry and FastStream's."""
+    faststream = CollectorRegistry()
     NatsBroker(
         "nats://127.0.0.1:1",
-        middlewares=[NatsPrometheusMiddleware(registry=registry, app_name="check")],
+        middlewares=[NatsPrometheusMiddleware(registry=faststream, app_name="check")],
     )
-    return registry
+    collectors: dict[str, Any] = {}
+    for registry in (*service_registries().values(), faststream):
+        collectors.update(registry._names_to_collectors)
+    return collectors
 
 
 def known_series() -> frozenset[str]:
     """Every series name Prometheus can scrape: Lapor's (domain, FastStream) and the exporters'."""
-    names = _lapor_registry()._names_to_collectors
-    return frozenset(names) | PROMETHEUS_SERIES | EXPORTER_SERIES
+    return frozenset(_lapor_collectors()) | PROMETHEUS_SERIES | EXPORTER_SERIES
 
 
 def lapor_series() -> frozenset[str]:
     """Series scraped from the Lapor services (job `lapor`), which all carry the
     `service` target label; `up{job="lapor"}` does too."""
-    return frozenset(_lapor_registry()._names_to_collectors) | {"up"}
+    return frozenset(_lapor_collectors()) | {"up"}
 
 
 def series_with_label(label: str) -> frozenset[str]:
     """Lapor series whose own label names include `label`."""
     return frozenset(
         name
-        for name, collector in _lapor_registry()._names_to_collectors.items()
+        for name, collector in _lapor_collectors().items()
         # prometheus_client's own metrics keep `_labelnames`, Lapor's snapshot gauges `labelnames`.
         if label
         in (getattr(collector, "_labelnames", None) or getattr(collector, "labelnames", ()))

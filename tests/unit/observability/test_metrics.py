@@ -1,7 +1,9 @@
-"""Domain metrics: naming conventions, snapshot gauges, the refresher's logic."""
+"""Services' metrics: naming conventions, snapshot gauges, the refresher's logic."""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,13 +14,13 @@ from faststream.nats import NatsBroker
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from lapor.contracts import subjects
+from lapor.runtime import metrics as runtime_metrics
 from lapor.runtime.broker import durable
 from lapor.runtime.metrics import (
-    ComplaintFigures,
-    DomainMetrics,
+    PipelineMetrics,
     RefreshPlan,
     SnapshotGauge,
-    assigned_since,
+    counter,
     declared_consumers,
     jetstream_of,
     pause_after,
@@ -26,8 +28,10 @@ from lapor.runtime.metrics import (
     refresh_once,
     start_refresher,
 )
+from services.intake.metrics import ComplaintFigures, IntakeMetrics, assigned_since, refresh_plan
+from services.router.metrics import RouterMetrics
 from tests.e2e.helpers import eventually
-from tests.unit.observability.promql import promtool
+from tests.unit.observability.promql import promtool, service_registries
 
 # Closed sets of codes; anything else (phone, id, text) must never be a label.
 ALLOWED_LABELS = {
@@ -46,23 +50,97 @@ ALLOWED_LABELS = {
     "part",
     "action",
     "kecamatan",
+    # Of the services' operational families.
+    "kind",
+    "outcome",
+    "year",
+    "audience",
+    "template",
+    "transport",
+    "change",
+    "smsc",
+    "where",
 }
 
 
+# The refresher's own families, which every service with a bus consumer exports.
+PIPELINE = [
+    "lapor_jetstream_consumer_backlog_messages",
+    "lapor_jetstream_consumer_redelivered_messages",
+    "lapor_metrics_refresh_timestamp_seconds",
+    "lapor_metrics_refresh_errors",
+]
+# Each service exports the families it fills, and only those: a figure has one
+# scrape target. Listed in the order /metrics shows them.
+INTAKE_OWN = [
+    "lapor_complaints_received",
+    "lapor_rejections",
+    "lapor_citizen_actions",
+    "lapor_complaints_open",
+    "lapor_complaints_open_by_kecamatan",
+    "lapor_triage_queue_complaints",
+    "lapor_deadlines_due_next_24h",
+    "lapor_deadlines_overdue",
+    "lapor_urgent_unacknowledged_complaints",
+    "lapor_urgent_unacknowledged_oldest_age_seconds",
+    "lapor_dead_letters",
+]
+INTAKE = [
+    *INTAKE_OWN,
+    *PIPELINE,
+    "lapor_complaint_counts_drift",
+    "lapor_complaint_counts_reconciled_timestamp_seconds",
+    "lapor_login_failures",
+]
+
+
 @pytest.fixture
-def metrics() -> DomainMetrics:
-    return DomainMetrics(CollectorRegistry())
+def metrics() -> PipelineMetrics:
+    return PipelineMetrics(CollectorRegistry())
 
 
 def _families(registry: CollectorRegistry) -> list[Any]:
     return [f for f in registry.collect() if f.name.startswith("lapor_")]
 
 
-def test_names_units_and_labels_follow_conventions() -> None:
-    registry = CollectorRegistry()
-    DomainMetrics(registry)
+def test_each_service_declares_its_own_families() -> None:
+    registries = service_registries()
+    intake = [f.name for f in _families(registries["intake"])]
+    assert intake[: len(INTAKE)] == INTAKE
+    assert [f.name for f in _families(registries["router"])] == [
+        "lapor_routing_decisions",
+        *PIPELINE,
+    ]
+    for service in ("sla", "notify", "hotspots"):
+        names = [f.name for f in _families(registries[service])]
+        assert names[-len(PIPELINE) :] == PIPELINE, service
+        assert not set(names) & set(INTAKE_OWN), service
+
+
+def test_the_runtime_knows_no_service() -> None:
+    """The shared refresher imports no service, reads no service's collection and
+    declares no family but its own."""
+    tree = ast.parse(inspect.getsource(runtime_metrics))
+    imported = {
+        node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+    } | {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert not {name for name in imported if name.split(".")[0] == "services"}
+    texts = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)}
+    assert not texts & {"complaints", "complaint_counts", "dead_letters"}
+    families = {text.removesuffix("_total") for text in texts if isinstance(text, str)}
+    assert {name for name in families if name.startswith("lapor_")} == set(PIPELINE)
+
+
+@pytest.mark.parametrize("service", ["intake", "router", "sla", "notify", "hotspots", "gateway"])
+def test_names_units_and_labels_follow_conventions(service: str) -> None:
+    registry = service_registries()[service]
     families = _families(registry)
-    assert len(families) == 21
+    assert families
     for family in families:
         assert family.documentation, family.name
         if family.type == "counter":
@@ -81,8 +159,8 @@ def test_names_units_and_labels_follow_conventions() -> None:
 
 def test_each_registry_gets_its_own_metrics() -> None:
     first, second = CollectorRegistry(), CollectorRegistry()
-    DomainMetrics(first).received.labels(channel="sms", region="banjar").inc()
-    DomainMetrics(second)
+    IntakeMetrics(first).received.labels(channel="sms", region="banjar").inc()
+    IntakeMetrics(second)
     assert (
         first.get_sample_value(
             "lapor_complaints_received_total", {"channel": "sms", "region": "banjar"}
@@ -97,13 +175,13 @@ def test_each_registry_gets_its_own_metrics() -> None:
     )
 
 
-def test_a_service_counter_of_the_same_fact_is_adopted() -> None:
+def test_a_counter_of_the_same_fact_is_adopted() -> None:
     registry = CollectorRegistry()
-    # As a service's own metrics class may register it, labels in another order.
+    # As another metrics class may register it, labels in another order.
     own = Counter("lapor_sla_breaches", "doc", ["clock", "agency"], registry=registry)
-    metrics = DomainMetrics(registry)
-    assert metrics.breaches is own
-    metrics.breaches.labels(agency="PUPR", clock="answer").inc()
+    breaches = counter(registry, "lapor_sla_breaches_total", "doc", ["agency", "clock"])
+    assert breaches is own
+    breaches.labels(agency="PUPR", clock="answer").inc()
     assert (
         registry.get_sample_value("lapor_sla_breaches_total", {"agency": "PUPR", "clock": "answer"})
         == 1
@@ -112,9 +190,9 @@ def test_a_service_counter_of_the_same_fact_is_adopted() -> None:
 
 def test_a_clashing_registration_is_refused() -> None:
     registry = CollectorRegistry()
-    Counter("lapor_sla_breaches", "doc", ["agency"], registry=registry)
+    Counter("lapor_routing_decisions", "doc", ["agency"], registry=registry)
     with pytest.raises(ValueError, match="other labels"):
-        DomainMetrics(registry)
+        RouterMetrics(registry)
 
 
 def test_snapshot_gauge_replaces_the_whole_family() -> None:
@@ -206,7 +284,7 @@ class _FakeJetStream:
             raise LookupError(consumer) from None
 
 
-async def test_consumer_backlog_is_pending_plus_unacked(metrics: DomainMetrics) -> None:
+async def test_consumer_backlog_is_pending_plus_unacked(metrics: PipelineMetrics) -> None:
     js = _FakeJetStream({("LAPOR_EVENTS", "sla-routed"): _Info(7, 3, 2)})
     await refresh_consumers(
         metrics, js, [("LAPOR_EVENTS", "sla-routed"), ("LAPOR_EVENTS", "not-yet")]
@@ -215,24 +293,25 @@ async def test_consumer_backlog_is_pending_plus_unacked(metrics: DomainMetrics) 
     assert metrics.consumer_redelivered.samples() == {("LAPOR_EVENTS", "sla-routed"): 2}
 
 
-async def test_a_failing_part_is_counted_not_raised(metrics: DomainMetrics) -> None:
+async def test_a_failing_part_is_counted_not_raised() -> None:
     class Broken:
         def __getitem__(self, name: str) -> Any:
             raise ConnectionError("database down")
 
     js = _FakeJetStream({("S", "c"): _Info(1, 0, 0)})
-    plan = RefreshPlan(complaints=True, dead_letters=True, consumers=[("S", "c")])
-    await refresh_once(metrics, Broken(), jetstream_of(js), plan)  # type: ignore[arg-type]
+    metrics = IntakeMetrics(CollectorRegistry())
+    plan = refresh_plan(metrics, Broken(), [("S", "c")])  # type: ignore[arg-type]
+    await refresh_once(metrics, jetstream_of(js), plan)
     assert metrics.refresh_errors.labels("complaints")._value.get() == 1
     assert metrics.refresh_errors.labels("dead_letters")._value.get() == 1
     stamps = metrics.refresh_timestamp.samples()
     assert set(stamps) == {("consumers",)}
 
 
-async def test_a_broker_not_yet_connected_is_skipped(metrics: DomainMetrics) -> None:
+async def test_a_broker_not_yet_connected_is_skipped(metrics: PipelineMetrics) -> None:
     broker = NatsBroker("nats://127.0.0.1:1")
     plan = RefreshPlan(consumers=[("S", "c")])
-    await refresh_once(metrics, None, jetstream_of(broker), plan)
+    await refresh_once(metrics, jetstream_of(broker), plan)
     assert metrics.refresh_timestamp.samples() == {}
     assert metrics.consumer_backlog.samples() == {}
 
@@ -246,9 +325,9 @@ def test_declared_consumers_come_from_the_broker() -> None:
     assert declared_consumers(broker) == [("LAPOR_EVENTS", "sla-routed")]
 
 
-async def test_refresher_runs_until_stopped(metrics: DomainMetrics) -> None:
+async def test_refresher_runs_until_stopped(metrics: PipelineMetrics) -> None:
     js = _FakeJetStream({("S", "c"): _Info(1, 1, 0)})
-    stop = start_refresher(metrics, None, js, RefreshPlan(consumers=[("S", "c")]), interval_s=0.01)
+    stop = start_refresher(metrics, js, RefreshPlan(consumers=[("S", "c")]), interval_s=0.01)
     await _asked_twice(js)
     await stop()
     assert metrics.consumer_backlog.value("S", "c") == 2
@@ -259,8 +338,7 @@ async def test_refresher_runs_until_stopped(metrics: DomainMetrics) -> None:
     # first would have gone round again by now, had it not stopped.
     witness = _FakeJetStream({("S", "w"): _Info(0, 0, 0)})
     stop_witness = start_refresher(
-        DomainMetrics(CollectorRegistry()),
-        None,
+        PipelineMetrics(CollectorRegistry()),
         witness,
         RefreshPlan(consumers=[("S", "w")]),
         interval_s=0.01,
@@ -285,30 +363,28 @@ def test_slow_refreshes_wait_longer_so_they_take_a_tenth_of_the_time_at_most() -
     assert pause_after(0.0, 0.5) == 0.5
 
 
-def test_promtool_accepts_every_domain_metric(metrics: DomainMetrics) -> None:
+def test_promtool_accepts_every_service_metric() -> None:
     tool = promtool()
     if tool is None:
         pytest.skip("promtool is not installed (Debian package `prometheus`; .ci/run installs it)")
-    registry = CollectorRegistry()
-    populate(DomainMetrics(registry))
-    result = subprocess.run(
-        [tool, "check", "metrics"],
-        input=generate_latest(registry),
-        capture_output=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    intake, router = CollectorRegistry(), CollectorRegistry()
+    populate(IntakeMetrics(intake))
+    RouterMetrics(router).routing_decisions.labels(agency="PUPR", priority="normal").inc()
+    for registry in (intake, router):
+        result = subprocess.run(
+            [tool, "check", "metrics"],
+            input=generate_latest(registry),
+            capture_output=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
-def populate(m: DomainMetrics) -> None:
-    """One sample in every family."""
+def populate(m: IntakeMetrics) -> None:
+    """One sample in every family of intake."""
     m.received.labels(channel="sms", region="banjar").inc()
     m.rejections.labels(channel="sms", reason="too_short").inc()
-    m.routing_decisions.labels(agency="PUPR", priority="normal").inc()
-    m.breaches.labels(agency="PUPR", clock="answer").inc()
-    m.escalations.labels(level="head").inc()
-    m.notifications.labels(channel="sms", status="sent").inc()
-    m.notifications.labels(channel="sms", status="failed").inc()
+    m.citizen_actions.labels(action="rate", region="banjar").inc()
     m.refresh_errors.labels(part="complaints").inc()
     m.open_complaints.replace({("assigned", "PUPR", "normal"): 4})
     m.triage_queue.set(2)
@@ -320,3 +396,6 @@ def populate(m: DomainMetrics) -> None:
     m.consumer_backlog.replace({("LAPOR_EVENTS", "sla-routed"): 3})
     m.consumer_redelivered.replace({("LAPOR_EVENTS", "sla-routed"): 1})
     m.refresh_timestamp.replace({("complaints",): 1.7e9})
+    m.open_by_kecamatan.replace({("63.03.01",): 1})
+    m.counts_drift.set(0)
+    m.counts_reconciled.set(1.7e9)

@@ -8,9 +8,9 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from lapor.cli import app
 from lapor.directory import REGIONS_DIR
 from services.router.domain import Router
+from tools.cli import app
 
 DATA_DIR = REGIONS_DIR.parent
 KEYS = {"agency", "priority", "category", "confidence", "triage", "reasons"}

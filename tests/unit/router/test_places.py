@@ -178,7 +178,7 @@ def test_the_complaint_keeps_the_place_and_shows_it_like_the_address() -> None:
 def test_open_complaints_and_the_report_break_down_by_kecamatan() -> None:
     from lapor.report import build_report, facts_from
     from lapor.report.build import ReportData
-    from lapor.runtime.metrics import ComplaintFigures
+    from services.intake.metrics import ComplaintFigures
 
     placed, unplaced = _stored(anonymous=False), _stored(anonymous=False)
     unplaced.pop("place")

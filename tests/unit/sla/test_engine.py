@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry
 
 from lapor.calendar import load_calendar
 from lapor.contracts import ComplaintRouted, ComplaintStateChanged, Priority, State, subjects
-from lapor.runtime.metrics import DomainMetrics
 from lapor.runtime.outbox import Outbox
 from services.sla.engine import SlaEngine
 from services.sla.firing import MODELS
@@ -316,8 +315,6 @@ async def test_escalations_are_counted_by_level_once_per_firing() -> None:
     registry = CollectorRegistry()
     sla = Harness(wita(12, 21, 10))
     sla.engine.metrics = SlaMetrics(registry)
-    shared = DomainMetrics(registry)
-    assert shared.escalations is sla.engine.metrics.escalations
     await sla.send(routed("C1", wita(12, 21, 10)))
     # The liaison notice is published, then the process dies before settling it.
     sla.clock.set(wita(12, 31, 0, 0))

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lapor.terminal import MongoDb, OperatorMongoUrl, mongo_client, run
+from tools.terminal import MongoDb, OperatorMongoUrl, mongo_client, run
 
 DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
 # services/hotspots/repository.py keeps them here; shown from two members on.

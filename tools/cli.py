@@ -17,13 +17,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lapor.accounts_cli import COMMANDS as ACCOUNT_COMMANDS
-from lapor.accounts_cli import accounts_app
-from lapor.backup_cli import backup_command, restore_command
-from lapor.hotspots_cli import hotspots_command
-from lapor.keys import keys_app
-from lapor.terminal import err, fail, mongo_client, progress, run
-from services.deadletters.cli import dlq_app
+from tools.accounts_cli import COMMANDS as ACCOUNT_COMMANDS
+from tools.accounts_cli import accounts_app
+from tools.backup_cli import backup_command, restore_command
+from tools.deadletters_cli import dlq_app
+from tools.hotspots_cli import hotspots_command
+from tools.keys import keys_app
+from tools.terminal import err, fail, mongo_client, progress, run
 
 if TYPE_CHECKING:
     from lapor.contracts import InboundSms
@@ -57,7 +57,7 @@ def local_stack() -> dict[str, str]:
     """What a running local stack wrote for the CLI (its admin NATS URL, the
     intake API, the database, its PII key file), or nothing when none runs.
     `make run` writes it under var/dev; LAPOR_DEV_DIR names another stack's folder."""
-    from lapor.devstack import DEV_DIR, DEV_DIR_ENV, OPERATOR_FILE
+    from tools.devstack import DEV_DIR, DEV_DIR_ENV, OPERATOR_FILE
 
     path = Path(os.environ.get(DEV_DIR_ENV) or DEV_DIR) / OPERATOR_FILE
     try:

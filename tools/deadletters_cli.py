@@ -6,7 +6,7 @@ record replayed; `resolve` settles one an operator decided not to replay, with
 the reason. A record neither replayed nor resolved is pending: the
 `lapor_dead_letters` gauge counts those, and `LaporDeadLetters` fires while
 there are any. Payloads open only with the private `LAPOR_PII_KEY`, which the
-operator holds. Mounted by the `lapor` command line (lapor.cli), which fills in
+operator holds. Mounted by the `lapor` command line (tools.cli), which fills in
 what the command line and the environment leave open from the running `make run`.
 """
 
@@ -90,7 +90,7 @@ def list_command(
 ) -> None:
     """List dead letters, oldest first, a page at a time (phone numbers in payloads
     are masked). When more remain, the last line says how to see them."""
-    from lapor.terminal import err, run, with_pii_keys
+    from tools.terminal import err, run, with_pii_keys
 
     opener = with_pii_keys(PiiOpener, pii_key, pii_old_keys)
     records, more = run(
@@ -137,7 +137,7 @@ async def _list(
     limit: int = PAGE,
     after: str | None = None,
 ) -> tuple[list[Document], int]:
-    from lapor.terminal import fail, mongo_client
+    from tools.terminal import fail, mongo_client
 
     client = mongo_client(mongo_url)
     try:
@@ -165,7 +165,7 @@ def replay_command(
 ) -> None:
     """Publish dead letters again on their original subjects, with a new message id.
     `--all` works through every waiting one in batches of 500, with progress."""
-    from lapor.terminal import run, with_pii_keys
+    from tools.terminal import run, with_pii_keys
 
     if (record_id is None) == (not replay_all):
         raise typer.BadParameter("give one dead-letter id or --all")
@@ -186,7 +186,7 @@ async def _replay(
     dry_run: bool,
     opener: PiiOpener,
 ) -> tuple[int, int]:
-    from lapor.terminal import connect_nats, mongo_client
+    from tools.terminal import connect_nats, mongo_client
 
     # NATS first: a replay that cannot publish should say so before reading anything.
     nc = None if dry_run else await connect_nats(nats_url)
@@ -212,7 +212,7 @@ async def _chosen(
     store: DeadLetterStore, record_id: str | None
 ) -> tuple[AsyncIterator[list[Document]], int]:
     """The records to replay, in batches, and how many there are."""
-    from lapor.terminal import fail
+    from tools.terminal import fail
 
     if record_id is not None:
         found = await store.get(record_id)
@@ -248,7 +248,7 @@ async def _replay_records(
     batches: AsyncIterator[list[Document]],
     total: int,
 ) -> tuple[int, int]:
-    from lapor.terminal import err, progress
+    from tools.terminal import err, progress
 
     done = failed = 0
     with progress() as shown:
@@ -278,7 +278,7 @@ def resolve_command(
     mongo_db: OperatorMongoDb = "lapor",
 ) -> None:
     """Settle a dead letter without replaying it (a test message, fixed by hand, obsolete)."""
-    from lapor.terminal import fail, run
+    from tools.terminal import fail, run
 
     if not reason.strip():
         raise typer.BadParameter("say why it is not replayed", param_hint="--reason")
@@ -299,7 +299,7 @@ def _operator() -> str:
 
 
 async def _resolve(mongo_url: str, mongo_db: str, record_id: str, reason: str, by: str) -> str:
-    from lapor.terminal import mongo_client
+    from tools.terminal import mongo_client
 
     client = mongo_client(mongo_url)
     try:

@@ -47,7 +47,7 @@ NO_GROUP = "-"
 RECONCILED_DOC = "reconciled"
 UPDATES_AT_ONCE = 32
 
-# Kept here rather than imported from lapor.runtime.metrics, which imports this module.
+# Kept here rather than imported from services.intake.metrics, which imports this module.
 OPEN_STATES: tuple[str, ...] = tuple(
     s.value
     for s in (

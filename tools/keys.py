@@ -31,8 +31,8 @@ import typer
 
 from lapor.runtime import db_access
 from lapor.runtime.pii import PREFIX, SEALED_PREFIX, PiiCipher, PiiKeyError, PiiOpener
-from lapor.terminal import MongoDb, with_pii_keys
-from lapor.terminal import OperatorMongoUrl as MongoUrl
+from tools.terminal import MongoDb, with_pii_keys
+from tools.terminal import OperatorMongoUrl as MongoUrl
 
 Document = dict[str, Any]
 
@@ -267,7 +267,7 @@ def rotate_command(
 ) -> None:
     """Re-seal every stored personal value under LAPOR_PII_KEY, opening old ones with
     LAPOR_PII_OLD_KEYS; then say whether any value still needs an old key."""
-    from lapor.terminal import run
+    from tools.terminal import run
 
     keys = with_pii_keys(Resealer, pii_key, pii_old_keys)
     tallies, left = run(_rotate(mongo_url, mongo_db, keys), mongo_url=mongo_url)
@@ -289,7 +289,7 @@ def check_command(
 ) -> None:
     """Scan every collection for values sealed under another key than LAPOR_PII_KEY;
     exit 1 while there are any."""
-    from lapor.terminal import run
+    from tools.terminal import run
 
     keys = with_pii_keys(Resealer, pii_key, "")
     left = run(_check(mongo_url, mongo_db, keys), mongo_url=mongo_url)
@@ -298,7 +298,7 @@ def check_command(
 
 
 def _say_left(left: dict[str, Counter[str]]) -> None:
-    from lapor.terminal import err
+    from tools.terminal import err
 
     if not left:
         print("no value needs an old key: LAPOR_PII_OLD_KEYS can be emptied")
@@ -311,7 +311,7 @@ def _say_left(left: dict[str, Counter[str]]) -> None:
 async def _rotate(
     mongo_url: str, mongo_db: str, keys: Resealer
 ) -> tuple[dict[str, Tally], dict[str, Counter[str]]]:
-    from lapor.terminal import mongo_client, progress
+    from tools.terminal import mongo_client, progress
 
     client = mongo_client(mongo_url)
     try:
@@ -324,7 +324,7 @@ async def _rotate(
 
 
 async def _check(mongo_url: str, mongo_db: str, keys: Resealer) -> dict[str, Counter[str]]:
-    from lapor.terminal import mongo_client, progress
+    from tools.terminal import mongo_client, progress
 
     client = mongo_client(mongo_url)
     try:

@@ -324,7 +324,7 @@ def render_auth_conf(users: Sequence[NatsUser]) -> str:
     that nats-server resolves from its environment."""
     lines = [
         "# NATS users of Lapor and their allow-lists (everything else is denied).",
-        "# Generated from the services' wiring: `python -m lapor.devstack auth-conf`.",
+        "# Generated from the services' wiring: `python -m tools.devstack auth-conf`.",
         "# Do not edit by hand; a test compares this file with the code.",
         "#",
         "# Passwords come from nats-server's environment, LAPOR_NATS_<USER>_PASSWORD:",
@@ -1270,12 +1270,12 @@ def _until_stopped(stack: Stack, stopping: threading.Event) -> int:
 
 
 def write_auth_conf(check: bool = False) -> int:
-    """`python -m lapor.devstack auth-conf [--check]`: the compose NATS users file."""
+    """`python -m tools.devstack auth-conf [--check]`: the compose NATS users file."""
     text = render_auth_conf(nats_users())
     if check:
         if AUTH_CONF.read_text() == text:
             return 0
-        print(f"{AUTH_CONF} is stale: run python -m lapor.devstack auth-conf", file=sys.stderr)
+        print(f"{AUTH_CONF} is stale: run python -m tools.devstack auth-conf", file=sys.stderr)
         return 1
     AUTH_CONF.write_text(text)
     print(f"wrote {AUTH_CONF}")

@@ -1,7 +1,7 @@
 """Generate (or check) the committed OpenAPI document of intake's HTTP API.
 
-python -m lapor.openapi write   # regenerate docs/openapi/intake.json, hotspots.json, dlq.json
-python -m lapor.openapi check   # exit 1 if the committed file differs from the code
+python -m tools.openapi write   # regenerate docs/openapi/intake.json, hotspots.json, dlq.json
+python -m tools.openapi check   # exit 1 if the committed file differs from the code
 """
 
 import json

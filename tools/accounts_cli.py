@@ -18,7 +18,7 @@ from rich.table import Table
 
 from lapor.account_store import MongoAccounts, create_account, reset_password, set_disabled
 from lapor.accounts import ROLES, AccountError, account_view
-from lapor.terminal import fail, mongo_client, run
+from tools.terminal import fail, mongo_client, run
 
 accounts_app = typer.Typer(
     help="Accounts of agency officers and Diskominfo admins (console logins)."

@@ -1,5 +1,5 @@
 """`lapor backup` and `lapor restore` on the command line; what they do is
-`lapor.backup`'s."""
+`tools.backup`'s."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from lapor.backup import (
+from lapor.runtime.pii import PiiKeyError, PiiOpener, PiiSealer
+from tools.backup import (
     Document,
     RestoreError,
     backup,
@@ -18,9 +19,8 @@ from lapor.backup import (
     restore_database,
     restore_streams,
 )
-from lapor.runtime.pii import PiiKeyError, PiiOpener, PiiSealer
-from lapor.terminal import MongoDb
-from lapor.terminal import OperatorMongoUrl as MongoUrl
+from tools.terminal import MongoDb
+from tools.terminal import OperatorMongoUrl as MongoUrl
 
 NatsUrl = Annotated[
     str,
@@ -97,7 +97,7 @@ def backup_command(
 ) -> None:
     """Back up the database and the JetStream streams into FOLDER (see README,
     "Backup and restore")."""
-    from lapor.terminal import fail, run
+    from tools.terminal import fail, run
 
     sealer = _sealer(pii_public_key, pii_key)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
@@ -122,7 +122,7 @@ def backup_command(
 async def _backup(
     mongo_url: str, mongo_db: str, nats_url: str | None, folder: Path, sealer: PiiSealer
 ) -> Document:
-    from lapor.terminal import connect_nats, mongo_client, progress
+    from tools.terminal import connect_nats, mongo_client, progress
 
     client = mongo_client(mongo_url, "lapor-backup")
     nc = await connect_nats(nats_url, "lapor-backup") if nats_url else None
@@ -153,7 +153,7 @@ def restore_command(
 ) -> None:
     """Restore a backup into an empty database and NATS; then start the services, which
     catch up on what fell due meanwhile."""
-    from lapor.terminal import fail, run
+    from tools.terminal import fail, run
 
     opener = None if no_streams else _opener(pii_key, pii_old_keys)
     try:
@@ -188,7 +188,7 @@ async def _restore(
     replace: bool,
     opener: PiiOpener | None,
 ) -> tuple[int, int]:
-    from lapor.terminal import connect_nats, fail, mongo_client, progress
+    from tools.terminal import connect_nats, fail, mongo_client, progress
 
     client = mongo_client(mongo_url, "lapor-restore")
     nc = await connect_nats(nats_url, "lapor-restore") if nats_url and opener else None

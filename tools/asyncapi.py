@@ -1,7 +1,7 @@
 """Generate (or check) the committed AsyncAPI documents of every service from the code.
 
-python -m lapor.asyncapi write   # regenerate docs/asyncapi/<service>.yaml
-python -m lapor.asyncapi check   # exit 1 if the committed files differ from the code
+python -m tools.asyncapi write   # regenerate docs/asyncapi/<service>.yaml
+python -m tools.asyncapi check   # exit 1 if the committed files differ from the code
 
 FastStream writes channels, operations and payload schemas. What else an outside
 program needs to publish is added here: the NATS login every connection needs,

@@ -1,0 +1,1 @@
+"""Operator and developer tools: they depend on the services, never the reverse."""
