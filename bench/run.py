@@ -91,6 +91,19 @@ class Config:
     command: str = "make bench"
 
 
+def complaints_refreshed_at(metrics_text: str) -> float | None:
+    """When intake last refreshed its complaint gauges, from a scrape of its /metrics
+    (`lapor_metrics_refresh_timestamp_seconds{part="complaints"}`)."""
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if (
+                sample.name == "lapor_metrics_refresh_timestamp_seconds"
+                and sample.labels.get("part") == "complaints"
+            ):
+                return float(sample.value)
+    return None
+
+
 class Ui:
     """What the run tells the person watching it; the CLI gives a rich implementation."""
 
@@ -633,15 +646,9 @@ class Run:
         async with httpx.AsyncClient(timeout=10.0) as client:
             while time.monotonic() < deadline:
                 with contextlib.suppress(httpx.HTTPError):
-                    text = (await client.get(url)).text
-                    for family in text_string_to_metric_families(text):
-                        for sample in family.samples:
-                            if (
-                                sample.name == "lapor_metrics_refresh_timestamp_seconds"
-                                and sample.labels.get("part") == "complaints"
-                                and sample.value >= since
-                            ):
-                                return round(sample.value - since, 1)
+                    refreshed = complaints_refreshed_at((await client.get(url)).text)
+                    if refreshed is not None and refreshed >= since:
+                        return round(refreshed - since, 1)
                 await asyncio.sleep(2.0)
         return None
 
@@ -656,14 +663,9 @@ class Run:
         async with httpx.AsyncClient(timeout=10.0) as client:
             while time.monotonic() < until:
                 with contextlib.suppress(httpx.HTTPError):
-                    text = (await client.get(url)).text
-                    for family in text_string_to_metric_families(text):
-                        for sample in family.samples:
-                            if (
-                                sample.name == "lapor_metrics_refresh_timestamp_seconds"
-                                and sample.labels.get("part") == "complaints"
-                            ):
-                                ages.append(time.time() - sample.value)
+                    refreshed = complaints_refreshed_at((await client.get(url)).text)
+                    if refreshed is not None:
+                        ages.append(time.time() - refreshed)
                 await asyncio.sleep(1.0)
         reads: list[float] = []
         store = MongoCountStore(self.db)
