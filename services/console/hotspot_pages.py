@@ -16,16 +16,14 @@ from urllib.parse import parse_qsl, quote
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.console.client import ServiceError, Unauthorized
-from services.console.pages import (
-    Console,
-    page_after_refusal,
-    page_or_refusal,
-    refusal_page,
-    see_other,
-    unknown_action,
-)
+from services.console.client import ServiceError
 from services.console.security import Session
+from services.console.web import (
+    Console,
+    acted,
+    agency_in_view,
+    page_after_refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,37 +55,30 @@ async def _all_values(request: Request, name: str) -> list[str]:
     return [v.strip() for k, v in parse_qsl(body) if k == name and v.strip()]
 
 
-def hotspot_router(console: Console) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+def hotspot_routes(router: APIRouter, console: Console) -> None:
     # Registration order is the routes' order: keep it.
     _listing_routes(router, console)
     _hotspot_routes(router, console)
-    return router
+
+
+async def _listing_page(console: Console, request: Request, session: Session) -> Response:
+    """The hotspots an officer's agency holds (every agency's for admins)."""
+    agency = agency_in_view(session, request.query_params, longest=32)
+    listing = await console.services().hotspots(session.token, agency)
+    return console.render(
+        request,
+        "hotspots.html",
+        session,
+        listing=listing,
+        agency=agency,
+        labels=HOTSPOT_STATE_LABELS,
+    )
 
 
 def _listing_routes(router: APIRouter, console: Console) -> None:
-    """The hotspots an officer's agency holds (every agency's for admins)."""
-
     @router.get("/hotspot")
     async def hotspot_list(request: Request) -> Response:
-        session = console.require(request)
-        agency = session.agency
-        if session.is_admin:
-            agency = (request.query_params.get("agency") or "").upper()[:32] or None
-        try:
-            listing = await console.services().hotspots(session.token, agency)
-        except Unauthorized:
-            raise
-        except ServiceError as refused:
-            return refusal_page(console, request, session, refused)
-        return console.render(
-            request,
-            "hotspots.html",
-            session,
-            listing=listing,
-            agency=agency,
-            labels=HOTSPOT_STATE_LABELS,
-        )
+        return await console.page(request, lambda s: _listing_page(console, request, s))
 
 
 async def _hotspot_page(
@@ -95,9 +86,7 @@ async def _hotspot_page(
     request: Request,
     session: Session,
     hotspot_id: str,
-    *,
-    status: int = 200,
-    error: str | None = None,
+    refused: ServiceError | None = None,
     form: dict[str, str] | None = None,
 ) -> HTMLResponse:
     services = console.services
@@ -107,19 +96,11 @@ async def _hotspot_page(
     if hotspot["state"] in ("suggested", "confirmed"):
         listing = await services().hotspots(session.token, hotspot["agency"])
         others = [h for h in listing["hotspots"] if h["id"] != hotspot["id"]]
-    done = request.query_params.get("ok")
-    return console.render(
-        request,
-        "hotspot.html",
-        session,
-        status=status,
-        h=hotspot,
-        others=others,
-        labels=HOTSPOT_STATE_LABELS,
-        error=error,
-        done=DONE_MESSAGES.get(done or ""),
-        form=form or {},
-    )
+    done = DONE_MESSAGES.get(request.query_params.get("ok") or "")
+    return console.render_outcome(
+        request, "hotspot.html", session, refused, h=hotspot, others=others,
+        labels=HOTSPOT_STATE_LABELS, done=done, form=form or {},
+    )  # fmt: skip
 
 
 async def _action_body(
@@ -144,27 +125,19 @@ def _hotspot_routes(router: APIRouter, console: Console) -> None:
 
     @router.get("/hotspot/{hotspot_id}")
     async def hotspot(request: Request, hotspot_id: str) -> Response:
-        session = console.require(request)
-        return await page_or_refusal(
-            console, request, session, _hotspot_page(console, request, session, hotspot_id)
+        return await console.page(
+            request, lambda session: _hotspot_page(console, request, session, hotspot_id)
         )
 
     @router.post("/hotspot/{hotspot_id}/{action}")
     async def hotspot_action(request: Request, hotspot_id: str, action: str) -> Response:
-        session, form = await console.posted(request)
-        chosen = HOTSPOT_FORM_ACTIONS.get(action)
-        if chosen is None:
-            return unknown_action(console, request, session)
+        session, form, chosen = await console.posted_action(request, action, HOTSPOT_FORM_ACTIONS)
         body = await _action_body(request, chosen, form)
-        try:
-            await console.services().hotspot_action(session.token, hotspot_id, chosen, body)
-        except Unauthorized:
-            raise
-        except ServiceError as refused:
+
+        async def again(refused: ServiceError) -> Response:
             log.info("hotspot action %s refused with %s", chosen, refused.status)
-            page = _hotspot_page(
-                console, request, session, hotspot_id, status=refused.status,
-                error=refused.message, form=form,
-            )  # fmt: skip
+            page = _hotspot_page(console, request, session, hotspot_id, refused, form)
             return await page_after_refusal(console, request, session, refused, page)
-        return see_other(f"/hotspot/{quote(hotspot_id, safe='')}?ok={action}")
+
+        call = console.services().hotspot_action(session.token, hotspot_id, chosen, body)
+        return await acted(call, again, f"/hotspot/{quote(hotspot_id, safe='')}?ok={action}")

@@ -40,18 +40,18 @@ from services.console.client import (
     backend_time,
     browser_address,
 )
-from services.console.hotspot_pages import hotspot_router
 from services.console.metrics import ConsoleMetrics
-from services.console.pages import (
+from services.console.pages import console_router
+from services.console.security import Keys
+from services.console.settings import ConsoleSettings
+from services.console.web import (
     Console,
     CsrfRefused,
     LoginRequired,
     PasswordChangeRequired,
-    console_router,
+    UnknownAction,
     see_other,
 )
-from services.console.security import Keys
-from services.console.settings import ConsoleSettings
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -135,7 +135,6 @@ def create_app(
     _add_probes(app, live, registry)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(console_router(console))
-    app.include_router(hotspot_router(console))
     return app
 
 
@@ -220,34 +219,37 @@ def _add_session_handlers(app: FastAPI, console: Console, metrics: ConsoleMetric
     async def csrf_refused(request: Request, _exc: CsrfRefused) -> Response:
         metrics.refusals.labels("csrf").inc()
         log.warning("form refused: missing or wrong CSRF token on %s", request.url.path)
-        return console.render(
+        return _error_page(
+            console,
             request,
-            "error.html",
-            console.session(request),
-            status=403,
-            error="Formulir ini kedaluwarsa atau tidak berasal dari konsol. "
+            403,
+            "Formulir ini kedaluwarsa atau tidak berasal dari konsol. "
             "Muat ulang halaman lalu kirim lagi.",
         )
 
 
+def _error_page(console: Console, request: Request, status: int, message: str) -> Response:
+    return console.render(
+        request, "error.html", console.session(request), status=status, error=message
+    )
+
+
 def _add_service_handlers(app: FastAPI, console: Console) -> None:
-    """A service out of reach, or refusing: the page says so."""
+    """A service out of reach, or refusing, or an action the console does not offer:
+    the page says so."""
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable) -> Response:
-        return console.render(
-            request,
-            "error.html",
-            console.session(request),
-            status=503,
-            error="Layanan sedang tidak dapat dihubungi. Coba lagi sebentar lagi.",
-        )
+        message = "Layanan sedang tidak dapat dihubungi. Coba lagi sebentar lagi."
+        return _error_page(console, request, 503, message)
 
     @app.exception_handler(ServiceError)
     async def refused(request: Request, exc: ServiceError) -> Response:
-        return console.render(
-            request, "error.html", console.session(request), status=exc.status, error=exc.message
-        )
+        return _error_page(console, request, exc.status, exc.message)
+
+    @app.exception_handler(UnknownAction)
+    async def unknown_action(request: Request, _exc: UnknownAction) -> Response:
+        return _error_page(console, request, 404, "Tindakan tidak dikenal.")
 
 
 def _add_probes(app: FastAPI, live: Late[Services], registry: CollectorRegistry) -> None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from services.console.client import HttpServices, ServiceError, Unauthorized, browser_address
+from services.console.client import (
+    HttpServices,
+    ServiceError,
+    Unauthorized,
+    WorklistQuery,
+    browser_address,
+)
 
 SEEN: list[httpx.Request] = []
 
@@ -37,7 +43,9 @@ async def test_the_officers_token_and_the_browsers_address_go_along(
     services: HttpServices,
 ) -> None:
     browser_address.set("203.0.113.7")
-    listing = await services.worklist("lpt_x", "PUPR", states=["assigned"], q="jalan", limit=5)
+    listing = await services.worklist(
+        "lpt_x", "PUPR", WorklistQuery(states=["assigned"], q="jalan", limit=5)
+    )
     assert listing.total == 41 and listing.items == [{"tracking_id": "LPR-1"}]
     sent = SEEN[-1]
     assert sent.headers["authorization"] == "Bearer lpt_x"
@@ -47,7 +55,7 @@ async def test_the_officers_token_and_the_browsers_address_go_along(
 
 
 async def test_a_count_that_stopped_is_a_lower_bound(services: HttpServices) -> None:
-    listing = await services.worklist("lpt_x", "PUPR", q="x")
+    listing = await services.worklist("lpt_x", "PUPR", WorklistQuery(q="x"))
     assert listing.total == 100 and listing.more_than
 
 

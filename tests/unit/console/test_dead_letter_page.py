@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from services.console.client import InMemoryServices
+from services.console.in_memory import InMemoryServices
 from tests.unit.console.test_pages import (  # noqa: F401 (fixtures)
     client,
     cookie_key,

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lapor.contracts.hotspots import HotspotState
-from services.console.client import InMemoryServices
+from services.console.in_memory import InMemoryServices
 from services.hotspots.api import HotspotDetail, member_view, view
 from services.hotspots.domain import Hotspot, Member, Refusal
 from tests.unit.console.test_pages import (  # noqa: F401 (fixtures)

@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from services.console.client import FakeAccount, InMemoryServices
-from services.console.pages import safe_next
+from services.console.in_memory import FakeAccount, InMemoryServices
 from services.console.security import PRESESSION_COOKIE, SESSION_COOKIE, Keys, Session
 from services.console.settings import ConsoleSettings
+from services.console.web import safe_next
 from services.console.wiring import create_app
 
 NOW = datetime.now(UTC)
@@ -244,6 +244,39 @@ def test_a_refusal_in_the_current_state_is_shown(client: TestClient) -> None:
     client.post("/pengaduan/LPR-1/acknowledge", data={"csrf": csrf, "command_id": "c1"})
     again = client.post("/pengaduan/LPR-1/acknowledge", data={"csrf": csrf, "command_id": "c2"})
     assert again.status_code == 409 and "not allowed in state in_progress" in again.text
+
+
+def test_a_refused_triage_decision_shows_the_queue_with_the_refusal(
+    client: TestClient, services: InMemoryServices
+) -> None:
+    log_in(client, "admin", "sandi-admin-123")
+    csrf = csrf_of(client.get("/triase").text)
+    answer = client.post(
+        "/pengaduan/LPR-9/decide_triage",
+        data={"csrf": csrf, "command_id": "c1", "agency": "PUPR", "kembali": "/triase"},
+    )
+    assert answer.status_code == 404
+    assert "Antrian triase" in answer.text and "complaint not found" in answer.text
+
+
+@pytest.mark.security
+def test_a_form_to_an_action_the_console_does_not_offer_is_answered_404(
+    client: TestClient, services: InMemoryServices
+) -> None:
+    log_in(client, "admin", "sandi-admin-123")
+    csrf = csrf_of(client.get("/pengaduan/LPR-1").text)
+    for path, form in (
+        ("/pengaduan/LPR-1/close", {}),
+        ("/hotspot/HS-1/hapus", {}),
+        ("/admin/pesan-gagal/hapus", {"id": "LAPOR_EVENTS:7:notify-replies"}),
+        ("/admin/pesan-gagal/kirim-ulang", {}),  # no record named
+    ):
+        answer = client.post(path, data={"csrf": csrf, **form})
+        assert answer.status_code == 404, path
+        assert "Tindakan tidak dikenal." in answer.text, path
+        # The form's CSRF value is checked first.
+        assert client.post(path, data=form).status_code == 403, path
+    assert services.commands == []
 
 
 def test_a_session_intake_no_longer_accepts_goes_back_to_login(

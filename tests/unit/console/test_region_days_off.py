@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from lapor.calendar import load_calendar
 from services.console import domain
-from services.console.client import FakeAccount, InMemoryServices
+from services.console.in_memory import FakeAccount, InMemoryServices
 from services.console.settings import ConsoleSettings
 from services.console.wiring import _calendar, create_app
 from services.sla.domain import shift
