@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field
 
 from lapor.account_store import AccountStore, create_account, reset_password, set_disabled
 from lapor.accounts import AccountError, account_view, check_username, client_digest
-from lapor.contracts.commands import Role
 from lapor.runtime.http import client_key, refusals
 from services.intake.auth import Principal, caller_dependency
+from services.intake.callers import admin, signed_in
 from services.intake.repository import ComplaintRepository
 from services.intake.sessions import (
     FailureCounter,
@@ -123,20 +123,11 @@ def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
     return any(ip in network for network in proxies)
 
 
-def admin(caller: Principal | None, what: str) -> Principal:
-    if caller is None:
-        raise HTTPException(401, detail="a bearer token is required")
-    if caller.role is not Role.ADMIN:
-        raise HTTPException(403, detail=f"only admins {what}")
-    return caller
-
-
 def session_of(caller: Principal | None) -> Principal:
-    if caller is None:
-        raise HTTPException(401, detail="a bearer token is required")
-    if caller.account is None:
+    session = signed_in(caller)
+    if session.account is None:
         raise HTTPException(404, detail="not a session: this token belongs to no account")
-    return caller
+    return session
 
 
 _UNAUTHENTICATED = "Missing or unknown token"

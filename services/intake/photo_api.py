@@ -17,12 +17,12 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, HTTPException, Path, Query, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Path, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, Field
@@ -34,10 +34,15 @@ from lapor.contracts.photos import PhotoType, Uploader
 from lapor.runtime.http import refusals
 from services.intake.auth import (
     Principal,
-    audience_of,
     caller_dependency,
-    citizen_principal,
-    may_see,
+)
+from services.intake.callers import (
+    CallerDependency,
+    CitizenKey,
+    CitizenLinks,
+    TrackingId,
+    complaint_for,
+    identified,
 )
 from services.intake.photo_store import PhotoStore
 from services.intake.photos import (
@@ -263,28 +268,14 @@ class PhotoContext:
     """What the photo routes are built over (see `build_router`)."""
 
     deps: Callable[[], PhotoDeps]
-    link_secret: bytes
-    old_link_secrets: Sequence[bytes]
+    links: CitizenLinks
 
     async def complaint_for(
         self, tracking_id: str, who: Principal | None, key: str | None
     ) -> tuple[str, Principal | None, dict[str, Any], Audience]:
         """The complaint as `who` (or the key's reporter) finds it; 404 outside a
         confidential complaint's circle, as for the complaint itself."""
-        tracking_id = tracking_id.strip().upper()
-        if who is None and key:
-            who = citizen_principal(tracking_id, key, self.link_secret, self.old_link_secrets)
-        doc = await self.deps().repository().get(tracking_id)
-        if doc is None or not may_see(audience := audience_of(who, doc), doc):
-            raise HTTPException(404, detail="complaint not found")
-        return tracking_id, who, doc, audience
-
-
-CallerDependency = Callable[..., Awaitable[Principal | None]]
-CitizenKey = Annotated[
-    str | None, Query(max_length=64, description="The key of the reporter's secret link")
-]
-TrackingId = Annotated[str, Path(min_length=4, max_length=32)]
+        return await complaint_for(self.deps().repository(), tracking_id, who, key, self.links)
 
 
 def build_router(
@@ -294,7 +285,7 @@ def build_router(
 ) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["photos"])
     caller = caller_dependency(lambda: deps().repository(), lambda: deps().clock())
-    ctx = PhotoContext(deps, link_secret, old_link_secrets)
+    ctx = PhotoContext(deps, CitizenLinks(link_secret, old_link_secrets))
     _upload_route(router, ctx, caller)
     _download_route(router, ctx, caller)
     return router
@@ -329,11 +320,8 @@ def _upload_route(router: APIRouter, ctx: PhotoContext, caller: CallerDependency
         key: CitizenKey = None,
     ) -> Response:
         current = ctx.deps()
-        tracking_id, uploader, _doc, audience = await ctx.complaint_for(tracking_id, who, key)
-        if uploader is None:
-            raise HTTPException(
-                401, detail="a bearer token or the complaint's secret link is required"
-            )
+        tracking_id, who, _doc, audience = await ctx.complaint_for(tracking_id, who, key)
+        uploader = identified(who)
         if audience not in UPLOADERS:
             raise HTTPException(
                 403, detail="photos are added by the reporter, the holding agency or an admin"
@@ -378,10 +366,7 @@ def _download_route(router: APIRouter, ctx: PhotoContext, caller: CallerDependen
         if record is None:
             raise HTTPException(404, detail="photo not found")
         if not access(audience, "photos").shown:
-            if viewer is None:
-                raise HTTPException(
-                    401, detail="a bearer token or the complaint's secret link is required"
-                )
+            identified(viewer)
             raise HTTPException(
                 403, detail="photos are shown to the reporter, the holding agency and admins"
             )

@@ -12,15 +12,24 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from lapor.contracts import AGENCY_OUT_OF_SCOPE, Priority
 from lapor.directory import AgencyDirectory, DirectoryError, load_directory
+from services.router.matching import (
+    PHRASE_WEIGHT_PER_WORD,
+    WEIGHTS,
+    Hit,
+    PhraseIndex,
+    Scan,
+    Term,
+    Tier,
+    tile,
+    unique_terms,
+)
 from services.router.text import (
     Lexicon,
-    NormalizedText,
     Normalizer,
     UrgencyRule,
     load_lexicon,
@@ -30,23 +39,6 @@ from services.router.text import (
 UNCLASSIFIED = "belum_terklasifikasi"
 _NEUTRAL = ""
 
-
-class Tier(Enum):
-    """How strongly one matched term points to its agency."""
-
-    PHRASE = "phrase"
-    ALIAS = "alias"
-    STRONG = "strong"
-    KEYWORD = "keyword"
-    WEAK = "weak"
-    RULE = "urgency rule"
-
-
-# A phrase is worth more than its words counted separately: it is the most
-# specific reading of the text. Aliases and strong words name the subject.
-PHRASE_WEIGHT_PER_WORD = 1.25
-WEIGHTS = {Tier.ALIAS: 2.0, Tier.STRONG: 2.0, Tier.KEYWORD: 1.0, Tier.WEAK: 0.4}
-TYPO_FACTOR = 0.8
 # What makes a complaint urgent is what it is about: "anak dicabuli guru" is a
 # child-protection case at a school, not a school case.
 URGENT_SUBJECT_BOOST = 1.5
@@ -66,38 +58,6 @@ STRENGTH_HALF = 0.5
 MAX_CANDIDATES = 3
 # As many as ComplaintRouted.keywords holds.
 MAX_KEYWORDS = 64
-
-
-@dataclass(frozen=True)
-class Term:
-    agency: str
-    category: str
-    tier: Tier
-    text: str
-    stems: tuple[str, ...]
-
-    @property
-    def weight(self) -> float:
-        if len(self.stems) > 1:
-            return max(PHRASE_WEIGHT_PER_WORD * len(self.stems), WEIGHTS.get(self.tier, 0.0))
-        return WEIGHTS.get(self.tier, WEIGHTS[Tier.KEYWORD])
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One term found in one text."""
-
-    term: Term
-    tokens: frozenset[int]
-    typo: bool = False
-    score: float = 0.0
-    # How tightly and in which order the words were found: decides between
-    # overlapping phrase readings.
-    span: int = 1
-    in_order: bool = True
-
-    def scored(self, score: float) -> Hit:
-        return replace(self, score=score * (TYPO_FACTOR if self.typo else 1.0))
 
 
 @dataclass(frozen=True)
@@ -125,93 +85,6 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class _Scan:
-    """A normalised text with the lookups every matcher needs, built once per decision."""
-
-    text: NormalizedText
-    where: dict[str, list[int]]
-    typo_tokens: frozenset[int]
-
-    @classmethod
-    def of(cls, text: NormalizedText) -> _Scan:
-        where: dict[str, list[int]] = defaultdict(list)
-        for index, stem in enumerate(text.stems):
-            where[stem].append(index)
-        fixed = {understood for _, understood in text.corrections}
-        typos = frozenset(i for i, w in enumerate(text.words) if w in fixed)
-        return cls(text, dict(where), typos)
-
-    def quote(self, hit: Hit) -> str:
-        return " ".join(self.text.words[i] for i in sorted(hit.tokens))
-
-
-class PhraseIndex:
-    """Finds terms (one or more stems) in a scanned text.
-
-    Words of a multi-word term must all occur within `len(term) + gap`
-    content words, in any order: Indonesian SMS say both "lampu mati" and
-    "mati lampu".
-    """
-
-    def __init__(self, terms: Iterable[Term], gap: int) -> None:
-        self.gap = gap
-        self._by_first: dict[str, list[Term]] = defaultdict(list)
-        for term in terms:
-            self._by_first[term.stems[0]].append(term)
-
-    def find(self, scan: _Scan) -> Iterator[Hit]:
-        for stem in self._by_first.keys() & scan.where.keys():
-            for term in self._by_first[stem]:
-                found = self._locate(term.stems, scan)
-                if found is not None:
-                    tokens, span, in_order = found
-                    yield Hit(term, tokens, bool(tokens & scan.typo_tokens), 0.0, span, in_order)
-
-    def _locate(
-        self, stems: tuple[str, ...], scan: _Scan
-    ) -> tuple[frozenset[int], int, bool] | None:
-        where, positions = scan.where, scan.text.positions
-        if any(s not in where for s in stems):
-            return None
-        if len(stems) == 1:
-            return frozenset(where[stems[0]][:1]), 1, True
-        # Anchor on the rarest word and take the nearest free occurrence of each
-        # other word: linear in practice, where trying every combination is not.
-        anchor = min(range(len(stems)), key=lambda k: len(where[stems[k]]))
-        best: tuple[int, bool, tuple[int, ...]] | None = None
-        for start in where[stems[anchor]]:
-            combo = self._nearest(stems, anchor, start, scan)
-            if combo is None:
-                continue
-            spots = [positions[i] for i in combo]
-            candidate = (max(spots) - min(spots) + 1, list(combo) != sorted(combo), combo)
-            if best is None or candidate[:2] < best[:2]:
-                best = candidate
-        if best is None or best[0] > len(stems) + self.gap:
-            return None
-        span, reversed_order, combo = best
-        return frozenset(combo), span, not reversed_order
-
-    @staticmethod
-    def _nearest(
-        stems: tuple[str, ...], anchor: int, start: int, scan: _Scan
-    ) -> tuple[int, ...] | None:
-        positions = scan.text.positions
-        combo = [start] * len(stems)
-        used = {start}
-        for k, stem in enumerate(stems):
-            if k == anchor:
-                continue
-            free = [i for i in scan.where[stem] if i not in used]
-            if not free:
-                return None
-            pick = min(free, key=lambda i: (abs(positions[i] - positions[start]), abs(i - start)))
-            combo[k] = pick
-            used.add(pick)
-        return tuple(combo)
-
-
-@dataclass(frozen=True)
 class _CompiledRule:
     rule: UrgencyRule
     when: PhraseIndex
@@ -235,7 +108,7 @@ class Router:
         self._single: dict[str, list[Term]] = defaultdict(list)
         self._single_weight: dict[tuple[str, str], float] = {}
         phrases: list[Term] = []
-        for term in _unique_terms(
+        for term in unique_terms(
             Term(agency, category, tier, text, self.normalizer.term(text))
             for agency, category, tier, text in raw_terms
         ):
@@ -277,7 +150,7 @@ class Router:
 
     def decide(self, text: str, exclude: frozenset[str] = frozenset()) -> Decision:
         """Route one complaint. `exclude` holds agencies that already refused it."""
-        scan = _Scan.of(self.normalizer.normalize(text))
+        scan = Scan.of(self.normalizer.normalize(text))
         priority, fired, reasons = self._priority(scan)
         urgent_tokens = frozenset(
             i
@@ -305,10 +178,10 @@ class Router:
 
     # agency scoring -------------------------------------------------------
 
-    def _hits(self, scan: _Scan, urgent_tokens: frozenset[int]) -> list[Hit]:
+    def _hits(self, scan: Scan, urgent_tokens: frozenset[int]) -> list[Hit]:
         # Neutral expressions take part in tiling only when written exactly, then drop out.
         neutral = [h for h in self._neutral.find(scan) if h.in_order and h.span == len(h.tokens)]
-        tiled = _tile([*self._phrases.find(scan), *neutral])
+        tiled = tile([*self._phrases.find(scan), *neutral])
         covered = frozenset().union(*(h.tokens for h in tiled))
         hits = [self._score_phrase(scan, h) for h in tiled if h.term.agency != _NEUTRAL]
         # Repeating a word does not make a complaint more about that subject, also
@@ -329,7 +202,7 @@ class Router:
             for h in hits
         ]
 
-    def _score_phrase(self, scan: _Scan, hit: Hit) -> Hit:
+    def _score_phrase(self, scan: Scan, hit: Hit) -> Hit:
         """Each word of a phrase earns at least what it would earn alone for that agency."""
         floor = WEIGHTS[Tier.ALIAS] / len(hit.tokens) if hit.term.tier is Tier.ALIAS else 0.0
         credit = sum(
@@ -403,7 +276,7 @@ class Router:
             PhraseIndex(with_, ANYWHERE) if with_ else None,
         )
 
-    def _priority(self, scan: _Scan) -> tuple[Priority, list[_Fired], list[str]]:
+    def _priority(self, scan: Scan) -> tuple[Priority, list[_Fired], list[str]]:
         fired: list[_Fired] = []
         found: dict[Priority, list[str]] = defaultdict(list)
         for compiled in self._rules:
@@ -424,7 +297,7 @@ class Router:
                 return level, fired, [f"{level.value}: {reason}" for reason in found[level]]
         return Priority.NORMAL, fired, ["normal: no urgency signal"]
 
-    def _hypothetical(self, scan: _Scan, hit: Hit) -> bool:
+    def _hypothetical(self, scan: Scan, hit: Hit) -> bool:
         words, positions = scan.text.words, scan.text.positions
         start = min(hit.tokens)
         reach = positions[start] - HYPOTHETICAL_REACH
@@ -465,44 +338,6 @@ def _vocabulary(lexicon: Lexicon, term_texts: list[str]) -> set[str]:
             w for w in plain.normalize(text, correct_typos=False).words if not plain.is_stopword(w)
         )
     return words
-
-
-def _unique_terms(terms: Iterable[Term]) -> list[Term]:
-    """One term per agency and set of stems, keeping the strongest tier:
-    spellings that stem alike (berbau/bau, terkena/kena) must not count twice."""
-    best: dict[tuple[str, tuple[str, ...]], Term] = {}
-    for term in terms:
-        if len(term.stems) == 1 and term.tier is Tier.PHRASE:
-            term = replace(term, tier=Tier.KEYWORD)
-        key = (term.agency, tuple(sorted(term.stems)))
-        if key not in best or term.weight > best[key].weight:
-            best[key] = term
-    return list(best.values())
-
-
-def _tile(hits: list[Hit]) -> list[Hit]:
-    """Give each word to at most one agency's phrase reading, most specific first.
-
-    'lampu jalan mati' is about street lights, not the 'lampu mati' inside it;
-    in "selokan mampet, air tergenang" the 'air' is the standing water read in
-    order, not a reversed 'mampet air'. Overlapping readings of one agency
-    corroborate each other with their new words; readings of different
-    agencies over exactly the same words are a genuine tie and both count.
-    """
-    ordered = sorted(hits, key=lambda h: (-len(h.tokens), h.span, not h.in_order, h.term.agency))
-    owner: dict[int, str] = {}
-    kept: list[Hit] = []
-    for hit in ordered:
-        overlap = hit.tokens & owner.keys()
-        if overlap and not any(hit.tokens == k.tokens for k in kept):
-            if any(owner[i] != hit.term.agency for i in overlap):
-                continue
-            hit = replace(hit, tokens=hit.tokens - overlap)
-            if not hit.tokens:
-                continue
-        kept.append(hit)
-        owner.update(dict.fromkeys(hit.tokens, hit.term.agency))
-    return kept
 
 
 def _confidence(top: float, second: float) -> float:

@@ -27,7 +27,7 @@ from lapor.accounts import WRONG_CREDENTIALS
 from lapor.contracts import Channel, Deadlines, DeadlinesSet, Priority, State
 from services.intake import domain
 from services.intake.accounts_api import AccountsContext
-from services.intake.api import build_router, worklist_filters
+from services.intake.api import build_router
 from services.intake.auth import CHANGE_FIRST
 from services.intake.repository import (
     WORKLIST_ENTRIES,
@@ -36,6 +36,7 @@ from services.intake.repository import (
     worklist_query,
 )
 from services.intake.tracking import new_tracking_id
+from services.intake.worklist_api import worklist_filters
 from tests.factories import complaint_routed
 from tests.integration.intake_harness import http_client, serving_intake
 from tools.cli import app as cli

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from pymongo.errors import ServerSelectionTimeoutError
 
 from lapor.runtime import broker as lapor_broker
+from lapor.runtime import handling
 from lapor.runtime.dead_letters import NOTES
 from lapor.runtime.service import build_runtime
 from lapor.runtime.settings import InfraSettings, ServiceSettings
@@ -40,8 +41,8 @@ async def test_failed_attempts_wait_for_the_backoff_and_the_last_one_dead_letter
     own_servers: Stack, own_nc: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(lapor_broker, "BACKOFF_S", BACKOFF)
-    monkeypatch.setattr(lapor_broker, "RETRY_DELAYS_S", BACKOFF)
-    monkeypatch.setattr(lapor_broker, "MAX_DELIVER", len(BACKOFF) + 1)
+    monkeypatch.setattr(handling, "RETRY_DELAYS_S", BACKOFF)
+    monkeypatch.setattr(handling, "MAX_DELIVER", len(BACKOFF) + 1)
     consumer = f"test-backoff-{uuid.uuid4().hex[:8]}"
     infra = InfraSettings(NATS_URL=own_servers.nats)  # type: ignore[call-arg]
     broker = lapor_broker.create_broker(

@@ -23,8 +23,9 @@ from lapor.contracts import (
 )
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Outcome, Role
 from services.intake import changes, domain, handlers, lifecycle
-from services.intake.api import OPEN_STATES, public_view
 from services.intake.repository import ComplaintRepository
+from services.intake.views import public_view
+from services.intake.worklist_api import OPEN_STATES
 from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
 from tools.devstack import Stack

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from services.intake.api import worklist_filters, worklist_page
 from services.intake.repository import (
     WORKLIST_ENTRIES,
     WORKLIST_KEY,
@@ -20,6 +19,7 @@ from services.intake.repository import (
     worklist_entry,
     worklist_query,
 )
+from services.intake.worklist_api import worklist_filters, worklist_page
 
 pytestmark = [pytest.mark.integration]
 

@@ -175,7 +175,7 @@ def test_bound_ids_reach_text_lines_too_and_stay_masked() -> None:
 def test_each_way_a_handling_ends_has_its_outcome(caplog: pytest.LogCaptureFixture) -> None:
     from faststream.exceptions import AckMessage, NackMessage, RejectMessage
 
-    from lapor.runtime.broker import MAX_DELIVER, _failure_outcome
+    from lapor.runtime.handling import MAX_DELIVER, _failure_outcome
 
     delayed = NackMessage(delay=30.0)
     delayed.__cause__ = ConnectionError("no answer for +6281234567890")

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.intake.api import worklist_filters
 from services.intake.domain import open_agency
 from services.intake.oversight import accountability, month_bounds, overview_rows
+from services.intake.worklist_api import worklist_filters
 
 T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
 H = timedelta(hours=1)

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from services.intake.api import public_actor, public_view
+from services.intake.views import public_actor, public_view
 
 AT = datetime(2026, 5, 4, 1, 0, tzinfo=UTC)
 SMS_CITIZEN = "citizen:sms:0123456789ab"

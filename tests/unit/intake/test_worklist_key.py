@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.intake.api import worklist_count_bound
 from services.intake.repository import WORKLIST_ORDER, worklist_key
+from services.intake.worklist_api import worklist_count_bound
 
 T0 = datetime(2026, 11, 2, 1, 0)
 _instants = st.integers(-(10**10), 10**10).map(lambda ms: T0 + timedelta(milliseconds=ms))

@@ -15,7 +15,7 @@ from lapor.audience import Audience
 from lapor.contracts import Channel, ComplaintReceived, ComplaintRouted, Place
 from lapor.directory import REGIONS_DIR
 from services.intake import domain
-from services.intake.api import complaint_view
+from services.intake.views import complaint_view
 from services.router.domain import Router
 from services.router.handlers import RouterDeps, handle_received
 from services.router.places import PlaceFinder
