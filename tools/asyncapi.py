@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from lapor.contracts import InboundSms, InboundWeb, subjects
 from lapor.runtime.broker import DUPLICATE_WINDOW_S
+from lapor.runtime.generated import checking, listing, write_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "asyncapi"
@@ -147,20 +148,11 @@ def render(service: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    mode = argv[1] if len(argv) > 1 else "write"
-    stale = []
-    for service in SERVICES:
-        path = OUT / f"{service}.yaml"
-        text = render(service)
-        if mode == "write":
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-        elif not path.exists() or path.read_text(encoding="utf-8") != text:
-            stale.append(str(path.relative_to(ROOT)))
-    if stale:
-        print("AsyncAPI out of date (run `make asyncapi`): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(
+        {OUT / f"{service}.yaml": render(service) for service in SERVICES},
+        checking(argv),
+        stale_message=listing("AsyncAPI out of date (run `make asyncapi`)", ROOT),
+    )
 
 
 if __name__ == "__main__":

@@ -19,17 +19,15 @@ from tools.backup import (
     restore_database,
     restore_streams,
 )
-from tools.terminal import MongoDb
+from tools.terminal import DEFAULT_MONGO, DEFAULT_NATS, MongoDb, PiiOldKeys, env_option
 from tools.terminal import OperatorMongoUrl as MongoUrl
 
 NatsUrl = Annotated[
     str,
-    typer.Option(
+    env_option(
         "--nats",
-        envvar="NATS_URL",
-        show_default=False,
-        help="NATS URL, as the admin (default: the running `make run`'s, "
-        "else nats://127.0.0.1:4222)",
+        "NATS_URL",
+        "NATS URL, as the admin (default: the running `make run`'s, else nats://127.0.0.1:4222)",
     ),
 ]
 NoStreams = Annotated[
@@ -37,28 +35,21 @@ NoStreams = Annotated[
 ]
 PiiKey = Annotated[
     str,
-    typer.Option(
+    env_option(
         "--pii-key",
-        envvar="LAPOR_PII_KEY",
-        show_default=False,
-        help="The private personal-data key: opens the stream copy on restore "
+        "LAPOR_PII_KEY",
+        "The private personal-data key: opens the stream copy on restore "
         "(default: the running `make run`'s)",
     ),
 ]
-PiiOldKeys = Annotated[
-    str, typer.Option("--pii-old-keys", envvar="LAPOR_PII_OLD_KEYS", show_default=False)
-]
 PiiPublicKey = Annotated[
     str,
-    typer.Option(
+    env_option(
         "--pii-public-key",
-        envvar="LAPOR_PII_PUBLIC_KEY",
-        show_default=False,
-        help="Seals the stream copy (default: the public half of LAPOR_PII_KEY)",
+        "LAPOR_PII_PUBLIC_KEY",
+        "Seals the stream copy (default: the public half of LAPOR_PII_KEY)",
     ),
 ]
-DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
-DEFAULT_NATS = "nats://127.0.0.1:4222"
 
 
 def _sealer(public_key: str, key: str) -> PiiSealer:

@@ -24,50 +24,28 @@ from lapor.runtime.pii import PiiOpener
 from services.deadletters import domain, usecases
 from services.deadletters.handlers import jetstream_publisher
 from services.deadletters.repository import DeadLetterStore
+from tools.terminal import DEFAULT_MONGO, DEFAULT_NATS, PiiOldKeys, env_option
 
 dlq_app = typer.Typer(help="Dead letters: messages no handler could process.")
 
 # Their URLs carry passwords, so help never prints the default.
 _FROM_STACK = "default: the running `make run`'s, else "
 OperatorNatsUrl = Annotated[
-    str,
-    typer.Option(
-        "--nats",
-        envvar="NATS_URL",
-        show_default=False,
-        help=f"NATS server URL ({_FROM_STACK}nats://127.0.0.1:4222)",
-    ),
+    str, env_option("--nats", "NATS_URL", f"NATS server URL ({_FROM_STACK}{DEFAULT_NATS})")
 ]
 OperatorMongoUrl = Annotated[
-    str,
-    typer.Option(
-        "--mongo",
-        envvar="MONGO_URL",
-        show_default=False,
-        help=f"MongoDB URL ({_FROM_STACK}mongodb://127.0.0.1:27017)",
-    ),
+    str, env_option("--mongo", "MONGO_URL", f"MongoDB URL ({_FROM_STACK}{DEFAULT_MONGO})")
 ]
-OperatorMongoDb = Annotated[
-    str,
-    typer.Option(
-        "--db", envvar="MONGO_DB", show_default=False, help=f"Database ({_FROM_STACK}lapor)"
-    ),
-]
+OperatorMongoDb = Annotated[str, env_option("--db", "MONGO_DB", f"Database ({_FROM_STACK}lapor)")]
 PiiKey = Annotated[
     str,
-    typer.Option(
+    env_option(
         "--pii-key",
-        envvar="LAPOR_PII_KEY",
-        show_default=False,
-        help="The private personal-data key, which opens stored payloads "
+        "LAPOR_PII_KEY",
+        "The private personal-data key, which opens stored payloads "
         "(default: the running `make run`'s)",
     ),
 ]
-PiiOldKeys = Annotated[
-    str, typer.Option("--pii-old-keys", envvar="LAPOR_PII_OLD_KEYS", show_default=False)
-]
-DEFAULT_NATS = "nats://127.0.0.1:4222"
-DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
 # Records a command reads or replays at a time: a page of `dlq list`, a batch of
 # `dlq replay --all`.
 PAGE = 500

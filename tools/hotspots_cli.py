@@ -12,9 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tools.terminal import MongoDb, OperatorMongoUrl, mongo_client, run
+from tools.terminal import DEFAULT_MONGO, MongoDb, OperatorMongoUrl, mongo_client, run
 
-DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
 # services/hotspots/repository.py keeps them here; shown from two members on.
 COLLECTION = "hotspots"
 MIN_MEMBERS = 2

@@ -31,7 +31,7 @@ import typer
 
 from lapor.runtime import db_access
 from lapor.runtime.pii import PREFIX, SEALED_PREFIX, PiiCipher, PiiKeyError, PiiOpener
-from tools.terminal import MongoDb, with_pii_keys
+from tools.terminal import DEFAULT_MONGO, MongoDb, env_option, with_pii_keys
 from tools.terminal import OperatorMongoUrl as MongoUrl
 
 Document = dict[str, Any]
@@ -238,24 +238,12 @@ async def old_seals(db: Any, keys: Resealer, shown: Any = None) -> dict[str, Cou
 # -- command line -------------------------------------------------------------------
 
 PiiKey = Annotated[
-    str,
-    typer.Option(
-        "--pii-key",
-        envvar="LAPOR_PII_KEY",
-        show_default=False,
-        help="The new (current) private personal-data key",
-    ),
+    str, env_option("--pii-key", "LAPOR_PII_KEY", "The new (current) private personal-data key")
 ]
 PiiOldKeys = Annotated[
     str,
-    typer.Option(
-        "--pii-old-keys",
-        envvar="LAPOR_PII_OLD_KEYS",
-        show_default=False,
-        help="The keys being retired, comma-separated",
-    ),
+    env_option("--pii-old-keys", "LAPOR_PII_OLD_KEYS", "The keys being retired, comma-separated"),
 ]
-DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
 
 
 @keys_app.command("rotate")

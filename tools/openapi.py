@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lapor.runtime.generated import checking, listing, write_or_check
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "openapi" / "intake.json"
 # The hotspots service's API for officers (services/hotspots/api.py).
@@ -40,21 +42,11 @@ def render_dlq() -> str:
 
 
 def main(argv: list[str]) -> int:
-    documents = ((OUT, render()), (HOTSPOTS_OUT, render_hotspots()), (DLQ_OUT, render_dlq()))
-    if (argv[1] if len(argv) > 1 else "write") == "write":
-        for out, text in documents:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
-        return 0
-    stale = [
-        str(out.relative_to(ROOT))
-        for out, text in documents
-        if not out.exists() or out.read_text(encoding="utf-8") != text
-    ]
-    if stale:
-        print("OpenAPI out of date (run `make docs`): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(
+        {OUT: render(), HOTSPOTS_OUT: render_hotspots(), DLQ_OUT: render_dlq()},
+        checking(argv),
+        stale_message=listing("OpenAPI out of date (run `make docs`)", ROOT),
+    )
 
 
 if __name__ == "__main__":

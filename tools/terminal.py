@@ -136,19 +136,28 @@ def progress() -> Iterator[Progress]:
             raise
 
 
+def env_option(flag: str, envvar: str, help: str | None = None) -> Any:
+    """An option that the environment may give; --help never prints its value, which
+    may be a URL with a password in it, or a private key."""
+    return typer.Option(flag, envvar=envvar, show_default=False, help=help)
+
+
+DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
+DEFAULT_NATS = "nats://127.0.0.1:4222"
 # The operator's database options of the commands that read or rewrite everything
 # stored (backup, restore, key rotation).
 OperatorMongoUrl = Annotated[
     str,
-    typer.Option(
+    env_option(
         "--mongo",
-        envvar="MONGO_URL",
-        show_default=False,
-        help="MongoDB URL, as the operator (default: the running `make run`'s, "
+        "MONGO_URL",
+        "MongoDB URL, as the operator (default: the running `make run`'s, "
         "else mongodb://127.0.0.1:27017)",
     ),
 ]
-MongoDb = Annotated[str, typer.Option("--db", envvar="MONGO_DB", show_default=False)]
+MongoDb = Annotated[str, env_option("--db", "MONGO_DB")]
+# The retired private personal-data keys, which still open what they sealed.
+PiiOldKeys = Annotated[str, env_option("--pii-old-keys", "LAPOR_PII_OLD_KEYS")]
 
 
 def private_pii_keys(key: str, old_keys: str) -> tuple[str, tuple[str, ...]]:

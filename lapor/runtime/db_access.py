@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lapor.runtime.generated import write_or_check
+
 FIND = "find"
 INSERT = "insert"
 UPDATE = "update"
@@ -197,15 +199,12 @@ def render_access(db: str = "lapor") -> str:
 
 def main(argv: list[str]) -> int:
     """`python -m lapor.runtime.db_access [--check]`: write (or check) ops/mongo/db-access.json."""
-    text = render_access()
-    if "--check" in argv:
-        if ACCESS_JSON.read_text() == text:
-            return 0
-        print(f"{ACCESS_JSON} is stale: run python -m lapor.runtime.db_access", file=sys.stderr)
-        return 1
-    ACCESS_JSON.write_text(text)
-    print(f"wrote {ACCESS_JSON}")
-    return 0
+    return write_or_check(
+        {ACCESS_JSON: render_access()},
+        check="--check" in argv,
+        stale_message=lambda _: f"{ACCESS_JSON} is stale: run python -m lapor.runtime.db_access",
+        announce=True,
+    )
 
 
 if __name__ == "__main__":
