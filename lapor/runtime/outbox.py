@@ -30,6 +30,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from lapor.runtime.broker import EventPublisher
+from lapor.runtime.write_behind import WriteBehind
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,15 @@ def outbox_key(event_id: str) -> str:
 class Outbox:
     """Puts announcements into a document's write and publishes them from there."""
 
-    def __init__(self, publishers: Iterable[EventPublisher]) -> None:
+    def __init__(
+        self, publishers: Iterable[EventPublisher], deferred: WriteBehind | None = None
+    ) -> None:
         self._by_schema = {p.schema: p for p in publishers}
         self._by_subject = {p.subject: p for p in self._by_schema.values()}
+        # Clearing what was published may follow a moment later, with others' clears
+        # in one command; until then this process does not publish those again.
+        self.deferred = deferred
+        self._clearing: set[str] = set()
 
     def fields(self, owner_id: str, events: Iterable[BaseModel], at: datetime) -> Document:
         """`$set` fields that store `events` as pending announcements of `owner_id`."""
@@ -90,7 +97,12 @@ class Outbox:
         leaves the rest pending for a retry or the sweeper."""
         if doc is None or not (pending := doc.get(OUTBOX)):
             return 0
-        entries = sorted(pending.items(), key=lambda item: (item[1]["at"], item[0]))
+        entries = sorted(
+            ((key, entry) for key, entry in pending.items() if key not in self._clearing),
+            key=lambda item: (item[1]["at"], item[0]),
+        )
+        if not entries:
+            return 0
         for _key, entry in entries:
             publisher = self._by_subject[entry["subject"]]
             body = self._body(doc["_id"], entry)
@@ -110,6 +122,9 @@ class Outbox:
     async def _clear(
         self, collection: AsyncCollection[Document], doc: Document, keys: list[str]
     ) -> None:
+        if self.deferred is not None and keys:
+            self._clear_later(collection.name, doc["_id"], keys)
+            return
         # Nothing written since `doc` was read (the usual case): clear all in one write.
         # Clearing does not change `version`, so a writer holding this version still
         # succeeds afterwards, and its new announcement is set on its own.
@@ -122,6 +137,19 @@ class Outbox:
         )
         await collection.update_one(
             {"_id": doc["_id"], OUTBOX: {}}, {"$unset": {OUTBOX: "", FLAG: ""}}
+        )
+
+    def _clear_later(self, collection: str, owner_id: str, keys: list[str]) -> None:
+        assert self.deferred is not None
+        self._clearing.update(keys)
+
+        def cleared() -> None:
+            self._clearing.difference_update(keys)
+
+        owner = {"_id": owner_id}
+        self.deferred.update(collection, owner, {"$unset": {f"{OUTBOX}.{k}": "" for k in keys}})
+        self.deferred.update(
+            collection, owner | {OUTBOX: {}}, {"$unset": {OUTBOX: "", FLAG: ""}}, done=cleared
         )
 
     async def sweep(

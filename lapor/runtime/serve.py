@@ -3,10 +3,12 @@
 import uvicorn
 from fastapi import FastAPI
 
+from lapor.runtime.diagnostics import dump_threads_on_signal
 from lapor.runtime.settings import ServiceSettings
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    dump_threads_on_signal()
     uvicorn.run(
         app,
         host=settings.http_host,

@@ -1,6 +1,7 @@
 """One bootstrap shape for every service: resources opened in the lifespan, a broker
 with the project's delivery policy, health/metrics HTTP, and an AsyncAPI factory."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from lapor.runtime.broker import create_broker, dead_letter_record
 from lapor.runtime.db import connect_database, database_ready
 from lapor.runtime.dead_letters import failure_notes, keep_dead_letter
+from lapor.runtime.diagnostics import dump_tasks_on_signal
 from lapor.runtime.http import broker_running, create_http_app
 from lapor.runtime.logs import configure_logging
 from lapor.runtime.settings import ServiceSettings, documentation_infra
@@ -125,6 +127,7 @@ def create_service_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        dump_tasks_on_signal(asyncio.get_running_loop())
         client: AsyncMongoClient[dict[str, Any]]
         client, db = connect_database(runtime.settings.infra, f"lapor-{runtime.service}")
         runtime.db.set(db)

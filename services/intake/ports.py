@@ -66,8 +66,8 @@ class ComplaintStore(Protocol):
         """Decide on the stored complaint and write the change only on the state it
         was decided on; (None, None) for no such complaint."""
 
-    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> None:
-        """Count a message once, whatever the gateway retries."""
+    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> bool:
+        """Count a message once, whatever the gateway retries; True the first time."""
 
     async def count_sender_messages(self, phone_hash: str, since: datetime) -> int: ...
 

@@ -2,10 +2,12 @@
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import bson
 from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
@@ -13,6 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from lapor.runtime.outbox import Outbox, ensure_outbox_index
+from lapor.runtime.write_behind import WriteBehind
 from services.intake.auth import LAST_USE_EVERY, needs_last_use, new_token_id, token_refusal
 from services.intake.counts import CountBuffer
 from services.intake.domain import (
@@ -131,13 +134,35 @@ def worklist_query(agency: str, states: list[str], also: Document | None = None)
     return query | (also or {})
 
 
+class RecentComplaints:
+    """The complaints this process wrote last, as it wrote them (copies)."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self.size = size
+        self._docs: OrderedDict[str, Document] = OrderedDict()
+
+    def put(self, doc: Document) -> None:
+        self._docs[doc["_id"]] = dict(doc)
+        self._docs.move_to_end(doc["_id"])
+        while len(self._docs) > self.size:
+            self._docs.popitem(last=False)
+
+    def get(self, complaint_id: str) -> Document | None:
+        doc = self._docs.pop(complaint_id, None)
+        return dict(doc) if doc is not None else None
+
+
 class ComplaintRepository:
     def __init__(
         self,
         db: AsyncDatabase[Document],
         outbox: Outbox | None = None,
         counts: CountBuffer | None = None,
+        deferred: WriteBehind | None = None,
     ) -> None:
+        # Where clearing a worklist mark may wait to go out with others (None: at once).
+        self.deferred = deferred
+        self.recent = RecentComplaints()
         # The complaint gauges' counters, told of every stored change (`counts`).
         self.counts = counts
         self.database = db
@@ -187,6 +212,8 @@ class ComplaintRepository:
             if existing is None:  # the tracking id itself collided: the caller retries
                 raise TrackingIdTaken(doc["_id"]) from None
             return existing, False
+        # As the database keeps it (times to the millisecond), as a read would return it.
+        self.recent.put(bson.decode(bson.encode(doc), self.complaints.codec_options))
         if self.counts is not None:
             self.counts.record(None, doc)
         return doc, True
@@ -243,13 +270,27 @@ class ComplaintRepository:
         The precondition is the version in the same atomic update: two replicas
         can never both apply a decision to the same old state.
         """
+        # The complaint as this process last wrote it saves the read when nothing
+        # changed it since: a write decided on it succeeds only on that version. A
+        # decision not to write (nothing to do, a refusal) is never taken on it.
+        recent = self.recent.get(complaint_id)
         for _ in range(_MAX_CONFLICTS):
-            doc = await self.get(complaint_id)
+            doc = recent if recent is not None else await self.get(complaint_id)
             if doc is None:
                 return None, None
-            change = decide(doc)
-            if change is None or change.transition.event_id in doc.get("event_ids", []):
+            try:
+                change = decide(doc)
+            except Exception:
+                if recent is None:
+                    raise
+                change = None
+            done = change is None or change.transition.event_id in doc.get("event_ids", [])
+            if recent is not None and done:
+                recent = None
+                continue
+            if change is None or done:
                 return doc, None  # nothing to do, or a redelivery of what is done
+            recent = None
             if (updated := await self._write(doc, change)) is not None:
                 return updated, change
         raise WriteConflict(f"{complaint_id}: changed by others {_MAX_CONFLICTS} times in a row")
@@ -282,6 +323,8 @@ class ComplaintRepository:
             },
             return_document=ReturnDocument.AFTER,
         )
+        if updated is not None:
+            self.recent.put(updated)
         if updated is not None and self.counts is not None:
             # Only a write that applied counts: a redelivery never gets here.
             self.counts.record(doc, updated)
@@ -289,9 +332,9 @@ class ComplaintRepository:
             await self._list(updated)
         return updated
 
-    async def _list(self, doc: Document) -> None:
+    async def _list(self, doc: Document, *, now: bool = False) -> None:
         """Bring the complaint's worklist entry up to its version, then clear the mark
-        (only if no newer write has marked it again meanwhile)."""
+        (only if no newer write has marked it again meanwhile); `now`: not deferred."""
         entry = worklist_entry(doc)
         with contextlib.suppress(DuplicateKeyError):  # the entry is newer already
             await self.worklist_entries.update_one(
@@ -299,10 +342,12 @@ class ComplaintRepository:
                 {"$set": entry},
                 upsert=True,
             )
-        await self.complaints.update_one(
-            {"_id": doc["_id"], "version": doc.get("version"), WORKLIST_MARK: PENDING},
-            {"$set": {WORKLIST_MARK: None}},
-        )
+        marked = {"_id": doc["_id"], "version": doc.get("version"), WORKLIST_MARK: PENDING}
+        unmark = {"$set": {WORKLIST_MARK: None}}
+        if self.deferred is not None and not now:
+            self.deferred.update(self.complaints.name, marked, unmark)
+        else:
+            await self.complaints.update_one(marked, unmark)
 
     async def sync_worklist(self, batch: int = 200, rounds: int = 1000) -> int:
         """List the complaints still marked: a crash between a write and its entry,
@@ -315,10 +360,11 @@ class ComplaintRepository:
             if not docs:
                 break
             # One by one (FerretDB v1 answers a bulk of upserts without `nModified`,
-            # which pymongo cannot read), a few at a time.
+            # which pymongo cannot read), a few at a time; each mark cleared at once,
+            # or the next round would find it again.
             for first in range(0, len(docs), _LISTING_AT_ONCE):
                 await asyncio.gather(
-                    *(self._list(d) for d in docs[first : first + _LISTING_AT_ONCE])
+                    *(self._list(d, now=True) for d in docs[first : first + _LISTING_AT_ONCE])
                 )
             synced += len(docs)
         return synced
@@ -328,12 +374,16 @@ class ComplaintRepository:
             raise RuntimeError("this repository has no outbox to announce changes through")
         return self.outbox
 
-    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> None:
-        """Count each inbound message once, whatever the gateway retries."""
-        with contextlib.suppress(DuplicateKeyError):
+    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> bool:
+        """Count each inbound message once, whatever the gateway retries; True the
+        first time."""
+        try:
             await self.sender_messages.insert_one(
                 {"_id": source_key, "phone_hash": phone_hash, "at": at}
             )
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def count_sender_messages(self, phone_hash: str, since: datetime) -> int:
         return await self.sender_messages.count_documents(

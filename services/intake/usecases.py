@@ -66,11 +66,13 @@ async def receive_sms(sms: InboundSms, deps: IntakeDeps, received_at: datetime) 
     # about order, and a burst arrives in one batch.
     async with deps.senders.hold(sender_hash or sms.sender):
         # A gateway retry of a message that already became a complaint changes
-        # nothing; what is still unannounced of it goes out now.
-        if (known := await deps.repo.by_source(message.source_key)) is not None:
+        # nothing; what is still unannounced of it goes out now. Counting the
+        # sender's message tells a first delivery, which needs no lookup.
+        counted = await _count_message(deps, message, received_at)
+        if not counted and (known := await deps.repo.by_source(message.source_key)) is not None:
             await deps.repo.announce(known)
             return
-        if await _rate_limited(deps, message, received_at):
+        if await _rate_limited(deps, message, received_at, counted=True):
             return
         parsed = parse_sms(sms.text, deps.region_keywords, min_words=deps.min_words)
         if isinstance(parsed, NewComplaint):
@@ -265,12 +267,22 @@ async def reject_malformed(
             await _reject(deps, message, refusal)
 
 
-async def _rate_limited(deps: IntakeDeps, message: Inbound, at: datetime) -> bool:
-    """Count an SMS sender's message; over the limit, keep a rejection, and tell the
-    sender once per window."""
+async def _count_message(deps: IntakeDeps, message: Inbound, at: datetime) -> bool:
+    """Count the message against its sender's number: True the first time it is seen,
+    False for a repeat delivery, or when there is no number to count it against."""
     if message.phone_hash is None:
         return False
-    if (daily := await _counted_over_limit(deps, message, at)) is None:
+    return await deps.repo.record_sender_message(message.source_key, message.phone_hash, at)
+
+
+async def _rate_limited(
+    deps: IntakeDeps, message: Inbound, at: datetime, *, counted: bool = False
+) -> bool:
+    """Count an SMS sender's message (unless `counted` already); over the limit, keep a
+    rejection, and tell the sender once per window."""
+    if message.phone_hash is None:
+        return False
+    if (daily := await _counted_over_limit(deps, message, at, counted=counted)) is None:
         return False
     notice = await _claim_notice(deps, message.phone_hash, at, daily=daily)
     refusal = Refusal(RejectionReason.RATE_LIMITED, inbound.TOO_MANY_FROM_SENDER)
@@ -278,12 +290,15 @@ async def _rate_limited(deps: IntakeDeps, message: Inbound, at: datetime) -> boo
     return True
 
 
-async def _counted_over_limit(deps: IntakeDeps, message: Inbound, at: datetime) -> bool | None:
-    """Count the message against its number; None within the limits, else whether the
-    daily limit is the one exceeded."""
+async def _counted_over_limit(
+    deps: IntakeDeps, message: Inbound, at: datetime, *, counted: bool = False
+) -> bool | None:
+    """Count the message against its number (unless `counted` already); None within
+    the limits, else whether the daily limit is the one exceeded."""
     assert message.phone_hash is not None
     sender = message.phone_hash
-    await deps.repo.record_sender_message(message.source_key, sender, at)
+    if not counted:
+        await _count_message(deps, message, at)
     hour_ago, day_ago = windows(at)
     last_day = await deps.repo.count_sender_messages(sender, day_ago)
     if last_day <= min(deps.rate_limit.per_hour, deps.rate_limit.per_day):

@@ -52,6 +52,7 @@ from lapor.runtime.service import (
     documented_broker,
 )
 from lapor.runtime.settings import documentation_infra
+from lapor.runtime.write_behind import WriteBehind
 from services.intake import api, changes, handlers, open311, photo_api, usecases
 from services.intake.accounts_api import AccountsContext
 from services.intake.complaint_counts import MongoCountStore
@@ -244,8 +245,10 @@ ANNOUNCED = (
 )
 
 
-def announcements(publishers: dict[str, EventPublisher]) -> Outbox:
-    return Outbox([publishers[name] for name in ANNOUNCED])
+def announcements(
+    publishers: dict[str, EventPublisher], deferred: WriteBehind | None = None
+) -> Outbox:
+    return Outbox([publishers[name] for name in ANNOUNCED], deferred)
 
 
 @dataclass(frozen=True)
@@ -322,7 +325,11 @@ def _on_start(parts: Assembly) -> Starter:
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
         counts = CountBuffer(MongoCountStore(db))
-        repo = ComplaintRepository(db, announcements(parts.publishers), counts)
+        # Clears after a publish or a listing go out together (lapor/runtime/write_behind).
+        deferred = WriteBehind(db, every_s=settings.deferred_writes_s)
+        repo = ComplaintRepository(
+            db, announcements(parts.publishers, deferred), counts, deferred=deferred
+        )
         await repo.ensure_indexes()
         account_store = MongoAccounts(db)
         await account_store.ensure_indexes()
@@ -374,8 +381,9 @@ def _start_background(
     plan = refresh_plan(parts.metrics, db, declared_consumers(broker))
     stop_refresher = start_refresher(parts.metrics, broker, plan, settings.metrics_interval_s)
     # The complaint gauges' counters: flushed each second, reconciled now and then.
-    assert repo.counts is not None
+    assert repo.counts is not None and repo.deferred is not None
     stop_counts = repo.counts.start(settings.counts_flush_s)
+    stop_deferred = repo.deferred.start()
     stop_reconciler = start_reconciler(
         db,
         repo.counts.store,
@@ -400,6 +408,7 @@ def _start_background(
         await stop_sweeper()
         await stop_reconciler()
         await stop_counts()
+        await stop_deferred()
         await stop_refresher()
 
     return stop

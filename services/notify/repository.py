@@ -36,6 +36,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from lapor.runtime.pii import PiiCipher, is_sealed
+from lapor.runtime.write_behind import WriteBehind
 
 Document = dict[str, Any]
 
@@ -204,8 +205,14 @@ class _LegacyAttempts:
 
 
 class NotificationRepository:
-    def __init__(self, db: AsyncDatabase[Document], cipher: PiiCipher) -> None:
+    def __init__(
+        self, db: AsyncDatabase[Document], cipher: PiiCipher, deferred: WriteBehind | None = None
+    ) -> None:
         self.cipher = cipher
+        # Where noting an announced failure may wait to go out with others (None: at
+        # once); until it has, the sweep does not announce that failure again.
+        self.deferred = deferred
+        self._announcing: set[str] = set()
         self.contacts = db["notify_contacts"]
         self.routings = db["notify_routings"]
         self.notifications = db["notifications"]
@@ -480,15 +487,24 @@ class NotificationRepository:
         return await self.sms_budget.find_one({"_id": f"{region}:{day}"})
 
     async def mark_announced(self, notification_id: str) -> None:
-        await self.notifications.update_one(
-            {"_id": notification_id}, {"$set": {"failure_announced": True}}
+        record, change = {"_id": notification_id}, {"$set": {"failure_announced": True}}
+        if self.deferred is None:
+            await self.notifications.update_one(record, change)
+            return
+        self._announcing.add(notification_id)
+        self.deferred.update(
+            self.notifications.name,
+            record,
+            change,
+            done=lambda: self._announcing.discard(notification_id),
         )
 
     async def unannounced_failures(self, limit: int = 500) -> list[Document]:
         """Failures stored with `failure_announced: False` whose announcement a crash
         or an outage cut off (the status index finds them)."""
         cursor = self.notifications.find({"status": FAILED, "failure_announced": False})
-        return await cursor.limit(limit).to_list(limit)
+        found = await cursor.limit(limit).to_list(limit)
+        return [record for record in found if record["_id"] not in self._announcing]
 
     async def _transition(
         self, notification_id: str, allowed: Sequence[str], fields: Document

@@ -40,6 +40,7 @@ from lapor.runtime.service import (
     create_service_app,
     docs_runtime,
 )
+from lapor.runtime.write_behind import WriteBehind
 from lapor.tokens import stored_tokens
 from services.notify import domain, handlers
 from services.notify.api import delivery_router
@@ -303,8 +304,11 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     zones = {rid: ZoneInfo(region.timezone) for rid, region in regions.items()}
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
-        repo = NotificationRepository(db, settings.pii.cipher())
+        # Noting a failure announced goes out with others (lapor/runtime/write_behind).
+        deferred = WriteBehind(db, every_s=settings.deferred_writes_s)
+        repo = NotificationRepository(db, settings.pii.cipher(), deferred)
         await repo.ensure_indexes()
+        stop_deferred = deferred.start()
         records.set(repo)
         client = httpx.AsyncClient(follow_redirects=False)
         deliverer = make_deliverer(settings, publishers, repo, client, metrics, zones)
@@ -322,6 +326,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         async def stop() -> None:
             await stop_sweeper()
             await stop_refresher()
+            await stop_deferred()
             await client.aclose()
 
         return stop

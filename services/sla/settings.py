@@ -17,5 +17,8 @@ class SlaSettings(ServiceSettings):
     # A firing claimed by a replica but not settled this long after is published
     # again by any replica (JetStream drops the repeat by its message id).
     republish_after_s: float = Field(default=30.0, ge=0)
+    # How long clearing a published deadline announcement may wait to go out with
+    # others (one command for many complaints); well below `republish_after_s`.
+    deferred_writes_s: float = Field(default=0.25, gt=0, le=5)
     # How often consumer backlog and redeliveries are read from JetStream.
     metrics_interval_s: float = Field(default=30.0, gt=0)

@@ -35,6 +35,7 @@ from lapor.runtime.service import (
     create_service_app,
     documented_broker,
 )
+from lapor.runtime.write_behind import WriteBehind
 from lapor.tokens import stored_tokens
 from services.sla import handlers
 from services.sla.api import breaches_router
@@ -143,10 +144,11 @@ def build_engine(
     clock: Callable[[], datetime],
     metrics: SlaMetrics | None = None,
     replica: str | None = None,
+    deferred: WriteBehind | None = None,
 ) -> SlaEngine:
     return SlaEngine(
         # Deadline announcements carry no personal data: stored unsealed.
-        MongoSlaStore(db, Outbox([publishers["deadlines"]])),
+        MongoSlaStore(db, Outbox([publishers["deadlines"]], deferred)),
         rules,
         [
             publishers["alert"],
@@ -178,7 +180,12 @@ def create_app(
     check_calendars(rules, now(), metrics, settings.infra.data_dir)
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
-        engine = build_engine(db, rules, publishers, settings, clock=now, metrics=metrics)
+        # Clears after a publish go out together (lapor/runtime/write_behind).
+        deferred = WriteBehind(db, every_s=settings.deferred_writes_s)
+        engine = build_engine(
+            db, rules, publishers, settings, clock=now, metrics=metrics, deferred=deferred
+        )
+        stop_deferred = deferred.start()
         await engine.store.ensure_indexes()
         deps.set(
             handlers.SlaDeps(
@@ -201,6 +208,7 @@ def create_app(
             sweeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeping
+            await stop_deferred()
             deps.set(None)
 
         return stop

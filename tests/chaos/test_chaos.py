@@ -31,6 +31,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import statistics
 import time
 from collections.abc import Iterator
@@ -263,15 +264,45 @@ async def until_faults_done(run: Run, chaos: asyncio.Task[None]) -> None:
 
 async def _ready(stack: Stack, service: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
+    answer = "no answer"
     async with httpx.AsyncClient(timeout=1.0) as client:
         while time.monotonic() < deadline:
             try:
-                if (await client.get(f"{stack.url(service)}/readyz")).status_code == 200:
+                reply = await client.get(f"{stack.url(service)}/readyz")
+                if reply.status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
+                answer = f"{reply.status_code} {reply.text}"
+            except httpx.HTTPError as exc:
+                answer = repr(exc)
             await asyncio.sleep(0.1)
-    raise TimeoutError(f"{service} not ready {timeout:.0f}s after its restart")
+    why = await _why(stack, service, answer)
+    raise TimeoutError(f"{service} not ready {timeout:.0f}s after its restart\n{why}")
+
+
+async def _why(stack: Stack, service: str, answer: str) -> str:
+    """What an unready replica looked like: enough to tell a dead process from a stuck
+    one, and, if stuck, what it waits for (lapor/runtime/diagnostics: USR2, USR1)."""
+    child = stack.children.get(service)
+    running = child is not None and child.alive()
+    code = child.process.returncode if child and child.process else None
+    log = stack.workdir / "logs" / f"{service}.log"
+    lines = _lines(log)
+    dump: list[str] = []
+    if running and child is not None:
+        child.signal(signal.SIGUSR2)
+        child.signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any("end of tasks" in x for x in dump):
+            await asyncio.sleep(0.2)
+            dump = _lines(log)[len(lines) :]
+    state = "running" if running else f"exited ({code})"
+    return "\n".join(
+        [f"process {state}; last /readyz: {answer}", "last log lines:", *lines[-60:], *dump]
+    )
+
+
+def _lines(log: Path) -> list[str]:
+    return log.read_text(encoding="utf-8", errors="replace").splitlines() if log.exists() else []
 
 
 # -- observing -----------------------------------------------------------------------

@@ -179,3 +179,70 @@ async def test_the_sweeper_announces_what_a_crash_left_pending(
     assert len(copies) == 1
     after = await own_mongo[DB].complaints.find_one({"_id": tracking_id})
     assert "announce" not in after
+
+
+async def test_a_decision_on_the_remembered_complaint_never_refuses_what_the_stored_one_allows(
+    own_servers: Stack, own_mongo: Any
+) -> None:
+    """Each replica remembers the complaints it wrote last and decides on them without
+    a read; another replica's write since makes such a decision re-read. A refusal
+    (or nothing to do) is never decided on the remembered one: here the replica still
+    remembers the complaint as received, before another replica routed it."""
+    async with running_intake(own_servers, own_mongo, DB) as deps:
+        tracking_id = f"LPR-R{uuid.uuid4().hex[:8].upper()}"
+        doc = domain.new_complaint(
+            tracking_id=tracking_id,
+            region="banjar",
+            channel=Channel.WEB,
+            text="jalan rusak di depan pasar",
+            received_at=T0,
+            source_key=f"test:{tracking_id}",
+            phone_hash=None,
+            anonymous=False,
+            confidential=False,
+            truncated=False,
+            stored_at=T0,
+        )
+        await deps.repo.add_complaint(doc)
+        as_received = deps.repo.recent.get(tracking_id)
+        assert as_received is not None and as_received["state"] == State.RECEIVED.value
+        other = ComplaintRepository(own_mongo[DB], deps.repo.outbox)
+        routed = complaint_routed(tracking_id, at=T0 + timedelta(minutes=1), received_at=T0)
+        await other.apply(tracking_id, domain.routed_transition(routed))
+        deps.repo.recent.put(as_received)
+
+        assert await _outcome(deps, _acknowledge(tracking_id, "first")) == "applied"
+        stored = await deps.repo.get(tracking_id)
+        assert stored is not None and stored["state"] == State.IN_PROGRESS.value
+
+
+async def test_the_next_transition_of_a_complaint_written_here_needs_no_read(
+    own_servers: Stack,
+) -> None:
+    from pymongo import monitoring
+
+    class Finds(monitoring.CommandListener):
+        count = 0
+
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            self.count += event.command_name == "find"
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            pass
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            pass
+
+    finds = Finds()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        own_servers.mongo, tz_aware=True, event_listeners=[finds]
+    )
+    try:
+        repo = ComplaintRepository(client[DB])
+        before = finds.count
+        tracking_id = await _assigned(repo)
+        assert finds.count == before  # stored, then routed without reading it back
+        stored = await repo.get(tracking_id)
+        assert stored is not None and stored["state"] == State.ASSIGNED.value
+    finally:
+        await client.close()

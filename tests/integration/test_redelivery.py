@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -31,9 +32,9 @@ class CrashAfterStore(ComplaintRepository):
         self.calls = 0
         self.deliveries = 0
 
-    async def by_source(self, source_key: str) -> dict[str, Any] | None:
-        self.deliveries += 1  # every delivery of an SMS starts with this lookup
-        return await super().by_source(source_key)
+    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> bool:
+        self.deliveries += 1  # every delivery of an SMS starts by counting it
+        return await super().record_sender_message(source_key, phone_hash, at)
 
     async def add_complaint(
         self, doc: dict[str, Any], events: Sequence[BaseModel] = ()

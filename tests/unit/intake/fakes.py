@@ -105,8 +105,11 @@ class MemoryComplaints:
         self.pending.setdefault(complaint_id, []).extend(change.announce(after))
         return dict(after), change
 
-    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> None:
-        self.sender_messages.setdefault(source_key, (phone_hash, at))
+    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> bool:
+        if source_key in self.sender_messages:
+            return False
+        self.sender_messages[source_key] = (phone_hash, at)
+        return True
 
     async def count_sender_messages(self, phone_hash: str, since: datetime) -> int:
         return sum(1 for h, at in self.sender_messages.values() if h == phone_hash and at >= since)

@@ -1,0 +1,119 @@
+"""Writes that may follow a moment after the change they complete, sent together.
+
+Some writes only tidy up after a change that is already stored and safe:
+clearing an announcement after its PubAck, clearing a complaint's worklist mark
+after its entry was written. Each would cost a database command per complaint;
+queued here, they go out every `every_s` as one `update` command per collection
+(at most `per_command` statements each: a larger one hung our FerretDB build).
+
+Nothing depends on them being done at once, and a crash that loses the queue
+loses nothing either: what they would have cleared is found again by the sweep
+that covers that crash anyway (the outbox sweeper republishes, and JetStream
+drops the copy by its message id; the worklist sweep re-lists the complaint).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+log = logging.getLogger(__name__)
+
+Document = dict[str, Any]
+Done = Callable[[], None]
+
+
+class WriteBehind:
+    """A queue of update statements per collection, flushed in order."""
+
+    def __init__(
+        self, db: AsyncDatabase[Document], every_s: float = 0.25, per_command: int = 32
+    ) -> None:
+        self.db = db
+        self.every_s = every_s
+        self.per_command = per_command
+        self._queue: dict[str, list[tuple[Document, Done | None]]] = {}
+        self._flushing = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def update(
+        self,
+        collection: str,
+        query: Document,
+        change: Document,
+        *,
+        done: Done | None = None,
+    ) -> None:
+        """Queue one update; `done` runs once its command was answered."""
+        statement = {"q": query, "u": change, "upsert": False, "multi": False}
+        self._queue.setdefault(collection, []).append((statement, done))
+
+    def pending(self) -> int:
+        return sum(len(statements) for statements in self._queue.values())
+
+    async def flush(self) -> int:
+        """Send what is queued; how many statements were sent. A failed command puts
+        what was not sent back at the front of the queue, in order."""
+        async with self._flushing:
+            taken, self._queue = self._queue, {}
+            sent = 0
+            for collection, statements in list(taken.items()):
+                while statements:
+                    batch = statements[: self.per_command]
+                    try:
+                        await self._send(collection, [statement for statement, _ in batch])
+                    except Exception:
+                        self._requeue(taken)
+                        raise
+                    for _, done in batch:
+                        if done is not None:
+                            done()
+                    sent += len(batch)
+                    statements = taken[collection] = statements[len(batch) :]
+            return sent
+
+    async def _send(self, collection: str, statements: list[Document]) -> None:
+        # In order: a later statement may depend on an earlier one for the same
+        # document. One that fails stops the rest of its command; none of them is
+        # needed for correctness (see above), so that is only logged.
+        reply = await self.db.command(
+            {"update": collection, "updates": statements, "ordered": True}
+        )
+        for error in reply.get("writeErrors") or []:
+            log.warning("a deferred write to %s failed: %s", collection, error.get("errmsg", error))
+
+    def _requeue(self, unsent: dict[str, list[tuple[Document, Done | None]]]) -> None:
+        for collection, statements in unsent.items():
+            if statements:
+                later = self._queue.get(collection, [])
+                self._queue[collection] = [*statements, *later]
+
+    def start(self) -> Callable[[], Awaitable[None]]:
+        """Flush every `every_s` in one task; returns the stop coroutine (a last flush)."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(self.every_s)
+                if not self._queue:
+                    continue
+                try:
+                    await self.flush()
+                except Exception as exc:
+                    log.warning("deferred writes not flushed: %s", type(exc).__name__)
+
+        self._task = asyncio.create_task(loop(), name="lapor-write-behind")
+
+        async def stop() -> None:
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            with contextlib.suppress(Exception):
+                await self.flush()
+
+        return stop

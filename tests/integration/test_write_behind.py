@@ -1,0 +1,171 @@
+"""Deferred writes on the real database: many complaints' clears in one command, in
+order, kept over a failure; an announcement published once while its clear waits."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from pymongo import AsyncMongoClient, monitoring
+from pymongo.errors import ServerSelectionTimeoutError
+
+from lapor.runtime.outbox import FLAG, OUTBOX, Outbox
+from lapor.runtime.write_behind import WriteBehind
+from tools.devstack import Stack
+
+pytestmark = [pytest.mark.integration]
+
+
+class Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+class Noted(BaseModel):
+    event_id: str
+    complaint_id: str
+
+
+class Publisher:
+    schema = Noted
+    subject = "lapor.test.noted"
+
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    async def publish(self, message: BaseModel, msg_id: str) -> bool:
+        self.published.append(msg_id)
+        return True
+
+
+async def test_many_updates_go_out_in_few_commands_and_in_order(servers: Stack) -> None:
+    listener = Commands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        servers.mongo, tz_aware=True, event_listeners=[listener]
+    )
+    try:
+        db = client[f"lapor_write_behind_{secrets.token_hex(4)}"]
+        await db.docs.insert_many([{"_id": i, "step": 0} for i in range(40)])
+        deferred = WriteBehind(db, per_command=32)
+        for i in range(40):
+            deferred.update("docs", {"_id": i, "step": 0}, {"$set": {"step": 1}})
+            # Matches only after the statement before it: the order is kept.
+            deferred.update("docs", {"_id": i, "step": 1}, {"$set": {"step": 2}})
+        listener.names.clear()
+        assert await deferred.flush() == 80
+        assert listener.names == ["update", "update", "update"]  # 32 + 32 + 16
+        assert await db.docs.count_documents({"step": 2}) == 40
+        assert deferred.pending() == 0
+    finally:
+        await client.close()
+
+
+async def test_a_failed_flush_keeps_every_statement() -> None:
+    # Nothing listens on port 9: the command fails as when the database is away.
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        "mongodb://127.0.0.1:9", serverSelectionTimeoutMS=200
+    )
+    try:
+        deferred = WriteBehind(client["lapor_away"], per_command=2)
+        done: list[int] = []
+        for i in range(5):
+            deferred.update(
+                "a" if i < 3 else "b", {"_id": i}, {"$set": {"x": 1}}, done=lambda: done.append(1)
+            )
+        with pytest.raises(ServerSelectionTimeoutError):
+            await deferred.flush()
+        assert deferred.pending() == 5
+        assert done == []
+    finally:
+        await client.close()
+
+
+async def test_an_announcement_waiting_for_its_clear_is_not_published_again(
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    db = mongo[f"lapor_write_behind_{secrets.token_hex(4)}"]
+    publisher = Publisher()
+    deferred = WriteBehind(db)
+    outbox = Outbox([publisher], deferred)  # type: ignore[list-item]
+    now = datetime.now(UTC)
+    docs = [
+        outbox.document(
+            {"_id": f"LPR-{i}", "version": 1},
+            [Noted(event_id=f"e-{i}", complaint_id=f"LPR-{i}")],
+            now,
+        )
+        for i in range(3)
+    ]
+    await db.complaints.insert_many(docs)
+    for doc in docs:
+        assert await outbox.flush(db.complaints, doc) == 1
+    # Stored, still pending: a second flush (a redelivery, the sweeper) skips them.
+    assert await db.complaints.count_documents({FLAG: "pending"}) == 3
+    for doc in docs:
+        assert await outbox.flush(db.complaints, doc) == 0
+    assert await outbox.sweep([db.complaints], older_than=timedelta(0)) == 0
+    assert publisher.published == ["e-0", "e-1", "e-2"]
+
+    await deferred.flush()
+    assert await db.complaints.count_documents({FLAG: "pending"}) == 0
+    assert await db.complaints.count_documents({OUTBOX: {"$exists": True}}) == 0
+
+
+async def test_the_worklist_sweep_clears_its_marks_at_once(
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    """A complaint's worklist mark is cleared after its entry is written, deferred on
+    the handlers' path; the sweep must not leave it for later, or its next round
+    would find and list the same complaints again."""
+    from services.intake.repository import PENDING, WORKLIST_MARK, ComplaintRepository
+
+    db = mongo[f"lapor_write_behind_{secrets.token_hex(4)}"]
+    await db.complaints.insert_many(
+        [
+            {
+                "_id": f"LPR-{i}",
+                "version": 3,
+                "open_agency": "PUPR",
+                "agency": "PUPR",
+                "state": "assigned",
+                WORKLIST_MARK: PENDING,
+            }
+            for i in range(5)
+        ]
+    )
+    repo = ComplaintRepository(db, deferred=WriteBehind(db))
+    assert await repo.sync_worklist(batch=2, rounds=20) == 5
+    assert await db.complaints.count_documents({WORKLIST_MARK: PENDING}) == 0
+    assert await db.worklist_entries.count_documents({"version": 3}) == 5
+
+
+async def test_a_failure_announced_is_not_announced_again_while_its_note_waits(
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    from lapor.runtime.pii import PiiCipher, new_key
+    from services.notify.repository import NotificationRepository
+
+    db = mongo[f"lapor_write_behind_{secrets.token_hex(4)}"]
+    await db.notifications.insert_many(
+        [{"_id": f"n-{i}", "status": "failed", "failure_announced": False} for i in range(3)]
+    )
+    deferred = WriteBehind(db)
+    repo = NotificationRepository(db, PiiCipher(new_key()), deferred)
+    await repo.mark_announced("n-0")
+    assert [r["_id"] for r in await repo.unannounced_failures()] == ["n-1", "n-2"]
+    assert await db.notifications.count_documents({"failure_announced": True}) == 0
+    await deferred.flush()
+    assert await db.notifications.count_documents({"failure_announced": True}) == 1
+    assert [r["_id"] for r in await repo.unannounced_failures()] == ["n-1", "n-2"]
