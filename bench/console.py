@@ -204,17 +204,7 @@ async def run(
         if listed != open_count:
             raise RuntimeError(f"{agency}: {listed} listed of {open_count} open complaints")
         await asyncio.to_thread(stack.start_console)
-        account = login["account"]
-        session = Session(
-            token=login["token"],
-            expires_at=datetime.fromisoformat(login["expires_at"]),
-            username=account["username"],
-            name=account["name"],
-            role=account["role"],
-            agency=account["agency"],
-        )
-        key = (await asyncio.to_thread((workdir / "console_cookie_key").read_text)).strip()
-        cookie = Keys(key).seal(session)
+        cookie = await _session_cookie(workdir, login)
         console = stack.url(CONSOLE)
         measured = {}
         load = [os.getloadavg()[0]]
@@ -240,6 +230,21 @@ async def run(
         "pages": measured,
     }
     return result
+
+
+async def _session_cookie(workdir: Path, login: dict[str, Any]) -> str:
+    """The console's cookie for the officer's login session, sealed with the stack's key."""
+    account = login["account"]
+    session = Session(
+        token=login["token"],
+        expires_at=datetime.fromisoformat(login["expires_at"]),
+        username=account["username"],
+        name=account["name"],
+        role=account["role"],
+        agency=account["agency"],
+    )
+    key = (await asyncio.to_thread((workdir / "console_cookie_key").read_text)).strip()
+    return Keys(key).seal(session)
 
 
 def write(result: dict[str, Any], out_dir: Path) -> None:

@@ -74,22 +74,7 @@ def seeded_pair(
         next_due = now + timedelta(hours=rng.uniform(1, 24 * 14))
     else:
         next_due = None
-    history = [
-        {
-            "at": received,
-            "state": "received",
-            "actor": "intake:sms",
-            "reason": "complaint stored",
-            "event_id": f"received:{cid}",
-        },
-        {
-            "at": received + timedelta(seconds=1),
-            "state": "assigned",
-            "actor": "router",
-            "reason": f"keywords point to {agency}",
-            "event_id": f"routed:{cid}:0",
-        },
-    ]
+    history = _seeded_history(cid, received, agency)
     complaint = {
         "_id": cid,
         "region": "banjar",
@@ -112,30 +97,63 @@ def seeded_pair(
     }
     timers: list[dict[str, Any]] = []
     if next_due is not None:
-        deadlines = {"first_response": first, "answer": answer}
-        for clock, deadline in deadlines.items():
-            for n, (point, kind) in enumerate(((50, "warning"), (80, "warning"), (100, "breach"))):
-                due = next_due + timedelta(hours=n) if clock == "first_response" else deadline
-                # Exactly one timer of each of the first DUE_NOW complaints is due soon.
-                due_soon = i < DUE_NOW and clock == "first_response" and n == 0
-                later = now + 2 * SWEEP_AHEAD
-                timers.append(
-                    {
-                        "_id": f"{cid}|{clock}|{point}|r0",
-                        "complaint_id": cid,
-                        "clock": clock,
-                        "point": point,
-                        "round": 0,
-                        "kind": kind,
-                        "due_at": due if due_soon else max(due, later),
-                        "deadline": deadline,
-                        "agency": complaint["agency"],
-                        "priority": priority,
-                        "status": "pending",
-                        "updated_at": received,
-                    }
-                )
+        timers = _seeded_timers(i, complaint, next_due, now)
     return complaint, timers
+
+
+def _seeded_history(cid: str, received: datetime, agency: str) -> list[dict[str, Any]]:
+    """Received by SMS, then routed to `agency` a second later."""
+    return [
+        {
+            "at": received,
+            "state": "received",
+            "actor": "intake:sms",
+            "reason": "complaint stored",
+            "event_id": f"received:{cid}",
+        },
+        {
+            "at": received + timedelta(seconds=1),
+            "state": "assigned",
+            "actor": "router",
+            "reason": f"keywords point to {agency}",
+            "event_id": f"routed:{cid}:0",
+        },
+    ]
+
+
+def _seeded_timers(
+    i: int, complaint: dict[str, Any], next_due: datetime, now: datetime
+) -> list[dict[str, Any]]:
+    """The pending warning and breach timers of an open complaint's two clocks."""
+    cid, priority, received = complaint["_id"], complaint["priority"], complaint["received_at"]
+    deadlines = {
+        "first_response": complaint["deadlines"]["first_response"],
+        "answer": complaint["deadlines"]["answer"],
+    }
+    timers: list[dict[str, Any]] = []
+    for clock, deadline in deadlines.items():
+        for n, (point, kind) in enumerate(((50, "warning"), (80, "warning"), (100, "breach"))):
+            due = next_due + timedelta(hours=n) if clock == "first_response" else deadline
+            # Exactly one timer of each of the first DUE_NOW complaints is due soon.
+            due_soon = i < DUE_NOW and clock == "first_response" and n == 0
+            later = now + 2 * SWEEP_AHEAD
+            timers.append(
+                {
+                    "_id": f"{cid}|{clock}|{point}|r0",
+                    "complaint_id": cid,
+                    "clock": clock,
+                    "point": point,
+                    "round": 0,
+                    "kind": kind,
+                    "due_at": due if due_soon else max(due, later),
+                    "deadline": deadline,
+                    "agency": complaint["agency"],
+                    "priority": priority,
+                    "status": "pending",
+                    "updated_at": received,
+                }
+            )
+    return timers
 
 
 async def seed(

@@ -15,22 +15,25 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from lapor.report.build import BreachRow, CountRow, HotspotRow, RatingRow, ReportData
 from lapor.report.facts import PROJECTION, ComplaintFacts, facts_from
+from lapor.runtime.db import half_open
 
 Document = dict[str, Any]
 
 
 def complaint_filter(region: str | None, start: datetime | None, end: datetime | None) -> Document:
     """Complaints received in [start, end) in the region."""
+    return _in_period("received_at", region, start, end)
+
+
+def _in_period(
+    field: str, region: str | None, start: datetime | None, end: datetime | None
+) -> Document:
+    """Documents of the region (any region: None) whose `field` is in [start, end)."""
     match: Document = {}
     if region:
         match["region"] = region
-    received: Document = {}
-    if start is not None:
-        received["$gte"] = start
-    if end is not None:
-        received["$lt"] = end
-    if received:
-        match["received_at"] = received
+    if (period := half_open(start, end)) is not None:
+        match[field] = period
     return match
 
 
@@ -119,17 +122,7 @@ async def fetch_facts(
 
 def breach_filter(region: str | None, start: datetime | None, end: datetime | None) -> Document:
     """Breaches recorded in [start, end) in the region."""
-    match: Document = {}
-    if region:
-        match["region"] = region
-    at: Document = {}
-    if start is not None:
-        at["$gte"] = start
-    if end is not None:
-        at["$lt"] = end
-    if at:
-        match["breached_at"] = at
-    return match
+    return _in_period("breached_at", region, start, end)
 
 
 async def fetch_breaches(
@@ -173,15 +166,7 @@ async def fetch_hotspots(
     if "hotspots" not in await db.list_collection_names(filter={"name": "hotspots"}):
         return None
     match: Document = {"size": {"$gte": 2}, "state": {"$nin": list(_NOT_HOTSPOTS)}}
-    if region:
-        match["region"] = region
-    formed: Document = {}
-    if start is not None:
-        formed["$gte"] = start
-    if end is not None:
-        formed["$lt"] = end
-    if formed:
-        match["formed_at"] = formed
+    match |= _in_period("formed_at", region, start, end)
     fields = {"agency": 1, "kecamatan": 1, "desa": 1, "size": 1, "state": 1, "formed_at": 1}
     rows = []
     async for doc in db["hotspots"].find(match, fields).limit(10_000):

@@ -1,5 +1,8 @@
 """MongoDB access through pymongo's async API (works against MongoDB and FerretDB v1)."""
 
+import asyncio
+from datetime import datetime
+
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -23,9 +26,22 @@ def connect_database(
     return client, client[infra.mongo_db]
 
 
-async def database_ready(db: AsyncDatabase[Document]) -> bool:
+def half_open(start: datetime | None, end: datetime | None) -> Document | None:
+    """The condition of a value in [start, end), either bound left open when None;
+    None when both are."""
+    period: Document = {}
+    if start is not None:
+        period["$gte"] = start
+    if end is not None:
+        period["$lt"] = end
+    return period or None
+
+
+async def database_ready(db: AsyncDatabase[Document], timeout_s: float = 6.0) -> bool:
+    # Bounded here too: /readyz must answer "not ready" even if the client itself
+    # stopped answering (its server selection alone gives up after 5 s).
     try:
-        await db.command("ping")
+        await asyncio.wait_for(db.command("ping"), timeout_s)
     except Exception:
         return False
     return True

@@ -176,7 +176,7 @@ class BodyLimit:
             await _answer(send, 413, str(BodyTooLarge(max_bytes).detail))
             return
         received = 0
-        started = False
+        watched = _Watched(send)
 
         async def counted() -> Message:
             nonlocal received
@@ -187,16 +187,11 @@ class BodyLimit:
                     raise BodyTooLarge(max_bytes)
             return message
 
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
             await self.app(scope, counted, watched)
         except BodyTooLarge as exc:
             # Read outside a route (no exception handler around it): answer here.
-            if started:
+            if watched.started:
                 raise
             await _answer(send, 413, str(exc.detail))
 
@@ -376,6 +371,19 @@ def _token_digest(scope: Scope) -> str | None:
     return None if header is None else hashlib.sha256(header).hexdigest()
 
 
+class _Watched:
+    """A send that notes whether the response has started: after that, no other
+    answer can be given, only the connection dropped."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
+
+
 class ErrorsAsJson:
     """A bug answers a JSON 500 without details; the traceback is logged here."""
 
@@ -386,19 +394,13 @@ class ErrorsAsJson:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        watched = _Watched(send)
         try:
             await self.app(scope, receive, watched)
         except Exception:
             # The path names the route; the query string may carry a secret link's key.
             log.exception("unhandled error in %s %s", scope["method"], scope["path"])
-            if started:
+            if watched.started:
                 raise
             await _answer(send, 500, "internal error")
 

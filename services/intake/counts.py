@@ -145,43 +145,13 @@ async def reconcile(
     repairs: Counter[Key] = Counter()
     busy = 0
     for state in OPEN_STATES:
-        # The open counts of one state are checked on their own, over the short
-        # time their state's recount takes.
-        before = (await store.read([OPEN_DOC])).get(OPEN_DOC, {})
-        recount: Counter[Key] = Counter()
-        async for complaint in complaints_in(state):
-            recount.update(contribution(complaint))
-        expected.update(recount)
-        await asyncio.sleep(settle_s)
-        after = (await store.read([OPEN_DOC])).get(OPEN_DOC, {})
-        prefix = f"o|{state}|"
-        names = {n for n in (*before, *after) if n.startswith(prefix)}
-        names |= {name for (doc, name) in recount if doc == OPEN_DOC and name.startswith(prefix)}
-        for name in names:
-            want, now = recount.get((OPEN_DOC, name), 0), after.get(name, 0)
-            if want != now:
-                if before.get(name, 0) == now:
-                    repairs[(OPEN_DOC, name)] = want - now
-                else:
-                    busy += 1
+        busy += await _reconcile_state(store, complaints_in, state, settle_s, expected, repairs)
         if between is not None:
             await between()
     # The rest (kecamatan, deadlines) sums over every state: checked over the whole pass.
     await asyncio.sleep(settle_s)
     everything_after = await store.read_all()
-    keys = {(doc, name) for doc, fields in everything_after.items() for name in fields}
-    keys |= {(doc, name) for doc, fields in everything_before.items() for name in fields}
-    keys |= set(expected)
-    for doc, name in keys:
-        if doc == OPEN_DOC and name.startswith("o|"):
-            continue
-        want = expected.get((doc, name), 0)
-        now = everything_after.get(doc, {}).get(name, 0)
-        if want != now:
-            if everything_before.get(doc, {}).get(name, 0) == now:
-                repairs[(doc, name)] = want - now
-            else:
-                busy += 1
+    busy += _reconcile_the_rest(everything_before, everything_after, expected, repairs)
     if repairs:
         await store.increment(repairs)
         log.warning(
@@ -196,6 +166,66 @@ async def reconcile(
         busy=busy,
         seconds=round(time.monotonic() - started, 2),
     )
+
+
+def _judge(repairs: Counter[Key], key: Key, want: int, before: int, now: int) -> int:
+    """Note the repair of a counter that is wrong and stayed still; 1 for one that is
+    wrong but changed meanwhile (left to the next round), else 0."""
+    if want == now:
+        return 0
+    if before == now:
+        repairs[key] = want - now
+        return 0
+    return 1
+
+
+async def _reconcile_state(
+    store: CountStore,
+    complaints_in: ComplaintsInState,
+    state: str,
+    settle_s: float,
+    expected: Counter[Key],
+    repairs: Counter[Key],
+) -> int:
+    """Recount one state's open complaints into `expected` and judge its open counts,
+    over the short time that recount takes; how many were busy."""
+    before = (await store.read([OPEN_DOC])).get(OPEN_DOC, {})
+    recount: Counter[Key] = Counter()
+    async for complaint in complaints_in(state):
+        recount.update(contribution(complaint))
+    expected.update(recount)
+    await asyncio.sleep(settle_s)
+    after = (await store.read([OPEN_DOC])).get(OPEN_DOC, {})
+    prefix = f"o|{state}|"
+    names = {n for n in (*before, *after) if n.startswith(prefix)}
+    names |= {name for (doc, name) in recount if doc == OPEN_DOC and name.startswith(prefix)}
+    busy = 0
+    for name in names:
+        want, now = recount.get((OPEN_DOC, name), 0), after.get(name, 0)
+        busy += _judge(repairs, (OPEN_DOC, name), want, before.get(name, 0), now)
+    return busy
+
+
+def _reconcile_the_rest(
+    everything_before: Mapping[str, Mapping[str, int]],
+    everything_after: Mapping[str, Mapping[str, int]],
+    expected: Counter[Key],
+    repairs: Counter[Key],
+) -> int:
+    """Judge every counter but the open counts (checked state by state); how many
+    were busy."""
+    keys = {(doc, name) for doc, fields in everything_after.items() for name in fields}
+    keys |= {(doc, name) for doc, fields in everything_before.items() for name in fields}
+    keys |= set(expected)
+    busy = 0
+    for doc, name in keys:
+        if doc == OPEN_DOC and name.startswith("o|"):
+            continue
+        want = expected.get((doc, name), 0)
+        now = everything_after.get(doc, {}).get(name, 0)
+        before = everything_before.get(doc, {}).get(name, 0)
+        busy += _judge(repairs, (doc, name), want, before, now)
+    return busy
 
 
 class MongoReconcileLease:

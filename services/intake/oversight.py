@@ -30,7 +30,8 @@ from lapor.runtime.http import refusals
 from services.intake.accounts_api import AccountsContext
 from services.intake.auth import Principal
 from services.intake.domain import WORKLIST_STATES
-from services.intake.repository import WORKLIST_ENTRIES, ComplaintRepository
+from services.intake.repository import ComplaintRepository
+from services.intake.worklist import WORKLIST_ENTRIES
 
 Document = dict[str, Any]
 

@@ -26,6 +26,7 @@ from lapor.contracts import NotificationFailed
 from lapor.runtime.broker import EventPublisher
 from lapor.runtime.logs import mask_phones
 from lapor.runtime.metrics import counter
+from services.notify.attempts import Claim, claim_of, claimed_first_attempt
 from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage, shown_address
 from services.notify.repository import (
     FAILED,
@@ -33,13 +34,10 @@ from services.notify.repository import (
     PENDING,
     SENT,
     WITHHELD,
-    Claim,
     Document,
     Finished,
     NotificationRepository,
     budget_claim,
-    claim_of,
-    claimed_first_attempt,
     failed_fields,
 )
 from services.notify.retry import RetryAction, RetryPolicy, plan_retry
@@ -302,12 +300,7 @@ class Deliverer:
             self.metrics.attempts.labels(transport=channel.name, outcome=outcome).inc()
             now = self.clock()
             if result.ok:
-                settle = {"status": SENT, "transport": channel.name, "sent_at": now}
-                ended = await self.repo.finish_attempt(
-                    claim, outcome, None, now, settle | {"next_attempt_at": None} | extra
-                )
-                if ended is not Finished.LOST:
-                    self.metrics.outcomes.labels(channel=note.message.kind, status="sent").inc()
+                await self._finish_sent(note, claim, channel.name, now, extra)
                 return None
             error = result.error or "unknown error"
             if result.permanent:
@@ -336,6 +329,17 @@ class Deliverer:
             await self.sleep(plan.delay_s)
             record = _after(record, claim, outcome, error, now)
             claim, extra = None, {}
+
+    async def _finish_sent(
+        self, note: Notification, claim: Claim, transport: str, now: datetime, extra: Document
+    ) -> None:
+        """The attempt's outcome and the status `sent` in one write."""
+        settle = {"status": SENT, "transport": transport, "sent_at": now}
+        ended = await self.repo.finish_attempt(
+            claim, "sent", None, now, settle | {"next_attempt_at": None} | extra
+        )
+        if ended is not Finished.LOST:
+            self.metrics.outcomes.labels(channel=note.message.kind, status="sent").inc()
 
     async def _fail_attempt(
         self,

@@ -16,12 +16,14 @@ records it as abandoned and takes the next one.
 
 Records stored before attempts were embedded have no `attempt` field: their
 attempts stay in `notification_attempts` (`<id>#<n>`, claimed by insert) and are
-read and finished there (see `_LegacyAttempts`). The reverse does not hold: a
+read and finished there (see `LegacyAttempts`). The reverse does not hold: a
 process of that earlier version does not see a claim embedded in a record, so
 the two must not run side by side (stop the old replicas, then start the new).
 
 A reporter's phone number and e-mail address are stored sealed (AES-GCM,
-bound to the complaint id) and opened only here, when a reply must go out.
+bound to the complaint id) and opened only when a reply must go out
+(`services.notify.contact_store`); the attempts' own records are in
+`services.notify.attempts`.
 """
 
 from collections.abc import Sequence
@@ -30,56 +32,27 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.asynchronous.collection import AsyncCollection
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from lapor.runtime.pii import PiiCipher, is_sealed
+from lapor.runtime.pii import PiiCipher
 from lapor.runtime.write_behind import WriteBehind
+from services.notify.attempts import (
+    ABANDONED,
+    Claim,
+    InFlight,
+    LegacyAttempts,
+    age_s,
+    attempts_in,
+)
+from services.notify.contact_store import ContactStore
 
 Document = dict[str, Any]
 
-# The reporter's addresses in a contact: sealed at rest.
-_SEALED = ("sms", "email")
 
 PENDING, SENT, DELIVERED, FAILED, WITHHELD = "pending", "sent", "delivered", "failed", "withheld"
 FINAL = frozenset({SENT, DELIVERED, FAILED, WITHHELD})
-
-# An attempt whose worker died mid-send: whether the receiver got it is unknown,
-# and the receiver's de-duplication by notification id has to settle that.
-ABANDONED = "abandoned"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The right to make attempt `n` of a notification."""
-
-    notification_id: str
-    n: int
-    transport: str
-    started_at: datetime
-    # Attempt kept in `notification_attempts` (a record stored before attempts were embedded).
-    legacy: bool = False
-
-    @property
-    def attempt_id(self) -> str:
-        return f"{self.notification_id}#{self.n}"
-
-    def as_attempt(self) -> Document:
-        return {
-            "n": self.n,
-            "transport": self.transport,
-            "started_at": self.started_at,
-            "finished_at": None,
-        }
-
-
-@dataclass(frozen=True)
-class InFlight:
-    """Another worker is making an attempt right now; look again after `retry_in_s`."""
-
-    retry_in_s: float
 
 
 @dataclass(frozen=True)
@@ -96,37 +69,6 @@ class Finished(Enum):
     MOVED = "moved"  # outcome recorded and the status changed with it
     KEPT = "kept"  # outcome recorded; the status had moved on already (a receipt)
     LOST = "lost"  # the claim was taken over after its lease: nothing recorded
-
-
-def claimed_first_attempt(transport: str, now: datetime) -> Document:
-    """The fields that make a new record carry the claim of its attempt 1."""
-    return {"attempt": {"n": 1, "transport": transport, "started_at": now, "finished_at": None}}
-
-
-def claim_of(record: Document) -> Claim | None:
-    """The claim a record carries in an unfinished attempt."""
-    current = record.get("attempt")
-    if not current or current.get("finished_at") is not None:
-        return None
-    return Claim(record["_id"], int(current["n"]), current["transport"], current["started_at"])
-
-
-def attempts_in(record: Document) -> list[Document] | None:
-    """The attempts a record carries, finished ones first and any in flight last;
-    None for a record whose attempts are in `notification_attempts`."""
-    if "attempt" not in record:
-        return None
-    log = sorted(record.get("attempt_log") or [], key=lambda a: int(a["n"]))
-    current = record.get("attempt")
-    if current and current.get("finished_at") is None:
-        log.append(current)
-    return log
-
-
-def _age_s(now: datetime, then: datetime) -> float:
-    if then.tzinfo is None and now.tzinfo is not None:
-        then = then.replace(tzinfo=now.tzinfo)
-    return (now - then).total_seconds()
 
 
 class NotifyRecords(Protocol):
@@ -150,61 +92,7 @@ class NotifyRecords(Protocol):
     async def get(self, notification_id: str) -> Document | None: ...
 
 
-class _LegacyAttempts:
-    """Attempts of records stored before attempts were embedded: claimed by inserting
-    `<id>#<n>` into `notification_attempts`, finished there.
-
-    Needed while such a record may still be pending: at most the retry policy's
-    span plus the event's redeliveries (under a day), so the claim and finish can
-    go one release after this one has run for a day, once
-    `{status: "pending", attempt: {$exists: false}}` finds nothing. Reading their
-    history (`attempts_of`) stays as long as those records are kept.
-    """
-
-    def __init__(self, attempts: AsyncCollection[Document]) -> None:
-        self.attempts = attempts
-
-    async def claim(
-        self, notification_id: str, expected_n: int, now: datetime, lease_s: float, transport: str
-    ) -> Claim | InFlight:
-        """Claim `expected_n` (the record counts finished attempts) without reading
-        the log first; if it is taken, the log says what is going on."""
-        claim = Claim(notification_id, expected_n, transport, now, legacy=True)
-        if await self._insert(claim):
-            return claim
-        last = await self.attempts.find_one(
-            {"notification_id": notification_id}, sort=[("n", DESCENDING)]
-        )
-        if last is not None and last.get("finished_at") is None:
-            age = _age_s(now, last["started_at"])
-            if age < lease_s:
-                return InFlight(max(lease_s - age, 0.5))
-            await self.attempts.update_one(
-                {"_id": last["_id"]}, {"$set": {"finished_at": now, "outcome": ABANDONED}}
-            )
-        claim = Claim(notification_id, last["n"] + 1 if last else 1, transport, now, legacy=True)
-        return claim if await self._insert(claim) else InFlight(1.0)
-
-    async def _insert(self, claim: Claim) -> bool:
-        document = {"_id": claim.attempt_id, "notification_id": claim.notification_id}
-        try:
-            await self.attempts.insert_one(document | claim.as_attempt())
-        except DuplicateKeyError:
-            return False
-        return True
-
-    async def finish(self, claim: Claim, outcome: str, error: str | None, now: datetime) -> None:
-        await self.attempts.update_one(
-            {"_id": claim.attempt_id},
-            {"$set": {"finished_at": now, "outcome": outcome, "error": error}},
-        )
-
-    async def log(self, notification_id: str) -> list[Document]:
-        cursor = self.attempts.find({"notification_id": notification_id}).sort("n", 1)
-        return await cursor.to_list(None)
-
-
-class NotificationRepository:
+class NotificationRepository(ContactStore):
     def __init__(
         self, db: AsyncDatabase[Document], cipher: PiiCipher, deferred: WriteBehind | None = None
     ) -> None:
@@ -217,80 +105,13 @@ class NotificationRepository:
         self.routings = db["notify_routings"]
         self.notifications = db["notifications"]
         self.attempts = db["notification_attempts"]
-        self.legacy = _LegacyAttempts(self.attempts)
+        self.legacy = LegacyAttempts(self.attempts)
         self.sms_budget = db["notify_sms_budget"]
 
     async def ensure_indexes(self) -> None:
         await self.notifications.create_index([("complaint_id", ASCENDING)])
         await self.notifications.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
         await self.attempts.create_index([("notification_id", ASCENDING), ("n", DESCENDING)])
-
-    # --- what notify remembers of complaints ---------------------------------------
-
-    async def save_contact(self, complaint_id: str, contact: Document) -> None:
-        stored = dict(contact)
-        for key in _SEALED:
-            if stored.get(key):
-                stored[key] = self.cipher.seal(stored[key], complaint_id)
-        await self.contacts.update_one({"_id": complaint_id}, {"$set": stored}, upsert=True)
-
-    async def contact(self, complaint_id: str) -> Document | None:
-        return self._opened(await self.contacts.find_one({"_id": complaint_id}), complaint_id)
-
-    async def contact_noting_answer(self, complaint_id: str, answer: datetime) -> Document | None:
-        """The contact as it was, and `answer` kept as the first acknowledged answer
-        date if it has none yet: one command for the first acknowledgement, which
-        reads the contact and keeps its date; a read alone once a date is kept."""
-        found = await self.contacts.find_one_and_update(
-            {
-                "_id": complaint_id,
-                "region": {"$exists": True},
-                "acknowledged_answer": {"$exists": False},
-            },
-            {"$set": {"acknowledged_answer": answer}},
-            return_document=ReturnDocument.BEFORE,
-        )
-        if found is None:
-            found = await self.contacts.find_one({"_id": complaint_id})
-        return self._opened(found, complaint_id)
-
-    def _opened(self, found: Document | None, complaint_id: str) -> Document | None:
-        # Known once the received event stored it: a routing that came first creates
-        # the document with nothing else.
-        if found is None or "region" not in found:
-            return None
-        for key in _SEALED:
-            # A value stored before sealing was introduced is read as it is.
-            if is_sealed(found.get(key)):
-                found[key] = self.cipher.open(found[key], complaint_id)
-        return found
-
-    async def region_of(self, complaint_id: str) -> str | None:
-        """The complaint's region; None when notify never heard of the complaint."""
-        found = await self.contacts.find_one({"_id": complaint_id}, {"region": 1})
-        return None if found is None or "region" not in found else str(found["region"] or "")
-
-    async def save_routing(
-        self, complaint_id: str, routed_event_id: str, routing: Document
-    ) -> None:
-        """Kept in the complaint's contact document, named by the routed event
-        (DeadlinesSet names it as its cause), so that the one read of the contact
-        brings it along. Added once however often the event comes."""
-        entry = routing | {"event_id": routed_event_id}
-        await self.contacts.update_one(
-            {"_id": complaint_id}, {"$addToSet": {"routings": entry}}, upsert=True
-        )
-
-    async def routing(self, routed_event_id: str, contact: Document | None) -> Document | None:
-        """The routing `contact` (as read) carries; else the one stored apart, as routings
-        were until they went into the contact document. That read is needed while a
-        complaint routed before then may still have its deadlines announced (moments
-        after its routing: a day after deployment covers it); until then it also says
-        that a routing has not arrived yet."""
-        for entry in (contact or {}).get("routings") or []:
-            if entry.get("event_id") == routed_event_id:
-                return dict(entry)
-        return await self.routings.find_one({"_id": routed_event_id})
 
     # --- the delivery log ----------------------------------------------------------
 
@@ -335,7 +156,7 @@ class NotificationRepository:
             guard |= {"attempt.n": current["n"], "attempt.finished_at": {"$ne": None}}
             n = int(current["n"]) + 1
         else:
-            age = _age_s(now, current["started_at"])
+            age = age_s(now, current["started_at"])
             if age < lease_s:
                 return InFlight(max(lease_s - age, 0.5))
             guard |= {"attempt.n": current["n"], "attempt.finished_at": None}

@@ -14,7 +14,7 @@ Placeholders use `string.Template` syntax: `${tracking_id}` (or
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -233,17 +233,21 @@ def _filler(length: int) -> str:
     return text[:-1] + "x" if text.endswith(" ") else text
 
 
+def _parts(tpl: MessageTemplate, variable: Callable[[str, Variable], Part]) -> list[Part]:
+    """The template's text as parts: literal text as it stands, each variable as
+    `variable` makes it from its name and declaration."""
+    return [
+        variable(piece, tpl.variables[piece]) if is_var else Part(piece)
+        for piece, is_var in _pieces(tpl.text)
+    ]
+
+
 def _worst_case_parts(tpl: MessageTemplate) -> list[Part]:
-    parts = []
-    for piece, is_var in _pieces(tpl.text):
-        if not is_var:
-            parts.append(Part(piece))
-            continue
-        var = tpl.variables[piece]
-        # Bounded values at their longest are protected: the check proves they
-        # never need cutting; only free text may give way.
-        parts.append(Part(_filler(var.max_length or 500), cuttable=var.free_text))
-    return parts
+    # Bounded values at their longest are protected: the check proves they
+    # never need cutting; only free text may give way.
+    return _parts(
+        tpl, lambda _name, var: Part(_filler(var.max_length or 500), cuttable=var.free_text)
+    )
 
 
 def _budget_problems(name: str, tpl: MessageTemplate) -> list[str]:
@@ -333,14 +337,9 @@ def _substitute(text: str, values: Mapping[str, str]) -> str:
 
 
 def _sms_parts(tpl: MessageTemplate, values: Mapping[str, str]) -> list[Part]:
-    parts = []
-    for piece, is_var in _pieces(tpl.text):
-        if not is_var:
-            parts.append(Part(piece))
-            continue
-        var = tpl.variables[piece]
-        parts.append(Part(values[piece], cuttable=var.shorten, rank=int(var.free_text)))
-    return parts
+    return _parts(
+        tpl, lambda name, var: Part(values[name], cuttable=var.shorten, rank=int(var.free_text))
+    )
 
 
 def _tidy(text: str) -> str:

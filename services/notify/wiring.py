@@ -27,7 +27,7 @@ from lapor.contracts import (
     SmsDeliveryReceipt,
     subjects,
 )
-from lapor.regions import load_regions, reopen_window
+from lapor.regions import Region, load_regions, reopen_window
 from lapor.runtime.broker import EventPublisher, durable
 from lapor.runtime.metrics import PipelineMetrics, start_consumer_refresher
 from lapor.runtime.outbox import start_periodic
@@ -281,13 +281,10 @@ def _warn_about_gaps(settings: NotifySettings, catalog: AgencyCatalog) -> None:
         )
 
 
-def create_app(settings: NotifySettings | None = None) -> FastAPI:
-    settings = settings or NotifySettings()
-    runtime = build_runtime("notify", settings)
-    deps: Late[NotifyDeps] = Late("notify dependencies")
-    records: Late[NotificationRepository] = Late("notify records")
-    publishers = register(runtime, deps)
-    # Templates and the directory are validated before any message is taken.
+def _load_directory(
+    settings: NotifySettings,
+) -> tuple[dict[str, Region], SmsRenderer, AgencyCatalog]:
+    """The regions, the templates and the agencies, validated before any message is taken."""
     regions = load_regions(settings.infra.data_dir)
     renderer = SmsRenderer(
         TemplateSet.load(citizen_max_segments=settings.max_sms_segments), regions
@@ -299,6 +296,16 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             f"NOTIFY_ADMIN_AGENCY={settings.admin_agency} is not in the directory of "
             + ", ".join(missing)
         )
+    return regions, renderer, catalog
+
+
+def create_app(settings: NotifySettings | None = None) -> FastAPI:
+    settings = settings or NotifySettings()
+    runtime = build_runtime("notify", settings)
+    deps: Late[NotifyDeps] = Late("notify dependencies")
+    records: Late[NotificationRepository] = Late("notify records")
+    publishers = register(runtime, deps)
+    regions, renderer, catalog = _load_directory(settings)
     metrics = NotifyMetrics(runtime.registry)
     pipeline_metrics = PipelineMetrics(runtime.registry)
     zones = {rid: ZoneInfo(region.timezone) for rid, region in regions.items()}

@@ -53,6 +53,8 @@ from lapor.contracts import (
     DeadlinesSet,
 )
 from lapor.runtime.locks import KeyedLock
+from services.sla.breach_store import BreachUpdate, breach_id
+from services.sla.clock_store import ClockState, clock_summary
 from services.sla.clocks import Plan, TimerKind
 from services.sla.facts import Fact
 from services.sla.firing import (
@@ -69,15 +71,7 @@ from services.sla.firing import (
 )
 from services.sla.metrics import SlaMetrics
 from services.sla.plan import RegionRules, build_plan
-from services.sla.repository import (
-    PENDING,
-    BreachUpdate,
-    ClockState,
-    Document,
-    SlaStore,
-    breach_id,
-    clock_summary,
-)
+from services.sla.repository import PENDING, Document, SlaStore
 
 log = logging.getLogger(__name__)
 

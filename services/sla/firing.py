@@ -17,8 +17,9 @@ from lapor.contracts import (
     subjects,
 )
 from services.sla.announcements import lapse_announcement
+from services.sla.breach_store import BreachUpdate, breach_id
 from services.sla.clocks import Plan, Timer, TimerKind
-from services.sla.repository import PENDING, BreachUpdate, Document, breach_id
+from services.sla.repository import PENDING, Document
 
 MODELS: dict[str, type[Event]] = {
     subjects.SLA_ALERT: DeadlineAlert,

@@ -29,13 +29,9 @@ from services.intake import domain
 from services.intake.accounts_api import AccountsContext
 from services.intake.api import build_router
 from services.intake.auth import CHANGE_FIRST
-from services.intake.repository import (
-    WORKLIST_ENTRIES,
-    WORKLIST_MARK,
-    ComplaintRepository,
-    worklist_query,
-)
+from services.intake.repository import ComplaintRepository
 from services.intake.tracking import new_tracking_id
+from services.intake.worklist import WORKLIST_ENTRIES, WORKLIST_MARK, worklist_query
 from services.intake.worklist_api import worklist_filters
 from tests.factories import complaint_routed
 from tests.integration.intake_harness import http_client, serving_intake

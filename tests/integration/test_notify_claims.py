@@ -17,9 +17,10 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
 from lapor.runtime.pii import PiiCipher, new_key
+from services.notify.attempts import Claim, InFlight
 from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
 from services.notify.delivery import Deliverer, Notification, NotifyMetrics
-from services.notify.repository import Claim, Finished, InFlight, NotificationRepository
+from services.notify.repository import Finished, NotificationRepository
 from services.notify.retry import RetryPolicy
 from tools.devstack import Stack
 

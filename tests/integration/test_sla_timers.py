@@ -36,6 +36,7 @@ from lapor.runtime.broker import EventPublisher, declare_consumers
 from lapor.runtime.outbox import Outbox
 from lapor.runtime.service import Late, build_runtime
 from lapor.runtime.settings import InfraSettings
+from services.sla.clock_store import clock_summary, fact_to_doc
 from services.sla.clocks import Timer
 from services.sla.engine import SlaEngine
 from services.sla.facts import routed_fact
@@ -43,7 +44,7 @@ from services.sla.firing import MODELS, timer_doc
 from services.sla.handlers import SlaDeps, handle_routed, handle_state_changed
 from services.sla.metrics import SlaMetrics
 from services.sla.plan import build_plan
-from services.sla.repository import MongoSlaStore, clock_summary, fact_to_doc
+from services.sla.repository import MongoSlaStore
 from services.sla.settings import SlaSettings
 from services.sla.wiring import load_rules, register
 from tests.e2e.helpers import eventually, stored_messages

@@ -12,13 +12,8 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from services.intake.repository import (
-    WORKLIST_ENTRIES,
-    WORKLIST_KEY,
-    ComplaintRepository,
-    worklist_entry,
-    worklist_query,
-)
+from services.intake.repository import ComplaintRepository
+from services.intake.worklist import WORKLIST_ENTRIES, WORKLIST_KEY, worklist_entry, worklist_query
 from services.intake.worklist_api import worklist_filters, worklist_page
 
 pytestmark = [pytest.mark.integration]

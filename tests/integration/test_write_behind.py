@@ -129,7 +129,8 @@ async def test_the_worklist_sweep_clears_its_marks_at_once(
     """A complaint's worklist mark is cleared after its entry is written, deferred on
     the handlers' path; the sweep must not leave it for later, or its next round
     would find and list the same complaints again."""
-    from services.intake.repository import PENDING, WORKLIST_MARK, ComplaintRepository
+    from services.intake.repository import ComplaintRepository
+    from services.intake.worklist import PENDING, WORKLIST_MARK
 
     db = mongo[f"lapor_write_behind_{secrets.token_hex(4)}"]
     await db.complaints.insert_many(

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.intake.repository import WORKLIST_ORDER, worklist_key
+from services.intake.worklist import WORKLIST_ORDER, worklist_key
 from services.intake.worklist_api import worklist_count_bound
 
 T0 = datetime(2026, 11, 2, 1, 0)

@@ -11,18 +11,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from lapor.contracts.outbound import SmsDeliveryReceipt
+from services.notify.attempts import ABANDONED, Claim, InFlight, attempts_in
 from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
 from services.notify.delivery import Deliverer, Notification, NotifyMetrics
 from services.notify.handlers import handle_receipt
-from services.notify.repository import (
-    ABANDONED,
-    PENDING,
-    Claim,
-    Finished,
-    InFlight,
-    Opened,
-    attempts_in,
-)
+from services.notify.repository import PENDING, Finished, Opened
 from services.notify.retry import RetryPolicy
 
 T0 = datetime(2026, 11, 30, tzinfo=UTC)

@@ -22,18 +22,11 @@ from lapor.contracts import (
     Priority,
     State,
 )
+from services.sla.breach_store import LEVEL_RANK, BreachUpdate
+from services.sla.clock_store import ClockState, embedded_fact, fact_from_doc
 from services.sla.facts import Fact, to_ms
 from services.sla.firing import MODELS
-from services.sla.repository import (
-    CLAIMED,
-    LEVEL_RANK,
-    PENDING,
-    BreachUpdate,
-    ClockState,
-    Document,
-    embedded_fact,
-    fact_from_doc,
-)
+from services.sla.repository import CLAIMED, PENDING, Document
 from tests.factories import complaint_routed
 
 

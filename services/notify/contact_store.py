@@ -1,0 +1,86 @@
+"""What notify remembers of each complaint: how to reach its reporter (sealed) and
+the routings the router decided, kept in one contact document per complaint."""
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from lapor.runtime.pii import PiiCipher, is_sealed
+
+Document = dict[str, Any]
+
+# The reporter's addresses in a contact: sealed at rest.
+_SEALED = ("sms", "email")
+
+
+class ContactStore:
+    cipher: PiiCipher
+    contacts: AsyncCollection[Document]
+    routings: AsyncCollection[Document]
+
+    async def save_contact(self, complaint_id: str, contact: Document) -> None:
+        stored = dict(contact)
+        for key in _SEALED:
+            if stored.get(key):
+                stored[key] = self.cipher.seal(stored[key], complaint_id)
+        await self.contacts.update_one({"_id": complaint_id}, {"$set": stored}, upsert=True)
+
+    async def contact(self, complaint_id: str) -> Document | None:
+        return self._opened(await self.contacts.find_one({"_id": complaint_id}), complaint_id)
+
+    async def contact_noting_answer(self, complaint_id: str, answer: datetime) -> Document | None:
+        """The contact as it was, and `answer` kept as the first acknowledged answer
+        date if it has none yet: one command for the first acknowledgement, which
+        reads the contact and keeps its date; a read alone once a date is kept."""
+        found = await self.contacts.find_one_and_update(
+            {
+                "_id": complaint_id,
+                "region": {"$exists": True},
+                "acknowledged_answer": {"$exists": False},
+            },
+            {"$set": {"acknowledged_answer": answer}},
+            return_document=ReturnDocument.BEFORE,
+        )
+        if found is None:
+            found = await self.contacts.find_one({"_id": complaint_id})
+        return self._opened(found, complaint_id)
+
+    def _opened(self, found: Document | None, complaint_id: str) -> Document | None:
+        # Known once the received event stored it: a routing that came first creates
+        # the document with nothing else.
+        if found is None or "region" not in found:
+            return None
+        for key in _SEALED:
+            # A value stored before sealing was introduced is read as it is.
+            if is_sealed(found.get(key)):
+                found[key] = self.cipher.open(found[key], complaint_id)
+        return found
+
+    async def region_of(self, complaint_id: str) -> str | None:
+        """The complaint's region; None when notify never heard of the complaint."""
+        found = await self.contacts.find_one({"_id": complaint_id}, {"region": 1})
+        return None if found is None or "region" not in found else str(found["region"] or "")
+
+    async def save_routing(
+        self, complaint_id: str, routed_event_id: str, routing: Document
+    ) -> None:
+        """Kept in the complaint's contact document, named by the routed event
+        (DeadlinesSet names it as its cause), so that the one read of the contact
+        brings it along. Added once however often the event comes."""
+        entry = routing | {"event_id": routed_event_id}
+        await self.contacts.update_one(
+            {"_id": complaint_id}, {"$addToSet": {"routings": entry}}, upsert=True
+        )
+
+    async def routing(self, routed_event_id: str, contact: Document | None) -> Document | None:
+        """The routing `contact` (as read) carries; else the one stored apart, as routings
+        were until they went into the contact document. That read is needed while a
+        complaint routed before then may still have its deadlines announced (moments
+        after its routing: a day after deployment covers it); until then it also says
+        that a routing has not arrived yet."""
+        for entry in (contact or {}).get("routings") or []:
+            if entry.get("event_id") == routed_event_id:
+                return dict(entry)
+        return await self.routings.find_one({"_id": routed_event_id})

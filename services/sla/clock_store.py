@@ -1,0 +1,219 @@
+"""The complaint's clock document (`sla_clocks`): the facts SLA heard, the summary
+computed from them, the timers last written for them and the deadline
+announcements still to publish, with the older `sla_facts` read once."""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from lapor.contracts import DeadlinesSet, Priority, State
+from lapor.runtime.outbox import Outbox
+from services.sla.clocks import Plan
+from services.sla.facts import Fact, Routed, StateChange
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ClockState:
+    """What the complaint's clock document holds for a replan."""
+
+    facts: list[Fact]
+    # Facts added so far: `save_clock` stores a summary only over this count.
+    facts_added: int
+    # The timers last written for the facts, as `sla_timers` documents hold them;
+    # None when the document predates this record (then `sla_timers` is read).
+    timers: list[Document] | None
+    # The document did not exist before this fact: no timer of it can have fired.
+    new: bool = False
+
+
+def fact_to_doc(complaint_id: str, fact: Fact) -> Document:
+    """A fact as `sla_facts` kept it; `embedded_fact` drops what the clock document says."""
+    doc: Document = {"_id": fact.event_id, "complaint_id": complaint_id, "at": fact.at}
+    if isinstance(fact, Routed):
+        doc.update(
+            kind="routed",
+            round=fact.round,
+            region=fact.region,
+            received_at=fact.received_at,
+            agency=fact.agency,
+            priority=fact.priority.value,
+            triage=fact.triage,
+        )
+    else:
+        doc.update(
+            kind="state",
+            state=fact.state.value,
+            previous_state=fact.previous_state.value if fact.previous_state else None,
+            actor=fact.actor,
+            agency=fact.agency,
+        )
+    return doc
+
+
+def embedded_fact(fact: Fact) -> Document:
+    doc = fact_to_doc("", fact)
+    del doc["complaint_id"]
+    return doc
+
+
+def fact_from_doc(doc: Mapping[str, Any]) -> Fact:
+    if doc["kind"] == "routed":
+        return Routed(
+            event_id=doc["_id"],
+            at=doc["at"],
+            round=int(doc["round"]),
+            region=doc["region"],
+            received_at=doc["received_at"],
+            agency=doc.get("agency"),
+            priority=Priority(doc["priority"]),
+            triage=bool(doc["triage"]),
+        )
+    previous = doc.get("previous_state")
+    return StateChange(
+        event_id=doc["_id"],
+        at=doc["at"],
+        state=State(doc["state"]),
+        previous_state=State(previous) if previous else None,
+        actor=doc.get("actor"),
+        agency=doc.get("agency"),
+    )
+
+
+def clock_summary(plan: Plan, now: datetime) -> Document:
+    return {
+        "region": plan.region,
+        "agency": plan.agency,
+        "priority": plan.priority.value,
+        "state": plan.state.value,
+        "received_at": plan.received_at,
+        "routing_round": plan.latest_round,
+        "deadlines": plan.deadlines.model_dump(),
+        "paused_s": plan.paused.total_seconds(),
+        "runs": [
+            {
+                "clock": run.clock.value,
+                "round": run.round,
+                "agency": run.agency,
+                "priority": run.priority.value,
+                "start": run.start,
+                "due": run.due,
+                "stopped_at": run.stopped_at,
+                "paused_since": run.paused_since,
+                "resumes_at": run.resumes_at,
+            }
+            for run in plan.runs
+        ],
+        "next_due_at": plan.next_due_at,
+        "updated_at": now,
+    }
+
+
+class ClockStore:
+    outbox: Outbox | None
+    facts_coll: AsyncCollection[Document]
+    clocks: AsyncCollection[Document]
+
+    async def add_fact(self, complaint_id: str, fact: Fact) -> ClockState:
+        """Add the fact (a repeated event adds nothing) and return the state with it."""
+        change = {"$addToSet": {"facts": embedded_fact(fact)}, "$inc": {"facts_added": 1}}
+        for _ in range(2):
+            try:
+                before = await self.clocks.find_one_and_update(
+                    {"_id": complaint_id},
+                    change,
+                    upsert=True,
+                    return_document=ReturnDocument.BEFORE,
+                )
+                break
+            except DuplicateKeyError:
+                continue  # another replica inserted it first: now it is an update
+        else:
+            raise RuntimeError(f"clock of {complaint_id}: the fact could not be added")
+        if before is None:
+            return ClockState(facts=[fact], facts_added=1, timers=[], new=True)
+        if "facts" not in before:
+            await self._adopt_old_facts(complaint_id)
+        state = await self._state(complaint_id, before)
+        known = {f.event_id for f in state.facts}
+        facts = state.facts if fact.event_id in known else [*state.facts, fact]
+        return ClockState(facts=facts, facts_added=state.facts_added + 1, timers=state.timers)
+
+    async def clock_state(self, complaint_id: str) -> ClockState:
+        doc = await self.clocks.find_one({"_id": complaint_id})
+        if doc is None:
+            return ClockState(facts=[], facts_added=0, timers=[])
+        return await self._state(complaint_id, doc)
+
+    async def _state(self, complaint_id: str, doc: Mapping[str, Any]) -> ClockState:
+        if "facts" in doc:
+            facts = [fact_from_doc(entry) for entry in doc["facts"]]
+        else:
+            facts = await self._old_facts(complaint_id)
+        timers = doc.get("timers")
+        return ClockState(
+            facts=facts,
+            facts_added=int(doc.get("facts_added") or 0),
+            timers=list(timers) if timers is not None else None,
+        )
+
+    async def _old_facts(self, complaint_id: str) -> list[Fact]:
+        docs = await self.facts_coll.find({"complaint_id": complaint_id}).to_list(None)
+        return [fact_from_doc(doc) for doc in docs]
+
+    async def _adopt_old_facts(self, complaint_id: str) -> None:
+        """Copy an older document's facts from `sla_facts` into it, once."""
+        facts = await self._old_facts(complaint_id)
+        if facts:
+            await self.clocks.update_one(
+                {"_id": complaint_id},
+                {"$addToSet": {"facts": {"$each": [embedded_fact(f) for f in facts]}}},
+            )
+
+    async def save_clock(
+        self,
+        complaint_id: str,
+        summary: Document,
+        announce: Sequence[DeadlinesSet] = (),
+        *,
+        facts_added: int,
+        timers: list[Document],
+    ) -> Document | None:
+        """Store the clock summary, the timers written for it and, in the same write,
+        the deadline announcements it calls for (the outbox), if no fact was added
+        since `facts_added`; returns the stored document (None: compute again), from
+        which `announce` publishes."""
+        changes = dict(summary) | {"timers": timers}
+        if announce:
+            changes |= self._outbox().fields(complaint_id, announce, summary["updated_at"])
+        return await self.clocks.find_one_and_update(
+            {"_id": complaint_id, "facts_added": facts_added},
+            # The version lets the relay clear all in one write when nothing changed.
+            {"$set": changes, "$inc": {"version": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    # Without an outbox nothing can be pending: `save_clock` refuses to store it.
+    async def announce(self, complaint_id: str, stored: Document | None = None) -> int:
+        """Publish the complaint's pending announcements, from `stored` if given (the
+        document `save_clock` returned), else as read now."""
+        if self.outbox is None:
+            return 0
+        doc = stored if stored is not None else await self.clocks.find_one({"_id": complaint_id})
+        return await self.outbox.flush(self.clocks, doc)
+
+    async def announce_leftovers(self, older_than: timedelta) -> int:
+        if self.outbox is None:
+            return 0
+        return await self.outbox.sweep([self.clocks], older_than=older_than)
+
+    def _outbox(self) -> Outbox:
+        if self.outbox is None:
+            raise RuntimeError("this SLA store has no outbox to announce deadlines through")
+        return self.outbox
