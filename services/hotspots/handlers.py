@@ -20,7 +20,7 @@ from lapor.tokens import Officer
 from services.hotspots import domain
 from services.hotspots.domain import Form, Hotspot, Join, Member, Refusal, Refused, Rules
 from services.hotspots.metrics import HotspotMetrics
-from services.hotspots.repository import HotspotRepository, Lease
+from services.hotspots.repository import HotspotRepository, Lease, StateChange
 
 log = logging.getLogger(__name__)
 AUTOMATIC = "hotspots"
@@ -43,6 +43,12 @@ class HotspotDeps:
     # process's handlers, the lease every replica's.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     lease: Lease | None = None
+    # A change touched an open hotspot: the gauge is read again on its next round
+    # (at most once a second, see wiring) rather than after every change.
+    gauge_stale: bool = False
+    # Complaints whose routing this process is handling (waiting for the lock or
+    # holding it): a state change of one waits for it rather than miss its member.
+    routing: set[str] = field(default_factory=set)
 
 
 @asynccontextmanager
@@ -120,13 +126,20 @@ async def _save(deps: HotspotDeps, hotspot: Hotspot, event: HotspotChanged) -> N
             deps.metrics.joined.labels(agency=hotspot.agency).inc(joined)
 
 
-async def _refresh_gauge(deps: HotspotDeps) -> None:
-    if deps.metrics is not None:
-        deps.metrics.set_open(await deps.repo.open_hotspots())
+async def _gauge_changed(deps: HotspotDeps) -> None:
+    deps.gauge_stale = True
 
 
 async def handle_routed(event: ComplaintRouted, deps: HotspotDeps) -> None:
     """Group a routed complaint. A redelivery publishes what is still pending."""
+    deps.routing.add(event.complaint_id)
+    try:
+        await _route(event, deps)
+    finally:
+        deps.routing.discard(event.complaint_id)
+
+
+async def _route(event: ComplaintRouted, deps: HotspotDeps) -> None:
     touched: list[str] = []
     async with exclusive(deps):
         stored = await deps.repo.member(event.complaint_id)
@@ -140,13 +153,21 @@ async def handle_routed(event: ComplaintRouted, deps: HotspotDeps) -> None:
             touched.append(stored.hotspot_id)
             await _leave(deps, stored.hotspot_id, [new.complaint_id], AUTOMATIC, now)
             new = replace(new, hotspot_id=None)
+        raced: list[str] = []
         if new.hotspot_id is None and domain.groupable(new) and not new.kept_apart:
-            new = await _group(deps, new, now, touched)
-        await deps.repo.save_member(new)
+            new = await _group(deps, new, now, touched, raced)
+        saved = await deps.repo.save_member(new)
+        if saved.state_event_id != new.state_event_id:
+            raced.append(saved.complaint_id)
+        if raced and saved.hotspot_id is not None:
+            # A state change of a complaint in no hotspot is stored without the lease
+            # (handle_state_changed): one landed on a member this grouping read, and
+            # the hotspot it now belongs to follows it as if it came right after.
+            await _follow_member(deps, saved.hotspot_id, saved)
     for hotspot_id in touched:
         await deps.repo.announce(hotspot_id)
     if touched:
-        await _refresh_gauge(deps)
+        await _gauge_changed(deps)
 
 
 def _already_applied(stored: Member, event: ComplaintRouted) -> bool:
@@ -166,7 +187,9 @@ def _moved(before: Member, after: Member) -> bool:
     )
 
 
-async def _group(deps: HotspotDeps, new: Member, now: datetime, touched: list[str]) -> Member:
+async def _group(
+    deps: HotspotDeps, new: Member, now: datetime, touched: list[str], raced: list[str]
+) -> Member:
     assert new.agency is not None and new.kecamatan is not None
     window = deps.rules.window
     candidates = await deps.repo.candidates(
@@ -197,7 +220,9 @@ async def _group(deps: HotspotDeps, new: Member, now: datetime, touched: list[st
             formed, HotspotChange.FORMED, AUTOMATIC, now, [partner.complaint_id, new.complaint_id]
         )
         await _save(deps, formed, event)
-        await deps.repo.save_member(replace(partner, hotspot_id=hotspot_id))
+        saved = await deps.repo.save_member(replace(partner, hotspot_id=hotspot_id))
+        if saved.state_event_id != partner.state_event_id:
+            raced.append(partner.complaint_id)
         touched.append(hotspot_id)
         log.info("complaints formed a hotspot", extra={"complaint_id": new.complaint_id})
         return replace(new, hotspot_id=hotspot_id)
@@ -222,32 +247,43 @@ async def _leave(
 async def handle_state_changed(event: ComplaintStateChanged, deps: HotspotDeps) -> None:
     """Keep a member's state (closed, withdrawn, merged as a duplicate...); a hotspot
     whose members are all closed is closed, and opens again when one is reopened."""
+    change = StateChange(
+        complaint_id=event.complaint_id,
+        state=event.state.value,
+        outcome=event.outcome,
+        event_id=event.event_id,
+        at=event.occurred_at,
+    )
+    # Most complaints are in no hotspot: one conditional write, no lease. The
+    # grouping notices one that lands while it works (handle_routed).
+    routing = event.complaint_id in deps.routing
+    if not routing and await deps.repo.record_state(change):
+        return
     touched: str | None = None
     async with exclusive(deps):
-        stored = await deps.repo.member(event.complaint_id)
-        if stored is None:
-            return  # never routed here: no hotspot holds it
-        if stored.state_event_id == event.event_id or (
-            stored.state_at is not None and event.occurred_at < stored.state_at
-        ):
-            if stored.hotspot_id:  # a redelivery: publish what may still be pending
-                await deps.repo.announce(stored.hotspot_id)
-            return
-        new = replace(
-            stored,
-            state=event.state.value,
-            outcome=event.outcome,
-            state_event_id=event.event_id,
-            state_at=event.occurred_at,
-        )
-        if new.hotspot_id is not None:
-            touched = new.hotspot_id
-            await _follow_member(deps, new.hotspot_id, new)
-        # Stored last: a crash before it replays the event, which finds the hotspot done.
-        await deps.repo.save_member(new)
+        if routing and await deps.repo.record_state(change):
+            return  # written once the routing before it stored the member
+        while True:
+            stored = await deps.repo.member(event.complaint_id)
+            if stored is None:
+                return  # never routed here: no hotspot holds it
+            if not change.applies_to(stored):
+                if stored.hotspot_id:  # a redelivery: publish what may still be pending
+                    await deps.repo.announce(stored.hotspot_id)
+                return
+            if stored.hotspot_id is None:
+                if await deps.repo.record_state(change):
+                    return
+                continue  # another state change came in between: decide again
+            new = replace(stored, **change.fields())
+            touched = stored.hotspot_id
+            await _follow_member(deps, touched, new)
+            # Stored last: a crash before it replays the event, which finds the hotspot done.
+            await deps.repo.save_state(new)
+            break
     if touched is not None:
         await deps.repo.announce(touched)
-        await _refresh_gauge(deps)
+        await _gauge_changed(deps)
 
 
 async def _follow_member(deps: HotspotDeps, hotspot_id: str, member: Member) -> None:
@@ -354,7 +390,7 @@ async def split(
     await deps.repo.announce(hotspot_id)
     if new is not None:
         await deps.repo.announce(new.hotspot_id)
-    await _refresh_gauge(deps)
+    await _gauge_changed(deps)
     return after, new
 
 
@@ -385,7 +421,7 @@ async def merge(deps: HotspotDeps, hotspot_id: str, other_id: str, officer: Offi
                 await deps.repo.save_member(replace(member, hotspot_id=hotspot_id))
     await deps.repo.announce(hotspot_id)
     await deps.repo.announce(other_id)
-    await _refresh_gauge(deps)
+    await _gauge_changed(deps)
     return after
 
 
@@ -437,5 +473,5 @@ async def answer_all(deps: HotspotDeps, hotspot_id: str, text: str, officer: Off
         ids.append(command.command_id)
     if deps.metrics is not None and new:
         deps.metrics.answered.labels(agency=hotspot.agency).inc(len(ids))
-    await _refresh_gauge(deps)
+    await _gauge_changed(deps)
     return AnswerSent(hotspot, round_, ids)

@@ -9,15 +9,18 @@ announcements as an outbox (lapor.runtime.outbox): a change is stored with its
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 import secrets
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -27,8 +30,12 @@ from lapor.contracts.hotspots import OPEN_HOTSPOT_STATES, HotspotChanged, Hotspo
 from lapor.runtime.outbox import Outbox, ensure_outbox_index
 from services.hotspots.domain import Answer, Hotspot, Member, Refusal
 
+log = logging.getLogger(__name__)
+
 Document = dict[str, Any]
 MEMBERS = "hotspot_members"
+STATE_FIELDS = ("state", "outcome", "state_event_id", "state_at")
+WRITTEN_FRESH_S = 5.0
 HOTSPOTS = "hotspots"
 LEASES = "hotspot_leases"
 
@@ -37,12 +44,47 @@ class VersionConflict(Exception):
     """Someone else changed the hotspot since it was read."""
 
 
+@dataclass(frozen=True)
+class StateChange:
+    """A complaint's state change as a member keeps it."""
+
+    complaint_id: str
+    state: str
+    outcome: str | None
+    event_id: str
+    at: datetime
+
+    def applies_to(self, member: Member) -> bool:
+        """Neither a redelivery nor older than the change the member reflects."""
+        if member.state_event_id == self.event_id:
+            return False
+        return member.state_at is None or member.state_at <= self.at
+
+    def fields(self) -> Document:
+        return {
+            "state": self.state,
+            "outcome": self.outcome,
+            "state_event_id": self.event_id,
+            "state_at": self.at,
+        }
+
+
 class HotspotRepository(Protocol):
     async def member(self, complaint_id: str) -> Member | None: ...
 
     async def members(self, complaint_ids: Sequence[str]) -> list[Member]: ...
 
-    async def save_member(self, member: Member) -> None: ...
+    async def save_member(self, member: Member) -> Member:
+        """Store everything of `member` but its state, which a state change may have
+        set meanwhile outside the lease (`record_state`); returns the member as stored."""
+
+    async def save_state(self, member: Member) -> None:
+        """Store `member` whole, its state included: only for a member in a hotspot,
+        which nothing changes outside the lease."""
+
+    async def record_state(self, change: StateChange) -> bool:
+        """Apply a state change to a member in no hotspot, if it is not the one applied
+        already nor older than it; False when nothing matched (another case)."""
 
     async def candidates(
         self, region: str, agency: str, kecamatan: str, since: datetime, until: datetime
@@ -160,6 +202,9 @@ class MongoHotspots:
         self.members_c = db[MEMBERS]
         self.hotspots_c = db[HOTSPOTS]
         self.outbox = outbox
+        # A hotspot as this process last wrote it, for the announcement that follows
+        # at once; one left by a failed handler is too old to trust and read again.
+        self._written: dict[str, tuple[float, Document]] = {}
 
     async def ensure_indexes(self) -> None:
         # FerretDB uses an index for the leading top-level field only: the
@@ -175,15 +220,46 @@ class MongoHotspots:
         return member_of(doc) if doc else None
 
     async def members(self, complaint_ids: Sequence[str]) -> list[Member]:
+        if not complaint_ids:
+            return []
         found = {
             doc["_id"]: member_of(doc)
             async for doc in self.members_c.find({"_id": {"$in": list(complaint_ids)}})
         }
         return [found[c] for c in complaint_ids if c in found]
 
-    async def save_member(self, member: Member) -> None:
+    async def save_member(self, member: Member) -> Member:
+        doc = member_doc(member)
+        del doc["_id"]
+        state = {name: doc.pop(name) for name in STATE_FIELDS}
+        # One findAndModify, as one update would cost: what it returns tells the
+        # grouping whether a state change landed since it read the member.
+        stored = await self.members_c.find_one_and_update(
+            {"_id": member.complaint_id},
+            {"$set": doc, "$setOnInsert": state},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert stored is not None  # upserted
+        return member_of(stored)
+
+    async def save_state(self, member: Member) -> None:
         doc = member_doc(member)
         await self.members_c.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+
+    async def record_state(self, change: StateChange) -> bool:
+        # The same rule as StateChange.applies_to; `$or` covers a member that has
+        # had no state change yet (state_at null).
+        done = await self.members_c.update_one(
+            {
+                "_id": change.complaint_id,
+                "hotspot_id": None,
+                "state_event_id": {"$ne": change.event_id},
+                "$or": [{"state_at": None}, {"state_at": {"$lte": change.at}}],
+            },
+            {"$set": change.fields()},
+        )
+        return done.matched_count == 1
 
     async def candidates(
         self, region: str, agency: str, kecamatan: str, since: datetime, until: datetime
@@ -201,6 +277,8 @@ class MongoHotspots:
         return hotspot_of(doc) if doc else None
 
     async def hotspots(self, hotspot_ids: Sequence[str]) -> dict[str, Hotspot]:
+        if not hotspot_ids:
+            return {}
         cursor = self.hotspots_c.find({"_id": {"$in": list(set(hotspot_ids))}})
         return {doc["_id"]: hotspot_of(doc) async for doc in cursor}
 
@@ -209,20 +287,30 @@ class MongoHotspots:
         events = [announce] if announce is not None else []
         if hotspot.version == 1:
             stored = self.outbox.document(doc, events, hotspot.updated_at)
-            if await self.hotspots_c.find_one({"_id": hotspot.hotspot_id}) is not None:
+            try:
+                await self.hotspots_c.insert_one(stored)
+            except DuplicateKeyError:
                 return  # formed before (a redelivery): its announcement is still there
-            await self.hotspots_c.insert_one(stored)
+            self._written[hotspot.hotspot_id] = (time.monotonic(), stored)
             return
         fields = {k: v for k, v in doc.items() if k != "_id"}
         fields |= self.outbox.fields(hotspot.hotspot_id, events, hotspot.updated_at)
-        done = await self.hotspots_c.update_one(
-            {"_id": hotspot.hotspot_id, "version": hotspot.version - 1}, {"$set": fields}
+        written = await self.hotspots_c.find_one_and_update(
+            {"_id": hotspot.hotspot_id, "version": hotspot.version - 1},
+            {"$set": fields},
+            return_document=ReturnDocument.AFTER,
         )
-        if not done.matched_count:
+        if written is None:
             raise VersionConflict(hotspot.hotspot_id)
+        self._written[hotspot.hotspot_id] = (time.monotonic(), written)
 
     async def announce(self, hotspot_id: str) -> None:
-        doc = await self.hotspots_c.find_one({"_id": hotspot_id})
+        # The document this process just wrote holds every announcement pending with
+        # it; one written elsewhere since is announced by its writer (JetStream drops
+        # a second copy by its message id).
+        written_at, doc = self._written.pop(hotspot_id, (0.0, None))
+        if doc is None or time.monotonic() - written_at > WRITTEN_FRESH_S:
+            doc = await self.hotspots_c.find_one({"_id": hotspot_id})
         await self.outbox.flush(self.hotspots_c, doc)
 
     async def open_hotspots(self, agency: str | None = None) -> list[Hotspot]:
@@ -251,6 +339,13 @@ class MongoLease:
     MongoDB does. A replica that dies holding it frees it after `ttl`; hotspot
     writes stay conditional on the version read, so a holder that outlived its
     lease still cannot overwrite another's change (VersionConflict).
+
+    Taking and giving it back for every event would cost two commands each: a
+    replica keeps it while it is in use and `linger_s` longer, so a busy replica
+    enters a block without a command, and renews it (one update, conditional on
+    still being its owner) when less than half of `ttl` is left. After `turn_s` of
+    holding it, it gives it back when a block ends and waits a few polls before
+    taking it again: the other replicas, which poll, get their turn.
     """
 
     def __init__(
@@ -259,11 +354,26 @@ class MongoLease:
         name: str,
         ttl: timedelta = timedelta(seconds=30),
         poll_s: float = 0.02,
+        linger_s: float = 0.25,
+        turn_s: float | None = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.collection = collection
         self.name = name
         self.ttl = ttl
         self.poll_s = poll_s
+        self.linger_s = linger_s
+        self.turn_s = turn_s
+        self.clock = clock
+        self.owner = secrets.token_hex(8)
+        # This process's blocks, one at a time (its handlers share the lease).
+        self._mutex = asyncio.Lock()
+        # While held: until when (this process's clock) and since when.
+        self._valid_until: float | None = None
+        self._taken_at = 0.0
+        self._last_used = 0.0
+        self._not_before = 0.0
+        self._releaser: asyncio.Task[None] | None = None
 
     async def _take(self, owner: str) -> bool:
         now = datetime.now(UTC)
@@ -277,19 +387,92 @@ class MongoLease:
             return False
         return True
 
-    @asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        owner = secrets.token_hex(8)
+    async def _renew(self) -> bool:
+        now = datetime.now(UTC)
+        done = await self.collection.update_one(
+            {"_id": self.name, "owner": self.owner}, {"$set": {"until": now + self.ttl}}
+        )
+        return done.matched_count == 1
+
+    async def _release(self) -> None:
+        self._valid_until = None
+        await self.collection.update_one(
+            {"_id": self.name, "owner": self.owner}, {"$set": {"until": _EXPIRED}}
+        )
+
+    def held(self) -> bool:
+        return self._valid_until is not None and self.clock() < self._valid_until
+
+    async def _acquire(self) -> None:
+        ttl_s = self.ttl.total_seconds()
+        if self._valid_until is not None:
+            # Measured from before the command that took or renewed it: no later than
+            # the `until` the other replicas compare with.
+            left = self._valid_until - self.clock()
+            if left > ttl_s / 2:
+                return
+            started = self.clock()
+            if left > 0 and await self._renew():
+                self._valid_until = started + ttl_s
+                return
+            self._valid_until = None  # expired: another replica may hold it now
+        if (wait := self._not_before - self.clock()) > 0:
+            await asyncio.sleep(wait)
         # Held elsewhere for a few milliseconds as a rule: poll, spread out (no
         # notification crosses replicas; the jitter is not a secret).
-        while not await self._take(owner):  # noqa: ASYNC110
+        while True:
+            started = self.clock()
+            if await self._take(self.owner):
+                break
             await asyncio.sleep(self.poll_s * (1 + random.random()))  # noqa: S311
+        self._valid_until = started + ttl_s
+        self._taken_at = started
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        async with self._mutex:
+            await self._acquire()
+            try:
+                yield
+            finally:
+                self._last_used = self.clock()
+                if self.turn_s is not None and self._last_used - self._taken_at >= self.turn_s:
+                    self._not_before = self.clock() + 3 * self.poll_s
+                    await self._release()
+                elif self._releaser is None or self._releaser.done():
+                    self._releaser = asyncio.create_task(
+                        self._release_when_idle(), name=f"lease-{self.name}-linger"
+                    )
+
+    async def _release_when_idle(self) -> None:
         try:
-            yield
-        finally:
-            await self.collection.update_one(
-                {"_id": self.name, "owner": owner}, {"$set": {"until": _EXPIRED}}
-            )
+            await self._linger()
+        except Exception as exc:  # the database away: the lease expires after its ttl
+            log.warning("lease %s not given back: %s", self.name, type(exc).__name__)
+
+    async def _linger(self) -> None:
+        while True:
+            if (wait := self._last_used + self.linger_s - self.clock()) > 0:
+                await asyncio.sleep(wait)
+                continue
+            async with self._mutex:
+                if self._valid_until is None:
+                    return
+                if self.clock() - self._last_used < self.linger_s:
+                    continue  # used meanwhile
+                await self._release()
+                return
+
+    async def close(self) -> None:
+        """Give the lease back now if this replica holds it (a stopping service)."""
+        if self._releaser is not None:
+            self._releaser.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._releaser
+        async with self._mutex:
+            # Also when a cancelled release may not have reached the database; it
+            # matches nothing unless this replica is the owner.
+            await self._release()
 
 
 class InMemoryLease:
@@ -326,8 +509,28 @@ class InMemoryHotspots:
     async def members(self, complaint_ids: Sequence[str]) -> list[Member]:
         return [self.member_docs[c] for c in complaint_ids if c in self.member_docs]
 
-    async def save_member(self, member: Member) -> None:
+    async def save_member(self, member: Member) -> Member:
+        stored = self.member_docs.get(member.complaint_id)
+        if stored is not None:
+            member = replace(member, **{name: getattr(stored, name) for name in STATE_FIELDS})
+        self.member_docs[member.complaint_id] = member
+        return member
+
+    async def save_state(self, member: Member) -> None:
         self.member_docs[member.complaint_id] = replace(member)
+
+    async def record_state(self, change: StateChange) -> bool:
+        stored = self.member_docs.get(change.complaint_id)
+        if stored is None or stored.hotspot_id is not None or not change.applies_to(stored):
+            return False
+        self.member_docs[change.complaint_id] = replace(
+            stored,
+            state=change.state,
+            outcome=change.outcome,
+            state_event_id=change.event_id,
+            state_at=change.at,
+        )
+        return True
 
     async def candidates(
         self, region: str, agency: str, kecamatan: str, since: datetime, until: datetime

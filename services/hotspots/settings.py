@@ -16,3 +16,5 @@ class HotspotSettings(ServiceSettings):
     window_days: float = Field(default=DEFAULT_WINDOW.days, gt=0, le=90)
     # How often the open-hotspots gauge is recomputed from the database.
     metrics_interval_s: float = Field(default=30.0, gt=0)
+    # Clearing published announcements waits this long, to go out with others.
+    deferred_writes_s: float = Field(default=0.25, gt=0, le=5)

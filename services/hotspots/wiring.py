@@ -3,6 +3,7 @@ the officers' API over HTTP."""
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from time import monotonic
 from typing import Any
 
 from fastapi import FastAPI
@@ -24,6 +25,7 @@ from lapor.runtime.service import (
     documented_broker,
 )
 from lapor.runtime.settings import documentation_infra
+from lapor.runtime.write_behind import WriteBehind
 from lapor.tokens import stored_tokens
 from services.hotspots import handlers
 from services.hotspots.api import hotspots_router
@@ -37,6 +39,7 @@ DESCRIPTION = (
     "within days, for officers to confirm, split, merge and answer at once."
 )
 ANSWER_SUBJECT = f"{subjects.COMMAND_PREFIX}.{Action.ANSWER.value}"
+GAUGE_CHECK_S = 1.0
 
 
 def register(
@@ -95,16 +98,15 @@ def create_app(settings: HotspotSettings | None = None) -> FastAPI:
     rules = Rules(similarity=settings.similarity, window=timedelta(days=settings.window_days))
 
     async def on_start(db: AsyncDatabase[dict[str, Any]]) -> Callable[[], Awaitable[None]]:
-        outbox = Outbox([changed])
+        deferred = WriteBehind(db, every_s=settings.deferred_writes_s)
+        outbox = Outbox([changed], deferred)
+        stop_deferred = deferred.start()
         repo = MongoHotspots(db, outbox)
         await repo.ensure_indexes()
+        # Replicas group one complaint at a time between them (see HotspotDeps).
+        lease = MongoLease(db[LEASES], "grouping")
         current = handlers.HotspotDeps(
-            repo=repo,
-            commands=commands,
-            rules=rules,
-            metrics=metrics,
-            # Replicas group one complaint at a time between them (see HotspotDeps).
-            lease=MongoLease(db[LEASES], "grouping"),
+            repo=repo, commands=commands, rules=rules, metrics=metrics, lease=lease
         )
         deps.set(current)
         stop_sweeper = start_sweeper(outbox, {HOTSPOTS: db[HOTSPOTS]})
@@ -112,16 +114,26 @@ def create_app(settings: HotspotSettings | None = None) -> FastAPI:
             pipeline_metrics, runtime.broker, settings.metrics_interval_s
         )
 
+        read_at = -settings.metrics_interval_s
+
         async def refresh_gauge() -> int:
-            metrics.set_open(await repo.open_hotspots())
+            # Read again soon after this replica changed a hotspot, and on every
+            # interval for the other replicas' changes: at most once a second.
+            nonlocal read_at
+            if current.gauge_stale or monotonic() - read_at >= settings.metrics_interval_s:
+                current.gauge_stale = False
+                read_at = monotonic()
+                metrics.set_open(await repo.open_hotspots())
             return 0
 
-        stop_gauge = start_periodic("hotspot-gauge", refresh_gauge, settings.metrics_interval_s)
+        stop_gauge = start_periodic("hotspot-gauge", refresh_gauge, GAUGE_CHECK_S)
 
         async def stop() -> None:
             await stop_gauge()
             await stop_refresher()
             await stop_sweeper()
+            await lease.close()
+            await stop_deferred()
             deps.set(None)
 
         return stop

@@ -1,0 +1,143 @@
+"""The hotspots repository on the real FerretDB: a state change of a member in no
+hotspot is one conditional write; the grouping's member writes never undo one."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from lapor.contracts import ComplaintStateChanged, State
+from lapor.contracts.hotspots import HotspotChanged, HotspotState
+from lapor.runtime.outbox import Outbox
+from services.hotspots import handlers
+from services.hotspots.domain import Hotspot
+from services.hotspots.handlers import HotspotDeps
+from services.hotspots.repository import MEMBERS, MongoHotspots, StateChange
+from tests.unit.hotspots.fakes import T0, Commands, routed
+
+pytestmark = [pytest.mark.integration]
+
+
+class Announced:
+    """Stands in for the HotspotChanged publisher: JetStream is not under test here."""
+
+    subject = "lapor.hotspot.changed"
+    schema = HotspotChanged
+
+    def __init__(self) -> None:
+        self.sent: list[HotspotChanged] = []
+
+    async def publish(self, message: HotspotChanged, msg_id: str) -> bool:
+        self.sent.append(message)
+        return True
+
+
+class Meanwhile(MongoHotspots):
+    """Runs `meanwhile` once, when the grouping stores a hotspot (after it read the
+    candidates, before it stored the members)."""
+
+    meanwhile: Any = None
+
+    async def save_hotspot(self, hotspot: Hotspot, announce: HotspotChanged | None) -> None:
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            await meanwhile()
+        await super().save_hotspot(hotspot, announce)
+
+
+async def repository(mongo: Any, name: str) -> tuple[Meanwhile, Announced]:
+    db = mongo[name]
+    for collection in ("hotspot_members", "hotspots"):
+        await db[collection].delete_many({})
+    announced = Announced()
+    repo = Meanwhile(db, Outbox([announced]))  # type: ignore[list-item]
+    await repo.ensure_indexes()
+    return repo, announced
+
+
+def change(complaint_id: str, state: str, minutes: float, event: str = "") -> StateChange:
+    return StateChange(
+        complaint_id=complaint_id,
+        state=state,
+        outcome=None,
+        event_id=event or f"state:{complaint_id}:{state}:{minutes}",
+        at=T0 + timedelta(minutes=minutes),
+    )
+
+
+def state_changed(complaint_id: str, state: State, minutes: float) -> ComplaintStateChanged:
+    return ComplaintStateChanged(
+        event_id=f"state:{complaint_id}:{state.value}:{minutes}",
+        occurred_at=T0 + timedelta(minutes=minutes),
+        complaint_id=complaint_id,
+        region="banjar",
+        state=state,
+        previous_state=State.IN_PROGRESS,
+        actor="officer",
+        reason="test",
+        cause_event_id="cause",
+    )
+
+
+async def test_a_state_change_applies_once_in_order_and_only_outside_hotspots(
+    mongo: Any,
+) -> None:
+    repo, _ = await repository(mongo, "lapor_hotspot_repo_state")
+    deps = HotspotDeps(repo=repo, commands=Commands(), clock=lambda: T0)
+    await handlers.handle_routed(routed("BJR-A"), deps)
+    assert not await repo.record_state(change("BJR-X", "assigned", 1))  # never routed
+    assert await repo.record_state(change("BJR-A", "assigned", 1))  # no state yet
+    assert not await repo.record_state(change("BJR-A", "assigned", 1))  # the same again
+    assert not await repo.record_state(change("BJR-A", "closed", 0.5))  # older
+    assert await repo.record_state(change("BJR-A", "in_progress", 1, event="other"))  # same time
+    assert await repo.record_state(change("BJR-A", "closed", 2))
+    member = await repo.member("BJR-A")
+    assert member is not None
+    assert (member.state, member.state_event_id) == ("closed", "state:BJR-A:closed:2")
+    assert member.state_at == T0 + timedelta(minutes=2)
+
+    await handlers.handle_routed(routed("BJR-B", hours=1), deps)  # reopened below
+    await repo.members_c.update_one({"_id": "BJR-A"}, {"$set": {"hotspot_id": "HS-X"}})
+    assert not await repo.record_state(change("BJR-A", "in_progress", 3))  # in a hotspot
+    assert (await repo.member("BJR-A")).state == "closed"  # type: ignore[union-attr]
+
+
+async def test_saving_a_member_keeps_the_state_stored_meanwhile(mongo: Any) -> None:
+    repo, _ = await repository(mongo, "lapor_hotspot_repo_save")
+    deps = HotspotDeps(repo=repo, commands=Commands(), clock=lambda: T0)
+    await handlers.handle_routed(routed("BJR-A"), deps)
+    read = await repo.member("BJR-A")
+    assert read is not None and read.state is None
+    assert await repo.record_state(change("BJR-A", "closed", 1))
+    saved = await repo.save_member(read)
+    assert (saved.state, saved.state_event_id) == ("closed", "state:BJR-A:closed:1")
+    doc = await repo.members_c.database[MEMBERS].find_one({"_id": "BJR-A"})
+    assert doc["state"] == "closed"
+
+
+async def test_a_hotspot_formed_while_its_members_closed_is_closed(mongo: Any) -> None:
+    repo, announced = await repository(mongo, "lapor_hotspot_repo_race")
+    ticks = itertools.count()
+    # Announcements go out in the order of their times: a clock that moves.
+    deps = HotspotDeps(
+        repo=repo, commands=Commands(), clock=lambda: T0 + timedelta(seconds=next(ticks))
+    )
+    await handlers.handle_routed(routed("BJR-P"), deps)
+    await handlers.handle_routed(routed("BJR-C", hours=1, agency=None), deps)
+
+    async def close_both() -> None:
+        # Another replica's handlers: their own lock, the same database.
+        other = HotspotDeps(repo=repo, commands=Commands(), clock=deps.clock)
+        await handlers.handle_state_changed(state_changed("BJR-P", State.CLOSED, 1), other)
+        await handlers.handle_state_changed(state_changed("BJR-C", State.CLOSED, 2), other)
+
+    repo.meanwhile = close_both
+    await handlers.handle_routed(routed("BJR-C", hours=1, round_=1), deps)
+    members = await repo.members(["BJR-C", "BJR-P"])
+    assert [(m.state, m.hotspot_id) for m in members] == [("closed", "HS-BJR-C")] * 2
+    hotspot = await repo.hotspot("HS-BJR-C")
+    assert hotspot is not None and hotspot.state is HotspotState.CLOSED
+    assert [e.state for e in announced.sent] == [HotspotState.SUGGESTED, HotspotState.CLOSED]
