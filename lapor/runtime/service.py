@@ -19,6 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from lapor.runtime.broker import create_broker, dead_letter_record
 from lapor.runtime.db import connect_database, database_ready
+from lapor.runtime.db_watch import ClientWatch, fresh_ping, start_client_watch
 from lapor.runtime.dead_letters import failure_notes, keep_dead_letter
 from lapor.runtime.diagnostics import dump_tasks_on_signal
 from lapor.runtime.http import broker_running, create_http_app
@@ -131,12 +132,19 @@ def create_service_app(
         client: AsyncMongoClient[dict[str, Any]]
         client, db = connect_database(runtime.settings.infra, f"lapor-{runtime.service}")
         runtime.db.set(db)
-        stop_background = await on_start(db)
+        stop_watch = start_client_watch(
+            ClientWatch(
+                own=lambda: database_ready(db), fresh=fresh_ping(runtime.settings.infra.mongo_url)
+            )
+        )
+        stop_background = None
         try:
+            stop_background = await on_start(db)
             async with broker_running(runtime.broker):
                 log.info("%s started", runtime.service)
                 yield
         finally:
+            await stop_watch()
             if stop_background is not None:
                 await stop_background()
             runtime.db.set(None)

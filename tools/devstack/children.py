@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lapor.runtime.db_watch import RESTART_EXIT_CODE
 from tools.devstack.layout import ROOT
 
 _COLORS = {
@@ -61,9 +62,16 @@ class Child:
     env: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # Set by `stop`: an exit asking to be started again is then not honoured.
+    stopping: bool = False
 
     def start(self, sink: Callable[[str, str], None]) -> None:
-        self.process = subprocess.Popen(
+        self.stopping = False
+        self.process = self._spawn()
+        threading.Thread(target=self._run, args=(sink,), daemon=True).start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             self.argv,
             cwd=ROOT,
             env=self.env,
@@ -73,13 +81,25 @@ class Child:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        threading.Thread(target=self._pump, args=(sink,), daemon=True).start()
 
-    def _pump(self, sink: Callable[[str, str], None]) -> None:
-        assert self.process is not None and self.process.stdout is not None
+    def _run(self, sink: Callable[[str, str], None]) -> None:
+        """Pump the child's output; a service that gave up a stuck database client
+        asks to be started again (lapor/runtime/db_watch.py), as compose's restart
+        policy would, and is, from this thread: its death signal is tied to the
+        thread that started it, which must live as long as it does."""
+        while True:
+            assert self.process is not None
+            self._pump(self.process, sink)
+            if self.process.wait() != RESTART_EXIT_CODE or self.stopping:
+                return
+            sink(self.name, "exited asking to be started again: starting it")
+            self.process = self._spawn()
+
+    def _pump(self, process: subprocess.Popen[bytes], sink: Callable[[str, str], None]) -> None:
+        assert process.stdout is not None
         log_file = self.log_path.open("a", encoding="utf-8") if self.log_path else None
         try:
-            for raw in self.process.stdout:
+            for raw in process.stdout:
                 line = raw.decode("utf-8", "replace").rstrip()
                 if log_file:
                     log_file.write(line + "\n")
@@ -99,6 +119,7 @@ class Child:
                 os.killpg(self.process.pid, sig)
 
     def stop(self, timeout: float = 30.0) -> None:
+        self.stopping = True
         if not self.alive():
             return
         assert self.process is not None
