@@ -25,6 +25,8 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from lapor.runtime.periodic import Stop, every, start_task
+
 log = logging.getLogger(__name__)
 
 # EX_TEMPFAIL: "try again later", which is what the supervisor should do.
@@ -86,23 +88,11 @@ def _restart() -> None:
 
 def start_client_watch(
     watch: ClientWatch, every_s: float = 15.0, give_up: Callable[[], None] = _restart
-) -> Callable[[], Awaitable[None]]:
+) -> Stop:
     """Check every `every_s`; returns the stop coroutine."""
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            try:
-                if await watch.stuck():
-                    give_up()
-            except Exception as exc:  # a watch must never be what stops a service
-                log.warning("database client check failed: %s", type(exc).__name__)
+    async def check() -> None:
+        if await watch.stuck():
+            give_up()
 
-    task = asyncio.create_task(loop(), name="lapor-db-client-watch")
-
-    async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return stop
+    return start_task("lapor-db-client-watch", every(every_s, check, "database client not checked"))

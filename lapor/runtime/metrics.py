@@ -24,7 +24,6 @@ phone number, tracking id or free text.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -35,6 +34,8 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from lapor.runtime.periodic import start_task
 
 log = logging.getLogger(__name__)
 
@@ -282,14 +283,7 @@ def start_refresher(
             await refresh_once(metrics, source, plan)
             await asyncio.sleep(pause_after(time.monotonic() - started, interval_s))
 
-    task = asyncio.create_task(loop(), name="lapor-metrics-refresh")
-
-    async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return stop
+    return start_task("lapor-metrics-refresh", loop())
 
 
 def start_consumer_refresher(

@@ -18,7 +18,6 @@ public key), so the services that store them hold no key that opens anything.
 """
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -30,6 +29,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
 from lapor.runtime.broker import EventPublisher
+from lapor.runtime.periodic import start_task
 from lapor.runtime.write_behind import WriteBehind
 
 log = logging.getLogger(__name__)
@@ -219,11 +219,4 @@ def start_periodic(
                 log.warning("%s sweep failed (%s); next try in %.0f s", name, exc, interval_s)
             await asyncio.sleep(interval_s)
 
-    task = asyncio.create_task(loop(), name=f"{name}-sweeper")
-
-    async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return stop
+    return start_task(f"{name}-sweeper", loop())

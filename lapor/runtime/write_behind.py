@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
+
+from lapor.runtime.periodic import Stop, every, start_task
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,6 @@ class WriteBehind:
         self.per_command = per_command
         self._queue: dict[str, list[tuple[Document, Done | None]]] = {}
         self._flushing = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
 
     def update(
         self,
@@ -93,26 +94,19 @@ class WriteBehind:
                 later = self._queue.get(collection, [])
                 self._queue[collection] = [*statements, *later]
 
-    def start(self) -> Callable[[], Awaitable[None]]:
+    def start(self) -> Stop:
         """Flush every `every_s` in one task; returns the stop coroutine (a last flush)."""
 
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(self.every_s)
-                if not self._queue:
-                    continue
-                try:
-                    await self.flush()
-                except Exception as exc:
-                    log.warning("deferred writes not flushed: %s", type(exc).__name__)
+        async def flush_queued() -> None:
+            if self._queue:
+                await self.flush()
 
-        self._task = asyncio.create_task(loop(), name="lapor-write-behind")
+        stop_flushing = start_task(
+            "lapor-write-behind", every(self.every_s, flush_queued, "deferred writes not flushed")
+        )
 
         async def stop() -> None:
-            if self._task is not None:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+            await stop_flushing()
             with contextlib.suppress(Exception):
                 await self.flush()
 

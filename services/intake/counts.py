@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from lapor.runtime import periodic
 from services.intake.complaint_counts import (
     COUNTS,
     OPEN_DOC,
@@ -78,23 +79,15 @@ class CountBuffer:
                 raise
             return len(taken)
 
-    def start(self, every_s: float = 1.0) -> Callable[[], Awaitable[None]]:
+    def start(self, every_s: float = 1.0) -> periodic.Stop:
         """Flush every `every_s` in one task; returns the stop coroutine (a last flush)."""
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(every_s)
-                try:
-                    await self.flush()
-                except Exception as exc:
-                    log.warning("complaint counters not flushed: %s", type(exc).__name__)
-
-        task = asyncio.create_task(loop(), name="lapor-complaint-counts")
+        stop_flushing = periodic.start_task(
+            "lapor-complaint-counts",
+            periodic.every(every_s, self.flush, "complaint counters not flushed"),
+        )
 
         async def stop() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_flushing()
             with contextlib.suppress(Exception):
                 await self.flush()
 
@@ -322,11 +315,4 @@ def start_reconciler(
                 log.warning("complaint counters not reconciled: %s", type(exc).__name__)
             await asyncio.sleep(min(poll_s, every.total_seconds()))
 
-    task = asyncio.create_task(loop(), name="lapor-complaint-counts-reconcile")
-
-    async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return stop
+    return periodic.start_task("lapor-complaint-counts-reconcile", loop())
