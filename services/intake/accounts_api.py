@@ -5,7 +5,7 @@ session token is an ordinary token, so authorisation stays in one place.
 """
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -13,40 +13,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field
 
-from lapor.account_store import AccountStore, create_account, reset_password, set_disabled
+from lapor.account_store import create_account, reset_password, set_disabled
 from lapor.accounts import AccountError, account_view, check_username, client_digest
 from lapor.runtime.http import client_key, refusals
 from services.intake.auth import Principal, caller_dependency
-from services.intake.callers import admin, signed_in
+from services.intake.callers import AccountsContext, Network, admin, signed_in
 from services.intake.repository import ComplaintRepository
 from services.intake.sessions import (
-    FailureCounter,
     LoginRefused,
     change_password,
     login,
-    uncounted,
 )
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@dataclass(frozen=True)
-class AccountsContext:
-    """What the account endpoints need besides the token check.
-
-    `agencies`: region → its directory's agency codes. `proxies`: peers whose
-    `X-Forwarded-For` names the client of a login (the console), so that failed
-    logins are counted per browser, not per console. `address_key` keys the
-    hash of client addresses stored with failed logins.
-    """
-
-    store: Callable[[], AccountStore]
-    agencies: Mapping[str, frozenset[str]]
-    default_region: str = "banjar"
-    session_hours: float = 12.0
-    address_key: bytes = b""
-    proxies: tuple[Network, ...] = ()
-    count_failure: FailureCounter = uncounted
 
 
 class AccountView(BaseModel):

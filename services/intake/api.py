@@ -19,9 +19,10 @@ from pydantic import BaseModel, Field
 from lapor.contracts import InboundWeb, Location, Priority, State
 from lapor.contracts.commands import Action, ComplaintCommand, Outcome
 from lapor.runtime.http import refusals
-from services.intake.accounts_api import AccountsContext, build_account_routes
+from services.intake.accounts_api import build_account_routes
 from services.intake.auth import Principal, caller_dependency, citizen_key, hash_token
 from services.intake.callers import (
+    AccountsContext,
     ApiContext,
     CallerDependency,
     CitizenKey,

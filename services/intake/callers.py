@@ -6,27 +6,49 @@ a missing token (401) from a wrong role (403) and from a complaint it may not
 see, which does not exist for it (404).
 """
 
+import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import HTTPException, Path, Query
 
+from lapor.account_store import AccountStore
 from lapor.audience import Audience
 from lapor.contracts.commands import Role
 from services.intake.auth import Principal, audience_of, citizen_principal, may_see
 from services.intake.repository import ComplaintRepository
-
-if TYPE_CHECKING:  # the account routes check their callers here too
-    from services.intake.accounts_api import AccountsContext
+from services.intake.sessions import FailureCounter, uncounted
 
 CallerDependency = Callable[..., Awaitable[Principal | None]]
 CitizenKey = Annotated[
     str | None, Query(max_length=64, description="The key of the reporter's secret link")
 ]
 TrackingId = Annotated[str, Path(min_length=4, max_length=32)]
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class AccountsContext:
+    """What the account endpoints need besides the token check.
+
+    `agencies`: region → its directory's agency codes. `proxies`: peers whose
+    `X-Forwarded-For` names the client of a login (the console), so that failed
+    logins are counted per browser, not per console. `address_key` keys the
+    hash of client addresses stored with failed logins.
+    """
+
+    store: Callable[[], AccountStore]
+    agencies: Mapping[str, frozenset[str]]
+    default_region: str = "banjar"
+    session_hours: float = 12.0
+    address_key: bytes = b""
+    proxies: tuple[Network, ...] = ()
+    count_failure: FailureCounter = uncounted
 
 
 def signed_in(caller: Principal | None) -> Principal:
@@ -93,7 +115,7 @@ class ApiContext:
     submit: Any
     links: CitizenLinks
     clock: Callable[[], datetime]
-    accounts: "AccountsContext | None"
+    accounts: AccountsContext | None
 
     def zone_of(self, doc: dict[str, Any]) -> ZoneInfo:
         return self.zones.get(doc["region"], ZoneInfo("Asia/Jakarta"))

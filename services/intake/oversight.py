@@ -27,8 +27,8 @@ from lapor.report.fetch import complaint_filter
 from lapor.report.period import period_bounds
 from lapor.report.stats import median
 from lapor.runtime.http import refusals
-from services.intake.accounts_api import AccountsContext
 from services.intake.auth import Principal
+from services.intake.callers import AccountsContext
 from services.intake.domain import WORKLIST_STATES
 from services.intake.repository import ComplaintRepository
 from services.intake.worklist import WORKLIST_ENTRIES

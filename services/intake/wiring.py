@@ -54,7 +54,7 @@ from lapor.runtime.service import (
 from lapor.runtime.settings import documentation_infra
 from lapor.runtime.write_behind import WriteBehind
 from services.intake import api, changes, handlers, open311, photo_api, usecases
-from services.intake.accounts_api import AccountsContext
+from services.intake.callers import AccountsContext
 from services.intake.complaint_counts import MongoCountStore
 from services.intake.counts import CountBuffer, start_reconciler
 from services.intake.guard import RateLimit

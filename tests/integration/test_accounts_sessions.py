@@ -26,9 +26,9 @@ from lapor.account_store import MongoAccounts, create_account, ensure_admin_acco
 from lapor.accounts import WRONG_CREDENTIALS
 from lapor.contracts import Channel, Deadlines, DeadlinesSet, Priority, State
 from services.intake import domain
-from services.intake.accounts_api import AccountsContext
 from services.intake.api import build_router
 from services.intake.auth import CHANGE_FIRST
+from services.intake.callers import AccountsContext
 from services.intake.repository import ComplaintRepository
 from services.intake.tracking import new_tracking_id
 from services.intake.worklist import WORKLIST_ENTRIES, WORKLIST_MARK, worklist_query
