@@ -19,8 +19,9 @@ from lapor.contracts.hotspots import HotspotChange, HotspotChanged, HotspotState
 from lapor.tokens import Officer
 from services.hotspots import domain
 from services.hotspots.domain import Form, Hotspot, Join, Member, Refusal, Refused, Rules
+from services.hotspots.lease import Lease
 from services.hotspots.metrics import HotspotMetrics
-from services.hotspots.repository import HotspotRepository, Lease, StateChange
+from services.hotspots.repository import HotspotRepository, StateChange
 
 log = logging.getLogger(__name__)
 AUTOMATIC = "hotspots"

@@ -30,8 +30,9 @@ from lapor.tokens import stored_tokens
 from services.hotspots import handlers
 from services.hotspots.api import hotspots_router
 from services.hotspots.domain import Rules
+from services.hotspots.lease import MongoLease
 from services.hotspots.metrics import HotspotMetrics
-from services.hotspots.repository import HOTSPOTS, LEASES, MongoHotspots, MongoLease
+from services.hotspots.repository import HOTSPOTS, LEASES, MongoHotspots
 from services.hotspots.settings import HotspotSettings
 
 DESCRIPTION = (

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from services.hotspots.repository import MongoLease
+from services.hotspots.lease import MongoLease
 from tests.e2e.helpers import eventually
 
 pytestmark = [pytest.mark.integration]

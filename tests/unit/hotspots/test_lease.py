@@ -10,7 +10,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from services.hotspots.repository import MongoLease
+from services.hotspots.lease import MongoLease
 
 Document = dict[str, Any]
 LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)

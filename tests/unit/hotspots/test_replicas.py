@@ -10,7 +10,8 @@ from typing import Any
 
 from services.hotspots import handlers
 from services.hotspots.handlers import HotspotDeps
-from services.hotspots.repository import InMemoryHotspots, InMemoryLease
+from services.hotspots.lease import InMemoryLease
+from services.hotspots.repository import InMemoryHotspots
 from tests.unit.hotspots.fakes import T0, Commands, routed
 
 
