@@ -62,13 +62,16 @@ class ClientWatch:
         return self.strikes >= self.strikes_to_give_up
 
 
-def fresh_ping(url: str, timeout_s: float = 5.0) -> Probe:
+def fresh_ping(url: str, database: str, timeout_s: float = 5.0) -> Probe:
+    """A ping of the service's own database (the one its login may use) through a
+    new client, closed again."""
+
     async def ping() -> bool:
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             url, serverSelectionTimeoutMS=int(timeout_s * 1000), appname="lapor-client-watch"
         )
         try:
-            await asyncio.wait_for(client.admin.command("ping"), timeout_s + 1)
+            await asyncio.wait_for(client[database].command("ping"), timeout_s + 1)
         except Exception:
             return False
         finally:

@@ -134,7 +134,8 @@ def create_service_app(
         runtime.db.set(db)
         stop_watch = start_client_watch(
             ClientWatch(
-                own=lambda: database_ready(db), fresh=fresh_ping(runtime.settings.infra.mongo_url)
+                own=lambda: database_ready(db),
+                fresh=fresh_ping(runtime.settings.infra.mongo_url, runtime.settings.infra.mongo_db),
             )
         )
         stop_background = None

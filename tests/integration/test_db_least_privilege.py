@@ -154,3 +154,19 @@ async def test_each_service_does_its_work_under_its_own_grants(
         assert guarded.children[child].alive(), child
         log = (guarded.workdir / "logs" / f"{child}.log").read_text()
         assert "not authorized" not in log, child
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_each_service_s_login_may_ping_its_database_for_the_client_watch(
+    guarded: Stack,
+) -> None:
+    """The watch that gives up a stuck client (lapor/runtime/db_watch.py) compares the
+    service's client with a new one under the same login: that one must get through,
+    or the watch could never tell a stuck client from an outage."""
+    from lapor.runtime.db_watch import fresh_ping
+
+    for service in SERVICES:
+        assert await fresh_ping(_login(guarded, service), guarded.mongo_db)(), service
+    right = guarded.db_password("notify")
+    wrong = _login(guarded, "notify").replace(right, "not-" + right)
+    assert not await fresh_ping(wrong, guarded.mongo_db, timeout_s=2)()
