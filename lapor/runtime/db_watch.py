@@ -14,7 +14,6 @@ held is delivered again, and deferred writes are covered by the sweeps.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from lapor.runtime.db import database_ready
 from lapor.runtime.periodic import Stop, every, start_task
 
 log = logging.getLogger(__name__)
@@ -71,13 +71,10 @@ def fresh_ping(url: str, database: str, timeout_s: float = 5.0) -> Probe:
             url, serverSelectionTimeoutMS=int(timeout_s * 1000), appname="lapor-client-watch"
         )
         try:
-            await asyncio.wait_for(client[database].command("ping"), timeout_s + 1)
-        except Exception:
-            return False
+            return await database_ready(client[database], timeout_s + 1)
         finally:
             with contextlib.suppress(Exception):
                 await client.close()
-        return True
 
     return ping
 

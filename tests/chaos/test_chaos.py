@@ -293,7 +293,7 @@ async def _why(stack: Stack, service: str, answer: str) -> str:
         child.signal(signal.SIGUSR1)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not any("end of tasks" in x for x in dump):
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # polls the log until the dump's end marker is in it
             dump = _lines(log)[len(lines) :]
     state = "running" if running else f"exited ({code})"
     return "\n".join(

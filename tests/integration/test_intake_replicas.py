@@ -39,6 +39,13 @@ DB = "lapor_intake_replicas"
 
 
 async def _assigned(repo: ComplaintRepository) -> str:
+    tracking_id = await _received(repo)
+    routed = complaint_routed(tracking_id, at=T0 + timedelta(minutes=1), received_at=T0)
+    await repo.apply(tracking_id, domain.routed_transition(routed))
+    return tracking_id
+
+
+async def _received(repo: ComplaintRepository) -> str:
     tracking_id = f"LPR-R{uuid.uuid4().hex[:8].upper()}"
     doc = domain.new_complaint(
         tracking_id=tracking_id,
@@ -54,8 +61,6 @@ async def _assigned(repo: ComplaintRepository) -> str:
         stored_at=T0,
     )
     await repo.add_complaint(doc)
-    routed = complaint_routed(tracking_id, at=T0 + timedelta(minutes=1), received_at=T0)
-    await repo.apply(tracking_id, domain.routed_transition(routed))
     return tracking_id
 
 
@@ -189,21 +194,7 @@ async def test_a_decision_on_the_remembered_complaint_never_refuses_what_the_sto
     (or nothing to do) is never decided on the remembered one: here the replica still
     remembers the complaint as received, before another replica routed it."""
     async with running_intake(own_servers, own_mongo, DB) as deps:
-        tracking_id = f"LPR-R{uuid.uuid4().hex[:8].upper()}"
-        doc = domain.new_complaint(
-            tracking_id=tracking_id,
-            region="banjar",
-            channel=Channel.WEB,
-            text="jalan rusak di depan pasar",
-            received_at=T0,
-            source_key=f"test:{tracking_id}",
-            phone_hash=None,
-            anonymous=False,
-            confidential=False,
-            truncated=False,
-            stored_at=T0,
-        )
-        await deps.repo.add_complaint(doc)
+        tracking_id = await _received(deps.repo)
         as_received = deps.repo.recent.get(tracking_id)
         assert as_received is not None and as_received["state"] == State.RECEIVED.value
         other = ComplaintRepository(own_mongo[DB], deps.repo.outbox)

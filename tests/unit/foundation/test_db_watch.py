@@ -50,6 +50,7 @@ def test_a_child_asking_to_be_started_again_is_started_again(tmp_path: Path) -> 
         f"m = pathlib.Path({str(marker)!r})\n"
         "if not m.exists():\n"
         "    m.write_text('x'); sys.exit(%d)\n"
+        # The second run only has to stay up until the test stops it.
         "print('second run', flush=True); time.sleep(60)\n" % RESTART_EXIT_CODE
     )
     second = threading.Event()
