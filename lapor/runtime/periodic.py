@@ -35,3 +35,19 @@ async def every(interval_s: float, step: Callable[[], Awaitable[Any]], failure: 
             await step()
         except Exception as exc:
             log.warning("%s: %s", failure, type(exc).__name__)
+
+
+def start_flushing(
+    name: str, every_s: float, flush: Callable[[], Awaitable[Any]], failure: str
+) -> Stop:
+    """Flush a buffer every `every_s` in one task; the returned stop coroutine ends the
+    task, then flushes once more (what that last flush cannot write is lost with the
+    process, which the buffer's own recovery covers)."""
+    stop_flushing = start_task(name, every(every_s, flush, failure))
+
+    async def stop() -> None:
+        await stop_flushing()
+        with contextlib.suppress(Exception):
+            await flush()
+
+    return stop

@@ -15,14 +15,13 @@ drops the copy by its message id; the worklist sweep re-lists the complaint).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from lapor.runtime.periodic import Stop, every, start_task
+from lapor.runtime.periodic import Stop, start_flushing
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +95,6 @@ class WriteBehind:
 
     def start(self) -> Stop:
         """Flush every `every_s` in one task; returns the stop coroutine (a last flush)."""
-
-        async def flush_queued() -> None:
-            if self._queue:
-                await self.flush()
-
-        stop_flushing = start_task(
-            "lapor-write-behind", every(self.every_s, flush_queued, "deferred writes not flushed")
+        return start_flushing(
+            "lapor-write-behind", self.every_s, self.flush, "deferred writes not flushed"
         )
-
-        async def stop() -> None:
-            await stop_flushing()
-            with contextlib.suppress(Exception):
-                await self.flush()
-
-        return stop

@@ -19,7 +19,6 @@ by `every`, and records the drift it found for the gauges.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -81,17 +80,9 @@ class CountBuffer:
 
     def start(self, every_s: float = 1.0) -> periodic.Stop:
         """Flush every `every_s` in one task; returns the stop coroutine (a last flush)."""
-        stop_flushing = periodic.start_task(
-            "lapor-complaint-counts",
-            periodic.every(every_s, self.flush, "complaint counters not flushed"),
+        return periodic.start_flushing(
+            "lapor-complaint-counts", every_s, self.flush, "complaint counters not flushed"
         )
-
-        async def stop() -> None:
-            await stop_flushing()
-            with contextlib.suppress(Exception):
-                await self.flush()
-
-        return stop
 
 
 # --------------------------------------------------------------------------
