@@ -11,6 +11,9 @@ import contextlib
 import faulthandler
 import signal
 import sys
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any, TextIO
 
 
 def dump_threads_on_signal() -> None:
@@ -25,9 +28,38 @@ def dump_tasks_on_signal(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _dump_tasks(loop: asyncio.AbstractEventLoop) -> None:
-    tasks = asyncio.all_tasks(loop)
-    print(f"--- {len(tasks)} asyncio tasks ---", file=sys.stderr)
+    dump_tasks(asyncio.all_tasks(loop), sys.stderr)
+
+
+def dump_tasks(tasks: set[asyncio.Task[Any]], out: TextIO) -> None:
+    print(f"--- {len(tasks)} asyncio tasks ---", file=out)
     for task in sorted(tasks, key=lambda t: t.get_name()):
-        print(f"--- {task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
-        task.print_stack(limit=12, file=sys.stderr)
-    print("--- end of tasks ---", file=sys.stderr, flush=True)
+        state = "cancelling" if task.cancelling() else "done" if task.done() else "pending"
+        print(f"--- {task.get_name()} ({state}):", file=out)
+        # A suspended task's own stack shows only its outermost coroutine; what it
+        # really waits for is at the end of its chain of awaits.
+        for where in awaited_chain(task.get_coro()):
+            print(f"    {where}", file=out)
+    print("--- end of tasks ---", file=out, flush=True)
+
+
+def awaited_chain(awaitable: object, depth: int = 40) -> Iterator[str]:
+    """Each frame of a coroutine and of what it awaits, outermost first, then the
+    object at the bottom (a future, a lock's waiter) that nothing runs."""
+    for _ in range(depth):
+        frame: FrameType | None = (
+            getattr(awaitable, "cr_frame", None)
+            or getattr(awaitable, "ag_frame", None)
+            or getattr(awaitable, "gi_frame", None)
+        )
+        if frame is None:
+            if awaitable is not None:
+                yield f"awaits {awaitable!r:.200}"
+            return
+        code = frame.f_code
+        yield f"{code.co_filename}:{frame.f_lineno} in {code.co_qualname}"
+        awaitable = (
+            getattr(awaitable, "cr_await", None)
+            or getattr(awaitable, "ag_await", None)
+            or getattr(awaitable, "gi_yieldfrom", None)
+        )

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from lapor.contracts import ComplaintStateChanged, State
+from lapor.contracts import State
 from lapor.contracts.hotspots import HotspotChanged, HotspotState
 from lapor.runtime.outbox import Outbox
 from services.hotspots import handlers
 from services.hotspots.domain import Hotspot
 from services.hotspots.handlers import HotspotDeps
 from services.hotspots.repository import MEMBERS, MongoHotspots, StateChange
-from tests.unit.hotspots.fakes import T0, Commands, routed
+from tests.unit.hotspots.fakes import T0, Commands, routed, state_changed
 
 pytestmark = [pytest.mark.integration]
 
@@ -65,20 +65,6 @@ def change(complaint_id: str, state: str, minutes: float, event: str = "") -> St
         outcome=None,
         event_id=event or f"state:{complaint_id}:{state}:{minutes}",
         at=T0 + timedelta(minutes=minutes),
-    )
-
-
-def state_changed(complaint_id: str, state: State, minutes: float) -> ComplaintStateChanged:
-    return ComplaintStateChanged(
-        event_id=f"state:{complaint_id}:{state.value}:{minutes}",
-        occurred_at=T0 + timedelta(minutes=minutes),
-        complaint_id=complaint_id,
-        region="banjar",
-        state=state,
-        previous_state=State.IN_PROGRESS,
-        actor="officer",
-        reason="test",
-        cause_event_id="cause",
     )
 
 

@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
 
-from lapor.contracts import ComplaintRouted, Place, PlaceArea, Priority
+from lapor.contracts import (
+    ComplaintRouted,
+    ComplaintStateChanged,
+    Place,
+    PlaceArea,
+    Priority,
+    State,
+)
 from lapor.tokens import Officer
 from services.hotspots.handlers import HotspotDeps
 from services.hotspots.repository import InMemoryHotspots
@@ -65,4 +72,26 @@ def routed(
         keywords=list(keywords),
         reporter=reporter or hashlib.sha256(complaint_id.encode()).hexdigest()[:16],
         confidential=confidential,
+    )
+
+
+def state_changed(
+    complaint_id: str,
+    state: State,
+    minutes: float = 1,
+    *,
+    actor: str = "officer",
+    outcome: str | None = None,
+) -> ComplaintStateChanged:
+    return ComplaintStateChanged(
+        event_id=f"state:{complaint_id}:{state.value}:{minutes}",
+        occurred_at=T0 + timedelta(minutes=minutes),
+        complaint_id=complaint_id,
+        region="banjar",
+        state=state,
+        previous_state=State.IN_PROGRESS,
+        actor=actor,
+        reason="test",
+        outcome=outcome,
+        cause_event_id="cause",
     )

@@ -1,33 +1,14 @@
 """Hotspots follow their members' complaints: closings, reopenings, intake's refusals."""
 
-from datetime import timedelta
-
 import pytest
 
-from lapor.contracts import ComplaintStateChanged, State
+from lapor.contracts import State
 from lapor.contracts.commands import Action, CommandRejected
 from lapor.contracts.hotspots import HotspotChange, HotspotState
 from services.hotspots import handlers
 from services.hotspots.api import member_view
 from services.hotspots.domain import Refused, answer_command_of
-from tests.unit.hotspots.fakes import PUPR, T0, deps, routed
-
-
-def state_changed(
-    complaint_id: str, state: State, *, minutes: float = 1, outcome: str | None = None
-) -> ComplaintStateChanged:
-    return ComplaintStateChanged(
-        event_id=f"state:{complaint_id}:{state.value}:{minutes}",
-        occurred_at=T0 + timedelta(minutes=minutes),
-        complaint_id=complaint_id,
-        region="banjar",
-        state=state,
-        previous_state=State.IN_PROGRESS,
-        actor="citizen",
-        reason="test",
-        outcome=outcome,
-        cause_event_id="cause",
-    )
+from tests.unit.hotspots.fakes import PUPR, T0, deps, routed, state_changed
 
 
 async def two_member_hotspot() -> tuple[handlers.HotspotDeps, str]:

@@ -8,29 +8,15 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from lapor.contracts import ComplaintStateChanged, State
+from lapor.contracts import State
 from lapor.contracts.hotspots import HotspotChange, HotspotState
 from services.hotspots import handlers
 from services.hotspots.domain import Member
 from services.hotspots.handlers import HotspotDeps
 from services.hotspots.repository import InMemoryHotspots, StateChange
-from tests.unit.hotspots.fakes import T0, Commands, routed
-
-
-def state_changed(complaint_id: str, state: State, minutes: float = 1) -> ComplaintStateChanged:
-    return ComplaintStateChanged(
-        event_id=f"state:{complaint_id}:{state.value}:{minutes}",
-        occurred_at=T0 + timedelta(minutes=minutes),
-        complaint_id=complaint_id,
-        region="banjar",
-        state=state,
-        previous_state=State.IN_PROGRESS,
-        actor="officer",
-        reason="test",
-        cause_event_id="cause",
-    )
+from tests.unit.hotspots.fakes import T0, Commands, routed, state_changed
 
 
 class CountingLease:
