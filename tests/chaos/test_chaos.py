@@ -291,9 +291,14 @@ async def _why(stack: Stack, service: str, answer: str) -> str:
     if running and child is not None:
         child.signal(signal.SIGUSR2)
         child.signal(signal.SIGUSR1)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any("end of tasks" in x for x in dump):
-            await asyncio.sleep(0.2)  # polls the log until the dump's end marker is in it
+
+        async def dumped() -> list[str] | None:
+            written = _lines(log)[len(lines) :]
+            return written if any("end of tasks" in x for x in written) else None
+
+        try:
+            dump = await eventually(dumped, timeout=10, interval=0.05)
+        except AssertionError:  # no end marker: show whatever part of the dump came
             dump = _lines(log)[len(lines) :]
     state = "running" if running else f"exited ({code})"
     return "\n".join(
