@@ -27,6 +27,8 @@ from lapor.contracts.events import (
     RejectionReason,
     SlaClock,
     State,
+    routed_event_id,
+    routing_round,
 )
 from lapor.contracts.inbound import InboundSms, InboundWeb, Location
 from lapor.contracts.outbound import NotificationFailed, OutboundSms, SmsDeliveryReceipt
@@ -60,4 +62,6 @@ __all__ = [
     "SlaClock",
     "SmsDeliveryReceipt",
     "State",
+    "routed_event_id",
+    "routing_round",
 ]

@@ -188,6 +188,20 @@ class ComplaintRouted(Event):
     )
 
 
+_ROUTED = "routed:"
+
+
+def routed_event_id(complaint_id: str, round_: int) -> str:
+    """The id of round `round_`'s routing decision: one decision per round, kept once."""
+    return f"{_ROUTED}{complaint_id}:{round_}"
+
+
+def routing_round(event_id: str) -> int:
+    """The round of a routing decision from its id (`routed_event_id`); 0 otherwise."""
+    head, _, tail = event_id.rpartition(":")
+    return int(tail) if head.startswith(_ROUTED) and tail.isdigit() else 0
+
+
 class Deadlines(BaseModel):
     routing: datetime | None = None
     first_response: datetime | None = None
@@ -306,6 +320,14 @@ class ComplaintStateChanged(Event):
         "announced as `AutoCloseDue` with kind `reopen_window`.",
     )
     cause_event_id: str
+
+    @property
+    def follows_routing(self) -> bool:
+        """Intake's move to `assigned` or `triage` on hearing a routing decision: it
+        says nothing that decision (on lapor.event.complaint.routed) does not."""
+        return self.state in (State.ASSIGNED, State.TRIAGE) and self.cause_event_id.startswith(
+            _ROUTED
+        )
 
 
 class SlaClock(StrEnum):

@@ -129,7 +129,7 @@ def member_view(member: Member) -> MemberView:
         kecamatan=member.kecamatan,
         desa=member.desa,
         keywords=list(member.keywords),
-        state=member.state,
+        state=member.current_state,
         outcome=member.outcome,
         closed=member.closed,
         refusals=[

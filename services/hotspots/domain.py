@@ -89,8 +89,16 @@ class Member:
     refusals: tuple[Refusal, ...] = ()
 
     @property
+    def current_state(self) -> str | None:
+        """The last state change applied, or the move to triage or assigned that a
+        later routing decision caused (not stored: ComplaintStateChanged.follows_routing)."""
+        if self.routed_at is not None and (self.state_at is None or self.state_at < self.routed_at):
+            return "triage" if self.triage else "assigned"
+        return self.state
+
+    @property
     def closed(self) -> bool:
-        return self.state in CLOSED_STATES
+        return self.current_state in CLOSED_STATES
 
 
 def groupable(member: Member) -> bool:

@@ -248,6 +248,8 @@ async def _leave(
 async def handle_state_changed(event: ComplaintStateChanged, deps: HotspotDeps) -> None:
     """Keep a member's state (closed, withdrawn, merged as a duplicate...); a hotspot
     whose members are all closed is closed, and opens again when one is reopened."""
+    if event.follows_routing:
+        return  # the routing decision, heard on its own, says it (Member.current_state)
     change = StateChange(
         complaint_id=event.complaint_id,
         state=event.state.value,

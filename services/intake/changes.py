@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from pydantic import BaseModel
 
-from lapor.contracts import AutoCloseDue, ComplaintRouted, DeadlinesSet
+from lapor.contracts import AutoCloseDue, ComplaintRouted, DeadlinesSet, routing_round
 from lapor.contracts.commands import Action, Actor, CommandRejected, ComplaintCommand, Role
 from services.intake import domain, lifecycle
 from services.intake.ports import Document, IntakeDeps
@@ -121,7 +121,7 @@ async def record_routing(event: ComplaintRouted, deps: IntakeDeps) -> None:
         if transition.event_id in doc.get("event_ids", []):
             return None
         try:
-            lifecycle.check_routing(doc, domain.routing_round(event))
+            lifecycle.check_routing(doc, routing_round(event.event_id))
         except lifecycle.Refused as refused:
             log.info(
                 "routing decision ignored: %s",
@@ -129,16 +129,15 @@ async def record_routing(event: ComplaintRouted, deps: IntakeDeps) -> None:
                 extra={"complaint_id": event.complaint_id, "event_id": event.event_id},
             )
             return None
-        return domain.state_change(transition)
+        return domain.state_change(transition, listed_later=True)
 
     await _record(deps, event.complaint_id, transition.event_id, decide)
 
 
 async def record_deadlines(event: DeadlinesSet, deps: IntakeDeps) -> None:
     transition = domain.deadlines_transition(event)
-    await _record(
-        deps, event.complaint_id, transition.event_id, lambda _doc: domain.Change(transition)
-    )
+    change = domain.Change(transition, listed_later=True)
+    await _record(deps, event.complaint_id, transition.event_id, lambda _doc: change)
 
 
 async def _record(

@@ -123,16 +123,19 @@ class Change:
 
     transition: Transition
     announce: Announce = no_announcement
+    # The agency's worklist entry may follow a moment later, written with others: a
+    # change another service made, which no one at a screen is waiting to see listed.
+    listed_later: bool = False
 
 
-def state_change(transition: Transition) -> Change:
+def state_change(transition: Transition, *, listed_later: bool = False) -> Change:
     """A transition announced as a state change (if it changes the state)."""
 
     def announce(after: dict[str, Any]) -> list[BaseModel]:
         changed = state_changed_event(after, transition)
         return [changed] if changed is not None else []
 
-    return Change(transition, announce)
+    return Change(transition, announce, listed_later)
 
 
 def changed_fields(doc: dict[str, Any], transition: Transition, now: datetime) -> dict[str, Any]:
@@ -237,12 +240,6 @@ def routed_transition(event: ComplaintRouted) -> Transition:
         fields=fields,
         detail={"confidence": event.confidence, "reasons": event.reasons[:10]},
     )
-
-
-def routing_round(event: ComplaintRouted) -> int:
-    """The round a routing decision answers, from its id `routed:<complaint>:<round>`."""
-    head, _, tail = event.event_id.rpartition(":")
-    return int(tail) if head.startswith("routed:") and tail.isdigit() else 0
 
 
 def deadlines_transition(event: DeadlinesSet) -> Transition:

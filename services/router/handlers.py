@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lapor.contracts import ComplaintReceived, ComplaintRouted, Place
+from lapor.contracts import ComplaintReceived, ComplaintRouted, Place, routed_event_id
 from lapor.contracts.commands import ComplaintForwarded
 from lapor.runtime.broker import EventPublisher
 from services.router.domain import Decision, Router
@@ -21,10 +21,6 @@ class RouterDeps:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Regions without a gazetteer publish decisions without a place.
     places: Mapping[str, PlaceFinder] = field(default_factory=dict)
-
-
-def routed_event_id(complaint_id: str, round_: int) -> str:
-    return f"routed:{complaint_id}:{round_}"
 
 
 async def handle_received(event: ComplaintReceived, deps: RouterDeps) -> None:

@@ -10,18 +10,13 @@ from lapor.contracts import (
     ComplaintStateChanged,
     Priority,
     State,
+    routing_round,
 )
 
 
 def to_ms(moment: datetime) -> datetime:
     """`moment` truncated to milliseconds, the precision MongoDB keeps."""
     return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
-
-
-def routing_round(event_id: str) -> int:
-    """The round of a routing decision from its id `routed:<complaint>:<round>`; 0 otherwise."""
-    _, _, tail = event_id.rpartition(":")
-    return int(tail) if event_id.startswith("routed:") and tail.isdigit() else 0
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ async def handle_routed(event: ComplaintRouted, deps: SlaDeps) -> None:
 
 
 async def handle_state_changed(event: ComplaintStateChanged, deps: SlaDeps) -> None:
+    if event.follows_routing:
+        return  # the routing decision, heard on its own, is the fact (plan: _current_state)
     await _apply(deps, event.complaint_id, state_fact(event))
     if event.state not in REPLY_WINDOW_STATES:
         return

@@ -437,7 +437,10 @@ def build_plan(
 
 
 def _current_state(t: _Timeline) -> State:
-    if t.states:
+    # The move to assigned or triage that a routing decision causes is not kept as a
+    # fact (ComplaintStateChanged.follows_routing): a decision after the last state
+    # change stands for it. Intake dates that move with the decision's own time.
+    if t.states and t.states[-1].at >= t.latest.at:
         return t.states[-1].state
     return State.TRIAGE if t.latest.triage else State.ASSIGNED
 

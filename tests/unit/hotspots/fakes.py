@@ -14,6 +14,7 @@ from lapor.contracts import (
     PlaceArea,
     Priority,
     State,
+    routed_event_id,
 )
 from lapor.tokens import Officer
 from services.hotspots.handlers import HotspotDeps
@@ -94,4 +95,19 @@ def state_changed(
         reason="test",
         outcome=outcome,
         cause_event_id="cause",
+    )
+
+
+def assigned_by_routing(
+    complaint_id: str, round_: int = 0, minutes: float = 0
+) -> ComplaintStateChanged:
+    """The state change intake publishes on storing round `round_`'s routing decision
+    (dated with the decision, as `routed` dates it)."""
+    cause = routed_event_id(complaint_id, round_)
+    return state_changed(complaint_id, State.ASSIGNED, minutes, actor="router").model_copy(
+        update={
+            "event_id": f"state:{cause}",
+            "cause_event_id": cause,
+            "previous_state": State.RECEIVED,
+        }
     )

@@ -8,15 +8,16 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from lapor.contracts import State
 from lapor.contracts.hotspots import HotspotChange, HotspotState
 from services.hotspots import handlers
+from services.hotspots.api import member_view
 from services.hotspots.domain import Member
 from services.hotspots.handlers import HotspotDeps
 from services.hotspots.repository import InMemoryHotspots, StateChange
-from tests.unit.hotspots.fakes import T0, Commands, routed, state_changed
+from tests.unit.hotspots.fakes import T0, Commands, assigned_by_routing, routed, state_changed
 
 
 class CountingLease:
@@ -74,6 +75,24 @@ async def test_a_complaint_in_no_hotspot_changes_state_without_the_lease() -> No
     await handlers.handle_state_changed(state_changed("BJR-A", State.ASSIGNED), d)
     await handlers.handle_state_changed(state_changed("BJR-A", State.CLOSED, minutes=0.5), d)
     assert repo.member_docs["BJR-A"] == member
+
+
+async def test_the_move_to_assigned_that_follows_a_routing_costs_nothing() -> None:
+    d, repo, lease = worker()
+    await handlers.handle_routed(routed("BJR-A"), d)
+    repo.calls.clear()
+    holds = lease.holds
+    await handlers.handle_state_changed(assigned_by_routing("BJR-A"), d)
+    # The routing decision, heard on its own, already says it: nothing read or written.
+    assert (repo.calls, lease.holds) == ({}, holds)
+    assert member_view(repo.member_docs["BJR-A"]).state == "assigned"
+    # Forwarded, then routed again: assigned again, though that move is not stored.
+    await handlers.handle_state_changed(state_changed("BJR-A", State.RECEIVED, 1), d)
+    assert member_view(repo.member_docs["BJR-A"]).state == "received"
+    again = routed("BJR-A", round_=1).model_copy(update={"occurred_at": T0 + timedelta(minutes=2)})
+    await handlers.handle_routed(again, d)
+    await handlers.handle_state_changed(assigned_by_routing("BJR-A", round_=1, minutes=2), d)
+    assert member_view(repo.member_docs["BJR-A"]).state == "assigned"
 
 
 async def test_a_state_change_of_a_complaint_being_grouped_here_waits_for_it() -> None:

@@ -17,7 +17,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from lapor.calendar import load_calendar
-from lapor.contracts import ComplaintRouted, ComplaintStateChanged, Priority, State, subjects
+from lapor.contracts import (
+    ComplaintRouted,
+    ComplaintStateChanged,
+    Priority,
+    State,
+    routed_event_id,
+    subjects,
+)
 from lapor.runtime.outbox import Outbox
 from services.sla.engine import SlaEngine
 from services.sla.firing import MODELS
@@ -643,6 +650,45 @@ async def test_a_new_complaint_costs_one_fact_write_its_timers_and_one_summary()
     await sla.send(state("C1", "ack", State.IN_PROGRESS, wita(11, 3, 9), State.ASSIGNED))
     assert Counter(sla.store.calls) == {"add_fact": 1, "save_clock": 1}
     assert {t.split(":", 2)[1] for t in sla.store.timers} == {"answer"}
+
+
+def assigned_by_routing(complaint_id: str, at: datetime, round_: int = 0) -> ComplaintStateChanged:
+    """The state change intake publishes on storing round `round_`'s routing decision."""
+    cause = routed_event_id(complaint_id, round_)
+    return state(
+        complaint_id, "assign", State.ASSIGNED, at, State.RECEIVED, actor="router"
+    ).model_copy(update={"event_id": f"state:{cause}", "cause_event_id": cause, "agency": "PUPR"})
+
+
+async def test_the_move_to_assigned_that_follows_a_routing_costs_no_write() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(routed("C1", wita(11, 2, 9)))
+    timers = dict(sla.store.timers)
+    sla.store.calls.clear()
+    await sla.send(assigned_by_routing("C1", wita(11, 2, 9)))
+    # SLA heard the routing decision itself: the change it caused adds nothing to store.
+    assert sla.store.calls == []
+    assert sla.store.timers == timers
+    assert sla.store.clocks["C1"]["state"] == "assigned"
+
+
+async def test_a_complaint_routed_again_after_a_forward_is_assigned_again() -> None:
+    sla = Harness(wita(12, 21, 10))
+    await sla.send(
+        routed("C1", wita(12, 21, 10)),
+        assigned_by_routing("C1", wita(12, 21, 10)),
+        state("C1", "fwd", State.RECEIVED, wita(12, 21, 12), State.ASSIGNED, agency="PUPR"),
+    )
+    assert sla.store.clocks["C1"]["state"] == "received"
+    await sla.send(
+        routed("C1", wita(12, 21, 13), round_=1, agency="DISHUB", received_at=wita(12, 21, 10)),
+        assigned_by_routing("C1", wita(12, 21, 13), round_=1),
+    )
+    assert sla.store.clocks["C1"]["state"] == "assigned"
+    await sla.send(
+        state("C1", "ack", State.IN_PROGRESS, wita(12, 21, 14), State.ASSIGNED, agency="DISHUB")
+    )
+    assert sla.store.clocks["C1"]["state"] == "in_progress"
 
 
 async def test_a_summary_computed_before_another_replicas_fact_is_not_stored() -> None:

@@ -10,7 +10,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from lapor.calendar import load_calendar
-from lapor.contracts import ComplaintRouted, ComplaintStateChanged, Priority, SlaClock, State
+from lapor.contracts import (
+    ComplaintRouted,
+    ComplaintStateChanged,
+    Priority,
+    SlaClock,
+    State,
+    routing_round,
+)
 from services.sla.announcements import (
     deadline_announcements,
     lapse_announcement,
@@ -18,7 +25,7 @@ from services.sla.announcements import (
 )
 from services.sla.clocks import Plan, TimerKind
 from services.sla.domain import auto_close_at, escalation_schedule
-from services.sla.facts import Fact, routed_fact, routing_round, state_fact, to_ms
+from services.sla.facts import Fact, routed_fact, state_fact, to_ms
 from services.sla.plan import RegionRules, build_plan
 from services.sla.policy import load_policy, parse_policy
 from tests.unit.sla.fakes import routed, state
