@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 Done = Callable[[], None]
+_DUPLICATE_KEY = 11000
+
+
+def _done(statements: list[tuple[Document, Done | None]]) -> None:
+    for _, done in statements:
+        if done is not None:
+            done()
 
 
 class WriteBehind:
@@ -47,10 +54,11 @@ class WriteBehind:
         query: Document,
         change: Document,
         *,
+        upsert: bool = False,
         done: Done | None = None,
     ) -> None:
-        """Queue one update; `done` runs once its command was answered."""
-        statement = {"q": query, "u": change, "upsert": False, "multi": False}
+        """Queue one update; `done` runs once it was applied (not if it failed)."""
+        statement = {"q": query, "u": change, "upsert": upsert, "multi": False}
         self._queue.setdefault(collection, []).append((statement, done))
 
     def pending(self) -> int:
@@ -62,30 +70,55 @@ class WriteBehind:
         async with self._flushing:
             taken, self._queue = self._queue, {}
             sent = 0
-            for collection, statements in list(taken.items()):
-                while statements:
-                    batch = statements[: self.per_command]
-                    try:
-                        await self._send(collection, [statement for statement, _ in batch])
-                    except Exception:
-                        self._requeue(taken)
-                        raise
-                    for _, done in batch:
-                        if done is not None:
-                            done()
-                    sent += len(batch)
-                    statements = taken[collection] = statements[len(batch) :]
+            try:
+                for collection, statements in taken.items():
+                    while statements:
+                        batch = statements[: self.per_command]
+                        if await self._send(collection, [s for s, _ in batch]):
+                            del statements[: len(batch)]
+                            _done(batch)
+                        else:
+                            await self._send_each(collection, statements, len(batch))
+                        sent += len(batch)
+            except Exception:
+                self._requeue(taken)
+                raise
             return sent
 
-    async def _send(self, collection: str, statements: list[Document]) -> None:
-        # In order: a later statement may depend on an earlier one for the same
-        # document. One that fails stops the rest of its command; none of them is
-        # needed for correctness (see above), so that is only logged.
+    async def _send(self, collection: str, statements: list[Document]) -> bool:
+        """Whether every statement applied. In order: a later statement may depend on an
+        earlier one for the same document. Not after a duplicate key either, which
+        stops the rest of the command (see `_send_each`)."""
         reply = await self.db.command(
             {"update": collection, "updates": statements, "ordered": True}
         )
-        for error in reply.get("writeErrors") or []:
+        errors = [e for e in reply.get("writeErrors") or [] if e.get("code") != _DUPLICATE_KEY]
+        for error in errors:
             log.warning("a deferred write to %s failed: %s", collection, error.get("errmsg", error))
+        return not reply.get("writeErrors")
+
+    async def _send_each(
+        self, collection: str, statements: list[tuple[Document, Done | None]], count: int
+    ) -> None:
+        """The first `count` statements again, one command each, to learn which applied:
+        FerretDB v1 names the first statement (index 0) whatever failed, and stops at the
+        failure even unordered. Sent twice, a statement finds its work done (each is
+        conditional). An upsert that meets a duplicate key found the document newer
+        than itself: done. One that fails is dropped: none is needed for correctness
+        (see above), what it would have done is left to the sweep."""
+        for _ in range(count):
+            statement, done = statements[0]
+            reply = await self.db.command(
+                {"update": collection, "updates": [statement], "ordered": True}
+            )
+            del statements[0]
+            errors = reply.get("writeErrors") or []
+            if all(error.get("code") == _DUPLICATE_KEY for error in errors):
+                _done([(statement, done)])
+            else:
+                log.warning(
+                    "a deferred write to %s failed: %s", collection, errors[0].get("errmsg")
+                )
 
     def _requeue(self, unsent: dict[str, list[tuple[Document, Done | None]]]) -> None:
         for collection, statements in unsent.items():

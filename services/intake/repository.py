@@ -239,7 +239,7 @@ class ComplaintRepository(WorklistEntries, TokenStore, SenderRecords):
             # Only a write that applied counts: a redelivery never gets here.
             self.counts.record(doc, updated)
         if updated is not None and listed:
-            await self._list(updated)
+            await self._list(updated, later=change.listed_later)
         return updated
 
     def outbox_or_fail(self) -> Outbox:

@@ -122,20 +122,29 @@ class WorklistEntries:
     worklist_entries: AsyncCollection[Document]
     deferred: WriteBehind | None
 
-    async def _list(self, doc: Document, *, now: bool = False) -> None:
+    async def _list(self, doc: Document, *, now: bool = False, later: bool = False) -> None:
         """Bring the complaint's worklist entry up to its version, then clear the mark
-        (only if no newer write has marked it again meanwhile); `now`: not deferred."""
+        (only if no newer write has marked it again meanwhile). `now`: nothing deferred
+        (the sweep); `later`: the entry too goes out with the deferred writes, the mark
+        cleared once it was written (a change nobody waits to see listed)."""
         entry = worklist_entry(doc)
-        with contextlib.suppress(DuplicateKeyError):  # the entry is newer already
-            await self.worklist_entries.update_one(
-                {"_id": doc["_id"], "version": {"$lt": entry["version"]}},
-                {"$set": entry},
-                upsert=True,
-            )
+        newer = {"_id": doc["_id"], "version": {"$lt": entry["version"]}}
         marked = {"_id": doc["_id"], "version": doc.get("version"), WORKLIST_MARK: PENDING}
         unmark = {"$set": {WORKLIST_MARK: None}}
-        if self.deferred is not None and not now:
-            self.deferred.update(self.complaints.name, marked, unmark)
+        deferred = None if now else self.deferred
+        if deferred is not None and later:
+            deferred.update(
+                self.worklist_entries.name,
+                newer,
+                {"$set": entry},
+                upsert=True,
+                done=lambda: deferred.update(self.complaints.name, marked, unmark),
+            )
+            return
+        with contextlib.suppress(DuplicateKeyError):  # the entry is newer already
+            await self.worklist_entries.update_one(newer, {"$set": entry}, upsert=True)
+        if deferred is not None:
+            deferred.update(self.complaints.name, marked, unmark)
         else:
             await self.complaints.update_one(marked, unmark)
 

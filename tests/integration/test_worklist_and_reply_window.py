@@ -22,9 +22,11 @@ from lapor.contracts import (
     State,
 )
 from lapor.contracts.commands import Action, Actor, ComplaintCommand, Outcome, Role
+from lapor.runtime.write_behind import WriteBehind
 from services.intake import changes, domain, handlers, lifecycle
 from services.intake.repository import ComplaintRepository
 from services.intake.views import public_view
+from services.intake.worklist import PENDING, WORKLIST_MARK
 from services.intake.worklist_api import OPEN_STATES
 from tests.factories import complaint_routed
 from tests.integration.intake_harness import running_intake
@@ -98,6 +100,30 @@ async def _act(repo: ComplaintRepository, tracking_id: str, action: Action, **fi
     assert doc is not None
     decision = lifecycle.decide(doc, command, now=T0)
     await repo.apply(tracking_id, domain.command_transition(command, decision, T0))
+
+
+async def test_a_routing_is_listed_with_the_deferred_writes_an_officers_change_at_once(
+    own_mongo: Any,
+) -> None:
+    db = own_mongo[f"lapor_worklist_later_{uuid.uuid4().hex[:6]}"]
+    deferred = WriteBehind(db)
+    repo = ComplaintRepository(db, deferred=deferred)
+    await repo.ensure_indexes()
+    tracking_id = await _new(repo, "LATER", 0)
+    routed = complaint_routed(tracking_id, at=T0, agency="PUPR", priority=Priority.NORMAL)
+    transition = domain.routed_transition(routed)
+    await repo.change(tracking_id, lambda _: domain.Change(transition, listed_later=True))
+    # Nothing written for the entry yet: it goes out with the next deferred writes,
+    # and the complaint's mark is cleared only after that (a crash leaves it to the sweep).
+    assert await db.worklist_entries.count_documents({"_id": tracking_id}) == 0
+    await deferred.flush()
+    assert await repo.worklist("PUPR", [State.ASSIGNED.value]) != []
+    assert (await db.complaints.find_one({"_id": tracking_id}))[WORKLIST_MARK] == PENDING
+    await deferred.flush()
+    assert (await db.complaints.find_one({"_id": tracking_id}))[WORKLIST_MARK] is None
+    # An officer's change is listed before the write returns.
+    await _act(repo, tracking_id, Action.ACKNOWLEDGE)
+    assert [d["state"] for d in await repo.worklist("PUPR", list(OPEN_STATES))] == ["in_progress"]
 
 
 async def test_worklist_urgent_first_then_nearest_pending_deadline_none_last(

@@ -72,6 +72,31 @@ async def test_many_updates_go_out_in_few_commands_and_in_order(servers: Stack) 
         await client.close()
 
 
+async def test_a_failed_statement_is_dropped_alone_and_not_reported_done(
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    db = mongo[f"lapor_write_behind_{secrets.token_hex(4)}"]
+    await db.entries.insert_many([{"_id": "b", "version": 5}, {"_id": "c", "version": "x"}])
+    deferred = WriteBehind(db)
+    done: list[str] = []
+    for name in ("a", "b", "c", "d"):
+        # b: an upsert of an older version meets the newer entry's key, a duplicate
+        # (done: the entry is newer already); c: `$inc` of a string fails.
+        change = {"$inc": {"version": 1}} if name == "c" else {"$set": {"version": 2}}
+        deferred.update(
+            "entries",
+            {"_id": name, "version": {"$ne": 9} if name == "c" else {"$lt": 2}},
+            change,
+            upsert=True,
+            done=lambda name=name: done.append(name),  # type: ignore[misc]
+        )
+    assert await deferred.flush() == 4
+    assert done == ["a", "b", "d"]
+    stored = {d["_id"]: d["version"] async for d in db.entries.find()}
+    assert stored == {"a": 2, "b": 5, "c": "x", "d": 2}
+    assert deferred.pending() == 0
+
+
 async def test_a_failed_flush_keeps_every_statement() -> None:
     # Nothing listens on port 9: the command fails as when the database is away.
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
