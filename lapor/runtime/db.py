@@ -5,10 +5,23 @@ from datetime import datetime
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from lapor.runtime.settings import InfraSettings
 
 Document = dict
+# MongoDB's duplicate-key error: the document is there already.
+DUPLICATE_KEY = 11000
+
+
+def refused_as_duplicates(error: BulkWriteError) -> set[int]:
+    """The positions of an unordered `insert_many` that were there already; raises
+    `error` if anything else failed. (FerretDB v1 names inserts rightly, unlike
+    updates: see `lapor.runtime.write_behind`.)"""
+    errors = error.details.get("writeErrors") or []
+    if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise error
+    return {int(e["index"]) for e in errors}
 
 
 def connect_database(

@@ -20,12 +20,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from lapor.runtime.db import DUPLICATE_KEY
 from lapor.runtime.pii import PiiSealer
 
 COLLECTION = "dead_letters"
 NOTES = "delivery_failures"
-# MongoDB's duplicate-key error: the record is there already.
-DUPLICATE_KEY = 11000
 
 Document = dict[str, Any]
 

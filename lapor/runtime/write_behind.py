@@ -21,13 +21,13 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from lapor.runtime.db import DUPLICATE_KEY
 from lapor.runtime.periodic import Stop, start_flushing
 
 log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 Done = Callable[[], None]
-_DUPLICATE_KEY = 11000
 
 
 def _done(statements: list[tuple[Document, Done | None]]) -> None:
@@ -92,7 +92,7 @@ class WriteBehind:
         reply = await self.db.command(
             {"update": collection, "updates": statements, "ordered": True}
         )
-        errors = [e for e in reply.get("writeErrors") or [] if e.get("code") != _DUPLICATE_KEY]
+        errors = [e for e in reply.get("writeErrors") or [] if e.get("code") != DUPLICATE_KEY]
         for error in errors:
             log.warning("a deferred write to %s failed: %s", collection, error.get("errmsg", error))
         return not reply.get("writeErrors")
@@ -113,7 +113,7 @@ class WriteBehind:
             )
             del statements[0]
             errors = reply.get("writeErrors") or []
-            if all(error.get("code") == _DUPLICATE_KEY for error in errors):
+            if all(error.get("code") == DUPLICATE_KEY for error in errors):
                 _done([(statement, done)])
             else:
                 log.warning(

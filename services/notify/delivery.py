@@ -37,6 +37,7 @@ from services.notify.repository import (
     Document,
     Finished,
     NotificationRepository,
+    Opened,
     budget_claim,
     failed_fields,
 )
@@ -150,9 +151,14 @@ class Deliverer:
     async def deliver_all(
         self, notifications: Sequence[Notification], *, last_chance: bool = False
     ) -> float | None:
-        """Deliver each one; the delay after which the event must come back, if any."""
+        """Deliver each one; the delay after which the event must come back, if any.
+        Their records are stored together (one command)."""
+        opened = await self.repo.open_all([self._new_record(n) for n in notifications])
         results = await asyncio.gather(
-            *(self.deliver(n, last_chance=last_chance) for n in notifications),
+            *(
+                self._deliver_opened(n, o, last_chance)
+                for n, o in zip(notifications, opened, strict=True)
+            ),
             return_exceptions=True,
         )
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -163,6 +169,11 @@ class Deliverer:
 
     async def deliver(self, note: Notification, *, last_chance: bool = False) -> float | None:
         opened = await self.repo.open(self._new_record(note))
+        return await self._deliver_opened(note, opened, last_chance)
+
+    async def _deliver_opened(
+        self, note: Notification, opened: Opened, last_chance: bool
+    ) -> float | None:
         if opened.created:
             return await self._deliver_new(note, opened.record, last_chance)
         record = opened.record

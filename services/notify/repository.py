@@ -34,8 +34,9 @@ from typing import Any, Protocol
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from lapor.runtime.db import refused_as_duplicates
 from lapor.runtime.pii import PiiCipher
 from lapor.runtime.write_behind import WriteBehind
 from services.notify.attempts import (
@@ -117,14 +118,26 @@ class NotificationRepository(ContactStore):
 
     async def open(self, notification: Document) -> Opened:
         """The log record of a notification, stored as given if it is new."""
+        return (await self.open_all([notification]))[0]
+
+    async def open_all(self, notifications: Sequence[Document]) -> list[Opened]:
+        """The log records of notifications that go out together: the new ones stored
+        as given, in one command; those stored before (a redelivery) read."""
         try:
-            await self.notifications.insert_one(notification)
-        except DuplicateKeyError:
+            await self.notifications.insert_many(list(notifications), ordered=False)
+            known: set[int] = set()
+        except BulkWriteError as error:
+            known = refused_as_duplicates(error)
+        opened = []
+        for index, notification in enumerate(notifications):
+            if index not in known:
+                opened.append(Opened(notification, created=True))
+                continue
             existing = await self.notifications.find_one({"_id": notification["_id"]})
             if existing is None:  # cannot happen: nothing deletes records
-                raise
-            return Opened(existing, created=False)
-        return Opened(notification, created=True)
+                raise RuntimeError(f"notification {notification['_id']} refused, yet not stored")
+            opened.append(Opened(existing, created=False))
+        return opened
 
     async def get(self, notification_id: str) -> Document | None:
         return await self.notifications.find_one({"_id": notification_id})

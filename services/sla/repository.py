@@ -45,12 +45,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from lapor.contracts import DeadlinesSet
+from lapor.runtime.db import refused_as_duplicates
 from lapor.runtime.outbox import Outbox, ensure_outbox_index
 from services.sla.breach_store import BreachStore, BreachUpdate
 from services.sla.clock_store import ClockState, ClockStore
 from services.sla.facts import Fact
-
-DUPLICATE_KEY = 11000
 
 Document = dict[str, Any]
 
@@ -154,9 +153,7 @@ class MongoSlaStore(ClockStore, BreachStore):
         try:
             result = await self.timers.insert_many(docs, ordered=False)
         except BulkWriteError as error:
-            if any(e.get("code") != DUPLICATE_KEY for e in error.details.get("writeErrors", [])):
-                raise
-            return int(error.details.get("nInserted", 0))
+            return len(docs) - len(refused_as_duplicates(error))
         return len(result.inserted_ids)
 
     async def update_pending_timer(self, timer_id: str, fields: Document) -> None:

@@ -186,3 +186,26 @@ async def test_a_record_stored_before_attempts_were_embedded_is_finished_in_the_
     attempts = await repos[0].attempts_of(record)
     assert [(a["n"], a["outcome"]) for a in attempts] == [(1, "abandoned"), (2, "sent")]
     assert await db.notification_attempts.count_documents({"notification_id": "ntf-legacy"}) == 2
+
+
+async def test_the_notices_of_one_event_are_stored_in_one_command_and_sent_once(
+    repos: list[NotificationRepository],
+) -> None:
+    """A redelivery after a crash finds some records stored: only the new ones count
+    as its own, each notice goes out once."""
+    gateway, clock = Gateway(), Clock()
+    deliverer = replica(repos[0], gateway, clock)
+    stored_before = await repos[0].open(deliverer._new_record(sms("ntf-b")))
+    assert stored_before.created
+    opened = await repos[0].open_all(
+        [deliverer._new_record(sms(nid)) for nid in ("ntf-a", "ntf-b", "ntf-c")]
+    )
+    assert [o.created for o in opened] == [True, False, True]
+    assert opened[1].record["_id"] == "ntf-b"
+    again = await repos[0].open_all([deliverer._new_record(sms(n)) for n in ("ntf-d", "ntf-e")])
+    assert [o.created for o in again] == [True, True]
+    # Stored by the open_all above, attempt 1 claimed: in flight, look again later.
+    assert isinstance(await deliverer.deliver_all([sms("ntf-d"), sms("ntf-e")]), float)
+    assert gateway.sent == {}
+    assert await deliverer.deliver_all([sms("ntf-f"), sms("ntf-g")]) is None
+    assert gateway.sent == {"ntf-f": 1, "ntf-g": 1}

@@ -28,12 +28,17 @@ class MemoryLog:
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
         self.claims = 0  # claims written after the insert (conditional updates)
+        self.opens = 0  # commands storing records
 
     async def open(self, record: dict[str, Any]) -> Opened:
         if record["_id"] in self.records:
             return Opened(copy.deepcopy(self.records[record["_id"]]), created=False)
         self.records[record["_id"]] = copy.deepcopy(record)
         return Opened(copy.deepcopy(record), created=True)
+
+    async def open_all(self, records: list[dict[str, Any]]) -> list[Opened]:
+        self.opens += 1
+        return [await self.open(record) for record in records]
 
     async def get(self, notification_id: str) -> dict[str, Any] | None:
         record = self.records.get(notification_id)
@@ -319,6 +324,20 @@ async def test_all_notifications_of_an_event_come_back_after_the_shortest_wait()
     )
     delay = await s.deliverer.deliver_all([note(), other])
     assert delay is not None and delay <= 4.0
+
+
+async def test_the_notifications_of_an_event_are_stored_together() -> None:
+    s = Setup(Scripted())
+    other = Notification(
+        OutgoingMessage("ntf-2", "sms", "+6281200000000", "Halo", template="ack"),
+        "citizen",
+        "deadlines:routed:X:0",
+    )
+    assert await s.deliverer.deliver_all([note(), other]) is None
+    assert s.log.opens == 1
+    assert [m.notification_id for m in s.channel.sent] == ["ntf-1", "ntf-2"]
+    assert await s.deliverer.deliver_all([note(), other]) is None  # a redelivery
+    assert len(s.channel.sent) == 2
 
 
 async def test_final_outcomes_are_counted_by_channel_and_status() -> None:
