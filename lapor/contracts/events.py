@@ -236,6 +236,18 @@ class DeadlinesSet(Event):
         description="This announces the new answer deadline a reopening set "
         "(`cause_event_id` is the reopening's state change).",
     )
+    category: str | None = Field(
+        default=None,
+        description="On the deadlines a routing decision set (`cause_event_id` is "
+        "that decision): its category, which the agency's assignment notice names.",
+    )
+    routing_confidence: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="With `category`: that decision's confidence (the notice says "
+        "when the routing was unsure).",
+    )
 
 
 class InboundRejected(Event):

@@ -29,6 +29,7 @@ from lapor.contracts import (
     EscalationRaised,
     InboundRejected,
     SmsDeliveryReceipt,
+    State,
 )
 from lapor.contracts.events import Event, contact_context
 from lapor.directory import Contacts
@@ -124,17 +125,8 @@ async def remember_contact(event: ComplaintReceived, deps: NotifyDeps) -> None:
 async def remember_routing(
     event: ComplaintRouted, deps: NotifyDeps, *, last_chance: bool = False
 ) -> None:
-    """Keep the routing for the assignment notice; guide the citizen when out of scope."""
-    await deps.repo.save_routing(
-        event.complaint_id,
-        event.event_id,
-        {
-            "agency": event.agency,
-            "category": event.category,
-            "confidence": event.confidence,
-            "triage": event.triage,
-        },
-    )
+    """Guide the citizen when out of scope. What the agency's notice says of the
+    routing comes with the deadlines it set (`DeadlinesSet.category`), not from here."""
     message = domain.out_of_scope_reply(event, deps.agencies.guidance(event.region, event.category))
     if message is not None:
         contact = await _contact(deps, event.complaint_id, last_chance)
@@ -167,7 +159,9 @@ async def acknowledge_and_assign(
     )
     notes = _to_citizen(deps, ack, contact)
     if domain.is_new_assignment(event):
-        facts = await _facts(deps, event.complaint_id, contact, event.cause_event_id, last_chance)
+        facts = await _facts(
+            deps, event.complaint_id, contact, event.cause_event_id, last_chance, _routing(event)
+        )
         notice = domain.assignment_notice(event, name, facts)
         if notice is not None:
             notes += _to_officials(deps, notice, facts)
@@ -308,15 +302,32 @@ async def _contact(
     return contact
 
 
+def _routing(event: DeadlinesSet) -> Document | None:
+    """The routing decision the deadlines came from, as they carry it (None: from an
+    SLA that did not pass it on; then the routing notify kept before is read)."""
+    if event.category is None:
+        return None
+    routing: Document = {
+        "agency": event.agency,
+        "category": event.category,
+        "triage": event.state is State.TRIAGE,
+    }
+    if event.routing_confidence is not None:
+        routing["confidence"] = event.routing_confidence
+    return routing
+
+
 async def _facts(
     deps: NotifyDeps,
     complaint_id: str,
     contact: Document | None,
     routed_event_id: str | None,
     last_chance: bool,
+    routing: Document | None = None,
 ) -> domain.ComplaintFacts:
     """What officials may learn of the complaint, from its contact and its routing."""
-    routing = await deps.repo.routing(routed_event_id, contact) if routed_event_id else {}
+    if routing is None:
+        routing = await deps.repo.routing(routed_event_id, contact) if routed_event_id else {}
     if contact is None or routing is None:
         if not last_chance:
             raise NotYetKnown(f"no routing {routed_event_id} for {complaint_id} yet")

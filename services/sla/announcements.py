@@ -60,7 +60,9 @@ def deadline_announcements(plan: Plan, fact: Fact, occurred_at: datetime) -> lis
         if fact.event_id != plan.latest_route.event_id or fact.out_of_scope:
             return []
         state = State.TRIAGE if fact.triage else State.ASSIGNED
-        return [_deadlines_set(plan, occurred_at, fact.event_id, state, fact.agency)]
+        first = _deadlines_set(plan, occurred_at, fact.event_id, state, fact.agency)
+        routing = {"category": fact.category, "routing_confidence": fact.confidence}
+        return [first.model_copy(update=routing)]
     latest_answer = plan.answer_run()
     current_round = latest_answer.round if latest_answer is not None else 0
     announced: list[DeadlinesSet] = []

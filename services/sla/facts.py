@@ -1,7 +1,7 @@
 """What SLA hears about a complaint, as facts: routing decisions and state changes,
 each under its event id, with times to the millisecond the database keeps."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from lapor.contracts import (
@@ -31,6 +31,9 @@ class Routed:
     agency: str | None
     priority: Priority
     triage: bool
+    # Passed on with the deadlines this decision sets; not kept with the facts.
+    category: str | None = field(default=None, compare=False)
+    confidence: float | None = field(default=None, compare=False)
 
     @property
     def out_of_scope(self) -> bool:
@@ -65,6 +68,8 @@ def routed_fact(event: ComplaintRouted) -> Routed:
         agency=event.agency,
         priority=event.priority,
         triage=event.triage,
+        category=event.category,
+        confidence=event.confidence,
     )
 
 

@@ -318,7 +318,8 @@ def routed(complaint: str, agency: str, category: str) -> ComplaintRouted:
     return complaint_routed(complaint, at=NOW, agency=agency, category=category)
 
 
-def deadlines_set(complaint: str, agency: str) -> DeadlinesSet:
+def deadlines_set(complaint: str, agency: str, category: str = "jalan") -> DeadlinesSet:
+    """SLA's first deadlines, with the routing's category and confidence passed on."""
     return DeadlinesSet(
         event_id=f"deadlines:routed:{complaint}:0",
         occurred_at=NOW,
@@ -332,6 +333,8 @@ def deadlines_set(complaint: str, agency: str) -> DeadlinesSet:
             first_response=NOW + timedelta(days=7), answer=NOW + timedelta(days=14)
         ),
         cause_event_id=f"routed:{complaint}:0",
+        category=category,
+        routing_confidence=0.9,
     )
 
 
@@ -624,7 +627,7 @@ async def test_the_citizen_is_told_the_answer_date_a_wait_moved(notify: Notify) 
     await notify.publish(
         subjects.COMPLAINT_ROUTED, routed(complaint, "PUPR", "drainase"), f"routed:{complaint}:0"
     )
-    first = deadlines_set(complaint, "PUPR")
+    first = deadlines_set(complaint, "PUPR", "drainase")
     await notify.publish(subjects.COMPLAINT_DEADLINES, first, first.event_id)
     [ack] = [c.json["text"] for c in await eventually(lambda: _sms_to(notify, phone, 1))]
     assert "Jawaban paling lambat" in ack

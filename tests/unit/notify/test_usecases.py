@@ -57,7 +57,11 @@ def received(*, email: str | None = None, **flags: bool) -> ComplaintReceived:
     )
 
 
-def deadlines(state: State = State.ASSIGNED, agency: str | None = "PUPR") -> DeadlinesSet:
+def deadlines(
+    state: State = State.ASSIGNED, agency: str | None = "PUPR", *, routing: bool = True
+) -> DeadlinesSet:
+    """SLA's first deadlines, with the routing's category and confidence unless
+    `routing` is False (as an SLA that did not pass them on)."""
     return DeadlinesSet(
         event_id=f"deadlines:routed:{CID}:0",
         occurred_at=AT,
@@ -69,6 +73,8 @@ def deadlines(state: State = State.ASSIGNED, agency: str | None = "PUPR") -> Dea
         received_at=AT,
         deadlines=Deadlines(routing=AT + timedelta(days=3), answer=ANSWER),
         cause_event_id=f"routed:{CID}:0",
+        category="jalan" if routing else None,
+        routing_confidence=0.9 if routing else None,
     )
 
 
@@ -148,12 +154,12 @@ async def test_the_contact_is_kept_opened_with_what_notices_need(
     assert contact["text"].startswith("jalan berlubang")
 
 
-async def test_a_routing_is_kept_and_nobody_is_told_unless_out_of_scope(
+async def test_a_routing_in_scope_is_neither_kept_nor_told(
     deps: NotifyDeps, repo: MemoryRecords, delivery: RecordingDelivery
 ) -> None:
+    """What the agency's notice says of it comes with the deadlines it sets."""
     await usecases.remember_routing(complaint_routed(CID, at=AT), deps)
-    [routing] = repo.contacts[CID]["routings"]
-    assert (routing["event_id"], routing["agency"]) == (f"routed:{CID}:0", "PUPR")
+    assert CID not in repo.contacts and not repo.routings
     assert delivery.sent == {} and repo.reads["contact"] == 0
 
 
@@ -199,7 +205,7 @@ async def test_a_routing_stored_apart_before_it_went_into_the_contact_is_still_f
 ) -> None:
     await usecases.remember_contact(received(), deps)
     repo.routings[f"routed:{CID}:0"] = {"agency": "PUPR", "category": "jalan", "confidence": 0.9}
-    await usecases.acknowledge_and_assign(deadlines(), deps)
+    await usecases.acknowledge_and_assign(deadlines(routing=False), deps)
     assert {n.message.template for n in delivery.officials()} == {"official_assignment"}
     assert repo.reads["routing"] == 1
 
@@ -214,10 +220,18 @@ async def test_deadlines_wait_for_the_contact_then_go_ahead_on_the_last_chance(
     assert note.undeliverable and note.message.template == "ack_triage"
 
 
-async def test_an_assignment_waits_for_its_routing(deps: NotifyDeps) -> None:
+async def test_an_assignment_waits_for_its_routing_unless_the_deadlines_carry_it(
+    deps: NotifyDeps, repo: MemoryRecords, delivery: RecordingDelivery
+) -> None:
     await usecases.remember_contact(received(), deps)
     with pytest.raises(NotYetKnown):
-        await usecases.acknowledge_and_assign(deadlines(), deps)
+        await usecases.acknowledge_and_assign(deadlines(routing=False), deps)
+    repo.reads.clear()
+    await usecases.acknowledge_and_assign(deadlines(), deps)
+    [notice] = {n.message.template: n for n in delivery.officials()}.values()
+    assert notice.message.template == "official_assignment"
+    assert deps.agencies.category_label("banjar", "PUPR", "jalan") in notice.message.text
+    assert repo.reads["routing"] == 0
 
 
 async def test_a_question_reaches_the_citizen_by_sms_and_email(

@@ -672,6 +672,18 @@ async def test_the_move_to_assigned_that_follows_a_routing_costs_no_write() -> N
     assert sla.store.clocks["C1"]["state"] == "assigned"
 
 
+async def test_a_routings_deadlines_carry_its_category_and_confidence() -> None:
+    sla = Harness(wita(11, 2, 9))
+    event = routed("C1", wita(11, 2, 9))
+    await sla.send(event)
+    [announced] = sla.sink.bodies(subjects.COMPLAINT_DEADLINES)
+    # For the agency's assignment notice, which notify words from them.
+    assert (announced["category"], announced["routing_confidence"]) == (
+        event.category,
+        event.confidence,
+    )
+
+
 async def test_a_complaint_routed_again_after_a_forward_is_assigned_again() -> None:
     sla = Harness(wita(12, 21, 10))
     await sla.send(
