@@ -199,6 +199,26 @@ class ClockStore:
             return_document=ReturnDocument.AFTER,
         )
 
+    async def create_clock(
+        self,
+        complaint_id: str,
+        fact: Fact,
+        summary: Document,
+        announce: Sequence[DeadlinesSet],
+        timers: list[Document],
+    ) -> Document | None:
+        """The clock document of a complaint not heard of before, as `add_fact` and
+        `save_clock` would leave it, in one insert; None if it exists already."""
+        doc = {"_id": complaint_id, "facts": [embedded_fact(fact)], "facts_added": 1}
+        doc |= dict(summary) | {"timers": timers, "version": 1}
+        if announce:
+            doc = self._outbox().document(doc, announce, summary["updated_at"])
+        try:
+            await self.clocks.insert_one(doc)
+        except DuplicateKeyError:
+            return None
+        return doc
+
     # Without an outbox nothing can be pending: `save_clock` refuses to store it.
     async def announce(self, complaint_id: str, stored: Document | None = None) -> int:
         """Publish the complaint's pending announcements, from `stored` if given (the

@@ -14,6 +14,11 @@ Scheduling (`record`, `replan`)
     leaves the event unacknowledged: its redelivery writes the same timers
     again (inserts of existing ids are ignored) and stores the summary.
 
+    A complaint's first routing, which is how most are first heard of, skips the
+    first write: its timers are written, then the clock document with the fact,
+    summary, record and announcements in one insert. If the document exists (a
+    redelivery, another fact first), it goes the way above.
+
 Sweeping (`sweep`)
     Takes pending timers with `due_at <= now` in (due_at, _id) order, in
     batches, by keyset (each due timer is read once per sweep). Each one is
@@ -56,7 +61,7 @@ from lapor.runtime.locks import KeyedLock
 from services.sla.breach_store import BreachUpdate, breach_id
 from services.sla.clock_store import ClockState, clock_summary
 from services.sla.clocks import Plan, TimerKind
-from services.sla.facts import Fact
+from services.sla.facts import Fact, Routed
 from services.sla.firing import (
     COMPARED,
     MODELS,
@@ -158,10 +163,49 @@ class SlaEngine:
         them; they are stored with the clock summary first, so a crash before the
         publish leaves them to a redelivery or the sweep)."""
         async with self.locks.hold(complaint_id):
-            state = await self.store.add_fact(complaint_id, fact)
-            plan, stored = await self._replan(complaint_id, state, announce, fact)
+            written: dict[str, Document] = {}
+            created = None
+            if isinstance(fact, Routed) and fact.round == 0:
+                created = await self._create(complaint_id, fact, announce, written)
+            if created is None:
+                state = await self.store.add_fact(complaint_id, fact)
+                created = await self._replan(complaint_id, state, announce, fact, written)
+            plan, stored = created
         await self.store.announce(complaint_id, stored)
         return plan
+
+    async def _create(
+        self,
+        complaint_id: str,
+        fact: Fact,
+        announce: Announce | None,
+        written: dict[str, Document],
+    ) -> tuple[Plan | None, Document] | None:
+        """The clock document of a complaint first heard of by `fact` (its first routing,
+        for most): its timers, then the document with the fact, summary, record of
+        timers and announcements in one insert. None if the document exists (a
+        redelivery, or another fact came first): the timers written are in `written`
+        for the usual way. A timer written again after it fired does not fire twice:
+        its claim in the ledger is refused."""
+        state = ClockState(facts=[fact], facts_added=1, timers=[], new=True)
+        plan = build_plan(complaint_id, state.facts, self.regions)
+        now = self.clock()
+        timers = await self._reconcile(complaint_id, plan, now, state, written)
+        summary, announced = self._summary(plan, now, announce)
+        stored = await self.store.create_clock(complaint_id, fact, summary, announced, timers)
+        if stored is None:
+            written.update((doc["_id"], doc) for doc in timers)
+            return None
+        if plan is not None:
+            await self._record_late_runs(plan, now)
+        return plan, stored
+
+    def _summary(
+        self, plan: Plan | None, now: datetime, announce: Announce | None
+    ) -> tuple[Document, Sequence[DeadlinesSet]]:
+        summary = clock_summary(plan, now) if plan is not None else {"updated_at": now}
+        announced = announce(plan) if announce is not None and plan is not None else ()
+        return summary, announced
 
     async def replan(self, complaint_id: str) -> Plan | None:
         async with self.locks.hold(complaint_id):
@@ -177,18 +221,18 @@ class SlaEngine:
         state: ClockState,
         announce: Announce | None = None,
         fact: Fact | None = None,
+        written: dict[str, Document] | None = None,
     ) -> tuple[Plan | None, Document]:
         # Timers an earlier attempt wrote count as written, in case the summary
         # that would have listed them was refused.
-        written: dict[str, Document] = {}
+        written = {} if written is None else written
         for _ in range(_REPLAN_ATTEMPTS):
             if fact is not None and all(f.event_id != fact.event_id for f in state.facts):
                 state = await self.store.add_fact(complaint_id, fact)  # lost to another writer
             plan = build_plan(complaint_id, state.facts, self.regions)
             now = self.clock()
             timers = await self._reconcile(complaint_id, plan, now, state, written)
-            summary = clock_summary(plan, now) if plan is not None else {"updated_at": now}
-            announced = announce(plan) if announce is not None and plan is not None else ()
+            summary, announced = self._summary(plan, now, announce)
             stored = await self.store.save_clock(
                 complaint_id, summary, announced, facts_added=state.facts_added, timers=timers
             )

@@ -73,6 +73,14 @@ class SlaStore(Protocol):
         facts_added: int,
         timers: list[Document],
     ) -> Document | None: ...
+    async def create_clock(
+        self,
+        complaint_id: str,
+        fact: Fact,
+        summary: Document,
+        announce: Sequence[DeadlinesSet],
+        timers: list[Document],
+    ) -> Document | None: ...
     async def announce(self, complaint_id: str, stored: Document | None = None) -> int: ...
     async def announce_leftovers(self, older_than: timedelta) -> int: ...
 

@@ -114,6 +114,22 @@ class MemorySlaStore:
         pending.update({event.event_id: event for event in announce})
         return bson(doc)
 
+    async def create_clock(
+        self,
+        complaint_id: str,
+        fact: Fact,
+        summary: Document,
+        announce: Sequence[DeadlinesSet],
+        timers: list[Document],
+    ) -> Document | None:
+        await self._io("create_clock")
+        if complaint_id in self.clocks:
+            return None
+        doc = {"_id": complaint_id, "facts": [bson(embedded_fact(fact))], "facts_added": 1}
+        self.clocks[complaint_id] = doc | bson(summary) | {"timers": bson(timers)}
+        self.pending.setdefault(complaint_id, {}).update({e.event_id: e for e in announce})
+        return bson(self.clocks[complaint_id])
+
     async def announce(self, complaint_id: str, stored: Document | None = None) -> int:
         if self.deadlines is None:
             raise RuntimeError("no publisher for deadline announcements")

@@ -640,12 +640,12 @@ async def test_a_stop_that_reaches_sla_late_settles_how_late_it_really_was() -> 
     assert not [d for d in sla.store.timers.values() if d["clock"] == "first_response"]
 
 
-async def test_a_new_complaint_costs_one_fact_write_its_timers_and_one_summary() -> None:
+async def test_a_new_complaint_costs_its_timers_and_one_insert() -> None:
     sla = Harness(wita(11, 2, 9))
     await sla.send(routed("C1", wita(11, 2, 9)))
-    # Nothing read back: the fact's write returns the document as it was, and the
-    # summary's write lists the timers written, so the next event need not read them.
-    assert Counter(sla.store.calls) == {"add_fact": 1, "insert_timers": 1, "save_clock": 1}
+    # Its first routing: the clock document is stored whole, with the record of the
+    # timers written, so the next event need not read them.
+    assert Counter(sla.store.calls) == {"insert_timers": 1, "create_clock": 1}
     sla.store.calls.clear()
     await sla.send(state("C1", "ack", State.IN_PROGRESS, wita(11, 3, 9), State.ASSIGNED))
     assert Counter(sla.store.calls) == {"add_fact": 1, "save_clock": 1}
@@ -703,15 +703,33 @@ async def test_a_complaint_routed_again_after_a_forward_is_assigned_again() -> N
     assert sla.store.clocks["C1"]["state"] == "in_progress"
 
 
+async def test_a_first_routing_heard_after_another_fact_or_again_is_stored_the_usual_way() -> None:
+    sla = Harness(wita(11, 2, 9))
+    ack = state("C1", "ack", State.IN_PROGRESS, wita(11, 2, 10), State.ASSIGNED)
+    await sla.send(ack, routed("C1", wita(11, 2, 9)))
+    assert {f.event_id for f in sla.store.facts_of("C1")} == {ack.event_id, "routed:C1:0"}
+    timers = dict(sla.store.timers)
+    assert {t.split(":", 2)[1] for t in timers} == {"answer"}
+    announced = sla.sink.ids()
+    sla.store.calls.clear()
+    await sla.send(routed("C1", wita(11, 2, 9)))  # a redelivery
+    assert sla.store.timers == timers and set(sla.sink.ids()) == set(announced)
+    assert "add_fact" in sla.store.calls
+    reference = Harness(wita(11, 2, 9))
+    await reference.send(routed("C1", wita(11, 2, 9)), ack)
+    assert set(reference.store.timers) == set(timers)
+
+
 async def test_a_summary_computed_before_another_replicas_fact_is_not_stored() -> None:
     store, sink = MemorySlaStore(), Sink()
     gate, waiting = asyncio.Event(), asyncio.Event()
 
     class SlowSummaries(MemorySlaStore):
-        async def save_clock(self, *args: Any, **kwargs: Any) -> Any:
+        # Its summary is computed, not stored yet: a new complaint's is inserted whole.
+        async def create_clock(self, *args: Any, **kwargs: Any) -> Any:
             waiting.set()
             await gate.wait()
-            return await super().save_clock(*args, **kwargs)
+            return await super().create_clock(*args, **kwargs)
 
     slow = SlowSummaries()
     slow.__dict__ = store.__dict__  # the same database, reached by a slower replica
