@@ -34,7 +34,7 @@ class RateLimit:
         just sent leaves the day free for a later one.
         """
         hours = _slot_keys(phone_hash, "h", at, _HOUR)
-        return (*hours, *_slot_keys(phone_hash, "d", at, _DAY)) if daily else hours
+        return (*hours, *_slot_keys(phone_hash, "d", at, DAY)) if daily else hours
 
 
 def similar_complaint(
@@ -50,11 +50,11 @@ def similar_complaint(
 
 
 def windows(at: datetime) -> tuple[datetime, datetime]:
-    return at - _HOUR, at - _DAY
+    return at - _HOUR, at - DAY
 
 
 _HOUR = timedelta(hours=1)
-_DAY = timedelta(days=1)
+DAY = timedelta(days=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

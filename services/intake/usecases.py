@@ -16,7 +16,7 @@ from lapor.contracts import Channel, InboundSms, InboundWeb, RejectionReason
 from lapor.runtime.service import ContractViolation
 from services.intake import domain, inbound, lifecycle
 from services.intake.changes import execute
-from services.intake.guard import RateLimit, similar_complaint, windows
+from services.intake.guard import DAY, RateLimit, similar_complaint, windows
 from services.intake.inbound import Inbound, Refusal, SmsCommand
 from services.intake.phones import DEFAULT_SMS_COUNTRIES, normalize_phone, phone_hash
 from services.intake.ports import Document, IntakeDeps, TrackingIdTaken
@@ -72,11 +72,12 @@ async def receive_sms(sms: InboundSms, deps: IntakeDeps, received_at: datetime) 
         if not counted and (known := await deps.repo.by_source(message.source_key)) is not None:
             await deps.repo.announce(known)
             return
-        if await _rate_limited(deps, message, received_at, counted=True):
+        limited, last_day = await _rate_limited(deps, message, received_at, counted=True)
+        if limited:
             return
         parsed = parse_sms(sms.text, deps.region_keywords, min_words=deps.min_words)
         if isinstance(parsed, NewComplaint):
-            await _new_sms_complaint(deps, parsed, message, received_at)
+            await _new_sms_complaint(deps, parsed, message, received_at, last_day)
         elif isinstance(parsed, Invalid):
             await _reject(deps, message, Refusal(parsed.rejection_reason, parsed.detail))
         else:
@@ -84,9 +85,17 @@ async def receive_sms(sms: InboundSms, deps: IntakeDeps, received_at: datetime) 
 
 
 async def _new_sms_complaint(
-    deps: IntakeDeps, parsed: NewComplaint, message: Inbound, received_at: datetime
+    deps: IntakeDeps,
+    parsed: NewComplaint,
+    message: Inbound,
+    received_at: datetime,
+    messages_last_day: int,
 ) -> None:
-    if message.phone_hash is not None:
+    """`messages_last_day`: the sender's, this one included. Each SMS complaint's message
+    is counted at the time it was received, so a sender with no other message in the
+    last day has no complaint in a repeat window as long or shorter: none to read."""
+    alone = messages_last_day <= 1 and deps.duplicate_window <= DAY
+    if message.phone_hash is not None and not alone:
         since = received_at - deps.duplicate_window
         recent = await deps.repo.recent_by_sender(message.phone_hash, since)
         if (same := similar_complaint(parsed.text, recent, deps.duplicate_similarity)) is not None:
@@ -215,7 +224,8 @@ async def _store_submission(
         # The same per-number limit as the number's SMS: every submission giving a
         # number counts, whatever the channel, so the web cannot pump SMS to it.
         async with deps.senders.hold(message.phone_hash):
-            if await _counted_over_limit(deps, message, received_at) is not None:
+            over, _ = await _counted_over_limit(deps, message, received_at)
+            if over is not None:
                 refusal = Refusal(RejectionReason.RATE_LIMITED, inbound.TOO_MANY_FOR_NUMBER)
     if refusal is not None:
         # The HTTP answer or the partner's own channel tells the sender, not an SMS.
@@ -263,7 +273,8 @@ async def reject_malformed(
         return
     # Each reply costs an SMS: a broken message counts against the sender's limit too.
     async with deps.senders.hold(sender_hash):
-        if not await _rate_limited(deps, message, deps.clock()):
+        limited, _ = await _rate_limited(deps, message, deps.clock())
+        if not limited:
             await _reject(deps, message, refusal)
 
 
@@ -277,24 +288,27 @@ async def _count_message(deps: IntakeDeps, message: Inbound, at: datetime) -> bo
 
 async def _rate_limited(
     deps: IntakeDeps, message: Inbound, at: datetime, *, counted: bool = False
-) -> bool:
+) -> tuple[bool, int]:
     """Count an SMS sender's message (unless `counted` already); over the limit, keep a
-    rejection, and tell the sender once per window."""
+    rejection, and tell the sender once per window. Whether it was over, and the
+    sender's messages of the last day (0 without a number)."""
     if message.phone_hash is None:
-        return False
-    if (daily := await _counted_over_limit(deps, message, at, counted=counted)) is None:
-        return False
+        return False, 0
+    daily, last_day = await _counted_over_limit(deps, message, at, counted=counted)
+    if daily is None:
+        return False, last_day
     notice = await _claim_notice(deps, message.phone_hash, at, daily=daily)
     refusal = Refusal(RejectionReason.RATE_LIMITED, inbound.TOO_MANY_FROM_SENDER)
     await _reject(deps, message, refusal, answer=notice)
-    return True
+    return True, last_day
 
 
 async def _counted_over_limit(
     deps: IntakeDeps, message: Inbound, at: datetime, *, counted: bool = False
-) -> bool | None:
+) -> tuple[bool | None, int]:
     """Count the message against its number (unless `counted` already); None within
-    the limits, else whether the daily limit is the one exceeded."""
+    the limits, else whether the daily limit is the one exceeded; and the number's
+    messages of the last day."""
     assert message.phone_hash is not None
     sender = message.phone_hash
     if not counted:
@@ -302,11 +316,11 @@ async def _counted_over_limit(
     hour_ago, day_ago = windows(at)
     last_day = await deps.repo.count_sender_messages(sender, day_ago)
     if last_day <= min(deps.rate_limit.per_hour, deps.rate_limit.per_day):
-        return None
+        return None, last_day
     last_hour = await deps.repo.count_sender_messages(sender, hour_ago)
     if not deps.rate_limit.exceeded(last_hour, last_day):
-        return None
-    return deps.rate_limit.over_daily(last_day)
+        return None, last_day
+    return deps.rate_limit.over_daily(last_day), last_day
 
 
 async def _claim_notice(deps: IntakeDeps, sender_hash: str, at: datetime, *, daily: bool) -> bool:

@@ -43,6 +43,7 @@ class MemoryComplaints:
         self.published: list[BaseModel] = []
         self.sender_messages: dict[str, tuple[str, datetime]] = {}
         self.notices: set[str] = set()
+        self.recent_reads = 0
 
     async def add_complaint(
         self, doc: Document, events: Sequence[BaseModel] = ()
@@ -121,6 +122,7 @@ class MemoryComplaints:
         return True
 
     async def recent_by_sender(self, phone_hash: str, since: datetime) -> list[Document]:
+        self.recent_reads += 1
         mine = [
             c
             for c in self.complaints.values()

@@ -179,6 +179,18 @@ async def test_the_same_text_again_is_linked_to_the_first_complaint() -> None:
     assert note["reason"] == "the same text was sent again" and note["state"] is None
 
 
+async def test_a_senders_only_message_of_the_day_looks_for_no_earlier_complaint() -> None:
+    deps = intake_deps()
+    first = await filed(deps)
+    repo = store(deps)
+    assert repo.recent_reads == 0
+    await usecases.receive_sms(sms(TEXT), deps, AT + timedelta(hours=23))
+    assert repo.recent_reads == 1 and list(repo.complaints) == [first["_id"]]  # linked
+    # More than a day after the last message: nothing within the repeat window.
+    await usecases.receive_sms(sms(TEXT), deps, AT + timedelta(hours=49))
+    assert repo.recent_reads == 1 and len(repo.complaints) == 2
+
+
 async def test_an_unreadable_sms_is_kept_as_a_rejection_and_answered() -> None:
     deps = intake_deps()
     await usecases.receive_sms(sms("BANJAR rusak"), deps, AT)
