@@ -93,6 +93,12 @@ class NotifyRecords(Protocol):
     async def get(self, notification_id: str) -> Document | None: ...
 
 
+# A process takes this many units of a region's daily SMS budget at once: one counter
+# write for that many SMS. Units it holds at a restart or at the day's end stay
+# counted as sent, which errs on the side of the budget.
+BUDGET_UNITS_AT_ONCE = 16
+
+
 class NotificationRepository(ContactStore):
     def __init__(
         self, db: AsyncDatabase[Document], cipher: PiiCipher, deferred: WriteBehind | None = None
@@ -108,6 +114,10 @@ class NotificationRepository(ContactStore):
         self.attempts = db["notification_attempts"]
         self.legacy = LegacyAttempts(self.attempts)
         self.sms_budget = db["notify_sms_budget"]
+        # Units of a region's daily SMS budget this process took and has not spent yet
+        # (region → day, units), and the days whose last units go one by one.
+        self._units: dict[str, tuple[str, int]] = {}
+        self._singly: set[str] = set()
 
     async def ensure_indexes(self) -> None:
         await self.notifications.create_index([("complaint_id", ASCENDING)])
@@ -271,8 +281,18 @@ class NotificationRepository(ContactStore):
         the count being under the budget in the same update (atomic on MongoDB and
         on our FerretDB build), so concurrent senders, in one replica or many,
         never spend more than the budget. A refusal is counted as held back.
+        While the day has room, the count is raised `BUDGET_UNITS_AT_ONCE` at a
+        time and this process spends those units without a write.
         """
-        key = {"_id": f"{region}:{day}"}
+        if self._hold(region, day, -1):
+            return True
+        region_day = f"{region}:{day}"
+        if budget >= BUDGET_UNITS_AT_ONCE and region_day not in self._singly:
+            if await self._take_units(region, day, budget):
+                self._hold(region, day, BUDGET_UNITS_AT_ONCE - 1)
+                return True
+            self._singly = {k for k in self._singly if k.endswith(day)} | {region_day}
+        key = {"_id": region_day}
         for _ in range(3):
             spent = await self.sms_budget.update_one(
                 {**key, "sent": {"$lt": budget}}, {"$inc": {"sent": 1}}
@@ -302,6 +322,28 @@ class NotificationRepository(ContactStore):
         except DuplicateKeyError:
             await self.sms_budget.update_one(key, {"$inc": {"held": 1}})
         return False
+
+    def _hold(self, region: str, day: str, change: int) -> bool:
+        """Add `change` to the units held for the region's `day` (other days' are
+        void); False, and nothing changed, if that would leave fewer than none."""
+        held_day, units = self._units.get(region, (day, 0))
+        units = units if held_day == day else 0
+        if units + change < 0:
+            return False
+        self._units[region] = (day, units + change)
+        return True
+
+    async def _take_units(self, region: str, day: str, budget: int) -> bool:
+        """`BUDGET_UNITS_AT_ONCE` units of the day's budget in one write, while it has
+        room for all of them (the day's last units go one by one)."""
+        room = {"_id": f"{region}:{day}", "sent": {"$lte": budget - BUDGET_UNITS_AT_ONCE}}
+        take = {"$inc": {"sent": BUDGET_UNITS_AT_ONCE}}
+        opening = {"$setOnInsert": {"region": region, "day": day, "held": 0}}
+        try:
+            await self.sms_budget.update_one(room, take | opening, upsert=True)
+            return True
+        except DuplicateKeyError:  # the day is open: opened just now by another, or full
+            return (await self.sms_budget.update_one(room, take)).matched_count == 1
 
     async def claim_budget(self, notification_id: str, day: str, now: datetime) -> bool:
         """True for the one delivery of a pending SMS that counts it against a budget;
