@@ -78,7 +78,8 @@ class Member:
     # An officer split it off: only a person puts it into a hotspot again.
     kept_apart: bool = False
     # The routing decision last applied (its event id and time): a redelivery, or an
-    # earlier round's decision arriving late, changes nothing.
+    # earlier round's decision arriving late, changes nothing. No id: stored at its
+    # first routing, and in no hotspot (or not grouped yet: a redelivery groups it).
     routed_event_id: str = ""
     routed_at: datetime | None = None
     # The complaint's life as intake announces it: the last state change applied.

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from lapor.contracts import ComplaintRouted, ComplaintStateChanged
+from lapor.contracts import ComplaintRouted, ComplaintStateChanged, routing_round
 from lapor.contracts.commands import Action, Actor, CommandRejected, ComplaintCommand, Role
 from lapor.contracts.hotspots import HotspotChange, HotspotChanged, HotspotState
 from lapor.tokens import Officer
@@ -143,7 +143,14 @@ async def handle_routed(event: ComplaintRouted, deps: HotspotDeps) -> None:
 async def _route(event: ComplaintRouted, deps: HotspotDeps) -> None:
     touched: list[str] = []
     async with exclusive(deps):
-        stored = await deps.repo.member(event.complaint_id)
+        # A first routing is stored at once, without a read: the member is new unless
+        # this is a redelivery (or a late decision), which the insert refuses. Stored
+        # without the decision's id until it is grouped: after a crash in between, the
+        # redelivery finds it not applied and groups it.
+        added = routing_round(event.event_id) == 0 and await deps.repo.add_member(
+            replace(member_from(event, None), routed_event_id="")
+        )
+        stored = None if added else await deps.repo.member(event.complaint_id)
         if stored is not None and _already_applied(stored, event):
             if stored.hotspot_id:
                 await deps.repo.announce(stored.hotspot_id)
@@ -157,6 +164,8 @@ async def _route(event: ComplaintRouted, deps: HotspotDeps) -> None:
         raced: list[str] = []
         if new.hotspot_id is None and domain.groupable(new) and not new.kept_apart:
             new = await _group(deps, new, now, touched, raced)
+        if added and new.hotspot_id is None:
+            return  # in no hotspot: as stored; a state change since was written to it
         saved = await deps.repo.save_member(new)
         if saved.state_event_id != new.state_event_id:
             raced.append(saved.complaint_id)
@@ -193,13 +202,15 @@ async def _group(
 ) -> Member:
     assert new.agency is not None and new.kecamatan is not None
     window = deps.rules.window
-    candidates = await deps.repo.candidates(
+    found = await deps.repo.candidates(
         new.region,
         new.agency,
         new.kecamatan.code,
         new.received_at - window,
         new.received_at + window,
     )
+    # A member stored before its grouping is among them: not a candidate for itself.
+    candidates = [c for c in found if c.complaint_id != new.complaint_id]
     hotspots = await deps.repo.hotspots([c.hotspot_id for c in candidates if c.hotspot_id])
     grouping = domain.decide(new, candidates, hotspots, deps.rules)
     if isinstance(grouping, Join):

@@ -68,6 +68,10 @@ class HotspotRepository(Protocol):
 
     async def members(self, complaint_ids: Sequence[str]) -> list[Member]: ...
 
+    async def add_member(self, member: Member) -> bool:
+        """Store a member heard of for the first time, whole; False if it is stored
+        already (nothing written)."""
+
     async def save_member(self, member: Member) -> Member:
         """Store everything of `member` but its state, which a state change may have
         set meanwhile outside the lease (`record_state`); returns the member as stored."""
@@ -222,6 +226,13 @@ class MongoHotspots:
         }
         return [found[c] for c in complaint_ids if c in found]
 
+    async def add_member(self, member: Member) -> bool:
+        try:
+            await self.members_c.insert_one(member_doc(member))
+        except DuplicateKeyError:
+            return False
+        return True
+
     async def save_member(self, member: Member) -> Member:
         doc = member_doc(member)
         del doc["_id"]
@@ -329,6 +340,12 @@ class InMemoryHotspots:
 
     async def members(self, complaint_ids: Sequence[str]) -> list[Member]:
         return [self.member_docs[c] for c in complaint_ids if c in self.member_docs]
+
+    async def add_member(self, member: Member) -> bool:
+        if member.complaint_id in self.member_docs:
+            return False
+        self.member_docs[member.complaint_id] = member
+        return True
 
     async def save_member(self, member: Member) -> Member:
         stored = self.member_docs.get(member.complaint_id)

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
+import pytest
+
 from lapor.contracts import State
 from lapor.contracts.hotspots import HotspotChange, HotspotState
 from services.hotspots import handlers
@@ -95,8 +97,32 @@ async def test_the_move_to_assigned_that_follows_a_routing_costs_nothing() -> No
     assert member_view(repo.member_docs["BJR-A"]).state == "assigned"
 
 
+async def test_a_first_routing_is_stored_without_a_read_and_grouped_after_a_crash() -> None:
+    d, repo, _ = worker()
+    await handlers.handle_routed(routed("BJR-A"), d)
+    assert repo.calls["member"] == 0  # new: inserted, nothing read
+    # A crash after the insert, before the grouping decided: the member is stored
+    # without the decision's id, so the redelivery groups it.
+
+    async def crash() -> None:
+        raise ConnectionError("killed")
+
+    repo.meanwhile = crash
+    with pytest.raises(ConnectionError):
+        await handlers.handle_routed(routed("BJR-B", hours=1), d)
+    assert repo.member_docs["BJR-B"].hotspot_id is None
+    await handlers.handle_routed(routed("BJR-B", hours=1), d)
+    assert repo.member_docs["BJR-B"].hotspot_id == repo.member_docs["BJR-A"].hotspot_id
+    assert repo.member_docs["BJR-B"].hotspot_id is not None
+    # Delivered again once grouped: nothing changes.
+    published = len(repo.published)
+    await handlers.handle_routed(routed("BJR-B", hours=1), d)
+    assert len(repo.published) == published
+
+
 async def test_a_state_change_of_a_complaint_being_grouped_here_waits_for_it() -> None:
-    """Its member is not stored yet: one write once the grouping is done, no read."""
+    """A first routing stores its member before grouping it: the state change is one
+    write, no read, whether it lands before or after the grouping."""
     d, repo, _ = worker()
     closing: list[asyncio.Task[None]] = []
 
@@ -113,7 +139,7 @@ async def test_a_state_change_of_a_complaint_being_grouped_here_waits_for_it() -
     await handlers.handle_routed(routed("BJR-C", hours=1, keywords=("sampah", "pasar")), d)
     async with asyncio.timeout(5):
         await closing[0]
-    assert repo.calls == {"member": 2, "record_state": 1}  # the two routings' reads
+    assert repo.calls == {"record_state": 1}  # first routings: inserted, nothing read
     assert repo.member_docs["BJR-C"].state == "closed"
 
 
