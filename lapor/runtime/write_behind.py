@@ -87,14 +87,11 @@ class WriteBehind:
 
     async def _send(self, collection: str, statements: list[Document]) -> bool:
         """Whether every statement applied. In order: a later statement may depend on an
-        earlier one for the same document. Not after a duplicate key either, which
-        stops the rest of the command (see `_send_each`)."""
+        earlier one for the same document. Any error (a duplicate key too) stops the
+        rest of the command: `_send_each` then learns, and logs, which one it was."""
         reply = await self.db.command(
             {"update": collection, "updates": statements, "ordered": True}
         )
-        errors = [e for e in reply.get("writeErrors") or [] if e.get("code") != DUPLICATE_KEY]
-        for error in errors:
-            log.warning("a deferred write to %s failed: %s", collection, error.get("errmsg", error))
         return not reply.get("writeErrors")
 
     async def _send_each(

@@ -1,5 +1,6 @@
-"""What notify remembers of each complaint: how to reach its reporter (sealed) and
-the routings the router decided, kept in one contact document per complaint."""
+"""What notify remembers of each complaint: how to reach its reporter (sealed), kept
+in one contact document per complaint, with the routings kept there before the
+deadlines carried them."""
 
 from datetime import datetime
 from typing import Any
@@ -63,23 +64,13 @@ class ContactStore:
         found = await self.contacts.find_one({"_id": complaint_id}, {"region": 1})
         return None if found is None or "region" not in found else str(found["region"] or "")
 
-    async def save_routing(
-        self, complaint_id: str, routed_event_id: str, routing: Document
-    ) -> None:
-        """Kept in the complaint's contact document, named by the routed event
-        (DeadlinesSet names it as its cause), so that the one read of the contact
-        brings it along. Added once however often the event comes."""
-        entry = routing | {"event_id": routed_event_id}
-        await self.contacts.update_one(
-            {"_id": complaint_id}, {"$addToSet": {"routings": entry}}, upsert=True
-        )
-
     async def routing(self, routed_event_id: str, contact: Document | None) -> Document | None:
-        """The routing `contact` (as read) carries; else the one stored apart, as routings
-        were until they went into the contact document. That read is needed while a
-        complaint routed before then may still have its deadlines announced (moments
-        after its routing: a day after deployment covers it); until then it also says
-        that a routing has not arrived yet."""
+        """For deadlines that do not carry their routing (`DeadlinesSet.category`):
+        the routing `contact` (as read) carries, as notify kept routings until the
+        deadlines carried them; else the one stored apart, as routings were before
+        they went into the contact document. Needed while a complaint routed before
+        then may still have its deadlines announced (moments after its routing: a day
+        after deployment covers it)."""
         for entry in (contact or {}).get("routings") or []:
             if entry.get("event_id") == routed_event_id:
                 return dict(entry)

@@ -51,14 +51,6 @@ class MemoryRecords:
             self.contacts[complaint_id]["acknowledged_answer"] = answer
         return found
 
-    async def save_routing(
-        self, complaint_id: str, routed_event_id: str, routing: Document
-    ) -> None:
-        entry = routing | {"event_id": routed_event_id}
-        kept = self.contacts.setdefault(complaint_id, {}).setdefault("routings", [])
-        if entry not in kept:
-            kept.append(entry)
-
     async def routing(self, routed_event_id: str, contact: Document | None) -> Document | None:
         for entry in (contact or {}).get("routings", []):
             if entry["event_id"] == routed_event_id:
