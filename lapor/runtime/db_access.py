@@ -73,7 +73,8 @@ GRANTS: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         # Failed logins (username, time, hashed address): kept, counted for throttling,
         # deleted after INTAKE_LOGIN_FAILURE_DAYS.
         "login_failures": (FIND, INSERT, REMOVE, CREATE_INDEX),
-        "sender_messages": (FIND, INSERT, CREATE_INDEX),
+        # One document per sender number: its messages of the last two days, by source.
+        "sender_activity": (FIND, INSERT, UPDATE),
         "rate_notices": (INSERT,),
         # Photos (GridFS bucket complaint_photos): remove for a failed or orphaned
         # upload only; refused uploads are kept as records, without their bytes.

@@ -37,6 +37,19 @@ class RateLimit:
         return (*hours, *_slot_keys(phone_hash, "d", at, DAY)) if daily else hours
 
 
+@dataclass(frozen=True)
+class SenderMessages:
+    """A message counted against its sender's number."""
+
+    # False for a repeat delivery of a message counted before.
+    first: bool
+    # When the sender's kept messages were received, this one included.
+    times: tuple[datetime, ...]
+
+    def since(self, when: datetime) -> int:
+        return sum(1 for at in self.times if at >= when)
+
+
 def similar_complaint(
     text: str, recent: Iterable[dict[str, Any]], threshold: float
 ) -> dict[str, Any] | None:

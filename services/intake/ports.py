@@ -18,7 +18,7 @@ from lapor.contracts.events import contact_context
 from lapor.runtime.locks import KeyedLock
 from lapor.runtime.pii import PiiSealer
 from services.intake.domain import Change, Transition
-from services.intake.guard import RateLimit
+from services.intake.guard import RateLimit, SenderMessages
 from services.intake.metrics import IntakeMetrics
 from services.intake.sms import RegionKeywords
 
@@ -66,10 +66,11 @@ class ComplaintStore(Protocol):
         """Decide on the stored complaint and write the change only on the state it
         was decided on; (None, None) for no such complaint."""
 
-    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> bool:
-        """Count a message once, whatever the gateway retries; True the first time."""
-
-    async def count_sender_messages(self, phone_hash: str, since: datetime) -> int: ...
+    async def record_sender_message(
+        self, source_key: str, phone_hash: str, at: datetime
+    ) -> SenderMessages:
+        """Count a message once, whatever the gateway retries; whether it was the first
+        time, and when the sender's messages of (at least) the last day came."""
 
     async def claim_notice(self, key: str) -> bool:
         """True for the first claimant of the key only."""

@@ -81,7 +81,7 @@ class ComplaintRepository(WorklistEntries, TokenStore, SenderRecords):
         self.rejections = db["rejections"]
         self.dead_letters = db["dead_letters"]
         self.tokens = db["api_tokens"]
-        self.sender_messages = db["sender_messages"]
+        self.sender_activity = db["sender_activity"]
         self.rate_notices = db["rate_notices"]
         # Announcements of changes are stored with the change (the outbox).
         self.outbox = outbox
@@ -93,7 +93,6 @@ class ComplaintRepository(WorklistEntries, TokenStore, SenderRecords):
             [("reporter_hash", ASCENDING), ("received_at", DESCENDING)]
         )
         await self.rejections.create_index("source_key", unique=True)
-        await self.sender_messages.create_index([("phone_hash", ASCENDING), ("at", ASCENDING)])
         await self.complaints.create_index([("agency", ASCENDING), *WORKLIST_ORDER[:3]])
         await self.complaints.create_index(WORKLIST_MARK)
         await self.worklist_entries.create_index(

@@ -16,7 +16,7 @@ from lapor.contracts import Channel, InboundSms, InboundWeb, RejectionReason
 from lapor.runtime.service import ContractViolation
 from services.intake import domain, inbound, lifecycle
 from services.intake.changes import execute
-from services.intake.guard import DAY, RateLimit, similar_complaint, windows
+from services.intake.guard import DAY, RateLimit, SenderMessages, similar_complaint, windows
 from services.intake.inbound import Inbound, Refusal, SmsCommand
 from services.intake.phones import DEFAULT_SMS_COUNTRIES, normalize_phone, phone_hash
 from services.intake.ports import Document, IntakeDeps, TrackingIdTaken
@@ -69,10 +69,11 @@ async def receive_sms(sms: InboundSms, deps: IntakeDeps, received_at: datetime) 
         # nothing; what is still unannounced of it goes out now. Counting the
         # sender's message tells a first delivery, which needs no lookup.
         counted = await _count_message(deps, message, received_at)
-        if not counted and (known := await deps.repo.by_source(message.source_key)) is not None:
+        first = counted is not None and counted.first
+        if not first and (known := await deps.repo.by_source(message.source_key)) is not None:
             await deps.repo.announce(known)
             return
-        limited, last_day = await _rate_limited(deps, message, received_at, counted=True)
+        limited, last_day = await _rate_limited(deps, message, received_at, counted=counted)
         if limited:
             return
         parsed = parse_sms(sms.text, deps.region_keywords, min_words=deps.min_words)
@@ -278,16 +279,16 @@ async def reject_malformed(
             await _reject(deps, message, refusal)
 
 
-async def _count_message(deps: IntakeDeps, message: Inbound, at: datetime) -> bool:
-    """Count the message against its sender's number: True the first time it is seen,
-    False for a repeat delivery, or when there is no number to count it against."""
+async def _count_message(deps: IntakeDeps, message: Inbound, at: datetime) -> SenderMessages | None:
+    """Count the message against its sender's number (once, whatever the repeats);
+    None when there is no number to count it against."""
     if message.phone_hash is None:
-        return False
+        return None
     return await deps.repo.record_sender_message(message.source_key, message.phone_hash, at)
 
 
 async def _rate_limited(
-    deps: IntakeDeps, message: Inbound, at: datetime, *, counted: bool = False
+    deps: IntakeDeps, message: Inbound, at: datetime, *, counted: SenderMessages | None = None
 ) -> tuple[bool, int]:
     """Count an SMS sender's message (unless `counted` already); over the limit, keep a
     rejection, and tell the sender once per window. Whether it was over, and the
@@ -304,20 +305,16 @@ async def _rate_limited(
 
 
 async def _counted_over_limit(
-    deps: IntakeDeps, message: Inbound, at: datetime, *, counted: bool = False
+    deps: IntakeDeps, message: Inbound, at: datetime, *, counted: SenderMessages | None = None
 ) -> tuple[bool | None, int]:
     """Count the message against its number (unless `counted` already); None within
     the limits, else whether the daily limit is the one exceeded; and the number's
     messages of the last day."""
     assert message.phone_hash is not None
-    sender = message.phone_hash
-    if not counted:
-        await _count_message(deps, message, at)
+    if counted is None:
+        counted = await deps.repo.record_sender_message(message.source_key, message.phone_hash, at)
     hour_ago, day_ago = windows(at)
-    last_day = await deps.repo.count_sender_messages(sender, day_ago)
-    if last_day <= min(deps.rate_limit.per_hour, deps.rate_limit.per_day):
-        return None, last_day
-    last_hour = await deps.repo.count_sender_messages(sender, hour_ago)
+    last_day, last_hour = counted.since(day_ago), counted.since(hour_ago)
     if not deps.rate_limit.exceeded(last_hour, last_day):
         return None, last_day
     return deps.rate_limit.over_daily(last_day), last_day

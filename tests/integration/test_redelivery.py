@@ -16,6 +16,7 @@ import pytest
 from pydantic import BaseModel
 
 from lapor.contracts import subjects
+from services.intake.guard import SenderMessages
 from services.intake.repository import ComplaintRepository
 from tests.e2e.helpers import Collector, consumers_idle, eventually, sms_payload
 from tests.integration.intake_harness import running_intake
@@ -32,7 +33,9 @@ class CrashAfterStore(ComplaintRepository):
         self.calls = 0
         self.deliveries = 0
 
-    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> bool:
+    async def record_sender_message(
+        self, source_key: str, phone_hash: str, at: datetime
+    ) -> SenderMessages:
         self.deliveries += 1  # every delivery of an SMS starts by counting it
         return await super().record_sender_message(source_key, phone_hash, at)
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from lapor.regions import load_regions, region_keywords
 from services.intake.counts import CountBuffer
 from services.intake.domain import Change, Transition, after_change
+from services.intake.guard import SenderMessages
 from services.intake.ports import Document, IntakeDeps, TrackingIdTaken
 from services.intake.sms import RegionKeywords
 from tests.contacts import NOTIFY_KEY
@@ -106,14 +107,14 @@ class MemoryComplaints:
         self.pending.setdefault(complaint_id, []).extend(change.announce(after))
         return dict(after), change
 
-    async def record_sender_message(self, source_key: str, phone_hash: str, at: datetime) -> bool:
-        if source_key in self.sender_messages:
-            return False
-        self.sender_messages[source_key] = (phone_hash, at)
-        return True
-
-    async def count_sender_messages(self, phone_hash: str, since: datetime) -> int:
-        return sum(1 for h, at in self.sender_messages.values() if h == phone_hash and at >= since)
+    async def record_sender_message(
+        self, source_key: str, phone_hash: str, at: datetime
+    ) -> SenderMessages:
+        first = source_key not in self.sender_messages
+        if first:
+            self.sender_messages[source_key] = (phone_hash, at)
+        times = tuple(t for h, t in self.sender_messages.values() if h == phone_hash)
+        return SenderMessages(first, times)
 
     async def claim_notice(self, key: str) -> bool:
         if key in self.notices:
