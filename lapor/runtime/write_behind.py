@@ -40,7 +40,7 @@ class WriteBehind:
     """A queue of update statements per collection, flushed in order."""
 
     def __init__(
-        self, db: AsyncDatabase[Document], every_s: float = 0.25, per_command: int = 32
+        self, db: AsyncDatabase[Document], every_s: float = 1.0, per_command: int = 32
     ) -> None:
         self.db = db
         self.every_s = every_s

@@ -17,4 +17,4 @@ class HotspotSettings(ServiceSettings):
     # How often the open-hotspots gauge is recomputed from the database.
     metrics_interval_s: float = Field(default=30.0, gt=0)
     # Clearing published announcements waits this long, to go out with others.
-    deferred_writes_s: float = Field(default=0.25, gt=0, le=5)
+    deferred_writes_s: float = Field(default=1.0, gt=0, le=5)

@@ -41,7 +41,7 @@ class IntakeSettings(ServiceSettings):
     outbox_sweep_s: float = Field(default=15.0, gt=0)
     # How long the clearing of a published announcement or of a worklist mark may wait
     # to go out with others (one command for many complaints); below the sweeps' grace.
-    deferred_writes_s: float = Field(default=0.25, gt=0, le=5)
+    deferred_writes_s: float = Field(default=1.0, gt=0, le=5)
     # SMS pumping costs money: beyond these, messages are kept but not answered.
     rate_per_hour: int = Field(default=10, ge=1)
     rate_per_day: int = Field(default=30, ge=1)

@@ -43,7 +43,7 @@ class NotifySettings(ServiceSettings):
     outbox_sweep_s: float = Field(default=15.0, gt=0)
     # How long noting a published failure may wait to go out with others (one command
     # for many notifications); below `outbox_sweep_s`.
-    deferred_writes_s: float = Field(default=0.25, gt=0, le=5)
+    deferred_writes_s: float = Field(default=1.0, gt=0, le=5)
 
     sms_gateway_url: HttpUrl | None = None
     sms_gateway_auth_header: str = Field(default="Authorization", pattern=_HEADER_NAME.pattern)

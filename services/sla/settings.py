@@ -19,6 +19,6 @@ class SlaSettings(ServiceSettings):
     republish_after_s: float = Field(default=30.0, ge=0)
     # How long clearing a published deadline announcement may wait to go out with
     # others (one command for many complaints); well below `republish_after_s`.
-    deferred_writes_s: float = Field(default=0.25, gt=0, le=5)
+    deferred_writes_s: float = Field(default=1.0, gt=0, le=5)
     # How often consumer backlog and redeliveries are read from JetStream.
     metrics_interval_s: float = Field(default=30.0, gt=0)
