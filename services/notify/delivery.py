@@ -36,6 +36,7 @@ from services.notify.repository import (
     WITHHELD,
     Document,
     Finished,
+    Finishing,
     NotificationRepository,
     Opened,
     budget_claim,
@@ -112,6 +113,51 @@ class NotifyMetrics:
 
 
 Sleep = Callable[[float], Awaitable[None]]
+Finish = Callable[[Finishing], Awaitable[Finished]]
+
+
+class _Endings:
+    """The final outcomes of one event's notices, written in one command: each waits
+    until every notice has either come to its final outcome or returned without one
+    (withheld, settled before, asked back later), and the last one in writes them. A
+    notice retried in the handler keeps the others waiting for its end, which its
+    send timeouts bound."""
+
+    def __init__(self, repo: NotificationRepository, notices: int) -> None:
+        self.repo = repo
+        self.notices = notices
+        self.returned = 0
+        self.waiting: list[tuple[Finishing, asyncio.Future[Finished]]] = []
+
+    async def finish(self, ending: Finishing) -> Finished:
+        done: asyncio.Future[Finished] = asyncio.get_running_loop().create_future()
+        self.waiting.append((ending, done))
+        await self._write_when_all_in()
+        return await done
+
+    async def over(self) -> None:
+        """A notice's delivery returned (after its outcome was written, if it had one)."""
+        self.returned += 1
+        await self._write_when_all_in()
+
+    async def _write_when_all_in(self) -> None:
+        if not self.waiting or len(self.waiting) + self.returned < self.notices:
+            return
+        taken, self.waiting = self.waiting, []
+        try:
+            ended = await self.repo.finish_attempts([ending for ending, _ in taken])
+        except asyncio.CancelledError:
+            for _, done in taken:
+                done.cancel()
+            raise
+        except Exception as exc:  # each waiting notice raises it, as its own write would
+            for _, done in taken:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for (_, done), how in zip(taken, ended, strict=True):
+            if not done.done():
+                done.set_result(how)
 
 
 class Deliverer:
@@ -154,11 +200,16 @@ class Deliverer:
         """Deliver each one; the delay after which the event must come back, if any.
         Their records are stored together (one command)."""
         opened = await self.repo.open_all([self._new_record(n) for n in notifications])
+        endings = _Endings(self.repo, len(notifications))
+
+        async def deliver(note: Notification, record: Opened) -> float | None:
+            try:
+                return await self._deliver_opened(note, record, last_chance, endings)
+            finally:
+                await endings.over()
+
         results = await asyncio.gather(
-            *(
-                self._deliver_opened(n, o, last_chance)
-                for n, o in zip(notifications, opened, strict=True)
-            ),
+            *(deliver(n, o) for n, o in zip(notifications, opened, strict=True)),
             return_exceptions=True,
         )
         errors = [r for r in results if isinstance(r, BaseException)]
@@ -172,10 +223,10 @@ class Deliverer:
         return await self._deliver_opened(note, opened, last_chance)
 
     async def _deliver_opened(
-        self, note: Notification, opened: Opened, last_chance: bool
+        self, note: Notification, opened: Opened, last_chance: bool, endings: _Endings | None = None
     ) -> float | None:
         if opened.created:
-            return await self._deliver_new(note, opened.record, last_chance)
+            return await self._deliver_new(note, opened.record, last_chance, endings)
         record = opened.record
         if record["status"] == FAILED:
             await self._announce(record)
@@ -195,10 +246,10 @@ class Deliverer:
         wait = self._backing_off(record)
         if wait > 0 and not last_chance:
             return wait
-        return await self._attempts(note, record, last_chance)
+        return await self._attempts(note, record, last_chance, endings=endings)
 
     async def _deliver_new(
-        self, note: Notification, record: Document, last_chance: bool
+        self, note: Notification, record: Document, last_chance: bool, endings: _Endings | None
     ) -> float | None:
         """A record this delivery stored: it was stored withheld or failed when the
         message cannot go out, else with attempt 1 (and the budget) claimed."""
@@ -211,14 +262,15 @@ class Deliverer:
             return None
         claim = claim_of(record)
         if claim is None:  # cannot happen: _new_record claims attempt 1
-            return await self._attempts(note, record, last_chance)
+            return await self._attempts(note, record, last_chance, endings=endings)
         if not self._budgeted(note):
-            return await self._attempts(note, record, last_chance, claim)
+            return await self._attempts(note, record, last_chance, claim, endings=endings)
         if await self.repo.spend_sms_budget(
             note.region or "-", record["budget_day"], self._budget_of(note)
         ):
             # Kept with the attempt's outcome: no write of its own.
-            return await self._attempts(note, record, last_chance, claim, {"budget": "spent"})
+            spent = {"budget": "spent"}
+            return await self._attempts(note, record, last_chance, claim, spent, endings)
         if await self.repo.withhold_claimed(claim, BUDGET_EXHAUSTED, self.clock()):
             self._count_withheld(note)
         return None
@@ -291,9 +343,12 @@ class Deliverer:
         last_chance: bool,
         claim: Claim | None = None,
         settle_too: Document | None = None,
+        endings: _Endings | None = None,
     ) -> float | None:
         """Claim (unless `claim` is held already), send, record the outcome; retry
-        briefly here or ask for the event again after a backoff."""
+        briefly here or ask for the event again after a backoff. A final outcome goes
+        out with the other notices' of the event (`endings`), when there are some."""
+        finish = endings.finish if endings is not None else self._finish_one
         channel = self.channels.for_kind(note.message.kind)
         started = self.monotonic()
         extra = dict(settle_too or {})
@@ -311,11 +366,12 @@ class Deliverer:
             self.metrics.attempts.labels(transport=channel.name, outcome=outcome).inc()
             now = self.clock()
             if result.ok:
-                await self._finish_sent(note, claim, channel.name, now, extra)
+                await self._finish_sent(note, claim, channel.name, now, extra, finish)
                 return None
             error = result.error or "unknown error"
             if result.permanent:
-                await self._fail_attempt(record, claim, outcome, error, "rejected", error, extra)
+                ending = (outcome, error, "rejected", error)
+                await self._fail_attempt(record, claim, *ending, extra, finish)
                 return None
             plan = plan_retry(
                 self.policy,
@@ -327,7 +383,8 @@ class Deliverer:
             )
             if plan.action is RetryAction.GIVE_UP:
                 reason = f"gave up after {claim.n} attempts; last error: {error}"
-                await self._fail_attempt(record, claim, outcome, error, "exhausted", reason, extra)
+                ending = (outcome, error, "exhausted", reason)
+                await self._fail_attempt(record, claim, *ending, extra, finish)
                 return None
             next_at = now + timedelta(seconds=plan.delay_s)
             retry = {"last_error": error, "next_attempt_at": next_at} | extra
@@ -341,13 +398,24 @@ class Deliverer:
             record = _after(record, claim, outcome, error, now)
             claim, extra = None, {}
 
+    async def _finish_one(self, ending: Finishing) -> Finished:
+        return await self.repo.finish_attempt(
+            ending.claim, ending.outcome, ending.error, ending.now, ending.settle
+        )
+
     async def _finish_sent(
-        self, note: Notification, claim: Claim, transport: str, now: datetime, extra: Document
+        self,
+        note: Notification,
+        claim: Claim,
+        transport: str,
+        now: datetime,
+        extra: Document,
+        finish: Finish,
     ) -> None:
         """The attempt's outcome and the status `sent` in one write."""
         settle = {"status": SENT, "transport": transport, "sent_at": now}
-        ended = await self.repo.finish_attempt(
-            claim, "sent", None, now, settle | {"next_attempt_at": None} | extra
+        ended = await finish(
+            Finishing(claim, "sent", None, now, settle | {"next_attempt_at": None} | extra)
         )
         if ended is not Finished.LOST:
             self.metrics.outcomes.labels(channel=note.message.kind, status="sent").inc()
@@ -361,11 +429,12 @@ class Deliverer:
         reason: str,
         error: str,
         extra: Document,
+        finish: Finish,
     ) -> None:
         """The attempt's outcome and the failure in one write, then the announcement."""
         now = self.clock()
         fields = failed_fields(reason, error, now)
-        ended = await self.repo.finish_attempt(claim, outcome, attempt_error, now, fields | extra)
+        ended = await finish(Finishing(claim, outcome, attempt_error, now, fields | extra))
         if ended is Finished.MOVED:
             self._count_failure(record, reason, error)
             await self._announce(record | fields | {"attempts": claim.n})

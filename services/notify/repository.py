@@ -32,7 +32,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -54,6 +54,17 @@ Document = dict[str, Any]
 
 PENDING, SENT, DELIVERED, FAILED, WITHHELD = "pending", "sent", "delivered", "failed", "withheld"
 FINAL = frozenset({SENT, DELIVERED, FAILED, WITHHELD})
+
+
+@dataclass(frozen=True)
+class Finishing:
+    """How attempt `claim.n` ended, and the status change it leads to (`settle`)."""
+
+    claim: Claim
+    outcome: str
+    error: str | None
+    now: datetime
+    settle: Document
 
 
 @dataclass(frozen=True)
@@ -197,24 +208,42 @@ class NotificationRepository(ContactStore):
     ) -> Finished:
         """Record how attempt `claim.n` ended and, if the notification is still
         pending, apply `settle` (its status change) in the same update."""
-        fields = {"attempts": claim.n, "updated_at": now}
-        if claim.legacy:
-            await self.legacy.finish(claim, outcome, error, now)
-            moved = await self._transition(claim.notification_id, (PENDING,), settle | fields)
-            return Finished.MOVED if moved else Finished.KEPT
-        held = {"_id": claim.notification_id, "attempt.n": claim.n, "attempt.finished_at": None}
-        ended = {"finished_at": now, "outcome": outcome, "error": error}
-        change: Document = {
-            "$set": fields | {f"attempt.{key}": value for key, value in ended.items()},
-            "$push": {"attempt_log": claim.as_attempt() | ended},
-        }
-        settled = {**change, "$set": change["$set"] | settle}
-        if (await self.notifications.update_one(held | {"status": PENDING}, settled)).matched_count:
+        return (await self.finish_attempts([Finishing(claim, outcome, error, now, settle)]))[0]
+
+    async def finish_attempts(self, finishing: Sequence[Finishing]) -> list[Finished]:
+        """Several attempts' endings (the notices of one event), each as `finish_attempt`,
+        in one command when each notification is still pending, as it nearly always is.
+
+        When fewer matched, each record tells whether its own statement applied: the
+        holder of attempt n is the only one who finishes it, so attempt n finished
+        means it did; else the outcome alone is recorded where the attempt is still
+        held (a receipt moved the status on meanwhile)."""
+        if any(f.claim.legacy for f in finishing):
+            return [await self._finish_legacy(f) for f in finishing]
+        statements = [
+            UpdateOne(_held(f.claim) | {"status": PENDING}, _settled(f)) for f in finishing
+        ]
+        result = await self.notifications.bulk_write(statements, ordered=False)
+        if result.matched_count == len(finishing):
+            return [Finished.MOVED] * len(finishing)
+        return [await self._finished_how(f) for f in finishing]
+
+    async def _finished_how(self, finishing: Finishing) -> Finished:
+        claim = finishing.claim
+        record = await self.notifications.find_one({"_id": claim.notification_id}, {"attempt": 1})
+        attempt = (record or {}).get("attempt") or {}
+        if attempt.get("n") == claim.n and attempt.get("finished_at") is not None:
             return Finished.MOVED
-        # A receipt settled it meanwhile, or the lease ran out and another took over.
-        if (await self.notifications.update_one(held, change)).matched_count:
+        change = _settled(finishing, with_status=False)
+        if (await self.notifications.update_one(_held(claim), change)).matched_count:
             return Finished.KEPT
         return Finished.LOST
+
+    async def _finish_legacy(self, f: Finishing) -> Finished:
+        await self.legacy.finish(f.claim, f.outcome, f.error, f.now)
+        fields = {"attempts": f.claim.n, "updated_at": f.now}
+        moved = await self._transition(f.claim.notification_id, (PENDING,), f.settle | fields)
+        return Finished.MOVED if moved else Finished.KEPT
 
     async def attempts_of(self, record: Document) -> list[Document]:
         """Every attempt of a notification in order, the one in flight included."""
@@ -406,4 +435,20 @@ def failed_fields(reason: str, error: str, now: datetime) -> Document:
         "updated_at": now,
         "next_attempt_at": None,
         "failure_announced": False,
+    }
+
+
+def _held(claim: Claim) -> Document:
+    """The record while attempt `claim.n` is held and unfinished."""
+    return {"_id": claim.notification_id, "attempt.n": claim.n, "attempt.finished_at": None}
+
+
+def _settled(f: Finishing, *, with_status: bool = True) -> Document:
+    """The attempt's ending, recorded in the record and its log, with `settle` too."""
+    ended = {"finished_at": f.now, "outcome": f.outcome, "error": f.error}
+    fields: Document = {"attempts": f.claim.n, "updated_at": f.now}
+    fields |= {f"attempt.{key}": value for key, value in ended.items()}
+    return {
+        "$set": fields | (f.settle if with_status else {}),
+        "$push": {"attempt_log": f.claim.as_attempt() | ended},
     }

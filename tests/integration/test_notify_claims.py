@@ -17,11 +17,12 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
 from lapor.runtime.pii import PiiCipher, new_key
-from services.notify.attempts import Claim, InFlight
+from services.notify.attempts import Claim, InFlight, claim_of
 from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
 from services.notify.delivery import Deliverer, Notification, NotifyMetrics
-from services.notify.repository import Finished, NotificationRepository
+from services.notify.repository import Finished, Finishing, NotificationRepository
 from services.notify.retry import RetryPolicy
+from tests.integration.command_log import Commands
 from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
@@ -209,3 +210,40 @@ async def test_the_notices_of_one_event_are_stored_in_one_command_and_sent_once(
     assert gateway.sent == {}
     assert await deliverer.deliver_all([sms("ntf-f"), sms("ntf-g")]) is None
     assert gateway.sent == {"ntf-f": 1, "ntf-g": 1}
+
+
+async def test_the_endings_of_one_events_notices_are_written_in_one_command_each_as_its_own(
+    servers: Stack, repos: list[NotificationRepository]
+) -> None:
+    """Both pending: one command moves both. A receipt settled one meanwhile: its
+    ending is still recorded (kept), the other's moved; a claim taken over: lost."""
+    listener = Commands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        servers.mongo, tz_aware=True, event_listeners=[listener]
+    )
+    repo = NotificationRepository(client[DATABASE], PiiCipher(new_key()))
+    deliverer = replica(repo, Gateway(), Clock())
+    names = ("ntf-x1", "ntf-x2", "ntf-y1", "ntf-y2", "ntf-y3")
+    opened = await repo.open_all([deliverer._new_record(sms(nid)) for nid in names])
+    claims = {o.record["_id"]: claim_of(o.record) for o in opened}
+    sent = {"status": "sent", "sent_at": T0}
+
+    def ending(nid: str) -> Finishing:
+        claim = claims[nid]
+        assert claim is not None
+        return Finishing(claim, "sent", None, T0, sent)
+
+    listener.names.clear()
+    assert await repo.finish_attempts([ending("ntf-x1"), ending("ntf-x2")]) == [
+        Finished.MOVED,
+        Finished.MOVED,
+    ]
+    assert listener.names == ["update"]
+    assert await repo.mark_delivered("ntf-y2", T0, T0)  # a receipt came first
+    await repo.notifications.update_one({"_id": "ntf-y3"}, {"$set": {"attempt.n": 2}})
+    how = await repo.finish_attempts([ending(n) for n in ("ntf-y1", "ntf-y2", "ntf-y3")])
+    assert how == [Finished.MOVED, Finished.KEPT, Finished.LOST]
+    stored = {d["_id"]: d async for d in repo.notifications.find({"_id": {"$in": names}})}
+    assert [stored[n]["status"] for n in names] == ["sent", "sent", "sent", "delivered", "pending"]
+    assert [len(stored[n]["attempt_log"]) for n in names] == [1, 1, 1, 1, 0]
+    await client.close()

@@ -9,30 +9,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
 from lapor.runtime.write_behind import WriteBehind
 from services.intake.repository import ComplaintRepository
 from services.intake.sender_store import KEPT_FOR
+from tests.integration.command_log import Commands
 from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
 
 AT = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
-
-
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 def _db(mongo: AsyncMongoClient[dict[str, Any]]) -> Any:

@@ -9,28 +9,15 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from lapor.runtime.outbox import FLAG, OUTBOX, Outbox
 from lapor.runtime.write_behind import WriteBehind
+from tests.integration.command_log import Commands
 from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
-
-
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 class Noted(BaseModel):

@@ -15,7 +15,7 @@ from services.notify.attempts import ABANDONED, Claim, InFlight, attempts_in
 from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
 from services.notify.delivery import Deliverer, Notification, NotifyMetrics
 from services.notify.handlers import handle_receipt
-from services.notify.repository import PENDING, Finished, Opened
+from services.notify.repository import PENDING, Finished, Finishing, Opened
 from services.notify.retry import RetryPolicy
 
 T0 = datetime(2026, 11, 30, tzinfo=UTC)
@@ -29,6 +29,7 @@ class MemoryLog:
         self.records: dict[str, dict[str, Any]] = {}
         self.claims = 0  # claims written after the insert (conditional updates)
         self.opens = 0  # commands storing records
+        self.finishes = 0  # commands recording attempts' endings
 
     async def open(self, record: dict[str, Any]) -> Opened:
         if record["_id"] in self.records:
@@ -65,7 +66,17 @@ class MemoryLog:
         stored["attempt"] = claim.as_attempt()
         return claim
 
+    async def finish_attempts(self, endings: list[Finishing]) -> list[Finished]:
+        self.finishes += 1
+        return [await self._finish(e.claim, e.outcome, e.error, e.now, e.settle) for e in endings]
+
     async def finish_attempt(
+        self, claim: Claim, outcome: str, error: str | None, now: datetime, settle: dict[str, Any]
+    ) -> Finished:
+        self.finishes += 1
+        return await self._finish(claim, outcome, error, now, settle)
+
+    async def _finish(
         self, claim: Claim, outcome: str, error: str | None, now: datetime, settle: dict[str, Any]
     ) -> Finished:
         stored = self.records[claim.notification_id]
@@ -338,6 +349,33 @@ async def test_the_notifications_of_an_event_are_stored_together() -> None:
     assert [m.notification_id for m in s.channel.sent] == ["ntf-1", "ntf-2"]
     assert await s.deliverer.deliver_all([note(), other]) is None  # a redelivery
     assert len(s.channel.sent) == 2
+
+
+async def test_the_endings_of_an_events_notices_are_written_together() -> None:
+    """One sent, one refused, one retried in the handler first: one write for the
+    three endings, made once the last has come to its end."""
+    s = Setup(
+        Scripted(
+            DeliveryResult.sent(),
+            DeliveryResult.rejected("HTTP 400"),
+            DeliveryResult.temporary("HTTP 503"),
+            DeliveryResult.sent(),
+        )
+    )
+    others = [
+        Notification(
+            OutgoingMessage(f"ntf-{n}", "sms", "+6281200000000", "Halo", template="ack"),
+            "citizen",
+            "deadlines:routed:X:0",
+        )
+        for n in (2, 3)
+    ]
+    assert await s.deliverer.deliver_all([note(), *others]) is None
+    statuses = [s.log.records[f"ntf-{n}"]["status"] for n in (1, 2, 3)]
+    assert statuses == ["sent", "failed", "sent"]
+    assert s.log.records["ntf-3"]["attempts"] == 2
+    # The retry of ntf-3 wrote its first attempt's ending alone, in the handler.
+    assert s.log.finishes == 2
 
 
 async def test_final_outcomes_are_counted_by_channel_and_status() -> None:
