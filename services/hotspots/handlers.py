@@ -217,7 +217,7 @@ async def _group(
         hotspot = hotspots[grouping.hotspot_id]
         joined = replace(new, hotspot_id=hotspot.hotspot_id)
         if new.complaint_id not in hotspot.members:
-            others = await deps.repo.members(hotspot.members)
+            others = await _members(deps, hotspot.members, candidates)
             after = domain.with_members(hotspot, [*others, joined], now)
             event = change_event(after, HotspotChange.JOINED, AUTOMATIC, now, [new.complaint_id])
             await _save(deps, after, event)
@@ -239,6 +239,18 @@ async def _group(
         log.info("complaints formed a hotspot", extra={"complaint_id": new.complaint_id})
         return replace(new, hotspot_id=hotspot_id)
     return new
+
+
+async def _members(
+    deps: HotspotDeps, complaint_ids: Sequence[str], known: Sequence[Member]
+) -> list[Member]:
+    """The members named, in order: those among `known` (just read, as the candidates
+    are) as they are, the others read; most of a hotspot's members are candidates."""
+    named = set(complaint_ids)
+    found = {m.complaint_id: m for m in known if m.complaint_id in named}
+    missing = [c for c in complaint_ids if c not in found]
+    found |= {m.complaint_id: m for m in await deps.repo.members(missing)}
+    return [found[c] for c in complaint_ids if c in found]
 
 
 async def _leave(

@@ -195,6 +195,10 @@ def hotspot_of(doc: Document) -> Hotspot:
     )
 
 
+# The most candidates read for one grouping.
+_CANDIDATES = 2000
+
+
 class MongoHotspots:
     def __init__(self, db: AsyncDatabase[Document], outbox: Outbox) -> None:
         self.members_c = db[MEMBERS]
@@ -275,7 +279,9 @@ class MongoHotspots:
             "region": region,
             "agency": agency,
         }
-        return [member_of(doc) async for doc in self.members_c.find(query).limit(2000)]
+        # In one batch: a busy place has more candidates than a first batch's default 101.
+        cursor = self.members_c.find(query).limit(_CANDIDATES).batch_size(_CANDIDATES)
+        return [member_of(doc) async for doc in cursor]
 
     async def hotspot(self, hotspot_id: str) -> Hotspot | None:
         doc = await self.hotspots_c.find_one({"_id": hotspot_id})

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from lapor.contracts import State
 from lapor.contracts.hotspots import HotspotChanged, HotspotState
@@ -16,6 +17,7 @@ from services.hotspots import handlers
 from services.hotspots.domain import Hotspot
 from services.hotspots.handlers import HotspotDeps
 from services.hotspots.repository import MEMBERS, MongoHotspots, StateChange
+from tests.integration.command_log import Commands as CommandLog
 from tests.unit.hotspots.fakes import T0, Commands, routed, state_changed
 
 pytestmark = [pytest.mark.integration]
@@ -127,3 +129,24 @@ async def test_a_hotspot_formed_while_its_members_closed_is_closed(mongo: Any) -
     hotspot = await repo.hotspot("HS-BJR-C")
     assert hotspot is not None and hotspot.state is HotspotState.CLOSED
     assert [e.state for e in announced.sent] == [HotspotState.SUGGESTED, HotspotState.CLOSED]
+
+
+async def test_a_busy_places_candidates_are_read_in_one_command(servers: Any) -> None:
+    """More candidates than a first batch's default 101 still cost one find."""
+    listener = CommandLog()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        servers.mongo, tz_aware=True, event_listeners=[listener]
+    )
+    try:
+        repo, _ = await repository(client, "lapor_hotspot_repo_busy")
+        for n in range(150):
+            member = handlers.member_from(routed(f"BJR-{n:03d}", hours=n / 10), None)
+            assert await repo.add_member(member)
+        listener.names.clear()
+        found = await repo.candidates(
+            "banjar", "PUPR", "63.03.03", T0 - timedelta(days=1), T0 + timedelta(days=2)
+        )
+        assert len(found) == 150
+        assert listener.names == ["find"]
+    finally:
+        await client.close()

@@ -7,7 +7,7 @@ import pytest
 from lapor.contracts.commands import Action, ComplaintCommand
 from lapor.contracts.hotspots import HotspotChange, HotspotState
 from services.hotspots import handlers
-from services.hotspots.domain import Refused
+from services.hotspots.domain import Member, Refused
 from tests.unit.hotspots.fakes import ADMIN, DINKES, PUPR, SUNGAI_KUPANG, deps, routed
 
 
@@ -159,3 +159,23 @@ async def test_an_earlier_rounds_decision_arriving_late_changes_nothing() -> Non
     await handlers.handle_routed(first, d)  # redelivered after the re-routing
     assert (await repo.member("BJR-B")).agency == "BPBD"  # type: ignore[union-attr]
     assert await repo.open_hotspots() == []
+
+
+async def test_a_join_reads_only_the_members_that_were_not_candidates() -> None:
+    """B, a candidate, is taken as read with the candidates; A, received before the
+    newcomer's window, is read."""
+    d, repo, _ = deps()
+    await handlers.handle_routed(routed("BJR-A"), d)
+    await handlers.handle_routed(routed("BJR-B", hours=100), d)
+    asked: list[list[str]] = []
+    members = repo.members
+
+    async def recorded(complaint_ids: list[str]) -> list[Member]:
+        asked.append(list(complaint_ids))
+        return await members(complaint_ids)
+
+    repo.members = recorded  # type: ignore[method-assign]
+    await handlers.handle_routed(routed("BJR-C", hours=200), d)
+    [hotspot] = await repo.open_hotspots()
+    assert hotspot.members == ("BJR-A", "BJR-B", "BJR-C")
+    assert asked == [["BJR-A"]]
