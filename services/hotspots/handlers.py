@@ -50,6 +50,11 @@ class HotspotDeps:
     # Complaints whose routing this process is handling (waiting for the lock or
     # holding it): a state change of one waits for it rather than miss its member.
     routing: set[str] = field(default_factory=set)
+    # Hotspots as this process last read or wrote them, while it keeps the lease
+    # (`known_tenure`): every hotspot write takes the lease, so no other replica
+    # changed them meanwhile. Forgotten when the lease was given up or a block failed.
+    known: dict[str, Hotspot] = field(default_factory=dict)
+    known_tenure: int | None = None
 
 
 @asynccontextmanager
@@ -59,7 +64,24 @@ async def exclusive(deps: HotspotDeps) -> AsyncIterator[None]:
             yield
             return
         async with deps.lease.hold():
-            yield
+            if deps.lease.tenure != deps.known_tenure:
+                deps.known.clear()
+                deps.known_tenure = deps.lease.tenure
+            try:
+                yield
+            except BaseException:
+                deps.known.clear()
+                raise
+
+
+async def _hotspots(deps: HotspotDeps, hotspot_ids: Sequence[str]) -> dict[str, Hotspot]:
+    """The hotspots named, those known under the lease kept as they are."""
+    wanted = set(hotspot_ids)
+    found = {h: deps.known[h] for h in wanted if h in deps.known}
+    read = await deps.repo.hotspots([h for h in hotspot_ids if h not in found])
+    if deps.known_tenure is not None:
+        deps.known |= read
+    return found | read
 
 
 def change_event(
@@ -119,7 +141,12 @@ def member_from(event: ComplaintRouted, stored: Member | None) -> Member:
 
 
 async def _save(deps: HotspotDeps, hotspot: Hotspot, event: HotspotChanged) -> None:
+    deps.known.pop(hotspot.hotspot_id, None)
     await deps.repo.save_hotspot(hotspot, event)
+    # A change is stored as it is or refused (VersionConflict); a new hotspot's insert
+    # may have met one formed before (a redelivery), which is read when needed.
+    if deps.known_tenure is not None and hotspot.version > 1:
+        deps.known[hotspot.hotspot_id] = hotspot
     if deps.metrics is not None:
         deps.metrics.changes.labels(change=event.change.value).inc()
         if event.change in (HotspotChange.FORMED, HotspotChange.JOINED):
@@ -211,7 +238,7 @@ async def _group(
     )
     # A member stored before its grouping is among them: not a candidate for itself.
     candidates = [c for c in found if c.complaint_id != new.complaint_id]
-    hotspots = await deps.repo.hotspots([c.hotspot_id for c in candidates if c.hotspot_id])
+    hotspots = await _hotspots(deps, [c.hotspot_id for c in candidates if c.hotspot_id])
     grouping = domain.decide(new, candidates, hotspots, deps.rules)
     if isinstance(grouping, Join):
         hotspot = hotspots[grouping.hotspot_id]

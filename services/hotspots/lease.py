@@ -25,6 +25,11 @@ class Lease(Protocol):
     def hold(self) -> AbstractAsyncContextManager[None]:
         """Exclusive across every replica while held."""
 
+    @property
+    def tenure(self) -> int:
+        """Which holding of the lease by this process this is: the same number in two
+        blocks means no other replica held it in between (the lease was kept)."""
+
 
 _EXPIRED = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -74,6 +79,7 @@ class MongoLease:
         self._last_used = 0.0
         self._not_before = 0.0
         self._releaser: asyncio.Task[None] | None = None
+        self._tenure = 0
 
     async def _take(self, owner: str) -> bool:
         now = datetime.now(UTC)
@@ -127,6 +133,11 @@ class MongoLease:
             await asyncio.sleep(self.poll_s * (1 + random.random()))  # noqa: S311
         self._valid_until = started + ttl_s
         self._taken_at = started
+        self._tenure += 1
+
+    @property
+    def tenure(self) -> int:
+        return self._tenure
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
@@ -182,10 +193,17 @@ class InMemoryLease:
         self.lock = asyncio.Lock()
         self.holders = 0
         self.most_holders = 0
+        self.holdings = 0
+
+    @property
+    def tenure(self) -> int:
+        # Shared by every worker: another may have held it between two blocks.
+        return self.holdings
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
         async with self.lock:
+            self.holdings += 1
             self.holders += 1
             self.most_holders = max(self.most_holders, self.holders)
             try:

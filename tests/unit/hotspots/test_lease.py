@@ -89,11 +89,13 @@ async def test_blocks_while_held_cost_nothing_and_it_is_renewed_past_half_its_tt
     async with grouping.hold():
         pass
     assert leases.commands == ["take", "renew"]
+    assert grouping.tenure == 1  # kept all along: nobody else held it
     clock.now += 31  # expired: maybe taken elsewhere meanwhile; taken anew, not renewed
     leases.docs["grouping"]["until"] = LONG_AGO
     async with grouping.hold():
         pass
     assert leases.commands == ["take", "renew", "take"]
+    assert grouping.tenure == 2
     await grouping.close()
     assert leases.commands[-1] == "release"
     assert leases.docs["grouping"]["until"] == LONG_AGO

@@ -26,6 +26,10 @@ class CountingLease:
     def __init__(self) -> None:
         self.holds = 0
 
+    @property
+    def tenure(self) -> int:
+        return self.holds
+
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
         self.holds += 1

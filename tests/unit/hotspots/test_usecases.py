@@ -1,5 +1,7 @@
 """Hotspot use cases on the in-memory repository."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -7,7 +9,7 @@ import pytest
 from lapor.contracts.commands import Action, ComplaintCommand
 from lapor.contracts.hotspots import HotspotChange, HotspotState
 from services.hotspots import handlers
-from services.hotspots.domain import Member, Refused
+from services.hotspots.domain import Hotspot, Member, Refused
 from tests.unit.hotspots.fakes import ADMIN, DINKES, PUPR, SUNGAI_KUPANG, deps, routed
 
 
@@ -179,3 +181,38 @@ async def test_a_join_reads_only_the_members_that_were_not_candidates() -> None:
     [hotspot] = await repo.open_hotspots()
     assert hotspot.members == ("BJR-A", "BJR-B", "BJR-C")
     assert asked == [["BJR-A"]]
+
+
+class KeptLease:
+    """A lease this process keeps until `tenure` is moved on (another replica held it)."""
+
+    tenure = 1
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        yield
+
+
+async def test_hotspots_are_read_once_while_the_lease_is_kept() -> None:
+    d, repo, _ = deps()
+    lease = KeptLease()
+    d.lease = lease
+    asked: list[list[str]] = []
+    hotspots = repo.hotspots
+
+    async def recorded(hotspot_ids: list[str]) -> dict[str, Hotspot]:
+        asked.append(sorted(set(hotspot_ids)))
+        return await hotspots(hotspot_ids)
+
+    repo.hotspots = recorded  # type: ignore[method-assign]
+    for n, letter in enumerate("ABCD"):
+        await handlers.handle_routed(routed(f"BJR-{letter}", hours=n), d)
+    [hotspot] = await repo.open_hotspots()
+    assert hotspot.members == ("BJR-A", "BJR-B", "BJR-C", "BJR-D")
+    # Formed by B (read by C, as a new hotspot's insert may have met an older one),
+    # then known as C's join wrote it: D reads nothing.
+    assert [ids for ids in asked if ids] == [[hotspot.hotspot_id]]
+    # Another replica held the lease meanwhile: read again.
+    lease.tenure = 2
+    await handlers.handle_routed(routed("BJR-E", hours=5), d)
+    assert [ids for ids in asked if ids] == [[hotspot.hotspot_id]] * 2
