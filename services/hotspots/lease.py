@@ -28,7 +28,8 @@ class Lease(Protocol):
     @property
     def tenure(self) -> int:
         """Which holding of the lease by this process this is: the same number in two
-        blocks means no other replica held it in between (the lease was kept)."""
+        blocks means no other replica held it in between (this process kept it, or
+        gave it back and took it again before anyone else)."""
 
 
 _EXPIRED = datetime(1970, 1, 1, tzinfo=UTC)
@@ -84,13 +85,16 @@ class MongoLease:
     async def _take(self, owner: str) -> bool:
         now = datetime.now(UTC)
         try:
-            await self.collection.find_one_and_update(
+            before = await self.collection.find_one_and_update(
                 {"_id": self.name, "until": {"$lt": now}},
                 {"$set": {"owner": owner, "until": now + self.ttl}},
                 upsert=True,
             )
         except DuplicateKeyError:
             return False
+        # The lease as it was: its last holder was this process, or another one was.
+        if before is None or before.get("owner") != owner:
+            self._tenure += 1
         return True
 
     async def _renew(self) -> bool:
@@ -133,7 +137,6 @@ class MongoLease:
             await asyncio.sleep(self.poll_s * (1 + random.random()))  # noqa: S311
         self._valid_until = started + ttl_s
         self._taken_at = started
-        self._tenure += 1
 
     @property
     def tenure(self) -> int:

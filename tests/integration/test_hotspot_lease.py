@@ -132,3 +132,26 @@ async def test_an_idle_replica_gives_it_back_after_the_linger_and_on_stopping(
     assert await MongoLease(leases, "grouping")._take("another-replica")
     await first.close()  # not the owner: changes nothing
     assert (await leases.find_one({"_id": "grouping"}))["owner"] == "another-replica"
+
+
+async def test_the_tenure_moves_on_only_when_another_replica_held_the_lease(
+    mongo: Any,
+) -> None:
+    leases = mongo["lapor_hotspot_lease"]["hotspot_leases"]
+    await leases.delete_many({})
+    first, second = (MongoLease(leases, "grouping", turn_s=None) for _ in range(2))
+    async with first.hold():
+        pass
+    held = first.tenure
+    await first.close()  # given back, and taken again by nobody else
+    async with first.hold():
+        pass
+    assert first.tenure == held
+    await first.close()
+    async with second.hold():
+        pass
+    await second.close()
+    async with first.hold():
+        pass
+    assert first.tenure == held + 1
+    await first.close()
