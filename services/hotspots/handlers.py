@@ -142,10 +142,9 @@ def member_from(event: ComplaintRouted, stored: Member | None) -> Member:
 
 async def _save(deps: HotspotDeps, hotspot: Hotspot, event: HotspotChanged) -> None:
     deps.known.pop(hotspot.hotspot_id, None)
-    await deps.repo.save_hotspot(hotspot, event)
-    # A change is stored as it is or refused (VersionConflict); a new hotspot's insert
-    # may have met one formed before (a redelivery), which is read when needed.
-    if deps.known_tenure is not None and hotspot.version > 1:
+    # Stored as it is, or refused (VersionConflict); a new hotspot's insert may have
+    # met one formed before (a redelivery), which is read when needed.
+    if await deps.repo.save_hotspot(hotspot, event) and deps.known_tenure is not None:
         deps.known[hotspot.hotspot_id] = hotspot
     if deps.metrics is not None:
         deps.metrics.changes.labels(change=event.change.value).inc()

@@ -92,9 +92,10 @@ class HotspotRepository(Protocol):
 
     async def hotspots(self, hotspot_ids: Sequence[str]) -> dict[str, Hotspot]: ...
 
-    async def save_hotspot(self, hotspot: Hotspot, announce: HotspotChanged | None) -> None:
+    async def save_hotspot(self, hotspot: Hotspot, announce: HotspotChanged | None) -> bool:
         """Insert (version 1) or update (the version before must be the stored one);
-        raises VersionConflict otherwise. `announce` is stored with the change."""
+        raises VersionConflict otherwise. `announce` is stored with the change. False
+        when the hotspot was formed before (a redelivery): stored as it was then."""
 
     async def announce(self, hotspot_id: str) -> None:
         """Publish what is pending of a hotspot's announcements."""
@@ -293,7 +294,7 @@ class MongoHotspots:
         cursor = self.hotspots_c.find({"_id": {"$in": list(set(hotspot_ids))}})
         return {doc["_id"]: hotspot_of(doc) async for doc in cursor}
 
-    async def save_hotspot(self, hotspot: Hotspot, announce: HotspotChanged | None) -> None:
+    async def save_hotspot(self, hotspot: Hotspot, announce: HotspotChanged | None) -> bool:
         doc = hotspot_doc(hotspot)
         events = [announce] if announce is not None else []
         if hotspot.version == 1:
@@ -301,9 +302,9 @@ class MongoHotspots:
             try:
                 await self.hotspots_c.insert_one(stored)
             except DuplicateKeyError:
-                return  # formed before (a redelivery): its announcement is still there
+                return False  # formed before (a redelivery): its announcement is still there
             self._written[hotspot.hotspot_id] = (time.monotonic(), stored)
-            return
+            return True
         fields = {k: v for k, v in doc.items() if k != "_id"}
         fields |= self.outbox.fields(hotspot.hotspot_id, events, hotspot.updated_at)
         written = await self.hotspots_c.find_one_and_update(
@@ -314,6 +315,7 @@ class MongoHotspots:
         if written is None:
             raise VersionConflict(hotspot.hotspot_id)
         self._written[hotspot.hotspot_id] = (time.monotonic(), written)
+        return True
 
     async def announce(self, hotspot_id: str) -> None:
         # The document this process just wrote holds every announcement pending with
@@ -395,15 +397,16 @@ class InMemoryHotspots:
     async def hotspots(self, hotspot_ids: Sequence[str]) -> dict[str, Hotspot]:
         return {h: self.hotspot_docs[h] for h in hotspot_ids if h in self.hotspot_docs}
 
-    async def save_hotspot(self, hotspot: Hotspot, announce: HotspotChanged | None) -> None:
+    async def save_hotspot(self, hotspot: Hotspot, announce: HotspotChanged | None) -> bool:
         stored = self.hotspot_docs.get(hotspot.hotspot_id)
         if hotspot.version == 1 and stored is not None:
-            return
+            return False
         if hotspot.version > 1 and (stored is None or stored.version != hotspot.version - 1):
             raise VersionConflict(hotspot.hotspot_id)
         self.hotspot_docs[hotspot.hotspot_id] = hotspot
         if announce is not None:
             self.pending.setdefault(hotspot.hotspot_id, []).append(announce)
+        return True
 
     async def announce(self, hotspot_id: str) -> None:
         self.published += self.pending.pop(hotspot_id, [])

@@ -43,11 +43,11 @@ class Meanwhile(MongoHotspots):
 
     meanwhile: Any = None
 
-    async def save_hotspot(self, hotspot: Hotspot, announce: HotspotChanged | None) -> None:
+    async def save_hotspot(self, hotspot: Hotspot, announce: HotspotChanged | None) -> bool:
         if self.meanwhile is not None:
             meanwhile, self.meanwhile = self.meanwhile, None
             await meanwhile()
-        await super().save_hotspot(hotspot, announce)
+        return await super().save_hotspot(hotspot, announce)
 
 
 async def repository(mongo: Any, name: str) -> tuple[Meanwhile, Announced]:
