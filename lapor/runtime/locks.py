@@ -2,9 +2,11 @@
 
 Only for order and efficiency, never for correctness: intake judges one
 sender's messages one after another (limits and repeats are about order, and a
-burst arrives in one batch), and SLA replans one complaint at a time instead
-of redoing each other's work. What must hold across replicas holds in the
-database: version preconditions in atomic updates, and unique keys.
+burst arrives in one batch), intake changes one complaint at a time (the
+routing and the deadlines, heard at once, need not race for one version), and
+SLA replans one complaint at a time instead of redoing each other's work.
+What must hold across replicas holds in the database: version preconditions
+in atomic updates, and unique keys.
 """
 
 import asyncio

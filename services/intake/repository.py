@@ -17,6 +17,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from lapor.runtime.locks import KeyedLock
 from lapor.runtime.outbox import Outbox, ensure_outbox_index
 from lapor.runtime.write_behind import WriteBehind
 from services.intake.counts import CountBuffer
@@ -73,6 +74,10 @@ class ComplaintRepository(WorklistEntries, TokenStore, SenderRecords):
         # Where clearing a worklist mark may wait to go out with others (None: at once).
         self.deferred = deferred
         self.recent = RecentComplaints()
+        # This process's changes of one complaint, one at a time: the routing and the
+        # deadlines, heard by two subscribers at once, would otherwise race for the
+        # same version, and the loser read the complaint and try again.
+        self._changing = KeyedLock()
         # The complaint gauges' counters, told of every stored change (`counts`).
         self.counts = counts
         self.database = db
@@ -179,6 +184,12 @@ class ComplaintRepository(WorklistEntries, TokenStore, SenderRecords):
         The precondition is the version in the same atomic update: two replicas
         can never both apply a decision to the same old state.
         """
+        async with self._changing.hold(complaint_id):
+            return await self._change(complaint_id, decide)
+
+    async def _change(
+        self, complaint_id: str, decide: Callable[[Document], Change | None]
+    ) -> tuple[Document | None, Change | None]:
         # The complaint as this process last wrote it saves the read when nothing
         # changed it since: a write decided on it succeeds only on that version. A
         # decision not to write (nothing to do, a refusal) is never taken on it.

@@ -6,12 +6,14 @@ every write keeps in step: FerretDB cannot sort by a computed expression.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from lapor.contracts import (
     AutoCloseDue,
@@ -29,6 +31,7 @@ from services.intake.views import public_view
 from services.intake.worklist import PENDING, WORKLIST_MARK
 from services.intake.worklist_api import OPEN_STATES
 from tests.factories import complaint_routed
+from tests.integration.command_log import Commands
 from tests.integration.intake_harness import running_intake
 from tools.devstack import Stack
 
@@ -328,3 +331,46 @@ async def test_out_of_scope_and_merged_complaints_are_closed_with_a_window(
         assert closed["closed_at"] == T0 and closed["reopen_from"] == f"state:routed:{outside}:0"
         await handlers.handle_auto_close(_window(closed, T0 + timedelta(days=14)), deps)
         assert (await deps.repo.get(outside) or {})["reopen_until"] == T0 + timedelta(days=14)
+
+
+async def test_the_routing_and_the_deadlines_heard_at_once_read_nothing(
+    servers: Stack,
+) -> None:
+    """Both are decided on the complaint as this process wrote it, one after the other:
+    no read and no lost race for the version."""
+    listener = Commands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        servers.mongo, tz_aware=True, event_listeners=[listener]
+    )
+    try:
+        repo = ComplaintRepository(client[f"lapor_worklist_both_{uuid.uuid4().hex[:6]}"])
+        await repo.ensure_indexes()
+        tracking_id = await _new(repo, "BOTH", 0)
+        routed = complaint_routed(tracking_id, at=T0, agency="PUPR", priority=Priority.NORMAL)
+        deadlines = DeadlinesSet(
+            event_id=f"deadlines:{routed.event_id}",
+            occurred_at=T0,
+            complaint_id=tracking_id,
+            region="banjar",
+            agency="PUPR",
+            priority=Priority.NORMAL,
+            state=State.ASSIGNED,
+            received_at=T0,
+            deadlines=Deadlines(first_response=T0 + timedelta(days=7)),
+            cause_event_id=routed.event_id,
+        )
+        listener.names.clear()
+        routing = domain.Change(domain.routed_transition(routed))
+        deadline = domain.Change(domain.deadlines_transition(deadlines))
+        await asyncio.gather(
+            repo.change(tracking_id, lambda _: routing),
+            repo.change(tracking_id, lambda _: deadline),
+        )
+        assert [n for n in listener.names if n in ("find", "findAndModify")] == [
+            "findAndModify",
+            "findAndModify",
+        ]
+        stored = await repo.get(tracking_id)
+        assert stored is not None and stored["state"] == "assigned" and stored["version"] == 3
+    finally:
+        await client.close()
