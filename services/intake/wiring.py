@@ -396,8 +396,17 @@ def _start_background(
         interval_s=settings.outbox_sweep_s,
     )
 
-    # Worklist entries a crash left behind, or complaints loaded in bulk.
-    stop_lister = start_periodic("worklist", repo.sync_worklist, settings.outbox_sweep_s)
+    # Worklist entries a crash left behind, or complaints loaded in bulk: all of them
+    # at start-up, then those written longer ago than the deferred writes may take.
+    grace = timedelta(seconds=5 + 3 * settings.deferred_writes_s)
+    rounds = 0
+
+    async def list_marked() -> int:
+        nonlocal rounds
+        rounds += 1
+        return await repo.sync_worklist(grace=grace if rounds > 1 else timedelta(0))
+
+    stop_lister = start_periodic("worklist", list_marked, settings.outbox_sweep_s)
     stop_purge = start_purge(
         parts.accounts.get, settings.login_purge_s, timedelta(days=settings.login_failure_days)
     )

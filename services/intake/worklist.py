@@ -4,7 +4,7 @@ worklist's order through one string key."""
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -148,14 +148,21 @@ class WorklistEntries:
         else:
             await self.complaints.update_one(marked, unmark)
 
-    async def sync_worklist(self, batch: int = 200, rounds: int = 1000) -> int:
+    async def sync_worklist(
+        self, batch: int = 200, rounds: int = 1000, *, grace: timedelta = timedelta(0)
+    ) -> int:
         """List the complaints still marked: a crash between a write and its entry,
-        complaints stored before the entries existed or loaded in bulk. How many."""
+        complaints stored before the entries existed or loaded in bulk. How many.
+
+        A complaint written less than `grace` ago is left alone: its entry is on its
+        way with the deferred writes, which would meet the entry listed here as newer
+        than theirs (a duplicate key that sends their whole command again one by one)."""
+        query: Document = {WORKLIST_MARK: PENDING}
+        if grace > timedelta(0):
+            query["updated_at"] = {"$lt": datetime.now(UTC) - grace}
         synced = 0
         for _ in range(rounds):
-            docs = await self.complaints.find(
-                {WORKLIST_MARK: PENDING}, _ENTRY_PROJECTION, limit=batch
-            ).to_list(batch)
+            docs = await self.complaints.find(query, _ENTRY_PROJECTION, limit=batch).to_list(batch)
             if not docs:
                 break
             # One by one (FerretDB v1 answers a bulk of upserts without `nModified`,

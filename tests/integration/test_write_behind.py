@@ -164,6 +164,36 @@ async def test_the_worklist_sweep_clears_its_marks_at_once(
     assert await db.worklist_entries.count_documents({"version": 3}) == 5
 
 
+async def test_the_worklist_sweep_leaves_a_fresh_mark_to_the_deferred_writes(
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> None:
+    """Listed by the sweep too, a fresh mark's entry would be newer than the one the
+    deferred writes bring: their command would meet a duplicate key."""
+    from services.intake.repository import ComplaintRepository
+    from services.intake.worklist import PENDING, WORKLIST_MARK
+
+    db = mongo[f"lapor_write_behind_{secrets.token_hex(4)}"]
+    now = datetime.now(UTC)
+    await db.complaints.insert_many(
+        [
+            {
+                "_id": f"LPR-{name}",
+                "version": 3,
+                "open_agency": "PUPR",
+                "agency": "PUPR",
+                "state": "assigned",
+                "updated_at": at,
+                WORKLIST_MARK: PENDING,
+            }
+            for name, at in (("old", now - timedelta(minutes=1)), ("fresh", now))
+        ]
+    )
+    repo = ComplaintRepository(db, deferred=WriteBehind(db))
+    assert await repo.sync_worklist(grace=timedelta(seconds=10)) == 1
+    assert [d["_id"] async for d in db.worklist_entries.find()] == ["LPR-old"]
+    assert await repo.sync_worklist() == 1  # at start-up: every mark
+
+
 async def test_a_failure_announced_is_not_announced_again_while_its_note_waits(
     mongo: AsyncMongoClient[dict[str, Any]],
 ) -> None:
