@@ -16,7 +16,7 @@ from lapor.runtime.outbox import Outbox
 from services.hotspots import handlers
 from services.hotspots.domain import Hotspot
 from services.hotspots.handlers import HotspotDeps
-from services.hotspots.repository import MEMBERS, MongoHotspots, StateChange
+from services.hotspots.repository import MEMBERS, MongoHotspots, StateChange, hotspot_doc
 from tests.integration.command_log import Commands as CommandLog
 from tests.unit.hotspots.fakes import T0, Commands, routed, state_changed
 
@@ -131,8 +131,10 @@ async def test_a_hotspot_formed_while_its_members_closed_is_closed(mongo: Any) -
     assert [e.state for e in announced.sent] == [HotspotState.SUGGESTED, HotspotState.CLOSED]
 
 
-async def test_a_busy_places_candidates_are_read_in_one_command(servers: Any) -> None:
-    """More candidates than a first batch's default 101 still cost one find."""
+async def test_a_busy_places_candidates_and_many_open_hotspots_are_read_in_one_command(
+    servers: Any,
+) -> None:
+    """More than a first batch's default 101 still cost one find."""
     listener = CommandLog()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         servers.mongo, tz_aware=True, event_listeners=[listener]
@@ -147,6 +149,27 @@ async def test_a_busy_places_candidates_are_read_in_one_command(servers: Any) ->
             "banjar", "PUPR", "63.03.03", T0 - timedelta(days=1), T0 + timedelta(days=2)
         )
         assert len(found) == 150
+        assert listener.names == ["find"]
+        await repo.hotspots_c.insert_many(
+            [
+                hotspot_doc(
+                    Hotspot(
+                        hotspot_id=f"HS-{n:03d}",
+                        region="banjar",
+                        agency="PUPR",
+                        kecamatan=None,
+                        desa=None,
+                        members=(f"BJR-{n:03d}", f"BJR-{n + 1:03d}"),
+                        state=HotspotState.SUGGESTED,
+                        formed_at=T0,
+                        updated_at=T0,
+                    )
+                )
+                for n in range(150)
+            ]
+        )
+        listener.names.clear()
+        assert len(await repo.open_hotspots()) == 150
         assert listener.names == ["find"]
     finally:
         await client.close()
