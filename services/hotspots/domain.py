@@ -78,8 +78,8 @@ class Member:
     # An officer split it off: only a person puts it into a hotspot again.
     kept_apart: bool = False
     # The routing decision last applied (its event id and time): a redelivery, or an
-    # earlier round's decision arriving late, changes nothing. No id: stored at its
-    # first routing, and in no hotspot (or not grouped yet: a redelivery groups it).
+    # earlier round's decision arriving late, changes nothing. No id: not applied yet
+    # (stored before its grouping by an earlier version): a redelivery groups it.
     routed_event_id: str = ""
     routed_at: datetime | None = None
     # The complaint's life as intake announces it: the last state change applied.

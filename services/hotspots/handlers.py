@@ -169,41 +169,80 @@ async def handle_routed(event: ComplaintRouted, deps: HotspotDeps) -> None:
 async def _route(event: ComplaintRouted, deps: HotspotDeps) -> None:
     touched: list[str] = []
     async with exclusive(deps):
-        # A first routing is stored at once, without a read: the member is new unless
-        # this is a redelivery (or a late decision), which the insert refuses. Stored
-        # without the decision's id until it is grouped: after a crash in between, the
-        # redelivery finds it not applied and groups it.
-        added = routing_round(event.event_id) == 0 and await deps.repo.add_member(
-            replace(member_from(event, None), routed_event_id="")
-        )
-        stored = None if added else await deps.repo.member(event.complaint_id)
-        if stored is not None and _already_applied(stored, event):
-            if stored.hotspot_id:
-                await deps.repo.announce(stored.hotspot_id)
-            return
-        new = member_from(event, stored)
-        now = deps.clock()
-        if stored is not None and stored.hotspot_id and _moved(stored, new):
-            touched.append(stored.hotspot_id)
-            await _leave(deps, stored.hotspot_id, [new.complaint_id], AUTOMATIC, now)
-            new = replace(new, hotspot_id=None)
-        raced: list[str] = []
-        if new.hotspot_id is None and domain.groupable(new) and not new.kept_apart:
-            new = await _group(deps, new, now, touched, raced)
-        if added and new.hotspot_id is None:
-            return  # in no hotspot: as stored; a state change since was written to it
-        saved = await deps.repo.save_member(new)
-        if saved.state_event_id != new.state_event_id:
-            raced.append(saved.complaint_id)
-        if raced and saved.hotspot_id is not None:
-            # A state change of a complaint in no hotspot is stored without the lease
-            # (handle_state_changed): one landed on a member this grouping read, and
-            # the hotspot it now belongs to follows it as if it came right after.
-            await _follow_member(deps, saved.hotspot_id, saved)
+        if routing_round(event.event_id) != 0 or not await _first_routing(event, deps, touched):
+            await _routing_again(event, deps, touched)
     for hotspot_id in touched:
         await deps.repo.announce(hotspot_id)
     if touched:
         await _gauge_changed(deps)
+
+
+async def _first_routing(event: ComplaintRouted, deps: HotspotDeps, touched: list[str]) -> bool:
+    """A complaint's first routing: grouped, then its member stored whole in one insert,
+    then its hotspot. The member is new unless this is a redelivery or a late
+    decision, which the insert refuses before anything else is written (False: go
+    the other way). After a crash between the member and its hotspot, the
+    redelivery finds the member in a hotspot that does not list it, and groups it."""
+    new = member_from(event, None)
+    now = deps.clock()
+    grouping = None
+    if domain.groupable(new) and not new.kept_apart:
+        grouping = await _grouping(deps, new)
+    hotspot_id = grouping.hotspot_id(new) if grouping is not None else None
+    if not await deps.repo.add_member(replace(new, hotspot_id=hotspot_id)):
+        return False
+    if grouping is not None:
+        raced: list[str] = []
+        grouped = await _join_or_form(deps, new, grouping, now, touched, raced)
+        if raced:
+            await _follow_member(deps, grouping.hotspot_id(new), grouped)
+    return True
+
+
+async def _routing_again(event: ComplaintRouted, deps: HotspotDeps, touched: list[str]) -> None:
+    """A re-routing, or a first routing heard again: from the member as stored."""
+    stored = await deps.repo.member(event.complaint_id)
+    if stored is not None and _already_applied(stored, event):
+        if stored.hotspot_id is None or await _grouped(deps, stored):
+            if stored.hotspot_id:
+                await deps.repo.announce(stored.hotspot_id)
+            return
+        stored = replace(stored, hotspot_id=None, routed_event_id="")  # to group again
+    new = member_from(event, stored)
+    now = deps.clock()
+    if stored is not None and stored.hotspot_id and _moved(stored, new):
+        touched.append(stored.hotspot_id)
+        await _leave(deps, stored.hotspot_id, [new.complaint_id], AUTOMATIC, now)
+        new = replace(new, hotspot_id=None)
+    raced: list[str] = []
+    if new.hotspot_id is None and domain.groupable(new) and not new.kept_apart:
+        grouping = await _grouping(deps, new)
+        if grouping is not None:
+            new = await _join_or_form(deps, new, grouping, now, touched, raced)
+    saved = await deps.repo.save_member(new)
+    if saved.state_event_id != new.state_event_id:
+        raced.append(saved.complaint_id)
+    if raced and saved.hotspot_id is not None:
+        # A state change of a complaint in no hotspot is stored without the lease
+        # (handle_state_changed): one landed on a member this grouping read, and
+        # the hotspot it now belongs to follows it as if it came right after.
+        await _follow_member(deps, saved.hotspot_id, saved)
+
+
+async def _grouped(deps: HotspotDeps, member: Member) -> bool:
+    """Whether the member's grouping was stored whole: its hotspot lists it and, for
+    the hotspot it formed, lists a partner that is stored in it (each is written after
+    the hotspot: a crash may have come in between, which is mended here)."""
+    assert member.hotspot_id is not None
+    hotspot = deps.known.get(member.hotspot_id) or await deps.repo.hotspot(member.hotspot_id)
+    if hotspot is None or member.complaint_id not in hotspot.members:
+        return False
+    if hotspot.hotspot_id == domain.formed_id(member.complaint_id):
+        others = [c for c in hotspot.members if c != member.complaint_id]
+        for other in await deps.repo.members(others):
+            if other.hotspot_id is None:
+                await deps.repo.save_member(replace(other, hotspot_id=hotspot.hotspot_id))
+    return True
 
 
 def _already_applied(stored: Member, event: ComplaintRouted) -> bool:
@@ -223,9 +262,21 @@ def _moved(before: Member, after: Member) -> bool:
     )
 
 
-async def _group(
-    deps: HotspotDeps, new: Member, now: datetime, touched: list[str], raced: list[str]
-) -> Member:
+@dataclass(frozen=True)
+class _Grouping:
+    """What the grouping decided for a new member, and what it read to decide it."""
+
+    decision: Join | Form
+    candidates: list[Member]
+    hotspots: dict[str, Hotspot]
+
+    def hotspot_id(self, new: Member) -> str:
+        if isinstance(self.decision, Join):
+            return self.decision.hotspot_id
+        return domain.formed_id(new.complaint_id)
+
+
+async def _grouping(deps: HotspotDeps, new: Member) -> _Grouping | None:
     assert new.agency is not None and new.kecamatan is not None
     window = deps.rules.window
     found = await deps.repo.candidates(
@@ -235,36 +286,47 @@ async def _group(
         new.received_at - window,
         new.received_at + window,
     )
-    # A member stored before its grouping is among them: not a candidate for itself.
+    # A member stored before (a redelivery) is among them: not a candidate for itself.
     candidates = [c for c in found if c.complaint_id != new.complaint_id]
     hotspots = await _hotspots(deps, [c.hotspot_id for c in candidates if c.hotspot_id])
-    grouping = domain.decide(new, candidates, hotspots, deps.rules)
-    if isinstance(grouping, Join):
-        hotspot = hotspots[grouping.hotspot_id]
-        joined = replace(new, hotspot_id=hotspot.hotspot_id)
+    decision = domain.decide(new, candidates, hotspots, deps.rules)
+    return None if decision is None else _Grouping(decision, candidates, hotspots)
+
+
+async def _join_or_form(
+    deps: HotspotDeps,
+    new: Member,
+    grouping: _Grouping,
+    now: datetime,
+    touched: list[str],
+    raced: list[str],
+) -> Member:
+    """Store the hotspot the decision leads to (and a new hotspot's partner); the new
+    member as it is in it."""
+    hotspot_id = grouping.hotspot_id(new)
+    joined = replace(new, hotspot_id=hotspot_id)
+    touched.append(hotspot_id)
+    if isinstance(grouping.decision, Join):
+        hotspot = grouping.hotspots[hotspot_id]
         if new.complaint_id not in hotspot.members:
-            others = await _members(deps, hotspot.members, candidates)
+            others = await _members(deps, hotspot.members, grouping.candidates)
             after = domain.with_members(hotspot, [*others, joined], now)
             event = change_event(after, HotspotChange.JOINED, AUTOMATIC, now, [new.complaint_id])
             await _save(deps, after, event)
-        touched.append(hotspot.hotspot_id)
         log.info("complaint joined a hotspot", extra={"complaint_id": new.complaint_id})
         return joined
-    if isinstance(grouping, Form):
-        partner = next(c for c in candidates if c.complaint_id == grouping.partner)
-        hotspot_id = domain.formed_id(new.complaint_id)
-        formed = domain.form(hotspot_id, partner, new, now)
-        event = change_event(
-            formed, HotspotChange.FORMED, AUTOMATIC, now, [partner.complaint_id, new.complaint_id]
-        )
-        await _save(deps, formed, event)
-        saved = await deps.repo.save_member(replace(partner, hotspot_id=hotspot_id))
-        if saved.state_event_id != partner.state_event_id:
-            raced.append(partner.complaint_id)
-        touched.append(hotspot_id)
-        log.info("complaints formed a hotspot", extra={"complaint_id": new.complaint_id})
-        return replace(new, hotspot_id=hotspot_id)
-    return new
+    partner_id = grouping.decision.partner
+    partner = next(c for c in grouping.candidates if c.complaint_id == partner_id)
+    formed = domain.form(hotspot_id, partner, new, now)
+    event = change_event(
+        formed, HotspotChange.FORMED, AUTOMATIC, now, [partner_id, new.complaint_id]
+    )
+    await _save(deps, formed, event)
+    saved = await deps.repo.save_member(replace(partner, hotspot_id=hotspot_id))
+    if saved.state_event_id != partner.state_event_id:
+        raced.append(partner_id)
+    log.info("complaints formed a hotspot", extra={"complaint_id": new.complaint_id})
+    return joined
 
 
 async def _members(

@@ -6,9 +6,16 @@ from pymongo import monitoring
 class Commands(monitoring.CommandListener):
     def __init__(self) -> None:
         self.names: list[str] = []
+        # The same, each with its collection: `insert:complaints`.
+        self.targets: list[str] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.names.append(event.command_name)
+        self.targets.append(f"{event.command_name}:{event.command.get(event.command_name)}")
+
+    def clear(self) -> None:
+        self.names.clear()
+        self.targets.clear()
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass

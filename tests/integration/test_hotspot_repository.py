@@ -173,3 +173,28 @@ async def test_a_busy_places_candidates_and_many_open_hotspots_are_read_in_one_c
         assert listener.names == ["find"]
     finally:
         await client.close()
+
+
+async def test_a_first_routing_stores_its_grouped_member_with_one_insert(servers: Any) -> None:
+    """Grouped before it is stored: no write of the member after its hotspot's."""
+    listener = CommandLog()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        servers.mongo, tz_aware=True, event_listeners=[listener]
+    )
+    try:
+        repo, _ = await repository(client, "lapor_hotspot_repo_first")
+        deps = HotspotDeps(repo=repo, commands=Commands(), clock=lambda: T0)
+        for n, letter in enumerate("AB"):
+            await handlers.handle_routed(routed(f"BJR-{letter}", hours=n), deps)
+        listener.clear()
+        await handlers.handle_routed(routed("BJR-C", hours=2), deps)
+        # Reads aside, and the announcement cleared once published (`update:hotspots`).
+        writes = [t for t in listener.targets if t.split(":")[0] in ("insert", "findAndModify")]
+        assert writes == ["insert:hotspot_members", "findAndModify:hotspots"]
+        [hotspot] = await repo.open_hotspots()
+        assert hotspot.members == ("BJR-A", "BJR-B", "BJR-C")
+        stored = await repo.member("BJR-C")
+        assert stored is not None and stored.hotspot_id == hotspot.hotspot_id
+        assert stored.routed_event_id == routed("BJR-C", hours=2).event_id
+    finally:
+        await client.close()

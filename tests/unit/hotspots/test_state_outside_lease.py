@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -105,19 +106,23 @@ async def test_a_first_routing_is_stored_without_a_read_and_grouped_after_a_cras
     d, repo, _ = worker()
     await handlers.handle_routed(routed("BJR-A"), d)
     assert repo.calls["member"] == 0  # new: inserted, nothing read
-    # A crash after the insert, before the grouping decided: the member is stored
-    # without the decision's id, so the redelivery groups it.
+    # A crash after the member was stored in its hotspot, before the hotspot was:
+    # the redelivery finds the member in a hotspot that does not list it.
+    save_hotspot = repo.save_hotspot
 
-    async def crash() -> None:
+    async def crash(*args: Any) -> bool:
+        repo.save_hotspot = save_hotspot  # type: ignore[method-assign]
         raise ConnectionError("killed")
 
-    repo.meanwhile = crash
+    repo.save_hotspot = crash  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
         await handlers.handle_routed(routed("BJR-B", hours=1), d)
-    assert repo.member_docs["BJR-B"].hotspot_id is None
+    assert repo.member_docs["BJR-B"].hotspot_id is not None and not repo.hotspot_docs
     await handlers.handle_routed(routed("BJR-B", hours=1), d)
-    assert repo.member_docs["BJR-B"].hotspot_id == repo.member_docs["BJR-A"].hotspot_id
-    assert repo.member_docs["BJR-B"].hotspot_id is not None
+    [hotspot] = repo.hotspot_docs.values()
+    assert sorted(hotspot.members) == ["BJR-A", "BJR-B"]
+    assert repo.member_docs["BJR-B"].hotspot_id == hotspot.hotspot_id
+    assert repo.member_docs["BJR-A"].hotspot_id == hotspot.hotspot_id
     # Delivered again once grouped: nothing changes.
     published = len(repo.published)
     await handlers.handle_routed(routed("BJR-B", hours=1), d)
@@ -125,8 +130,8 @@ async def test_a_first_routing_is_stored_without_a_read_and_grouped_after_a_cras
 
 
 async def test_a_state_change_of_a_complaint_being_grouped_here_waits_for_it() -> None:
-    """A first routing stores its member before grouping it: the state change is one
-    write, no read, whether it lands before or after the grouping."""
+    """A state change of a complaint whose first routing this process is grouping waits
+    for its member to be stored: then it is one write, no read."""
     d, repo, _ = worker()
     closing: list[asyncio.Task[None]] = []
 
@@ -195,3 +200,21 @@ async def test_a_hotspot_whose_members_all_closed_while_it_formed_is_closed() ->
     assert [repo.member_docs[m].state for m in ("BJR-C", "BJR-P")] == ["closed", "closed"]
     assert hotspot.state is HotspotState.CLOSED
     assert [e.change for e in repo.published] == [HotspotChange.FORMED, HotspotChange.CLOSED]
+
+
+async def test_a_partner_left_out_by_a_crash_is_stored_in_its_hotspot_on_the_redelivery() -> None:
+    d, repo, _ = worker()
+    await handlers.handle_routed(routed("BJR-A"), d)
+    save_member = repo.save_member
+
+    async def crash(*args: Any) -> Member:
+        repo.save_member = save_member  # type: ignore[method-assign]
+        raise ConnectionError("killed")
+
+    repo.save_member = crash  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await handlers.handle_routed(routed("BJR-B", hours=1), d)
+    [hotspot] = repo.hotspot_docs.values()
+    assert repo.member_docs["BJR-A"].hotspot_id is None  # the partner, not yet
+    await handlers.handle_routed(routed("BJR-B", hours=1), d)
+    assert repo.member_docs["BJR-A"].hotspot_id == hotspot.hotspot_id
