@@ -1,11 +1,11 @@
 """What notify remembers of each complaint: how to reach its reporter (sealed), kept
 in one contact document per complaint, with the routings kept there before the
-deadlines carried them."""
+deadlines carried them (and the first acknowledged answer date, before it was
+kept with the acknowledgement's record)."""
 
-from datetime import datetime
+from collections import OrderedDict
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from lapor.runtime.pii import PiiCipher, is_sealed
@@ -14,12 +14,17 @@ Document = dict[str, Any]
 
 # The reporter's addresses in a contact: sealed at rest.
 _SEALED = ("sms", "email")
+# Contacts kept as saved, the latest: more than the complaints of a busy minute.
+SAVED_CONTACTS = 5000
 
 
 class ContactStore:
     cipher: PiiCipher
     contacts: AsyncCollection[Document]
     routings: AsyncCollection[Document]
+    # The contacts this process saved, as it saved them: a contact does not change
+    # once the received event stored it, so its acknowledgement reads nothing.
+    saved: "OrderedDict[str, Document]"
 
     async def save_contact(self, complaint_id: str, contact: Document) -> None:
         stored = dict(contact)
@@ -27,26 +32,15 @@ class ContactStore:
             if stored.get(key):
                 stored[key] = self.cipher.seal(stored[key], complaint_id)
         await self.contacts.update_one({"_id": complaint_id}, {"$set": stored}, upsert=True)
+        self.saved[complaint_id] = {"_id": complaint_id, **contact}
+        self.saved.move_to_end(complaint_id)
+        while len(self.saved) > SAVED_CONTACTS:
+            self.saved.popitem(last=False)
 
     async def contact(self, complaint_id: str) -> Document | None:
+        if (saved := self.saved.get(complaint_id)) is not None:
+            return dict(saved)
         return self._opened(await self.contacts.find_one({"_id": complaint_id}), complaint_id)
-
-    async def contact_noting_answer(self, complaint_id: str, answer: datetime) -> Document | None:
-        """The contact as it was, and `answer` kept as the first acknowledged answer
-        date if it has none yet: one command for the first acknowledgement, which
-        reads the contact and keeps its date; a read alone once a date is kept."""
-        found = await self.contacts.find_one_and_update(
-            {
-                "_id": complaint_id,
-                "region": {"$exists": True},
-                "acknowledged_answer": {"$exists": False},
-            },
-            {"$set": {"acknowledged_answer": answer}},
-            return_document=ReturnDocument.BEFORE,
-        )
-        if found is None:
-            found = await self.contacts.find_one({"_id": complaint_id})
-        return self._opened(found, complaint_id)
 
     def _opened(self, found: Document | None, complaint_id: str) -> Document | None:
         # Known once the received event stored it: a routing that came first creates

@@ -62,6 +62,9 @@ class Notification:
     withheld: str | None = None
     # The complaint's region: a citizen SMS counts against the region's daily budget.
     region: str | None = None
+    # An acknowledgement: the answer date it tells, kept with its record (the first
+    # one kept is what later announcements of the deadlines are compared with).
+    acknowledges: datetime | None = None
 
     @property
     def id(self) -> str:
@@ -556,6 +559,8 @@ class Deliverer:
             "attempt": None,
             "attempt_log": [],
         }
+        if note.acknowledges is not None:
+            record["acknowledged_answer"] = note.acknowledges
         if note.withheld:
             return record | {"status": WITHHELD, "withheld_reason": note.withheld}
         if note.undeliverable:

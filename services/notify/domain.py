@@ -52,6 +52,14 @@ class CitizenMessage:
 _ROUTING_STATES = frozenset({State.ASSIGNED, State.TRIAGE})
 
 
+def could_acknowledge(event: DeadlinesSet) -> bool:
+    """Whether the event's message depends on the answer date first told: a routing's
+    deadlines with an answer date (not a reopening, not the end of a wait)."""
+    return (
+        not event.reopened and event.state in _ROUTING_STATES and event.deadlines.answer is not None
+    )
+
+
 def answer_moved(event: DeadlinesSet, acknowledged_answer: datetime | None) -> bool:
     """True when `event` tells a new answer date rather than acknowledging the complaint:
     it ends a wait for the citizen, or its date differs from the one the first

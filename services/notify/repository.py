@@ -26,6 +26,7 @@ bound to the complaint id) and opened only when a reply must go out
 `services.notify.attempts`.
 """
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,9 +92,8 @@ class NotifyRecords(Protocol):
 
     async def contact(self, complaint_id: str) -> Document | None: ...
 
-    async def contact_noting_answer(
-        self, complaint_id: str, answer: datetime
-    ) -> Document | None: ...
+    async def first_acknowledged(self, complaint_id: str) -> datetime | None:
+        """The answer date the complaint's first acknowledgement told, if it had one."""
 
     async def routing(self, routed_event_id: str, contact: Document | None) -> Document | None: ...
 
@@ -115,6 +115,7 @@ class NotificationRepository(ContactStore):
         # once); until it has, the sweep does not announce that failure again.
         self.deferred = deferred
         self._announcing: set[str] = set()
+        self.saved: OrderedDict[str, Document] = OrderedDict()
         self.contacts = db["notify_contacts"]
         self.routings = db["notify_routings"]
         self.notifications = db["notifications"]
@@ -125,6 +126,19 @@ class NotificationRepository(ContactStore):
         # (region → day, units), and the days whose last units go one by one.
         self._units: dict[str, tuple[str, int]] = {}
         self._singly: set[str] = set()
+
+    async def first_acknowledged(self, complaint_id: str) -> datetime | None:
+        # The complaint's few records, through its index; the contact kept the date
+        # before it went into the acknowledgement's record.
+        cursor = self.notifications.find(
+            {"complaint_id": complaint_id, "acknowledged_answer": {"$exists": True}},
+            {"acknowledged_answer": 1, "created_at": 1},
+        )
+        found = sorted(await cursor.to_list(None), key=lambda r: r["created_at"])
+        if found:
+            return found[0]["acknowledged_answer"]
+        contact = await self.contacts.find_one({"_id": complaint_id}, {"acknowledged_answer": 1})
+        return (contact or {}).get("acknowledged_answer")
 
     async def ensure_indexes(self) -> None:
         await self.notifications.create_index([("complaint_id", ASCENDING)])

@@ -15,7 +15,7 @@ key that opens them. Each use case reads the complaint's contact at most once.
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -30,6 +30,7 @@ from lapor.contracts import (
     InboundRejected,
     SmsDeliveryReceipt,
     State,
+    routed_event_id,
 )
 from lapor.contracts.events import Event, contact_context
 from lapor.directory import Contacts
@@ -142,22 +143,19 @@ async def acknowledge_and_assign(
     """Tell the citizen the deadlines (first, or a later date); a new assignment also
     goes to the agency's officials."""
     name = deps.agencies.name_of(event.region, event.agency) if event.agency else ""
-    # Kept once: every later announcement is compared with what the citizen was told
-    # first. A contact without that date yet makes this the first acknowledgement,
-    # unless the event announces a later date in any case.
-    first_answer = event.deadlines.answer
-    if domain.acknowledgement(event, name).template in _LATER_DATES:
-        first_answer = None
     # Read once: the acknowledgement's wording, its address and the agency's notice
     # come from the same record, also when the received event is stored meanwhile.
-    contact = await _contact(deps, event.complaint_id, last_chance, keeping_answer=first_answer)
+    contact = await _contact(deps, event.complaint_id, last_chance)
     ack = domain.acknowledgement(
         event,
         name,
         truncated=bool((contact or {}).get("text_truncated")),
-        acknowledged_answer=(contact or {}).get("acknowledged_answer"),
+        acknowledged_answer=await _acknowledged_answer(deps, event),
     )
-    notes = _to_citizen(deps, ack, contact)
+    # Every later announcement is compared with what the citizen was told first: an
+    # acknowledgement keeps the date it tells with its record (the first one counts).
+    told = None if ack.template in _LATER_DATES else event.deadlines.answer
+    notes = [replace(note, acknowledges=told) for note in _to_citizen(deps, ack, contact)]
     if domain.is_new_assignment(event):
         facts = await _facts(
             deps, event.complaint_id, contact, event.cause_event_id, last_chance, _routing(event)
@@ -269,6 +267,15 @@ async def record_receipt(receipt: SmsDeliveryReceipt, deps: NotifyDeps) -> None:
         await deps.deliverer.fail_by_receipt(record, receipt.error or "gateway reported failure")
 
 
+async def _acknowledged_answer(deps: NotifyDeps, event: DeadlinesSet) -> datetime | None:
+    """The answer date the citizen was first told, where the acknowledgement depends
+    on it: not for the first routing's own deadlines, which nothing told before."""
+    first = f"deadlines:{routed_event_id(event.complaint_id, 0)}"
+    if event.event_id == first or not domain.could_acknowledge(event):
+        return None
+    return await deps.repo.first_acknowledged(event.complaint_id)
+
+
 # --- shared steps ------------------------------------------------------------------
 
 
@@ -283,20 +290,10 @@ def _opened(deps: NotifyDeps, event: Event, field: str) -> str | None:
     return deps.opener.open(sealed, contact_context(event.event_id, field))
 
 
-async def _contact(
-    deps: NotifyDeps,
-    complaint_id: str,
-    last_chance: bool,
-    *,
-    keeping_answer: datetime | None = None,
-) -> Document | None:
+async def _contact(deps: NotifyDeps, complaint_id: str, last_chance: bool) -> Document | None:
     """The complaint's contact; not yet known while the received event that carries
-    it is still on its way, None on the last chance. With `keeping_answer`, the same
-    command keeps it as the first acknowledged answer if the contact has none."""
-    if keeping_answer is not None:
-        contact = await deps.repo.contact_noting_answer(complaint_id, keeping_answer)
-    else:
-        contact = await deps.repo.contact(complaint_id)
+    it is still on its way, None on the last chance."""
+    contact = await deps.repo.contact(complaint_id)
     if contact is None and not last_chance:
         raise NotYetKnown(f"no contact for {complaint_id} yet")
     return contact

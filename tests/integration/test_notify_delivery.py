@@ -646,8 +646,10 @@ async def test_the_citizen_is_told_the_answer_date_a_wait_moved(notify: Notify) 
     extended = calls[1].json["text"]
     assert "diperpanjang menjadi" in extended and complaint in extended
     assert calls[1].json["reference"] != calls[0].json["reference"]
-    contact = await notify.db.notify_contacts.find_one({"_id": complaint})
-    assert abs(contact["acknowledged_answer"] - first.deadlines.answer) < timedelta(seconds=1)
+    [told] = [
+        r for r in await notify.records(complaint, audience="citizen") if r["template"] == "ack"
+    ]
+    assert abs(told["acknowledged_answer"] - first.deadlines.answer) < timedelta(seconds=1)
 
     # The first announcement redelivered after the move: still the one acknowledgement.
     await notify.publish(subjects.COMPLAINT_DEADLINES, first, f"replay:{first.event_id}")
@@ -655,6 +657,33 @@ async def test_the_citizen_is_told_the_answer_date_a_wait_moved(notify: Notify) 
     assert len(notify.http.to(phone)) == 2
     templates = [r["template"] for r in await notify.records(complaint, audience="citizen")]
     assert sorted(templates) == ["ack", "deadline_extended"]
+
+
+async def test_a_forward_with_a_later_date_is_told_as_a_move_from_the_first(
+    notify: Notify,
+) -> None:
+    """The first acknowledgement's date is kept with its record: the deadlines of the
+    next routing round are compared with it."""
+    complaint, phone = "BJR-T12", "+6281234500812"
+    await notify.publish(
+        subjects.COMPLAINT_RECEIVED,
+        received(complaint, phone, "lampu jalan mati di Jalan Sekumpul"),
+        f"received:{complaint}",
+    )
+    first = deadlines_set(complaint, "PUPR", "lampu")
+    await notify.publish(subjects.COMPLAINT_DEADLINES, first, first.event_id)
+    await eventually(lambda: _sms_to(notify, phone, 1))
+    forwarded = first.model_copy(
+        update={
+            "event_id": f"deadlines:routed:{complaint}:1",
+            "agency": "DISHUB",
+            "deadlines": first.deadlines.model_copy(update={"answer": NOW + timedelta(days=16)}),
+            "cause_event_id": f"routed:{complaint}:1",
+        }
+    )
+    await notify.publish(subjects.COMPLAINT_DEADLINES, forwarded, forwarded.event_id)
+    calls = await eventually(lambda: _sms_to(notify, phone, 2))
+    assert "diperpanjang menjadi" in calls[1].json["text"]
 
 
 async def _sms_to(notify: Notify, phone: str, n: int) -> list[Call] | None:

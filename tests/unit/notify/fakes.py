@@ -35,6 +35,8 @@ class MemoryRecords:
         self.routings: dict[str, Document] = {}
         self.notifications: dict[str, Document] = {}
         self.reads: Counter[str] = Counter()
+        # The first acknowledged answer date per complaint, as its record keeps it.
+        self.acknowledged: dict[str, datetime] = {}
 
     async def save_contact(self, complaint_id: str, contact: Document) -> None:
         self.contacts.setdefault(complaint_id, {}).update(contact)
@@ -45,11 +47,14 @@ class MemoryRecords:
         # A document the routing created before the received event is no contact yet.
         return dict(found) if found is not None and "region" in found else None
 
-    async def contact_noting_answer(self, complaint_id: str, answer: datetime) -> Document | None:
-        found = await self.contact(complaint_id)
-        if found is not None and "acknowledged_answer" not in found:
-            self.contacts[complaint_id]["acknowledged_answer"] = answer
-        return found
+    async def first_acknowledged(self, complaint_id: str) -> datetime | None:
+        self.reads["acknowledged"] += 1
+        kept = self.acknowledged.get(complaint_id)
+        return (
+            kept
+            if kept is not None
+            else self.contacts.get(complaint_id, {}).get("acknowledged_answer")
+        )
 
     async def routing(self, routed_event_id: str, contact: Document | None) -> Document | None:
         for entry in (contact or {}).get("routings", []):
@@ -67,6 +72,8 @@ class MemoryRecords:
 
 class RecordingDelivery:
     def __init__(self, retry_in: float | None = None) -> None:
+        # Where the records of what was sent are kept (the acknowledged answer dates).
+        self.records: MemoryRecords | None = None
         self.sent: dict[str, Notification] = {}
         self.deliveries = 0
         self.last_chances: list[bool] = []
@@ -82,6 +89,9 @@ class RecordingDelivery:
         for note in notifications:
             self.deliveries += 1
             self.sent.setdefault(note.id, note)
+            if self.records is not None and note.acknowledges is not None:
+                complaint = note.message.complaint_id or ""
+                self.records.acknowledged.setdefault(complaint, note.acknowledges)
         return self.retry_in
 
     async def mark_delivered(self, notification_id: str, at: datetime) -> bool:
@@ -108,9 +118,13 @@ class RecordingDelivery:
 def notify_deps(
     repo: MemoryRecords | None = None, delivery: RecordingDelivery | None = None, **options: Any
 ) -> NotifyDeps:
+    repo = repo or MemoryRecords()
+    delivery = delivery or RecordingDelivery()
+    if delivery.records is None:
+        delivery.records = repo
     return NotifyDeps(
-        repo=repo or MemoryRecords(),
-        deliverer=delivery or RecordingDelivery(),
+        repo=repo,
+        deliverer=delivery,
         renderer=RENDERER,
         agencies=AGENCIES,
         opener=NOTIFY_KEY,

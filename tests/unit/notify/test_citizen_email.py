@@ -215,20 +215,31 @@ class Collection:
 async def test_the_contact_keeps_the_address_sealed_bound_to_the_complaint() -> None:
     collections = {"notify_contacts": Collection()}
     db: Any = defaultdict(Collection, collections)
-    repo = NotificationRepository(db, PiiCipher(new_key()))
+    cipher = PiiCipher(new_key())
+    repo = NotificationRepository(db, cipher)
     await repo.save_contact("LPR-A", {"region": "banjar", "sms": PHONE, "email": EMAIL})
     await repo.save_contact("LPR-B", {"region": "banjar", "sms": None, "email": None})
 
     raw = collections["notify_contacts"].docs["LPR-A"]
     assert is_sealed(raw["email"]) and is_sealed(raw["sms"])
     assert EMAIL not in repr(raw) and "siti" not in repr(raw).lower()
-    opened = await repo.contact("LPR-A")
-    assert opened is not None and (opened["email"], opened["sms"]) == (EMAIL, PHONE)
-    assert (await repo.contact("LPR-B") or {}).get("email") is None
+    # Read by another process (the saving one has them as it saved them).
+    reader = NotificationRepository(db, cipher)
+    for store in (repo, reader):
+        opened = await store.contact("LPR-A")
+        assert opened is not None and (opened["email"], opened["sms"]) == (EMAIL, PHONE)
+        assert (await store.contact("LPR-B") or {}).get("email") is None
+
+    async def read(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the saving process reads its own contacts")
+
+    find_one, repo.contacts.find_one = repo.contacts.find_one, read  # type: ignore[method-assign]
+    assert (await repo.contact("LPR-A") or {}).get("sms") == PHONE
+    repo.contacts.find_one = find_one  # type: ignore[method-assign]
     # Bound to its complaint: a sealed address copied to another record does not open.
     collections["notify_contacts"].docs["LPR-B"]["email"] = raw["email"]
     with pytest.raises(PiiKeyError, match="does not belong to this record"):
-        await repo.contact("LPR-B")
+        await NotificationRepository(db, cipher).contact("LPR-B")
 
 
 MAIL = OutgoingMessage(

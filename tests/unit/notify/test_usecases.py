@@ -185,7 +185,9 @@ async def test_deadlines_acknowledge_the_citizen_and_assign_the_agency(
     await usecases.acknowledge_and_assign(deadlines(), deps)
     assert [m.template for m in delivery.citizen("sms")] == ["ack"]
     assert {n.message.template for n in delivery.officials()} == {"official_assignment"}
-    assert repo.contacts[CID]["acknowledged_answer"] == ANSWER
+    # The date told is kept with the acknowledgement's records; nothing else was read.
+    assert {n.acknowledges for n in delivery.sent.values() if n.audience == "citizen"} == {ANSWER}
+    assert repo.acknowledged[CID] == ANSWER and repo.reads["acknowledged"] == 0
 
 
 async def test_deadlines_read_the_contact_once(
