@@ -45,7 +45,7 @@ class HotspotDeps:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     lease: Lease | None = None
     # A change touched an open hotspot: the gauge is read again on its next round
-    # (at most once a second, see wiring) rather than after every change.
+    # (at most every few seconds, see wiring) rather than after every change.
     gauge_stale: bool = False
     # Complaints whose routing this process is handling (waiting for the lock or
     # holding it): a state change of one waits for it rather than miss its member.

@@ -40,7 +40,8 @@ DESCRIPTION = (
     "within days, for officers to confirm, split, merge and answer at once."
 )
 ANSWER_SUBJECT = f"{subjects.COMMAND_PREFIX}.{Action.ANSWER.value}"
-GAUGE_CHECK_S = 1.0
+# The open-hotspots gauge is read again at most this often after this replica's changes.
+GAUGE_CHECK_S = 5.0
 
 
 def register(
@@ -119,7 +120,7 @@ def create_app(settings: HotspotSettings | None = None) -> FastAPI:
 
         async def refresh_gauge() -> int:
             # Read again soon after this replica changed a hotspot, and on every
-            # interval for the other replicas' changes: at most once a second.
+            # interval for the other replicas' changes: at most every GAUGE_CHECK_S.
             nonlocal read_at
             if current.gauge_stale or monotonic() - read_at >= settings.metrics_interval_s:
                 current.gauge_stale = False

@@ -3,8 +3,9 @@
 The repository records each stored change (`CountBuffer.record`: a new
 complaint, or a transition that actually applied, so a redelivery counts
 nothing); the differences are added to the counter documents with `$inc`
-once a second in one command (`flush`), so the counters cost one database
-command a second, not a few per complaint.
+every few seconds in one command (`flush`, `INTAKE_COUNTS_FLUSH_S`), so the
+counters cost one database command every few seconds, not a few per complaint;
+the gauges, read every `INTAKE_METRICS_INTERVAL_S`, lag by no more than both.
 
 No transaction spans a complaint and its counters: a crash between the
 complaint's write and the flush loses that difference. The reconciliation

@@ -33,9 +33,9 @@ class IntakeSettings(ServiceSettings):
     )
     min_words: int = Field(default=3, ge=1, le=20)
     metrics_interval_s: float = Field(default=30.0, gt=0)
-    # The complaint gauges' counters: stored changes added once a second, and
+    # The complaint gauges' counters: stored changes added every few seconds, and
     # recounted (on one replica) this often to repair what a crash lost.
-    counts_flush_s: float = Field(default=1.0, gt=0, le=10)
+    counts_flush_s: float = Field(default=5.0, gt=0, le=10)
     counts_reconcile_minutes: float = Field(default=30.0, gt=0)
     # How often announcements a crash or an outage left pending are published.
     outbox_sweep_s: float = Field(default=15.0, gt=0)
