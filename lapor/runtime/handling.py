@@ -48,7 +48,12 @@ RETRY_DELAYS_S = [1.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0]
 
 class DependencyUnavailable(Exception):
     """A service's own downstream (an SMS gateway, a mail server) is away; the
-    message is retried like one that met a database outage."""
+    message is retried like one that met a database outage, or after `retry_in_s`
+    when the failure knows when trying again is worth it (a wait that ends then)."""
+
+    def __init__(self, *args: object, retry_in_s: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_in_s = retry_in_s
 
 
 # A dependency that is away (database, NATS): the failure says nothing about the
@@ -241,7 +246,8 @@ class RetryLater(BaseMiddleware):
     attempts over more than 18 minutes, which an outage of the database or of
     NATS has to outlast before anything is dead-lettered. The last attempt is
     NAKed plainly, so a poison message reaches the dead-letter path without a
-    further wait.
+    further wait. A dependency that says when to try again (`retry_in_s`) is
+    tried again then, not at the next step of the backoff.
     """
 
     async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
@@ -253,6 +259,8 @@ class RetryLater(BaseMiddleware):
             delay = retry_delay(_delivery_facts(msg)[2])
             if delay is None:
                 raise
+            if isinstance(exc, DependencyUnavailable) and exc.retry_in_s is not None:
+                delay = max(exc.retry_in_s, RETRY_DELAYS_S[0])
             raise NackMessage(delay=delay) from exc
 
 

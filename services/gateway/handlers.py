@@ -111,7 +111,12 @@ async def submit_sms(sms: OutboundSms, deps: GatewayDeps) -> None:
             await deps.submissions.mark_submitted(nid, "reported", deps.clock())
             deps.metrics.submitted.inc()
             return
-        raise KannelUnavailable("awaiting_report", "sent without an answer, no report yet")
+        # Tried again when the wait ends, not at the backoff's next step after it.
+        raise KannelUnavailable(
+            "awaiting_report",
+            "sent without an answer, no report yet",
+            retry_in_s=_left_to_wait(record, deps).total_seconds(),
+        )
     await deps.pace.wait()
     query = domain.sendsms_query(deps.login, sms.to, sms.text, nid)
     try:
@@ -137,6 +142,12 @@ async def submit_sms(sms: OutboundSms, deps: GatewayDeps) -> None:
 
 
 # --- delivery reports (DLR) ----------------------------------------------------------
+
+
+def _left_to_wait(record: Submission, deps: GatewayDeps) -> timedelta:
+    """What is left of the wait for a report after a call without an answer."""
+    waited = deps.clock() - (record.uncertain_at or deps.clock())
+    return max(deps.unanswered_wait - waited, timedelta(0))
 
 
 def _still_unanswered(record: Submission, deps: GatewayDeps) -> bool:

@@ -16,8 +16,8 @@ NO_ANSWER = "no_answer"
 class KannelUnavailable(DependencyUnavailable):
     """Kannel did not take the SMS now (down, overloaded, misconfigured login): later."""
 
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
+    def __init__(self, kind: str, detail: str, *, retry_in_s: float | None = None) -> None:
+        super().__init__(f"{kind}: {detail}", retry_in_s=retry_in_s)
         self.kind = kind
 
 

@@ -93,8 +93,10 @@ async def test_unanswered_call_waits_for_a_report_instead_of_sending_twice() -> 
         await handlers.submit_sms(_sms(), deps)
     kannel.failure = None
     clock.now += timedelta(seconds=30)
-    with pytest.raises(KannelUnavailable, match="awaiting_report"):
+    with pytest.raises(KannelUnavailable, match="awaiting_report") as waiting:
         await handlers.submit_sms(_sms(), deps)
+    # Back when the 5-minute wait for a report ends, not at the backoff's next step.
+    assert waiting.value.retry_in_s == 270.0
     # Kannel had it after all: its report arrives, the redelivery sends nothing.
     await handlers.record_delivery_report("n-1", domain.DLR_SMSC_ACK, "ACK/", deps)
     await handlers.submit_sms(_sms(), deps)
