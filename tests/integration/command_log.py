@@ -1,6 +1,8 @@
 """The names of the database commands a client sent, in order (a pymongo listener)."""
 
-from pymongo import monitoring
+from typing import Any
+
+from pymongo import AsyncMongoClient, monitoring
 
 
 class Commands(monitoring.CommandListener):
@@ -22,3 +24,9 @@ class Commands(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+def listened(url: str) -> tuple[AsyncMongoClient[dict[str, Any]], Commands]:
+    """A client of its own on `url`, with the commands it sends listed."""
+    commands = Commands()
+    return AsyncMongoClient(url, tz_aware=True, event_listeners=[commands]), commands

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from lapor.contracts import State
 from lapor.contracts.hotspots import HotspotChanged, HotspotState
@@ -17,7 +16,7 @@ from services.hotspots import handlers
 from services.hotspots.domain import Hotspot
 from services.hotspots.handlers import HotspotDeps
 from services.hotspots.repository import MEMBERS, MongoHotspots, StateChange, hotspot_doc
-from tests.integration.command_log import Commands as CommandLog
+from tests.integration.command_log import listened
 from tests.unit.hotspots.fakes import T0, Commands, routed, state_changed
 
 pytestmark = [pytest.mark.integration]
@@ -135,10 +134,7 @@ async def test_a_busy_places_candidates_and_many_open_hotspots_are_read_in_one_c
     servers: Any,
 ) -> None:
     """More than a first batch's default 101 still cost one find."""
-    listener = CommandLog()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        servers.mongo, tz_aware=True, event_listeners=[listener]
-    )
+    client, listener = listened(servers.mongo)
     try:
         repo, _ = await repository(client, "lapor_hotspot_repo_busy")
         for n in range(150):
@@ -177,10 +173,7 @@ async def test_a_busy_places_candidates_and_many_open_hotspots_are_read_in_one_c
 
 async def test_a_first_routing_stores_its_grouped_member_with_one_insert(servers: Any) -> None:
     """Grouped before it is stored: no write of the member after its hotspot's."""
-    listener = CommandLog()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        servers.mongo, tz_aware=True, event_listeners=[listener]
-    )
+    client, listener = listened(servers.mongo)
     try:
         repo, _ = await repository(client, "lapor_hotspot_repo_first")
         deps = HotspotDeps(repo=repo, commands=Commands(), clock=lambda: T0)

@@ -22,7 +22,7 @@ from services.notify.channels import ChannelSet, DeliveryResult, OutgoingMessage
 from services.notify.delivery import Deliverer, Notification, NotifyMetrics
 from services.notify.repository import Finished, Finishing, NotificationRepository
 from services.notify.retry import RetryPolicy
-from tests.integration.command_log import Commands
+from tests.integration.command_log import listened
 from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
@@ -217,10 +217,7 @@ async def test_the_endings_of_one_events_notices_are_written_in_one_command_each
 ) -> None:
     """Both pending: one command moves both. A receipt settled one meanwhile: its
     ending is still recorded (kept), the other's moved; a claim taken over: lost."""
-    listener = Commands()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        servers.mongo, tz_aware=True, event_listeners=[listener]
-    )
+    client, listener = listened(servers.mongo)
     repo = NotificationRepository(client[DATABASE], PiiCipher(new_key()))
     deliverer = replica(repo, Gateway(), Clock())
     names = ("ntf-x1", "ntf-x2", "ntf-y1", "ntf-y2", "ntf-y3")

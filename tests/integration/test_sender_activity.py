@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 from lapor.runtime.write_behind import WriteBehind
 from services.intake.repository import ComplaintRepository
 from services.intake.sender_store import KEPT_FOR
-from tests.integration.command_log import Commands
+from tests.integration.command_log import listened
 from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
@@ -29,10 +29,7 @@ def _db(mongo: AsyncMongoClient[dict[str, Any]]) -> Any:
 async def test_a_message_is_counted_once_in_one_command_whatever_the_retries(
     servers: Stack,
 ) -> None:
-    listener = Commands()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        servers.mongo, tz_aware=True, event_listeners=[listener]
-    )
+    client, listener = listened(servers.mongo)
     try:
         repo = ComplaintRepository(_db(client))
         listener.names.clear()

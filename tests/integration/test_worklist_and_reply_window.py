@@ -13,7 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from pymongo import AsyncMongoClient
 
 from lapor.contracts import (
     AutoCloseDue,
@@ -31,7 +30,7 @@ from services.intake.views import public_view
 from services.intake.worklist import PENDING, WORKLIST_MARK
 from services.intake.worklist_api import OPEN_STATES
 from tests.factories import complaint_routed
-from tests.integration.command_log import Commands
+from tests.integration.command_log import listened
 from tests.integration.intake_harness import running_intake
 from tools.devstack import Stack
 
@@ -69,11 +68,10 @@ async def _route(
     await repo.apply(tracking_id, domain.routed_transition(event))
 
 
-async def _deadlines(
-    repo: ComplaintRepository, tracking_id: str, first_days: float, answer_days: float
-) -> None:
-    event = DeadlinesSet(
-        event_id=f"deadlines:{tracking_id}:{uuid.uuid4().hex[:6]}",
+def _deadlines_set(tracking_id: str, deadlines: Deadlines, event_id: str) -> DeadlinesSet:
+    """PUPR's deadlines of the complaint's first routing."""
+    return DeadlinesSet(
+        event_id=event_id,
         occurred_at=T0,
         complaint_id=tracking_id,
         region="banjar",
@@ -81,12 +79,21 @@ async def _deadlines(
         priority=Priority.NORMAL,
         state=State.ASSIGNED,
         received_at=T0,
-        deadlines=Deadlines(
-            routing=T0 + timedelta(days=1),
-            first_response=T0 + timedelta(days=first_days),
-            answer=T0 + timedelta(days=answer_days),
-        ),
+        deadlines=deadlines,
         cause_event_id=f"routed:{tracking_id}:0",
+    )
+
+
+async def _deadlines(
+    repo: ComplaintRepository, tracking_id: str, first_days: float, answer_days: float
+) -> None:
+    deadlines = Deadlines(
+        routing=T0 + timedelta(days=1),
+        first_response=T0 + timedelta(days=first_days),
+        answer=T0 + timedelta(days=answer_days),
+    )
+    event = _deadlines_set(
+        tracking_id, deadlines, f"deadlines:{tracking_id}:{uuid.uuid4().hex[:6]}"
     )
     await repo.apply(tracking_id, domain.deadlines_transition(event))
 
@@ -338,27 +345,14 @@ async def test_the_routing_and_the_deadlines_heard_at_once_read_nothing(
 ) -> None:
     """Both are decided on the complaint as this process wrote it, one after the other:
     no read and no lost race for the version."""
-    listener = Commands()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        servers.mongo, tz_aware=True, event_listeners=[listener]
-    )
+    client, listener = listened(servers.mongo)
     try:
         repo = ComplaintRepository(client[f"lapor_worklist_both_{uuid.uuid4().hex[:6]}"])
         await repo.ensure_indexes()
         tracking_id = await _new(repo, "BOTH", 0)
         routed = complaint_routed(tracking_id, at=T0, agency="PUPR", priority=Priority.NORMAL)
-        deadlines = DeadlinesSet(
-            event_id=f"deadlines:{routed.event_id}",
-            occurred_at=T0,
-            complaint_id=tracking_id,
-            region="banjar",
-            agency="PUPR",
-            priority=Priority.NORMAL,
-            state=State.ASSIGNED,
-            received_at=T0,
-            deadlines=Deadlines(first_response=T0 + timedelta(days=7)),
-            cause_event_id=routed.event_id,
-        )
+        first = Deadlines(first_response=T0 + timedelta(days=7))
+        deadlines = _deadlines_set(tracking_id, first, f"deadlines:{routed.event_id}")
         listener.names.clear()
         routing = domain.Change(domain.routed_transition(routed))
         deadline = domain.Change(domain.deadlines_transition(deadlines))

@@ -14,7 +14,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from lapor.runtime.outbox import FLAG, OUTBOX, Outbox
 from lapor.runtime.write_behind import WriteBehind
-from tests.integration.command_log import Commands
+from tests.integration.command_log import listened
 from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
@@ -38,10 +38,7 @@ class Publisher:
 
 
 async def test_many_updates_go_out_in_few_commands_and_in_order(servers: Stack) -> None:
-    listener = Commands()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        servers.mongo, tz_aware=True, event_listeners=[listener]
-    )
+    client, listener = listened(servers.mongo)
     try:
         db = client[f"lapor_write_behind_{secrets.token_hex(4)}"]
         await db.docs.insert_many([{"_id": i, "step": 0} for i in range(40)])

@@ -64,6 +64,17 @@ class Meanwhile(InMemoryHotspots):
         return found
 
 
+def crash_once(repo: Meanwhile, method: str) -> None:
+    """The repository's `method` fails once, as a crash before it would have written."""
+    works = getattr(repo, method)
+
+    async def crash(*args: Any) -> Any:
+        setattr(repo, method, works)
+        raise ConnectionError("killed")
+
+    setattr(repo, method, crash)
+
+
 def worker() -> tuple[HotspotDeps, Meanwhile, CountingLease]:
     repo, lease = Meanwhile(), CountingLease()
     return HotspotDeps(repo=repo, commands=Commands(), clock=lambda: T0, lease=lease), repo, lease
@@ -108,13 +119,7 @@ async def test_a_first_routing_is_stored_without_a_read_and_grouped_after_a_cras
     assert repo.calls["member"] == 0  # new: inserted, nothing read
     # A crash after the member was stored in its hotspot, before the hotspot was:
     # the redelivery finds the member in a hotspot that does not list it.
-    save_hotspot = repo.save_hotspot
-
-    async def crash(*args: Any) -> bool:
-        repo.save_hotspot = save_hotspot  # type: ignore[method-assign]
-        raise ConnectionError("killed")
-
-    repo.save_hotspot = crash  # type: ignore[method-assign]
+    crash_once(repo, "save_hotspot")
     with pytest.raises(ConnectionError):
         await handlers.handle_routed(routed("BJR-B", hours=1), d)
     assert repo.member_docs["BJR-B"].hotspot_id is not None and not repo.hotspot_docs
@@ -205,13 +210,7 @@ async def test_a_hotspot_whose_members_all_closed_while_it_formed_is_closed() ->
 async def test_a_partner_left_out_by_a_crash_is_stored_in_its_hotspot_on_the_redelivery() -> None:
     d, repo, _ = worker()
     await handlers.handle_routed(routed("BJR-A"), d)
-    save_member = repo.save_member
-
-    async def crash(*args: Any) -> Member:
-        repo.save_member = save_member  # type: ignore[method-assign]
-        raise ConnectionError("killed")
-
-    repo.save_member = crash  # type: ignore[method-assign]
+    crash_once(repo, "save_member")
     with pytest.raises(ConnectionError):
         await handlers.handle_routed(routed("BJR-B", hours=1), d)
     [hotspot] = repo.hotspot_docs.values()
