@@ -154,8 +154,7 @@ def _still_unanswered(record: Submission, deps: GatewayDeps) -> bool:
     """Within the wait for a report after a call without an answer (or reported)."""
     if record.reported:
         return True
-    waited = deps.clock() - (record.uncertain_at or deps.clock())
-    return record.uncertain_at is not None and waited < deps.unanswered_wait
+    return record.uncertain_at is not None and _left_to_wait(record, deps) > timedelta(0)
 
 
 async def record_delivery_report(

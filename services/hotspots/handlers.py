@@ -234,7 +234,7 @@ async def _grouped(deps: HotspotDeps, member: Member) -> bool:
     the hotspot it formed, lists a partner that is stored in it (each is written after
     the hotspot: a crash may have come in between, which is mended here)."""
     assert member.hotspot_id is not None
-    hotspot = deps.known.get(member.hotspot_id) or await deps.repo.hotspot(member.hotspot_id)
+    hotspot = (await _hotspots(deps, [member.hotspot_id])).get(member.hotspot_id)
     if hotspot is None or member.complaint_id not in hotspot.members:
         return False
     if hotspot.hotspot_id == domain.formed_id(member.complaint_id):

@@ -332,7 +332,7 @@ class MongoHotspots:
         if agency is not None:
             query["agency"] = agency
         cursor = self.hotspots_c.find(query).sort("_id", ASCENDING)
-        # In one batch, as the candidates: the gauge reads them all every second.
+        # In one batch, as the candidates: the gauge reads them all.
         cursor = cursor.limit(_OPEN_HOTSPOTS).batch_size(_OPEN_HOTSPOTS)
         return [hotspot_of(doc) async for doc in cursor]
 

@@ -130,13 +130,13 @@ class NotificationRepository(ContactStore):
     async def first_acknowledged(self, complaint_id: str) -> datetime | None:
         # The complaint's few records, through its index; the contact kept the date
         # before it went into the acknowledgement's record.
-        cursor = self.notifications.find(
+        first = await self.notifications.find_one(
             {"complaint_id": complaint_id, "acknowledged_answer": {"$exists": True}},
-            {"acknowledged_answer": 1, "created_at": 1},
+            {"acknowledged_answer": 1},
+            sort=[("created_at", ASCENDING)],
         )
-        found = sorted(await cursor.to_list(None), key=lambda r: r["created_at"])
-        if found:
-            return found[0]["acknowledged_answer"]
+        if first is not None:
+            return first["acknowledged_answer"]
         contact = await self.contacts.find_one({"_id": complaint_id}, {"acknowledged_answer": 1})
         return (contact or {}).get("acknowledged_answer")
 
