@@ -3,11 +3,11 @@ computed from them, the timers last written for them and the deadline
 announcements still to publish, with the older `sla_facts` read once."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -31,6 +31,18 @@ class ClockState:
     timers: list[Document] | None
     # The document did not exist before this fact: no timer of it can have fired.
     new: bool = False
+    # The timers are kept in this document only, until the first is due (see
+    # `IN_DOCUMENT`): none is in `sla_timers` but what a replica left there
+    # while moving them.
+    in_document: bool = False
+
+
+# The value of `timers_in` while a clock's timers are kept in its document: most
+# complaints are answered before their first warning, so their timers never need
+# a document of their own. `timers_due_at` is the first one's moment; the sweep
+# finds the documents due through the (timers_in, timers_due_at, _id) index and
+# moves their timers to `sla_timers`, where it fires them.
+IN_DOCUMENT = "document"
 
 
 def fact_to_doc(complaint_id: str, fact: Fact) -> Document:
@@ -84,6 +96,20 @@ def fact_from_doc(doc: Mapping[str, Any]) -> Fact:
         actor=doc.get("actor"),
         agency=doc.get("agency"),
     )
+
+
+def due_query(
+    query: Document, field: str, now: datetime, after: tuple[datetime, str] | None
+) -> Document:
+    """`query` and `field` due by `now`, past the keyset (due, last_id) if given: one
+    range on the field plus a tie-break, so that the index lookup (equality, then
+    range) still applies."""
+    query = {**query, field: {"$lte": now}}
+    if after is not None:
+        due, last_id = after
+        query[field]["$gte"] = due
+        query["$or"] = [{field: {"$gt": due}}, {"_id": {"$gt": last_id}}]
+    return query
 
 
 def clock_summary(plan: Plan, now: datetime) -> Document:
@@ -140,18 +166,19 @@ class ClockStore:
             return ClockState(facts=[fact], facts_added=1, timers=[], new=True)
         if "facts" not in before:
             await self._adopt_old_facts(complaint_id)
-        state = await self._state(complaint_id, before)
+        state = await self.state_of(complaint_id, before)
         known = {f.event_id for f in state.facts}
         facts = state.facts if fact.event_id in known else [*state.facts, fact]
-        return ClockState(facts=facts, facts_added=state.facts_added + 1, timers=state.timers)
+        return replace(state, facts=facts, facts_added=state.facts_added + 1)
 
     async def clock_state(self, complaint_id: str) -> ClockState:
         doc = await self.clocks.find_one({"_id": complaint_id})
         if doc is None:
             return ClockState(facts=[], facts_added=0, timers=[])
-        return await self._state(complaint_id, doc)
+        return await self.state_of(complaint_id, doc)
 
-    async def _state(self, complaint_id: str, doc: Mapping[str, Any]) -> ClockState:
+    async def state_of(self, complaint_id: str, doc: Mapping[str, Any]) -> ClockState:
+        """The state a clock document holds (older documents: facts read from `sla_facts`)."""
         if "facts" in doc:
             facts = [fact_from_doc(entry) for entry in doc["facts"]]
         else:
@@ -161,6 +188,7 @@ class ClockStore:
             facts=facts,
             facts_added=int(doc.get("facts_added") or 0),
             timers=list(timers) if timers is not None else None,
+            in_document=doc.get("timers_in") == IN_DOCUMENT,
         )
 
     async def _old_facts(self, complaint_id: str) -> list[Fact]:
@@ -184,16 +212,19 @@ class ClockStore:
         *,
         facts_added: int,
         timers: list[Document],
+        in_document: bool = False,
     ) -> Document | None:
         """Store the clock summary, the timers written for it and, in the same write,
         the deadline announcements it calls for (the outbox), if no fact was added
-        since `facts_added`; returns the stored document (None: compute again), from
-        which `announce` publishes."""
+        since `facts_added` and the timers are still where `in_document` says;
+        returns the stored document (None: compute again), from which `announce`
+        publishes."""
         changes = dict(summary) | {"timers": timers}
         if announce:
             changes |= self._outbox().fields(complaint_id, announce, summary["updated_at"])
+        kept = IN_DOCUMENT if in_document else {"$ne": IN_DOCUMENT}
         return await self.clocks.find_one_and_update(
-            {"_id": complaint_id, "facts_added": facts_added},
+            {"_id": complaint_id, "facts_added": facts_added, "timers_in": kept},
             # The version lets the relay clear all in one write when nothing changed.
             {"$set": changes, "$inc": {"version": 1}},
             return_document=ReturnDocument.AFTER,
@@ -227,6 +258,15 @@ class ClockStore:
             return 0
         doc = stored if stored is not None else await self.clocks.find_one({"_id": complaint_id})
         return await self.outbox.flush(self.clocks, doc)
+
+    async def clocks_due(
+        self, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Document]:
+        """Clock documents keeping timers of which the first is due by `now`, in
+        (timers_due_at, _id) order, after the keyset `after`."""
+        query = due_query({"timers_in": IN_DOCUMENT}, "timers_due_at", now, after)
+        cursor = self.clocks.find(query).sort([("timers_due_at", ASCENDING), ("_id", ASCENDING)])
+        return await cursor.limit(limit).to_list(limit)
 
     async def announce_leftovers(self, older_than: timedelta) -> int:
         if self.outbox is None:

@@ -14,13 +14,18 @@ Scheduling (`record`, `replan`)
     leaves the event unacknowledged: its redelivery writes the same timers
     again (inserts of existing ids are ignored) and stores the summary.
 
-    A complaint's first routing, which is how most are first heard of, skips the
-    first write: its timers are written, then the clock document with the fact,
-    summary, record and announcements in one insert. If the document exists (a
-    redelivery, another fact first), it goes the way above.
+    A complaint's first routing, which is how most are first heard of, is
+    stored in one insert: the clock document with the fact, summary, timers and
+    announcements. Its timers stay in that document (`timers_in`) until the
+    first is due, and its later facts replan them there: most complaints are
+    answered before their first warning, so their timers never cost a write of
+    their own. If the document exists (a redelivery, another fact first), it
+    goes the way above.
 
 Sweeping (`sweep`)
-    Takes pending timers with `due_at <= now` in (due_at, _id) order, in
+    First moves the timers of clock documents whose first timer is due into
+    `sla_timers` (a replan that writes them, conditional on the document still
+    keeping them). Then takes pending timers with `due_at <= now` in (due_at, _id) order, in
     batches, by keyset (each due timer is read once per sweep). Each one is
     checked against the plan recomputed from the facts *now*: gone → deleted,
     moved later → rescheduled, a warning whose breach is also due already →
@@ -59,7 +64,7 @@ from lapor.contracts import (
 )
 from lapor.runtime.locks import KeyedLock
 from services.sla.breach_store import BreachUpdate, breach_id
-from services.sla.clock_store import ClockState, clock_summary
+from services.sla.clock_store import IN_DOCUMENT, ClockState, clock_summary
 from services.sla.clocks import Plan, TimerKind
 from services.sla.facts import Fact, Routed
 from services.sla.firing import (
@@ -163,13 +168,12 @@ class SlaEngine:
         them; they are stored with the clock summary first, so a crash before the
         publish leaves them to a redelivery or the sweep)."""
         async with self.locks.hold(complaint_id):
-            written: dict[str, Document] = {}
             created = None
             if isinstance(fact, Routed) and fact.round == 0:
-                created = await self._create(complaint_id, fact, announce, written)
+                created = await self._create(complaint_id, fact, announce)
             if created is None:
                 state = await self.store.add_fact(complaint_id, fact)
-                created = await self._replan(complaint_id, state, announce, fact, written)
+                created = await self._replan(complaint_id, state, announce, fact)
             plan, stored = created
         await self.store.announce(complaint_id, stored)
         return plan
@@ -179,31 +183,34 @@ class SlaEngine:
         complaint_id: str,
         fact: Fact,
         announce: Announce | None,
-        written: dict[str, Document],
     ) -> tuple[Plan | None, Document] | None:
         """The clock document of a complaint first heard of by `fact` (its first routing,
-        for most): its timers, then the document with the fact, summary, record of
-        timers and announcements in one insert. None if the document exists (a
-        redelivery, or another fact came first): the timers written are in `written`
-        for the usual way. A timer written again after it fired does not fire twice:
-        its claim in the ledger is refused."""
-        state = ClockState(facts=[fact], facts_added=1, timers=[], new=True)
+        for most), with the fact, summary, timers and announcements, in one insert;
+        its timers stay in it until the first is due. None if the document exists (a
+        redelivery, or another fact came first): then it goes the usual way."""
+        state = ClockState(facts=[fact], facts_added=1, timers=[], new=True, in_document=True)
         plan = build_plan(complaint_id, state.facts, self.regions)
         now = self.clock()
-        timers = await self._reconcile(complaint_id, plan, now, state, written)
-        summary, announced = self._summary(plan, now, announce)
+        timers = await self._reconcile(complaint_id, plan, now, state, {}, keep=True)
+        summary, announced = self._summary(plan, now, announce, in_document=True)
         stored = await self.store.create_clock(complaint_id, fact, summary, announced, timers)
         if stored is None:
-            written.update((doc["_id"], doc) for doc in timers)
             return None
         if plan is not None:
             await self._record_late_runs(plan, now)
         return plan, stored
 
     def _summary(
-        self, plan: Plan | None, now: datetime, announce: Announce | None
+        self, plan: Plan | None, now: datetime, announce: Announce | None, *, in_document: bool
     ) -> tuple[Document, Sequence[DeadlinesSet]]:
         summary = clock_summary(plan, now) if plan is not None else {"updated_at": now}
+        first_due = min((t.due_at for t in plan.timers), default=None) if plan else None
+        # Without a timer there is nothing to keep: the document holds them no more.
+        kept = in_document and first_due is not None
+        summary |= {
+            "timers_in": IN_DOCUMENT if kept else None,
+            "timers_due_at": first_due if kept else None,
+        }
         announced = announce(plan) if announce is not None and plan is not None else ()
         return summary, announced
 
@@ -221,20 +228,29 @@ class SlaEngine:
         state: ClockState,
         announce: Announce | None = None,
         fact: Fact | None = None,
-        written: dict[str, Document] | None = None,
+        *,
+        store_timers: bool = False,
     ) -> tuple[Plan | None, Document]:
+        """Bring the timers in line with the facts and store the summary; timers kept
+        in the document stay there unless `store_timers` (the first is due)."""
         # Timers an earlier attempt wrote count as written, in case the summary
         # that would have listed them was refused.
-        written = {} if written is None else written
+        written: dict[str, Document] = {}
         for _ in range(_REPLAN_ATTEMPTS):
             if fact is not None and all(f.event_id != fact.event_id for f in state.facts):
                 state = await self.store.add_fact(complaint_id, fact)  # lost to another writer
             plan = build_plan(complaint_id, state.facts, self.regions)
             now = self.clock()
-            timers = await self._reconcile(complaint_id, plan, now, state, written)
-            summary, announced = self._summary(plan, now, announce)
+            keep = state.in_document and not store_timers
+            timers = await self._reconcile(complaint_id, plan, now, state, written, keep=keep)
+            summary, announced = self._summary(plan, now, announce, in_document=keep)
             stored = await self.store.save_clock(
-                complaint_id, summary, announced, facts_added=state.facts_added, timers=timers
+                complaint_id,
+                summary,
+                announced,
+                facts_added=state.facts_added,
+                timers=timers,
+                in_document=state.in_document,
             )
             if stored is not None:
                 if plan is not None:
@@ -252,26 +268,41 @@ class SlaEngine:
         now: datetime,
         state: ClockState,
         written: Mapping[str, Document],
+        *,
+        keep: bool,
     ) -> list[Document]:
-        """Make `sla_timers` match the plan; returns the timers the plan wants, as written.
+        """Make `sla_timers` match the plan, unless the timers are kept in the clock
+        document (`keep`); returns the timers the plan wants, as recorded.
 
         What is stored is taken from the clock document's record of the timers
         last written (older documents: read). A fired or claimed timer may differ
         from that record; the writes below touch pending timers only, and a new
         one is not inserted if the ledger shows it fired.
         """
-        recorded = state.timers
-        if recorded is None:
-            recorded = await self.store.timers_of(complaint_id)
-        stored = {**written, **{doc["_id"]: doc for doc in recorded}}
         wanted = {timer.id: timer for timer in plan.timers} if plan is not None else {}
         docs = {timer_id: timer_doc(timer, now) for timer_id, timer in wanted.items()}
+        if keep:
+            return [_recorded(doc) for doc in docs.values()]
+        if state.in_document:
+            # Moving them out of the document: none is in `sla_timers` but what an
+            # attempt that did not finish left there, found as duplicates below.
+            recorded: list[Document] = []
+        elif state.timers is not None:
+            recorded = state.timers
+        else:
+            recorded = await self.store.timers_of(complaint_id)
+        stored = {**written, **{doc["_id"]: doc for doc in recorded}}
         new = [doc for timer_id, doc in docs.items() if timer_id not in stored]
         if new:
             # A timer that already fired is in the ledger, not among the timers: not
-            # again. A complaint heard of for the first time has fired nothing yet.
-            fired = set() if state.new else await self.store.fired_ids(complaint_id)
-            await self.store.insert_timers([doc for doc in new if doc["_id"] not in fired])
+            # again. None of a complaint heard of for the first time has fired, and
+            # one the document kept fired only if written by an unfinished move:
+            # written again, its claim in the ledger is refused.
+            unfired = state.new or state.in_document
+            fired = set() if unfired else await self.store.fired_ids(complaint_id)
+            there = await self.store.insert_timers([doc for doc in new if doc["_id"] not in fired])
+            for timer_id in there if state.in_document else ():
+                await self.store.update_pending_timer(timer_id, moved_fields(wanted[timer_id], now))
         for timer_id, timer in wanted.items():
             existing = stored.get(timer_id)
             if existing is None or existing.get("status", PENDING) != PENDING:
@@ -319,8 +350,9 @@ class SlaEngine:
         report.republished += await self.store.announce_leftovers(
             timedelta(0) if startup else self.republish_after
         )
-        after: tuple[datetime, str] | None = None
         gate = asyncio.Semaphore(self.concurrency)
+        await self._store_due_timers(now, gate, report)
+        after: tuple[datetime, str] | None = None
         while True:
             batch = await self.store.due_timers(now, after, self.batch_size)
             if not batch:
@@ -339,6 +371,36 @@ class SlaEngine:
         self.metrics.last_sweep.set(time.time())
         self.metrics.overdue.set(report.left_due)
         return report
+
+    async def _store_due_timers(
+        self, now: datetime, gate: asyncio.Semaphore, report: SweepReport
+    ) -> None:
+        """Timers kept in their clock document go to `sla_timers` once the first is
+        due, before the sweep reads the timers due there."""
+        after: tuple[datetime, str] | None = None
+        while True:
+            batch = await self.store.clocks_due(now, after, self.batch_size)
+            if not batch:
+                return
+            after = (batch[-1]["timers_due_at"], batch[-1]["_id"])
+            async with asyncio.TaskGroup() as tasks:
+                for doc in batch:
+                    tasks.create_task(self._store_timers(doc, gate, report))
+            if len(batch) < self.batch_size:
+                return
+
+    async def _store_timers(
+        self, doc: Document, gate: asyncio.Semaphore, report: SweepReport
+    ) -> None:
+        complaint_id = doc["_id"]
+        async with gate, self.locks.hold(complaint_id):
+            try:
+                state = await self.store.state_of(complaint_id, doc)
+                await self._replan(complaint_id, state, store_timers=True)
+            except Exception:
+                report.errors += 1
+                self.metrics.sweep_errors.inc()
+                log.exception("moving timers failed", extra={"complaint_id": complaint_id})
 
     async def _fire_group(
         self,

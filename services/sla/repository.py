@@ -9,7 +9,9 @@ sla_clocks    one document per complaint: what SLA heard about it (`facts`:
               (`outbox`), all stored with one conditional write: `facts_added`
               counts the facts added, and the summary is stored only over the
               count it was computed from, so a fact another replica added
-              meanwhile makes the writer compute again.
+              meanwhile makes the writer compute again. Until its first timer
+              is due a clock keeps its timers in the document only (`timers_in`,
+              `timers_due_at`): the sweep moves them to `sla_timers` then.
 sla_facts     the facts as earlier versions stored them, one document per event
               id; read only for a clock document without `facts`, whose facts
               are then copied into it once.
@@ -48,7 +50,7 @@ from lapor.contracts import DeadlinesSet
 from lapor.runtime.db import refused_as_duplicates
 from lapor.runtime.outbox import Outbox, ensure_outbox_index
 from services.sla.breach_store import BreachStore, BreachUpdate
-from services.sla.clock_store import ClockState, ClockStore
+from services.sla.clock_store import ClockState, ClockStore, due_query
 from services.sla.facts import Fact
 
 Document = dict[str, Any]
@@ -64,6 +66,10 @@ class SlaStore(Protocol):
 
     async def add_fact(self, complaint_id: str, fact: Fact) -> ClockState: ...
     async def clock_state(self, complaint_id: str) -> ClockState: ...
+    async def state_of(self, complaint_id: str, doc: Document) -> ClockState: ...
+    async def clocks_due(
+        self, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Document]: ...
     async def save_clock(
         self,
         complaint_id: str,
@@ -72,6 +78,7 @@ class SlaStore(Protocol):
         *,
         facts_added: int,
         timers: list[Document],
+        in_document: bool = False,
     ) -> Document | None: ...
     async def create_clock(
         self,
@@ -85,7 +92,7 @@ class SlaStore(Protocol):
     async def announce_leftovers(self, older_than: timedelta) -> int: ...
 
     async def timers_of(self, complaint_id: str) -> list[Document]: ...
-    async def insert_timers(self, docs: list[Document]) -> int: ...
+    async def insert_timers(self, docs: list[Document]) -> set[str]: ...
     async def update_pending_timer(self, timer_id: str, fields: Document) -> None: ...
     async def delete_pending_timer(self, timer_id: str) -> None: ...
     async def delete_timer(self, timer_id: str) -> None: ...
@@ -145,6 +152,10 @@ class MongoSlaStore(ClockStore, BreachStore):
         await self.fired.create_index([("complaint_id", ASCENDING)])
         await self.breaches_coll.create_index([("agency", ASCENDING), ("due_at", ASCENDING)])
         await self.breaches_coll.create_index([("due_at", ASCENDING)])
+        # Clocks keeping their timers in the document, by the first one's moment.
+        await self.clocks.create_index(
+            [("timers_in", ASCENDING), ("timers_due_at", ASCENDING), ("_id", ASCENDING)]
+        )
         await ensure_outbox_index(self.clocks)
 
     # -- facts and clock ------------------------------------------------------
@@ -154,15 +165,16 @@ class MongoSlaStore(ClockStore, BreachStore):
     async def timers_of(self, complaint_id: str) -> list[Document]:
         return await self.timers.find({"complaint_id": complaint_id}).to_list(None)
 
-    async def insert_timers(self, docs: list[Document]) -> int:
-        """Insert the timers not there yet (another replica may have added some)."""
+    async def insert_timers(self, docs: list[Document]) -> set[str]:
+        """Insert the timers not there yet; returns the ids found there already
+        (another replica, or an attempt that did not finish, added them)."""
         if not docs:
-            return 0
+            return set()
         try:
-            result = await self.timers.insert_many(docs, ordered=False)
+            await self.timers.insert_many(docs, ordered=False)
         except BulkWriteError as error:
-            return len(docs) - len(refused_as_duplicates(error))
-        return len(result.inserted_ids)
+            return {docs[index]["_id"] for index in refused_as_duplicates(error)}
+        return set()
 
     async def update_pending_timer(self, timer_id: str, fields: Document) -> None:
         await self.timers.update_one({"_id": timer_id, "status": PENDING}, {"$set": fields})
@@ -187,13 +199,7 @@ class MongoSlaStore(ClockStore, BreachStore):
     async def due_timers(
         self, now: datetime, after: tuple[datetime, str] | None, limit: int
     ) -> list[Document]:
-        query: Document = {"status": PENDING, "due_at": {"$lte": now}}
-        if after is not None:
-            # Keyset paging past (due, last_id), written as one range on due_at plus a
-            # tie-break so that the index lookup (equality, then range) still applies.
-            due, last_id = after
-            query["due_at"]["$gte"] = due
-            query["$or"] = [{"due_at": {"$gt": due}}, {"_id": {"$gt": last_id}}]
+        query = due_query({"status": PENDING}, "due_at", now, after)
         cursor = self.timers.find(query).sort([("due_at", ASCENDING), ("_id", ASCENDING)])
         return await cursor.limit(limit).to_list(limit)
 

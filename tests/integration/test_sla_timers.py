@@ -404,6 +404,13 @@ async def test_pause_extends_the_answer_and_rerouting_does_not_through_the_bus(
         await sla.stop()
 
 
+async def _planned(db: Any, complaint_id: str, timer_id: str) -> bool:
+    """The timer is planned: kept in the clock document or in `sla_timers`."""
+    clock = await db.sla_clocks.find_one({"_id": complaint_id})
+    kept = clock is not None and any(t["_id"] == timer_id for t in clock.get("timers") or ())
+    return kept or await db.sla_timers.find_one({"_id": timer_id}) is not None
+
+
 async def test_an_unanswered_question_lapses_and_the_sweep_announces_the_new_date(
     own_servers: Stack, own_nc: Any
 ) -> None:
@@ -420,9 +427,7 @@ async def test_an_unanswered_question_lapses_and_the_sweep_announces_the_new_dat
         await _publish(own_nc, subjects.COMPLAINT_ROUTED, routed(cid, received), f"r:{cid}")
         ask = state(cid, "ask", State.NEEDS_INFO, datetime(2026, 11, 4, 10, tzinfo=WITA))
         await _publish(own_nc, subjects.COMPLAINT_STATE_CHANGED, ask, ask.event_id)
-        await eventually(
-            lambda: sla.db.sla_timers.find_one({"_id": f"{cid}:answer:reply_lapsed:1"})
-        )
+        await eventually(lambda: _planned(sla.db, cid, f"{cid}:answer:reply_lapsed:1"))
 
         # The day before the window ends (10 working days: Wednesday 18 Nov 23:59:59)
         # nothing of the answer clock has fired, although its old cap (16 Nov) passed.
@@ -484,5 +489,54 @@ async def test_a_clock_stored_before_facts_moved_into_it_keeps_its_facts(
         assert {t["_id"] for t in stored["timers"]} == timers
         again = await sla.engine.plan_of(cid)
         assert again is not None and again.state is State.IN_PROGRESS
+    finally:
+        await sla.stop()
+
+
+async def test_a_first_routings_timers_wait_in_its_clock_until_the_first_is_due(
+    own_servers: Stack, own_nc: Any
+) -> None:
+    clock = FakeClock(START)
+    sla = await Replica(own_servers, "lapor_sla_kept", clock, "sla").start()
+    store = sla.engine.store
+    cid = "KEPT01"
+    try:
+        await handle_routed(routed(cid, START), sla.deps)
+        plan = await sla.engine.plan_of(cid)
+        assert plan is not None
+        first = min(plan.timers, key=lambda t: t.due_at)
+        kept = await sla.db.sla_clocks.find_one({"_id": cid})
+        assert kept is not None and kept["timers_in"] == "document"
+        assert kept["timers_due_at"] == first.due_at
+        assert {t["_id"] for t in kept["timers"]} == {t.id for t in plan.timers}
+        assert await sla.db.sla_timers.count_documents({"complaint_id": cid}) == 0
+
+        # The sweep finds the document through its index, once the first is due.
+        before = first.due_at - timedelta(seconds=1)
+        assert await store.clocks_due(before, None, 10) == []
+        assert [doc["_id"] for doc in await store.clocks_due(first.due_at, None, 10)] == [cid]
+        query = {"timers_in": "document", "timers_due_at": {"$lte": first.due_at}}
+        explained = await sla.db.command("explain", {"find": "sla_clocks", "filter": query})
+        if "ferretdbVersion" in explained.get("serverInfo", {}):
+            assert "USING INDEX" in " ".join(explained["queryPlanner"]["Plan"])
+
+        clock.set(first.due_at)
+        await sla.engine.sweep()
+        alerts = await stream_events(own_nc, subjects.SLA_ALERT, cid)
+        assert [msg_id for msg_id, _ in alerts] == [first.id]
+        moved = {doc["_id"] async for doc in sla.db.sla_timers.find({"complaint_id": cid})}
+        assert moved == {t.id for t in plan.timers} - {first.id}
+        stored = await sla.db.sla_clocks.find_one({"_id": cid})
+        assert stored is not None and stored["timers_in"] is None
+        # A replan computed over the kept timers is refused now that they moved.
+        refused = await store.save_clock(
+            cid,
+            {"updated_at": first.due_at},
+            facts_added=stored["facts_added"],
+            timers=[],
+            in_document=True,
+        )
+        assert refused is None
+        assert await store.clocks_due(first.due_at + timedelta(days=60), None, 10) == []
     finally:
         await sla.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ from lapor.contracts import (
     State,
 )
 from services.sla.breach_store import LEVEL_RANK, BreachUpdate
-from services.sla.clock_store import ClockState, embedded_fact, fact_from_doc
+from services.sla.clock_store import IN_DOCUMENT, ClockState, embedded_fact, fact_from_doc
 from services.sla.facts import Fact, to_ms
 from services.sla.firing import MODELS
 from services.sla.repository import CLAIMED, PENDING, Document
@@ -39,6 +40,19 @@ def bson(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [bson(item) for item in value]
     return copy.deepcopy(value)
+
+
+def _due_after(
+    docs: list[Document],
+    field: str,
+    now: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Document]:
+    due = sorted((d for d in docs if d[field] <= now), key=lambda d: (d[field], d["_id"]))
+    if after is not None:
+        due = [d for d in due if (d[field], d["_id"]) > (after[0], after[1])]
+    return [bson(d) for d in due[:limit]]
 
 
 class MemorySlaStore:
@@ -75,7 +89,7 @@ class MemorySlaStore:
         state = self._state(before)
         known = {f.event_id for f in state.facts}
         facts_with = state.facts if fact.event_id in known else [*state.facts, fact]
-        return ClockState(facts=facts_with, facts_added=state.facts_added + 1, timers=state.timers)
+        return replace(state, facts=facts_with, facts_added=state.facts_added + 1)
 
     async def clock_state(self, complaint_id: str) -> ClockState:
         await self._io("clock_state")
@@ -91,6 +105,22 @@ class MemorySlaStore:
             facts=[fact_from_doc(bson(entry)) for entry in doc.get("facts", [])],
             facts_added=int(doc.get("facts_added") or 0),
             timers=bson(timers) if timers is not None else None,
+            in_document=doc.get("timers_in") == IN_DOCUMENT,
+        )
+
+    async def state_of(self, complaint_id: str, doc: Document) -> ClockState:
+        return self._state(doc)
+
+    async def clocks_due(
+        self, now: datetime, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Document]:
+        await self._io("clocks_due")
+        return _due_after(
+            [d for d in self.clocks.values() if d.get("timers_in") == IN_DOCUMENT],
+            "timers_due_at",
+            now,
+            after,
+            limit,
         )
 
     def facts_of(self, complaint_id: str) -> list[Fact]:
@@ -104,10 +134,13 @@ class MemorySlaStore:
         *,
         facts_added: int,
         timers: list[Document],
+        in_document: bool = False,
     ) -> Document | None:
         await self._io("save_clock")
         doc = self.clocks.get(complaint_id)
         if doc is None or doc.get("facts_added") != facts_added:
+            return None
+        if (doc.get("timers_in") == IN_DOCUMENT) != in_document:
             return None
         doc.update(bson(summary), timers=bson(timers))
         pending = self.pending.setdefault(complaint_id, {})
@@ -145,18 +178,37 @@ class MemorySlaStore:
         return sum([await self.announce(complaint_id) for complaint_id in list(self.pending)])
 
     # -- timers
+    def open_timers(self) -> dict[str, Document]:
+        """Every timer still to fire: in `sla_timers`, or kept in its clock document
+        (as recorded there, with what its id says)."""
+        kept: dict[str, Document] = {}
+        for clock in self.clocks.values():
+            if clock.get("timers_in") != IN_DOCUMENT:
+                continue
+            for record in clock["timers"]:
+                complaint_id, clock_name, point, round_ = record["_id"].rsplit(":", 3)
+                kept[record["_id"]] = bson(record) | {
+                    "complaint_id": complaint_id,
+                    "clock": clock_name,
+                    "point": point,
+                    "round": int(round_),
+                    "status": PENDING,
+                }
+        return kept | {key: bson(doc) for key, doc in self.timers.items()}
+
     async def timers_of(self, complaint_id: str) -> list[Document]:
         await self._io("timers_of")
         return [bson(d) for d in self.timers.values() if d["complaint_id"] == complaint_id]
 
-    async def insert_timers(self, docs: list[Document]) -> int:
+    async def insert_timers(self, docs: list[Document]) -> set[str]:
         await self._io("insert_timers")
-        inserted = 0
+        there = set()
         for doc in docs:
-            if doc["_id"] not in self.timers:
+            if doc["_id"] in self.timers:
+                there.add(doc["_id"])
+            else:
                 self.timers[doc["_id"]] = bson(doc)
-                inserted += 1
-        return inserted
+        return there
 
     async def update_pending_timer(self, timer_id: str, fields: Document) -> None:
         doc = self.timers.get(timer_id)
@@ -186,13 +238,8 @@ class MemorySlaStore:
         self, now: datetime, after: tuple[datetime, str] | None, limit: int
     ) -> list[Document]:
         await self._io("due_timers")
-        due = sorted(
-            (d for d in self.timers.values() if d["status"] == PENDING and d["due_at"] <= now),
-            key=lambda d: (d["due_at"], d["_id"]),
-        )
-        if after is not None:
-            due = [d for d in due if (d["due_at"], d["_id"]) > (after[0], after[1])]
-        return [bson(d) for d in due[:limit]]
+        pending = [d for d in self.timers.values() if d["status"] == PENDING]
+        return _due_after(pending, "due_at", now, after, limit)
 
     async def claimed_timers(self, claimed_before: datetime | None, limit: int) -> list[Document]:
         found = [

@@ -144,7 +144,7 @@ async def test_a_complaint_left_alone_warns_breaches_and_escalates_over_the_holi
     # late_by grows with each level: the Ombudsman notice came 15 days and 1 s late.
     assert record["late_by_s"] == (wita(1, 16) - wita(12, 30, 23, 59, 59)).total_seconds()
     assert set(record["escalations"]) == {"liaison", "head", "sekda", "ombudsman"}
-    assert sla.store.timers == {}  # everything fired: nothing left open
+    assert sla.store.open_timers() == {}  # everything fired: nothing left open
 
 
 async def test_acknowledging_in_time_silences_first_response() -> None:
@@ -307,10 +307,10 @@ async def test_a_reply_in_time_cancels_the_lapse() -> None:
         routed("C1", wita(11, 2, 9)),
         state("C1", "ask", State.NEEDS_INFO, wita(11, 6, 10), State.ASSIGNED),
     )
-    assert "C1:answer:reply_lapsed:1" in sla.store.timers
+    assert "C1:answer:reply_lapsed:1" in sla.store.open_timers()
     sla.clock.set(wita(11, 20, 22))
     await sla.send(state("C1", "reply", State.IN_PROGRESS, sla.clock.now, State.NEEDS_INFO))
-    assert "C1:answer:reply_lapsed:1" not in sla.store.timers
+    assert "C1:answer:reply_lapsed:1" not in sla.store.open_timers()
     await sla.run_until(wita(11, 22))
     assert sla.sink.ids(subjects.COMPLAINT_DEADLINES) == [
         "deadlines:routed:C1:0",
@@ -373,7 +373,7 @@ async def test_rerouting_restarts_first_response_for_the_new_agency_only() -> No
     assert announced[-1]["deadlines"]["answer"] == announced[0]["deadlines"]["answer"]
     assert announced[-1]["deadlines"]["first_response"] == "2026-11-13T23:59:59+08:00"
     assert not any(
-        ":first_response:" in d["_id"] and d["round"] == 0 for d in sla.store.timers.values()
+        ":first_response:" in d["_id"] and d["round"] == 0 for d in sla.store.open_timers().values()
     )
 
     await sla.run_until(wita(11, 14, 1))
@@ -398,8 +398,8 @@ async def test_events_out_of_order_and_repeated_give_the_same_timers() -> None:
     ]
     await in_order.send(*events)
     await shuffled.send(events[3], events[1], events[3], events[0], events[2], events[1])
-    assert {k: (d["due_at"], d["agency"]) for k, d in in_order.store.timers.items()} == {
-        k: (d["due_at"], d["agency"]) for k, d in shuffled.store.timers.items()
+    assert {k: (d["due_at"], d["agency"]) for k, d in in_order.store.open_timers().items()} == {
+        k: (d["due_at"], d["agency"]) for k, d in shuffled.store.open_timers().items()
     }
     # The stale round 0, delivered after round 1, announced nothing.
     assert shuffled.sink.ids(subjects.COMPLAINT_DEADLINES) == ["deadlines:routed:C1:1"]
@@ -426,12 +426,12 @@ async def test_a_reaction_cancels_auto_close_and_closing_cancels_everything() ->
         routed("C1", wita(11, 2, 9)),
         state("C1", "answer", State.RESPONDED, wita(11, 3, 14), State.ASSIGNED),
     )
-    assert "C1:answer:auto_close:1" in sla.store.timers
+    assert "C1:answer:auto_close:1" in sla.store.open_timers()
     await sla.run_until(wita(11, 10))
     await sla.send(state("C1", "reopen", State.IN_PROGRESS, sla.clock.now, State.RESPONDED))
-    assert "C1:answer:auto_close:1" not in sla.store.timers
+    assert "C1:answer:auto_close:1" not in sla.store.open_timers()
     await sla.send(state("C1", "close", State.CLOSED, sla.clock.now, State.IN_PROGRESS))
-    assert sla.store.timers == {}
+    assert sla.store.open_timers() == {}
     await sla.run_until(wita(12, 31))
     assert closings(sla) == []
 
@@ -488,7 +488,7 @@ async def test_a_complaint_that_runs_no_clock_still_gets_a_reopen_window() -> No
         # Merged by an admin before any routing decision.
         state("C2", "merge", State.CLOSED, wita(11, 2, 10), State.RECEIVED),
     )
-    assert sla.store.timers == {}
+    assert sla.store.open_timers() == {}
     assert [(cause, until) for cause, _, until in windows(sla)] == [
         ("state:command:C1:oos", "2026-11-16T23:59:59+08:00"),
         ("state:command:C2:merge", "2026-11-16T23:59:59+08:00"),
@@ -502,7 +502,7 @@ async def test_a_publish_that_fails_after_the_claim_goes_out_once_later() -> Non
     await sla.sweep()  # claimed, publish failed: the claim stays, the timer is claimed
     assert sla.sla_ids() == []
     assert sla.store.fired["C1:first_response:warn50:0"]["settled_at"] is None
-    assert sla.store.timers["C1:first_response:warn50:0"]["status"] == "claimed"
+    assert sla.store.open_timers()["C1:first_response:warn50:0"]["status"] == "claimed"
     sla.clock.advance(seconds=10)
     await sla.sweep()  # within the grace time another replica may still be on it
     assert sla.sla_ids() == []
@@ -510,7 +510,7 @@ async def test_a_publish_that_fails_after_the_claim_goes_out_once_later() -> Non
     await sla.sweep()
     assert sla.sla_ids() == ["C1:first_response:warn50:0"]
     assert Counter(i for _, i in sla.sink.attempts)["C1:first_response:warn50:0"] == 2
-    assert "C1:first_response:warn50:0" not in sla.store.timers
+    assert "C1:first_response:warn50:0" not in sla.store.open_timers()
     await sla.run_until(wita(12, 29))
     assert [i for i in sla.sla_ids() if ":first_response:" in i] == ["C1:first_response:warn50:0"]
 
@@ -593,7 +593,7 @@ async def test_triage_holds_diskominfo_to_routing_until_decided() -> None:
     await sla.send(routed("C1", sla.clock.now, round_=1, agency="PUPR", received_at=wita(11, 2, 9)))
     await sla.run_until(wita(11, 7))
     assert [a["clock"] for a in sla.alerts()] == ["routing"]
-    assert not [d for d in sla.store.timers.values() if d["clock"] == "routing"]
+    assert not [d for d in sla.store.open_timers().values() if d["clock"] == "routing"]
 
 
 async def test_urgent_first_response_counts_clock_hours_through_the_weekend() -> None:
@@ -637,19 +637,115 @@ async def test_a_stop_that_reaches_sla_late_settles_how_late_it_really_was() -> 
     assert record["resolved_at"] == wita(11, 10, 10)
     assert record["late_by_s"] == 10 * 3600 + 1
     assert record["level_rank"] == 2  # head: the notice went out, and stays on record
-    assert not [d for d in sla.store.timers.values() if d["clock"] == "first_response"]
+    assert not [d for d in sla.store.open_timers().values() if d["clock"] == "first_response"]
 
 
-async def test_a_new_complaint_costs_its_timers_and_one_insert() -> None:
+async def test_a_new_complaint_costs_one_insert_and_its_timers_wait_in_it() -> None:
     sla = Harness(wita(11, 2, 9))
     await sla.send(routed("C1", wita(11, 2, 9)))
-    # Its first routing: the clock document is stored whole, with the record of the
-    # timers written, so the next event need not read them.
-    assert Counter(sla.store.calls) == {"insert_timers": 1, "create_clock": 1}
+    # Its first routing: the clock document is stored whole, its timers in it.
+    assert Counter(sla.store.calls) == {"create_clock": 1}
+    assert sla.store.timers == {} and len(sla.store.clocks["C1"]["timers"]) == 14
     sla.store.calls.clear()
     await sla.send(state("C1", "ack", State.IN_PROGRESS, wita(11, 3, 9), State.ASSIGNED))
+    # Replanned in the document: the first response's timers go without a write.
     assert Counter(sla.store.calls) == {"add_fact": 1, "save_clock": 1}
+    assert sla.store.timers == {}
+    assert {t.split(":", 2)[1] for t in sla.store.open_timers()} == {"answer"}
+
+
+async def test_kept_timers_go_to_the_timers_when_the_first_is_due_and_fire_once() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(routed("C1", wita(11, 2, 9)))
+    plan = await sla.engine.plan_of("C1")
+    assert plan is not None
+    first = min(plan.timers, key=lambda t: t.due_at)
+    assert sla.store.clocks["C1"]["timers_due_at"] == first.due_at
+    await sla.run_until(first.due_at - STEP)
+    assert sla.store.timers == {} and sla.sla_ids() == []
+    await sla.run_until(first.due_at + STEP)
+    # Moved by the sweep that found the first due, which fired it.
+    assert sla.sla_ids() == [first.id]
+    assert set(sla.store.timers) == {t.id for t in plan.timers} - {first.id}
+    assert sla.store.clocks["C1"]["timers_in"] is None
+    sla.store.calls.clear()
+    await sla.send(state("C1", "ack", State.IN_PROGRESS, wita(11, 4, 9), State.ASSIGNED))
+    # From then on a replan writes `sla_timers`, as it finds them recorded.
     assert {t.split(":", 2)[1] for t in sla.store.timers} == {"answer"}
+    assert "timers_of" not in sla.store.calls
+    await sla.run_until(wita(12, 31))
+    fired = sla.sla_ids()
+    assert len(fired) == len(set(fired)) and first.id in fired
+
+
+async def test_a_move_left_unfinished_is_finished_without_firing_twice() -> None:
+    sla = Harness(wita(11, 2, 9))
+    await sla.send(routed("C1", wita(11, 2, 9)))
+    plan = await sla.engine.plan_of("C1")
+    assert plan is not None
+    first, second, *_ = sorted(plan.timers, key=lambda t: t.due_at)
+    # A replica moved two of them and stopped before recording it; one of them
+    # had already fired (its claim is in the ledger) and the other is stale.
+    stale = first.due_at + timedelta(days=30)
+    sla.store.timers[second.id] = {
+        "_id": second.id,
+        "complaint_id": "C1",
+        "status": "pending",
+        "due_at": stale,
+        "deadline": second.deadline,
+        "agency": second.agency,
+        "priority": "normal",
+    }
+    sla.store.fired[first.id] = {
+        "_id": first.id,
+        "complaint_id": "C1",
+        "settled_at": wita(11, 2, 9),
+    }
+    await sla.run_until(second.due_at + STEP)
+    assert sla.sla_ids() == [second.id]  # the first fired before: not again
+    assert sla.fired_at[second.id] < second.due_at + STEP
+    assert sla.store.clocks["C1"]["timers_in"] is None
+
+
+async def test_a_fact_heard_while_another_replica_moves_the_timers_is_planned_over_them() -> None:
+    store, sink = MemorySlaStore(), Sink()
+    gate, waiting = asyncio.Event(), asyncio.Event()
+
+    class SlowReplans(MemorySlaStore):
+        # Its replan kept the timers in the document, and is not stored yet.
+        async def save_clock(self, *args: Any, **kwargs: Any) -> Any:
+            waiting.set()
+            await gate.wait()
+            return await super().save_clock(*args, **kwargs)
+
+    slow = SlowReplans()
+    slow.__dict__ = store.__dict__  # the same database, reached by a slower replica
+    one = Harness(wita(11, 2, 9), store=store, sink=sink)
+    two = Harness(wita(11, 2, 9), store=slow, sink=sink)
+    alone = Harness(wita(11, 2, 9))
+    routing = routed("C1", wita(11, 2, 9))
+    await one.send(routing)
+    plan = await one.engine.plan_of("C1")
+    assert plan is not None
+    due = min(t.due_at for t in plan.timers)
+    ack = state("C1", "ack", State.IN_PROGRESS, due, State.ASSIGNED)
+    await alone.send(routing, ack)
+    for harness in (one, two, alone):
+        harness.clock.set(due)
+    heard = asyncio.create_task(two.send(ack))
+    await waiting.wait()  # its fact is added, its replan not stored
+    await one.engine.sweep()  # the first timer is due: moved, with both facts
+    assert store.clocks["C1"]["timers_in"] is None
+    gate.set()
+    await heard
+    await alone.engine.sweep()
+    # The replan that kept them in the document is refused and done again over
+    # the timers moved: the document does not claim to keep them any more.
+    assert store.clocks["C1"]["timers_in"] is None
+    assert {k: d["due_at"] for k, d in store.timers.items()} == {
+        k: d["due_at"] for k, d in alone.store.open_timers().items()
+    }
+    assert {t["_id"] for t in store.clocks["C1"]["timers"]} == set(alone.store.open_timers())
 
 
 def assigned_by_routing(complaint_id: str, at: datetime, round_: int = 0) -> ComplaintStateChanged:
@@ -663,12 +759,12 @@ def assigned_by_routing(complaint_id: str, at: datetime, round_: int = 0) -> Com
 async def test_the_move_to_assigned_that_follows_a_routing_costs_no_write() -> None:
     sla = Harness(wita(11, 2, 9))
     await sla.send(routed("C1", wita(11, 2, 9)))
-    timers = dict(sla.store.timers)
+    timers = dict(sla.store.open_timers())
     sla.store.calls.clear()
     await sla.send(assigned_by_routing("C1", wita(11, 2, 9)))
     # SLA heard the routing decision itself: the change it caused adds nothing to store.
     assert sla.store.calls == []
-    assert sla.store.timers == timers
+    assert sla.store.open_timers() == timers
     assert sla.store.clocks["C1"]["state"] == "assigned"
 
 
@@ -708,16 +804,16 @@ async def test_a_first_routing_heard_after_another_fact_or_again_is_stored_the_u
     ack = state("C1", "ack", State.IN_PROGRESS, wita(11, 2, 10), State.ASSIGNED)
     await sla.send(ack, routed("C1", wita(11, 2, 9)))
     assert {f.event_id for f in sla.store.facts_of("C1")} == {ack.event_id, "routed:C1:0"}
-    timers = dict(sla.store.timers)
+    timers = dict(sla.store.open_timers())
     assert {t.split(":", 2)[1] for t in timers} == {"answer"}
     announced = sla.sink.ids()
     sla.store.calls.clear()
     await sla.send(routed("C1", wita(11, 2, 9)))  # a redelivery
-    assert sla.store.timers == timers and set(sla.sink.ids()) == set(announced)
+    assert sla.store.open_timers() == timers and set(sla.sink.ids()) == set(announced)
     assert "add_fact" in sla.store.calls
     reference = Harness(wita(11, 2, 9))
     await reference.send(routed("C1", wita(11, 2, 9)), ack)
-    assert set(reference.store.timers) == set(timers)
+    assert set(reference.store.open_timers()) == set(timers)
 
 
 async def test_a_summary_computed_before_another_replicas_fact_is_not_stored() -> None:
@@ -749,9 +845,9 @@ async def test_a_summary_computed_before_another_replicas_fact_is_not_stored() -
     # The routing alone planned first_response timers; the summary stored says the
     # complaint is in progress, and the timers match both facts.
     assert store.clocks["C1"]["state"] == alone.store.clocks["C1"]["state"] == "in_progress"
-    assert {t["_id"] for t in store.clocks["C1"]["timers"]} == set(alone.store.timers)
-    assert {k: d["due_at"] for k, d in store.timers.items()} == {
-        k: d["due_at"] for k, d in alone.store.timers.items()
+    assert {t["_id"] for t in store.clocks["C1"]["timers"]} == set(alone.store.open_timers())
+    assert {k: d["due_at"] for k, d in store.open_timers().items()} == {
+        k: d["due_at"] for k, d in alone.store.open_timers().items()
     }
 
 
@@ -768,8 +864,8 @@ async def test_two_replicas_recording_one_complaint_at_once_end_with_every_fact(
     await alone.send(*events)
     # Each event on another replica, interleaved at every database call.
     await asyncio.gather(*(h.send(e) for h, e in zip((one, two, one), events, strict=True)))
-    assert {k: d["due_at"] for k, d in store.timers.items()} == {
-        k: d["due_at"] for k, d in alone.store.timers.items()
+    assert {k: d["due_at"] for k, d in store.open_timers().items()} == {
+        k: d["due_at"] for k, d in alone.store.open_timers().items()
     }
     assert store.clocks["C1"]["state"] == alone.store.clocks["C1"]["state"] == "needs_info"
-    assert {t["_id"] for t in store.clocks["C1"]["timers"]} == set(alone.store.timers)
+    assert {t["_id"] for t in store.clocks["C1"]["timers"]} == set(alone.store.open_timers())
