@@ -143,3 +143,33 @@ async def test_the_sweep_pages_through_due_timers_by_the_index(mongo: Any) -> No
             assert "USING INDEX" in plan and ">?" in plan and "<?" in plan, plan
     finally:
         await mongo.drop_database("lapor_ferretdb_build")
+
+
+async def test_the_server_logs_what_its_loggers_were_derived_with(tmp_path: Any) -> None:
+    """The log handler formats a derived logger's attributes only when it writes a
+    record (ferretdb/main.go); they are still written with it."""
+    import asyncio
+
+    from pymongo import AsyncMongoClient
+
+    from tools.devstack import free_port
+    from tools.devstack.ferretdb import ensure_ferretdb
+
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        str(ensure_ferretdb()),
+        *("-listen", f"127.0.0.1:{port}", "-data", str(tmp_path)),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=20_000
+        )
+        await client.admin.command("ping")
+        await client.close()
+    finally:
+        server.terminate()
+        _, stderr = await server.communicate()
+    text = stderr.decode()
+    assert 'level=INFO msg="Connection started" name=listener conn="127.0.0.1:' in text, text
+    assert 'msg="Listening on TCP 127.0.0.1:' in text and "name=listener" in text, text
