@@ -707,19 +707,28 @@ async def test_a_move_left_unfinished_is_finished_without_firing_twice() -> None
     assert sla.store.clocks["C1"]["timers_in"] is None
 
 
+def slower_replica(
+    store: MemorySlaStore, held: str
+) -> tuple[MemorySlaStore, asyncio.Event, asyncio.Event]:
+    """The same database reached by a slower replica, whose call `held` waits (`waiting`
+    is set) until `gate` is set."""
+    gate, waiting = asyncio.Event(), asyncio.Event()
+    call = getattr(MemorySlaStore, held)
+
+    async def hold(self: MemorySlaStore, *args: Any, **kwargs: Any) -> Any:
+        waiting.set()
+        await gate.wait()
+        return await call(self, *args, **kwargs)
+
+    slow = type("Slower", (MemorySlaStore,), {held: hold})()
+    slow.__dict__ = store.__dict__
+    return slow, waiting, gate
+
+
 async def test_a_fact_heard_while_another_replica_moves_the_timers_is_planned_over_them() -> None:
     store, sink = MemorySlaStore(), Sink()
-    gate, waiting = asyncio.Event(), asyncio.Event()
-
-    class SlowReplans(MemorySlaStore):
-        # Its replan kept the timers in the document, and is not stored yet.
-        async def save_clock(self, *args: Any, **kwargs: Any) -> Any:
-            waiting.set()
-            await gate.wait()
-            return await super().save_clock(*args, **kwargs)
-
-    slow = SlowReplans()
-    slow.__dict__ = store.__dict__  # the same database, reached by a slower replica
+    # Its replan kept the timers in the document, and is not stored yet.
+    slow, waiting, gate = slower_replica(store, "save_clock")
     one = Harness(wita(11, 2, 9), store=store, sink=sink)
     two = Harness(wita(11, 2, 9), store=slow, sink=sink)
     alone = Harness(wita(11, 2, 9))
@@ -818,17 +827,8 @@ async def test_a_first_routing_heard_after_another_fact_or_again_is_stored_the_u
 
 async def test_a_summary_computed_before_another_replicas_fact_is_not_stored() -> None:
     store, sink = MemorySlaStore(), Sink()
-    gate, waiting = asyncio.Event(), asyncio.Event()
-
-    class SlowSummaries(MemorySlaStore):
-        # Its summary is computed, not stored yet: a new complaint's is inserted whole.
-        async def create_clock(self, *args: Any, **kwargs: Any) -> Any:
-            waiting.set()
-            await gate.wait()
-            return await super().create_clock(*args, **kwargs)
-
-    slow = SlowSummaries()
-    slow.__dict__ = store.__dict__  # the same database, reached by a slower replica
+    # Its summary is computed, not stored yet: a new complaint's is inserted whole.
+    slow, waiting, gate = slower_replica(store, "create_clock")
     one = Harness(wita(11, 2, 9), store=slow, sink=sink)
     two = Harness(wita(11, 2, 9), store=store, sink=sink)
     alone = Harness(wita(11, 2, 9))
