@@ -43,8 +43,15 @@ class BenchStack:
             nats_url=os.environ.get("NATS_URL") or None,
             mongo_url=os.environ.get("MONGO_URL") or None,
             mongo_db=mongo_db,
-            # Production defaults: JSON logs at INFO, SMS published on the bus.
-            extra_env={"LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "NOTIFY_CHANNEL": "bus"},
+            # Production defaults: JSON logs at INFO, SMS published on the bus. The
+            # daily SMS budget (5,000 a region) would end a run's acknowledgements
+            # once that many complaints went through: the bench sends more.
+            extra_env={
+                "LOG_FORMAT": "json",
+                "LOG_LEVEL": "INFO",
+                "NOTIFY_CHANNEL": "bus",
+                "NOTIFY_SMS_DAILY_BUDGET": "10000000",
+            },
             sink=quiet_sink,
         )
         return cls(stack=stack, cprofile=cprofile, census=census)
