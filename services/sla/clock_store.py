@@ -37,11 +37,11 @@ class ClockState:
     in_document: bool = False
 
 
-# The value of `timers_in` while a clock's timers are kept in its document: most
-# complaints are answered before their first warning, so their timers never need
-# a document of their own. `timers_due_at` is the first one's moment; the sweep
-# finds the documents due through the (timers_in, timers_due_at, _id) index and
-# moves their timers to `sla_timers`, where it fires them.
+# The value of `timers_in` while a clock's timers are kept in its document: a
+# complaint answered before its first warning never needs a timer document.
+# `timers_due_at` is the first one's moment; the sweep finds the documents due
+# through the (timers_in, timers_due_at, _id) index and moves their timers to
+# `sla_timers`, where it fires them.
 IN_DOCUMENT = "document"
 
 

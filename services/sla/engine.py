@@ -17,10 +17,9 @@ Scheduling (`record`, `replan`)
     A complaint's first routing, which is how most are first heard of, is
     stored in one insert: the clock document with the fact, summary, timers and
     announcements. Its timers stay in that document (`timers_in`) until the
-    first is due, and its later facts replan them there: most complaints are
-    answered before their first warning, so their timers never cost a write of
-    their own. If the document exists (a redelivery, another fact first), it
-    goes the way above.
+    first is due, and its later facts replan them there: a complaint answered
+    before its first warning never costs a write of its timers. If the document
+    exists (a redelivery, another fact first), it goes the way above.
 
 Sweeping (`sweep`)
     First moves the timers of clock documents whose first timer is due into
