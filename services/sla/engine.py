@@ -51,7 +51,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -89,6 +90,8 @@ _REPLAN_ATTEMPTS = 5
 
 # The deadline announcements a plan calls for, stored with its clock summary.
 Announce = Callable[[Plan], Sequence[DeadlinesSet]]
+# A store's query for what is due by a moment, past a keyset, at most so many.
+DueFetch = Callable[[datetime, tuple[datetime, str] | None, int], Awaitable[list[Document]]]
 
 
 def _recorded(timer: Document) -> Document:
@@ -203,7 +206,7 @@ class SlaEngine:
         self, plan: Plan | None, now: datetime, announce: Announce | None, *, in_document: bool
     ) -> tuple[Document, Sequence[DeadlinesSet]]:
         summary = clock_summary(plan, now) if plan is not None else {"updated_at": now}
-        first_due = min((t.due_at for t in plan.timers), default=None) if plan else None
+        first_due = plan.next_due_at if plan is not None else None
         # Without a timer there is nothing to keep: the document holds them no more.
         kept = in_document and first_due is not None
         summary |= {
@@ -350,56 +353,58 @@ class SlaEngine:
             timedelta(0) if startup else self.republish_after
         )
         gate = asyncio.Semaphore(self.concurrency)
-        await self._store_due_timers(now, gate, report)
-        after: tuple[datetime, str] | None = None
-        while True:
-            batch = await self.store.due_timers(now, after, self.batch_size)
-            if not batch:
-                break
+        # Timers kept in their clock document go to `sla_timers` once the first is
+        # due, before the timers due there are read.
+        async for clocks in self._pages(self.store.clocks_due, now, "timers_due_at"):
+            async with asyncio.TaskGroup() as tasks:
+                for doc in clocks:
+                    tasks.create_task(self._store_timers(doc, gate, report))
+        async for batch in self._pages(self.store.due_timers, now, "due_at"):
             report.due += len(batch)
-            after = (batch[-1]["due_at"], batch[-1]["_id"])
             groups: dict[str, list[Document]] = {}
             for doc in batch:
                 groups.setdefault(doc["complaint_id"], []).append(doc)
             async with asyncio.TaskGroup() as tasks:
                 for complaint_id, docs in groups.items():
                     tasks.create_task(self._fire_group(complaint_id, docs, now, gate, report))
-            if len(batch) < self.batch_size:
-                break
         self.metrics.sweep_seconds.observe(time.perf_counter() - started)
         self.metrics.last_sweep.set(time.time())
         self.metrics.overdue.set(report.left_due)
         return report
 
-    async def _store_due_timers(
-        self, now: datetime, gate: asyncio.Semaphore, report: SweepReport
-    ) -> None:
-        """Timers kept in their clock document go to `sla_timers` once the first is
-        due, before the sweep reads the timers due there."""
+    async def _pages(
+        self, fetch: DueFetch, now: datetime, field: str
+    ) -> AsyncIterator[list[Document]]:
+        """What `fetch` finds due by `now`, a batch at a time, each document once (by
+        keyset on (`field`, _id))."""
         after: tuple[datetime, str] | None = None
-        while True:
-            batch = await self.store.clocks_due(now, after, self.batch_size)
-            if not batch:
-                return
-            after = (batch[-1]["timers_due_at"], batch[-1]["_id"])
-            async with asyncio.TaskGroup() as tasks:
-                for doc in batch:
-                    tasks.create_task(self._store_timers(doc, gate, report))
+        while batch := await fetch(now, after, self.batch_size):
+            yield batch
             if len(batch) < self.batch_size:
                 return
+            after = (batch[-1][field], batch[-1]["_id"])
+
+    @asynccontextmanager
+    async def _one_complaint(
+        self, complaint_id: str, gate: asyncio.Semaphore, report: SweepReport
+    ) -> AsyncIterator[None]:
+        """A complaint's part of a sweep, under the gate and the complaint's lock."""
+        async with gate, self.locks.hold(complaint_id):
+            try:
+                yield
+            except Exception:
+                # One complaint's trouble must not hold up every timer after it;
+                # whatever is left is due again at the next sweep.
+                report.errors += 1
+                self.metrics.sweep_errors.inc()
+                log.exception("sweep failed for a complaint", extra={"complaint_id": complaint_id})
 
     async def _store_timers(
         self, doc: Document, gate: asyncio.Semaphore, report: SweepReport
     ) -> None:
-        complaint_id = doc["_id"]
-        async with gate, self.locks.hold(complaint_id):
-            try:
-                state = await self.store.state_of(complaint_id, doc)
-                await self._replan(complaint_id, state, store_timers=True)
-            except Exception:
-                report.errors += 1
-                self.metrics.sweep_errors.inc()
-                log.exception("moving timers failed", extra={"complaint_id": complaint_id})
+        async with self._one_complaint(doc["_id"], gate, report):
+            state = await self.store.state_of(doc["_id"], doc)
+            await self._replan(doc["_id"], state, store_timers=True)
 
     async def _fire_group(
         self,
@@ -409,19 +414,12 @@ class SlaEngine:
         gate: asyncio.Semaphore,
         report: SweepReport,
     ) -> None:
-        async with gate, self.locks.hold(complaint_id):
-            try:
-                plan = await self.plan_of(complaint_id)
-                for doc in docs:
-                    outcome = await self._fire(doc, plan, now)
-                    report.add(outcome)
-                    self.metrics.sweep_timers.labels(outcome).inc()
-            except Exception:
-                # One complaint's trouble must not hold up every timer after it;
-                # whatever is left is due again at the next sweep.
-                report.errors += 1
-                self.metrics.sweep_errors.inc()
-                log.exception("sweep failed for a complaint", extra={"complaint_id": complaint_id})
+        async with self._one_complaint(complaint_id, gate, report):
+            plan = await self.plan_of(complaint_id)
+            for doc in docs:
+                outcome = await self._fire(doc, plan, now)
+                report.add(outcome)
+                self.metrics.sweep_timers.labels(outcome).inc()
 
     async def _fire(self, doc: Document, plan: Plan | None, now: datetime) -> str:
         timer_id = doc["_id"]
