@@ -59,6 +59,8 @@ class Outbox:
         # in one command; until then this process does not publish those again.
         self.deferred = deferred
         self._clearing: set[str] = set()
+        # The version each owner's queued clear is for, by (collection, owner id).
+        self._clear_version: dict[tuple[str, Any], Any] = {}
 
     def fields(self, owner_id: str, events: Iterable[BaseModel], at: datetime) -> Document:
         """`$set` fields that store `events` as pending announcements of `owner_id`."""
@@ -102,6 +104,10 @@ class Outbox:
             key=lambda item: (item[1]["at"], item[0]),
         )
         if not entries:
+            if self.deferred is not None:
+                # All published, their clear queued for the version they were read in:
+                # a newer version (a write that announced nothing) takes the clear over.
+                self._clear_later(collection.name, doc, [])
             return 0
         for _key, entry in entries:
             publisher = self._by_subject[entry["subject"]]
@@ -123,7 +129,7 @@ class Outbox:
         self, collection: AsyncCollection[Document], doc: Document, keys: list[str]
     ) -> None:
         if self.deferred is not None and keys:
-            self._clear_later(collection.name, doc["_id"], keys)
+            self._clear_later(collection.name, doc, keys)
             return
         # Nothing written since `doc` was read (the usual case): clear all in one write.
         # Clearing does not change `version`, so a writer holding this version still
@@ -139,17 +145,35 @@ class Outbox:
             {"_id": doc["_id"], OUTBOX: {}}, {"$unset": {OUTBOX: "", FLAG: ""}}
         )
 
-    def _clear_later(self, collection: str, owner_id: str, keys: list[str]) -> None:
+    def _clear_later(self, collection: str, doc: Document, keys: list[str]) -> None:
+        """One statement, queued: the version that was read holds nothing unpublished.
+
+        A newer version holds announcements of its own, or none; its flush aims the
+        clear at itself, in place of this statement. A version written elsewhere is
+        cleared by its writer's flush or, after a crash, by the sweeper (published
+        again, JetStream drops the copy). Nothing unpublished is ever cleared."""
         assert self.deferred is not None
+        owner, version = (collection, doc["_id"]), doc.get("version")
+        if owner in self._clear_version:
+            aimed = self._clear_version[owner]
+            if version == aimed and not keys:
+                return
+            if isinstance(version, int) and isinstance(aimed, int) and version < aimed:
+                return  # read before the version the queued clear is for, which covers it
+        self._clear_version[owner] = version
         self._clearing.update(keys)
 
         def cleared() -> None:
             self._clearing.difference_update(keys)
+            if owner in self._clear_version and self._clear_version[owner] == version:
+                del self._clear_version[owner]
 
-        owner = {"_id": owner_id}
-        self.deferred.update(collection, owner, {"$unset": {f"{OUTBOX}.{k}": "" for k in keys}})
         self.deferred.update(
-            collection, owner | {OUTBOX: {}}, {"$unset": {OUTBOX: "", FLAG: ""}}, done=cleared
+            collection,
+            {"_id": doc["_id"], "version": version},
+            {"$unset": {OUTBOX: "", FLAG: ""}},
+            done=cleared,
+            replaces=(OUTBOX, doc["_id"]),
         )
 
     async def sweep(

@@ -73,6 +73,7 @@ class ComplaintRepository(WorklistEntries, TokenStore, SenderRecords):
     ) -> None:
         # Where clearing a worklist mark may wait to go out with others (None: at once).
         self.deferred = deferred
+        self._unmarking: dict[str, int] = {}
         self.recent = RecentComplaints()
         # This process's changes of one complaint, one at a time: the routing and the
         # deadlines, heard by two subscribers at once, would otherwise race for the

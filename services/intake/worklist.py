@@ -113,6 +113,12 @@ def worklist_query(agency: str, states: list[str], also: Document | None = None)
     return query | (also or {})
 
 
+def _unmark(doc: Document) -> tuple[Document, Document]:
+    """The mark's clear: only if no newer write has marked the complaint again."""
+    marked = {"_id": doc["_id"], "version": doc.get("version"), WORKLIST_MARK: PENDING}
+    return marked, {"$set": {WORKLIST_MARK: None}}
+
+
 class WorklistEntries:
     """The complaint store's worklist side: listing written complaints, the sweep
     of those still marked, the one-time fills, and the reads of a worklist."""
@@ -121,6 +127,8 @@ class WorklistEntries:
     complaints: AsyncCollection[Document]
     worklist_entries: AsyncCollection[Document]
     deferred: WriteBehind | None
+    # The version whose mark's clear is queued, by complaint (see `_unmark_later`).
+    _unmarking: dict[str, int]
 
     async def _list(self, doc: Document, *, now: bool = False, later: bool = False) -> None:
         """Bring the complaint's worklist entry up to its version, then clear the mark
@@ -129,24 +137,40 @@ class WorklistEntries:
         cleared once it was written (a change nobody waits to see listed)."""
         entry = worklist_entry(doc)
         newer = {"_id": doc["_id"], "version": {"$lt": entry["version"]}}
-        marked = {"_id": doc["_id"], "version": doc.get("version"), WORKLIST_MARK: PENDING}
-        unmark = {"$set": {WORKLIST_MARK: None}}
         deferred = None if now else self.deferred
         if deferred is not None and later:
+            # A newer version's entry queued meanwhile takes this one's place.
             deferred.update(
                 self.worklist_entries.name,
                 newer,
                 {"$set": entry},
                 upsert=True,
-                done=lambda: deferred.update(self.complaints.name, marked, unmark),
+                done=lambda: self._unmark_later(deferred, doc),
+                replaces=("entry", doc["_id"]),
             )
             return
         with contextlib.suppress(DuplicateKeyError):  # the entry is newer already
             await self.worklist_entries.update_one(newer, {"$set": entry}, upsert=True)
         if deferred is not None:
-            deferred.update(self.complaints.name, marked, unmark)
+            self._unmark_later(deferred, doc)
         else:
-            await self.complaints.update_one(marked, unmark)
+            await self.complaints.update_one(*_unmark(doc))
+
+    def _unmark_later(self, deferred: WriteBehind, doc: Document) -> None:
+        """Queue the mark's clear; one still queued for an older version gives way (it
+        could match nothing any more), one for a newer version is kept."""
+        complaint_id, version = doc["_id"], int(doc.get("version") or 0)
+        if self._unmarking.get(complaint_id, -1) > version:
+            return
+
+        def unmarked() -> None:
+            if self._unmarking.get(complaint_id) == version:
+                del self._unmarking[complaint_id]
+
+        self._unmarking[complaint_id] = version
+        deferred.update(
+            self.complaints.name, *_unmark(doc), done=unmarked, replaces=("mark", complaint_id)
+        )
 
     async def sync_worklist(
         self, batch: int = 200, rounds: int = 1000, *, grace: timedelta = timedelta(0)

@@ -10,14 +10,20 @@ class Commands(monitoring.CommandListener):
         self.names: list[str] = []
         # The same, each with its collection: `insert:complaints`.
         self.targets: list[str] = []
+        # The statements of each write, with their collection: `update:complaints`.
+        self.statements: list[str] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.names.append(event.command_name)
-        self.targets.append(f"{event.command_name}:{event.command.get(event.command_name)}")
+        target = f"{event.command_name}:{event.command.get(event.command_name)}"
+        self.targets.append(target)
+        for field in ("updates", "documents", "deletes"):
+            self.statements += [target] * len(event.command.get(field) or ())
 
     def clear(self) -> None:
         self.names.clear()
         self.targets.clear()
+        self.statements.clear()
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass

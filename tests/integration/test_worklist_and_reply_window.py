@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -96,6 +97,10 @@ async def _deadlines(
         tracking_id, deadlines, f"deadlines:{tracking_id}:{uuid.uuid4().hex[:6]}"
     )
     await repo.apply(tracking_id, domain.deadlines_transition(event))
+
+
+def _decided(change: domain.Change) -> Callable[[Any], domain.Change]:
+    return lambda _doc: change
 
 
 async def _act(repo: ComplaintRepository, tracking_id: str, action: Action, **fields: Any) -> None:
@@ -368,3 +373,56 @@ async def test_the_routing_and_the_deadlines_heard_at_once_read_nothing(
         assert stored is not None and stored["state"] == "assigned" and stored["version"] == 3
     finally:
         await client.close()
+
+
+async def test_the_routing_and_the_deadlines_are_listed_by_one_entry_write_and_one_clear(
+    servers: Stack,
+) -> None:
+    client, listener = listened(servers.mongo)
+    try:
+        db = client[f"lapor_worklist_once_{uuid.uuid4().hex[:6]}"]
+        deferred = WriteBehind(db)
+        repo = ComplaintRepository(db, deferred=deferred)
+        await repo.ensure_indexes()
+        tracking_id = await _new(repo, "ONCE", 0)
+        routed = complaint_routed(tracking_id, at=T0, agency="PUPR", priority=Priority.NORMAL)
+        first = Deadlines(first_response=T0 + timedelta(days=7))
+        deadlines = _deadlines_set(tracking_id, first, f"deadlines:{routed.event_id}")
+        for change in (
+            domain.Change(domain.routed_transition(routed), listed_later=True),
+            domain.Change(domain.deadlines_transition(deadlines), listed_later=True),
+        ):
+            await repo.change(tracking_id, _decided(change))
+        listener.clear()
+        await deferred.flush()
+        await deferred.flush()
+        assert listener.statements == ["update:worklist_entries", "update:complaints"]
+        entry = await db.worklist_entries.find_one({"_id": tracking_id})
+        assert entry is not None and entry["version"] == 3 and entry["next_deadline"] is not None
+        stored = await db.complaints.find_one({"_id": tracking_id})
+        assert stored is not None and stored[WORKLIST_MARK] is None
+    finally:
+        await client.close()
+
+
+async def test_an_older_entrys_clear_never_takes_the_place_of_a_newer_ones(
+    own_mongo: Any,
+) -> None:
+    """The routing's entry, deferred, is written while an officer's change is listed
+    at once: its mark's clear, queued after the officer's, must not replace it."""
+    db = own_mongo[f"lapor_worklist_race_{uuid.uuid4().hex[:6]}"]
+    deferred = WriteBehind(db)
+    repo = ComplaintRepository(db, deferred=deferred)
+    await repo.ensure_indexes()
+    tracking_id = await _new(repo, "RACE", 0)
+    await _route(repo, tracking_id, Priority.NORMAL)
+    routed = await repo.get(tracking_id)
+    await _act(repo, tracking_id, Action.ACKNOWLEDGE)
+    acknowledged = await repo.get(tracking_id)
+    assert routed is not None and acknowledged is not None
+    # The order in which the two entries' writes end when they overlap.
+    repo._unmark_later(deferred, acknowledged)
+    repo._unmark_later(deferred, routed)
+    await deferred.flush()
+    stored = await db.complaints.find_one({"_id": tracking_id})
+    assert stored is not None and stored["version"] == 3 and stored[WORKLIST_MARK] is None

@@ -3,6 +3,7 @@ order, kept over a failure; an announcement published once while its clear waits
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -209,3 +210,121 @@ async def test_a_failure_announced_is_not_announced_again_while_its_note_waits(
     await deferred.flush()
     assert await db.notifications.count_documents({"failure_announced": True}) == 1
     assert [r["_id"] for r in await repo.unannounced_failures()] == ["n-1", "n-2"]
+
+
+async def test_a_statement_for_the_same_purpose_takes_the_queued_ones_place(
+    servers: Stack,
+) -> None:
+    client, listener = listened(servers.mongo)
+    try:
+        db = client[f"lapor_write_behind_{secrets.token_hex(4)}"]
+        await db.docs.insert_many([{"_id": i, "step": 0} for i in range(3)])
+        deferred = WriteBehind(db)
+        done: list[str] = []
+        for round_ in ("a", "b", "c"):
+            for i in range(3):
+                deferred.update(
+                    "docs",
+                    {"_id": i},
+                    {"$set": {"step": round_}},
+                    done=lambda name=f"{i}{round_}": done.append(name),  # type: ignore[misc]
+                    replaces=("step", i),
+                )
+        deferred.update("docs", {"_id": 0, "step": "c"}, {"$set": {"after": True}})
+        assert deferred.pending() == 4
+        listener.clear()
+        assert await deferred.flush() == 4
+        assert listener.statements == ["update:docs"] * 4
+        # In the first one's place: the statement queued after them all saw its work.
+        stored = {d["_id"]: (d["step"], d.get("after")) async for d in db.docs.find()}
+        assert stored == {0: ("c", True), 1: ("c", None), 2: ("c", None)}
+        assert done == ["0a", "0b", "0c", "1a", "1b", "1c", "2a", "2b", "2c"]
+    finally:
+        await client.close()
+
+
+async def test_a_statement_sent_in_a_failed_flush_gives_way_to_a_newer_one() -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        "mongodb://127.0.0.1:9", serverSelectionTimeoutMS=200
+    )
+    try:
+        deferred = WriteBehind(client["lapor_away"])
+        done: list[str] = []
+        deferred.update("a", {"_id": 1}, {"$set": {"v": 1}}, done=lambda: done.append("old"))
+        deferred.update(
+            "a", {"_id": 2}, {"$set": {"v": 1}}, replaces=2, done=lambda: done.append("1")
+        )
+        flushing = asyncio.create_task(deferred.flush())
+        await asyncio.sleep(0)
+        assert deferred.pending() == 0  # taken by the flush, which waits for the database
+        deferred.update(
+            "a", {"_id": 2}, {"$set": {"v": 2}}, replaces=2, done=lambda: done.append("2")
+        )
+        with pytest.raises(ServerSelectionTimeoutError):
+            await flushing
+        queued = [(q.statement["q"], q.statement["u"], len(q.dones)) for q in deferred._queue["a"]]
+        assert queued == [({"_id": 1}, {"$set": {"v": 1}}, 1), ({"_id": 2}, {"$set": {"v": 2}}, 2)]
+        # Taken again after a failure, it is replaced as if never sent.
+        deferred.update(
+            "a", {"_id": 2}, {"$set": {"v": 3}}, replaces=2, done=lambda: done.append("3")
+        )
+        assert deferred.pending() == 2
+        assert deferred._queue["a"][1].statement["u"] == {"$set": {"v": 3}}
+        assert done == []
+    finally:
+        await client.close()
+
+
+async def test_a_document_written_three_times_is_cleared_by_one_statement(
+    servers: Stack,
+) -> None:
+    """Announced, announced again, then written without an announcement: the clear
+    follows the newest version, one statement, and nothing unpublished is cleared."""
+    client, listener = listened(servers.mongo)
+    try:
+        db = client[f"lapor_write_behind_{secrets.token_hex(4)}"]
+        publisher = Publisher()
+        deferred = WriteBehind(db)
+        outbox = Outbox([publisher], deferred)  # type: ignore[list-item]
+        now = datetime.now(UTC)
+        first = Noted(event_id="e-1", complaint_id="LPR-1")
+        doc = outbox.document({"_id": "LPR-1", "version": 1}, [first], now)
+        await db.complaints.insert_one(doc)
+        assert await outbox.flush(db.complaints, doc) == 1
+        second = outbox.fields("LPR-1", [Noted(event_id="e-2", complaint_id="LPR-1")], now)
+        for version, fields in ((2, second), (3, {})):
+            written = await db.complaints.find_one_and_update(
+                {"_id": "LPR-1", "version": version - 1},
+                {"$set": fields | {"version": version}},
+                return_document=True,
+            )
+            await outbox.flush(db.complaints, written)
+        assert publisher.published == ["e-1", "e-2"]
+        listener.clear()
+        await deferred.flush()
+        assert listener.statements == ["update:complaints"]
+        stored = await db.complaints.find_one({"_id": "LPR-1"})
+        assert stored is not None and OUTBOX not in stored and FLAG not in stored
+
+        # Written elsewhere after the publish: the clear of the version read matches
+        # nothing, and the newer announcement waits for its own writer or the sweeper.
+        third = Noted(event_id="e-3", complaint_id="LPR-1")
+        written = await db.complaints.find_one_and_update(
+            {"_id": "LPR-1"},
+            {"$set": outbox.fields("LPR-1", [third], now) | {"version": 4}},
+            return_document=True,
+        )
+        assert await outbox.flush(db.complaints, written) == 1
+        fourth = Noted(event_id="e-4", complaint_id="LPR-1")
+        await db.complaints.update_one(
+            {"_id": "LPR-1"},
+            {"$set": outbox.fields("LPR-1", [fourth], now + timedelta(seconds=1)) | {"version": 5}},
+        )
+        await deferred.flush()
+        assert await db.complaints.count_documents({FLAG: "pending"}) == 1
+        assert await outbox.sweep([db.complaints], older_than=timedelta(0)) == 2
+        assert publisher.published[-2:] == ["e-3", "e-4"]
+        await deferred.flush()
+        assert await db.complaints.count_documents({FLAG: "pending"}) == 0
+    finally:
+        await client.close()
