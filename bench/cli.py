@@ -73,7 +73,7 @@ def main(
         str, typer.Option(envvar="SCALE", help="largest stored size: 10k, 100k or 1m")
     ] = "10k",
     soak: Annotated[int, typer.Option(envvar="SOAK", help="seconds of RSS soak (0: none)")] = 0,
-    rates: Annotated[str, typer.Option(help="fixed rates, complaints/s")] = "50,100,200,300",
+    rates: Annotated[str, typer.Option(help="fixed rates, complaints/s")] = "20,40",
     step_seconds: Annotated[float, typer.Option(help="seconds per fixed rate")] = 30.0,
     max_seconds: Annotated[float, typer.Option(help="measured seconds at the maximum rate")] = 30.0,
     window: Annotated[int, typer.Option(help="SMS in flight at the maximum rate")] = 32,

@@ -75,15 +75,16 @@ def message_totals(delta: dict[str, int]) -> dict[str, int]:
     }
 
 
-def census(directory: Path) -> dict[str, dict[str, int]]:
-    """Database commands per service and `command:collection`, from bench/census."""
+def census(directory: Path, field: str = "counts") -> dict[str, dict[str, int]]:
+    """Database commands per service and `command:collection`, from bench/census;
+    `field="statements"`: the statements they carried."""
     out: dict[str, Counter[str]] = {}
     for path in sorted(directory.glob("*.json")):
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        out.setdefault(data["service"], Counter()).update(data["counts"])
+        out.setdefault(data["service"], Counter()).update(data.get(field) or {})
     return {service: dict(counts) for service, counts in out.items()}
 
 

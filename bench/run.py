@@ -5,7 +5,7 @@ Order of the phases, and why:
 2. maximum rate (a bounded window of SMS in flight): the capacity;
 3. half of that capacity, at a fixed rate: latency at a sustainable load, and
    the exact count of database commands and bus messages per complaint;
-4. the issue's fixed rates (50, 100, 200, 300/s by default);
+4. fixed rates: half the target and the target (20 and 40/s by default);
 5. two replicas of intake and router against one;
 6. raw limits of the same servers with the same clients;
 7. soak (SOAK=seconds), then the stored-data sizes (10k, and 1M with SCALE=1m),
@@ -98,7 +98,7 @@ class Run(Limits, Endurance, ScalePoints):
         steady = await self._counted(maximum)
         self._ratios()
         fixed = [await self._open(f"{rate:g}/s", rate, c.step_s) for rate in c.rates]
-        self._headline([steady, *fixed], maximum)
+        self._headline([steady, *fixed], maximum, steady)
         if c.py_spy:
             await self._guarded("py-spy", self._py_spy())
         if c.soak_s > 0:

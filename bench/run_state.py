@@ -24,7 +24,7 @@ REFRESH_WAIT_S = 1200.0
 class Config:
     scale: str = "10k"
     soak_s: int = 0
-    rates: list[float] = field(default_factory=lambda: [50.0, 100.0, 200.0, 300.0])
+    rates: list[float] = field(default_factory=lambda: [20.0, 40.0])
     step_s: float = 30.0
     max_s: float = 30.0
     warmup_s: float = 5.0

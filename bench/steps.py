@@ -142,6 +142,7 @@ class Steps(Figures):
         stored = await self._stored()
         db_before = await counters.command_counts(self.mongo)
         census_before = counters.census(self.bench.census_dir)
+        statements_before = counters.census(self.bench.census_dir, "statements")
         js_before = await counters.jetstream_counts(self.js)
         with self.ui.phase(f"fixed rate {step}", total=int(rate * self.config.step_s)) as progress:
             result = await self.driver.open_loop(
@@ -158,9 +159,13 @@ class Steps(Figures):
         await asyncio.sleep(1.5)  # the census files are rewritten every second
         db_delta = counters.count_delta(db_before, await counters.command_counts(self.mongo))
         census = counters.census_delta(census_before, counters.census(self.bench.census_dir))
+        statements = counters.census_delta(
+            statements_before, counters.census(self.bench.census_dir, "statements")
+        )
         js_delta = counters.count_delta(js_before, await counters.jetstream_counts(self.js))
         await self._settle(result)
         self._db_ops(db_delta, census, result, maximum)
+        self._statements(statements, result)
         self._messages(js_delta, result, maximum)
         await self._report(result, stored, keep=True)
         return result

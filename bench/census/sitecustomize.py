@@ -1,4 +1,5 @@
-"""Counts every database command a service process sends, by command and collection.
+"""Counts every database command a service process sends, by command and collection,
+and the statements in them (a write's documents, updates or deletes; 1 for others).
 
 Loaded only into the services that `make bench` starts (the bench puts this
 folder on their PYTHONPATH): Python imports `sitecustomize` at start-up, and
@@ -23,6 +24,7 @@ def _install() -> None:
     from pymongo import monitoring
 
     counts: Counter[str] = Counter()
+    statements: Counter[str] = Counter()
     lock = threading.Lock()
 
     class Census(monitoring.CommandListener):
@@ -30,8 +32,12 @@ def _install() -> None:
             name = event.command_name
             collection = event.command.get(name)
             key = f"{name}:{collection}" if isinstance(collection, str) else name
+            # One command may carry many statements, and the server works per statement.
+            parts = [event.command.get(f) for f in ("updates", "documents", "deletes")]
+            n = sum(len(p) for p in parts if isinstance(p, list)) or 1
             with lock:
                 counts[key] += 1
+                statements[key] += n
 
         def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
             pass
@@ -46,9 +52,9 @@ def _install() -> None:
     def dump() -> None:
         while True:
             with lock:
-                snapshot = dict(counts)
+                snapshot = {"counts": dict(counts), "statements": dict(statements)}
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"service": service, "counts": snapshot}))
+            tmp.write_text(json.dumps({"service": service} | snapshot))
             tmp.replace(path)
             time.sleep(1.0)
 
