@@ -27,6 +27,10 @@ COMPLAINT_RECEIVED = "lapor.event.complaint.received"
 COMPLAINT_ROUTED = "lapor.event.complaint.routed"
 COMPLAINT_DEADLINES = "lapor.event.complaint.deadlines"
 COMPLAINT_STATE_CHANGED = "lapor.event.complaint.state"
+# The move to `assigned` or `triage` that a routing decision causes: the same
+# event, apart, as no service needs it beside the decision itself
+# (`ComplaintStateChanged.follows_routing`); the whole history subscribes to both.
+COMPLAINT_STATE_ROUTED = "lapor.event.complaint.state.routed"
 COMPLAINT_PHOTO_ATTACHED = "lapor.event.complaint.photo"
 PHOTO_REFUSED = "lapor.event.photo.refused"
 

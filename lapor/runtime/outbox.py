@@ -51,10 +51,19 @@ class Outbox:
     """Puts announcements into a document's write and publishes them from there."""
 
     def __init__(
-        self, publishers: Iterable[EventPublisher], deferred: WriteBehind | None = None
+        self,
+        publishers: Iterable[EventPublisher],
+        deferred: WriteBehind | None = None,
+        subject_of: Callable[[BaseModel], str | None] | None = None,
     ) -> None:
-        self._by_schema = {p.schema: p for p in publishers}
-        self._by_subject = {p.subject: p for p in self._by_schema.values()}
+        publishers = list(publishers)
+        # An event goes to the first publisher of its schema, unless `subject_of`
+        # names another of the same schema for it.
+        self._by_schema: dict[type[BaseModel], EventPublisher] = {}
+        for publisher in publishers:
+            self._by_schema.setdefault(publisher.schema, publisher)
+        self._by_subject = {p.subject: p for p in publishers}
+        self._subject_of = subject_of
         # Clearing what was published may follow a moment later, with others' clears
         # in one command; until then this process does not publish those again.
         self.deferred = deferred
@@ -67,7 +76,8 @@ class Outbox:
         fields: Document = {}
         for event in events:
             event_id = str(getattr(event, "event_id"))  # noqa: B009 - every announcement has one
-            publisher = self._by_schema[type(event)]
+            subject = self._subject_of(event) if self._subject_of is not None else None
+            publisher = self._by_subject[subject] if subject else self._by_schema[type(event)]
             body = event.model_dump_json(by_alias=True)
             entry: Document = {
                 "event_id": event_id,

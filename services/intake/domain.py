@@ -23,6 +23,7 @@ from lapor.contracts import (
     DeadlinesSet,
     Priority,
     State,
+    subjects,
 )
 from lapor.contracts.commands import Action, ComplaintCommand, ComplaintForwarded
 from services.intake import lifecycle
@@ -393,6 +394,14 @@ def state_changed_event(
         officer=doc.get("officer"),
         cause_event_id=transition.event_id,
     )
+
+
+def subject_of(event: BaseModel) -> str | None:
+    """Where an announcement goes when its schema's own subject is not the place: a
+    routing's move to `assigned` or `triage` apart from the changes services act on."""
+    if isinstance(event, ComplaintStateChanged) and event.follows_routing:
+        return subjects.COMPLAINT_STATE_ROUTED
+    return None
 
 
 def command_transition(

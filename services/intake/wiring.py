@@ -53,7 +53,7 @@ from lapor.runtime.service import (
 )
 from lapor.runtime.settings import documentation_infra
 from lapor.runtime.write_behind import WriteBehind
-from services.intake import api, changes, handlers, open311, photo_api, usecases
+from services.intake import api, changes, domain, handlers, open311, photo_api, usecases
 from services.intake.callers import AccountsContext
 from services.intake.complaint_counts import MongoCountStore
 from services.intake.counts import CountBuffer, start_reconciler
@@ -109,6 +109,12 @@ def _publishers(broker: NatsBroker) -> dict[str, EventPublisher]:
             subjects.COMPLAINT_STATE_CHANGED,
             ComplaintStateChanged,
             "Complaint state changed",
+        ),
+        "state_routed": EventPublisher(
+            broker,
+            subjects.COMPLAINT_STATE_ROUTED,
+            ComplaintStateChanged,
+            "Complaint placed by its routing",
         ),
         "forwarded": EventPublisher(
             broker, subjects.COMPLAINT_FORWARDED, ComplaintForwarded, "Complaint forwarded"
@@ -239,6 +245,7 @@ ANNOUNCED = (
     "received",
     "rejected",
     "state_changed",
+    "state_routed",
     "forwarded",
     "photo_attached",
     "photo_refused",
@@ -248,7 +255,7 @@ ANNOUNCED = (
 def announcements(
     publishers: dict[str, EventPublisher], deferred: WriteBehind | None = None
 ) -> Outbox:
-    return Outbox([publishers[name] for name in ANNOUNCED], deferred)
+    return Outbox([publishers[name] for name in ANNOUNCED], deferred, domain.subject_of)
 
 
 @dataclass(frozen=True)

@@ -237,3 +237,28 @@ async def test_the_next_transition_of_a_complaint_written_here_needs_no_read(
         assert stored is not None and stored["state"] == State.ASSIGNED.value
     finally:
         await client.close()
+
+
+async def test_the_move_a_routing_causes_is_announced_apart_from_the_changes_services_act_on(
+    own_servers: Stack, own_mongo: Any, own_nc: Any
+) -> None:
+    """sla, hotspots and notify hear the routing decision itself; the move to
+    `assigned` it causes goes to its own subject, which none of them reads."""
+    async with running_intake(own_servers, own_mongo, DB) as deps:
+        tracking_id = await _received(deps.repo)
+        routed = complaint_routed(tracking_id, at=T0 + timedelta(minutes=1), received_at=T0)
+        await changes.record_routing(routed, deps)
+        await changes.execute(_acknowledge(tracking_id, "officer"), deps)
+
+    js = own_nc.jetstream()
+
+    async def states(subject: str) -> list[str]:
+        stored = await stored_messages(js, subject)
+        return [
+            body["state"]
+            for msg in stored
+            if (body := json.loads(msg.data))["complaint_id"] == tracking_id
+        ]
+
+    assert await states(subjects.COMPLAINT_STATE_ROUTED) == [State.ASSIGNED.value]
+    assert await states(subjects.COMPLAINT_STATE_CHANGED) == [State.IN_PROGRESS.value]
