@@ -62,6 +62,14 @@ async def _new(repo: ComplaintRepository, name: str, minutes: int) -> str:
     return tracking_id
 
 
+async def _with_deferred(db: Any, name: str) -> tuple[WriteBehind, ComplaintRepository, str]:
+    """A repository whose tidying writes wait for `deferred.flush()`, and one complaint."""
+    deferred = WriteBehind(db)
+    repo = ComplaintRepository(db, deferred=deferred)
+    await repo.ensure_indexes()
+    return deferred, repo, await _new(repo, name, 0)
+
+
 async def _route(
     repo: ComplaintRepository, tracking_id: str, priority: Priority, agency: str = "PUPR"
 ) -> None:
@@ -121,10 +129,7 @@ async def test_a_routing_is_listed_with_the_deferred_writes_an_officers_change_a
     own_mongo: Any,
 ) -> None:
     db = own_mongo[f"lapor_worklist_later_{uuid.uuid4().hex[:6]}"]
-    deferred = WriteBehind(db)
-    repo = ComplaintRepository(db, deferred=deferred)
-    await repo.ensure_indexes()
-    tracking_id = await _new(repo, "LATER", 0)
+    deferred, repo, tracking_id = await _with_deferred(db, "LATER")
     routed = complaint_routed(tracking_id, at=T0, agency="PUPR", priority=Priority.NORMAL)
     transition = domain.routed_transition(routed)
     await repo.change(tracking_id, lambda _: domain.Change(transition, listed_later=True))
@@ -381,10 +386,7 @@ async def test_the_routing_and_the_deadlines_are_listed_by_one_entry_write_and_o
     client, listener = listened(servers.mongo)
     try:
         db = client[f"lapor_worklist_once_{uuid.uuid4().hex[:6]}"]
-        deferred = WriteBehind(db)
-        repo = ComplaintRepository(db, deferred=deferred)
-        await repo.ensure_indexes()
-        tracking_id = await _new(repo, "ONCE", 0)
+        deferred, repo, tracking_id = await _with_deferred(db, "ONCE")
         routed = complaint_routed(tracking_id, at=T0, agency="PUPR", priority=Priority.NORMAL)
         first = Deadlines(first_response=T0 + timedelta(days=7))
         deadlines = _deadlines_set(tracking_id, first, f"deadlines:{routed.event_id}")
@@ -411,10 +413,7 @@ async def test_an_older_entrys_clear_never_takes_the_place_of_a_newer_ones(
     """The routing's entry, deferred, is written while an officer's change is listed
     at once: its mark's clear, queued after the officer's, must not replace it."""
     db = own_mongo[f"lapor_worklist_race_{uuid.uuid4().hex[:6]}"]
-    deferred = WriteBehind(db)
-    repo = ComplaintRepository(db, deferred=deferred)
-    await repo.ensure_indexes()
-    tracking_id = await _new(repo, "RACE", 0)
+    deferred, repo, tracking_id = await _with_deferred(db, "RACE")
     await _route(repo, tracking_id, Priority.NORMAL)
     routed = await repo.get(tracking_id)
     await _act(repo, tracking_id, Action.ACKNOWLEDGE)
