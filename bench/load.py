@@ -313,11 +313,12 @@ async def verify_sample(db: Any, complaint_ids: list[str], size: int = 25) -> di
     """Check in the database that acknowledged complaints are assigned with deadlines."""
     rng = random.Random(len(complaint_ids))  # noqa: S311 - a sample, not a secret
     sample = rng.sample(complaint_ids, min(size, len(complaint_ids)))
-    docs = await db.complaints.find(
-        {"_id": {"$in": sample}}, {"state": 1, "agency": 1, "deadlines": 1}
-    ).to_list(None)
+    # One lookup by `_id` each: FerretDB answers those through its index, while an
+    # `$in` of them decodes every stored complaint (minutes with a million).
+    fields = {"state": 1, "agency": 1, "deadlines": 1}
+    docs = await asyncio.gather(*(db.complaints.find_one({"_id": c}, fields) for c in sample))
     problems: list[str] = []
-    found = {d["_id"]: d for d in docs}
+    found = {d["_id"]: d for d in docs if d is not None}
     for cid in sample:
         doc = found.get(cid)
         if doc is None:
