@@ -9,33 +9,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.errors import ServerSelectionTimeoutError
 
 from lapor.runtime.outbox import FLAG, OUTBOX, Outbox
 from lapor.runtime.write_behind import WriteBehind
 from tests.integration.command_log import listened
+from tests.outbox_fakes import Noted, Publisher
 from tools.devstack import Stack
 
 pytestmark = [pytest.mark.integration]
-
-
-class Noted(BaseModel):
-    event_id: str
-    complaint_id: str
-
-
-class Publisher:
-    schema = Noted
-    subject = "lapor.test.noted"
-
-    def __init__(self) -> None:
-        self.published: list[str] = []
-
-    async def publish(self, message: BaseModel, msg_id: str) -> bool:
-        self.published.append(msg_id)
-        return True
 
 
 async def test_many_updates_go_out_in_few_commands_and_in_order(servers: Stack) -> None:

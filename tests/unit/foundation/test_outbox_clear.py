@@ -6,26 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
-
 from lapor.runtime.outbox import Outbox
 from lapor.runtime.write_behind import WriteBehind
-
-
-class Noted(BaseModel):
-    event_id: str
-
-
-class Publisher:
-    schema = Noted
-    subject = "lapor.test.noted"
-
-    def __init__(self) -> None:
-        self.published: list[str] = []
-
-    async def publish(self, message: BaseModel, msg_id: str) -> bool:
-        self.published.append(msg_id)
-        return True
+from tests.outbox_fakes import Noted, Publisher
 
 
 class Recorded:
