@@ -62,12 +62,7 @@ class Figures(RunState):
             "commands": delta,
             "per_complaint": per,
             "total_per_complaint": total,
-            "per_complaint_by_service": {
-                service: {k: round(v / n, 2) for k, v in counts.items()}
-                for service, counts in census.items()
-            }
-            if n
-            else {},
+            "per_complaint_by_service": _per_complaint(census, n) if n else {},
             "pipeline_ops_per_s": round(total * at_max, 1) if total and at_max else None,
         }
         self.result["db_commands_per_complaint"] = total
@@ -80,13 +75,9 @@ class Figures(RunState):
         n = counted.completed
         if not n or not census:
             return
-        by_service = {
-            service: {k: round(v / n, 2) for k, v in counts.items()}
-            for service, counts in census.items()
-        }
         total = sum(sum(counts.values()) for counts in census.values()) / n
         self.result["db_ops"]["statements_per_complaint"] = round(total, 2)
-        self.result["db_ops"]["statements_per_complaint_by_service"] = by_service
+        self.result["db_ops"]["statements_per_complaint_by_service"] = _per_complaint(census, n)
 
     def _messages(self, delta: dict[str, int], counted: StepResult, maximum: StepResult) -> None:
         totals = counters.message_totals(delta)
@@ -169,3 +160,11 @@ class Figures(RunState):
                 self.reasons[key] = f"{label} point not requested (make bench SCALE={label})"
             else:
                 self.reasons[key] = "intake's /metrics showed no complaint refresh"
+
+
+def _per_complaint(census: dict[str, dict[str, int]], n: int) -> dict[str, dict[str, float]]:
+    """A census (per service and `command:collection`) divided by `n` complaints."""
+    return {
+        service: {k: round(v / n, 2) for k, v in counts.items()}
+        for service, counts in census.items()
+    }
