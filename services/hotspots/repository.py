@@ -8,6 +8,7 @@ announcements as an outbox (lapor.runtime.outbox): a change is stored with its
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 MEMBERS = "hotspot_members"
+PLACE_KEY = "place_key"
+# Marks the members stored before `place_key` existed as given one.
+_PLACE_KEY_FILLED = "_place_key_filled"
+_FILLED_AT_ONCE = 500
 STATE_FIELDS = ("state", "outcome", "state_event_id", "state_at")
 WRITTEN_FRESH_S = 5.0
 HOTSPOTS = "hotspots"
@@ -111,12 +116,26 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def place_key(region: str, agency: str | None, kecamatan_code: str | None) -> str | None:
+    """What a member's candidates share: its region, agency and kecamatan, as one
+    indexed value. FerretDB narrows by the leading field of an index only, so a
+    lookup by kecamatan alone decoded the members of every agency there."""
+    if agency is None or kecamatan_code is None:
+        return None
+    return f"{region}|{agency}|{kecamatan_code}"
+
+
+def _place_key_of(doc: Document) -> str | None:
+    return place_key(doc["region"], doc.get("agency"), doc.get("kecamatan_code"))
+
+
 def member_doc(member: Member) -> Document:
     doc = asdict(member)
     doc["_id"] = doc.pop("complaint_id")
     doc["keywords"] = list(member.keywords)
     doc["kecamatan"] = member.kecamatan.model_dump() if member.kecamatan else None
     doc["kecamatan_code"] = member.kecamatan.code if member.kecamatan else None
+    doc[PLACE_KEY] = place_key(member.region, member.agency, doc["kecamatan_code"])
     doc["desa"] = member.desa.model_dump() if member.desa else None
     return doc
 
@@ -198,6 +217,19 @@ def hotspot_of(doc: Document) -> Hotspot:
 
 # The most candidates read for one grouping, and open hotspots listed at once.
 _CANDIDATES = 2000
+
+
+def candidates_query(
+    region: str, agency: str, kecamatan: str, since: datetime, until: datetime
+) -> Document:
+    """Members of one place and agency received in [since, until]: an equality on
+    the indexed key, then a range of the index's second field."""
+    return {
+        PLACE_KEY: place_key(region, agency, kecamatan),
+        "received_at": {"$gte": since, "$lte": until},
+    }
+
+
 _OPEN_HOTSPOTS = 5000
 
 
@@ -211,13 +243,32 @@ class MongoHotspots:
         self._written: dict[str, tuple[float, Document]] = {}
 
     async def ensure_indexes(self) -> None:
-        # FerretDB uses an index for the leading top-level field only: the
-        # candidates' lookup narrows by place first, the list by `open`.
-        await self.members_c.create_index(
-            [("kecamatan_code", ASCENDING), ("received_at", ASCENDING)]
-        )
+        # FerretDB uses an index for the leading top-level field only (and a date
+        # range after its equality): the candidates' lookup narrows by place and
+        # agency first, the list by `open`.
+        await self.members_c.create_index([(PLACE_KEY, ASCENDING), ("received_at", ASCENDING)])
         await self.hotspots_c.create_index([("open", ASCENDING), ("agency", ASCENDING)])
         await ensure_outbox_index(self.hotspots_c)
+        await self._fill_place_key()
+
+    async def _fill_place_key(self) -> None:
+        """Members stored before `place_key` existed get it (once), or the candidates'
+        lookup would miss them. Read in one pass: the filter has no indexed equality."""
+        if await self.members_c.find_one({"_id": _PLACE_KEY_FILLED}) is not None:
+            return
+        fields = {"region": 1, "agency": 1, "kecamatan_code": 1}
+        missing = {PLACE_KEY: {"$exists": False}, "region": {"$type": "string"}}
+        docs = await self.members_c.find(missing, fields).to_list(None)
+        for first in range(0, len(docs), _FILLED_AT_ONCE):
+            await self.members_c.bulk_write(
+                [
+                    UpdateOne({"_id": d["_id"]}, {"$set": {PLACE_KEY: _place_key_of(d)}})
+                    for d in docs[first : first + _FILLED_AT_ONCE]
+                ],
+                ordered=False,
+            )
+        with contextlib.suppress(DuplicateKeyError):
+            await self.members_c.insert_one({"_id": _PLACE_KEY_FILLED})
 
     async def member(self, complaint_id: str) -> Member | None:
         doc = await self.members_c.find_one({"_id": complaint_id})
@@ -275,12 +326,7 @@ class MongoHotspots:
     async def candidates(
         self, region: str, agency: str, kecamatan: str, since: datetime, until: datetime
     ) -> list[Member]:
-        query = {
-            "kecamatan_code": kecamatan,
-            "received_at": {"$gte": since, "$lte": until},
-            "region": region,
-            "agency": agency,
-        }
+        query = candidates_query(region, agency, kecamatan, since, until)
         # In one batch: a busy place has more candidates than a first batch's default 101.
         cursor = self.members_c.find(query).limit(_CANDIDATES).batch_size(_CANDIDATES)
         return [member_of(doc) async for doc in cursor]

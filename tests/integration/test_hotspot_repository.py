@@ -15,7 +15,15 @@ from lapor.runtime.outbox import Outbox
 from services.hotspots import handlers
 from services.hotspots.domain import Hotspot
 from services.hotspots.handlers import HotspotDeps
-from services.hotspots.repository import MEMBERS, MongoHotspots, StateChange, hotspot_doc
+from services.hotspots.repository import (
+    MEMBERS,
+    PLACE_KEY,
+    MongoHotspots,
+    StateChange,
+    candidates_query,
+    hotspot_doc,
+    member_doc,
+)
 from tests.integration.command_log import listened
 from tests.unit.hotspots.fakes import T0, Commands, routed, state_changed
 
@@ -191,3 +199,44 @@ async def test_a_first_routing_stores_its_grouped_member_with_one_insert(servers
         assert stored.routed_event_id == routed("BJR-C", hours=2).event_id
     finally:
         await client.close()
+
+
+async def test_the_candidates_lookup_narrows_by_place_and_agency_through_one_index(
+    mongo: Any,
+) -> None:
+    """A busy kecamatan has members of many agencies: the lookup's index equality names
+    the agency too, so the server decodes only the candidates, not all of them."""
+    repo, _ = await repository(mongo, "lapor_hotspot_repo_key")
+    agencies = ("PUPR", "PDAM", "DLH")
+    for n in range(30):
+        event = routed(f"BJR-{n:03d}", hours=n / 10, agency=agencies[n % 3])
+        assert await repo.add_member(handlers.member_from(event, None))
+    since, until = T0 - timedelta(days=1), T0 + timedelta(days=2)
+    found = await repo.candidates("banjar", "PDAM", "63.03.03", since, until)
+    assert sorted(m.complaint_id for m in found) == [f"BJR-{n:03d}" for n in range(1, 30, 3)]
+    assert await repo.candidates("banjar", "PDAM", "63.03.04", since, until) == []
+    explained = await mongo["lapor_hotspot_repo_key"].command(
+        "explain",
+        {"find": MEMBERS, "filter": candidates_query("banjar", "PDAM", "63.03.03", since, until)},
+    )
+    if "ferretdbVersion" not in explained.get("serverInfo", {}):
+        pytest.skip("not FerretDB")
+    plan = " ".join(explained["queryPlanner"]["Plan"])
+    assert "USING INDEX" in plan and "place_key" in plan and "<" in plan, plan
+
+
+async def test_members_stored_before_the_place_key_are_found_after_a_restart(
+    mongo: Any,
+) -> None:
+    repo, _ = await repository(mongo, "lapor_hotspot_repo_fill")
+    old = member_doc(handlers.member_from(routed("BJR-OLD", hours=1), None))
+    del old[PLACE_KEY]
+    await repo.members_c.insert_one(old)
+    await repo.members_c.delete_many({"_id": {"$regex": "^_place"}})
+
+    await repo.ensure_indexes()  # as a restarted service does
+
+    found = await repo.candidates(
+        "banjar", "PUPR", "63.03.03", T0 - timedelta(days=1), T0 + timedelta(days=2)
+    )
+    assert [m.complaint_id for m in found] == ["BJR-OLD"]
