@@ -18,12 +18,14 @@ import contextlib
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import nats.errors
+from fast_depends.library import CustomField
 from faststream import AckPolicy
 from faststream._internal.middlewares import BaseMiddleware
 from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsMessage
 from faststream.nats.prometheus import NatsPrometheusMiddleware
 from faststream.security import SASLPlaintext
 from nats.aio.client import DEFAULT_INBOX_PREFIX
@@ -63,6 +65,26 @@ log = logging.getLogger(__name__)
 BACKOFF_S = [10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0]
 DUPLICATE_WINDOW_S = 2 * 3600.0
 STREAM_MAX_AGE_S = 30 * 24 * 3600.0
+
+
+class _InTheLoop(CustomField):
+    """The message being handled, resolved in the event loop. FastStream's `Context`
+    field is synchronous, and FastDepends runs a synchronous field in a worker
+    thread: a thread hand-off for every message, to read one context entry."""
+
+    def __init__(self) -> None:
+        super().__init__(cast=False)
+
+    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        assert self.param_name
+        kwargs[self.param_name] = kwargs["context__"].resolve("message")
+        return kwargs
+
+
+# The message being handled, for a subscriber that needs more than its body (the
+# delivery count, the stream's timestamp). FastStream's `NatsMessage` annotation
+# resolves it through a worker thread.
+Delivered = Annotated[NatsMessage, _InTheLoop()]
 
 
 def stream_for(subject: str) -> JStream:

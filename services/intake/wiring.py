@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, FastAPI
 from faststream import FastStream
 from faststream.nats import NatsBroker
-from faststream.nats.annotations import NatsMessage
 from nats.errors import NotJSMessageError
 from prometheus_client import Counter
 from pydantic import SecretStr
@@ -38,7 +37,7 @@ from lapor.contracts.photos import PhotoAttached, PhotoRefused
 from lapor.directory import AgencyDirectory, load_directory
 from lapor.regions import Region, load_regions, region_keywords
 from lapor.report import report_router
-from lapor.runtime.broker import EventPublisher, durable
+from lapor.runtime.broker import Delivered, EventPublisher, durable
 from lapor.runtime.metrics import declared_consumers, start_refresher
 from lapor.runtime.outbox import Outbox, start_periodic, start_sweeper
 from lapor.runtime.serve import serve
@@ -73,7 +72,7 @@ DESCRIPTION = (
 )
 
 
-def stored_at(msg: NatsMessage) -> datetime | None:
+def stored_at(msg: Delivered) -> datetime | None:
     """When JetStream stored the message: the receipt time no publisher can set.
     None for a message that did not come from a stream (in-memory test brokers)."""
     with contextlib.suppress(NotJSMessageError, AttributeError, ValueError, IndexError):
@@ -166,7 +165,7 @@ def _subscribe_sms(broker: NatsBroker, deps: Late[IntakeDeps]) -> None:
             "`malformed` rejection, and a readable sender is told the format by SMS."
         ),
     )
-    async def on_sms(sms: InboundSms, msg: NatsMessage) -> None:
+    async def on_sms(sms: InboundSms, msg: Delivered) -> None:
         await handlers.handle_sms(sms, deps.get(), stored_at(msg))
 
 
@@ -215,7 +214,7 @@ def _subscribe_partners(broker: NatsBroker, deps: Late[IntakeDeps]) -> None:
             "breaks this schema is kept as a `malformed` rejection."
         ),
     )
-    async def on_partner(submission: InboundWeb, msg: NatsMessage) -> None:
+    async def on_partner(submission: InboundWeb, msg: Delivered) -> None:
         partner = subjects.partner_of(msg.raw_message.subject)
         if partner is None:
             raise ValueError(f"not a partner subject: {msg.raw_message.subject!r}")

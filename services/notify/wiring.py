@@ -10,7 +10,6 @@ import httpx
 from fastapi import FastAPI
 from faststream import FastStream
 from faststream.nats import NatsBroker
-from faststream.nats.annotations import NatsMessage
 from pymongo.asynchronous.database import AsyncDatabase
 
 from lapor.contracts import (
@@ -28,7 +27,7 @@ from lapor.contracts import (
     subjects,
 )
 from lapor.regions import Region, load_regions, reopen_window
-from lapor.runtime.broker import EventPublisher, durable
+from lapor.runtime.broker import Delivered, EventPublisher, durable
 from lapor.runtime.metrics import PipelineMetrics, start_consumer_refresher
 from lapor.runtime.outbox import start_periodic
 from lapor.runtime.serve import serve
@@ -115,11 +114,11 @@ def _subscribe_complaints(broker: NatsBroker, deps: Late[NotifyDeps]) -> None:
         title="Acknowledge and assign",
         batch_size=OFFICIAL_BATCH,
     )
-    async def on_deadlines(event: DeadlinesSet, msg: NatsMessage) -> None:
+    async def on_deadlines(event: DeadlinesSet, msg: Delivered) -> None:
         await handlers.handle_deadlines(event, deps.get(), delivery_count(msg))
 
     @durable(broker, subjects.COMPLAINT_ROUTED, "notify-routed", title="Out-of-scope guidance")
-    async def on_routed(event: ComplaintRouted, msg: NatsMessage) -> None:
+    async def on_routed(event: ComplaintRouted, msg: Delivered) -> None:
         await handlers.handle_routed(event, deps.get(), delivery_count(msg))
 
     @durable(
@@ -128,15 +127,15 @@ def _subscribe_complaints(broker: NatsBroker, deps: Late[NotifyDeps]) -> None:
         "notify-lifecycle",
         title="Question, answer, closing",
     )
-    async def on_state_changed(event: ComplaintStateChanged, msg: NatsMessage) -> None:
+    async def on_state_changed(event: ComplaintStateChanged, msg: Delivered) -> None:
         await handlers.handle_state_changed(event, deps.get(), delivery_count(msg))
 
     @durable(broker, subjects.INBOUND_REJECTED, "notify-rejected", title="Explain a rejection")
-    async def on_rejected(event: InboundRejected, msg: NatsMessage) -> None:
+    async def on_rejected(event: InboundRejected, msg: Delivered) -> None:
         await handlers.handle_rejected(event, deps.get(), delivery_count(msg))
 
     @durable(broker, subjects.CITIZEN_COMMAND_ANSWERED, "notify-commands", title="Answer commands")
-    async def on_command_answered(event: CitizenCommandAnswered, msg: NatsMessage) -> None:
+    async def on_command_answered(event: CitizenCommandAnswered, msg: Delivered) -> None:
         await handlers.handle_command_answered(event, deps.get(), delivery_count(msg))
 
 
@@ -150,7 +149,7 @@ def _subscribe_deadlines(broker: NatsBroker, deps: Late[NotifyDeps]) -> None:
         title="Warn officials of deadlines",
         batch_size=OFFICIAL_BATCH,
     )
-    async def on_alert(event: DeadlineAlert, msg: NatsMessage) -> None:
+    async def on_alert(event: DeadlineAlert, msg: Delivered) -> None:
         await handlers.handle_alert(event, deps.get(), delivery_count(msg))
 
     @durable(
@@ -160,7 +159,7 @@ def _subscribe_deadlines(broker: NatsBroker, deps: Late[NotifyDeps]) -> None:
         title="Escalate to officials",
         batch_size=OFFICIAL_BATCH,
     )
-    async def on_escalation(event: EscalationRaised, msg: NatsMessage) -> None:
+    async def on_escalation(event: EscalationRaised, msg: Delivered) -> None:
         await handlers.handle_escalation(event, deps.get(), delivery_count(msg))
 
 
