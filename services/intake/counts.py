@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 Document = dict[str, Any]
 _LEASE = "reconcile-lease"
+# A round's time, nine times over, passes before the next one: a tenth of the time.
+REST_PER_ROUND = 9
 
 
 class CountBuffer:
@@ -272,7 +274,12 @@ async def reconcile_if_due(
     every: timedelta,
     settle_s: float = 3.0,
 ) -> Reconciled | None:
-    """One round if no replica has reconciled within `every`; None otherwise."""
+    """One round if no replica has reconciled within `every`; None otherwise.
+
+    The next round waits at least `REST_PER_ROUND` times as long as this one took,
+    from its end: a round reads every open complaint (minutes with a million
+    stored) and weighs on the live traffic while it runs, so it takes at most a
+    tenth of the time, however many complaints are open."""
     if not await lease.take():
         return None
     try:
@@ -281,7 +288,8 @@ async def reconcile_if_due(
         await lease.release(datetime.now(UTC))
         raise
     await lease.record(outcome)
-    await lease.release(outcome.at + every)
+    rested = datetime.now(UTC) + timedelta(seconds=outcome.seconds * REST_PER_ROUND)
+    await lease.release(max(outcome.at + every, rested))
     return outcome
 
 

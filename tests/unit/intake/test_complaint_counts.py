@@ -3,6 +3,7 @@ repaired by the reconciliation."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from services.intake.complaint_counts import (
     contribution,
     read_figures,
 )
-from services.intake.counts import CountBuffer, reconcile
+from services.intake.counts import CountBuffer, Reconciled, reconcile, reconcile_if_due
 from services.intake.metrics import ComplaintFigures
 from services.intake.ports import IntakeDeps
 from tests.factories import complaint_routed
@@ -242,3 +243,41 @@ def test_the_counted_deadlines_match_a_recount_at_any_moment() -> None:
     import asyncio
 
     asyncio.run(check())
+
+
+class _Lease:
+    def __init__(self) -> None:
+        self.until: datetime | None = None
+        self.recorded: list[Reconciled] = []
+
+    async def take(self) -> bool:
+        return self.until is None or self.until <= datetime.now(UTC)
+
+    async def renew(self) -> None:
+        pass
+
+    async def release(self, until: datetime) -> None:
+        self.until = until
+
+    async def record(self, outcome: Reconciled) -> None:
+        self.recorded.append(outcome)
+
+
+async def test_a_long_round_is_followed_by_nine_times_its_length_of_rest() -> None:
+    """With many open complaints a round reads for minutes: however short `every`,
+    the reconciliation takes at most a tenth of the time."""
+    deps, repo, _counts, store = _deps()
+    await _pipeline(deps, 4)
+
+    async def slowly(_state: str) -> None:
+        await asyncio.sleep(0.05)  # a long read, in small
+
+    lease = _Lease()
+    every = timedelta(milliseconds=1)
+    before = datetime.now(UTC)
+    outcome = await reconcile_if_due(store, _source(repo, slowly), lease, every, settle_s=0)
+    assert outcome is not None and outcome.seconds >= 0.05
+    # It ended at least `seconds` after `before`; its rest starts at its end.
+    assert lease.until is not None
+    assert lease.until >= before + timedelta(seconds=outcome.seconds * 9)
+    assert await reconcile_if_due(store, _source(repo), lease, every, settle_s=0) is None
