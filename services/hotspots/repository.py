@@ -217,6 +217,7 @@ def hotspot_of(doc: Document) -> Hotspot:
 
 # The most candidates read for one grouping, and open hotspots listed at once.
 _CANDIDATES = 2000
+_OPEN_HOTSPOTS = 5000
 
 
 def candidates_query(
@@ -228,9 +229,6 @@ def candidates_query(
         PLACE_KEY: place_key(region, agency, kecamatan),
         "received_at": {"$gte": since, "$lte": until},
     }
-
-
-_OPEN_HOTSPOTS = 5000
 
 
 class MongoHotspots:

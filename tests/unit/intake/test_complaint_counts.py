@@ -240,8 +240,6 @@ def test_the_counted_deadlines_match_a_recount_at_any_moment() -> None:
                     recount.add(complaint)
             _same(await read_figures(store, moment), recount)
 
-    import asyncio
-
     asyncio.run(check())
 
 
